@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-pure test-fast bench peers system-deps clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard pacscore/_ext/*.pyx)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[all,test]"
+	touch $(STAMP)
+
+system-deps:
+	@sh scripts/system-deps.sh
+
+demo: $(STAMP)
+	$(PY) -m benchmarks.demo --archive demo-archive
+
+# The whole suite, compiled paths live; the matcher, record and query tests run again in pure mode.
+test: $(STAMP) system-deps
+	$(PY) -m pytest -q tests
+	PACSCORE_PURE=1 $(PY) -m pytest -q -m "not interop" tests/test_vectors.py tests/test_reference_properties.py tests/test_archive_properties.py tests/test_impl_parity.py
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -x -m "not interop and not slow" tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run --instances 50000
+
+peers: $(STAMP)
+	$(PY) -m benchmarks.peers --instances 50000
+
+clean:
+	rm -rf build dist *.egg-info demo-archive demo-data .pytest_cache .hypothesis
+	find pacscore -name '*.so' -delete; find pacscore/_ext -name '*.c' -delete

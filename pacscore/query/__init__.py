@@ -1,0 +1,1 @@
+"""Query semantics: identifiers to conditions, the reference matcher, plans and execution."""
