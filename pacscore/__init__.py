@@ -1,0 +1,39 @@
+"""pacscore: an embeddable PACS core.
+
+Store DICOM of any modality, query it with the exact C-FIND semantics of PS3.4, get it back.
+
+>>> import pacscore
+>>> with pacscore.open("archive/") as arc:
+...     arc.store("ct.dcm")
+...     studies = list(arc.find({"PatientName": "SMI*", "StudyDate": ""}, level="STUDY"))
+"""
+from __future__ import annotations
+
+import os
+
+from .errors import IngestError, NotFound, PacsError, QueryError, StorageError
+from .query.options import MatchOptions
+
+__version__ = "0.1.0"
+
+
+def _implementation() -> str:
+    if os.environ.get("PACSCORE_PURE") == "1":
+        return "pure"
+    try:
+        from ._ext import _match, _records  # noqa: F401
+    except ImportError:
+        return "pure"
+    return "cython"
+
+
+#: "cython" when the compiled matcher and record codec are live, "pure" otherwise
+IMPLEMENTATION = _implementation()
+
+from .archive import Archive, IngestReport, InstanceRef, StoreResult, open  # noqa: E402
+from .query.reference import match  # noqa: E402
+
+__all__ = [
+    "Archive", "open", "match", "MatchOptions", "IMPLEMENTATION", "StoreResult", "IngestReport", "InstanceRef",
+    "PacsError", "IngestError", "QueryError", "NotFound", "StorageError", "__version__",
+]

@@ -1,0 +1,1 @@
+"""Compiled twins of the hot paths (Cython); see pacscore/index/codec.py."""

@@ -1,0 +1,517 @@
+"""Archive: one LMDB index and one blob store; the only place that orders their writes.
+
+Blob before index: a blob is durable before the index transaction that points at it commits, so
+a crash leaves at worst an orphan blob (``verify(repair=True)`` removes it), never an entry
+without its bytes. Blob keys carry the content checksum, so replacing an instance writes a new
+blob and deletes the old one only after the index commit.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import lmdb
+import pydicom
+from pydicom.dataset import Dataset
+
+from . import ingest, model
+from .blobs import BlobStore, open_blobstore
+from .errors import IngestError, NotFound, PacsError, QueryError, StorageError
+from .index import codec as records
+from .index.lmdb_index import LEVEL_DB, Index
+from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer, is_internal
+from .query.execute import Executor
+from .query.keys import build_query, parse_tag
+from .query.options import MatchOptions
+from .query.results import FORMATS, ResultBuilder
+
+log = logging.getLogger("pacscore.archive")
+
+T_BLOBKEY = 0xFFFF0006
+CONFLICT_POLICIES = ("replace", "keep", "error")
+BATCH_INSTANCES = 500
+BATCH_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    sop_instance_uid: str
+    status: str  # "stored", "duplicate", "replaced", "kept"
+
+
+@dataclass
+class IngestReport:
+    stored: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (f"stored {len(self.stored)}, replaced {len(self.replaced)}, duplicates {len(self.duplicates)}, "
+                f"rejected {len(self.rejected)}")
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    patient_key: str
+    size: int
+    instance_number: int | None = None
+
+
+def open(folder: str | os.PathLike, blobs: str | None = None, **defaults) -> "Archive":  # noqa: A001
+    """Open or create the archive in ``folder`` (an LMDB index and, by default, file blobs).
+
+    >>> with pacscore.open("archive/") as arc:
+    ...     arc.store("ct.dcm")
+    """
+    return Archive(folder, blobs=blobs, **defaults)
+
+
+class Archive:
+    """The embedded PACS: store, find, count, get, instances, metadata, delete."""
+
+    def __init__(self, folder: str | os.PathLike, blobs: str | None = None, *, extra_tags: Iterable = (),
+                 on_conflict: str | None = None, **options) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.index = Index(self.folder / "index")
+        settings = self.index.settings()
+        if blobs is None:
+            blobs = settings.get("blobs")
+        extra = {int(t) if isinstance(t, int) else parse_tag(t) for t in extra_tags}
+        extra |= set(settings.get("extra_tags", []))
+        conflict = on_conflict or settings.get("on_conflict", "replace")
+        if conflict not in CONFLICT_POLICIES:
+            raise ValueError(f"on_conflict must be one of {CONFLICT_POLICIES}, not {conflict!r}")
+        saved_options = settings.get("options", {})
+        self.options = MatchOptions().replace(**{**saved_options, **options})
+        new_settings = {"blobs": blobs, "extra_tags": sorted(extra), "on_conflict": conflict,
+                        "options": {k: v for k, v in self.options.to_dict().items()
+                                    if v != getattr(MatchOptions(), k)}}
+        if new_settings != settings:
+            self.index.save_settings(new_settings)
+        self.on_conflict = conflict
+        self.extra_tags = sorted(extra)
+        self.index.extra_index_tags = {}
+        for tag in self.extra_tags:
+            self.index.extra_index_tags.setdefault(model.storage_level(tag), []).append(tag)
+            if model.storage_level(tag) == "PATIENT":
+                self.index.extra_index_tags.setdefault("STUDY", []).append(tag)
+        self.blobs: BlobStore = open_blobstore(blobs, root=self.folder)
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        if not self._closed:
+            self.blobs.close()
+            self.index.close()
+            self._closed = True
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<pacscore.Archive {str(self.folder)!r}>"
+
+    # -- writing ----------------------------------------------------------------------------
+    def _write(self, fn):
+        """Run ``fn(writer)`` in one write transaction, growing the map when it is full."""
+        for _ in range(40):
+            try:
+                with self.index.env.begin(write=True) as txn:
+                    writer = Writer(self.index, txn, self.index.extra_index_tags)
+                    result = fn(writer)
+                    writer.flush()
+                return result
+            except lmdb.MapFullError:
+                self.index.grow()
+            except lmdb.Error as exc:
+                raise StorageError(f"index write failed: {exc}") from None
+        raise StorageError("the index map could not grow enough")
+
+    def store(self, source: object) -> StoreResult:
+        """Store one instance (path, bytes, binary file object or pydicom Dataset).
+
+        Storing the same SOP Instance UID again is idempotent: the same bytes are a no-op;
+        different bytes replace the stored ones (``on_conflict="keep"`` / ``"error"`` otherwise).
+        """
+        parsed = ingest.parse(source)
+        report = self._store_parsed([parsed])
+        for status in ("stored", "replaced", "duplicates"):
+            if getattr(report, status):
+                return StoreResult(parsed.sop_instance_uid, {"duplicates": "duplicate"}.get(status, status))
+        raise IngestError(report.rejected[0][0], report.rejected[0][1])
+
+    def _store_parsed(self, batch: list[ingest.ParsedInstance], report: IngestReport | None = None) -> IngestReport:
+        report = report or IngestReport()
+        existing = {}
+        with self.index.read() as txn:
+            for p in batch:
+                raw = txn.get(p.sop_instance_uid.encode(), db=self.index.db("instance"))
+                if raw is not None:
+                    existing[p.sop_instance_uid] = (records.get_value(raw, T_CHECKSUM), records.get_value(raw, T_BLOBKEY))
+        todo, seen = [], {}
+        for p in batch:
+            old = existing.get(p.sop_instance_uid) or seen.get(p.sop_instance_uid)
+            if old is not None and old[0] == p.checksum:
+                report.duplicates.append(p.sop_instance_uid)
+                continue
+            if old is not None and self.on_conflict == "keep":
+                report.duplicates.append(p.sop_instance_uid)
+                continue
+            if old is not None and self.on_conflict == "error":
+                report.rejected.append((p.sop_instance_uid, "an instance with this SOP Instance UID is stored "
+                                                            "with different content (on_conflict='error')"))
+                continue
+            seen[p.sop_instance_uid] = (p.checksum, _blob_key(p))
+            todo.append(p)
+        if not todo:
+            return report
+        written = []
+        try:
+            for p in todo:
+                self.blobs.put(_blob_key(p), p.data)  # durable before the index points at it
+                written.append(p)
+        except (OSError, PacsError) as exc:
+            for p in written:
+                self._discard_blob(_blob_key(p))
+            raise StorageError(f"blob store write failed for {p.sop_instance_uid}: {exc}") from None
+
+        def apply(writer: Writer):
+            replaced_blobs, outcome = [], []
+            for p in todo:
+                old = writer.delete_instance(p.sop_instance_uid)
+                if old is not None:
+                    old_key = old.get(T_BLOBKEY, (None, None))[1]
+                    if old_key and old_key != _blob_key(p):
+                        replaced_blobs.append(old_key)
+                writer.add(p)
+                rec = writer.load("IMAGE", p.sop_instance_uid.encode())
+                rec[T_BLOBKEY] = ("IN", _blob_key(p))
+                outcome.append((p.sop_instance_uid, old is not None))
+            return replaced_blobs, outcome
+
+        try:
+            replaced_blobs, outcome = self._write(apply)
+        except BaseException:
+            for p in todo:
+                if p.sop_instance_uid not in existing:
+                    self._discard_blob(_blob_key(p))
+            raise
+        for key in replaced_blobs:
+            self._discard_blob(key)
+        for uid, was_replaced in outcome:
+            (report.replaced if was_replaced else report.stored).append(uid)
+        return report
+
+    def _discard_blob(self, key: str) -> None:
+        try:
+            self.blobs.delete(key)
+        except Exception as exc:  # an orphan is harmless; verify(repair=True) removes it
+            log.warning("could not delete blob %s: %s", key, exc)
+
+    def store_many(self, sources: object, *, workers: int | None = None, progress: bool = False,
+                   batch_size: int = BATCH_INSTANCES) -> IngestReport:
+        """Store files, folders (walked recursively), bytes or Datasets; returns an IngestReport.
+
+        Headers are parsed in ``workers`` processes; instances are committed in batches. Files
+        that are not DICOM are skipped and listed in ``report.rejected`` with the reason.
+        """
+        items = list(_expand(sources))
+        report = IngestReport()
+        bar = _progress(len(items), progress)
+        batch, batch_bytes = [], 0
+
+        def flush():
+            nonlocal batch, batch_bytes
+            if batch:
+                self._store_parsed(batch, report)
+                batch, batch_bytes = [], 0
+
+        try:
+            for outcome in _parse_all(items, workers):
+                if isinstance(outcome, tuple):
+                    report.rejected.append(outcome)
+                else:
+                    batch.append(outcome)
+                    batch_bytes += len(outcome.data)
+                    if len(batch) >= batch_size or batch_bytes >= BATCH_BYTES:
+                        flush()
+                if bar is not None:
+                    bar.update(1)
+            flush()
+        finally:
+            if bar is not None:
+                bar.close()
+        return report
+
+    # -- querying ---------------------------------------------------------------------------
+    def _query(self, identifier, level, model_name, options: dict):
+        opts = self.options.replace(**options) if options else self.options
+        return build_query(identifier, level, model_name, opts)
+
+    def find(self, identifier: object, level: str | None = None, model: str = "STUDY", *,
+             limit: int | None = None, offset: int = 0, format: str = "dataset", **options) -> Iterator:
+        """Matches of a C-FIND identifier, streamed, in a deterministic order.
+
+        >>> for ds in arc.find({"PatientName": "SMI*", "StudyDate": "20150101-"}, level="STUDY"):
+        ...     print(ds.StudyInstanceUID)
+        """
+        if format not in FORMATS:
+            raise QueryError("format", f"unknown result format {format!r} (use one of {FORMATS})")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise QueryError("limit", "must be a non-negative integer")
+        if not isinstance(offset, int) or offset < 0:
+            raise QueryError("offset", "must be a non-negative integer")
+        query = self._query(identifier, level, model, options)
+        return self._results(query, limit, offset, format)
+
+    def _results(self, query, limit, offset, fmt):
+        build = ResultBuilder(query, fmt)
+        with self.index.read() as txn:
+            matches = Executor(self.index, txn, query).matches()
+            skipped = produced = 0
+            for m in matches:
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                if limit is not None and produced >= limit:
+                    return
+                produced += 1
+                yield build(m)
+
+    def count(self, identifier: object, level: str | None = None, model: str = "STUDY", **options) -> int:
+        """The number of matches; never builds results."""
+        query = self._query(identifier, level, model, options)
+        with self.index.read() as txn:
+            return sum(1 for _ in Executor(self.index, txn, query).matches())
+
+    def explain(self, identifier: object, level: str | None = None, model: str = "STUDY", **options) -> dict:
+        """The access path the planner chooses for a query, without running it."""
+        query = self._query(identifier, level, model, options)
+        with self.index.read() as txn:
+            plan = Executor(self.index, txn, query).plan.describe()
+        plan["conditions"] = {lvl: [f"{c.keyword} {c.kind}" for c in conds] for lvl, conds in query.conditions.items()}
+        return plan
+
+    def unsupported_keys(self, identifier: object, level: str | None = None, model: str = "STUDY") -> list[str]:
+        """Keys of the identifier that are neither matched nor returned (C-FIND FF01)."""
+        return list(self._query(identifier, level, model, {}).ignored)
+
+    # -- retrieving -------------------------------------------------------------------------
+    def _instance_record(self, txn, sop_instance_uid: str) -> bytes:
+        if not isinstance(sop_instance_uid, str):
+            raise NotFound(f"SOP Instance UID must be a string, not {type(sop_instance_uid).__name__}")
+        raw = txn.get(sop_instance_uid.strip().encode(), db=self.index.db("instance"))
+        if raw is None:
+            raise NotFound(f"no instance with SOP Instance UID {sop_instance_uid}")
+        return bytes(raw)
+
+    def get(self, sop_instance_uid: str, *, verify: bool = True) -> bytes:
+        """The stored Part-10 bytes, exactly as received; the checksum is checked on the way."""
+        with self.index.read() as txn:
+            rec = self._instance_record(txn, sop_instance_uid)
+        key = records.get_value(rec, T_BLOBKEY)
+        try:
+            data = self.blobs.get(key)
+        except KeyError:
+            raise StorageError(f"the blob of instance {sop_instance_uid} is missing from the blob store "
+                               f"(run verify)") from None
+        if verify and ingest.checksum(data) != records.get_value(rec, T_CHECKSUM):
+            raise StorageError(f"the blob of instance {sop_instance_uid} is corrupted: checksum mismatch (run verify)")
+        return data
+
+    def open_blob(self, sop_instance_uid: str) -> BinaryIO:
+        return io.BytesIO(self.get(sop_instance_uid))
+
+    def instances(self, patient=None, study=None, series=None, instance=None) -> list[InstanceRef]:
+        """What a C-GET or WADO-RS would send for the given entities (UIDs or lists of them)."""
+        out: dict[str, InstanceRef] = {}
+        with self.index.read() as txn:
+            writer = Writer(self.index, txn)
+            targets = []
+            for level, values in (("PATIENT", patient), ("STUDY", study), ("SERIES", series), ("IMAGE", instance)):
+                for v in _as_list(values):
+                    if level == "PATIENT":
+                        targets += [("PATIENT", k) for k in _patient_keys(txn, self.index, v)]
+                    else:
+                        targets.append((level, v.strip().encode()))
+            for level, key in targets:
+                for sop in writer.instances_under(level, key):
+                    raw = txn.get(sop, db=self.index.db("instance"))
+                    if raw is None:
+                        continue
+                    rec = bytes(raw)
+                    number = records.get_value(rec, model.T_INSTANCE_NUMBER)
+                    try:
+                        number = int(number) if number else None
+                    except ValueError:
+                        number = None
+                    uid = sop.decode()
+                    out[uid] = InstanceRef(
+                        sop_instance_uid=uid,
+                        sop_class_uid=records.get_value(rec, model.T_SOP_CLASS) or "",
+                        transfer_syntax_uid=records.get_value(rec, model.T_AVAILABLE_TS) or "",
+                        study_instance_uid=records.get_value(rec, T_STUDY),
+                        series_instance_uid=records.get_value(rec, T_PARENT),
+                        patient_key=records.get_value(rec, T_PATIENT),
+                        size=int(records.get_value(rec, T_SIZE)),
+                        instance_number=number,
+                    )
+        return sorted(out.values(), key=lambda r: (r.study_instance_uid, r.series_instance_uid,
+                                                   r.instance_number if r.instance_number is not None else 1 << 62,
+                                                   r.sop_instance_uid))
+
+    def header(self, sop_instance_uid: str) -> Dataset:
+        """The instance's header as a pydicom Dataset (no pixel or bulk data), without the blob."""
+        with self.index.read() as txn:
+            self._instance_record(txn, sop_instance_uid)
+            raw = txn.get(sop_instance_uid.strip().encode(), db=self.index.db("header"))
+            data = zlib.decompress(bytes(raw))
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+
+    def metadata(self, sop_instance_uid: str, bulkdata_uri: "callable | None" = None) -> dict:
+        """The instance's header as a DICOM JSON dict, answered from the index, not the blob.
+
+        Bulk data (pixel data, large binary elements) appears as ``{"vr": ..., "BulkDataURI": uri}``
+        where ``bulkdata_uri(tag_hex)`` gives the URI (None by default).
+        """
+        ds = self.header(sop_instance_uid)
+        uri = bulkdata_uri or (lambda tag: None)
+
+        def handler(elem):
+            return uri(f"{int(elem.tag):08X}")
+
+        return ds.to_json_dict(bulk_data_threshold=ingest.BULK_THRESHOLD, bulk_data_element_handler=handler)
+
+    # -- deleting ---------------------------------------------------------------------------
+    def delete(self, *, patient=None, study=None, series=None, instance=None) -> int:
+        """Remove entities (and their blobs); returns the number of instances removed."""
+        if all(v is None for v in (patient, study, series, instance)):
+            raise ValueError("delete() needs patient=, study=, series= or instance=")
+        refs = self.instances(patient=patient, study=study, series=series, instance=instance)
+        if not refs:
+            return 0
+
+        def apply(writer: Writer):
+            keys = []
+            for ref in refs:
+                old = writer.delete_instance(ref.sop_instance_uid)
+                if old is not None:
+                    keys.append(old[T_BLOBKEY][1])
+            return keys
+
+        blob_keys = self._write(apply)
+        for key in blob_keys:  # after the commit: a crash here leaves orphans, never dangling entries
+            self._discard_blob(key)
+        return len(blob_keys)
+
+    # -- maintenance ------------------------------------------------------------------------
+    def stats(self) -> dict:
+        with self.index.read() as txn:
+            counts = {lvl.lower() + ("s" if lvl != "SERIES" else ""): txn.stat(self.index.db(db))["entries"]
+                      for lvl, db in LEVEL_DB.items()}
+            size = 0
+            for _, v in txn.cursor(db=self.index.db("instance")):
+                size += int(records.get_value(v, T_SIZE))
+            disagreements = 0
+            pdb = self.index.db("patient")
+            for _, v in txn.cursor(db=self.index.db("study")):
+                prec = txn.get(records.get_value(v, T_PARENT).encode("utf-8"), db=pdb)
+                if prec is None:
+                    continue
+                for tag in model.PATIENT_TAGS:
+                    if records.get_value(v, tag) != records.get_value(prec, tag):
+                        disagreements += 1
+                        break
+        info = self.index.env.info()
+        return {**counts, "instances": counts.pop("images"), "blob_bytes": size,
+                "index_bytes": (self.index.path / "data.mdb").stat().st_size, "map_size": info["map_size"],
+                "patient_disagreements": disagreements, "blobs": self.blobs.url}
+
+
+def _blob_key(p: ingest.ParsedInstance) -> str:
+    return f"{p.sop_instance_uid}_{p.checksum[:16]}"
+
+
+def _as_list(values) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        return [values]
+    return [str(v) for v in values]
+
+
+def _patient_keys(txn, index, patient_id: str) -> list[bytes]:
+    head = patient_id.strip().encode("utf-8") + b"\x00"
+    cur = txn.cursor(db=index.db("patient"))
+    out = []
+    if cur.set_range(head):
+        for k in cur.iternext(keys=True, values=False):
+            if not bytes(k).startswith(head):
+                break
+            out.append(bytes(k))
+    return out
+
+
+def _expand(sources) -> Iterator[object]:
+    if isinstance(sources, (str, os.PathLike, bytes, Dataset)) or hasattr(sources, "read"):
+        sources = [sources]
+    for src in sources:
+        if isinstance(src, (str, os.PathLike)) and Path(src).is_dir():
+            for root, dirs, files in os.walk(src):
+                dirs.sort()
+                for name in sorted(files):
+                    yield os.path.join(root, name)
+        else:
+            yield src
+
+
+def _parse_one(src) -> object:
+    try:
+        return ingest.parse(src)
+    except IngestError as exc:
+        return (str(exc.source), exc.reason)
+    except Exception as exc:  # never let one bad file stop a batch
+        return (str(src) if isinstance(src, (str, os.PathLike)) else "<input>", f"{type(exc).__name__}: {exc}")
+
+
+def _parse_all(items: list, workers: int | None) -> Iterator[object]:
+    paths_only = all(isinstance(i, (str, os.PathLike)) for i in items)
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1) if len(items) >= 64 else 1
+    if workers <= 1 or not paths_only:
+        for item in items:
+            yield _parse_one(item)
+        return
+    import multiprocessing
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        yield from pool.map(_parse_one, items, chunksize=32)
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="file", desc="ingest")
+
+
+__all__ = ["Archive", "open", "StoreResult", "IngestReport", "InstanceRef"]

@@ -1,0 +1,207 @@
+"""The ``pacscore`` command: ingest, find, get, delete, stats, verify, backup, restore, serve.
+
+    pacscore ingest --archive DIR PATH...
+    pacscore find --archive DIR --level STUDY PatientName='SMI*' StudyDate=20150101- ModalitiesInStudy=
+    pacscore get --archive DIR SOP_INSTANCE_UID -o out.dcm
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import PacsError
+
+
+def _archive(args):
+    from .archive import open as open_archive
+    return open_archive(args.archive, blobs=getattr(args, "blobs", None))
+
+
+def _safe_output(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and out.is_dir():
+        raise PacsError(f"{path} is a folder; give a file name")
+    return out
+
+
+def cmd_ingest(args) -> int:
+    with _archive(args) as arc:
+        report = arc.store_many(args.paths, workers=args.workers, progress=not args.quiet)
+        print(report)
+        for src, reason in report.rejected:
+            print(f"  rejected {src}: {reason}")
+    return 0
+
+
+def parse_keys(pairs: list[str]) -> dict:
+    """``Keyword=value`` arguments to an identifier dict (``Keyword`` or ``Keyword=`` asks for it back)."""
+    identifier = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if not name:
+            raise PacsError(f"bad key {pair!r}: use Keyword=value")
+        identifier[name] = value
+    return identifier
+
+
+def cmd_find(args) -> int:
+    identifier = parse_keys(args.keys)
+    options = {}
+    for opt in args.option or []:
+        name, _, value = opt.partition("=")
+        options[name] = {"true": True, "false": False}.get(value.lower(), value)
+    with _archive(args) as arc:
+        if args.explain:
+            print(json.dumps(arc.explain(identifier, level=args.level, model=args.model, **options), indent=2))
+            return 0
+        results = list(arc.find(identifier, level=args.level, model=args.model, limit=args.limit,
+                                offset=args.offset, format="json" if args.json else "dict", **options))
+    if args.json:
+        json.dump(results, sys.stdout, indent=1, ensure_ascii=False)
+        print()
+    else:
+        print(format_table(results))
+        print(f"({len(results)} match{'es' if len(results) != 1 else ''})")
+    return 0
+
+
+def format_table(rows: list[dict], max_width: int = 40) -> str:
+    """A readable text table of dict results (keyword -> value)."""
+    if not rows:
+        return "(no matches)"
+    skip = {"SpecificCharacterSet", "QueryRetrieveLevel"}
+    columns = [c for c in rows[0] if c not in skip]
+    for row in rows[1:]:
+        columns += [c for c in row if c not in columns and c not in skip]
+
+    def cell(v) -> str:
+        text = f"[{len(v)} items]" if isinstance(v, list) else str(v)
+        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+    widths = {c: max(len(c), *(len(cell(r.get(c, ""))) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
+    for r in rows:
+        lines.append("  ".join(cell(r.get(c, "")).ljust(widths[c]) for c in columns))
+    return "\n".join(lines)
+
+
+def cmd_get(args) -> int:
+    with _archive(args) as arc:
+        data = arc.get(args.uid)
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(data)
+    else:
+        _safe_output(args.output).write_bytes(data)
+        print(f"wrote {len(data)} bytes to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_delete(args) -> int:
+    chosen = {k: getattr(args, k) for k in ("patient", "study", "series", "instance") if getattr(args, k)}
+    if len(chosen) != 1:
+        raise PacsError("delete needs exactly one of --patient, --study, --series, --instance")
+    with _archive(args) as arc:
+        n = arc.delete(**chosen)
+    print(f"deleted {n} instance{'s' if n != 1 else ''}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    with _archive(args) as arc:
+        stats = arc.stats()
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        for k, v in stats.items():
+            print(f"{k:24} {v}")
+    return 0
+
+
+def _optional(module: str, attr: str):
+    try:
+        mod = __import__(f"pacscore.{module}", fromlist=[attr])
+        return getattr(mod, attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacscore", description="An embeddable PACS core.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def archive_arg(p):
+        p.add_argument("--archive", "-a", default=os.environ.get("PACSCORE_ARCHIVE", "archive"),
+                       help="archive folder (default: $PACSCORE_ARCHIVE or ./archive)")
+        p.add_argument("--blobs", default=None, help="blob store URL (default: file blobs in the archive)")
+
+    p = sub.add_parser("ingest", help="store files and folders")
+    archive_arg(p)
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("find", help="query: Keyword=value matches, Keyword= asks for it back")
+    archive_arg(p)
+    p.add_argument("--level", "-l", default="STUDY")
+    p.add_argument("--model", "-m", default="STUDY", help="STUDY (Study Root), PATIENT (Patient Root)")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="DICOM JSON output")
+    p.add_argument("--explain", action="store_true", help="show the plan instead of running the query")
+    p.add_argument("--option", "-o", action="append", help="matching option, e.g. relational=true")
+    p.add_argument("keys", nargs="*")
+    p.set_defaults(func=cmd_find)
+
+    p = sub.add_parser("get", help="write an instance's stored bytes")
+    archive_arg(p)
+    p.add_argument("uid")
+    p.add_argument("--output", "-o", default=None)
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("delete", help="delete a patient, study, series or instance")
+    archive_arg(p)
+    for level in ("patient", "study", "series", "instance"):
+        p.add_argument(f"--{level}")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("stats", help="counts and sizes")
+    archive_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    for module in ("maintenance",):
+        add = _optional(module, "add_cli")
+        if add is not None:
+            add(sub, archive_arg)
+
+    serve = sub.add_parser("serve", help="serve the archive over DICOM or HTTP")
+    serve_sub = serve.add_subparsers(dest="protocol", required=True)
+    for module in ("adapters.dimse", "adapters.dicomweb"):
+        add = _optional(module, "add_cli")
+        if add is not None:
+            add(serve_sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (PacsError, ValueError, KeyError) as exc:
+        print(f"pacscore {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The LMDB environment: named databases, key layouts, schema version, settings, map growth.
+
+Databases (all keys and values are bytes; UIDs and patient keys are UTF-8):
+
+    meta        b"schema" -> version; b"settings" -> JSON settings persisted with the archive
+    patient     PatientID \\0 Issuer       -> record
+    study       StudyInstanceUID          -> record (patient attributes of the study + study ones)
+    series      SeriesInstanceUID         -> record
+    instance    SOPInstanceUID            -> record (+ blob size, checksum, parents)
+    header      SOPInstanceUID            -> zlib(Part-10 header without bulk data)
+    children    level byte + parent key   -> child key          (dupsort: ordered children)
+    idx         level byte + tag + value  -> entity key         (dupsort: secondary index)
+
+One Environment per process: LMDB forbids carrying one across fork(), so ``Index.env`` reopens
+when the pid changes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import lmdb
+
+from ..errors import StorageError
+
+SCHEMA_VERSION = 1
+DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx")
+DUPSORT = ("children", "idx")
+LEVEL_DB = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
+LEVEL_BYTE = {"PATIENT": b"P", "STUDY": b"S", "SERIES": b"E", "IMAGE": b"I"}
+
+INITIAL_MAP_SIZE = 1 << 30  # grows by doubling on MapFullError
+
+
+class Index:
+    """Owns the LMDB environment of one archive folder."""
+
+    def __init__(self, path: str | os.PathLike, *, readonly: bool = False, map_size: int | None = None) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._map_size = map_size
+        self._pid = -1
+        self._env: lmdb.Environment | None = None
+        self._dbs: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self.env  # open now so that errors surface at open()
+
+    @property
+    def env(self) -> lmdb.Environment:
+        if self._pid != os.getpid() or self._env is None:
+            with self._lock:
+                if self._pid != os.getpid() or self._env is None:
+                    self._open()
+        return self._env
+
+    def db(self, name: str):
+        self.env
+        return self._dbs[name]
+
+    def _open(self) -> None:
+        if self._env is not None:
+            # inherited across fork(): unusable here; closing it in the child only unmaps and closes
+            # descriptors (reader slots belong to the parent's pid and are left alone)
+            try:
+                self._env.close()
+            except lmdb.Error:
+                pass
+            self._env = None
+        self.path.mkdir(parents=True, exist_ok=True)
+        existing = (self.path / "data.mdb").exists()
+        size = self._map_size or max(INITIAL_MAP_SIZE, (self.path / "data.mdb").stat().st_size * 2 if existing else 0)
+        try:
+            env = lmdb.open(str(self.path), map_size=size, max_dbs=len(DB_NAMES) + 2, subdir=True,
+                            readonly=self.readonly, lock=True, max_readers=256, metasync=True, sync=True)
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open the index at {self.path}: {exc}") from None
+        dbs = {}
+        if self.readonly:
+            for name in DB_NAMES:
+                dbs[name] = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
+        else:
+            with env.begin(write=True) as txn:
+                for name in DB_NAMES:
+                    dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
+                meta = dbs["meta"]
+                version = txn.get(b"schema", db=meta)
+                if version is None:
+                    txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
+                elif int(version) != SCHEMA_VERSION:
+                    env.close()
+                    raise StorageError(f"index schema version {int(version)} at {self.path}; "
+                                       f"this pacscore reads version {SCHEMA_VERSION}")
+        env.reader_check()  # clear reader slots left by killed processes
+        self._env, self._dbs, self._pid = env, dbs, os.getpid()
+
+    def grow(self) -> None:
+        """Double the map size (called outside any transaction after MapFullError)."""
+        env = self.env
+        env.set_mapsize(env.info()["map_size"] * 2)
+
+    def read(self):
+        return self.env.begin(buffers=True)
+
+    def settings(self) -> dict:
+        with self.env.begin() as txn:
+            raw = txn.get(b"settings", db=self.db("meta"))
+        return json.loads(raw) if raw else {}
+
+    def save_settings(self, settings: dict) -> None:
+        with self.env.begin(write=True) as txn:
+            txn.put(b"settings", json.dumps(settings, sort_keys=True).encode(), db=self.db("meta"))
+
+    def close(self) -> None:
+        if self._env is not None and self._pid == os.getpid():
+            self._env.close()
+        self._env = None
+        self._pid = -1

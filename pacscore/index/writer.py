@@ -1,0 +1,264 @@
+"""Applies ingests and deletes to the index inside one LMDB write transaction.
+
+The writer keeps each level's record right, children lists ordered, and the computed attributes
+of PS3.4 C.3.4 (ModalitiesInStudy, NumberOf...Related...) current, so queries read them like any
+other stored attribute. Records touched several times in a batch are decoded once and encoded
+once at commit (``flush``).
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Iterable
+
+from .. import model
+from ..ingest import ParsedInstance, patient_key
+from . import codec as records
+from .lmdb_index import LEVEL_BYTE, LEVEL_DB
+from .secondary import index_entries
+
+# reserved pseudo-tags for internal fields; never returned or matched
+T_PARENT = 0xFFFF0001
+T_SIZE = 0xFFFF0002
+T_CHECKSUM = 0xFFFF0003
+T_STUDY = 0xFFFF0004
+T_PATIENT = 0xFFFF0005
+INTERNAL_VR = "IN"
+
+PARENT_LEVEL = {"STUDY": "PATIENT", "SERIES": "STUDY", "IMAGE": "SERIES"}
+CHILD_LEVEL = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
+
+
+def is_internal(tag: int) -> bool:
+    return tag >= 0xFFFF0000
+
+
+class Writer:
+    """One batch of changes in one write transaction: ``with index.env.begin(write=True)``."""
+
+    def __init__(self, index, txn, extra_index_tags: dict[str, list[int]] | None = None) -> None:
+        self.index = index
+        self.txn = txn
+        self.extra = extra_index_tags or {}
+        self._dirty: dict[tuple[str, bytes], dict | None] = {}
+        self._original: dict[tuple[str, bytes], dict | None] = {}
+
+    # -- record cache -----------------------------------------------------------------------
+    def load(self, level: str, key: bytes) -> dict | None:
+        ck = (level, key)
+        if ck in self._dirty:
+            return self._dirty[ck]
+        raw = self.txn.get(key, db=self.index.db(LEVEL_DB[level]))
+        rec = records.decode(raw) if raw is not None else None
+        self._original[ck] = rec
+        self._dirty[ck] = dict(rec) if rec is not None else None
+        return self._dirty[ck]
+
+    def save(self, level: str, key: bytes, rec: dict | None) -> None:
+        ck = (level, key)
+        if ck not in self._original:
+            self.load(level, key)
+        self._dirty[ck] = rec
+
+    def flush(self) -> None:
+        for (level, key), rec in self._dirty.items():
+            old = self._original.get((level, key))
+            if rec == old:
+                continue
+            db = self.index.db(LEVEL_DB[level])
+            if rec is None:
+                self.txn.delete(key, db=db)
+            else:
+                self.txn.put(key, records.encode(rec), db=db)
+            self._reindex(level, key, old, rec)
+        self._original = {k: (dict(v) if v is not None else None) for k, v in self._dirty.items()}
+
+    def _reindex(self, level: str, key: bytes, old: dict | None, new: dict | None) -> None:
+        idx = self.index.db("idx")
+        extra = self.extra.get(level, ())
+        before = index_entries(level, old, extra) if old is not None else set()
+        after = index_entries(level, new, extra) if new is not None else set()
+        for entry in before - after:
+            self.txn.delete(entry, key, db=idx)
+        for entry in after - before:
+            self.txn.put(entry, key, db=idx, dupdata=True)
+
+    # -- children ---------------------------------------------------------------------------
+    def add_child(self, level: str, parent: bytes, child: bytes) -> None:
+        self.txn.put(LEVEL_BYTE[level] + parent, child, db=self.index.db("children"), dupdata=True)
+
+    def remove_child(self, level: str, parent: bytes, child: bytes) -> None:
+        self.txn.delete(LEVEL_BYTE[level] + parent, child, db=self.index.db("children"))
+
+    def children(self, level: str, parent: bytes) -> list[bytes]:
+        cur = self.txn.cursor(db=self.index.db("children"))
+        out = []
+        if cur.set_key(LEVEL_BYTE[level] + parent):
+            out = [bytes(v) for v in cur.iternext_dup()]
+        return out
+
+    # -- ingest -----------------------------------------------------------------------------
+    def existing_checksum(self, sop_uid: str) -> str | None:
+        rec = self.load("IMAGE", sop_uid.encode())
+        return None if rec is None else rec[T_CHECKSUM][1]
+
+    def add(self, inst: ParsedInstance) -> None:
+        """Index one instance whose blob is already durable."""
+        sop = inst.sop_instance_uid.encode()
+        series_key = inst.series_instance_uid.encode()
+        study_key = inst.study_instance_uid.encode()
+        pkey = inst.patient_key.encode("utf-8")
+        lv = inst.levels
+
+        patient = self.load("PATIENT", pkey)
+        study = self.load("STUDY", study_key)
+        series = self.load("SERIES", series_key)
+        new_study = study is None
+        new_series = series is None
+        if new_study:
+            study = {T_PARENT: (INTERNAL_VR, pkey.decode("utf-8"))}
+            if patient is None:
+                patient = {}
+            self.add_child("PATIENT", pkey, study_key)
+        else:
+            pkey = study[T_PARENT][1].encode("utf-8")  # a study stays with its first patient
+            patient = self.load("PATIENT", pkey) or {}
+        if new_series:
+            series = {T_PARENT: (INTERNAL_VR, inst.study_instance_uid)}
+            self.add_child("STUDY", study_key, series_key)
+        elif series[T_PARENT][1] != inst.study_instance_uid:
+            # the series already lives in another study: keep the hierarchy the first instance made
+            study_key = series[T_PARENT][1].encode()
+            study = self.load("STUDY", study_key)
+            pkey = study[T_PARENT][1].encode("utf-8")
+            patient = self.load("PATIENT", pkey) or {}
+
+        # the patient entity takes the latest values; each study keeps its own patient values
+        _replace_level_fields(patient, lv["PATIENT"], model.COMPUTED["PATIENT"])
+        _replace_level_fields(study, {**lv["PATIENT"], **lv["STUDY"]}, model.COMPUTED["STUDY"])
+        _replace_level_fields(series, lv["SERIES"], model.COMPUTED["SERIES"])
+
+        instance = dict(lv["IMAGE"])
+        instance[T_PARENT] = (INTERNAL_VR, series_key.decode())
+        instance[T_STUDY] = (INTERNAL_VR, study_key.decode())
+        instance[T_PATIENT] = (INTERNAL_VR, pkey.decode("utf-8"))
+        instance[T_SIZE] = (INTERNAL_VR, str(len(inst.data)))
+        instance[T_CHECKSUM] = (INTERNAL_VR, inst.checksum)
+        instance[model.T_AVAILABLE_TS] = ("UI", inst.transfer_syntax_uid)
+        self.save("IMAGE", sop, instance)
+        self.add_child("SERIES", series_key, sop)
+        self.txn.put(sop, inst.header, db=self.index.db("header"))
+
+        _bump(series, model.T_N_SERIES_INSTANCES, 1)
+        _bump(study, model.T_N_STUDY_INSTANCES, 1)
+        _bump(patient, model.T_N_PAT_INSTANCES, 1)
+        if new_series:
+            _bump(study, model.T_N_STUDY_SERIES, 1)
+            _bump(patient, model.T_N_PAT_SERIES, 1)
+        if new_study:
+            _bump(patient, model.T_N_PAT_STUDIES, 1)
+        modality = lv["SERIES"].get(model.T_MODALITY, ("CS", ""))[1]
+        _add_to_set(study, model.T_MODALITIES_IN_STUDY, "CS", modality)
+        _add_to_set(study, model.T_SOP_CLASSES_IN_STUDY, "UI", inst.sop_class_uid)
+        self.save("PATIENT", pkey, patient)
+        self.save("STUDY", study_key, study)
+        self.save("SERIES", series_key, series)
+
+    # -- delete -----------------------------------------------------------------------------
+    def delete_instance(self, sop_uid: str) -> dict | None:
+        """Remove one instance from the index; returns its old record (None if unknown)."""
+        sop = sop_uid.encode()
+        inst = self.load("IMAGE", sop)
+        if inst is None:
+            return None
+        series_key = inst[T_PARENT][1].encode()
+        study_key = inst[T_STUDY][1].encode()
+        pkey = inst[T_PATIENT][1].encode("utf-8")
+        self.save("IMAGE", sop, None)
+        self.txn.delete(sop, db=self.index.db("header"))
+        self.remove_child("SERIES", series_key, sop)
+        series = self.load("SERIES", series_key)
+        study = self.load("STUDY", study_key)
+        patient = self.load("PATIENT", pkey)
+        _bump(series, model.T_N_SERIES_INSTANCES, -1)
+        _bump(study, model.T_N_STUDY_INSTANCES, -1)
+        _bump(patient, model.T_N_PAT_INSTANCES, -1)
+        if _count(series, model.T_N_SERIES_INSTANCES) == 0:
+            self.save("SERIES", series_key, None)
+            self.remove_child("STUDY", study_key, series_key)
+            _bump(study, model.T_N_STUDY_SERIES, -1)
+            _bump(patient, model.T_N_PAT_SERIES, -1)
+        if _count(study, model.T_N_STUDY_INSTANCES) == 0:
+            self.save("STUDY", study_key, None)
+            self.remove_child("PATIENT", pkey, study_key)
+            _bump(patient, model.T_N_PAT_STUDIES, -1)
+        else:
+            self._recompute_study_sets(study_key, study)
+        if _count(patient, model.T_N_PAT_STUDIES) == 0:
+            self.save("PATIENT", pkey, None)
+        return inst
+
+    def _recompute_study_sets(self, study_key: bytes, study: dict) -> None:
+        modalities, classes = set(), set()
+        for series_key in self.children("STUDY", study_key):
+            series = self.load("SERIES", series_key)
+            if series is None:
+                continue
+            mod = series.get(model.T_MODALITY, ("CS", ""))[1]
+            if mod:
+                modalities.add(mod)
+            for sop in self.children("SERIES", series_key):
+                inst = self.load("IMAGE", sop)
+                if inst is not None:
+                    cls = inst.get(model.T_SOP_CLASS, ("UI", ""))[1]
+                    if cls:
+                        classes.add(cls)
+        study[model.T_MODALITIES_IN_STUDY] = ("CS", "\\".join(sorted(modalities)))
+        study[model.T_SOP_CLASSES_IN_STUDY] = ("UI", "\\".join(sorted(classes)))
+
+    def instances_under(self, level: str, key: bytes) -> Iterable[bytes]:
+        """Every SOP Instance UID below one entity."""
+        if level == "IMAGE":
+            yield key
+            return
+        for child in self.children(level, key):
+            yield from self.instances_under(CHILD_LEVEL[level], child)
+
+
+def _replace_level_fields(rec: dict, fields: dict, computed: frozenset) -> None:
+    keep = {t: v for t, v in rec.items() if is_internal(t) or t in computed}
+    rec.clear()
+    rec.update(fields)
+    rec.update(keep)
+
+
+def _count(rec: dict | None, tag: int) -> int:
+    if rec is None or tag not in rec:
+        return 0
+    return int(rec[tag][1] or 0)
+
+
+def _bump(rec: dict | None, tag: int, delta: int) -> None:
+    if rec is None:
+        return
+    rec[tag] = ("IS", str(_count(rec, tag) + delta))
+
+
+def _add_to_set(rec: dict, tag: int, vr: str, value: str) -> None:
+    if not value:
+        return
+    current = rec.get(tag, (vr, ""))[1]
+    values = set(current.split("\\")) if current else set()
+    if value not in values:
+        values.add(value)
+        rec[tag] = (vr, "\\".join(sorted(values)))
+    elif tag not in rec:
+        rec[tag] = (vr, value)
+
+
+def header_bytes(txn, index, sop_uid: str) -> bytes | None:
+    raw = txn.get(sop_uid.encode(), db=index.db("header"))
+    return None if raw is None else zlib.decompress(bytes(raw))
+
+
+__all__ = ["Writer", "T_PARENT", "T_SIZE", "T_CHECKSUM", "T_STUDY", "T_PATIENT", "is_internal",
+           "header_bytes", "patient_key"]

@@ -1,0 +1,356 @@
+"""Read one instance once and split it into what the index keeps (pure functions).
+
+Everything here runs in worker processes for ``store_many``: it takes bytes and returns a
+picklable ``ParsedInstance``; it never touches the archive. Text is decoded by
+SpecificCharacterSet here (pydicom knows ISO 2022 and GB18030), so the index holds UTF-8 and
+queries never decode.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.datadict import keyword_for_tag
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+from . import model
+from .errors import IngestError
+
+#: elements longer than this are bulk data: kept in the blob, left out of the indexed header
+BULK_THRESHOLD = 64 * 1024
+#: sequences whose JSON form is larger than this are not kept in level records (header only)
+MAX_SEQUENCE_BYTES = 16 * 1024
+
+_TEXT_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
+_NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"})
+_BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
+
+CHECKSUM_ALGORITHM = "blake2b-128"
+
+
+def checksum(data: bytes) -> str:
+    """The blob checksum kept in the index (fast, and strong enough to detect corruption)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass
+class ParsedInstance:
+    """One instance, ready for a write transaction."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    patient_id: str
+    issuer_of_patient_id: str
+    transfer_syntax_uid: str
+    data: bytes
+    header: bytes  # zlib-compressed Part-10 header (no pixel data, no bulk data)
+    checksum: str
+    levels: dict[str, dict[int, tuple[str, object]]] = field(default_factory=dict)
+
+    @property
+    def patient_key(self) -> str:
+        return patient_key(self.patient_id, self.issuer_of_patient_id)
+
+
+def patient_key(patient_id: str, issuer: str = "") -> str:
+    """PatientID and IssuerOfPatientID together identify a patient."""
+    return f"{patient_id}\x00{issuer}"
+
+
+def read_source(source: object) -> tuple[bytes, str]:
+    """The bytes of a path, bytes or binary file object, and a name for error messages."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "<bytes>"
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            return path.read_bytes(), str(path)
+        except OSError as exc:
+            raise IngestError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise IngestError(getattr(source, "name", "<file>"), "file object must be opened in binary mode")
+        return bytes(data), str(getattr(source, "name", "<file>"))
+    raise IngestError(repr(type(source).__name__), "expected a path, bytes, a binary file object or a pydicom Dataset")
+
+
+def dataset_to_part10(ds: Dataset) -> bytes:
+    """Encode a Dataset as a Part-10 file, adding the file meta information it lacks."""
+    ds = ds.copy()
+    meta = FileMetaDataset(getattr(ds, "file_meta", None) or FileMetaDataset())
+    if "TransferSyntaxUID" not in meta:
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    try:
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    except Exception as exc:  # pydicom raises many kinds for unencodable datasets
+        raise IngestError("<Dataset>", f"cannot encode the dataset: {exc}") from None
+    return buf.getvalue()
+
+
+def parse(source: object, name: str | None = None) -> ParsedInstance:
+    """Parse a path, bytes, file object or Dataset into a ParsedInstance, or raise IngestError."""
+    if isinstance(source, Dataset):
+        data, src = dataset_to_part10(source), name or "<Dataset>"
+    else:
+        data, src = read_source(source)
+        src = name or src
+    return parse_bytes(data, src)
+
+
+def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
+    if len(data) < 8:
+        raise IngestError(src, f"not DICOM: only {len(data)} bytes")
+    part10 = len(data) >= 132 and data[128:132] == b"DICM"
+    try:
+        fp = io.BytesIO(data)
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not part10)
+        header_end = fp.tell()
+    except InvalidDicomError as exc:
+        raise IngestError(src, f"not DICOM: {exc}") from None
+    except Exception as exc:
+        raise IngestError(src, f"unreadable or truncated DICOM header: {type(exc).__name__}: {exc}") from None
+    if not part10:
+        # a bare dataset (as sent over the network): keep it as a proper Part-10 file
+        if not _looks_like_dataset(ds):
+            raise IngestError(src, "not DICOM: no DICM prefix and no recognisable data set")
+        if not getattr(ds, "file_meta", None) or "TransferSyntaxUID" not in ds.file_meta:
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = _guess_syntax(ds)
+        try:
+            full = pydicom.dcmread(io.BytesIO(data), force=True)
+            full.file_meta = ds.file_meta
+            data = dataset_to_part10(full)
+            fp = io.BytesIO(data)
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            header_end = fp.tell()
+        except IngestError:
+            raise
+        except Exception as exc:
+            raise IngestError(src, f"unreadable data set: {type(exc).__name__}: {exc}") from None
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    syntax = str(meta.get("TransferSyntaxUID", "") or "") or _guess_syntax(ds)
+    if syntax != DeflatedExplicitVRLittleEndian:
+        _check_complete(data, header_end, syntax, src)
+    try:
+        return _split(ds, data, header_end, syntax, src)
+    except IngestError:
+        raise
+    except Exception as exc:
+        raise IngestError(src, f"cannot read attributes: {type(exc).__name__}: {exc}") from None
+
+
+def _looks_like_dataset(ds: Dataset) -> bool:
+    try:
+        return any(t in ds for t in (model.T_SOP_UID, model.T_STUDY_UID, model.T_SERIES_UID))
+    except Exception:
+        return False
+
+
+def _guess_syntax(ds: Dataset) -> str:
+    from pydicom.uid import ImplicitVRLittleEndian, ExplicitVRBigEndian
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit:
+        return ImplicitVRLittleEndian
+    if little is False:
+        return ExplicitVRBigEndian
+    return ExplicitVRLittleEndian
+
+
+def _check_complete(data: bytes, pos: int, syntax: str, src: str) -> None:
+    """Walk the elements after the header (pixel data and beyond): a short file is truncated."""
+    from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+    implicit = syntax == ImplicitVRLittleEndian
+    endian = ">" if syntax == ExplicitVRBigEndian else "<"
+    n = len(data)
+    while pos < n:
+        if pos + 8 > n:
+            raise IngestError(src, f"truncated: an element header is cut off at byte {pos}")
+        group, elem = struct.unpack_from(endian + "HH", data, pos)
+        if group == 0xFFFE:  # item or delimiter in a sequence of undefined length
+            length = struct.unpack_from(endian + "I", data, pos + 4)[0]
+            pos += 8
+            if elem == 0xE000 and length != 0xFFFFFFFF:
+                pos += length
+            continue
+        vr = data[pos + 4:pos + 6]
+        if implicit or not (vr.isalpha() and vr.isupper()):
+            # implicit VR (some writers encode pixel data so whatever the transfer syntax says)
+            length = struct.unpack_from(endian + "I", data, pos + 4)[0]
+            pos += 8
+        else:
+            if vr in (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"):
+                if pos + 12 > n:
+                    raise IngestError(src, f"truncated: an element header is cut off at byte {pos}")
+                length = struct.unpack_from(endian + "I", data, pos + 8)[0]
+                pos += 12
+            else:
+                length = struct.unpack_from(endian + "H", data, pos + 6)[0]
+                pos += 8
+        if length == 0xFFFFFFFF:
+            continue  # undefined length: its items follow
+        if pos + length > n:
+            raise IngestError(src, f"truncated: element ({group:04X},{elem:04X}) declares {length} bytes, "
+                                   f"{n - pos} remain")
+        pos += length
+
+
+def _text(ds: Dataset, tag: int) -> str:
+    try:
+        elem = ds.get_item(tag)
+    except Exception:
+        return ""
+    if elem is None:
+        return ""
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return str(value or "").strip(" \x00")
+
+
+def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> ParsedInstance:
+    sop_uid = _text(ds, model.T_SOP_UID) or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or "")
+    study_uid = _text(ds, model.T_STUDY_UID)
+    series_uid = _text(ds, model.T_SERIES_UID)
+    missing = [kw for kw, v in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid),
+                                ("SeriesInstanceUID", series_uid)) if not v]
+    if missing:
+        raise IngestError(src, f"missing {', '.join(missing)}: an instance needs its Study, Series and SOP Instance UID")
+    for kw, uid in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid)):
+        if len(uid) > 64 or not all(c.isdigit() or c == "." for c in uid):
+            raise IngestError(src, f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, at most 64 characters")
+    levels: dict[str, dict[int, tuple[str, object]]] = {lvl: {} for lvl in model.LEVELS}
+    has_bulk = False
+    for tag in ds.keys():
+        tag = int(tag)
+        if tag >> 16 < 8:
+            continue
+        try:
+            elem = ds.get_item(tag)
+            length = getattr(elem, "length", 0) or 0
+            if length > BULK_THRESHOLD and length != 0xFFFFFFFF:
+                has_bulk = True
+                continue
+            converted = element_value(ds, tag)
+        except Exception:
+            continue  # an element pydicom cannot convert is kept in the header only
+        if converted is None:
+            continue
+        levels[model.storage_level(tag)][tag] = converted
+    charset = ds.get("SpecificCharacterSet")
+    levels["IMAGE"][model.T_CHARSET] = ("CS", "ISO_IR 192")
+    header = data[:header_end]
+    if has_bulk or syntax == DeflatedExplicitVRLittleEndian:
+        header = _header_without_bulk(ds)
+    del charset
+    return ParsedInstance(
+        sop_instance_uid=sop_uid,
+        sop_class_uid=_text(ds, model.T_SOP_CLASS),
+        study_instance_uid=study_uid,
+        series_instance_uid=series_uid,
+        patient_id=_text(ds, model.T_PATIENT_ID),
+        issuer_of_patient_id=_text(ds, model.T_ISSUER),
+        transfer_syntax_uid=syntax,
+        data=data,
+        header=zlib.compress(header, 1),
+        checksum=checksum(data),
+        levels=levels,
+    )
+
+
+def _header_without_bulk(ds: Dataset) -> bytes:
+    slim = Dataset()
+    for tag in ds.keys():
+        elem = ds.get_item(tag)
+        length = getattr(elem, "length", 0) or 0
+        if length > BULK_THRESHOLD and length != 0xFFFFFFFF:
+            continue
+        slim.add(ds[tag])
+    meta = FileMetaDataset(ds.file_meta)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    slim.file_meta = meta
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, slim, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def element_value(ds: Dataset, tag: int, depth: int = 0) -> tuple[str, object] | None:
+    """``(vr, value)`` of one element as the index keeps it, or None for bulk/binary data."""
+    raw = ds.get_item(tag)
+    vr = raw.VR or model.vr_of(tag)
+    if vr in _ASCII_VRS and isinstance(raw.value, (bytes, bytearray)):
+        # these VRs are ASCII by definition: no character set decoding needed
+        return vr, raw.value.decode("latin-1").rstrip(" \x00")
+    if vr in _BINARY_VRS:
+        return None
+    elem = ds[tag]
+    vr = elem.VR if elem.VR and " or " not in elem.VR else vr
+    value = elem.value
+    if vr == "SQ":
+        if depth > 4:
+            return None
+        items = [_item_dict(item, depth + 1) for item in (value or [])]
+        return "SQ", items
+    if value is None:
+        return vr, ""
+    if vr == "AT":
+        vals = value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, int) else [value]
+        return vr, "\\".join(f"{int(v):08X}" for v in vals)
+    if vr in _NUMERIC_VRS:
+        if isinstance(value, (bytes, bytearray)):
+            return None
+        vals = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+        return vr, "\\".join(_num(v) for v in vals)
+    if isinstance(value, (bytes, bytearray)):
+        return vr, value.decode("latin-1").rstrip(" \x00")
+    if isinstance(value, str):
+        return vr, value.rstrip(" \x00") if vr not in ("LT", "ST", "UT", "UR") else value.rstrip(" ")
+    # MultiValue, PersonName, DSfloat, IS, ...
+    if type(value).__name__ == "MultiValue" or isinstance(value, (list, tuple)):
+        return vr, "\\".join(_scalar(v) for v in value)
+    return vr, _scalar(value)
+
+
+def _num(v: object) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return repr(v)
+    return str(v)
+
+
+def _scalar(v: object) -> str:
+    original = getattr(v, "original_string", None)
+    if isinstance(original, str):
+        return original.strip()
+    return "" if v is None else str(v)
+
+
+def _item_dict(item: Dataset, depth: int) -> dict:
+    out: dict[str, object] = {}
+    for tag in item.keys():
+        tag = int(tag)
+        try:
+            converted = element_value(item, tag, depth)
+        except Exception:
+            continue
+        if converted is None:
+            continue
+        out[keyword_for_tag(tag) or f"{tag:08X}"] = converted[1]
+    return out

@@ -1,0 +1,108 @@
+"""Runs a Query in one LMDB read transaction (a consistent snapshot) and yields matches.
+
+Candidates come from the plan (query/plan.py): unique-key lookups, navigation down from matched
+ancestors, a secondary index, or a scan of the level. Every candidate is verified against every
+condition of its level and of its ancestors: the index proposes, the matcher decides. Candidates
+are visited in ascending unique-key order, so answers are deterministic and pages are stable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ..index import codec as records
+from ..index.lmdb_index import LEVEL_DB
+from ..index.writer import T_PARENT, T_PATIENT, T_STUDY
+from .keys import Query
+from .plan import Plan, choose_plan
+
+_PARENT_FIELD = {"STUDY": T_PARENT, "SERIES": T_PARENT, "IMAGE": T_PARENT}
+_STORAGE_PARENT = {"STUDY": "PATIENT", "SERIES": "STUDY", "IMAGE": "SERIES"}
+
+
+@dataclass
+class Match:
+    """One matching entity at the query level, with its ancestors' records (raw bytes)."""
+
+    level: str
+    key: bytes
+    records: dict[str, bytes] = field(default_factory=dict)
+
+
+class Executor:
+    def __init__(self, index, txn, query: Query) -> None:
+        self.index = index
+        self.txn = txn
+        self.query = query
+        self._cache: dict[tuple[str, bytes], bytes | None] = {}
+        self._verdict: dict[tuple[str, bytes], bool] = {}
+        self.plan: Plan = choose_plan(self)
+
+    # -- records ----------------------------------------------------------------------------
+    def record(self, level: str, key: bytes) -> bytes | None:
+        ck = (level, key)
+        if ck not in self._cache:
+            raw = self.txn.get(key, db=self.index.db(LEVEL_DB[level]))
+            self._cache[ck] = None if raw is None else bytes(raw)
+        return self._cache[ck]
+
+    def parent_key(self, level: str, rec: bytes) -> bytes:
+        return records.get_value(rec, T_PARENT).encode("utf-8")
+
+    def ancestors(self, level: str, rec: bytes) -> dict[str, bytes]:
+        """Records of the storage ancestors of an entity (patient, study, series as needed)."""
+        out = {}
+        while level in _STORAGE_PARENT:
+            parent_level = _STORAGE_PARENT[level]
+            key = self.parent_key(level, rec)
+            prec = self.record(parent_level, key)
+            if prec is None:
+                break
+            out[parent_level] = prec
+            level, rec = parent_level, prec
+        return out
+
+    # -- matching ---------------------------------------------------------------------------
+    def test(self, level: str, rec: bytes) -> bool:
+        for cond in self.query.conditions.get(level, ()):
+            values = [records.get_value(rec, t) for t in cond.tags]
+            if not cond.test(*values):
+                return False
+        return True
+
+    def test_cached(self, level: str, key: bytes, rec: bytes) -> bool:
+        ck = (level, key)
+        verdict = self._verdict.get(ck)
+        if verdict is None:
+            verdict = self._verdict[ck] = self.test(level, rec)
+        return verdict
+
+    def matches(self) -> Iterator[Match]:
+        q = self.query
+        target = q.level
+        upper = [lvl for lvl in q.ancestors if q.conditions.get(lvl)]
+        for key in self.plan.candidates():
+            rec = self.record(target, key)
+            if rec is None or not self.test(target, rec):
+                continue
+            ancestors = self.ancestors(target, rec) if target != "PATIENT" else {}
+            if any(lvl in ancestors and not self.test_cached(lvl, self._key_of(lvl, ancestors, target, rec), ancestors[lvl])
+                   for lvl in upper):
+                continue
+            if any(lvl not in ancestors for lvl in upper):
+                continue
+            yield Match(level=target, key=key, records={target: rec, **ancestors})
+
+    def _key_of(self, level: str, ancestors: dict[str, bytes], target: str, rec: bytes) -> bytes:
+        # the key of an ancestor is stored in its child's parent field
+        chain = ["IMAGE", "SERIES", "STUDY", "PATIENT"]
+        child_level = chain[chain.index(level) - 1]
+        child_rec = rec if child_level == target else ancestors[child_level]
+        return self.parent_key(child_level, child_rec)
+
+
+def run(index, txn, query: Query) -> Iterator[Match]:
+    return Executor(index, txn, query).matches()
+
+
+__all__ = ["Executor", "Match", "run", "T_PATIENT", "T_STUDY"]

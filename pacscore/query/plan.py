@@ -1,0 +1,200 @@
+"""Chooses how to find candidates for a query: the most selective access path, else a scan.
+
+Access paths, most selective first:
+  * the unique key of the query level (single value or UID list): direct lookups;
+  * the unique key of an upper level: navigate down the children lists;
+  * secondary indexes (index/secondary.py): exact values, case-folded person-name prefixes,
+    date ranges; the candidate sets of every usable index are intersected;
+  * a scan of the level in key order.
+Every path only proposes; execute.py verifies each candidate, so a plan can never lose a match,
+only cost time. Candidate keys are always visited in ascending order.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from .. import model, values
+from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB
+from ..index.secondary import DEFAULT_INDEXED, MAX_VALUE_BYTES, normalise_pn, prefix
+
+_DOWN = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
+_EXACT_VRS = frozenset({"CS", "SH", "LO", "AE", "UI"})
+_DA8 = re.compile(r"^\d{8}$")
+
+
+@dataclass
+class Plan:
+    kind: str                       # "unique", "navigate", "index", "scan"
+    detail: str
+    keys: list[bytes] | None = None  # the candidate keys (sorted); None = scan
+    executor: object = None
+    steps: list[str] = field(default_factory=list)
+
+    def candidates(self) -> Iterator[bytes]:
+        if self.keys is not None:
+            return iter(self.keys)
+        ex = self.executor
+        cur = ex.txn.cursor(db=ex.index.db(LEVEL_DB[ex.query.level]))
+        return (bytes(k) for k in cur.iternext(keys=True, values=False))
+
+    def describe(self) -> dict:
+        return {"plan": self.kind, "detail": self.detail, "candidates": None if self.keys is None else len(self.keys),
+                "steps": self.steps}
+
+
+def choose_plan(ex) -> Plan:
+    q = ex.query
+    unique = _unique_values(q, q.level)
+    if unique is not None:
+        keys = sorted(set(_lookup_unique(ex, q.level, unique)))
+        return Plan("unique", f"{model.keyword_of(model.UNIQUE_KEY[q.level])} lookup", keys, ex)
+    for lvl in q.ancestors:
+        values = _unique_values(q, lvl)
+        if values is not None:
+            keys = _lookup_unique(ex, lvl, values)
+            current = lvl
+            while current != q.level:
+                keys = [c for k in keys for c in _children(ex, current, k)]
+                current = _DOWN[current]
+            return Plan("navigate", f"down from {model.keyword_of(model.UNIQUE_KEY[lvl])}", sorted(set(keys)), ex)
+    return _index_plan(ex) or Plan("scan", f"scan of the {q.level} level", None, ex)
+
+
+def _unique_values(q, level: str) -> list[str] | None:
+    """The values of a single/UID-list condition on the level's unique key, if there is one."""
+    tag = model.UNIQUE_KEY[level]
+    for cond in q.conditions.get(level, ()):
+        if cond.tags == (tag,) and cond.kind in ("single", "uid_list") and cond.key_values:
+            if level == "PATIENT" or not q.options.empty_record_matches or True:
+                return [v for v in cond.key_values]
+    return None
+
+
+def _lookup_unique(ex, level: str, values: Iterable[str]) -> list[bytes]:
+    out = []
+    if level == "PATIENT":  # patient keys are PatientID \0 Issuer: every issuer of that ID
+        db = ex.index.db("patient")
+        cur = ex.txn.cursor(db=db)
+        for v in values:
+            head = v.strip().encode("utf-8") + b"\x00"
+            if cur.set_range(head):
+                for k in cur.iternext(keys=True, values=False):
+                    if not bytes(k).startswith(head):
+                        break
+                    out.append(bytes(k))
+        return out
+    db = ex.index.db(LEVEL_DB[level])
+    for v in values:
+        key = v.strip(" \x00").encode("utf-8")
+        if key and ex.txn.get(key, db=db) is not None:
+            out.append(key)
+    return out
+
+
+def _children(ex, level: str, key: bytes) -> list[bytes]:
+    cur = ex.txn.cursor(db=ex.index.db("children"))
+    if cur.set_key(LEVEL_BYTE[level] + key):
+        return [bytes(v) for v in cur.iternext_dup()]
+    return []
+
+
+# -- secondary indexes -------------------------------------------------------------------------
+
+def _index_plan(ex) -> Plan | None:
+    q = ex.query
+    level = q.level
+    indexed = set(DEFAULT_INDEXED.get(level, ())) | set(getattr(ex.index, "extra_index_tags", {}).get(level, ()))
+    total = ex.txn.stat(ex.index.db(LEVEL_DB[level]))["entries"]
+    cap = max(2000, total // 8)
+    best: set[bytes] | None = None
+    steps = []
+    for cond in q.conditions.get(level, ()):
+        if len(cond.tags) != 1 or cond.tags[0] not in indexed:
+            continue
+        ranges = _ranges_for(cond, q.options)
+        if ranges is None:
+            continue
+        head = prefix(level, cond.tags[0])
+        found = _collect(ex, head, ranges, cap)
+        if found is None:
+            steps.append(f"{cond.keyword}: too broad")
+            continue
+        steps.append(f"{cond.keyword}: {len(found)} candidates")
+        best = found if best is None else best & found
+    if best is None:
+        return None
+    return Plan("index", "secondary index", sorted(best), ex, steps)
+
+
+def _ranges_for(cond, options) -> list[tuple[bytes, bytes | None, bool]] | None:
+    """Index value ranges (start, end inclusive, or prefix) that hold every possible match."""
+    vr = cond.vr
+    if cond.kind in ("single", "uid_list", "multi_value") and vr in _EXACT_VRS:
+        return [(_enc(v.strip(" \x00")), None, False) for v in cond.key_values]
+    if vr == "PN" and not options.pn_match_all_groups and cond.kind in ("single", "wildcard", "multi_value"):
+        out = []
+        for raw in str(cond.key).split("\\"):
+            if "=" in raw:
+                return None
+            if cond.kind == "wildcard" or "*" in raw or "?" in raw:
+                lit = re.split(r"[*?]", raw, maxsplit=1)[0]
+                if not lit or any(c in lit for c in "^= ") or lit != lit.strip():
+                    return None
+                out.append((_enc(values.fold_case(values.nfc(lit))), None, True))
+            else:
+                out.append((_enc(normalise_pn(raw)), None, False))
+        return out
+    if vr in _EXACT_VRS and cond.kind == "wildcard":
+        out = []
+        for raw in str(cond.key).split("\\"):
+            lit = re.split(r"[*?]", raw.lstrip(" "), maxsplit=1)[0]
+            if not lit:
+                return None
+            out.append((_enc(lit), None, True))
+        return out
+    if vr == "DA" and cond.kind in ("single", "range") and not options.timezone_adjustment:
+        text = str(cond.key).replace(" ", "")
+        if "\\" in text:
+            return None
+        lo, _, hi = text.partition("-") if cond.kind == "range" else (text, "", text)
+        if (lo and not _DA8.match(lo)) or (hi and not _DA8.match(hi)):
+            return None
+        return [(_enc(lo), _enc(hi) if hi else b"\xff", "range")]
+    return None
+
+
+def _enc(text: str) -> bytes:
+    return text.encode("utf-8")[:MAX_VALUE_BYTES]
+
+
+def _collect(ex, head: bytes, ranges, cap: int) -> set[bytes] | None:
+    cur = ex.txn.cursor(db=ex.index.db("idx"))
+    found: set[bytes] = set()
+    # entities with an empty or absent value: the matcher decides whether they match
+    if cur.set_key(head):
+        found.update(bytes(v) for v in cur.iternext_dup())
+    for start, end, mode in ranges:
+        lo = head + start
+        if mode is False:  # exact value
+            if cur.set_key(lo):
+                found.update(bytes(v) for v in cur.iternext_dup())
+        else:
+            if start == b"" and mode is True:
+                return None
+            if not cur.set_range(lo if start else head + b"\x00"):
+                continue
+            hi = head + end if mode == "range" else None
+            for k, v in cur.iternext(keys=True, values=True):
+                k = bytes(k)
+                if mode is True and not k.startswith(lo):
+                    break
+                if mode == "range" and (not k.startswith(head) or k > hi):
+                    break
+                found.add(bytes(v))
+                if len(found) > cap:
+                    return None
+        if len(found) > cap:
+            return None
+    return found
