@@ -33,7 +33,14 @@ IMPLEMENTATION = _implementation()
 from .archive import Archive, IngestReport, InstanceRef, StoreResult, open  # noqa: E402
 from .query.reference import match  # noqa: E402
 
+
+def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None = None, progress: bool = False):
+    """Bring an archive back from a backup folder into ``folder``, verify it, return ``(archive, report)``."""
+    from .maintenance import restore as _restore
+    return _restore(src, folder, blobs=blobs, progress=progress)
+
+
 __all__ = [
-    "Archive", "open", "match", "MatchOptions", "IMPLEMENTATION", "StoreResult", "IngestReport", "InstanceRef",
+    "Archive", "open", "restore", "match", "MatchOptions", "IMPLEMENTATION", "StoreResult", "IngestReport", "InstanceRef",
     "PacsError", "IngestError", "QueryError", "NotFound", "StorageError", "__version__",
 ]

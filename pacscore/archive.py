@@ -421,6 +421,16 @@ class Archive:
         return len(blob_keys)
 
     # -- maintenance ------------------------------------------------------------------------
+    def verify(self, repair: bool = False, checksums: bool = True):
+        """Every entry has its blob with the right size and checksum; orphans listed (removed with repair)."""
+        from .maintenance import verify
+        return verify(self, repair=repair, checksums=checksums)
+
+    def backup(self, dest: str | os.PathLike, progress: bool = False):
+        """A consistent hot backup into ``dest``; incremental when ``dest`` holds an earlier one."""
+        from .maintenance import backup
+        return backup(self, dest, progress=progress)
+
     def stats(self) -> dict:
         with self.index.read() as txn:
             counts = {lvl.lower() + ("s" if lvl != "SERIES" else ""): txn.stat(self.index.db(db))["entries"]

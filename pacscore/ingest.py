@@ -241,8 +241,8 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
     has_bulk = False
     for tag in ds.keys():
         tag = int(tag)
-        if tag >> 16 < 8:
-            continue
+        if tag >> 16 < 8 or tag in model.ALL_COMPUTED:
+            continue  # computed attributes are the archive's to compute, never taken from an instance
         try:
             elem = ds.get_item(tag)
             length = getattr(elem, "length", 0) or 0

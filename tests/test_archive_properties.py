@@ -1,0 +1,131 @@
+"""Store random batches, delete some, and check find/count at every level against a brute-force
+scan of what is stored, judged by the reference matcher (pacscore.match)."""
+from __future__ import annotations
+
+import tempfile
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pacscore
+
+from .factories import make_instance
+
+NAMES = ["Smith^John", "smith^JOHN", "Smíth^Anna", "Müller^Jürgen", "Jones", "", None, "山田^太郎", "O'Brien^P"]
+DATES = ["20150304", "20150305", "20191231", "20200101", "", None]
+MODALITIES = ["CT", "MR", "US", "PT"]
+DESCRIPTIONS = ["CT CHEST", "MR BRAIN", "CT*ABD", "", None, "ct chest"]
+
+
+@st.composite
+def archives(draw):
+    """A list of instances (dicts of attributes), consistent within each study and series."""
+    n_studies = draw(st.integers(1, 6))
+    instances = []
+    for s in range(n_studies):
+        patient = draw(st.sampled_from(["P1", "P2", "P3"]))
+        study = {"study": f"1.2.{s + 1}", "patient_id": patient, "patient_name": draw(st.sampled_from(NAMES)),
+                 "study_date": draw(st.sampled_from(DATES)),
+                 "StudyDescription": draw(st.sampled_from(DESCRIPTIONS)),
+                 "AccessionNumber": draw(st.sampled_from(["A1", "A2", "", None]))}
+        for e in range(draw(st.integers(1, 3))):
+            series = {"series": f"1.2.{s + 1}.{e + 1}", "modality": draw(st.sampled_from(MODALITIES)),
+                      "SeriesDescription": draw(st.sampled_from(DESCRIPTIONS))}
+            for i in range(draw(st.integers(1, 3))):
+                instances.append({**study, **series, "sop": f"1.2.{s + 1}.{e + 1}.{i + 1}",
+                                  "instance_number": str(i + 1),
+                                  "ImageType": draw(st.sampled_from(["ORIGINAL\\PRIMARY", "DERIVED", None]))})
+    return instances
+
+
+KEYS = {
+    "STUDY": [("PatientName", "PN", "patient_name"), ("StudyDate", "DA", "study_date"),
+              ("StudyDescription", "LO", "StudyDescription"), ("AccessionNumber", "SH", "AccessionNumber"),
+              ("PatientID", "LO", "patient_id"), ("ModalitiesInStudy", "CS", None),
+              ("StudyInstanceUID", "UI", "study")],
+    "SERIES": [("Modality", "CS", "modality"), ("SeriesDescription", "LO", "SeriesDescription"),
+               ("SeriesInstanceUID", "UI", "series")],
+    "IMAGE": [("InstanceNumber", "IS", "instance_number"), ("ImageType", "CS", "ImageType"),
+              ("SOPInstanceUID", "UI", "sop")],
+}
+
+KEY_VALUES = {
+    "PN": ["", "SMITH*", "smith^john", "*^J*", "Sm?th*", "Müller^Jürgen", "*", "山田*", "Jones"],
+    "DA": ["", "20150304", "20150101-20151231", "-20191231", "20200101-", "2015030"],
+    "LO": ["", "CT*", "CT CHEST", "*CHEST", "ct chest", "CT?ABD", "CT*ABD"],
+    "SH": ["", "A1", "A*", "A1\\A2"],
+    "CS": ["", "CT", "MR\\US", "C*", "ORIGINAL", "DERIVED", "*"],
+    "IS": ["", "1", "2", "01"],
+    "UI": ["", "1.2.1", "1.2.1\\1.2.2", "1.2.1.1", "1.2.2.1.1\\1.2.1.1.1"],
+}
+
+
+@st.composite
+def queries(draw):
+    level = draw(st.sampled_from(["STUDY", "SERIES", "IMAGE"]))
+    levels = ["STUDY", "SERIES", "IMAGE"][: ["STUDY", "SERIES", "IMAGE"].index(level) + 1]
+    keys = {}
+    for lvl in levels:
+        for keyword, vr, _ in draw(st.lists(st.sampled_from(KEYS[lvl]), max_size=3, unique=True)):
+            keys[keyword] = draw(st.sampled_from(KEY_VALUES[vr]))
+    return level, keys
+
+
+def entity_value(entity: dict, field: str | None, keyword: str, instances: list[dict]) -> object:
+    if keyword == "ModalitiesInStudy":
+        return "\\".join(sorted({i["modality"] for i in instances if i["study"] == entity["study"]}))
+    return entity.get(field)
+
+
+def brute_force(instances: list[dict], level: str, keys: dict) -> list[str]:
+    unique = {"STUDY": "study", "SERIES": "series", "IMAGE": "sop"}[level]
+    entities = {}
+    for inst in instances:
+        entities.setdefault(inst[unique], inst)
+    levels = ["STUDY", "SERIES", "IMAGE"][: ["STUDY", "SERIES", "IMAGE"].index(level) + 1]
+    spec = {kw: (vr, field) for lvl in levels for kw, vr, field in KEYS[lvl]}
+    out = []
+    for uid, ent in entities.items():
+        ok = True
+        for keyword, key in keys.items():
+            vr, field = spec[keyword]
+            value = entity_value(ent, field, keyword, instances)
+            if field == "patient_name" and value is not None and keyword == "PatientName":
+                pass
+            if not pacscore.match(vr, key, value):
+                ok = False
+                break
+        if ok:
+            out.append(uid)
+    return sorted(out, key=lambda u: u.encode())
+
+
+def store_all(arc, instances: list[dict]) -> None:
+    for inst in instances:
+        extra = {k: v for k, v in inst.items() if k[0].isupper()}
+        arc.store(make_instance(sop=inst["sop"], study=inst["study"], series=inst["series"],
+                                patient_id=inst["patient_id"], patient_name=inst["patient_name"],
+                                modality=inst["modality"], study_date=inst["study_date"], study_time=None,
+                                instance_number=inst["instance_number"], charset="ISO_IR 192", **extra))
+
+
+@settings(max_examples=60)
+@given(archives(), st.lists(queries(), min_size=1, max_size=6), st.data())
+def test_find_and_count_equal_brute_force(instances, qs, data):
+    with tempfile.TemporaryDirectory() as tmp, pacscore.open(tmp) as arc:
+        store_all(arc, instances)
+        # delete a few entities at random levels, and mirror that in the model
+        for _ in range(data.draw(st.integers(0, 2))):
+            if not instances:
+                break
+            victim = data.draw(st.sampled_from(instances))
+            level = data.draw(st.sampled_from(["study", "series", "sop"]))
+            arc.delete(**{"study": {"study": victim["study"]}, "series": {"series": victim["series"]},
+                          "sop": {"instance": victim["sop"]}}[level])
+            instances = [i for i in instances if i[level] != victim[level]]
+        for level, keys in qs:
+            expected = brute_force(instances, level, keys)
+            unique = {"STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}[level]
+            got = [r[unique] for r in arc.find(keys, level=level, relational=True, format="dict")]
+            assert got == expected, (level, keys)
+            assert arc.count(keys, level=level, relational=True) == len(expected)
