@@ -308,9 +308,10 @@ class Archive:
         plan["conditions"] = {lvl: [f"{c.keyword} {c.kind}" for c in conds] for lvl, conds in query.conditions.items()}
         return plan
 
-    def unsupported_keys(self, identifier: object, level: str | None = None, model: str = "STUDY") -> list[str]:
+    def unsupported_keys(self, identifier: object, level: str | None = None, model: str = "STUDY",
+                         **options) -> list[str]:
         """Keys of the identifier that are neither matched nor returned (C-FIND FF01)."""
-        return list(self._query(identifier, level, model, {}).ignored)
+        return list(self._query(identifier, level, model, options).ignored)
 
     # -- retrieving -------------------------------------------------------------------------
     def _instance_record(self, txn, sop_instance_uid: str) -> bytes:

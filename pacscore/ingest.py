@@ -296,13 +296,17 @@ def element_value(ds: Dataset, tag: int, depth: int = 0) -> tuple[str, object] |
     """``(vr, value)`` of one element as the index keeps it, or None for bulk/binary data."""
     raw = ds.get_item(tag)
     vr = raw.VR or model.vr_of(tag)
+    if vr == "UN" and model.vr_of(tag) != "UN":
+        vr = model.vr_of(tag)  # a known attribute sent as UN: its value is still the known VR's
     if vr in _ASCII_VRS and isinstance(raw.value, (bytes, bytearray)):
         # these VRs are ASCII by definition: no character set decoding needed
         return vr, raw.value.decode("latin-1").rstrip(" \x00")
     if vr in _BINARY_VRS:
         return None
     elem = ds[tag]
-    vr = elem.VR if elem.VR and " or " not in elem.VR else vr
+    vr = elem.VR if elem.VR and " or " not in elem.VR and elem.VR != "UN" else vr
+    if vr in _BINARY_VRS:
+        return None
     value = elem.value
     if vr == "SQ":
         if depth > 4:

@@ -13,7 +13,7 @@ from .factories import make_instance
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "matching.json"
 if not VECTORS.exists():  # a checkout that carries its own copy
-    VECTORS = Path(__file__).resolve().parent / "data" / "matching.json"
+    VECTORS = Path(__file__).resolve().parent / "vectors" / "matching.json"
 ALL = json.loads(VECTORS.read_text())
 HIERARCHICAL = [v for v in ALL if v["type"] == "hierarchical"]
 

@@ -137,7 +137,11 @@ class Writer:
         _replace_level_fields(study, {**lv["PATIENT"], **lv["STUDY"]}, model.COMPUTED["STUDY"])
         _replace_level_fields(series, lv["SERIES"], model.COMPUTED["SERIES"])
 
+        # the keys that place the instance are authoritative, whatever VR the file gave them
+        study[model.T_STUDY_UID] = ("UI", study_key.decode())
+        series[model.T_SERIES_UID] = ("UI", series_key.decode())
         instance = dict(lv["IMAGE"])
+        instance[model.T_SOP_UID] = ("UI", inst.sop_instance_uid)
         instance[T_PARENT] = (INTERNAL_VR, series_key.decode())
         instance[T_STUDY] = (INTERNAL_VR, study_key.decode())
         instance[T_PATIENT] = (INTERNAL_VR, pkey.decode("utf-8"))

@@ -13,6 +13,7 @@ from typing import Iterator
 from ..index import codec as records
 from ..index.lmdb_index import LEVEL_DB
 from ..index.writer import T_PARENT, T_PATIENT, T_STUDY
+from . import fast
 from .keys import Query
 from .plan import Plan, choose_plan
 
@@ -34,15 +35,18 @@ class Executor:
         self.index = index
         self.txn = txn
         self.query = query
-        self._cache: dict[tuple[str, bytes], bytes | None] = {}
+        self._cache: dict[tuple[str, bytes], bytes | None] = {}   # ancestors only
         self._verdict: dict[tuple[str, bytes], bool] = {}
+        self._dbs = {level: index.db(db) for level, db in LEVEL_DB.items()}
+        self.test = fast.record_tester(query, self.test)  # compiled kernels when built
         self.plan: Plan = choose_plan(self)
 
     # -- records ----------------------------------------------------------------------------
     def record(self, level: str, key: bytes) -> bytes | None:
+        """An ancestor's record, read once per query (many children share it)."""
         ck = (level, key)
         if ck not in self._cache:
-            raw = self.txn.get(key, db=self.index.db(LEVEL_DB[level]))
+            raw = self.txn.get(key, db=self._dbs[level])
             self._cache[ck] = None if raw is None else bytes(raw)
         return self._cache[ck]
 
@@ -81,16 +85,21 @@ class Executor:
         q = self.query
         target = q.level
         upper = [lvl for lvl in q.ancestors if q.conditions.get(lvl)]
-        for key in self.plan.candidates():
-            rec = self.record(target, key)
-            if rec is None or not self.test(target, rec):
+        test = self.test
+        # the plan yields (key, record) with the record possibly a buffer into the map: test in
+        # place, copy only what matches (buffers are valid until the next read)
+        for key, rec in self.plan.candidates():
+            if rec is None or not test(target, rec):
                 continue
+            rec = bytes(rec)
+            key = bytes(key)
             ancestors = self.ancestors(target, rec) if target != "PATIENT" else {}
-            if any(lvl in ancestors and not self.test_cached(lvl, self._key_of(lvl, ancestors, target, rec), ancestors[lvl])
-                   for lvl in upper):
-                continue
-            if any(lvl not in ancestors for lvl in upper):
-                continue
+            if upper:
+                if any(lvl not in ancestors for lvl in upper):
+                    continue
+                if not all(self.test_cached(lvl, self._key_of(lvl, ancestors, target, rec), ancestors[lvl])
+                           for lvl in upper):
+                    continue
             yield Match(level=target, key=key, records={target: rec, **ancestors})
 
     def _key_of(self, level: str, ancestors: dict[str, bytes], target: str, rec: bytes) -> bytes:

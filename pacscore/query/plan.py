@@ -32,12 +32,14 @@ class Plan:
     executor: object = None
     steps: list[str] = field(default_factory=list)
 
-    def candidates(self) -> Iterator[bytes]:
-        if self.keys is not None:
-            return iter(self.keys)
+    def candidates(self) -> Iterator[tuple[bytes, object]]:
+        """(key, record) pairs in ascending key order; the record may be a buffer."""
         ex = self.executor
-        cur = ex.txn.cursor(db=ex.index.db(LEVEL_DB[ex.query.level]))
-        return (bytes(k) for k in cur.iternext(keys=True, values=False))
+        db = ex.index.db(LEVEL_DB[ex.query.level])
+        if self.keys is not None:
+            get = ex.txn.get
+            return ((k, get(k, db=db)) for k in self.keys)
+        return ex.txn.cursor(db=db).iternext(keys=True, values=True)
 
     def describe(self) -> dict:
         return {"plan": self.kind, "detail": self.detail, "candidates": None if self.keys is None else len(self.keys),
@@ -67,8 +69,7 @@ def _unique_values(q, level: str) -> list[str] | None:
     tag = model.UNIQUE_KEY[level]
     for cond in q.conditions.get(level, ()):
         if cond.tags == (tag,) and cond.kind in ("single", "uid_list") and cond.key_values:
-            if level == "PATIENT" or not q.options.empty_record_matches or True:
-                return [v for v in cond.key_values]
+            return list(cond.key_values)
     return None
 
 

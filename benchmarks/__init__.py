@@ -1,0 +1,1 @@
+"""Benchmarks, the demo, and the data they run on (generated and real DICOM)."""

@@ -1,0 +1,278 @@
+"""The scale harness: build an archive from the generator, ingest it, run a fixed query suite.
+
+    python -m benchmarks.run --instances 20000 [--out DIR] [--pure-ratio] [--keep DIR]
+
+Measures ingest (instances/s), and per query of ``QUERY_SUITE``: median and p95 latency,
+queries/s, matches, the plan (``Archive.explain``); then index bytes per instance and peak
+RSS. With ``--pure-ratio`` the suite runs again in a subprocess with PACSCORE_PURE=1 on the
+same archive and each query gets the ratio pure/compiled. Writes ``results.json`` and
+``results.md`` into ``--out`` (default bench-out/).
+
+``QUERY_SUITE`` holds identifiers with ``{placeholders}``; ``resolve_suite(arc)`` fills them with
+values of the archive itself (a patient, a study, a series picked at fixed positions), so the
+suite fits whatever the generator produced. benchmarks/peers.py runs the same suite elsewhere.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: (name, identifier, level, options); identifiers may hold {placeholders} (see resolve_suite)
+QUERY_SUITE: list[tuple[str, dict, str, dict]] = [
+    ("exact PatientID", {"PatientID": "{patient_id}", "PatientName": "", "StudyDate": ""}, "STUDY", {}),
+    ("PatientName prefix", {"PatientName": "{name_prefix}*", "PatientID": ""}, "STUDY", {}),
+    ("PatientName infix", {"PatientName": "*{name_infix}*", "PatientID": ""}, "STUDY", {}),
+    ("PatientName ? wildcard", {"PatientName": "{name_qmark}", "PatientID": ""}, "STUDY", {}),
+    ("StudyDate single", {"StudyDate": "{study_date}", "PatientName": ""}, "STUDY", {}),
+    ("StudyDate closed range", {"StudyDate": "{year}0101-{year}0331", "PatientName": ""}, "STUDY", {}),
+    ("StudyDate open range", {"StudyDate": "{late_year}0601-", "PatientName": ""}, "STUDY", {}),
+    ("StudyDate+StudyTime combined", {"StudyDate": "{year}0101-{year}1231", "StudyTime": "080000-120000",
+                                      "PatientName": ""}, "STUDY", {"combined_datetime": True}),
+    ("ModalitiesInStudy", {"ModalitiesInStudy": "{modality}", "PatientID": ""}, "STUDY", {}),
+    ("StudyInstanceUID list", {"StudyInstanceUID": "{study_uids}", "PatientID": ""}, "STUDY", {}),
+    ("AccessionNumber", {"AccessionNumber": "{accession}", "PatientID": ""}, "STUDY", {}),
+    ("SeriesDescription wildcard", {"SeriesDescription": "*{series_word}*", "Modality": ""}, "SERIES",
+     {"relational": True}),
+    ("instances of one series", {"StudyInstanceUID": "{study_uid}", "SeriesInstanceUID": "{series_uid}",
+                                 "SOPInstanceUID": "", "InstanceNumber": ""}, "IMAGE", {}),
+    ("broad: all studies since 2005", {"StudyDate": "20050101-", "PatientName": "", "PatientID": "",
+                                       "ModalitiesInStudy": "", "NumberOfStudyRelatedInstances": ""}, "STUDY", {}),
+]
+
+
+def resolve_suite(arc, suite=QUERY_SUITE) -> list[tuple[str, dict, str, dict]]:
+    """The suite with its placeholders filled from the archive's own values."""
+    from pacscore.index import codec
+    from pacscore.index.lmdb_index import LEVEL_DB
+
+    def records(level: str) -> list[tuple[bytes, bytes]]:
+        with arc.index.read() as txn:
+            return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=arc.index.db(LEVEL_DB[level]))]
+
+    studies = records("STUDY")
+    ascii_studies = [(k, v) for k, v in studies if (codec.get_value(v, 0x00100010) or "").isascii()
+                     and "^" in (codec.get_value(v, 0x00100010) or "") and codec.get_value(v, 0x00080050)]
+    _, pick = ascii_studies[len(ascii_studies) // 3]
+    name = codec.get_value(pick, 0x00100010)
+    family = name.split("^")[0]
+    date = codec.get_value(pick, 0x00080020)
+    years = sorted({(codec.get_value(v, 0x00080020) or "")[:4] for _, v in studies} - {""})
+    series = records("SERIES")
+    skey, srec = series[len(series) // 2]
+    descs = [codec.get_value(v, 0x0008103E) or "" for _, v in series]
+    word = next((w for d in descs for w in d.split() if len(w) >= 4 and w.isascii()), "CHEST")
+    modality = codec.get_value(srec, 0x00080060) or "CT"
+    values = {
+        "patient_id": codec.get_value(pick, 0x00100020),
+        "name_prefix": family[:3],
+        "name_infix": family[1:4].lower(),
+        "name_qmark": family[0] + "?" + family[2:] + "^*",
+        "study_date": date,
+        "year": years[len(years) // 2],
+        "late_year": years[-2] if len(years) > 1 else years[-1],
+        "modality": modality,
+        "study_uids": "\\".join(k.decode() for k, _ in studies[:: max(1, len(studies) // 20)][:20]),
+        "accession": codec.get_value(pick, 0x00080050),
+        "series_word": word,
+        "study_uid": codec.get_value(srec, 0xFFFF0001),
+        "series_uid": skey.decode(),
+    }
+    return [(name, {k: v.format(**values) if isinstance(v, str) else v for k, v in ident.items()}, level, dict(opts))
+            for name, ident, level, opts in suite]
+
+
+# ---------------------------------------------------------------- building the archive
+
+def _config_for(instances: int, seed: int):
+    from benchmarks.generate import GeneratorConfig, count_instances
+
+    patients = max(1, instances // 25)
+    for _ in range(6):  # count_instances is cheap: adjust the patient count to the target
+        n = count_instances(GeneratorConfig(patients=patients, seed=seed))
+        if n >= instances:
+            break
+        patients = int(patients * instances / max(n, 1)) + 1
+    return GeneratorConfig(patients=patients, seed=seed)
+
+
+def build(folder: Path, instances: int, seed: int = 1, batch: int = 1000) -> dict:
+    """Generate ``instances`` instances and ingest them with store_many in batches."""
+    import warnings
+
+    import pacscore
+    from benchmarks.generate import generate_bytes
+
+    warnings.filterwarnings("ignore", module="pydicom")
+    config = _config_for(instances, seed)
+    stream = (data for _, data in itertools.islice(generate_bytes(config), instances))
+    generated = ingested = 0.0
+    stored = 0
+    with pacscore.open(folder) as arc:
+        while True:
+            t0 = time.perf_counter()
+            chunk = list(itertools.islice(stream, batch))
+            t1 = time.perf_counter()
+            if not chunk:
+                break
+            report = arc.store_many(chunk, workers=1, batch_size=batch)
+            t2 = time.perf_counter()
+            generated += t1 - t0
+            ingested += t2 - t1
+            stored += len(report.stored)
+    return {"instances": stored, "patients": config.patients, "seed": seed, "ingest_seconds": round(ingested, 2),
+            "ingest_per_s": round(stored / ingested, 1) if ingested else None,
+            "generate_seconds": round(generated, 2)}
+
+
+# ---------------------------------------------------------------- running the suite
+
+def time_query(fn, min_time: float = 0.4, min_runs: int = 5, max_runs: int = 200) -> tuple[list[float], object]:
+    """Run ``fn`` once to warm up, then until ``min_time`` has passed; the per-run seconds."""
+    result = fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times, result
+
+
+def summarise(times: list[float]) -> dict:
+    times = sorted(times)
+    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    median = statistics.median(times)
+    return {"median_ms": round(median * 1000, 3), "p95_ms": round(p95 * 1000, 3),
+            "qps": round(1 / median, 1) if median else None, "runs": len(times)}
+
+
+def install_hook() -> None:
+    """Wire fast.record_tester into the Executor the way the proposed one-line hook does
+    (measurement only, until execute.py carries it)."""
+    from pacscore.query import execute, fast
+
+    if getattr(execute.Executor, "_bench_hooked", False):
+        return
+    original = execute.Executor.__init__
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.test = fast.record_tester(self.query, self.test)
+
+    execute.Executor.__init__ = __init__
+    execute.Executor._bench_hooked = True
+
+
+def run_suite(folder: Path, min_time: float = 0.4, hook: bool = False) -> dict:
+    import pacscore
+
+    if hook:
+        install_hook()
+    out = {"implementation": pacscore.IMPLEMENTATION + ("+hook" if hook else ""), "queries": []}
+    with pacscore.open(folder) as arc:
+        for name, ident, level, opts in resolve_suite(arc):
+            times, matches = time_query(lambda: list(arc.find(ident, level=level, format="json", **opts)), min_time)
+            out["queries"].append({"name": name, "level": level, "identifier": ident, "options": opts,
+                                   "matches": len(matches), "plan": arc.explain(ident, level=level, **opts),
+                                   **summarise(times)})
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def index_size(folder: Path) -> dict:
+    import lmdb
+
+    env = lmdb.open(str(folder / "index"), readonly=True, lock=False, max_dbs=64)
+    try:
+        used = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    finally:
+        env.close()
+    return {"index_used_bytes": used, "index_file_bytes": (folder / "index" / "data.mdb").stat().st_size}
+
+
+def markdown(result: dict) -> str:
+    b = result["build"]
+    lines = [
+        f"instances {b['instances']} ({b['patients']} patients, seed {b['seed']}), implementation "
+        f"{result['suite']['implementation']}, {os.cpu_count()} cores",
+        f"ingest {b['ingest_per_s']} instances/s; index {result['index_bytes_per_instance']} bytes/instance; "
+        f"peak RSS {result['suite']['peak_rss_mb']} MB (query process)",
+        "",
+        "| query | level | matches | plan | median ms | p95 ms | q/s | pure/compiled | median ms with hook |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for q in result["suite"]["queries"]:
+        plan = q["plan"]["plan"] + (f" ({q['plan']['candidates']})" if q["plan"].get("candidates") is not None else "")
+        ratio = q.get("pure_ratio")
+        lines.append(f"| {q['name']} | {q['level']} | {q['matches']} | {plan} | {q['median_ms']} | {q['p95_ms']} | "
+                     f"{q['qps']} | {'' if ratio is None else ratio} | {q.get('hook_median_ms', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", default="bench-out")
+    parser.add_argument("--keep", help="build the archive in this folder (kept) instead of a temporary one")
+    parser.add_argument("--pure-ratio", action="store_true", help="rerun the suite with PACSCORE_PURE=1")
+    parser.add_argument("--min-time", type=float, default=0.4, help="seconds spent per query (after warm-up)")
+    parser.add_argument("--hook", action="store_true",
+                        help="also run the suite with the accelerated condition tests wired in (fast.record_tester)")
+    parser.add_argument("--suite-only", metavar="ARCHIVE", help=argparse.SUPPRESS)  # the child processes
+    parser.add_argument("--with-hook", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.suite_only:
+        json.dump(run_suite(Path(args.suite_only), args.min_time, args.with_hook), sys.stdout)
+        return 0
+
+    def child(extra_env=None, hook=False) -> dict:
+        cmd = [sys.executable, "-m", "benchmarks.run", "--suite-only", str(folder), "--min-time", str(args.min_time)]
+        env = {**os.environ, **(extra_env or {})}
+        return json.loads(subprocess.run(cmd + (["--with-hook"] if hook else []), check=True, capture_output=True,
+                                         text=True, env=env).stdout)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pacscore-bench-") as tmp:
+        folder = Path(args.keep) if args.keep else Path(tmp) / "archive"
+        build_info = build(folder, args.instances, args.seed)
+        print(f"ingested {build_info['instances']} instances at {build_info['ingest_per_s']}/s", file=sys.stderr)
+        # the suite runs in a fresh process so that its peak RSS is the query path's own
+        suite = child()
+        if args.hook:
+            hooked = child(hook=True)
+            for q, h in zip(suite["queries"], hooked["queries"]):
+                assert q["matches"] == h["matches"], (q["name"], q["matches"], h["matches"])
+                q["hook_median_ms"] = h["median_ms"]
+                q["hook_p95_ms"] = h["p95_ms"]
+            suite["hook_peak_rss_mb"] = hooked["peak_rss_mb"]
+        if args.pure_ratio:
+            pure = child({"PACSCORE_PURE": "1"})
+            for q, p in zip(suite["queries"], pure["queries"]):
+                assert q["matches"] == p["matches"], (q["name"], q["matches"], p["matches"])
+                q["pure_median_ms"] = p["median_ms"]
+                q["pure_ratio"] = round(p["median_ms"] / q["median_ms"], 2) if q["median_ms"] else None
+        sizes = index_size(folder)
+    result = {"build": build_info, "suite": suite, **sizes,
+              "index_bytes_per_instance": round(sizes["index_used_bytes"] / max(build_info["instances"], 1), 1),
+              "build_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              "cores": os.cpu_count()}
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "results.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The matcher kernels, compiled: wild cards over code points and exact value sets, tested in
+place on the UTF-8 bytes of a stored record.
+
+Only the common cases live here (pacscore/query/fast.py decides which); every answer equals
+the reference's (query/reference.py), which tests/test_impl_parity.py checks. Whatever the
+kernels cannot settle on ASCII bytes (non-ASCII values need NFC and Unicode case folding, SQ
+fields are JSON) goes to the reference test of the
+condition, so the fast path only ever decides the easy records.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.unicode cimport PyUnicode_DATA, PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH, PyUnicode_KIND
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.string cimport memchr, memcmp, memcpy
+
+from pacscore._ext._records import get_value as _get_value
+
+cdef enum:
+    HEAD = 3     # the record layout of index/records.py: u8 version, u16 n
+    ENTRY = 10   # u32 tag, 2s vr, u32 end
+
+cdef enum:
+    MODE_EXACT = 0
+    MODE_WILDCARD = 1
+    MODE_PN_WILDCARD = 2
+
+
+# ---------------------------------------------------------------- record fields
+
+cdef inline uint32_t _u32(const uint8_t* p) noexcept nogil:
+    return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+
+
+cdef int _find_field(const uint8_t* buf, Py_ssize_t size, uint32_t tag,
+                     Py_ssize_t* start, Py_ssize_t* end, const uint8_t** vr) noexcept nogil:
+    # The same binary search as _records.find_field (kept here so that the two modules build
+    # and load independently): 1 found, 0 absent, -1 malformed.
+    cdef Py_ssize_t n, lo, hi, mid, base, s, e
+    cdef uint32_t t
+    cdef const uint8_t* entry
+    if size < HEAD:
+        return -1
+    n = buf[1] | (buf[2] << 8)
+    base = HEAD + n * ENTRY
+    if base > size:
+        return -1
+    lo = 0
+    hi = n - 1
+    while lo <= hi:
+        mid = (lo + hi) >> 1
+        entry = buf + HEAD + mid * ENTRY
+        t = _u32(entry)
+        if t == tag:
+            e = _u32(entry + 6)
+            s = _u32(entry - 4) if mid else 0
+            if s > e or base + e > size:
+                return -1
+            start[0] = base + s
+            end[0] = base + e
+            vr[0] = entry + 4
+            return 1
+        if t < tag:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return 0
+
+
+# ---------------------------------------------------------------- wild cards
+
+cdef inline uint32_t _read(int kind, const void* data, Py_ssize_t i) noexcept nogil:
+    if kind == 1:
+        return (<const uint8_t*>data)[i]
+    if kind == 2:
+        return (<const uint16_t*>data)[i]
+    return (<const uint32_t*>data)[i]
+
+
+cdef bint _wildcard(const Py_UCS4* pat, Py_ssize_t m, int kind, const void* data, Py_ssize_t n,
+                    Py_ssize_t pad, bint lower) noexcept nogil:
+    """Anchored match of ``pat`` ('*' any run, '?' one code point) against the text
+    ``data[:n]`` followed by ``pad`` carets; ``lower`` lowers ASCII A-Z of the text.
+
+    One pass with a single resumption point (the last '*'): a failed placement only moves the
+    last star's span, so the cost is at most O(n * m) and never exponential, like the
+    reference's leftmost placement of the parts between stars."""
+    cdef Py_ssize_t i = 0, j = 0, star = -1, mark = 0, total = n + pad
+    cdef uint32_t c, p
+    while i < total:
+        if j < m:
+            p = pat[j]
+            if p == 42:  # '*'
+                star = j
+                j += 1
+                mark = i
+                continue
+            if p == 63:  # '?'
+                i += 1
+                j += 1
+                continue
+            c = _read(kind, data, i) if i < n else 94  # '^'
+            if lower and 65 <= c <= 90:
+                c += 32
+            if p == c:
+                i += 1
+                j += 1
+                continue
+        if star < 0:
+            return False
+        j = star + 1
+        mark += 1
+        i = mark
+    while j < m and pat[j] == 42:
+        j += 1
+    return j == m
+
+
+cdef Py_UCS4* _ucs4(str text, Py_ssize_t* length) except NULL:
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i
+    cdef int kind = PyUnicode_KIND(text)
+    cdef const void* data = PyUnicode_DATA(text)
+    cdef Py_UCS4* out = <Py_UCS4*>PyMem_Malloc((n + 1) * sizeof(Py_UCS4))
+    if out == NULL:
+        raise MemoryError()
+    for i in range(n):
+        out[i] = _read(kind, data, i)
+    length[0] = n
+    return out
+
+
+def wildcard_match(str pattern, str text):
+    """Does ``text`` match the DICOM wild card ``pattern`` as given (code points, case-sensitive,
+    no normalisation)? The kernel of WildcardPattern.match."""
+    cdef Py_ssize_t m = 0
+    cdef Py_UCS4* pat = _ucs4(pattern, &m)
+    try:
+        return _wildcard(pat, m, PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), 0, False)
+    finally:
+        PyMem_Free(pat)
+
+
+# ---------------------------------------------------------------- one condition on one field
+
+cdef inline bint _is_pad(uint8_t c) noexcept nogil:
+    return c == 32 or c == 0
+
+
+cdef class FieldTest:
+    """One condition on one stored attribute, decided on the record's bytes.
+
+    mode EXACT: any stored value equals any key (``keys`` are UTF-8 bytes);
+    mode WILDCARD: any stored value matches any pattern;
+    mode PN_WILDCARD: the normalised Alphabetic group of any stored name, ASCII-lowered when
+    ``fold``, matches any pattern, with missing trailing carets added as the reference does.
+    ``fallback(stored)`` is the reference test: it decides non-ASCII values (NFC, Unicode case
+    folding) and SQ fields."""
+
+    cdef readonly uint32_t tag
+    cdef int mode
+    cdef readonly bint empty
+    cdef bint strip_lead, split, fold
+    cdef readonly object fallback
+    cdef list keys
+    cdef object keyset
+    cdef Py_UCS4** pats
+    cdef Py_ssize_t* lens
+    cdef Py_ssize_t* carets
+    cdef Py_ssize_t npats
+
+    def __cinit__(self, uint32_t tag, int mode, keys, bint empty, bint strip_lead, bint split,
+                  bint fold, fallback, carets=None):
+        cdef Py_ssize_t i
+        self.tag = tag
+        self.mode = mode
+        self.empty = empty
+        self.strip_lead = strip_lead
+        self.split = split
+        self.fold = fold
+        self.fallback = fallback
+        self.pats = NULL
+        self.lens = NULL
+        self.carets = NULL
+        self.npats = 0
+        if mode == MODE_EXACT:
+            self.keys = [k.encode("utf-8", "surrogatepass") if isinstance(k, str) else bytes(k) for k in keys]
+            self.keyset = frozenset(self.keys) if len(self.keys) > 8 else None
+            return
+        patterns = list(keys)
+        self.npats = len(patterns)
+        self.pats = <Py_UCS4**>PyMem_Malloc(self.npats * sizeof(Py_UCS4*))
+        self.lens = <Py_ssize_t*>PyMem_Malloc(self.npats * sizeof(Py_ssize_t))
+        self.carets = <Py_ssize_t*>PyMem_Malloc(self.npats * sizeof(Py_ssize_t))
+        if self.pats == NULL or self.lens == NULL or self.carets == NULL:
+            raise MemoryError()
+        for i in range(self.npats):
+            self.pats[i] = NULL
+        for i in range(self.npats):
+            self.pats[i] = _ucs4(patterns[i], &self.lens[i])
+            self.carets[i] = carets[i] if carets is not None else 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.pats != NULL:
+            for i in range(self.npats):
+                if self.pats[i] != NULL:
+                    PyMem_Free(self.pats[i])
+            PyMem_Free(self.pats)
+        PyMem_Free(self.lens)
+        PyMem_Free(self.carets)
+
+    # -- one value, padding removed ---------------------------------------------------------
+    cdef int _one(self, const uint8_t* v, Py_ssize_t n) except -1:
+        """1 match, 0 no match, 2 undecided (let the reference decide the whole field)."""
+        cdef Py_ssize_t i, k, g, have, olen, keep, s, e, a, b
+        cdef uint8_t buf[514]
+        cdef bytes key
+        if self.mode == MODE_EXACT:
+            if self.keyset is not None:
+                return PyBytes_FromStringAndSize(<const char*>v, n) in self.keyset
+            for key in self.keys:
+                if PyBytes_GET_SIZE(key) == n and memcmp(PyBytes_AS_STRING(key), v, n) == 0:
+                    return 1
+            return 0
+        if self.mode == MODE_WILDCARD:
+            for k in range(self.npats):
+                if _wildcard(self.pats[k], self.lens[k], 1, v, n, 0, False):
+                    return 1
+            return 0
+        # PN: the Alphabetic group normalised as values.parse_pn does (components trimmed,
+        # trailing empty ones dropped), then lowered and matched like group_ok
+        g = 0
+        while g < n and v[g] != 61:  # the Alphabetic group ends at the first '='
+            g += 1
+        if g > 512:
+            return 2
+        olen = 0
+        keep = 0
+        s = 0
+        while s <= g:
+            e = s
+            while e < g and v[e] != 94:
+                e += 1
+            a = s
+            b = e
+            while b > a and _is_pad(v[b - 1]):
+                b -= 1
+            while a < b and _is_pad(v[a]):
+                a += 1
+            if s:
+                buf[olen] = 94
+                olen += 1
+            memcpy(buf + olen, v + a, b - a)
+            olen += b - a
+            if b > a:
+                keep = olen
+            s = e + 1
+        have = 0
+        for i in range(keep):
+            if buf[i] == 94:
+                have += 1
+        for k in range(self.npats):
+            if _wildcard(self.pats[k], self.lens[k], 1, buf, keep, 0, self.fold):
+                return 1
+            if self.carets[k] > have and _wildcard(self.pats[k], self.lens[k], 1, buf, keep, self.carets[k] - have, self.fold):
+                return 1
+        return 0
+
+    # -- one stored field (the rules of conditions._stored_test) -----------------------------
+    cdef int _field(self, const uint8_t* p, Py_ssize_t n) except -1:
+        """1 match, 0 no match, 2 undecided."""
+        cdef Py_ssize_t i, a, b, s, e
+        cdef int r
+        for i in range(n):
+            if p[i] >= 0x80:
+                return 2
+        if not self.split or memchr(p, 92, <size_t>n) == NULL:
+            a = 0
+            b = n
+            while b > a and _is_pad(p[b - 1]):
+                b -= 1
+            if self.strip_lead:
+                while a < b and _is_pad(p[a]):
+                    a += 1
+            if a == b:
+                return 1 if self.empty else 0
+            return self._one(p + a, b - a)
+        s = 0
+        while s <= n:
+            e = s
+            while e < n and p[e] != 92:
+                e += 1
+            a = s
+            b = e
+            while b > a and _is_pad(p[b - 1]):
+                b -= 1
+            if self.strip_lead:
+                while a < b and _is_pad(p[a]):
+                    a += 1
+            r = self._one(p + a, b - a)
+            if r != 0:
+                return r
+            s = e + 1
+        return 0
+
+    cdef bint run(self, object rec, const uint8_t* buf, Py_ssize_t size) except -1:
+        cdef Py_ssize_t start = 0, end = 0
+        cdef const uint8_t* vr = NULL
+        cdef int found = _find_field(buf, size, self.tag, &start, &end, &vr)
+        cdef int r
+        if found == 0:
+            return self.empty
+        if found < 0 or (vr[0] == 83 and vr[1] == 81):  # malformed, or 'SQ': the reference decides
+            return bool(self.fallback(_get_value(rec, self.tag)))
+        r = self._field(buf + start, end - start)
+        if r == 2:
+            return bool(self.fallback(PyUnicode_DecodeUTF8(<const char*>(buf + start), end - start, "surrogatepass")))
+        return r == 1
+
+    def test_record(self, bytes rec):
+        """The condition on a whole record (the field is read in place)."""
+        return self.run(rec, <const uint8_t*>PyBytes_AS_STRING(rec), PyBytes_GET_SIZE(rec))
+
+    def __call__(self, stored):
+        """The condition on one stored value, like ``Condition.test``."""
+        cdef bytes raw
+        cdef int r
+        if stored is None:
+            return self.empty
+        if type(stored) is not str or not (<str>stored).isascii():
+            return bool(self.fallback(stored))
+        raw = (<str>stored).encode("ascii")
+        r = self._field(<const uint8_t*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+        if r == 2:
+            return bool(self.fallback(stored))
+        return r == 1
+
+
+cdef class RecordTest:
+    """All conditions of one level on a record: FieldTests in place, the others through the
+    codec and the reference (``(tags, test)`` pairs)."""
+
+    cdef tuple checks
+
+    def __cinit__(self, checks):
+        self.checks = tuple(checks)
+
+    def __call__(self, rec):
+        cdef const uint8_t* buf
+        cdef Py_ssize_t size
+        cdef bytes raw = rec if type(rec) is bytes else bytes(rec)
+        buf = <const uint8_t*>PyBytes_AS_STRING(raw)
+        size = PyBytes_GET_SIZE(raw)
+        for check in self.checks:
+            if type(check) is FieldTest:
+                if not (<FieldTest>check).run(raw, buf, size):
+                    return False
+            else:
+                tags, test = <tuple>check
+                if not test(*[_get_value(raw, t) for t in tags]):
+                    return False
+        return True
+
+
+MODES = {"exact": MODE_EXACT, "wildcard": MODE_WILDCARD, "pn_wildcard": MODE_PN_WILDCARD}

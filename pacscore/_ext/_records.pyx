@@ -1,0 +1,230 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The record codec, compiled: the exact twin of pacscore/index/records.py.
+
+Same layout, byte-identical encodings, the same answers (tests/test_impl_parity.py). ``get``
+and ``get_value`` read the fixed-width table straight from the buffer (bytes or any object
+with the buffer protocol, e.g. an LMDB zero-copy memoryview) and build a Python object only
+for the field asked for. """
+import json
+import struct
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.string cimport memcpy
+
+cdef enum:
+    HEAD = 3     # u8 version, u16 n
+    ENTRY = 10   # u32 tag, 2s vr, u32 end
+
+VERSION = 1
+
+# the VR strings of a scan repeat: keep one str per VR instead of decoding two bytes each time
+cdef dict _VR_CACHE = {}
+
+
+cdef inline uint32_t _u32(const uint8_t* p) noexcept nogil:
+    return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+
+
+cdef inline uint16_t _u16(const uint8_t* p) noexcept nogil:
+    return <uint16_t>(p[0] | (p[1] << 8))
+
+
+cdef inline void _put_u32(uint8_t* p, uint32_t v) noexcept nogil:
+    p[0] = v & 0xFF
+    p[1] = (v >> 8) & 0xFF
+    p[2] = (v >> 16) & 0xFF
+    p[3] = (v >> 24) & 0xFF
+
+
+cdef int find_field(const uint8_t* buf, Py_ssize_t size, uint32_t tag,
+                    Py_ssize_t* start, Py_ssize_t* end, const uint8_t** vr) noexcept nogil:
+    """Locate one field: 1 found (start/end are absolute offsets), 0 absent, -1 malformed."""
+    cdef Py_ssize_t n, lo, hi, mid, base, s, e
+    cdef uint32_t t
+    cdef const uint8_t* entry
+    if size < HEAD:
+        return -1
+    n = _u16(buf + 1)
+    base = HEAD + n * ENTRY
+    if base > size:
+        return -1
+    lo = 0
+    hi = n - 1
+    while lo <= hi:
+        mid = (lo + hi) >> 1
+        entry = buf + HEAD + mid * ENTRY
+        t = _u32(entry)
+        if t == tag:
+            e = _u32(entry + 6)
+            s = _u32(entry - 4) if mid else 0
+            if s > e or base + e > size:
+                return -1
+            start[0] = base + s
+            end[0] = base + e
+            vr[0] = entry + 4
+            return 1
+        if t < tag:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return 0
+
+
+cdef object _vr_str(const uint8_t* vr):
+    cdef bytes key = PyBytes_FromStringAndSize(<const char*>vr, 2)
+    cached = _VR_CACHE.get(key)
+    if cached is None:
+        cached = PyUnicode_DecodeASCII(<const char*>vr, 2, NULL)
+        if len(_VR_CACHE) < 256:
+            _VR_CACHE[key] = cached
+    return cached
+
+
+cdef object _value(const uint8_t* vr, const uint8_t* p, Py_ssize_t length):
+    if vr[0] == b'S' and vr[1] == b'Q':
+        return json.loads(PyBytes_FromStringAndSize(<const char*>p, length))
+    return PyUnicode_DecodeUTF8(<const char*>p, length, "surrogatepass")
+
+
+cdef class _View:
+    """A pointer and length for bytes or any buffer, released when dropped."""
+    cdef Py_buffer view
+    cdef bint held
+    cdef const uint8_t* ptr
+    cdef Py_ssize_t size
+
+    def __cinit__(self, obj):
+        self.held = False
+        if type(obj) is bytes:
+            self.ptr = <const uint8_t*>PyBytes_AS_STRING(obj)
+            self.size = PyBytes_GET_SIZE(obj)
+        else:
+            PyObject_GetBuffer(obj, &self.view, PyBUF_SIMPLE)
+            self.held = True
+            self.ptr = <const uint8_t*>self.view.buf
+            self.size = self.view.len
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+
+
+cdef tuple _get(const uint8_t* buf, Py_ssize_t size, object tag):
+    cdef Py_ssize_t start = 0, end = 0
+    cdef const uint8_t* vr = NULL
+    cdef int found
+    if not 0 <= tag <= 0xFFFFFFFF:
+        return None  # no stored tag can equal it
+    found = find_field(buf, size, <uint32_t>tag, &start, &end, &vr)
+    if found < 0:
+        raise struct.error("record is truncated or malformed")
+    if found == 0:
+        return None
+    return (_vr_str(vr), _value(vr, buf + start, end - start))
+
+
+def get(buf, tag):
+    """One field ``(vr, value)`` or None when the record lacks it (binary search)."""
+    cdef _View v
+    if type(buf) is bytes:
+        return _get(<const uint8_t*>PyBytes_AS_STRING(buf), PyBytes_GET_SIZE(buf), tag)
+    v = _View(buf)
+    return _get(v.ptr, v.size, tag)
+
+
+def get_value(buf, tag):
+    """The value of one field, or None when absent."""
+    cdef Py_ssize_t start = 0, end = 0
+    cdef const uint8_t* vr = NULL
+    cdef const uint8_t* ptr
+    cdef Py_ssize_t size
+    cdef int found
+    cdef _View v = None
+    if type(buf) is bytes:
+        ptr = <const uint8_t*>PyBytes_AS_STRING(buf)
+        size = PyBytes_GET_SIZE(buf)
+    else:
+        v = _View(buf)
+        ptr = v.ptr
+        size = v.size
+    if not 0 <= tag <= 0xFFFFFFFF:
+        return None
+    found = find_field(ptr, size, <uint32_t>tag, &start, &end, &vr)
+    if found < 0:
+        raise struct.error("record is truncated or malformed")
+    if found == 0:
+        return None
+    return _value(vr, ptr + start, end - start)
+
+
+def decode(buf):
+    """Every field of a record as ``{tag: (vr, value)}``."""
+    cdef _View v = _View(buf)
+    cdef const uint8_t* p = v.ptr
+    cdef Py_ssize_t n, i, base, start = 0, end
+    cdef const uint8_t* entry
+    cdef dict out = {}
+    if v.size < HEAD:
+        raise struct.error("record is truncated")
+    if p[0] != VERSION:
+        raise ValueError(f"unknown record version {p[0]}")
+    n = _u16(p + 1)
+    base = HEAD + n * ENTRY
+    if base > v.size:
+        raise struct.error("record table is truncated")
+    for i in range(n):
+        entry = p + HEAD + i * ENTRY
+        end = _u32(entry + 6)
+        if start > end or base + end > v.size:
+            raise struct.error("record payload is truncated")
+        out[_u32(entry)] = (_vr_str(entry + 4), _value(entry + 4, p + base + start, end - start))
+        start = end
+    return out
+
+
+def encode(fields):
+    """Encode ``{tag: (vr, value)}``; value is a str, or for SQ a list of item dicts."""
+    cdef Py_ssize_t n = len(fields), i = 0, total = 0, length
+    cdef list raws = []
+    cdef list tags = sorted(fields)
+    cdef bytes vrb, raw, out
+    cdef uint8_t* p
+    cdef uint8_t* q
+    cdef uint8_t* entry
+    if n > 0xFFFF:
+        raise struct.error("ushort format requires 0 <= number <= 65535")
+    for tag in tags:
+        if not 0 <= tag <= 0xFFFFFFFF:
+            raise struct.error("argument out of range")
+        vr, value = fields[tag]
+        if vr == "SQ":
+            raw = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        else:
+            raw = value.encode("utf-8", "surrogatepass")
+        vrb = vr.encode("ascii")
+        total += len(raw)
+        if total > 0xFFFFFFFF:
+            raise struct.error("argument out of range")
+        raws.append((tag, vrb, raw))
+    out = PyBytes_FromStringAndSize(NULL, HEAD + n * ENTRY + total)
+    p = <uint8_t*>PyBytes_AS_STRING(out)
+    p[0] = VERSION
+    p[1] = n & 0xFF
+    p[2] = (n >> 8) & 0xFF
+    q = p + HEAD + n * ENTRY
+    total = 0
+    for tag, vrb, raw in raws:
+        length = len(raw)
+        memcpy(q + total, PyBytes_AS_STRING(raw), length)
+        total += length
+        entry = p + HEAD + i * ENTRY
+        _put_u32(entry, <uint32_t>tag)
+        # struct's "2s": truncate to two bytes or pad with NULs
+        entry[4] = vrb[0] if len(vrb) > 0 else 0
+        entry[5] = vrb[1] if len(vrb) > 1 else 0
+        _put_u32(entry + 6, <uint32_t>total)
+        i += 1
+    return out

@@ -1,0 +1,216 @@
+"""DICOMweb for a pacscore archive: QIDO-RS, WADO-RS and STOW-RS as a Starlette ASGI app.
+
+    from pacscore.adapters.dicomweb import create_app, bearer_token_auth
+    app = create_app("archive/", auth=bearer_token_auth("s3cret"))   # any ASGI server
+    # uvicorn module:app --port 8042  ->  http://127.0.0.1:8042/dicomweb/studies
+
+or ``pacscore serve web --archive archive/ --port 8042``. The app can be mounted inside another
+Starlette/FastAPI application (``Mount("/pacs", app=create_app(...))``); URLs it hands out
+(Retrieve URL, BulkDataURI) follow the mount point.
+
+The protocol work lives in framework-neutral modules (``web_core``: routing, auth, limits;
+``web_qido``, ``web_wado``, ``web_stow``: the three services; ``web_multipart``: multipart/related
+in and out). This module only bridges them to ASGI: every request runs in a worker thread
+(the archive blocks on LMDB and blob reads), the request body is pulled from the event loop
+chunk by chunk as the STOW-RS parser asks for it, and response bodies are streamed.
+"""
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+from .web_core import (
+    DEFAULT_LIMIT, DEFAULT_MAX_BODY, DEFAULT_MAX_PART, DEFAULT_MAX_RESULTS, DEFAULT_SPOOL, DicomWebService,
+    HttpError, WebRequest, WebResponse, bearer_token_auth,
+)
+
+LOG = logging.getLogger("pacscore.dicomweb")
+
+
+def _join_headers(items) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in items:
+        name = name.lower()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=None,
+               max_body: int = DEFAULT_MAX_BODY, max_part: int = DEFAULT_MAX_PART,
+               max_results: int = DEFAULT_MAX_RESULTS, default_limit: int = DEFAULT_LIMIT,
+               spool: int = DEFAULT_SPOOL, base_url: str | None = None, open_options: dict | None = None):
+    """A Starlette application serving DICOMweb under ``prefix`` for an archive.
+
+    ``archive_or_folder``: a ``pacscore.Archive`` (used as it is; the caller closes it) or an
+    archive folder (opened lazily in every process that serves requests, closed on shutdown).
+    ``auth``: ``callable(headers) -> bool | None`` (lower-case header names); anything but True
+    answers 401. ``bearer_token_auth(token)`` is one. ``max_body`` / ``max_part``: STOW-RS limits
+    in bytes (413 above them). ``max_results``: the most results in one QIDO-RS response;
+    ``default_limit``: the page size when a search gives no ``limit``. ``base_url``: the
+    absolute URL of the DICOMweb root as clients see it (default: from each request).
+    """
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    service = DicomWebService(archive_or_folder, auth=auth, max_body=max_body, max_part=max_part,
+                              max_results=max_results, default_limit=default_limit, spool=spool,
+                              open_options=open_options)
+    root = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    fixed_base = base_url.rstrip("/") if base_url else None
+
+    def body_reader(request: Request):
+        """A blocking iterator over the request body, for use in a worker thread."""
+        stream = request.stream()
+
+        async def pull():
+            try:
+                return await stream.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        def chunks():
+            while True:
+                chunk = anyio.from_thread.run(pull)
+                if chunk is None:
+                    return
+                if chunk:
+                    yield chunk
+
+        return chunks()
+
+    def to_starlette(answer: WebResponse, head: bool):
+        body = answer.body
+        if head:
+            body = b""
+        if isinstance(body, (bytes, bytearray)):
+            response = Response(content=bytes(body), status_code=answer.status)
+            if answer.status in (204, 304):
+                response.raw_headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
+        else:
+            response = StreamingResponse(body, status_code=answer.status)
+        for name, value in answer.headers:
+            response.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        return response
+
+    async def endpoint(request: Request):
+        base = fixed_base or (str(request.base_url).rstrip("/") + root)
+        has_body = request.method in ("POST", "PUT")
+        web_request = WebRequest(
+            method=request.method,
+            path="/" + request.path_params.get("path", ""),
+            query=list(request.query_params.multi_items()),
+            headers=_join_headers(request.headers.items()),
+            body=body_reader(request) if has_body else (),
+            base_url=base,
+        )
+        answer = await anyio.to_thread.run_sync(service.handle, web_request)
+        return to_starlette(answer, request.method == "HEAD")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        try:
+            yield
+        finally:
+            service.close()
+
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+    routes = [Route(root + "/{path:path}", endpoint, methods=methods)]
+    if root:
+        routes.append(Route(root, endpoint, methods=methods))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.dicomweb = service
+    return app
+
+
+# -- the `serve web` command ----------------------------------------------------------------
+def _size(text: str) -> int:
+    """"512M", "2G", "1048576" -> bytes."""
+    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+    t = text.strip().upper().removesuffix("B")
+    factor = units.get(t[-1:], 1)
+    number = t[:-1] if t[-1:] in units else t
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512M or 2G)") from None
+    if value < 1:
+        raise ValueError("a size must be positive")
+    return value
+
+
+def add_cli(subparsers) -> None:
+    """Register ``web`` (the `serve web` command) on an argparse subparsers object."""
+    p = subparsers.add_parser("web", help="serve the archive over HTTP as DICOMweb (QIDO-RS, WADO-RS, STOW-RS)",
+                              description="Run a DICOMweb origin server for an archive (Starlette on uvicorn). "
+                                          "QIDO-RS studies are at http://HOST:PORT/dicomweb/studies.")
+    p.add_argument("--archive", required=True, metavar="DIR", help="archive folder")
+    p.add_argument("--port", type=int, default=8042, help="TCP port (default 8042)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--token", default=os.environ.get("PACSCORE_WEB_TOKEN") or None,
+                   help="require 'Authorization: Bearer TOKEN' (default: $PACSCORE_WEB_TOKEN; none: no auth)")
+    p.add_argument("--prefix", default="/dicomweb", help="URL path of the DICOMweb root (default /dicomweb)")
+    p.add_argument("--base-url", default=None,
+                   help="the root URL clients see (behind a proxy), used in Retrieve URLs and BulkDataURIs")
+    p.add_argument("--max-body", type=_size, default=DEFAULT_MAX_BODY, help="STOW-RS request limit (default 2G)")
+    p.add_argument("--max-part", type=_size, default=DEFAULT_MAX_PART, help="STOW-RS per-instance limit (default 1G)")
+    p.add_argument("--max-results", type=int, default=DEFAULT_MAX_RESULTS,
+                   help=f"most results in one QIDO-RS response (default {DEFAULT_MAX_RESULTS})")
+    p.add_argument("--default-limit", type=int, default=DEFAULT_LIMIT,
+                   help=f"QIDO-RS page size without a limit parameter (default {DEFAULT_LIMIT})")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=main_serve)
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main_serve(args) -> int:
+    """Run ``serve web`` from parsed arguments (uvicorn, access log on); returns the exit code."""
+    try:
+        import uvicorn
+        import starlette  # noqa: F401
+    except ImportError:
+        print("serve web: needs starlette and uvicorn (pip install 'pacscore[web]')")
+        return 2
+    auth = bearer_token_auth(args.token) if args.token else None
+    if auth is None and not _loopback(args.host):
+        LOG.warning("serving %s without authentication on %s: anyone who reaches it can read and store",
+                    args.archive, args.host)
+    try:
+        app = create_app(args.archive, prefix=args.prefix, auth=auth, max_body=args.max_body,
+                         max_part=args.max_part, max_results=args.max_results,
+                         default_limit=args.default_limit, base_url=args.base_url)
+    except ValueError as exc:
+        print(f"serve web: {exc}")
+        return 2
+    prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
+    print(f"pacscore DICOMweb on http://{args.host}:{args.port}{prefix} (archive {args.archive}"
+          f"{', bearer token required' if auth else ''})", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, access_log=True, log_level=args.log_level)
+    except SystemExit as exc:  # uvicorn exits when it cannot bind
+        return int(exc.code or 1)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def serve(archive_or_folder: object, host: str = "127.0.0.1", port: int = 8042, **app_options) -> None:
+    """Serve an archive (blocking) with uvicorn; ``app_options`` go to create_app."""
+    import uvicorn
+
+    uvicorn.run(create_app(archive_or_folder, **app_options), host=host, port=port, access_log=True)
+
+
+__all__ = ["create_app", "bearer_token_auth", "add_cli", "main_serve", "serve", "DicomWebService",
+           "WebRequest", "WebResponse", "HttpError"]

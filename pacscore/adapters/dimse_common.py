@@ -1,0 +1,136 @@
+"""Shared pieces of the DIMSE adapter: configuration, SOP class tables, status helpers."""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientStudyOnlyQueryRetrieveInformationModelFind,
+    PatientStudyOnlyQueryRetrieveInformationModelGet,
+    PatientStudyOnlyQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+LOG = logging.getLogger("pacscore.dimse")
+
+#: Q/R SOP class -> pacscore model name
+FIND_MODELS = {
+    str(PatientRootQueryRetrieveInformationModelFind): "PATIENT",
+    str(StudyRootQueryRetrieveInformationModelFind): "STUDY",
+    str(PatientStudyOnlyQueryRetrieveInformationModelFind): "PATIENT_STUDY_ONLY",
+}
+GET_MODELS = {
+    str(PatientRootQueryRetrieveInformationModelGet): "PATIENT",
+    str(StudyRootQueryRetrieveInformationModelGet): "STUDY",
+    str(PatientStudyOnlyQueryRetrieveInformationModelGet): "PATIENT_STUDY_ONLY",
+}
+MOVE_MODELS = {
+    str(PatientRootQueryRetrieveInformationModelMove): "PATIENT",
+    str(StudyRootQueryRetrieveInformationModelMove): "STUDY",
+    str(PatientStudyOnlyQueryRetrieveInformationModelMove): "PATIENT_STUDY_ONLY",
+}
+RETRIEVE_MODELS = {**GET_MODELS, **MOVE_MODELS}
+MODEL_LABEL = {"PATIENT": "patient-root", "STUDY": "study-root", "PATIENT_STUDY_ONLY": "patient/study-only"}
+
+#: C-FIND extended negotiation (PS3.4 C.5.1.1): byte position -> matching option
+FIND_EXT_OPTIONS = ("relational", "combined_datetime", "fuzzy_pn", "timezone_adjustment")
+#: the level's unique key, as keyword, for collecting retrieve targets
+UNIQUE_KEYWORD = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
+INSTANCES_ARG = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
+
+PENDING_ALL = 0xFF00
+PENDING_SOME = 0xFF01
+CANCEL = 0xFE00
+
+
+@dataclass
+class DimseConfig:
+    """Everything the handlers need to know; ``handlers(archive, **config)`` takes these names."""
+
+    #: AE title -> (host, port) of the C-MOVE destinations
+    move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: calling AE titles allowed to associate (None: any)
+    allowed_calling_aets: list[str] | None = None
+    #: C-FIND: more matches than this refuse with A700 (None: unlimited)
+    max_results: int | None = None
+    #: forwarded to Archive.find as ``invalid_keys`` ("nomatch" / "error"); None: archive default
+    invalid_keys: str | None = None
+    #: extended negotiation options we agree to (subset of FIND_EXT_OPTIONS)
+    extended_negotiation: tuple[str, ...] = FIND_EXT_OPTIONS
+    #: accept relational-retrieve (C-GET / C-MOVE extended negotiation byte 1)
+    relational_retrieve: bool = True
+    #: pass relational=False / combined_datetime=False when not negotiated (PS3.4 baseline)
+    strict_negotiation: bool = True
+    #: extra Archive.find options applied to every C-FIND / retrieve (e.g. pn_case_insensitive)
+    find_options: dict = field(default_factory=dict)
+    #: set TCP_NODELAY on accepted sockets and on C-MOVE sub-association sockets
+    tcp_nodelay: bool = True
+    #: put patient data (identifier values, UIDs) into the pacscore.dimse log
+    log_phi: bool = False
+    #: Retrieve AE Title (0008,0054) put into C-FIND responses; None: the called AE title
+    retrieve_ae_title: str | None = None
+    #: max PDU proposed on C-MOVE sub-associations (0: unlimited)
+    move_max_pdu: int = 16382
+    #: (ssl.SSLContext, server_hostname) for C-MOVE sub-associations, or None
+    move_tls_args: tuple | None = None
+    #: seconds pynetdicom's DUL thread sleeps when idle (its default: 0.001); lower answers
+    #: faster (about 1 ms less per request at 0.0001) for more idle CPU per open association
+    poll_interval: float | None = None
+
+
+@dataclass
+class AssocState:
+    number: int
+    peer: str
+    negotiated: dict[str, dict[str, bool]] = field(default_factory=dict)
+    requests: int = 0
+    stored: int = 0
+    store_failed: int = 0
+    retrieve_started: float | None = None
+    rejected: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+
+def set_nodelay(sock) -> bool:
+    """Set TCP_NODELAY on a (possibly TLS-wrapped) socket; False when it is not a TCP socket."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def status(code: int, comment: str | None = None, offending: int | None = None) -> Dataset:
+    """A status Dataset with an Error Comment (LO: 64 characters at most)."""
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment.replace("\\", "/")[:64]
+    if offending is not None:
+        ds.OffendingElement = [offending]
+    return ds
+
+
+def tag_of(attribute) -> int | None:
+    if not attribute:
+        return None
+    try:
+        return int(Tag(attribute))
+    except Exception:  # a keyword pydicom does not know, or a sequence path
+        try:
+            return int(Tag(str(attribute).split(".")[0].split("[")[0]))
+        except Exception:
+            return None
+
+
+class Undecodable(Exception):
+    """The identifier's bytes could not be decoded."""

@@ -1,0 +1,190 @@
+"""C-GET and C-MOVE for the DIMSE adapter (a mixin of DimseService).
+
+Both collect the instances with ``Archive.find(identifier, level)`` (the level's unique keys)
+and ``Archive.instances(...)``, then hand pynetdicom one Dataset per instance, read from the
+stored bytes and converted only when the peer did not accept the stored transfer syntax.
+"""
+from __future__ import annotations
+
+import time
+
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+
+from ..errors import NotFound, QueryError
+from .dimse_common import (
+    CANCEL,
+    GET_MODELS,
+    INSTANCES_ARG,
+    LOG,
+    MODEL_LABEL,
+    MOVE_MODELS,
+    PENDING_ALL,
+    UNIQUE_KEYWORD,
+    set_nodelay,
+)
+from .dimse_convert import ConversionError, accepted_syntaxes, move_contexts, prepare_for_peer
+
+
+class RetrieveHandlers:
+    """C-GET / C-MOVE handlers; expects ``archive``, ``config``, ``state()``, ``_identifier()``,
+    ``_options()``, ``_describe()``, ``_failure()`` and ``_log_failure()`` from DimseService."""
+
+    def _collect(self, ident: Dataset, level: str, model: str, opts: dict) -> list:
+        """The instances an identifier designates: find the level's unique keys, then list them."""
+        keyword = UNIQUE_KEYWORD.get(level)
+        if keyword is None:
+            raise QueryError("QueryRetrieveLevel", f"unknown level {level!r}")
+        keys: dict[str, None] = {}
+        for match in self.archive.find(ident, level=level, model=model, format="dict", **opts):
+            value = match.get(keyword)
+            if isinstance(value, list):
+                value = value[0] if value else None
+            if value:
+                keys.setdefault(str(value), None)
+        if not keys:
+            return []
+        refs = self.archive.instances(**{INSTANCES_ARG[level]: list(keys)})
+        seen: set[str] = set()
+        out = []
+        for ref in refs:
+            if ref.sop_instance_uid not in seen:
+                seen.add(ref.sop_instance_uid)
+                out.append(ref)
+        return out
+
+    def _sub_operations(self, event, st, op, refs, contexts_of):
+        """Yield (status, dataset) for each instance; failures to prepare count as failed."""
+        cache: dict[str, list[str]] = {}
+        for ref in refs:
+            if event.is_cancelled:
+                LOG.info("assoc %d %s: %s cancelled", st.number, st.peer, op)
+                yield CANCEL, None
+                return
+            try:
+                syntaxes = cache.get(ref.sop_class_uid)
+                if syntaxes is None:
+                    syntaxes = cache[ref.sop_class_uid] = accepted_syntaxes(contexts_of(), ref.sop_class_uid)
+                data = self.archive.get(ref.sop_instance_uid)
+                ds, how = prepare_for_peer(data, ref.transfer_syntax_uid, syntaxes)
+                if how not in ("as-is", "reencode"):
+                    LOG.debug("assoc %d %s: %s %s sent after %s", st.number, st.peer, op,
+                              ref.sop_instance_uid if self.config.log_phi else "instance", how)
+            except Exception as exc:  # one instance that cannot be prepared fails alone
+                if self.config.log_phi:
+                    uid, reason = ref.sop_instance_uid, str(exc)
+                else:  # NotFound / StorageError messages carry the UID
+                    uid = "an instance"
+                    reason = str(exc) if isinstance(exc, ConversionError) else type(exc).__name__
+                level = LOG.warning if isinstance(exc, (ConversionError, NotFound)) else LOG.error
+                level("assoc %d %s: %s cannot send %s: %s", st.number, st.peer, op, uid, reason)
+                # a Dataset without SOP Class UID makes pynetdicom's send_c_store raise, which it
+                # counts as a failed sub-operation (and lists the UID) before going on
+                failed = Dataset()
+                failed.SOPInstanceUID = ref.sop_instance_uid
+                yield PENDING_ALL, failed
+                continue
+            yield PENDING_ALL, ds
+
+    def _retrieve_failure(self, st, op, exc) -> Dataset:
+        rsp = self._failure(exc, "retrieve")
+        self._log_failure(st, op, exc, rsp.Status)
+        return rsp
+
+    def on_get(self, event):
+        assoc = event.assoc
+        st = self.state(assoc)
+        st.requests += 1
+        t0 = time.perf_counter()
+        sop_class = str(event.request.AffectedSOPClassUID)
+        model = GET_MODELS.get(sop_class, "STUDY")
+        op = f"C-GET {MODEL_LABEL[model]}"
+        try:
+            ident, level = self._identifier(event)
+            op = f"{op} {level} {self._describe(ident)}"
+            refs = self._collect(ident, level, model, self._options(assoc, sop_class))
+        except Exception as exc:
+            yield 1  # pynetdicom sends a failure status only after a positive count
+            yield self._retrieve_failure(st, op, exc), None
+            return
+        LOG.info("assoc %d %s: %s -> %d instances", st.number, st.peer, op, len(refs))
+        st.retrieve_started = t0
+        yield len(refs)
+        if refs:
+            yield from self._sub_operations(event, st, "C-GET", refs, lambda: assoc.accepted_contexts)
+        st.retrieve_started = t0
+
+    def on_move(self, event):
+        assoc = event.assoc
+        st = self.state(assoc)
+        st.requests += 1
+        t0 = time.perf_counter()
+        sop_class = str(event.request.AffectedSOPClassUID)
+        model = MOVE_MODELS.get(sop_class, "STUDY")
+        dest_title = str(event.move_destination or "").strip()
+        op = f"C-MOVE {MODEL_LABEL[model]} to {dest_title!r}"
+        dest = self.config.move_destinations.get(dest_title)
+        if dest is None:
+            LOG.info("assoc %d %s: %s refused 0xA801, unknown move destination", st.number, st.peer, op)
+            yield None, None
+            return
+        try:
+            ident, level = self._identifier(event)
+            op = f"{op} {level} {self._describe(ident)}"
+            refs = self._collect(ident, level, model, self._options(assoc, sop_class))
+            error = None
+        except Exception as exc:
+            refs, error = [], exc
+        sub: dict = {}
+
+        def capture(ev):
+            sub["assoc"] = ev.assoc
+
+        def nodelay(ev):
+            set_nodelay(ev.assoc.dul.socket.socket)
+
+        handlers = [(evt.EVT_ESTABLISHED, capture)]
+        if self.config.tcp_nodelay:
+            handlers.append((evt.EVT_CONN_OPEN, nodelay))
+        kwargs = {"evt_handlers": handlers, "max_pdu": self.config.move_max_pdu,
+                  "contexts": move_contexts((r.sop_class_uid, r.transfer_syntax_uid) for r in refs)}
+        if not kwargs["contexts"]:
+            from pynetdicom.sop_class import Verification
+            kwargs["contexts"] = move_contexts([(Verification, "")])
+        if self.config.move_tls_args:
+            kwargs["tls_args"] = self.config.move_tls_args
+        yield dest[0], int(dest[1]), kwargs
+        if error is not None:
+            yield 1
+            yield self._retrieve_failure(st, op, error), None
+            return
+        LOG.info("assoc %d %s: %s -> %d instances to %s:%s", st.number, st.peer, op, len(refs), dest[0], dest[1])
+        st.retrieve_started = t0
+        yield len(refs)
+        if refs:
+            def contexts():
+                store = sub.get("assoc")
+                return store.accepted_contexts if store is not None else []
+
+            yield from self._sub_operations(event, st, "C-MOVE", refs, contexts)
+        st.retrieve_started = t0
+
+    def on_dimse_sent(self, event) -> None:
+        """Log the final C-GET / C-MOVE response pynetdicom built from our yields (counts)."""
+        name = type(event.message).__name__
+        if name not in ("C_GET_RSP", "C_MOVE_RSP"):
+            return
+        cs = event.message.command_set
+        code = int(cs.get("Status", 0))
+        if code in (0xFF00, 0xFF01):
+            return
+        st = self.state(event.assoc)
+        took = ""
+        started = getattr(st, "retrieve_started", None)
+        if started is not None:
+            took = f" in {(time.perf_counter() - started) * 1e3:.1f} ms"
+            st.retrieve_started = None
+        LOG.info("assoc %d %s: %s final 0x%04X: completed %s, failed %s, warning %s%s", st.number, st.peer,
+                 "C-GET" if name == "C_GET_RSP" else "C-MOVE", code,
+                 cs.get("NumberOfCompletedSuboperations", "-"), cs.get("NumberOfFailedSuboperations", "-"),
+                 cs.get("NumberOfWarningSuboperations", "-"), took)

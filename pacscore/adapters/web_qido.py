@@ -1,0 +1,352 @@
+"""QIDO-RS (PS3.18 10.6): query parameters -> an Archive.find identifier -> a DICOM JSON page.
+
+The translation is protocol only: the matching is the archive's (``Archive.find`` with
+``combined_datetime=True``, ``invalid_keys="error"`` and ``relational`` set per resource), so a
+QIDO-RS search and an in-process ``find()`` with the same keys return the same matches.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+from .web_core import DICOM_JSON, HttpError, WebRequest, WebResponse, check_uid, json_response, warning
+from .web_multipart import media_matches, parse_accept
+
+# -- default returned attributes (PS3.18 10.6.3.3, MATCHING.md 8.5) ------------------------
+STUDY_DEFAULTS = (
+    "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID",
+    "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "StudyInstanceUID",
+)
+SERIES_DEFAULTS = ("Modality", "SeriesInstanceUID", "SeriesNumber", "NumberOfSeriesRelatedInstances")
+INSTANCE_DEFAULTS = ("SOPClassUID", "SOPInstanceUID", "InstanceNumber")
+#: returned "if known": asked for, and left out of an answer when they come back empty
+STUDY_CONDITIONAL = ("TimezoneOffsetFromUTC",)
+SERIES_CONDITIONAL = (
+    "TimezoneOffsetFromUTC", "SeriesDescription", "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime", "RequestAttributesSequence",
+)
+INSTANCE_CONDITIONAL = (
+    "TimezoneOffsetFromUTC", "Rows", "Columns", "BitsAllocated", "NumberOfFrames", "AvailableTransferSyntaxUID",
+)
+DEFAULTS = {"STUDY": STUDY_DEFAULTS, "SERIES": SERIES_DEFAULTS, "IMAGE": INSTANCE_DEFAULTS}
+CONDITIONAL = {"STUDY": STUDY_CONDITIONAL, "SERIES": SERIES_CONDITIONAL, "IMAGE": INSTANCE_CONDITIONAL}
+#: the item keys asked for in a default Request Attributes Sequence
+REQUEST_ATTRIBUTES_ITEM = ("ScheduledProcedureStepID", "RequestedProcedureID")
+
+T_QR_LEVEL = "00080052"
+T_RETRIEVE_URL = "00081190"
+T_STUDY = "0020000D"
+T_SERIES = "0020000E"
+T_SOP = "00080018"
+
+RESERVED = ("limit", "offset", "includefield", "fuzzymatching", "emptyvaluematching", "multiplevaluematching")
+_ATTRIBUTE_NAME = re.compile(r"^([A-Z][A-Za-z0-9]*|[0-9A-Fa-f]{8})(\.([A-Z][A-Za-z0-9]*|[0-9A-Fa-f]{8}))*$")
+_UINT = re.compile(r"^[0-9]{1,12}$")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One QIDO-RS resource: the level searched, the query type, whose defaults are returned."""
+
+    level: str
+    relational: bool
+    defaults: tuple[str, ...]
+
+
+#: PS3.18 Table 10.6.1-1 (MATCHING.md 8.1)
+RESOURCES = {
+    "/studies": Resource("STUDY", False, ("STUDY",)),
+    "/studies/{study}/series": Resource("SERIES", False, ("SERIES",)),
+    "/studies/{study}/series/{series}/instances": Resource("IMAGE", False, ("IMAGE",)),
+    "/studies/{study}/instances": Resource("IMAGE", True, ("IMAGE", "SERIES")),
+    "/series": Resource("SERIES", True, ("SERIES", "STUDY")),
+    "/instances": Resource("IMAGE", True, ("IMAGE", "SERIES", "STUDY")),
+}
+
+
+def resource_for(segs: list[str]) -> tuple[str, Resource, dict[str, str]]:
+    """The resource template of a path and its fixed UIDs (``{"StudyInstanceUID": ...}``)."""
+    fixed: dict[str, str] = {}
+    if segs[0] == "studies" and len(segs) > 1:
+        fixed["StudyInstanceUID"] = check_uid(segs[1], "Study Instance UID")
+        if len(segs) > 3:
+            fixed["SeriesInstanceUID"] = check_uid(segs[3], "Series Instance UID")
+    placeholders = {1: "{study}", 3: "{series}"} if segs[0] == "studies" else {}
+    template = "/" + "/".join(placeholders.get(i, seg) for i, seg in enumerate(segs))
+    if template not in RESOURCES:
+        raise HttpError(404, f"no such QIDO-RS resource: {template}")
+    return template, RESOURCES[template], fixed
+
+
+# -- attribute paths ------------------------------------------------------------------------
+def resolve(name: str) -> list[tuple[str, str]]:
+    """``"RequestAttributesSequence.ScheduledProcedureStepID"`` -> [(keyword, vr), ...].
+
+    Each step is a keyword or an 8-hex-digit tag; every step but the last must be a sequence.
+    Raises HttpError(400) naming the unknown attribute.
+    """
+    steps = []
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        part = part.strip()
+        tag = tag_for_keyword(part)
+        if tag is None and re.fullmatch(r"[0-9A-Fa-f]{8}", part):
+            tag = int(part, 16)
+        if tag is None:
+            raise HttpError(400, f"{name}: unknown attribute {part!r} (not a DICOM keyword or an 8-digit tag)")
+        try:
+            vr = dictionary_VR(tag).split(" or ")[0]
+        except KeyError:
+            vr = "UN"
+        key = keyword_for_tag(tag) or f"{tag:08X}"
+        if i < len(parts) - 1 and vr != "SQ":
+            raise HttpError(400, f"{name}: {key} is not a sequence, so it cannot have item attributes")
+        steps.append((key, vr))
+    return steps
+
+
+def _put(identifier: dict, path: list[tuple[str, str]], value: object, *, override: bool) -> None:
+    container = identifier
+    for key, _vr in path[:-1]:
+        current = container.get(key)
+        if not isinstance(current, list) or not current:
+            current = [{}]
+            container[key] = current
+        container = current[0]
+    key, vr = path[-1]
+    if override or key not in container:
+        container[key] = value
+    elif isinstance(value, list) and isinstance(container[key], list) and value and container[key]:
+        for k, v in value[0].items():
+            container[key][0].setdefault(k, v)
+
+
+def _bool(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v not in ("true", "false"):
+        raise HttpError(400, f"{name} must be true or false, not {value!r}")
+    return v == "true"
+
+
+def _uint(name: str, value: str) -> int:
+    if not _UINT.match(value.strip()):
+        raise HttpError(400, f"{name} must be an unsigned integer, not {value!r}")
+    return int(value)
+
+
+@dataclass
+class Search:
+    """A parsed QIDO-RS request, ready for Archive.find."""
+
+    level: str
+    identifier: dict
+    options: dict
+    limit: int | None
+    offset: int
+    explicit: set            # top-level keywords the client asked for (match or includefield)
+    drop_if_empty: set       # keywords left out of an answer when empty (conditional / "all")
+    warnings: list[str]
+    empty: bool = False      # the request cannot match anything (fixed UID outside a UID list)
+
+
+def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keywords=None) -> Search:
+    """Turn a QIDO-RS path and its query parameters into a Search (raises HttpError(400))."""
+    _, resource, fixed = resource_for(segs)
+    identifier: dict = {}
+    explicit: set = set()
+    matched: set = set()
+    warnings: list[str] = []
+    options = {"combined_datetime": True, "relational": resource.relational, "invalid_keys": "error",
+               "empty_value_matching": False, "multiple_value_matching": False}
+    limit = offset = None
+    includes: list[str] = []
+    include_all = False
+    empty = False
+    seen_reserved: set = set()
+
+    for name, value in query:
+        lname = name.strip().lower()
+        if lname in RESERVED:
+            if lname != "includefield" and lname in seen_reserved:
+                raise HttpError(400, f"the {lname} parameter is given more than once")
+            seen_reserved.add(lname)
+            if lname == "limit":
+                limit = _uint("limit", value)
+            elif lname == "offset":
+                offset = _uint("offset", value)
+            elif lname == "fuzzymatching":
+                if _bool(lname, value):
+                    options["fuzzy_pn"] = True
+                    warnings.append("The fuzzymatching parameter is not supported. "
+                                    "Only literal matching has been performed.")
+            elif lname == "emptyvaluematching":
+                options["empty_value_matching"] = _bool(lname, value)
+            elif lname == "multiplevaluematching":
+                options["multiple_value_matching"] = _bool(lname, value)
+            else:
+                for item in value.split(","):
+                    item = item.strip()
+                    if not item:
+                        raise HttpError(400, "includefield has an empty attribute name")
+                    if item.lower() == "all":
+                        include_all = True
+                    else:
+                        includes.append(item)
+            continue
+        if not _ATTRIBUTE_NAME.match(name):
+            continue  # not an attribute and not a QIDO-RS parameter: ignored (PS3.18 8.3)
+        path = resolve(name)
+        dotted = ".".join(k for k, _ in path)
+        if dotted in matched:
+            raise HttpError(400, f"{name}: an attribute must not be repeated in a query")
+        matched.add(dotted)
+        key, vr = path[-1]
+        if vr == "SQ":
+            if value.strip():
+                raise HttpError(400, f"{name}: a sequence is matched through its item attributes "
+                                     f"({key}.Attribute=value)")
+        elif vr == "UI":
+            value = "\\".join(v.strip() for v in value.split(","))
+        if len(path) == 1 and key in fixed:
+            # the path fixes this UID: the parameter can only agree with it or exclude everything
+            if value.strip() and fixed[key] not in value.split("\\"):
+                empty = True
+            continue
+        explicit.add(path[0][0])
+        _put(identifier, path, value if vr != "SQ" else "", override=True)
+        if key == "TimezoneOffsetFromUTC" and len(path) == 1 and value.strip():
+            options["timezone_adjustment"] = True
+
+    if include_all and includes:
+        raise HttpError(400, "includefield=all excludes any other includefield")
+    for name in includes:
+        path = resolve(name)
+        explicit.add(path[0][0])
+        _put(identifier, path, "", override=False)
+    drop_if_empty: set = set()
+    if include_all:
+        for keyword in (model_keywords or _all_keywords)(resource.level):
+            if keyword not in identifier:
+                identifier[keyword] = ""
+                drop_if_empty.add(keyword)
+    for key, uid in fixed.items():
+        identifier[key] = uid
+    for level in resource.defaults:
+        for keyword in DEFAULTS[level]:
+            identifier.setdefault(keyword, "")
+        for keyword in CONDITIONAL[level]:
+            if keyword == "RequestAttributesSequence":
+                _put(identifier, [(keyword, "SQ")], [{k: "" for k in REQUEST_ATTRIBUTES_ITEM}], override=False)
+            else:
+                identifier.setdefault(keyword, "")
+            if keyword not in explicit:
+                drop_if_empty.add(keyword)
+    return Search(level=resource.level, identifier=identifier, options=options, limit=limit,
+                  offset=offset or 0, explicit=explicit, drop_if_empty=drop_if_empty, warnings=warnings,
+                  empty=empty)
+
+
+def _all_keywords(level: str) -> tuple[str, ...]:
+    """``includefield=all``: every attribute the archive keeps at that level (Study Root)."""
+    from .. import model
+
+    if level == "STUDY":
+        return model.PATIENT_KEYWORDS + model.STUDY_KEYWORDS + model.STUDY_COMPUTED
+    if level == "SERIES":
+        return model.SERIES_KEYWORDS + model.SERIES_COMPUTED
+    return tuple(k for k in model.IMAGE_KEYWORDS if k != "SpecificCharacterSet") + model.IMAGE_COMPUTED
+
+
+# -- the answer -----------------------------------------------------------------------------
+def _tag_hex(keyword: str) -> str:
+    tag = tag_for_keyword(keyword)
+    return f"{tag:08X}" if tag is not None else keyword.upper()
+
+
+def retrieve_url(base_url: str, row: dict, level: str) -> str | None:
+    def uid(tag: str) -> str | None:
+        attr = row.get(tag) or {}
+        values = attr.get("Value") or []
+        return values[0] if values and isinstance(values[0], str) else None
+
+    study = uid(T_STUDY)
+    if not study:
+        return None
+    url = f"{base_url}/studies/{study}"
+    if level in ("SERIES", "IMAGE"):
+        series = uid(T_SERIES)
+        if not series:
+            return None
+        url += f"/series/{series}"
+    if level == "IMAGE":
+        sop = uid(T_SOP)
+        if not sop:
+            return None
+        url += f"/instances/{sop}"
+    return url
+
+
+def finish_row(row: dict, search: Search, base_url: str, drop_tags: set) -> dict:
+    row.pop(T_QR_LEVEL, None)
+    for tag in drop_tags:
+        attr = row.get(tag)
+        if attr is not None and "Value" not in attr and "BulkDataURI" not in attr and "InlineBinary" not in attr:
+            del row[tag]
+    url = retrieve_url(base_url, row, search.level)
+    if url is not None:
+        row[T_RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
+    return dict(sorted(row.items()))
+
+
+def _negotiate(request: WebRequest) -> str:
+    for accepted in parse_accept(_accept(request)):
+        media = accepted.media_type
+        if media == "multipart/related":
+            continue  # multipart/related; type="application/dicom+xml" is not offered
+        if media == "application/json":
+            return "application/json"
+        if media_matches(media, DICOM_JSON):
+            return DICOM_JSON
+    raise HttpError(406, "QIDO-RS answers application/dicom+json (or application/json) only")
+
+
+def _accept(request: WebRequest) -> str | None:
+    for name, value in request.query:
+        if name.lower() == "accept":  # the accept query parameter overrides the header (PS3.18 8.3.3.1)
+            return value
+    return request.header("accept")
+
+
+def search(service, request: WebRequest, segs: list[str]) -> WebResponse:
+    """Answer a QIDO-RS request: 200 with a page of DICOM JSON, or 204 when it is empty."""
+    content_type = _negotiate(request)
+    parsed = parse_search(segs, request.query)
+    limits = service.limits
+    limit = limits.default_limit if parsed.limit is None else parsed.limit
+    limit = min(limit, limits.max_results)
+    service_uri = request.base_url or "pacscore"
+    headers = [warning(service_uri, text) for text in parsed.warnings]
+    if parsed.empty or limit == 0:
+        return WebResponse(204, headers)
+    archive = service.archive
+    rows = list(archive.find(parsed.identifier, level=parsed.level, model="STUDY", limit=limit + 1,
+                             offset=parsed.offset, format="json", **parsed.options))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not rows:
+        return WebResponse(204, headers)
+    if more:
+        total = archive.count(parsed.identifier, level=parsed.level, model="STUDY", **parsed.options)
+        remaining = total - parsed.offset - len(rows)
+        if remaining > 0:
+            headers.append(warning(service_uri, f"There are {remaining} additional results that can be requested"))
+    drop_tags = {_tag_hex(k) for k in parsed.drop_if_empty}
+    answer = [finish_row(row, parsed, request.base_url, drop_tags) for row in rows]
+    return json_response(answer, 200, headers, content_type=content_type)
+
+
+__all__ = ["search", "parse_search", "Search", "RESOURCES", "resolve", "STUDY_DEFAULTS", "SERIES_DEFAULTS",
+           "INSTANCE_DEFAULTS"]

@@ -1,0 +1,110 @@
+"""Accelerated condition tests: the compiled kernels (_ext/_match.pyx) for the common keys.
+
+``accelerate(cond, options)`` gives a test with the signature and the answers of
+``cond.test`` (one stored value in), or None when the condition is not one the kernels take:
+
+* single values and UID lists on the text VRs compared exactly (CS SH LO AE UI AS UC LT ST UT UR);
+* wild cards on the wild card VRs other than PN;
+* PN wild cards of one component group (``SMI*``, ``*ohn*``), with ``options`` given.
+
+``record_tester(query, fallback)`` gives ``test(level, record_bytes) -> bool`` for a whole
+query, reading fields in place; conditions without a kernel go through the codec and
+``cond.test`` as before. Both give ``None``/``fallback`` when the extension is not live, so the
+pure path (``PACSCORE_PURE=1``) is untouched.
+
+Empty and absent stored values: the kernels answer ``cond.test(None)`` for them, which is how
+the reference applies ``empty_record_matches`` (conditions._stored_test), so the two cannot
+disagree. Anything the kernels cannot settle on ASCII bytes (non-ASCII text, which needs NFC
+and case folding; person names not in normal form; SQ fields) is handed to ``cond.test``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from .. import values
+
+try:
+    if os.environ.get("PACSCORE_PURE") == "1":
+        raise ImportError("PACSCORE_PURE=1")
+    from .._ext import _match
+except ImportError:  # pure install or forced pure: nothing to accelerate
+    _match = None
+
+__all__ = ["LIVE", "accelerate", "record_tester"]
+
+#: True when the compiled kernels are in use
+LIVE = _match is not None
+
+_EXACT_VRS = frozenset({"AE", "AS", "CS", "LO", "LT", "SH", "ST", "UC", "UI", "UR", "UT"})
+_LEADING_SIGNIFICANT = frozenset({"LT", "ST", "UT", "UR", "UC"})
+
+
+def _build(cond, options=None):
+    """The FieldTest of a condition, or None."""
+    if _match is None or len(cond.tags) != 1 or not cond.key_values:
+        return None
+    vr, kind = cond.vr, cond.kind
+    empty = bool(cond.test(None))  # the reference's own answer for an absent value
+    strip_lead = vr not in _LEADING_SIGNIFICANT
+    split = vr not in values.TEXT_VRS
+    args = dict(empty=empty, strip_lead=strip_lead, split=split, fallback=cond.test)
+    if kind == "uid_list" and vr == "UI":
+        # uid_list compares the key values as given; key_values are NFC'd, equal for ASCII
+        if not all(v.isascii() for v in cond.key_values):
+            return None
+        return _match.FieldTest(cond.tags[0], _match.MODES["exact"], cond.key_values, fold=False, **args)
+    if kind == "single" and vr in _EXACT_VRS:
+        return _match.FieldTest(cond.tags[0], _match.MODES["exact"], cond.key_values, fold=False, **args)
+    if kind == "wildcard" and vr in values.WILDCARD_VRS and vr != "PN":
+        # an exact key value beside a pattern is a pattern without wild cards: same answers
+        return _match.FieldTest(cond.tags[0], _match.MODES["wildcard"], cond.key_values, fold=False, **args)
+    if kind == "wildcard" and vr == "PN" and options is not None and not options.pn_match_all_groups:
+        fold = values.fold_case if options.pn_case_insensitive else (lambda s: s)
+        patterns, carets = [], []
+        for v in cond.key_values:
+            if "*" not in v and "?" not in v:
+                return None  # a plain name beside a pattern follows person_name, not wild cards
+            groups = values.pn_groups(values.nfc(v))
+            if len(groups) != 1 or not groups[0]:
+                return None
+            patterns.append(fold(groups[0]))
+            carets.append(groups[0].count("^"))
+        return _match.FieldTest(cond.tags[0], _match.MODES["pn_wildcard"], patterns,
+                                fold=options.pn_case_insensitive, carets=carets, **args)
+    return None
+
+
+def accelerate(cond, options=None) -> Callable[[object], bool] | None:
+    """A compiled test equal to ``cond.test`` for one stored value, or None.
+
+    ``options`` (the query's MatchOptions) is needed only for PN wild cards.
+
+    >>> from pacscore.query.conditions import compile_condition
+    >>> from pacscore.query.options import MatchOptions
+    >>> cond = compile_condition("Modality", 0x00080060, "CS", "CT\\\\MR", MatchOptions())
+    >>> test = accelerate(cond) or cond.test
+    >>> test("MR ")
+    True
+    """
+    return _build(cond, options)
+
+
+def record_tester(query, fallback: Callable[[str, bytes], bool]) -> Callable[[str, bytes], bool]:
+    """``test(level, record)`` for every condition of ``query`` at that level; ``fallback``
+    (the Executor's own test) when the kernels are not live."""
+    if _match is None:
+        return fallback
+    per_level = {}
+    for level, conds in query.conditions.items():
+        checks = []
+        for cond in conds:
+            fast = _build(cond, query.options)
+            checks.append(fast if fast is not None else (tuple(cond.tags), cond.test))
+        per_level[level] = _match.RecordTest(checks)
+    always = _match.RecordTest(())
+
+    def test(level: str, rec: bytes) -> bool:
+        return per_level.get(level, always)(rec)
+
+    return test

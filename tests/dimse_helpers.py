@@ -1,0 +1,229 @@
+"""Test data and client runners for tests/test_dimse.py (and benchmarks/dimse_bench.py)."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRLittleEndian
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+SC_IMAGE = "1.2.840.10008.5.1.4.1.1.7"
+
+#: pydicom's bundled files with distinct SOP Instance UIDs, one per transfer syntax family
+PYDICOM_FILES = [
+    "CT_small.dcm",  # explicit VR little endian, CT
+    "MR_small.dcm",  # explicit VR little endian, MR
+    "rtplan.dcm",  # implicit VR little endian, RT plan (no pixels)
+    "rtdose.dcm",  # implicit VR little endian, multi-frame dose
+    "ExplVR_BigEnd.dcm",  # explicit VR big endian, US
+    "JPEG2000.dcm",  # JPEG 2000, NM study
+    "JPEG-lossy.dcm",  # JPEG extended 12 bit (Pillow cannot decode it), same NM study
+    "SC_rgb_rle.dcm",  # RLE lossless
+    "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline
+    "examples_jpeg2k.dcm",  # JPEG 2000 lossless
+    "image_dfl.dcm",  # deflated explicit VR little endian
+    "test-SR.dcm",  # structured report
+    "waveform_ecg.dcm",  # waveform
+]
+
+# generated patients / studies / series (UIDs under a private-looking test root)
+ROOT = "1.2.826.0.1.3680043.9.7777"
+STUDY_A = f"{ROOT}.1"
+SERIES_A1 = f"{ROOT}.1.1"
+SERIES_A2 = f"{ROOT}.1.2"
+STUDY_B = f"{ROOT}.2"
+SERIES_B1 = f"{ROOT}.2.1"
+STUDY_C = f"{ROOT}.3"
+SERIES_C1 = f"{ROOT}.3.1"
+
+
+def pydicom_test_files() -> Path:
+    import pydicom.data
+
+    return Path(pydicom.data.__file__).parent / "test_files"
+
+
+def make_instance(*, sop: str, study: str, series: str, patient_id: str, patient_name: str, modality: str,
+                  study_date: str, study_time: str, instance_number: int, series_number: int = 1,
+                  sop_class: str = CT_IMAGE, accession: str = "", description: str = "",
+                  birth_date: str = "", sex: str = "", rows: int = 4) -> Dataset:
+    """A small but complete image instance (16-bit, rows x rows) in explicit VR little endian."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = series
+    ds.PatientID = patient_id
+    ds.PatientName = patient_name
+    ds.PatientBirthDate = birth_date
+    ds.PatientSex = sex
+    ds.Modality = modality
+    ds.StudyDate = study_date
+    ds.StudyTime = study_time
+    ds.SeriesDate = study_date
+    ds.AccessionNumber = accession
+    ds.StudyDescription = description
+    ds.SeriesDescription = f"{modality} series {series_number}"
+    ds.StudyID = "1"
+    ds.ReferringPhysicianName = ""
+    ds.SeriesNumber = series_number
+    ds.InstanceNumber = instance_number
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = rows
+    ds.Columns = rows
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes((i * 7 + instance_number) % 256 for i in range(rows * rows * 2))
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    return ds
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def generated_instances() -> list[Dataset]:
+    """Two patients, three studies, four series, nine instances, with dates for combined matching."""
+    out = []
+    one = dict(patient_id="GEN1", patient_name="Gen^One", birth_date="19700101", sex="F")
+    two = dict(patient_id="GEN2", patient_name="Gen^Two", birth_date="19800202", sex="M")
+    study_a = dict(study=STUDY_A, study_date="20200101", study_time="235000", accession="ACC-A", description="Head")
+    study_b = dict(study=STUDY_B, study_date="20200102", study_time="003000", accession="ACC-B", description="Chest")
+    study_c = dict(study=STUDY_C, study_date="20200105", study_time="120000", accession="ACC-C", description="Knee")
+    for i in range(3):
+        out.append(make_instance(sop=f"{SERIES_A1}.{i + 1}", series=SERIES_A1, modality="CT", instance_number=i + 1,
+                                 **one, **study_a))
+    for i in range(2):
+        out.append(make_instance(sop=f"{SERIES_A2}.{i + 1}", series=SERIES_A2, modality="MR", sop_class=MR_IMAGE,
+                                 series_number=2, instance_number=i + 1, **one, **study_a))
+    for i in range(2):
+        out.append(make_instance(sop=f"{SERIES_B1}.{i + 1}", series=SERIES_B1, modality="CT", instance_number=i + 1,
+                                 **two, **study_b))
+    for i in range(2):
+        out.append(make_instance(sop=f"{SERIES_C1}.{i + 1}", series=SERIES_C1, modality="MR", sop_class=MR_IMAGE,
+                                 instance_number=i + 1, **two, **study_c))
+    return out
+
+
+def write_test_folder(folder: Path) -> list[Path]:
+    """Copy the chosen pydicom files and write the generated instances into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    src = pydicom_test_files()
+    for name in PYDICOM_FILES:
+        shutil.copy(src / name, folder / name)
+        paths.append(folder / name)
+    for ds in generated_instances():
+        path = folder / f"gen_{ds.SOPInstanceUID}.dcm"
+        path.write_bytes(to_bytes(ds))
+        paths.append(path)
+    return paths
+
+
+def dataset_bytes(part10: bytes) -> bytes:
+    """The data set of a Part-10 file, after the preamble and the file meta group."""
+    assert part10[128:132] == b"DICM", "not a Part-10 file"
+    assert part10[132:136] == b"\x02\x00\x00\x00" and part10[136:138] == b"UL", "no group length"
+    length = int.from_bytes(part10[140:144], "little")
+    return part10[144 + length:]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dcmtk(tool: str) -> str | None:
+    """The path of DCMTK's ``tool``: pynetdicom installs Python scripts with the same names
+    (echoscu, findscu, getscu, movescu, storescu, storescp) into the virtualenv's bin folder,
+    which comes first on PATH when the venv is activated; skip those."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = Path(folder or ".") / tool
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            continue
+        try:
+            with open(path, "rb") as f:
+                if f.read(2) == b"#!":  # a script, not DCMTK's binary
+                    continue
+        except OSError:
+            continue
+        return str(path)
+    return None
+
+
+def dcmtk_env() -> dict:
+    env = dict(os.environ)
+    env["TCP_NODELAY"] = "1"
+    return env
+
+
+def run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run a DCMTK tool (``args[0]`` is its name) with TCP_NODELAY=1."""
+    exe = dcmtk(args[0])
+    if exe is None:
+        raise FileNotFoundError(f"DCMTK's {args[0]} is not on PATH")
+    return subprocess.run([exe, *args[1:]], capture_output=True, text=True, timeout=timeout, env=dcmtk_env())
+
+
+def key_args(keys: dict) -> list[str]:
+    """findscu/getscu/movescu -k arguments: "" asks for the attribute back."""
+    out = []
+    for keyword, value in keys.items():
+        out += ["-k", f"{keyword}={value}" if value != "" else keyword]
+    return out
+
+
+def findscu(port: int, model_flag: str, level: str, keys: dict, out_dir: Path, aet: str = "FINDSCU",
+            extra: list[str] | None = None) -> tuple[subprocess.CompletedProcess, list[Dataset]]:
+    """Run findscu with -X and return the process and the response identifiers, in order."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in out_dir.glob("rsp*.dcm"):
+        f.unlink()
+    args = ["findscu", model_flag, "-aet", aet, "-aec", "PACSCORE", "-X", "-od", str(out_dir),
+            "-k", f"QueryRetrieveLevel={level}", *key_args(keys), *(extra or []), "127.0.0.1", str(port)]
+    proc = run(args)
+    found = [pydicom.dcmread(f) for f in sorted(out_dir.glob("rsp*.dcm"))]
+    return proc, found
+
+
+def norm(value) -> object:
+    """A comparable form of a pydicom value: strings, tuples of strings for multi-values."""
+    if value is None:
+        return ""
+    if isinstance(value, (MultiValue, list, tuple)):
+        return tuple(str(v) for v in value)
+    if isinstance(value, Dataset):
+        return tuple(sorted((e.keyword, norm(e.value)) for e in value))
+    return str(value)
+
+
+def values_of(ds: Dataset, keywords: list[str]) -> dict:
+    return {kw: norm(ds.get(kw)) for kw in keywords}
+
+
+def wait_for_files(folder: Path, count: int, timeout: float = 10.0) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while True:
+        files = [p for p in folder.iterdir() if p.is_file()]
+        if len(files) >= count or time.monotonic() > deadline:
+            return files
+        time.sleep(0.05)

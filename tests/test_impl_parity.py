@@ -1,0 +1,176 @@
+"""The compiled twins give exactly the pure answers: the record codec byte for byte, the wild
+card kernel, and every accelerated condition test against the reference's ``cond.test``.
+
+Skipped when the extension is not built or PACSCORE_PURE=1 forces the pure paths.
+"""
+import os
+import struct
+
+import pytest
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+if os.environ.get("PACSCORE_PURE") == "1":
+    pytest.skip("PACSCORE_PURE=1: the pure paths are in use", allow_module_level=True)
+_records = pytest.importorskip("pacscore._ext._records")
+_match = pytest.importorskip("pacscore._ext._match")
+
+from pacscore.index import records as pure  # noqa: E402
+from pacscore.query import fast  # noqa: E402
+from pacscore.query.conditions import compile_condition  # noqa: E402
+from pacscore.query.options import MatchOptions  # noqa: E402
+from pacscore.query.reference import WildcardPattern  # noqa: E402
+
+# ---------------------------------------------------------------- strategies
+
+#: text that stresses the codec and the kernels: ASCII, padding, backslashes, carets, accents
+#: (composed and decomposed), case pairs, astral code points and a lone surrogate
+ALPHABET = st.sampled_from(list("abAB ^=\\\0*?xyZ.-19") + ["é", "e\u0301", "ß", "Ω", "ω", "\U0001F600", "İ", "ﬁ"])
+texts = st.lists(ALPHABET, max_size=14).map("".join)
+any_text = st.one_of(texts, st.text(max_size=10), st.just("\udc80"))
+vrs = st.sampled_from(["AE", "AS", "CS", "DA", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT", "IN", "X"])
+tags = st.one_of(st.integers(0, 0xFFFFFFFF), st.sampled_from([0x00100010, 0x00080060, 0xFFFF0001]))
+json_scalars = st.one_of(st.none(), texts, st.integers(-10, 10))
+items = st.dictionaries(st.sampled_from(["CodeValue", "CodeMeaning", "x"]),
+                        st.one_of(json_scalars, st.lists(st.dictionaries(st.just("y"), texts, max_size=1), max_size=2)),
+                        max_size=3)
+fields = st.one_of(
+    st.tuples(vrs, any_text),
+    st.tuples(st.just("SQ"), st.lists(items, max_size=3)),
+)
+records = st.dictionaries(tags, fields, max_size=12)
+
+
+# ---------------------------------------------------------------- the record codec
+
+@given(records)
+@example({})
+@example({0x00100010: ("PN", "Müller^Hans"), 0x0040A730: ("SQ", [])})
+def test_encode_is_byte_identical(rec):
+    assert _records.encode(rec) == pure.encode(rec)
+
+
+@given(records)
+def test_decode_gives_the_pure_answer_on_bytes_and_memoryviews(rec):
+    raw = pure.encode(rec)
+    assert _records.decode(raw) == pure.decode(raw)
+    assert _records.decode(memoryview(raw)) == pure.decode(raw)
+
+
+@given(records, st.lists(tags, max_size=4))
+def test_get_and_get_value_give_the_pure_answers(rec, extra):
+    raw = pure.encode(rec)
+    for tag in [*rec, *extra, -1, 2**40]:
+        expected = pure.get(raw, tag)
+        assert _records.get(raw, tag) == expected
+        assert _records.get(memoryview(raw), tag) == expected
+        assert _records.get(bytearray(raw), tag) == expected
+        assert _records.get_value(raw, tag) == pure.get_value(raw, tag)
+        assert _records.get_value(memoryview(raw), tag) == pure.get_value(raw, tag)
+
+
+def test_decode_refuses_an_unknown_version_like_the_pure_codec():
+    raw = b"\x02" + pure.encode({1: ("CS", "A")})[1:]
+    with pytest.raises(ValueError, match="unknown record version 2"):
+        pure.decode(raw)
+    with pytest.raises(ValueError, match="unknown record version 2"):
+        _records.decode(raw)
+
+
+def test_truncated_records_raise_instead_of_reading_past_the_buffer():
+    raw = pure.encode({1: ("CS", "ABC"), 2: ("CS", "DEF")})
+    for cut in range(len(raw) - 1):
+        for call in (lambda b: _records.get(b, 2), lambda b: _records.decode(b)):
+            try:
+                call(raw[:cut])
+            except (struct.error, ValueError):
+                pass
+
+
+# ---------------------------------------------------------------- the wild card kernel
+
+patterns = st.text(st.sampled_from(list("ab*?^") + ["é", "\U0001F600"]), max_size=10)
+subjects = st.text(st.sampled_from(list("ab^") + ["é", "\U0001F600"]), max_size=14)
+
+
+@given(patterns, subjects)
+@example("a*b?", "aab\U0001F600")
+@example("*a*a*a*a*a*b", "a" * 60)
+def test_wildcard_kernel_equals_the_reference_pattern(pattern, text):
+    assert _match.wildcard_match(pattern, text) == WildcardPattern(pattern).match(text)
+
+
+def test_wildcard_kernel_has_no_backtracking_blow_up():
+    import time
+
+    text = "a" * 20000
+    start = time.perf_counter()
+    assert not _match.wildcard_match("*a*a*a*a*a*a*a*a*b", text)
+    assert time.perf_counter() - start < 1.0
+
+
+# ---------------------------------------------------------------- accelerated conditions
+
+OPTIONS = [MatchOptions(), MatchOptions(empty_record_matches=False), MatchOptions(pn_case_insensitive=False)]
+key_alphabet = st.sampled_from(list("aAbB*?^ \\=") + ["é", "e\u0301", "ß"])
+keys = st.lists(key_alphabet, min_size=1, max_size=8).map("".join)
+stored_alphabet = st.sampled_from(list("aAbB^ \\=\0") + ["é", "e\u0301", "ß", "É"])
+stored_values = st.one_of(st.none(), st.lists(stored_alphabet, max_size=12).map("".join))
+ACCEL_VRS = ["AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UI", "UR", "UT"]
+
+
+def _condition(vr, key, options):
+    try:
+        return compile_condition("K", 0x00100010, vr, key, options)
+    except Exception:  # noqa: BLE001 - invalid keys are the reference's business, not ours
+        return None
+
+
+@given(st.sampled_from(ACCEL_VRS), keys, st.lists(stored_values, min_size=1, max_size=6), st.sampled_from(OPTIONS))
+@example("CS", "CT\\MR", ["MR ", " CT", "ct", "", None, "\\", "PT\\MR"], MatchOptions())
+@example("PN", "doe*", ["Doe^John", "DOE", "Doe ^John", "Doé", "^Doe", "x=doe"], MatchOptions())
+@example("PN", "Doe^*", ["Doe", "Doe^", "doe^j"], MatchOptions())
+@example("PN", "*der*^s*", ["VAN DER BERG^SOPHIA", " van der ^ s ", "Smith-Jones^Elizabeth^^Dr.^", "=der^s"],
+         MatchOptions())
+@example("PN", "a^^*", ["a^^b", "a^ ^b", "a", "a^=x", "A\\a^b^^"], MatchOptions(pn_case_insensitive=False))
+@example("UI", "1.2\\1.3", ["1.2", "1.3 ", "1.4", ""], MatchOptions(empty_record_matches=False))
+@example("LO", "*a?", [" xab", "ab", "a\\ab"], MatchOptions())
+def test_accelerated_tests_equal_the_reference(vr, key, stored, options):
+    cond = _condition(vr, key, options)
+    assume(cond is not None)
+    test = fast.accelerate(cond, options)
+    assume(test is not None)
+    for value in stored:
+        expected = cond.test(value)
+        assert test(value) == expected, (vr, key, value)
+        rec = pure.encode({} if value is None else {0x00100010: (vr, value)})
+        assert test.test_record(rec) == expected, (vr, key, value)
+
+
+@pytest.mark.parametrize(("vr", "key"), [
+    ("CS", "CT"), ("CS", "CT\\MR"), ("UI", "1.2.3"), ("UI", "1.2\\1.3"), ("LO", "A*"), ("SH", "?B*"),
+    ("PN", "SMI*"), ("PN", "*ohn*"), ("PN", "D?e^J*"),
+])
+def test_common_keys_are_accelerated(vr, key):
+    cond = compile_condition("K", 0x00100010, vr, key, MatchOptions())
+    assert fast.accelerate(cond, MatchOptions()) is not None
+
+
+@pytest.mark.parametrize(("vr", "key"), [("DA", "20200101-"), ("PN", "Doe^John"), ("PN", "a*=b*"), ("IS", "7")])
+def test_other_keys_keep_the_reference(vr, key):
+    cond = compile_condition("K", 0x00100010, vr, key, MatchOptions())
+    assert fast.accelerate(cond, MatchOptions()) is None
+
+
+def test_a_record_tester_applies_every_condition_of_the_level():
+    from types import SimpleNamespace
+
+    options = MatchOptions()
+    conds = [compile_condition("Modality", 0x00080060, "CS", "CT", options),
+             compile_condition("SeriesDate", 0x00080021, "DA", "20200101-", options)]
+    query = SimpleNamespace(conditions={"SERIES": conds}, options=options)
+    test = fast.record_tester(query, fallback=None)
+    rec = pure.encode({0x00080060: ("CS", "CT"), 0x00080021: ("DA", "20210101")})
+    assert test("SERIES", rec) and test("STUDY", rec)
+    assert not test("SERIES", pure.encode({0x00080060: ("CS", "CT"), 0x00080021: ("DA", "19990101")}))
+    assert not test("SERIES", pure.encode({0x00080060: ("CS", "MR")}))
