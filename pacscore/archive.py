@@ -181,15 +181,14 @@ class Archive:
             todo.append(p)
         if not todo:
             return report
-        written = []
         try:
-            for p in todo:
-                self.blobs.put(_blob_key(p), p.data)  # durable before the index points at it
-                written.append(p)
+            # durable before the index points at it
+            self.blobs.put_many([(_blob_key(p), p.data) for p in todo])
         except (OSError, PacsError) as exc:
-            for p in written:
-                self._discard_blob(_blob_key(p))
-            raise StorageError(f"blob store write failed for {p.sop_instance_uid}: {exc}") from None
+            for p in todo:
+                if p.sop_instance_uid not in existing:
+                    self._discard_blob(_blob_key(p))
+            raise StorageError(f"blob store write failed ({len(todo)} instances): {exc}") from None
 
         def apply(writer: Writer):
             replaced_blobs, outcome = [], []
@@ -502,15 +501,19 @@ def _parse_one(src) -> object:
 
 
 def _parse_all(items: list, workers: int | None) -> Iterator[object]:
-    paths_only = all(isinstance(i, (str, os.PathLike)) for i in items)
+    # paths and bytes travel cheaply to worker processes; Datasets and file objects stay here
+    portable = all(isinstance(i, (str, os.PathLike, bytes, bytearray)) for i in items)
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if len(items) >= 64 else 1
-    if workers <= 1 or not paths_only:
+    if workers <= 1 or not portable:
         for item in items:
             yield _parse_one(item)
         return
     import multiprocessing
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    # fork: the workers only parse (they never touch the index, whose pid guard would reopen
+    # it anyway) and it works from any caller, even a script without a __main__ guard
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         yield from pool.map(_parse_one, items, chunksize=32)
 

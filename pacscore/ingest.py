@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
+from pydicom import charset
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.datadict import keyword_for_tag
 from pydicom.errors import InvalidDicomError
@@ -226,6 +227,22 @@ def _text(ds: Dataset, tag: int) -> str:
     return str(value or "").strip(" \x00")
 
 
+def _charset_value(ds: Dataset) -> list[str] | None:
+    """SpecificCharacterSet as a list of terms (pydicom may already have converted it)."""
+    try:
+        elem = ds.get_item(model.T_CHARSET)
+    except Exception:
+        return None
+    if elem is None:
+        return None
+    value = elem.value
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("latin-1").split("\\")
+    elif isinstance(value, str):
+        value = value.split("\\")
+    return [str(v).strip(" \x00") for v in (value or [])] or None
+
+
 def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> ParsedInstance:
     sop_uid = _text(ds, model.T_SOP_UID) or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or "")
     study_uid = _text(ds, model.T_STUDY_UID)
@@ -239,17 +256,19 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
             raise IngestError(src, f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, at most 64 characters")
     levels: dict[str, dict[int, tuple[str, object]]] = {lvl: {} for lvl in model.LEVELS}
     has_bulk = False
-    for tag in ds.keys():
+    cs = Charset(_charset_value(ds))
+    elements = getattr(ds, "_dict", None)
+    pairs = elements.items() if isinstance(elements, dict) else ((t, ds.get_item(t)) for t in ds.keys())
+    for tag, elem in pairs:
         tag = int(tag)
         if tag >> 16 < 8 or tag in model.ALL_COMPUTED:
             continue  # computed attributes are the archive's to compute, never taken from an instance
         try:
-            elem = ds.get_item(tag)
             length = getattr(elem, "length", 0) or 0
             if length > BULK_THRESHOLD and length != 0xFFFFFFFF:
                 has_bulk = True
                 continue
-            converted = element_value(ds, tag)
+            converted = element_value(ds, tag, cs=cs, raw=elem)
         except Exception:
             continue  # an element pydicom cannot convert is kept in the header only
         if converted is None:
@@ -292,15 +311,56 @@ def _header_without_bulk(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def element_value(ds: Dataset, tag: int, depth: int = 0) -> tuple[str, object] | None:
-    """``(vr, value)`` of one element as the index keeps it, or None for bulk/binary data."""
-    raw = ds.get_item(tag)
+_NUMERIC_FORMATS = {"US": "H", "UL": "I", "SS": "h", "SL": "i", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+_PN_DELIMS = {0x5E, 0x3D, 0x5C}   # ^ = \ : where ISO 2022 switches back to the default set
+_TEXT_DELIMS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
+_PADDED_TEXT = frozenset({"LT", "ST", "UT", "UR"})
+
+
+class Charset:
+    """The decoder of one data set's SpecificCharacterSet, built once per instance."""
+
+    def __init__(self, value: object) -> None:
+        try:
+            self.encodings = charset.convert_encodings(value or None)
+        except Exception:
+            self.encodings = ["iso8859"]
+        one = self.encodings[0] if len(self.encodings) == 1 else None
+        self.simple = one if one and "2022" not in one else None
+
+    def decode(self, raw: bytes, vr: str) -> str:
+        if self.simple is not None:
+            return raw.decode(self.simple, "replace")
+        if raw.isascii() and b"\x1b" not in raw:  # ISO 2022 escapes are 7-bit too
+            return raw.decode("ascii")
+        return charset.decode_bytes(raw, self.encodings, _PN_DELIMS if vr == "PN" else _TEXT_DELIMS)
+
+
+def element_value(ds: Dataset, tag: int, depth: int = 0, cs: "Charset | None" = None,
+                  raw: object = None) -> tuple[str, object] | None:
+    """``(vr, value)`` of one element as the index keeps it, or None for bulk/binary data.
+
+    Raw elements are converted here, straight from their bytes (pydicom's own conversion costs
+    several times more and ingest does it for every attribute of every instance)."""
+    raw = raw if raw is not None else ds.get_item(tag)
     vr = raw.VR or model.vr_of(tag)
     if vr == "UN" and model.vr_of(tag) != "UN":
         vr = model.vr_of(tag)  # a known attribute sent as UN: its value is still the known VR's
-    if vr in _ASCII_VRS and isinstance(raw.value, (bytes, bytearray)):
-        # these VRs are ASCII by definition: no character set decoding needed
-        return vr, raw.value.decode("latin-1").rstrip(" \x00")
+    value = raw.value
+    if isinstance(value, (bytes, bytearray)) and getattr(raw, "is_raw", False):
+        if vr in _ASCII_VRS:
+            # these VRs are ASCII by definition: no character set decoding needed
+            return vr, value.decode("latin-1").rstrip(" \x00")
+        if vr in _TEXT_VRS and cs is not None:
+            text = cs.decode(bytes(value), vr)
+            return vr, text.rstrip(" ") if vr in _PADDED_TEXT else text.rstrip(" \x00")
+        if vr in _NUMERIC_FORMATS:
+            fmt = _NUMERIC_FORMATS[vr]
+            size = struct.calcsize(fmt)
+            if len(value) % size:
+                return None
+            vals = struct.unpack(("<" if raw.is_little_endian else ">") + fmt * (len(value) // size), value)
+            return vr, "\\".join(_num(v) for v in vals)
     if vr in _BINARY_VRS:
         return None
     elem = ds[tag]

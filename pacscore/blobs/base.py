@@ -16,7 +16,7 @@ import io
 import re
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, ClassVar, Iterator
+from typing import BinaryIO, ClassVar, Iterable, Iterator
 
 __all__ = ["BlobStore", "validate_key", "is_valid_key", "check_range", "MAX_KEY_LENGTH"]
 
@@ -114,6 +114,15 @@ class BlobStore(abc.ABC):
         blob or the new one in full. Raises ValueError for an invalid key (nothing written) and
         StorageError when the backend fails.
         """
+
+    def put_many(self, items: "Iterable[tuple[str, bytes]]") -> None:
+        """Store several blobs; every one is durable when this returns (as with ``put``).
+
+        The default calls ``put`` for each; a store that can make a whole batch durable at once
+        (one filesystem sync instead of one per blob) overrides it. Ingest calls this per batch.
+        """
+        for key, data in items:
+            self.put(key, data)
 
     @abc.abstractmethod
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
