@@ -107,6 +107,16 @@ class BlobStoreTests:
         assert store.get(UID) == b"short"
         assert store.size(UID) == 5
 
+    def test_put_many_stores_every_blob_and_overwrites(self, store: BlobStore) -> None:
+        store.put("1.2.3.0", b"old")
+        batch = [(f"1.2.3.{i}", f"blob {i}".encode() * (i + 1)) for i in range(12)]
+        store.put_many(batch)
+        for key, data in batch:
+            assert store.get(key) == data
+        store.put_many([])
+        with pytest.raises(ValueError):
+            store.put_many([("1.2.3.99", b"x"), ("../escape", b"y")])
+
     def test_every_byte_value_round_trips(self, store: BlobStore) -> None:
         data = bytes(range(256)) + bytes(reversed(range(256))) + b"\r\n\n\r\x1a\x00"
         store.put(UID, data)
