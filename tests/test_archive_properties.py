@@ -129,3 +129,80 @@ def test_find_and_count_equal_brute_force(instances, qs, data):
             got = [r[unique] for r in arc.find(keys, level=level, relational=True, format="dict")]
             assert got == expected, (level, keys)
             assert arc.count(keys, level=level, relational=True) == len(expected)
+
+
+PATIENT_KEYS = [("PatientName", "PN", "patient_name"), ("PatientID", "LO", "patient_id")]
+PATIENT_ROOT_STUDY_KEYS = [k for k in KEYS["STUDY"] if k[0] not in ("PatientName", "PatientID")]
+
+
+def latest_patient_values(instances: list[dict]) -> dict[str, dict]:
+    """The patient entity takes the values of the patient's latest stored instance."""
+    out = {}
+    for inst in instances:
+        out[inst["patient_id"]] = inst
+    return out
+
+
+@st.composite
+def patient_root_queries(draw):
+    level = draw(st.sampled_from(["PATIENT", "STUDY"]))
+    keys = {kw: draw(st.sampled_from(KEY_VALUES[vr]))
+            for kw, vr, _ in draw(st.lists(st.sampled_from(PATIENT_KEYS), max_size=2, unique=True))}
+    if level == "STUDY":
+        for kw, vr, _ in draw(st.lists(st.sampled_from(PATIENT_ROOT_STUDY_KEYS), max_size=2, unique=True)):
+            keys[kw] = draw(st.sampled_from(KEY_VALUES[vr]))
+    return level, keys
+
+
+def brute_force_patient_root(instances, level, keys):
+    patients = latest_patient_values(instances)
+    spec = {kw: (vr, field) for kw, vr, field in PATIENT_KEYS + KEYS["STUDY"]}
+    patient_keywords = {kw for kw, _, _ in PATIENT_KEYS}
+    entities = {}
+    for inst in instances:
+        entities.setdefault(inst["patient_id"] if level == "PATIENT" else inst["study"], inst)
+    out = []
+    for uid, ent in entities.items():
+        ok = True
+        for keyword, key in keys.items():
+            vr, field = spec[keyword]
+            source = patients[ent["patient_id"]] if keyword in patient_keywords else ent
+            if not pacscore.match(vr, key, entity_value(source, field, keyword, instances)):
+                ok = False
+                break
+        if ok:
+            out.append(uid)
+    return sorted(out, key=lambda u: u.encode())
+
+
+@settings(max_examples=40)
+@given(archives(), st.lists(patient_root_queries(), min_size=1, max_size=5), st.data())
+def test_patient_root_find_equals_brute_force(instances, qs, data):
+    with tempfile.TemporaryDirectory() as tmp, pacscore.open(tmp) as arc:
+        store_all(arc, instances)
+        if data.draw(st.booleans()) and instances:
+            victim = data.draw(st.sampled_from(instances))
+            arc.delete(study=victim["study"])
+            instances = [i for i in instances if i["study"] != victim["study"]]
+        for level, keys in qs:
+            expected = brute_force_patient_root(instances, level, keys)
+            unique = "PatientID" if level == "PATIENT" else "StudyInstanceUID"
+            got = [r[unique] for r in arc.find(keys, level=level, model="PATIENT", relational=True, format="dict")]
+            if level == "PATIENT":
+                got = sorted(got, key=lambda u: u.encode())
+            assert got == expected, (level, keys)
+
+
+@settings(max_examples=40)
+@given(archives(), st.data())
+def test_hierarchical_query_equals_filtered_relational_query(instances, data):
+    """With the unique key of the level above given, hierarchical and relational agree."""
+    with tempfile.TemporaryDirectory() as tmp, pacscore.open(tmp) as arc:
+        store_all(arc, instances)
+        study = data.draw(st.sampled_from(instances))["study"]
+        keys = {kw: data.draw(st.sampled_from(KEY_VALUES[vr]))
+                for kw, vr, _ in data.draw(st.lists(st.sampled_from(KEYS["SERIES"][:2]), max_size=2, unique=True))}
+        hierarchical = list(arc.find({"StudyInstanceUID": study, **keys}, level="SERIES", format="dict"))
+        relational = [r for r in arc.find(keys, level="SERIES", relational=True, format="dict")
+                      if r["StudyInstanceUID"] == study]
+        assert [r["SeriesInstanceUID"] for r in hierarchical] == [r["SeriesInstanceUID"] for r in relational]

@@ -7,6 +7,7 @@ once at commit (``flush``).
 """
 from __future__ import annotations
 
+import time
 import zlib
 from typing import Iterable
 
@@ -22,6 +23,7 @@ T_SIZE = 0xFFFF0002
 T_CHECKSUM = 0xFFFF0003
 T_STUDY = 0xFFFF0004
 T_PATIENT = 0xFFFF0005
+T_SEQ = 0xFFFF0007  # when a study last received an instance: which study's patient values are latest
 INTERNAL_VR = "IN"
 
 PARENT_LEVEL = {"STUDY": "PATIENT", "SERIES": "STUDY", "IMAGE": "SERIES"}
@@ -137,6 +139,7 @@ class Writer:
         _replace_level_fields(study, {**lv["PATIENT"], **lv["STUDY"]}, model.COMPUTED["STUDY"])
         _replace_level_fields(series, lv["SERIES"], model.COMPUTED["SERIES"])
 
+        study[T_SEQ] = (INTERNAL_VR, str(time.time_ns()))
         # the keys that place the instance are authoritative, whatever VR the file gave them
         study[model.T_STUDY_UID] = ("UI", study_key.decode())
         series[model.T_SERIES_UID] = ("UI", series_key.decode())
@@ -195,11 +198,23 @@ class Writer:
             self.save("STUDY", study_key, None)
             self.remove_child("PATIENT", pkey, study_key)
             _bump(patient, model.T_N_PAT_STUDIES, -1)
+            if _count(patient, model.T_N_PAT_STUDIES) > 0:
+                self._restore_patient_values(pkey, patient)
         else:
             self._recompute_study_sets(study_key, study)
         if _count(patient, model.T_N_PAT_STUDIES) == 0:
             self.save("PATIENT", pkey, None)
         return inst
+
+    def _restore_patient_values(self, pkey: bytes, patient: dict) -> None:
+        """After a study goes, the patient takes the values of its latest remaining study."""
+        studies = [self.load("STUDY", k) for k in self.children("PATIENT", pkey)]
+        studies = [st for st in studies if st is not None]
+        if not studies:
+            return
+        latest = max(studies, key=lambda st: int(st.get(T_SEQ, (INTERNAL_VR, "0"))[1]))
+        fields = {t: v for t, v in latest.items() if t in model.PATIENT_TAGS}
+        _replace_level_fields(patient, fields, model.COMPUTED["PATIENT"])
 
     def _recompute_study_sets(self, study_key: bytes, study: dict) -> None:
         modalities, classes = set(), set()
