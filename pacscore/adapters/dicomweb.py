@@ -36,6 +36,29 @@ def _join_headers(items) -> dict[str, str]:
     return headers
 
 
+_FORWARDED = ("forwarded", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-for", "x-forwarded-port")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _request_base(request, root: str) -> str:
+    """The absolute URL of the DICOMweb root as this request's client sees it.
+
+    Built from the Host header and the mount point (root_path). Some clients (dicomweb-client)
+    send ``Host`` without the port; when the request did not come through a proxy (no
+    Forwarded / X-Forwarded-* headers) the port the server listens on is put back. Behind a
+    proxy, pass ``base_url`` (``--base-url``) instead of relying on headers.
+    """
+    url = request.url.replace(path=request.scope.get("root_path", "") or "/", query="", fragment="")
+    server = request.scope.get("server")
+    host = request.headers.get("host", "")
+    if (server and server[1] and ":" not in host.rsplit("]", 1)[-1]
+            and not any(h in request.headers for h in _FORWARDED)
+            and server[1] != _DEFAULT_PORTS.get(url.scheme)):
+        url = url.replace(port=server[1])
+    base = str(url).rstrip("/")
+    return base + root
+
+
 def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=None,
                max_body: int = DEFAULT_MAX_BODY, max_part: int = DEFAULT_MAX_PART,
                max_results: int = DEFAULT_MAX_RESULTS, default_limit: int = DEFAULT_LIMIT,
@@ -97,7 +120,7 @@ def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=Non
         return response
 
     async def endpoint(request: Request):
-        base = fixed_base or (str(request.base_url).rstrip("/") + root)
+        base = fixed_base or _request_base(request, root)
         has_body = request.method in ("POST", "PUT")
         web_request = WebRequest(
             method=request.method,

@@ -304,7 +304,8 @@ def _frames_response(accept, ds, elem, ref, numbers: list[int] | None) -> WebRes
             raise HttpError(406, "uncompressed frames are available as application/octet-stream only")
         frames = _native_frames(ds, raw, ts)
         if frames is None:
-            raise HttpError(404, f"instance {ref.sop_instance_uid} has no frame geometry (Rows, Columns, BitsAllocated)")
+            raise HttpError(404, f"instance {ref.sop_instance_uid} has no frame geometry "
+                                 "(Rows, Columns, BitsAllocated)")
     boundary = new_boundary()
     parts = [([("Content-Type", f"{media}; transfer-syntax={label}"), ("Content-Length", str(len(frames[n - 1])))],
               frames[n - 1]) for n in numbers]
