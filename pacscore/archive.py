@@ -336,7 +336,15 @@ class Archive:
         return data
 
     def open_blob(self, sop_instance_uid: str) -> BinaryIO:
-        return io.BytesIO(self.get(sop_instance_uid))
+        """A readable file object over the stored bytes, streamed from the blob store where it
+        can (the file store hands out the file itself); ``get`` is the checksum-verified read."""
+        with self.index.read() as txn:
+            rec = self._instance_record(txn, sop_instance_uid)
+        try:
+            return self.blobs.open(records.get_value(rec, T_BLOBKEY))
+        except KeyError:
+            raise StorageError(f"the blob of instance {sop_instance_uid} is missing from the blob store "
+                               f"(run verify)") from None
 
     def instances(self, patient=None, study=None, series=None, instance=None) -> list[InstanceRef]:
         """What a C-GET or WADO-RS would send for the given entities (UIDs or lists of them)."""
@@ -396,7 +404,14 @@ class Archive:
         def handler(elem):
             return uri(f"{int(elem.tag):08X}")
 
-        return ds.to_json_dict(bulk_data_threshold=ingest.BULK_THRESHOLD, bulk_data_element_handler=handler)
+        out = ds.to_json_dict(bulk_data_threshold=ingest.BULK_THRESHOLD, bulk_data_element_handler=handler)
+        with self.index.read() as txn:
+            bulk = records.get_value(self._instance_record(txn, sop_instance_uid), ingest.T_BULK)
+        for entry in (bulk or "").split("\\"):
+            if entry:
+                tag, _, vr = entry.partition(":")
+                out[tag] = {"vr": vr, "BulkDataURI": uri(tag)}
+        return dict(sorted(out.items()))
 
     # -- deleting ---------------------------------------------------------------------------
     def delete(self, *, patient=None, study=None, series=None, instance=None) -> int:

@@ -256,6 +256,7 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
             raise IngestError(src, f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, at most 64 characters")
     levels: dict[str, dict[int, tuple[str, object]]] = {lvl: {} for lvl in model.LEVELS}
     has_bulk = False
+    bulk: list[str] = []  # "TTTTTTTT:VR" of each element the indexed header leaves out
     cs = Charset(_charset_value(ds))
     elements = getattr(ds, "_dict", None)
     pairs = elements.items() if isinstance(elements, dict) else ((t, ds.get_item(t)) for t in ds.keys())
@@ -267,6 +268,7 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
             length = getattr(elem, "length", 0) or 0
             if length > BULK_THRESHOLD and length != 0xFFFFFFFF:
                 has_bulk = True
+                bulk.append(f"{tag:08X}:{elem.VR or model.vr_of(tag)}")
                 continue
             converted = element_value(ds, tag, cs=cs, raw=elem)
         except Exception:
@@ -274,12 +276,15 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
         if converted is None:
             continue
         levels[model.storage_level(tag)][tag] = converted
-    charset = ds.get("SpecificCharacterSet")
     levels["IMAGE"][model.T_CHARSET] = ("CS", "ISO_IR 192")
+    pixel = _pixel_element(data, header_end, syntax)
+    if pixel:
+        bulk.append(pixel)
+    if bulk:
+        levels["IMAGE"][T_BULK] = ("IN", "\\".join(bulk))
     header = data[:header_end]
     if has_bulk or syntax == DeflatedExplicitVRLittleEndian:
         header = _header_without_bulk(ds)
-    del charset
     return ParsedInstance(
         sop_instance_uid=sop_uid,
         sop_class_uid=_text(ds, model.T_SOP_CLASS),
@@ -293,6 +298,25 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
         checksum=checksum(data),
         levels=levels,
     )
+
+
+T_BULK = 0xFFFF0008  # internal: the bulk elements left out of the indexed header
+_PIXEL_TAGS = {0x7FE00010: "OW", 0x7FE00008: "OF", 0x7FE00009: "OD"}
+
+
+def _pixel_element(data: bytes, pos: int, syntax: str) -> str | None:
+    """"TTTTTTTT:VR" of the pixel data element where the header stops, if there is one."""
+    from pydicom.uid import ExplicitVRBigEndian
+    if pos + 8 > len(data):
+        return None
+    endian = ">" if syntax == ExplicitVRBigEndian else "<"
+    group, elem = struct.unpack_from(endian + "HH", data, pos)
+    tag = group << 16 | elem
+    if tag not in _PIXEL_TAGS:
+        return None
+    vr = data[pos + 4:pos + 6]
+    vr = vr.decode("ascii") if vr.isalpha() and vr.isupper() else _PIXEL_TAGS[tag]
+    return f"{tag:08X}:{vr}"
 
 
 def _header_without_bulk(ds: Dataset) -> bytes:

@@ -225,7 +225,7 @@ def test_metadata_comes_from_the_index_without_the_blob(arc):
     meta = arc.metadata(uid, bulkdata_uri=lambda tag: f"bulk/{tag}")
     assert meta["00080018"]["Value"] == [uid]
     assert meta["00100010"]["Value"] == [{"Alphabetic": "CompressedSamples^CT1"}]
-    assert "7FE00010" not in meta
+    assert meta["7FE00010"] == {"vr": "OW", "BulkDataURI": "bulk/7FE00010"}, "pixel data is bulk data"
     with pytest.raises(pacscore.StorageError, match="missing"):
         arc.get(uid)
 
