@@ -24,10 +24,11 @@ from . import ingest, model
 from .blobs import BlobStore, open_blobstore
 from .errors import IngestError, NotFound, PacsError, QueryError, StorageError
 from .index import codec as records
-from .index.lmdb_index import LEVEL_DB, Index
+from .index.lmdb_index import LEVEL_DB, Index, patient_keys
 from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer, is_internal
 from .query.execute import Executor
 from .query.keys import build_query, parse_tag
+from .progress import progress_bar
 from .query.options import MatchOptions
 from .query.results import FORMATS, ResultBuilder
 
@@ -232,7 +233,7 @@ class Archive:
         """
         items = list(_expand(sources))
         report = IngestReport()
-        bar = _progress(len(items), progress)
+        bar = progress_bar(len(items), progress, unit="file", desc="ingest")
         batch, batch_bytes = [], 0
 
         def flush():
@@ -355,7 +356,7 @@ class Archive:
             for level, values in (("PATIENT", patient), ("STUDY", study), ("SERIES", series), ("IMAGE", instance)):
                 for v in _as_list(values):
                     if level == "PATIENT":
-                        targets += [("PATIENT", k) for k in _patient_keys(txn, self.index, v)]
+                        targets += [("PATIENT", k) for k in patient_keys(txn, self.index, v)]
                     else:
                         targets.append((level, v.strip().encode()))
             for level, key in targets:
@@ -481,18 +482,6 @@ def _as_list(values) -> list[str]:
     return [str(v) for v in values]
 
 
-def _patient_keys(txn, index, patient_id: str) -> list[bytes]:
-    head = patient_id.strip().encode("utf-8") + b"\x00"
-    cur = txn.cursor(db=index.db("patient"))
-    out = []
-    if cur.set_range(head):
-        for k in cur.iternext(keys=True, values=False):
-            if not bytes(k).startswith(head):
-                break
-            out.append(bytes(k))
-    return out
-
-
 def _expand(sources) -> Iterator[object]:
     if isinstance(sources, (str, os.PathLike, bytes, Dataset)) or hasattr(sources, "read"):
         sources = [sources]
@@ -531,16 +520,6 @@ def _parse_all(items: list, workers: int | None) -> Iterator[object]:
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         yield from pool.map(_parse_one, items, chunksize=32)
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="file", desc="ingest")
 
 
 __all__ = ["Archive", "open", "StoreResult", "IngestReport", "InstanceRef"]

@@ -21,6 +21,7 @@ from .blobs.file import FileBlobStore
 from .errors import PacsError
 from .index import codec as records
 from .index.lmdb_index import Index
+from .progress import progress_bar
 
 T_SIZE = 0xFFFF0002
 T_CHECKSUM = 0xFFFF0003
@@ -126,7 +127,7 @@ def backup(archive, dest: str | os.PathLike, progress: bool = False) -> BackupRe
         blobs = FileBlobStore(dest / "blobs")
         entries = list(_entries(snapshot))
         snapshot.close()
-        bar = _bar(len(entries), progress)
+        bar = progress_bar(len(entries), progress, unit="blob")
         for uid, key, size, _digest in entries:
             report.instances += 1
             if blobs.exists(key) and blobs.size(key) == size:
@@ -184,7 +185,7 @@ def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None
     index.close()
     archive = Archive(folder, blobs=blobs)
     source = FileBlobStore(src / "blobs")
-    bar = _bar(len(entries), progress)
+    bar = progress_bar(len(entries), progress, unit="blob")
     for _uid, key, _size, _digest in entries:
         if source.exists(key):
             archive.blobs.put(key, source.get(key))
@@ -193,16 +194,6 @@ def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None
     if bar is not None:
         bar.close()
     return archive, verify(archive)
-
-
-def _bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="blob")
 
 
 # -- command line ----------------------------------------------------------------------------

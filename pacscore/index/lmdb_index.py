@@ -117,3 +117,16 @@ class Index:
             self._env.close()
         self._env = None
         self._pid = -1
+
+
+def patient_keys(txn, index: Index, patient_id: str) -> list[bytes]:
+    """Every patient key with this PatientID (one per IssuerOfPatientID), in key order."""
+    head = patient_id.strip().encode("utf-8") + b"\x00"
+    cur = txn.cursor(db=index.db("patient"))
+    out = []
+    if cur.set_range(head):
+        for k in cur.iternext(keys=True, values=False):
+            if not bytes(k).startswith(head):
+                break
+            out.append(bytes(k))
+    return out

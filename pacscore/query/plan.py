@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from .. import model, values
-from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB
+from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB, patient_keys
 from ..index.secondary import DEFAULT_INDEXED, MAX_VALUE_BYTES, normalise_pn, prefix
 
 _DOWN = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
@@ -76,16 +76,7 @@ def _unique_values(q, level: str) -> list[str] | None:
 def _lookup_unique(ex, level: str, values: Iterable[str]) -> list[bytes]:
     out = []
     if level == "PATIENT":  # patient keys are PatientID \0 Issuer: every issuer of that ID
-        db = ex.index.db("patient")
-        cur = ex.txn.cursor(db=db)
-        for v in values:
-            head = v.strip().encode("utf-8") + b"\x00"
-            if cur.set_range(head):
-                for k in cur.iternext(keys=True, values=False):
-                    if not bytes(k).startswith(head):
-                        break
-                    out.append(bytes(k))
-        return out
+        return [k for v in values for k in patient_keys(ex.txn, ex.index, v)]
     db = ex.index.db(LEVEL_DB[level])
     for v in values:
         key = v.strip(" \x00").encode("utf-8")
