@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
-    for module in ("maintenance",):
+    for module in ("maintenance", "testing.cli"):
         add = _optional(module, "add_cli")
         if add is not None:
             add(sub, archive_arg)

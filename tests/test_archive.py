@@ -378,3 +378,16 @@ def test_explain_shows_the_plan(arc):
     assert arc.explain({"StudyInstanceUID": "1.2.3"}, level="SERIES")["plan"] == "navigate"
     assert arc.explain({"PatientID": "P1"}, level="STUDY")["plan"] == "index"
     assert arc.explain({"StudyDescription": "X*"}, level="STUDY")["plan"] == "scan"
+
+
+def test_one_folder_opened_twice_in_one_process_shares_the_index(tmp_path):
+    first = pacscore.open(tmp_path / "a")
+    second = pacscore.open(tmp_path / "a")
+    first.store(make_instance(sop="1.13.1"))
+    assert second.count({}, level="STUDY") == 1
+    first.close()
+    assert second.count({}, level="STUDY") == 1, "closing one leaves the other working"
+    second.store(make_instance(sop="1.13.2", study="1.13", series="1.13.1"))
+    second.close()
+    with pacscore.open(tmp_path / "a") as third:
+        assert third.count({}, level="STUDY") == 2

@@ -33,6 +33,11 @@ LEVEL_BYTE = {"PATIENT": b"P", "STUDY": b"S", "SERIES": b"E", "IMAGE": b"I"}
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling on MapFullError
 
+# LMDB allows one Environment per file per process: Index objects of one folder share it
+# (path, pid) -> [env, dbs, users]
+_SHARED: dict[tuple[str, int], list] = {}
+_SHARED_LOCK = threading.RLock()
+
 
 class Index:
     """Owns the LMDB environment of one archive folder."""
@@ -60,6 +65,17 @@ class Index:
         return self._dbs[name]
 
     def _open(self) -> None:
+        key = (os.path.realpath(self.path), os.getpid())
+        with _SHARED_LOCK:
+            shared = _SHARED.get(key)
+            if shared is not None:  # another Archive of this process has this folder open: share it
+                shared[2] += 1
+                self._env, self._dbs, self._pid = shared[0], shared[1], key[1]
+                return
+            self._open_new()
+            _SHARED[key] = [self._env, self._dbs, 1]
+
+    def _open_new(self) -> None:
         if self._env is not None:
             # inherited across fork(): unusable here; closing it in the child only unmaps and closes
             # descriptors (reader slots belong to the parent's pid and are left alone)
@@ -114,7 +130,16 @@ class Index:
 
     def close(self) -> None:
         if self._env is not None and self._pid == os.getpid():
-            self._env.close()
+            key = (os.path.realpath(self.path), self._pid)
+            with _SHARED_LOCK:
+                shared = _SHARED.get(key)
+                if shared is not None and shared[0] is self._env:
+                    shared[2] -= 1
+                    if shared[2] == 0:
+                        del _SHARED[key]
+                        self._env.close()
+                else:
+                    self._env.close()
         self._env = None
         self._pid = -1
 

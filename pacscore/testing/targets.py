@@ -1,0 +1,297 @@
+"""Query targets for the conformance runner and the benchmark: an archive folder, a DICOM
+C-FIND SCP (``dimse://AE@host:port``) or a QIDO-RS endpoint (``http(s)://host:port/dicomweb``).
+
+Each target can ``store`` a list of pydicom Datasets (arc.store / C-STORE / STOW-RS) and
+``find(level, identifier)`` -> list of result dicts keyword -> str (Study Root model; the
+identifier holds the unique keys of the levels above as single values).
+"""
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from urllib.parse import urlsplit
+
+from pydicom import dcmwrite
+from pydicom.dataset import Dataset
+
+__all__ = ["TargetError", "Target", "use_archive", "acquire_archive", "release_archive", "ArchiveTarget", "DimseTarget", "QidoTarget", "open_target", "UNIQUE"]
+
+UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+class TargetError(RuntimeError):
+    """The target refused or failed a request (status, HTTP code, exception text)."""
+
+
+def _part10(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+class Target:
+    kind = "?"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def store(self, datasets: list[Dataset]) -> int:
+        raise NotImplementedError
+
+    def find(self, level: str, identifier: dict) -> list[dict]:
+        raise NotImplementedError
+
+    def clone(self) -> "Target":
+        """A target of its own for another client thread (connections are not shared)."""
+        return open_target(self.text, **getattr(self, "_kwargs", {}))
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.text}>"
+
+
+_OPEN: dict[str, object] = {}  # resolved folder -> Archive open in this process
+
+
+def use_archive(archive) -> None:
+    """Let archive-folder targets of this process use ``archive`` (already open: an LMDB
+    environment opens once per process), e.g. when the same process serves it over DIMSE."""
+    import os
+
+    _OPEN[os.path.realpath(str(archive.folder))] = archive
+
+
+def acquire_archive(folder: str):
+    """``(archive, owned)``: the archive registered for ``folder``, or a newly opened one."""
+    import os
+
+    import pacscore
+
+    found = _OPEN.get(os.path.realpath(str(folder)))
+    if found is not None:
+        return found, False
+    arc = pacscore.open(folder)
+    _OPEN[os.path.realpath(str(folder))] = arc
+    return arc, True
+
+
+def release_archive(archive, owned: bool) -> None:
+    import os
+
+    if owned:
+        _OPEN.pop(os.path.realpath(str(archive.folder)), None)
+        archive.close()
+
+
+class ArchiveTarget(Target):
+    """A pacscore archive folder, queried in-process (``Archive.find``)."""
+
+    kind = "archive"
+
+    def __init__(self, folder: str, archive=None) -> None:
+        super().__init__(str(folder))
+        if archive is not None:
+            self.arc, self._own = archive, False
+        else:
+            self.arc, self._own = acquire_archive(folder)
+
+    def store(self, datasets: list[Dataset]) -> int:
+        for ds in datasets:
+            self.arc.store(ds)
+        return len(datasets)
+
+    def find(self, level: str, identifier: dict, **options) -> list[dict]:
+        from ..errors import QueryError
+
+        try:
+            return list(self.arc.find(identifier, level=level, format="dict", **options))
+        except QueryError as exc:
+            raise TargetError(f"QueryError: {exc}") from exc
+
+    def clone(self) -> "ArchiveTarget":
+        return ArchiveTarget(self.text, archive=self.arc)  # an Archive serves many threads
+
+    def close(self) -> None:
+        release_archive(self.arc, self._own)
+        self._own = False
+
+
+def _nodelay(assoc) -> None:
+    """Switch Nagle off on our end: a C-FIND request is small and would wait for the delayed ACK."""
+    import socket
+
+    try:
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+class DimseTarget(Target):
+    """A DICOM SCP: C-STORE for storing, Study Root C-FIND for queries (one association kept)."""
+
+    kind = "dimse"
+
+    def __init__(self, text: str, calling_ae: str = "PACSCORE-TEST", timeout: float = 30) -> None:
+        super().__init__(text)
+        m = re.fullmatch(r"dimse://([^@]+)@(\[[^\]]+\]|[^:]+):(\d+)", text)
+        if not m:
+            raise ValueError(f"a DIMSE target is dimse://AE@host:port, not {text!r}")
+        self.called, self.host, self.port = m[1], m[2].strip("[]"), int(m[3])
+        self.calling_ae = calling_ae
+        self.timeout = timeout
+        self._kwargs = {"calling_ae": calling_ae}
+        self._assoc = None
+
+    def _ae(self, contexts):
+        from pynetdicom import AE
+
+        ae = AE(ae_title=self.calling_ae)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
+        for cx in contexts:
+            ae.add_requested_context(*cx)
+        return ae
+
+    def store(self, datasets: list[Dataset]) -> int:
+        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        classes = sorted({str(ds.SOPClassUID) for ds in datasets})
+        ae = self._ae([(c, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]) for c in classes])
+        assoc = ae.associate(self.host, self.port, ae_title=self.called)
+        if not assoc.is_established:
+            raise TargetError(f"association with {self.text} for C-STORE was not accepted")
+        try:
+            for ds in datasets:
+                status = assoc.send_c_store(ds)
+                code = getattr(status, "Status", None)
+                if code is None or (code != 0 and code >> 12 not in (0xB,)):
+                    raise TargetError(f"C-STORE {ds.SOPInstanceUID}: status {code if code is None else hex(code)}")
+        finally:
+            assoc.release()
+        return len(datasets)
+
+    def _association(self):
+        if self._assoc is None or not self._assoc.is_established:
+            ae = self._ae([(STUDY_ROOT_FIND,)])
+            assoc = ae.associate(self.host, self.port, ae_title=self.called)
+            if not assoc.is_established:
+                raise TargetError(f"association with {self.text} for C-FIND was not accepted")
+            _nodelay(assoc)
+            self._assoc = assoc
+        return self._assoc
+
+    def find(self, level: str, identifier: dict, **_options) -> list[dict]:
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.QueryRetrieveLevel = level
+        for kw, value in identifier.items():
+            if kw != "QueryRetrieveLevel":
+                setattr(ds, kw, value)
+        if UNIQUE[level] not in ds:
+            setattr(ds, UNIQUE[level], "")
+        assoc = self._association()
+        out = []
+        for status, answer in assoc.send_c_find(ds, STUDY_ROOT_FIND):
+            code = getattr(status, "Status", None)
+            if code is None:
+                self.close()
+                raise TargetError("C-FIND: no response (association aborted or timed out)")
+            if code in (0xFF00, 0xFF01):
+                out.append({e.keyword: _text(e.value) for e in answer if e.keyword} if answer is not None else {})
+            elif code != 0:
+                raise TargetError(f"C-FIND status 0x{code:04X}")
+        return out
+
+    def close(self) -> None:
+        if self._assoc is not None:
+            try:
+                self._assoc.release()
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            self._assoc = None
+
+
+class QidoTarget(Target):
+    """A DICOMweb service root: STOW-RS to store, QIDO-RS (``/studies``, ``/studies/{uid}/series``,
+    ``/studies/{uid}/series/{uid}/instances``) to query."""
+
+    kind = "qido"
+
+    def __init__(self, text: str, timeout: float = 60, headers: dict | None = None) -> None:
+        super().__init__(text.rstrip("/"))
+        import httpx
+
+        if urlsplit(text).scheme not in ("http", "https"):
+            raise ValueError(f"a DICOMweb target is http(s)://host:port/path, not {text!r}")
+        self._kwargs = {"headers": headers}
+        self.client = httpx.Client(timeout=timeout, headers=headers or {})
+
+    def store(self, datasets: list[Dataset], batch: int = 50) -> int:
+        for start in range(0, len(datasets), batch):
+            boundary = uuid.uuid4().hex
+            body = io.BytesIO()
+            for ds in datasets[start:start + batch]:
+                body.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
+                body.write(_part10(ds))
+                body.write(b"\r\n")
+            body.write(f"--{boundary}--\r\n".encode())
+            r = self.client.post(f"{self.text}/studies", content=body.getvalue(), headers={
+                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+                "Accept": "application/dicom+json"})
+            if r.status_code not in (200, 202):
+                raise TargetError(f"STOW-RS: HTTP {r.status_code} {r.text[:200]}")
+        return len(datasets)
+
+    def find(self, level: str, identifier: dict, **_options) -> list[dict]:
+        from pydicom.datadict import keyword_for_tag
+
+        ident = {k: v for k, v in identifier.items() if k != "QueryRetrieveLevel"}
+        study = ident.pop("StudyInstanceUID", None) if level in ("SERIES", "IMAGE") else None
+        series = ident.pop("SeriesInstanceUID", None) if level == "IMAGE" else None
+        path = {"STUDY": "/studies", "SERIES": f"/studies/{study}/series",
+                "IMAGE": f"/studies/{study}/series/{series}/instances"}[level]
+        if level == "PATIENT":
+            raise TargetError("QIDO-RS has no patient level")
+        params: list[tuple[str, str]] = [("limit", "100000")]
+        for kw, value in ident.items():
+            if value == "":
+                params.append(("includefield", kw))
+            else:
+                params.append((kw, value))
+        r = self.client.get(self.text + path, params=params, headers={"Accept": "application/dicom+json"})
+        if r.status_code == 204 or (r.status_code == 404 and level != "STUDY"):
+            return []
+        if r.status_code != 200:
+            raise TargetError(f"QIDO-RS: HTTP {r.status_code} {r.text[:200]}")
+        out = []
+        for item in r.json() if r.content else []:
+            row = {}
+            for tag, attr in item.items():
+                kw = keyword_for_tag(int(tag, 16)) or tag
+                vals = attr.get("Value") or []
+                row[kw] = "\\".join(v.get("Alphabetic", "") if isinstance(v, dict) else str(v) for v in vals)
+            out.append(row)
+        return out
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_target(text: str, *, calling_ae: str = "PACSCORE-TEST", headers: dict | None = None) -> Target:
+    """A target from its spelling: ``dimse://AE@host:port``, ``http(s)://...`` or a folder."""
+    if text.startswith("dimse://"):
+        return DimseTarget(text, calling_ae=calling_ae)
+    if text.startswith(("http://", "https://")):
+        return QidoTarget(text, headers=headers)
+    return ArchiveTarget(text)
