@@ -346,11 +346,11 @@ cdef class RecordTest:
         self.checks = tuple(checks)
 
     def __call__(self, rec):
-        cdef const uint8_t* buf
-        cdef Py_ssize_t size
-        cdef bytes raw = rec if type(rec) is bytes else bytes(rec)
-        buf = <const uint8_t*>PyBytes_AS_STRING(raw)
-        size = PyBytes_GET_SIZE(raw)
+        return self._test(rec if type(rec) is bytes else bytes(rec))
+
+    cdef bint _test(self, bytes raw) except -1:
+        cdef const uint8_t* buf = <const uint8_t*>PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(raw)
         for check in self.checks:
             if type(check) is FieldTest:
                 if not (<FieldTest>check).run(raw, buf, size):
@@ -360,6 +360,22 @@ cdef class RecordTest:
                 if not test(*[_get_value(raw, t) for t in tags]):
                     return False
         return True
+
+    def scan(self, it, Py_ssize_t limit=1024):
+        """Test up to ``limit`` (key, record) pairs from ``it`` (an LMDB cursor iterator) in
+        one C loop; returns ``(matches, exhausted)``, matches as (key, record) bytes pairs.
+        Records arrive as buffers into the map: each is copied once, before the next read."""
+        cdef list out = []
+        cdef Py_ssize_t n = 0
+        cdef bytes raw
+        for key, rec in it:
+            raw = rec if type(rec) is bytes else bytes(rec)
+            if self._test(raw):
+                out.append((key if type(key) is bytes else bytes(key), raw))
+            n += 1
+            if n >= limit:
+                return out, False
+        return out, True
 
 
 MODES = {"exact": MODE_EXACT, "wildcard": MODE_WILDCARD, "pn_wildcard": MODE_PN_WILDCARD}

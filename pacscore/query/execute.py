@@ -7,7 +7,6 @@ are visited in ascending unique-key order, so answers are deterministic and page
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Iterator
 
 from ..index import codec as records
@@ -21,13 +20,23 @@ _PARENT_FIELD = {"STUDY": T_PARENT, "SERIES": T_PARENT, "IMAGE": T_PARENT}
 _STORAGE_PARENT = {"STUDY": "PATIENT", "SERIES": "STUDY", "IMAGE": "SERIES"}
 
 
-@dataclass
 class Match:
-    """One matching entity at the query level, with its ancestors' records (raw bytes)."""
+    """One matching entity at the query level; ``records`` holds its record and its ancestors'
+    (raw bytes), read on first use: counting never needs them."""
 
-    level: str
-    key: bytes
-    records: dict[str, bytes] = field(default_factory=dict)
+    __slots__ = ("level", "key", "_records", "_executor")
+
+    def __init__(self, level: str, key: bytes, records: dict[str, bytes], executor: "Executor | None" = None):
+        self.level, self.key, self._records, self._executor = level, key, records, executor
+
+    @property
+    def records(self) -> dict[str, bytes]:
+        if self._executor is not None:
+            rec = self._records[self.level]
+            if self.level != "PATIENT":
+                self._records.update(self._executor.ancestors(self.level, rec))
+            self._executor = None
+        return self._records
 
 
 class Executor:
@@ -85,22 +94,36 @@ class Executor:
         q = self.query
         target = q.level
         upper = [lvl for lvl in q.ancestors if q.conditions.get(lvl)]
+        for key, rec in self._candidates_that_match():
+            if not upper:
+                yield Match(target, key, {target: rec}, self)
+                continue
+            ancestors = self.ancestors(target, rec) if target != "PATIENT" else {}
+            if any(lvl not in ancestors for lvl in upper):
+                continue
+            if not all(self.test_cached(lvl, self._key_of(lvl, ancestors, target, rec), ancestors[lvl])
+                       for lvl in upper):
+                continue
+            yield Match(target, key, {target: rec, **ancestors})
+
+    def _candidates_that_match(self) -> Iterator[tuple[bytes, bytes]]:
+        """(key, record) of the candidates that pass the query level's own conditions."""
+        target = self.query.level
+        record_test = getattr(self.test, "record_test", None)
+        if self.plan.keys is None and record_test is not None:
+            # a level scan: the compiled kernels test the cursor's records in a C loop
+            scan, it = record_test(target).scan, self.plan.candidates()
+            while True:
+                batch, exhausted = scan(it, 1024)
+                yield from batch
+                if exhausted:
+                    return
         test = self.test
         # the plan yields (key, record) with the record possibly a buffer into the map: test in
         # place, copy only what matches (buffers are valid until the next read)
         for key, rec in self.plan.candidates():
-            if rec is None or not test(target, rec):
-                continue
-            rec = bytes(rec)
-            key = bytes(key)
-            ancestors = self.ancestors(target, rec) if target != "PATIENT" else {}
-            if upper:
-                if any(lvl not in ancestors for lvl in upper):
-                    continue
-                if not all(self.test_cached(lvl, self._key_of(lvl, ancestors, target, rec), ancestors[lvl])
-                           for lvl in upper):
-                    continue
-            yield Match(level=target, key=key, records={target: rec, **ancestors})
+            if rec is not None and test(target, rec):
+                yield bytes(key), bytes(rec)
 
     def _key_of(self, level: str, ancestors: dict[str, bytes], target: str, rec: bytes) -> bytes:
         # the key of an ancestor is stored in its child's parent field
