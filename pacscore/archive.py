@@ -140,6 +140,8 @@ class Archive:
                 return result
             except lmdb.MapFullError:
                 self.index.grow()
+            except lmdb.MapResizedError:  # another process grew the map: adopt its size, retry
+                self.index.env.set_mapsize(0)
             except lmdb.Error as exc:
                 raise StorageError(f"index write failed: {exc}") from None
         raise StorageError("the index map could not grow enough")
@@ -169,6 +171,8 @@ class Archive:
         for p in batch:
             old = existing.get(p.sop_instance_uid) or seen.get(p.sop_instance_uid)
             if old is not None and old[0] == p.checksum:
+                if p.sop_instance_uid in existing and not self._blob_intact(old[1], len(p.data)):
+                    self.blobs.put(old[1], p.data)  # same bytes, but the blob was lost or cut: heal it
                 report.duplicates.append(p.sop_instance_uid)
                 continue
             if old is not None and self.on_conflict == "keep":
@@ -217,6 +221,12 @@ class Archive:
         for uid, was_replaced in outcome:
             (report.replaced if was_replaced else report.stored).append(uid)
         return report
+
+    def _blob_intact(self, key: str, size: int) -> bool:
+        try:
+            return self.blobs.size(key) == size
+        except KeyError:
+            return False
 
     def _discard_blob(self, key: str) -> None:
         try:
@@ -317,7 +327,8 @@ class Archive:
     def _instance_record(self, txn, sop_instance_uid: str) -> bytes:
         if not isinstance(sop_instance_uid, str):
             raise NotFound(f"SOP Instance UID must be a string, not {type(sop_instance_uid).__name__}")
-        raw = txn.get(sop_instance_uid.strip().encode(), db=self.index.db("instance"))
+        key = sop_instance_uid.strip().encode()
+        raw = txn.get(key, db=self.index.db("instance")) if 0 < len(key) <= 256 else None
         if raw is None:
             raise NotFound(f"no instance with SOP Instance UID {sop_instance_uid}")
         return bytes(raw)
@@ -357,7 +368,7 @@ class Archive:
                 for v in _as_list(values):
                     if level == "PATIENT":
                         targets += [("PATIENT", k) for k in patient_keys(txn, self.index, v)]
-                    else:
+                    elif 0 < len(v.strip().encode()) <= 256:  # LMDB keys are 1 to 511 bytes
                         targets.append((level, v.strip().encode()))
             for level, key in targets:
                 for sop in writer.instances_under(level, key):

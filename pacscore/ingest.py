@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ from .errors import IngestError
 
 #: elements longer than this are bulk data: kept in the blob, left out of the indexed header
 BULK_THRESHOLD = 64 * 1024
+#: a deflated data set that inflates beyond this is refused (a deflate bomb, not an image)
+MAX_INFLATED = 256 << 20
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 #: sequences whose JSON form is larger than this are not kept in level records (header only)
 MAX_SEQUENCE_BYTES = 16 * 1024
 
@@ -121,6 +125,8 @@ def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
     if len(data) < 8:
         raise IngestError(src, f"not DICOM: only {len(data)} bytes")
     part10 = len(data) >= 132 and data[128:132] == b"DICM"
+    if part10:
+        _check_inflated_size(data, src)
     try:
         fp = io.BytesIO(data)
         ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not part10)
@@ -150,7 +156,7 @@ def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
     meta = getattr(ds, "file_meta", None) or FileMetaDataset()
     syntax = str(meta.get("TransferSyntaxUID", "") or "") or _guess_syntax(ds)
     if syntax != DeflatedExplicitVRLittleEndian:
-        _check_complete(data, header_end, syntax, src)
+        _check_complete(data, _file_meta_end(data)[0], syntax, src)
     try:
         return _split(ds, data, header_end, syntax, src)
     except IngestError:
@@ -174,6 +180,43 @@ def _guess_syntax(ds: Dataset) -> str:
     if little is False:
         return ExplicitVRBigEndian
     return ExplicitVRLittleEndian
+
+
+def _file_meta_end(data: bytes) -> tuple[int, str]:
+    """Where the data set starts after the Part-10 file meta group, and its transfer syntax."""
+    if data[128:132] != b"DICM":
+        return 0, ""
+    pos, syntax = 132, ""
+    while pos + 12 <= len(data) and struct.unpack_from("<H", data, pos)[0] == 0x0002:
+        elem = struct.unpack_from("<H", data, pos + 2)[0]
+        if data[pos + 4:pos + 6] in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+            start, length = pos + 12, struct.unpack_from("<I", data, pos + 8)[0]
+        else:
+            start, length = pos + 8, struct.unpack_from("<H", data, pos + 6)[0]
+        if elem == 0x0010:
+            syntax = data[start:start + length].decode("latin-1").strip(" \x00")
+        pos = start + length
+    return pos, syntax
+
+
+def _check_inflated_size(data: bytes, src: str) -> None:
+    """Refuse a deflated data set that would inflate beyond MAX_INFLATED, counting in 1 MiB
+    steps and keeping nothing (pydicom would inflate it whole into memory)."""
+    start, syntax = _file_meta_end(data)
+    if syntax != DeflatedExplicitVRLittleEndian:
+        return
+    inflater, total, chunk = zlib.decompressobj(-zlib.MAX_WBITS), 0, data[start:]
+    while True:
+        try:
+            out = inflater.decompress(chunk, 1 << 20)
+        except zlib.error as exc:
+            raise IngestError(src, f"corrupt deflated data set: {exc}") from None
+        total += len(out)
+        if total > MAX_INFLATED:
+            raise IngestError(src, f"deflated data set inflates beyond {MAX_INFLATED} bytes")
+        chunk = inflater.unconsumed_tail
+        if inflater.eof or (not chunk and not out):
+            return
 
 
 def _check_complete(data: bytes, pos: int, syntax: str, src: str) -> None:
@@ -252,7 +295,7 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
     if missing:
         raise IngestError(src, f"missing {', '.join(missing)}: an instance needs its Study, Series and SOP Instance UID")
     for kw, uid in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid)):
-        if len(uid) > 64 or not all(c.isdigit() or c == "." for c in uid):
+        if len(uid) > 64 or not _UID.fullmatch(uid):
             raise IngestError(src, f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, at most 64 characters")
     levels: dict[str, dict[int, tuple[str, object]]] = {lvl: {} for lvl in model.LEVELS}
     has_bulk = False

@@ -117,7 +117,11 @@ class Index:
         env.set_mapsize(env.info()["map_size"] * 2)
 
     def read(self):
-        return self.env.begin(buffers=True)
+        try:
+            return self.env.begin(buffers=True)
+        except lmdb.MapResizedError:  # another process grew the map: adopt its size
+            self.env.set_mapsize(0)
+            return self.env.begin(buffers=True)
 
     def settings(self) -> dict:
         with self.env.begin() as txn:

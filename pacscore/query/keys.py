@@ -130,8 +130,13 @@ def identifier_items(identifier: object) -> tuple[list[tuple[int, object]], str 
     """(tag, raw value) pairs and the QueryRetrieveLevel found in the identifier."""
     if isinstance(identifier, Dataset):
         pairs = []
-        for elem in identifier:
-            pairs.append((int(elem.tag), element_string(elem)))
+        for tag in list(identifier.keys()):
+            try:
+                elem = identifier[tag]
+                pairs.append((int(elem.tag), element_string(elem)))
+            except Exception as exc:  # pydicom cannot decode the value: a malformed identifier
+                raise QueryError(model.keyword_of(int(tag)),
+                                 f"cannot decode the value: {type(exc).__name__}: {exc}") from None
     elif isinstance(identifier, dict):
         pairs = [(parse_tag(k), v) for k, v in identifier.items()]
     else:
