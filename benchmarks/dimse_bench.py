@@ -19,7 +19,6 @@ Prints a table and a JSON document (``--json`` writes it to a file too).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import os
@@ -32,71 +31,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
 
 import pacscore
 from pacscore.adapters import dimse
 
-try:  # the shared generator, when the benchmarks package has it
-    from benchmarks.generate import GeneratorConfig, generate_bytes  # type: ignore
-except Exception:  # noqa: BLE001 - any import problem means: use ours
-    GeneratorConfig = generate_bytes = None
+from benchmarks.generate import first_instances
 
 FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
 
 
 # ---- data ---------------------------------------------------------------------------------------
-def _builtin(instances: int, seed: int):
-    """Patients with 2 studies x 2 series x 5 instances, 8x8 CT/MR images, deterministic names."""
-    import random
-
-    rnd = random.Random(seed)
-    surnames = ["SMITH", "JONES", "GARCIA", "MULLER", "ROSSI", "TANAKA", "NGUYEN", "KOWALSKI", "DUBOIS", "SILVA"]
-    made = 0
-    for p in itertools.count():
-        name = f"{rnd.choice(surnames)}^{rnd.choice(['ANN', 'BOB', 'CHEN', 'DANA', 'ELI'])}{p}"
-        for s in range(2):
-            study = generate_uid(entropy_srcs=[str(seed), "study", str(p), str(s)])
-            date = f"{2010 + rnd.randrange(14)}{1 + rnd.randrange(12):02d}{1 + rnd.randrange(28):02d}"
-            for se, modality in enumerate(("CT", "MR")):
-                series = generate_uid(entropy_srcs=[study, str(se)])
-                for i in range(5):
-                    ds = Dataset()
-                    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4"
-                    ds.SOPInstanceUID = generate_uid(entropy_srcs=[series, str(i)])
-                    ds.PatientName, ds.PatientID = name, f"PID{p:06d}"
-                    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-                    ds.StudyDate, ds.StudyTime, ds.Modality = date, "101500", modality
-                    ds.AccessionNumber, ds.StudyDescription = f"ACC{p:06d}{s}", "bench"
-                    ds.SeriesNumber, ds.InstanceNumber = se + 1, i + 1
-                    ds.Rows = ds.Columns = 8
-                    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-                    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-                    ds.PixelData = bytes(128)
-                    ds.file_meta = FileMetaDataset()
-                    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-                    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-                    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-                    from io import BytesIO
-
-                    buf = BytesIO()
-                    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-                    yield ds.SOPInstanceUID, buf.getvalue()
-                    made += 1
-                    if made >= instances:
-                        return
-
-
 def instances_bytes(instances: int, seed: int):
-    if generate_bytes is not None:
-        try:
-            gen = generate_bytes(GeneratorConfig(patients=max(1, instances // 10), seed=seed))
-            return "benchmarks.generate", [data for _, data in itertools.islice(gen, instances)]
-        except Exception as exc:  # noqa: BLE001
-            print(f"benchmarks.generate failed ({exc}); using the built-in generator", file=sys.stderr)
-    return "built-in", [data for _, data in _builtin(instances, seed)]
+    return "benchmarks.generate", first_instances(instances, seed)
 
 
 # ---- measurements --------------------------------------------------------------------------------

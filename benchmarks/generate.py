@@ -962,3 +962,10 @@ def write_files(config: GeneratorConfig, folder: str | Path) -> int:
         (directory / f"{record.sop_uid}.dcm").write_bytes(record.data)
         count += 1
     return count
+
+
+def first_instances(instances: int, seed: int = 0) -> list[bytes]:
+    """The Part-10 bytes of the first ``instances`` instances of a seeded data set: what the
+    adapter benchmarks load (about ten instances per patient)."""
+    gen = generate_bytes(GeneratorConfig(patients=max(1, instances // 10 + 1), seed=seed))
+    return [data for _, data in itertools.islice(gen, instances)]

@@ -17,7 +17,6 @@ import argparse
 import http.client
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -25,7 +25,7 @@ from .blobs import BlobStore, open_blobstore
 from .errors import IngestError, NotFound, PacsError, QueryError, StorageError
 from .index import codec as records
 from .index.lmdb_index import LEVEL_DB, Index, patient_keys
-from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer, is_internal
+from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer
 from .query.execute import Executor
 from .query.keys import build_query, parse_tag
 from .progress import progress_bar

@@ -15,7 +15,6 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import pydicom
 from pydicom import charset
