@@ -750,3 +750,28 @@ def test_concurrent_searches_retrieves_and_stores(server):
     assert server.arc.count({"StudyInstanceUID": f"{G}.8"}, level="IMAGE", relational=True) == 8
     head = server.http.head(f"{url}/studies/{G}.8")
     assert head.status_code == 200 and head.content == b""
+
+
+def test_qido_target_sends_relational_queries_and_uid_lists(server):
+    """pacscore.testing's QIDO-RS client (used by `pacscore bench` and `conformance`): a relational
+    SERIES query goes to /series, a UID list is sent comma-separated, and both answer as find()."""
+    from pacscore.testing.targets import QidoTarget, TargetError
+
+    target = QidoTarget(server.url)
+    try:
+        studies = [r["StudyInstanceUID"] for r in server.arc.find({"StudyInstanceUID": ""}, level="STUDY",
+                                                                     format="dict")][:3]
+        assert len(studies) == 3
+        rows = target.find("STUDY", {"StudyInstanceUID": "\\".join(studies)})
+        assert sorted(r["StudyInstanceUID"] for r in rows) == sorted(studies)
+
+        keys = {"Modality": "MR", "SeriesInstanceUID": ""}
+        expected = sorted(r["SeriesInstanceUID"] for r in server.arc.find(keys, level="SERIES", format="dict",
+                                                                          relational=True))
+        assert expected
+        got = sorted(r["SeriesInstanceUID"] for r in target.find("SERIES", dict(keys), relational=True))
+        assert got == expected
+        with pytest.raises(TargetError, match="relational"):
+            target.find("SERIES", dict(keys))
+    finally:
+        target.close()

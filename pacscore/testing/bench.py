@@ -65,7 +65,7 @@ def bench_target(text: str, suite, *, clients: int = 1, duration: float | None =
     try:
         for name, ident, level, opts in suite:  # warm up once, serially; record matches
             try:
-                matches[name] = len(base.find(level, dict(ident), **_local(base, opts)))
+                matches[name] = len(base.find(level, dict(ident), **opts))
             except TargetError as exc:
                 matches[name] = -1
                 messages.append(f"{name}: {exc}")
@@ -82,7 +82,7 @@ def bench_target(text: str, suite, *, clients: int = 1, duration: float | None =
                 name, ident, level, opts = suite[n % len(suite)]
                 t0 = time.perf_counter()
                 try:
-                    tgt.find(level, dict(ident), **_local(tgt, opts))
+                    tgt.find(level, dict(ident), **opts)
                     ok = True
                 except (TargetError, OSError) as exc:
                     ok = False
@@ -116,12 +116,6 @@ def bench_target(text: str, suite, *, clients: int = 1, duration: float | None =
             "per_query": [{"name": name, "level": level, "matches": matches.get(name),
                            **_summary(per_query[name], errors[name], seconds)} for name, _, level, _ in suite],
             "error_messages": messages}
-
-
-def _local(target, opts: dict) -> dict:
-    """Per-query matching options reach only the in-process archive; remote targets get the
-    identifier alone (their own negotiation and defaults apply)."""
-    return dict(opts) if target.kind == "archive" else {}
 
 
 def run_bench(targets: list[str], *, data: str | None = None, generate: int | None = None, seed: int = 1,

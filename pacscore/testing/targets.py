@@ -21,6 +21,15 @@ UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "Series
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
+#: the C-FIND extended negotiation bytes in order (PS3.4 C.5.1)
+_FIND_EXT_OPTIONS = ("relational", "combined_datetime", "fuzzy_pn", "timezone_adjustment")
+
+
+def _single_uid(value) -> bool:
+    """A path segment can carry one UID, not a list, wildcard or universal key."""
+    return isinstance(value, str) and bool(value) and "\\" not in value and "*" not in value and "?" not in value
+
+
 class TargetError(RuntimeError):
     """The target refused or failed a request (status, HTTP code, exception text)."""
 
@@ -152,7 +161,7 @@ class DimseTarget(Target):
         self.calling_ae = calling_ae
         self.timeout = timeout
         self._kwargs = {"calling_ae": calling_ae}
-        self._assoc = None
+        self._assocs: dict = {}  # extended negotiation bytes -> kept C-FIND association
 
     def _ae(self, contexts):
         from pynetdicom import AE
@@ -181,17 +190,31 @@ class DimseTarget(Target):
             assoc.release()
         return len(datasets)
 
-    def _association(self):
-        if self._assoc is None or not self._assoc.is_established:
-            ae = self._ae([(STUDY_ROOT_FIND,)])
-            assoc = ae.associate(self.host, self.port, ae_title=self.called)
-            if not assoc.is_established:
-                raise TargetError(f"association with {self.text} for C-FIND was not accepted")
-            _nodelay(assoc)
-            self._assoc = assoc
-        return self._assoc
+    def _association(self, flags: bytes = b""):
+        """A kept C-FIND association per set of extended negotiation ``flags`` (PS3.4 C.5.1:
+        relational, combined date-time, fuzzy PN, timezone), so mixed suites do not re-associate."""
+        assoc = self._assocs.get(flags)
+        if assoc is not None and assoc.is_established:
+            return assoc
+        ext_neg = None
+        if flags:
+            from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 
-    def find(self, level: str, identifier: dict, **_options) -> list[dict]:
+            item = SOPClassExtendedNegotiation()
+            item.sop_class_uid = STUDY_ROOT_FIND
+            item.service_class_application_information = flags
+            ext_neg = [item]
+        ae = self._ae([(STUDY_ROOT_FIND,)])
+        assoc = ae.associate(self.host, self.port, ae_title=self.called, ext_neg=ext_neg)
+        if not assoc.is_established:
+            raise TargetError(f"association with {self.text} for C-FIND was not accepted")
+        _nodelay(assoc)
+        self._assocs[flags] = assoc
+        return assoc
+
+    def find(self, level: str, identifier: dict, **options) -> list[dict]:
+        """Matching options are asked for by extended negotiation; a peer that does not agree
+        applies its baseline (and may refuse a relational identifier)."""
         ds = Dataset()
         ds.SpecificCharacterSet = "ISO_IR 192"
         ds.QueryRetrieveLevel = level
@@ -200,7 +223,8 @@ class DimseTarget(Target):
                 setattr(ds, kw, value)
         if UNIQUE[level] not in ds:
             setattr(ds, UNIQUE[level], "")
-        assoc = self._association()
+        flags = bytes(int(bool(options.get(name))) for name in _FIND_EXT_OPTIONS)
+        assoc = self._association(flags if any(flags) else b"")
         out = []
         for status, answer in assoc.send_c_find(ds, STUDY_ROOT_FIND):
             code = getattr(status, "Status", None)
@@ -214,12 +238,12 @@ class DimseTarget(Target):
         return out
 
     def close(self) -> None:
-        if self._assoc is not None:
+        assocs, self._assocs = list(self._assocs.values()), {}
+        for assoc in assocs:
             try:
-                self._assoc.release()
+                assoc.release()
             except Exception:  # noqa: BLE001 - already gone
                 pass
-            self._assoc = None
 
 
 class QidoTarget(Target):
@@ -253,22 +277,40 @@ class QidoTarget(Target):
                 raise TargetError(f"STOW-RS: HTTP {r.status_code} {r.text[:200]}")
         return len(datasets)
 
-    def find(self, level: str, identifier: dict, **_options) -> list[dict]:
-        from pydicom.datadict import keyword_for_tag
+    def find(self, level: str, identifier: dict, **options) -> list[dict]:
+        """A relational query goes to the top-level resource (``/series``, ``/instances``);
+        ``fuzzy_pn`` becomes ``fuzzymatching=true``; a UID list is sent comma-separated."""
+        from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-        ident = {k: v for k, v in identifier.items() if k != "QueryRetrieveLevel"}
-        study = ident.pop("StudyInstanceUID", None) if level in ("SERIES", "IMAGE") else None
-        series = ident.pop("SeriesInstanceUID", None) if level == "IMAGE" else None
-        path = {"STUDY": "/studies", "SERIES": f"/studies/{study}/series",
-                "IMAGE": f"/studies/{study}/series/{series}/instances"}[level]
         if level == "PATIENT":
             raise TargetError("QIDO-RS has no patient level")
+        ident = {k: v for k, v in identifier.items() if k != "QueryRetrieveLevel"}
+        relational = bool(options.get("relational"))
+        study = series = None
+        if level in ("SERIES", "IMAGE") and _single_uid(ident.get("StudyInstanceUID")):
+            study = ident.pop("StudyInstanceUID")
+        if level == "IMAGE" and study and _single_uid(ident.get("SeriesInstanceUID")):
+            series = ident.pop("SeriesInstanceUID")
+        if level == "STUDY":
+            path = "/studies"
+        elif level == "SERIES":
+            path = f"/studies/{study}/series" if study else "/series"
+        else:
+            path = (f"/studies/{study}/series/{series}/instances" if series
+                    else f"/studies/{study}/instances" if study else "/instances")
+        if path.count("/") < {"STUDY": 1, "SERIES": 3, "IMAGE": 5}[level] and not relational:
+            raise TargetError(f"a {level} query without the UIDs above it is relational")
         params: list[tuple[str, str]] = [("limit", "100000")]
+        if options.get("fuzzy_pn"):
+            params.append(("fuzzymatching", "true"))
         for kw, value in ident.items():
             if value == "":
                 params.append(("includefield", kw))
-            else:
-                params.append((kw, value))
+                continue
+            tag = tag_for_keyword(kw)
+            if tag is not None and dictionary_VR(tag) == "UI":
+                value = ",".join(_text(value).split("\\"))
+            params.append((kw, _text(value)))
         r = self.client.get(self.text + path, params=params, headers={"Accept": "application/dicom+json"})
         if r.status_code == 204 or (r.status_code == 404 and level != "STUDY"):
             return []
