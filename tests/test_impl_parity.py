@@ -156,10 +156,83 @@ def test_common_keys_are_accelerated(vr, key):
     assert fast.accelerate(cond, MatchOptions()) is not None
 
 
-@pytest.mark.parametrize(("vr", "key"), [("DA", "20200101-"), ("PN", "Doe^John"), ("PN", "a*=b*"), ("IS", "7")])
+@pytest.mark.parametrize(("vr", "key"), [("DA", "2020.01.01-"), ("DA", "20200101\\20200102"), ("PN", "Doe^John"),
+                                         ("PN", "a*=b*"), ("IS", "7")])
 def test_other_keys_keep_the_reference(vr, key):
     cond = compile_condition("K", 0x00100010, vr, key, MatchOptions())
     assert fast.accelerate(cond, MatchOptions()) is None
+
+
+# dates: digits in YYYYMMDD shape, many of them not real days, plus the retired form and padding
+date_digits = st.builds(lambda y, m, d: f"{y:04d}{m:02d}{d:02d}", st.sampled_from([0, 1, 1900, 2000, 2019, 2020, 2100, 9999]),
+                        st.integers(0, 13), st.integers(0, 32))
+stored_dates = st.one_of(st.none(), date_digits, date_digits.map(lambda d: f"{d[:4]}.{d[4:6]}.{d[6:]}"),
+                         date_digits.map(lambda d: d + " "), date_digits.map(lambda d: " " + d),
+                         st.tuples(date_digits, date_digits).map("\\".join),
+                         st.sampled_from(["", " ", "2020", "202001011", "２０２００１０１", "2020-01-01", "\0"]))
+date_keys = st.one_of(date_digits, st.tuples(date_digits, date_digits).map("-".join),
+                      date_digits.map(lambda d: d + "-"), date_digits.map(lambda d: "-" + d),
+                      date_digits.map(lambda d: f"{d[:4]}.{d[4:6]}.{d[6:]}-"))
+
+
+@given(date_keys, st.lists(stored_dates, min_size=1, max_size=6), st.sampled_from(OPTIONS))
+@example("20200101-20201231", ["20200101", "20201231 ", "20210101", "20200230", "2020.06.01", "19991231\\20200505",
+                               "", None, "00000101"], MatchOptions())
+@example("20200229", ["20200229", "20200228", "2020.02.29"], MatchOptions(empty_record_matches=False))
+def test_date_kernel_equals_the_reference(key, stored, options):
+    cond = _condition("DA", key, options)
+    assume(cond is not None)
+    test = fast.accelerate(cond, options)
+    assume(test is not None)
+    for value in stored:
+        expected = cond.test(value)
+        assert test(value) == expected, (key, value)
+        rec = pure.encode({} if value is None else {0x00100010: ("DA", value)})
+        assert test.test_record(rec) == expected, (key, value)
+
+
+@pytest.mark.parametrize("key", ["20200101", "20200101-", "-20201231", "20200101-20201231"])
+def test_plain_date_keys_are_accelerated(key):
+    cond = compile_condition("K", 0x00100010, "DA", key, MatchOptions())
+    assert fast.accelerate(cond, MatchOptions()) is not None
+
+
+# ---------------------------------------------------------------- JSON response rows
+
+from pacscore.query import json_rows  # noqa: E402
+from pacscore.query.results import json_attribute  # noqa: E402
+
+ROW_VRS = ["AE", "CS", "DA", "DS", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UI", "UN", "UR", "UT", "IN", "SQ", "US"]
+row_texts = st.lists(st.sampled_from(list("ab ^=\\01.+-e") + ["é", "Ω", " 7", "x"]), max_size=10).map("".join)
+row_records = st.dictionaries(st.sampled_from([0x00100010, 0x00080020, 0x00201208, 0x0020000D, 0x00081030]),
+                              st.one_of(st.tuples(st.sampled_from(ROW_VRS[:-2]), row_texts),
+                                        st.tuples(st.just("SQ"), st.lists(items, max_size=2))), max_size=5)
+row_specs = st.lists(st.one_of(
+    st.tuples(st.just(json_rows.CONSTANT), st.sampled_from(["00080005", "00080052"]), st.sampled_from(["CS", "LO"]),
+              row_texts),
+    st.tuples(st.sampled_from([json_rows.UNIQUE, json_rows.KEY]), st.sampled_from(["A", "B", "C", "D"]),
+              st.integers(0, 1), st.sampled_from([0x00100010, 0x00080020, 0x00201208, 0x0020000D, 0x00081030]),
+              st.sampled_from(ROW_VRS)),
+), max_size=6).map(tuple)
+
+
+@given(row_specs, row_records, st.one_of(st.none(), row_records))
+@example(((json_rows.CONSTANT, "00080005", "CS", "ISO_IR 192"), (json_rows.KEY, "00100010", 0, 0x00100010, "PN"),
+          (json_rows.KEY, "00201208", 0, 0x00201208, "IS"), (json_rows.UNIQUE, "0020000D", 1, 0x0020000D, "UI")),
+         {0x00100010: ("PN", "Doe^J=ド^ジ\\\\a==b"), 0x00201208: ("IS", " 7\\+3\\x\\")}, None)
+def test_json_rows_equal_the_pure_rows(specs, first, second):
+    recs = (pure.encode(first), None if second is None else pure.encode(second))
+    call = (json_rows.CALL, "00080201", lambda match: None if match is None else {"vr": "SH"})
+    for row_specs_ in (specs, specs + (call,)):
+        try:
+            expected = json_rows.json_row(row_specs_, recs, None, json_attribute)
+        except Exception as exc:  # noqa: BLE001 - then the compiled twin must fail too
+            with pytest.raises(type(exc)):
+                _records.json_row(row_specs_, recs, None, json_attribute)
+            continue
+        got = _records.json_row(row_specs_, recs, None, json_attribute)
+        assert got == expected
+        assert list(got) == list(expected)
 
 
 def test_a_record_tester_applies_every_condition_of_the_level():

@@ -68,9 +68,19 @@ def tm_string_range_excludes(key: str, value: str) -> bool:
 
 def documented_kind(group: dict) -> str | None:
     """The §10.3 behaviour of Orthanc that explains a deviation group, or None."""
-    if group["error"] or group["extra"]:
-        return None  # Orthanc never errs on these keys, nor returns a record the standard excludes
     cat, keys, missing = group["category"], keys_of(group), group["missing"]
+    if group["error"]:
+        return None  # Orthanc never errs on these keys
+    if group["extra"]:
+        # the one excluded record Orthanc returns: a PN wild card matched against the whole value,
+        # every component group joined by '=', instead of group by group
+        if cat == "wildcard" and not missing and len(keys) == 1 and "PatientName" in keys and all(
+                "=" in r["stored"]["PatientName"]
+                and orthanc_wildcard(keys["PatientName"].upper(), r["stored"]["PatientName"].upper())
+                and not pacscore.match("combined", {"PatientName": keys["PatientName"]}, r["stored"])
+                for r in group["extra"]):
+            return "PN wild card matched across component groups"
+        return None
     if not missing:
         return None
     if cat.startswith(("empty", "absent")) and "multi-valued" not in cat:

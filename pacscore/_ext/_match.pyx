@@ -24,6 +24,7 @@ cdef enum:
     MODE_EXACT = 0
     MODE_WILDCARD = 1
     MODE_PN_WILDCARD = 2
+    MODE_DA_RANGE = 3
 
 
 # ---------------------------------------------------------------- record fields
@@ -65,6 +66,28 @@ cdef int _find_field(const uint8_t* buf, Py_ssize_t size, uint32_t tag,
         else:
             hi = mid - 1
     return 0
+
+
+cdef bint _valid_da(const uint8_t* v, Py_ssize_t n) noexcept nogil:
+    """Eight digits that name a real day of the proleptic Gregorian calendar (year 0001 on)."""
+    cdef int i, year, month, day, last
+    if n != 8:
+        return False
+    for i in range(8):
+        if v[i] < 48 or v[i] > 57:
+            return False
+    year = (v[0] - 48) * 1000 + (v[1] - 48) * 100 + (v[2] - 48) * 10 + (v[3] - 48)
+    month = (v[4] - 48) * 10 + (v[5] - 48)
+    day = (v[6] - 48) * 10 + (v[7] - 48)
+    if year < 1 or month < 1 or month > 12 or day < 1:
+        return False
+    if month == 2:
+        last = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
+    elif month == 4 or month == 6 or month == 9 or month == 11:
+        last = 30
+    else:
+        last = 31
+    return day <= last
 
 
 # ---------------------------------------------------------------- wild cards
@@ -167,6 +190,9 @@ cdef class FieldTest:
     cdef Py_ssize_t* lens
     cdef Py_ssize_t* carets
     cdef Py_ssize_t npats
+    cdef char lo[8]
+    cdef char hi[8]
+    cdef bint has_lo, has_hi
 
     def __cinit__(self, uint32_t tag, int mode, keys, bint empty, bint strip_lead, bint split,
                   bint fold, fallback, carets=None):
@@ -182,6 +208,17 @@ cdef class FieldTest:
         self.lens = NULL
         self.carets = NULL
         self.npats = 0
+        if mode == MODE_DA_RANGE:
+            # keys: (low, high), each YYYYMMDD or "" for an open end
+            low, high = [k.encode("ascii") for k in keys]
+            if len(low) not in (0, 8) or len(high) not in (0, 8):
+                raise ValueError("DA range bounds are YYYYMMDD or empty")
+            self.has_lo, self.has_hi = len(low) == 8, len(high) == 8
+            if self.has_lo:
+                memcpy(self.lo, <const char*>low, 8)
+            if self.has_hi:
+                memcpy(self.hi, <const char*>high, 8)
+            return
         if mode == MODE_EXACT:
             self.keys = [k.encode("utf-8", "surrogatepass") if isinstance(k, str) else bytes(k) for k in keys]
             self.keyset = frozenset(self.keys) if len(self.keys) > 8 else None
@@ -222,6 +259,15 @@ cdef class FieldTest:
                 if PyBytes_GET_SIZE(key) == n and memcmp(PyBytes_AS_STRING(key), v, n) == 0:
                     return 1
             return 0
+        if self.mode == MODE_DA_RANGE:
+            # a valid YYYYMMDD compares as its day; anything else goes to the reference
+            if not _valid_da(v, n):
+                return 2
+            if self.has_lo and memcmp(v, self.lo, 8) < 0:
+                return 0
+            if self.has_hi and memcmp(v, self.hi, 8) > 0:
+                return 0
+            return 1
         if self.mode == MODE_WILDCARD:
             for k in range(self.npats):
                 if _wildcard(self.pats[k], self.lens[k], 1, v, n, 0, False):
@@ -378,4 +424,5 @@ cdef class RecordTest:
         return out, True
 
 
-MODES = {"exact": MODE_EXACT, "wildcard": MODE_WILDCARD, "pn_wildcard": MODE_PN_WILDCARD}
+MODES = {"exact": MODE_EXACT, "wildcard": MODE_WILDCARD, "pn_wildcard": MODE_PN_WILDCARD,
+         "da_range": MODE_DA_RANGE}

@@ -228,3 +228,166 @@ def encode(fields):
         _put_u32(entry + 6, <uint32_t>total)
         i += 1
     return out
+
+
+# ---------------------------------------------------------------- DICOM JSON rows
+# The compiled twin of pacscore/query/json_rows.py: one response row built from raw record
+# bytes. Text attributes are split on their UTF-8 bytes ('\\' and '=' never occur inside a
+# multi-byte sequence) and only the pieces become str objects; numbers, sequences and anything
+# unusual go through the Python ``attribute`` (results.json_attribute), as in the pure twin.
+
+cdef enum:
+    SPEC_CONSTANT = 0
+    SPEC_UNIQUE = 1
+    SPEC_KEY = 2
+    SPEC_CALL = 3
+
+cdef frozenset _PY_VRS = frozenset({"SQ", "IS", "SS", "SL", "US", "UL", "SV", "UV", "DS", "FL", "FD"})
+cdef frozenset _WHOLE_VRS = frozenset({"LT", "ST", "UT", "UR"})
+cdef tuple _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+
+
+cdef inline object _piece(const uint8_t* p, Py_ssize_t n):
+    return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogatepass")
+
+
+cdef bint _plain_integers(const uint8_t* p, Py_ssize_t n) noexcept:
+    """Only digits, signs, spaces and backslashes: the pieces strip and parse as results._number
+    does without Unicode white space to care about."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not (48 <= p[i] <= 57 or p[i] == 43 or p[i] == 45 or p[i] == 32 or p[i] == 92):
+            return False
+    return True
+
+
+cdef list _integers(const uint8_t* p, Py_ssize_t n):
+    """IS values as results._number(piece, int) gives them: None when blank, the int, or the
+    stripped text when it is no integer (``+-3``)."""
+    cdef list values = []
+    cdef Py_ssize_t s = 0, e, a, b
+    while s <= n:
+        e = s
+        while e < n and p[e] != 92:
+            e += 1
+        a = s
+        b = e
+        while a < b and p[a] == 32:
+            a += 1
+        while b > a and p[b - 1] == 32:
+            b -= 1
+        if a == b:
+            values.append(None)
+        else:
+            text = _piece(p + a, b - a)
+            try:
+                values.append(int(text))
+            except ValueError:
+                values.append(text)
+        s = e + 1
+    return values
+
+
+cdef object _pn_value(const uint8_t* p, Py_ssize_t n):
+    """One PN value: None when empty, else {group name: text} for its non-empty groups."""
+    cdef dict obj
+    cdef Py_ssize_t s = 0, e, g = 0
+    if n == 0:
+        return None
+    obj = {}
+    while s <= n and g < 3:
+        e = s
+        while e < n and p[e] != 61:  # '='
+            e += 1
+        if e > s:
+            obj[_PN_GROUPS[g]] = _piece(p + s, e - s)
+        g += 1
+        s = e + 1
+    return obj
+
+
+cdef object _text_attribute(str vr, const uint8_t* p, Py_ssize_t n, object attribute):
+    """json_attribute(vr, text) for a value given as UTF-8 bytes."""
+    cdef list values
+    cdef Py_ssize_t s, e
+    cdef bint pn
+    if vr == "IN":
+        vr = "LO"
+    if n == 0:
+        return {"vr": vr}
+    if vr == "IS" and _plain_integers(p, n):
+        return {"vr": vr, "Value": _integers(p, n)}
+    if vr in _PY_VRS:
+        return attribute(vr, _piece(p, n))
+    if vr in _WHOLE_VRS:
+        return {"vr": vr, "Value": [_piece(p, n)]}
+    pn = vr == "PN"
+    values = []
+    s = 0
+    while s <= n:
+        e = s
+        while e < n and p[e] != 92:  # '\\'
+            e += 1
+        if pn:
+            values.append(_pn_value(p + s, e - s))
+        else:
+            values.append(_piece(p + s, e - s) if e > s else None)
+        s = e + 1
+    return {"vr": vr, "Value": values}
+
+
+cdef object _field_attribute(int kind, str key_vr, object rec, object tag, object attribute):
+    """The attribute of a UNIQUE or KEY spec read from ``rec`` (raw bytes, a buffer or None)."""
+    cdef Py_ssize_t start = 0, end = 0
+    cdef const uint8_t* vr = NULL
+    cdef const uint8_t* ptr
+    cdef Py_ssize_t size
+    cdef int found = 0
+    cdef _View v = None
+    cdef str stored
+    if rec is not None:
+        if type(rec) is bytes:
+            ptr = <const uint8_t*>PyBytes_AS_STRING(rec)
+            size = PyBytes_GET_SIZE(rec)
+        else:
+            v = _View(rec)
+            ptr = v.ptr
+            size = v.size
+        if not 0 <= tag <= 0xFFFFFFFF:
+            found = 0
+        else:
+            found = find_field(ptr, size, <uint32_t>tag, &start, &end, &vr)
+        if found < 0:
+            raise struct.error("record is truncated or malformed")
+    if found == 0:  # absent: an empty attribute (no Value), as json_attribute(vr, "") gives
+        return _text_attribute(key_vr, NULL, 0, attribute)
+    stored = _vr_str(vr)
+    if stored == "SQ":
+        value = _value(vr, ptr + start, end - start)
+        if kind == SPEC_UNIQUE:
+            return attribute(key_vr, value or "")
+        return attribute("SQ", value)
+    if kind == SPEC_KEY and (key_vr == "UN" or key_vr == stored):
+        key_vr = stored
+    return _text_attribute(key_vr, ptr + start, end - start, attribute)
+
+
+def json_row(tuple specs, tuple recs, match, attribute, get=None):
+    """The response row for one match (see pacscore/query/json_rows.py); ``get`` is unused."""
+    cdef dict out = {}
+    cdef tuple spec
+    cdef int kind
+    cdef bytes text
+    for spec in specs:
+        kind = spec[0]
+        if kind == SPEC_CONSTANT:
+            text = (<str>spec[3]).encode("utf-8", "surrogatepass")
+            out[spec[1]] = _text_attribute(spec[2], <const uint8_t*>PyBytes_AS_STRING(text),
+                                           PyBytes_GET_SIZE(text), attribute)
+        elif kind == SPEC_CALL:
+            attr = spec[2](match)
+            if attr is not None:
+                out[spec[1]] = attr
+        else:
+            out[spec[1]] = _field_attribute(kind, spec[4], recs[spec[2]], spec[3], attribute)
+    return out

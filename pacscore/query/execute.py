@@ -29,6 +29,12 @@ class Match:
     def __init__(self, level: str, key: bytes, records: dict[str, bytes], executor: "Executor | None" = None):
         self.level, self.key, self._records, self._executor = level, key, records, executor
 
+    def record(self, level: str) -> bytes | None:
+        """The raw record of ``level``: the match's own without reading any ancestor."""
+        if level == self.level:
+            return self._records[level]
+        return self.records.get(level)
+
     @property
     def records(self) -> dict[str, bytes]:
         if self._executor is not None:

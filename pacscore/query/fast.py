@@ -5,7 +5,9 @@
 
 * single values and UID lists on the text VRs compared exactly (CS SH LO AE UI AS UC LT ST UT UR);
 * wild cards on the wild card VRs other than PN;
-* PN wild cards of one component group (``SMI*``, ``*ohn*``), with ``options`` given.
+* PN wild cards of one component group (``SMI*``, ``*ohn*``), with ``options`` given;
+* DA single values and ranges whose ends are plain YYYYMMDD dates (stored values that are not
+  a valid YYYYMMDD date, e.g. the retired YYYY.MM.DD form, go to the reference).
 
 ``record_tester(query, fallback)`` gives ``test(level, record_bytes) -> bool`` for a whole
 query, reading fields in place; conditions without a kernel go through the codec and
@@ -59,6 +61,11 @@ def _build(cond, options=None):
     if kind == "wildcard" and vr in values.WILDCARD_VRS and vr != "PN":
         # an exact key value beside a pattern is a pattern without wild cards: same answers
         return _match.FieldTest(cond.tags[0], _match.MODES["wildcard"], cond.key_values, fold=False, **args)
+    if vr == "DA" and kind in ("single", "range") and len(cond.key_values) == 1:
+        bounds = _da_bounds(kind, cond.key_values[0])
+        if bounds is None:
+            return None
+        return _match.FieldTest(cond.tags[0], _match.MODES["da_range"], bounds, fold=False, **args)
     if kind == "wildcard" and vr == "PN" and options is not None and not options.pn_match_all_groups:
         fold = values.fold_case if options.pn_case_insensitive else (lambda s: s)
         patterns, carets = [], []
@@ -73,6 +80,31 @@ def _build(cond, options=None):
         return _match.FieldTest(cond.tags[0], _match.MODES["pn_wildcard"], patterns,
                                 fold=options.pn_case_insensitive, carets=carets, **args)
     return None
+
+
+def _da_bounds(kind: str, key: str) -> tuple[str, str] | None:
+    """``(low, high)`` of a DA single value or range as YYYYMMDD ("" for an open end), when
+    both ends are plain valid dates (so that comparing the digits compares the days)."""
+    if kind == "single":
+        low = high = key.strip(" \0")
+    else:
+        try:
+            low, high = values.split_range("DA", key)
+        except ValueError:
+            return None
+        low, high = low or "", high or ""
+    for end in (low, high):
+        if end and not (len(end) == 8 and end.isascii() and end.isdigit() and _is_date(end)):
+            return None
+    return low, high
+
+
+def _is_date(text: str) -> bool:
+    try:
+        values.parse_da(text)
+    except ValueError:
+        return False
+    return True
 
 
 def accelerate(cond, options=None) -> Callable[[object], bool] | None:

@@ -14,9 +14,13 @@ from pydicom.dataset import Dataset
 
 from .. import model
 from ..index import codec as records
+from . import json_rows
 from .conditions import compile_condition
 from .execute import Match
 from .keys import Key, Query
+
+#: the compiled row builder when the extension is in use, else the pure twin
+_json_row = getattr(records.impl, "json_row", None) or json_rows.json_row
 
 FORMATS = ("dataset", "json", "dict")
 CHARSET = "ISO_IR 192"
@@ -49,36 +53,73 @@ class ResultBuilder:
         requested = {(k.tag) for k in query.keys}
         self._uniques = [(lvl, model.UNIQUE_KEY[lvl]) for lvl in query.levels
                          if model.UNIQUE_KEY[lvl] not in requested]
+        if fmt == "json":
+            self._specs, self._rec_levels = self._row_plan()
 
     def fields(self, match: Match) -> list[tuple[int, str, object]]:
         """(tag, vr, value) of the response; value "" when unknown."""
         out = [(model.T_CHARSET, "CS", CHARSET), (model.T_QR_LEVEL, "CS", self.query.level)]
         for lvl, tag in self._uniques:
-            rec = match.records.get(lvl)
+            rec = match.record(lvl)
             value = records.get_value(rec, tag) if rec is not None else None
             out.append((tag, "LO" if lvl == "PATIENT" else "UI", value or ""))
         for key in self.query.keys:
-            rec = match.records.get(key.level)
-            field = records.get(rec, key.tag) if rec is not None else None
-            if key.tag == model.T_TZ:
-                if field is None or not field[1]:
-                    rec = match.records.get(self.query.level)
-                    field = records.get(rec, key.tag) if rec is not None else None
-                if field is None or not field[1]:
-                    continue  # never sent with zero length
-            if field is None:
-                out.append((key.tag, key.vr, [] if key.vr == "SQ" else ""))
-                continue
-            vr, value = field
-            if vr == "SQ" and key.tag in self._seq_filters:
-                cond, item_keys = self._seq_filters[key.tag]
-                value = [{k: item.get(k, "") for k in item_keys} for item in value
-                         if cond is None or cond.test([item])]
-            out.append((key.tag, vr if key.vr in ("UN",) or vr == "SQ" or key.vr == vr else key.vr, value))
+            field = self._key_field(match, key)
+            if field is not None:
+                out.append(field)
         out.sort(key=lambda f: f[0])
         return out
 
+    def _key_field(self, match: Match, key: Key) -> tuple[int, str, object] | None:
+        """(tag, vr, value) of one key of the identifier; None when it is left out."""
+        rec = match.record(key.level)
+        field = records.get(rec, key.tag) if rec is not None else None
+        if key.tag == model.T_TZ:
+            if field is None or not field[1]:
+                rec = match.record(self.query.level)
+                field = records.get(rec, key.tag) if rec is not None else None
+            if field is None or not field[1]:
+                return None  # never sent with zero length
+        if field is None:
+            return (key.tag, key.vr, [] if key.vr == "SQ" else "")
+        vr, value = field
+        if vr == "SQ" and key.tag in self._seq_filters:
+            cond, item_keys = self._seq_filters[key.tag]
+            value = [{k: item.get(k, "") for k in item_keys} for item in value
+                     if cond is None or cond.test([item])]
+        return (key.tag, json_rows.out_vr(key.vr, vr), value)
+
+    # -- the JSON fast path ---------------------------------------------------------------
+    def _row_plan(self) -> tuple[tuple, tuple[str, ...]]:
+        """The specs of json_rows for this query, and the levels whose records they read."""
+        levels = list(self.query.levels)
+        specs = [(model.T_CHARSET, (json_rows.CONSTANT, f"{model.T_CHARSET:08X}", "CS", CHARSET)),
+                 (model.T_QR_LEVEL, (json_rows.CONSTANT, f"{model.T_QR_LEVEL:08X}", "CS", self.query.level))]
+        for lvl, tag in self._uniques:
+            specs.append((tag, (json_rows.UNIQUE, f"{tag:08X}", levels.index(lvl), tag,
+                                "LO" if lvl == "PATIENT" else "UI")))
+        for key in self.query.keys:
+            if key.tag == model.T_TZ or key.tag in self._seq_filters or key.level not in levels:
+                specs.append((key.tag, (json_rows.CALL, f"{key.tag:08X}", self._key_json(key))))
+            else:
+                specs.append((key.tag, (json_rows.KEY, f"{key.tag:08X}", levels.index(key.level), key.tag, key.vr)))
+        specs.sort(key=lambda s: s[0])  # stable, like fields()
+        used = {spec[2] for _, spec in specs if spec[0] in (json_rows.UNIQUE, json_rows.KEY)}
+        return tuple(spec for _, spec in specs), tuple(lvl if i in used else None for i, lvl in enumerate(levels))
+
+    def _key_json(self, key: Key) -> Callable:
+        def attribute(match: Match):
+            field = self._key_field(match, key)
+            return None if field is None else json_attribute(field[1], field[2])
+        return attribute
+
+    def _json_match(self, match: Match) -> dict:
+        recs = tuple(match.record(lvl) if lvl is not None else None for lvl in self._rec_levels)
+        return _json_row(self._specs, recs, match, json_attribute)
+
     def __call__(self, match: Match):
+        if self.fmt == "json":
+            return self._json_match(match)
         return self.render(self.fields(match))
 
     # -- formats ----------------------------------------------------------------------------

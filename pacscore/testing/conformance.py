@@ -315,7 +315,8 @@ def run_conformance(target: str, *, seed: int = 0, queries: int = 200, rules=RUL
                 _raise(dev)
 
             try:
-                check()
+                with ps.seeded_generation():
+                    check()
             except BaseException as exc:  # noqa: BLE001 - Hypothesis raises one error or a group
                 found = _collect(exc)
                 if not found:
