@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.peers import _private_network, _quote
+from benchmarks.peers import _private_network, _quote, stop_child
 
 ROOT = Path(__file__).resolve().parent.parent
 ORTHANC_AE, ORTHANC_DICOM, ORTHANC_HTTP = "ORTHANC", 4242, 8042
@@ -162,14 +162,7 @@ class OrthancServer:
         return (self.folder / "orthanc.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # the Orthanc this object started, by its own handle
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        stop_child(self.proc, self.log)  # the Orthanc this object started
 
     def __enter__(self) -> "OrthancServer":
         return self
@@ -207,14 +200,7 @@ class PacscoreServer:
             raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # our own child, by its handle
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        stop_child(self.proc, self.log)  # our own child
 
 
 def run_pacscore(args: list[str], timeout: float = 900) -> tuple[int, object, str]:

@@ -89,12 +89,20 @@ class Orthanc:
 
     def close(self) -> None:
         self.conn.close()
-        self.proc.terminate()  # the Orthanc this script started, by its own handle
+        stop_child(self.proc, self.log, 10)  # the Orthanc this script started
+
+
+def stop_child(proc: subprocess.Popen, log, wait: float = 15) -> None:
+    """Stop a server this script started, by its own handle (terminate, then kill), and close
+    its log."""
+    if proc.poll() is None:
+        proc.terminate()
         try:
-            self.proc.wait(10)
+            proc.wait(wait)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+            proc.kill()
+            proc.wait()
+    log.close()
 
 
 def main(argv: list[str] | None = None) -> int:

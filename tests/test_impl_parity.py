@@ -114,7 +114,7 @@ def test_wildcard_kernel_has_no_backtracking_blow_up():
 OPTIONS = [MatchOptions(), MatchOptions(empty_record_matches=False), MatchOptions(pn_case_insensitive=False)]
 key_alphabet = st.sampled_from(list("aAbB*?^ \\=") + ["é", "e\u0301", "ß"])
 keys = st.lists(key_alphabet, min_size=1, max_size=8).map("".join)
-stored_alphabet = st.sampled_from(list("aAbB^ \\=\0") + ["é", "e\u0301", "ß", "É"])
+stored_alphabet = st.sampled_from(list("aAbB^ \\=\0") + ["é", "e\u0301", "ß", "É", "\u0338", "山"])
 stored_values = st.one_of(st.none(), st.lists(stored_alphabet, max_size=12).map("".join))
 ACCEL_VRS = ["AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UI", "UR", "UT"]
 
@@ -133,6 +133,7 @@ def _condition(vr, key, options):
 @example("PN", "*der*^s*", ["VAN DER BERG^SOPHIA", " van der ^ s ", "Smith-Jones^Elizabeth^^Dr.^", "=der^s"],
          MatchOptions())
 @example("PN", "a^^*", ["a^^b", "a^ ^b", "a", "a^=x", "A\\a^b^^"], MatchOptions(pn_case_insensitive=False))
+@example("PN", "*a*", ["Ba=山^田", "B=\u0338a", "Ba=\u0338", "x=山\\Ab=é", "é=a"], MatchOptions())
 @example("UI", "1.2\\1.3", ["1.2", "1.3 ", "1.4", ""], MatchOptions(empty_record_matches=False))
 @example("LO", "*a?", [" xab", "ab", "a\\ab"], MatchOptions())
 def test_accelerated_tests_equal_the_reference(vr, key, stored, options):

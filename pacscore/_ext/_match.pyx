@@ -317,9 +317,23 @@ cdef class FieldTest:
         """1 match, 0 no match, 2 undecided."""
         cdef Py_ssize_t i, a, b, s, e
         cdef int r
-        for i in range(n):
-            if p[i] >= 0x80:
-                return 2
+        cdef bint alphabetic = True
+        if self.mode == MODE_PN_WILDCARD:
+            # only the Alphabetic group of each value is matched: it must be ASCII, and the '='
+            # after it must stay a '=' under NFC (U+0338 would compose it into U+2260)
+            for i in range(n):
+                if p[i] == 92:
+                    alphabetic = True
+                elif alphabetic and p[i] == 61:
+                    alphabetic = False
+                    if i + 2 < n and p[i + 1] == 0xCC and p[i + 2] == 0xB8:
+                        return 2
+                elif alphabetic and p[i] >= 0x80:
+                    return 2
+        else:
+            for i in range(n):
+                if p[i] >= 0x80:
+                    return 2
         if not self.split or memchr(p, 92, <size_t>n) == NULL:
             a = 0
             b = n

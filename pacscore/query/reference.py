@@ -354,10 +354,10 @@ def person_name_wildcard(pattern: str, options: MatchOptions) -> ValueTest:
         any_group = options.pn_match_all_groups
 
         def test(v: str, _offset: int = 0) -> bool:
-            stored = _stored_groups(v, fold) or ("",)
             if any_group:
-                return any(group_ok(only, carets, g) for g in stored)
-            return group_ok(only, carets, stored[0])
+                return any(group_ok(only, carets, g) for g in _stored_groups(v, fold) or ("",))
+            groups = pn_groups(nfc(v))  # only the Alphabetic group is compared: fold just that
+            return group_ok(only, carets, fold(groups[0]) if groups else "")
 
         return test
 
