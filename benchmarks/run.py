@@ -104,8 +104,9 @@ def _config_for(instances: int, seed: int):
     return GeneratorConfig(patients=patients, seed=seed)
 
 
-def build(folder: Path, instances: int, seed: int = 1, batch: int = 1000) -> dict:
-    """Generate ``instances`` instances and ingest them with store_many in batches."""
+def build(folder: Path, instances: int, seed: int = 1, batch: int = 1000, workers: int | None = None) -> dict:
+    """Generate ``instances`` instances and ingest them with store_many in batches; ``workers``
+    parse processes (None: store_many's default, one per core up to 4; 1: in this process)."""
     import warnings
 
     import pacscore
@@ -123,12 +124,13 @@ def build(folder: Path, instances: int, seed: int = 1, batch: int = 1000) -> dic
             t1 = time.perf_counter()
             if not chunk:
                 break
-            report = arc.store_many(chunk, workers=1, batch_size=batch)
+            report = arc.store_many(chunk, workers=workers, batch_size=batch)
             t2 = time.perf_counter()
             generated += t1 - t0
             ingested += t2 - t1
             stored += len(report.stored)
-    return {"instances": stored, "patients": config.patients, "seed": seed, "ingest_seconds": round(ingested, 2),
+    return {"instances": stored, "patients": config.patients, "seed": seed, "workers": workers or "default",
+            "ingest_seconds": round(ingested, 2),
             "ingest_per_s": round(stored / ingested, 1) if ingested else None,
             "generate_seconds": round(generated, 2)}
 
@@ -224,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="bench-out")
     parser.add_argument("--keep", help="build the archive in this folder (kept) instead of a temporary one")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parse processes for ingest (default: store_many's, one per core up to 4)")
     parser.add_argument("--pure-ratio", action="store_true", help="rerun the suite with PACSCORE_PURE=1")
     parser.add_argument("--min-time", type=float, default=0.4, help="seconds spent per query (after warm-up)")
     parser.add_argument("--hook", action="store_true",
@@ -246,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pacscore-bench-") as tmp:
         folder = Path(args.keep) if args.keep else Path(tmp) / "archive"
-        build_info = build(folder, args.instances, args.seed)
+        build_info = build(folder, args.instances, args.seed, workers=args.workers)
         print(f"ingested {build_info['instances']} instances at {build_info['ingest_per_s']}/s", file=sys.stderr)
         # the suite runs in a fresh process so that its peak RSS is the query path's own
         suite = child()

@@ -8,6 +8,7 @@ instances; answers are compared with ``Archive.find`` / ``Archive.get`` on the s
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -136,27 +137,35 @@ def server(tmp_path_factory):
         Mount("/lazy", app=lazy),
         Mount("", app=create_app(arc)),
     ])
+    with serving(parent) as port:
+        s = Server(port, arc, lazy_folder)
+        try:
+            yield s
+        finally:
+            s.http.close()
+            lazy.state.dicomweb.close()
+            arc.close()
+
+
+@contextlib.contextmanager
+def serving(app):
+    """``app`` served by uvicorn in a background thread on a free port of 127.0.0.1; the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(parent, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30)
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    s = Server(port, arc, lazy_folder)
     try:
-        yield s
+        deadline = time.monotonic() + 20
+        while not srv.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield sock.getsockname()[1]
     finally:
-        s.http.close()
         srv.should_exit = True
         thread.join(15)
-        lazy.state.dicomweb.close()
-        arc.close()
         sock.close()
 
 
@@ -775,3 +784,16 @@ def test_qido_target_sends_relational_queries_and_uid_lists(server):
             target.find("SERIES", dict(keys))
     finally:
         target.close()
+
+
+def test_conformance_runner_finds_no_deviation_over_qido_rs(tmp_path):
+    """`pacscore conformance http://...`: generated studies go in by STOW-RS, every rule's
+    queries come back over QIDO-RS equal to the reference matcher's answers."""
+    from pacscore.testing.conformance import run_conformance
+
+    with pacscore.open(tmp_path / "arc") as arc, serving(create_app(arc)) as port:
+        report = run_conformance(f"http://127.0.0.1:{port}/dicomweb", seed=5, queries=70)
+        assert report.stored > 0 and report.queries >= 70
+        assert report.ok, [str(d.query) for d in report.smallest.values()]
+        # what went in over STOW-RS is what the archive holds
+        assert arc.count({}, level="IMAGE", relational=True) == report.stored
