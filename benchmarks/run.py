@@ -157,29 +157,10 @@ def summarise(times: list[float]) -> dict:
             "qps": round(1 / median, 1) if median else None, "runs": len(times)}
 
 
-def install_hook() -> None:
-    """Wire fast.record_tester into the Executor the way the proposed one-line hook does
-    (measurement only, until execute.py carries it)."""
-    from pacscore.query import execute, fast
-
-    if getattr(execute.Executor, "_bench_hooked", False):
-        return
-    original = execute.Executor.__init__
-
-    def __init__(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.test = fast.record_tester(self.query, self.test)
-
-    execute.Executor.__init__ = __init__
-    execute.Executor._bench_hooked = True
-
-
-def run_suite(folder: Path, min_time: float = 0.4, hook: bool = False) -> dict:
+def run_suite(folder: Path, min_time: float = 0.4) -> dict:
     import pacscore
 
-    if hook:
-        install_hook()
-    out = {"implementation": pacscore.IMPLEMENTATION + ("+hook" if hook else ""), "queries": []}
+    out = {"implementation": pacscore.IMPLEMENTATION, "queries": []}
     with pacscore.open(folder) as arc:
         for name, ident, level, opts in resolve_suite(arc):
             times, matches = time_query(lambda: list(arc.find(ident, level=level, format="json", **opts)), min_time)
@@ -209,14 +190,14 @@ def markdown(result: dict) -> str:
         f"ingest {b['ingest_per_s']} instances/s; index {result['index_bytes_per_instance']} bytes/instance; "
         f"peak RSS {result['suite']['peak_rss_mb']} MB (query process)",
         "",
-        "| query | level | matches | plan | median ms | p95 ms | q/s | pure/compiled | median ms with hook |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|",
+        "| query | level | matches | plan | median ms | p95 ms | q/s | pure/compiled |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for q in result["suite"]["queries"]:
         plan = q["plan"]["plan"] + (f" ({q['plan']['candidates']})" if q["plan"].get("candidates") is not None else "")
         ratio = q.get("pure_ratio")
         lines.append(f"| {q['name']} | {q['level']} | {q['matches']} | {plan} | {q['median_ms']} | {q['p95_ms']} | "
-                     f"{q['qps']} | {'' if ratio is None else ratio} | {q.get('hook_median_ms', '')} |")
+                     f"{q['qps']} | {'' if ratio is None else ratio} |")
     return "\n".join(lines) + "\n"
 
 
@@ -230,21 +211,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="parse processes for ingest (default: store_many's, one per core up to 4)")
     parser.add_argument("--pure-ratio", action="store_true", help="rerun the suite with PACSCORE_PURE=1")
     parser.add_argument("--min-time", type=float, default=0.4, help="seconds spent per query (after warm-up)")
-    parser.add_argument("--hook", action="store_true",
-                        help="also run the suite with the accelerated condition tests wired in (fast.record_tester)")
-    parser.add_argument("--suite-only", metavar="ARCHIVE", help=argparse.SUPPRESS)  # the child processes
-    parser.add_argument("--with-hook", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--suite-only", metavar="ARCHIVE",
+                        help="only run the suite on an archive built before (--keep); prints JSON")
     args = parser.parse_args(argv)
 
     if args.suite_only:
-        json.dump(run_suite(Path(args.suite_only), args.min_time, args.with_hook), sys.stdout)
+        json.dump(run_suite(Path(args.suite_only), args.min_time), sys.stdout)
         return 0
 
-    def child(extra_env=None, hook=False) -> dict:
+    def child(extra_env=None) -> dict:
         cmd = [sys.executable, "-m", "benchmarks.run", "--suite-only", str(folder), "--min-time", str(args.min_time)]
         env = {**os.environ, **(extra_env or {})}
-        return json.loads(subprocess.run(cmd + (["--with-hook"] if hook else []), check=True, capture_output=True,
-                                         text=True, env=env).stdout)
+        return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -254,13 +232,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingested {build_info['instances']} instances at {build_info['ingest_per_s']}/s", file=sys.stderr)
         # the suite runs in a fresh process so that its peak RSS is the query path's own
         suite = child()
-        if args.hook:
-            hooked = child(hook=True)
-            for q, h in zip(suite["queries"], hooked["queries"]):
-                assert q["matches"] == h["matches"], (q["name"], q["matches"], h["matches"])
-                q["hook_median_ms"] = h["median_ms"]
-                q["hook_p95_ms"] = h["p95_ms"]
-            suite["hook_peak_rss_mb"] = hooked["peak_rss_mb"]
         if args.pure_ratio:
             pure = child({"PACSCORE_PURE": "1"})
             for q, p in zip(suite["queries"], pure["queries"]):
