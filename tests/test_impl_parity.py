@@ -198,6 +198,56 @@ def test_plain_date_keys_are_accelerated(key):
     assert fast.accelerate(cond, MatchOptions()) is not None
 
 
+times = st.one_of(
+    st.builds(lambda h, m, sec: f"{h:02d}{m:02d}{sec:02d}", st.integers(0, 25), st.integers(0, 61), st.integers(0, 61)),
+    st.builds(lambda h, m: f"{h:02d}{m:02d}", st.integers(0, 24), st.integers(0, 60)),
+    st.builds(lambda h: f"{h:02d}", st.integers(0, 24)),
+    st.builds(lambda t, f: f"{t}.{f}", st.sampled_from(["000000", "235959", "120060", "1200"]),
+              st.text("0123456789", min_size=0, max_size=7)),
+    st.sampled_from(["10:00", "10:00:30.5", "", " ", "1", "12345", "0800 ", "\\1000", "1000\\2300", "１０"]),
+)
+stored_times = st.one_of(st.none(), times)
+combined_keys = st.sampled_from([
+    ("20200101-20201231", "080000-120000"), ("20200101-", "1000-"), ("-20201231", "-1000"),
+    ("20200229-20200301", "2359-0001"), ("20200101-20200101", "10-10"), ("19991231-20000101", "235959.5-000000.25"),
+])
+
+
+#: the days the keys above start or end on, where whole-day and time-of-day answers differ
+bound_dates = st.sampled_from(["20200101", "20201231", "20200229", "20200301", "19991231", "20000101", "20200101 "])
+
+
+@given(combined_keys, st.lists(st.tuples(st.one_of(bound_dates, stored_dates), stored_times), min_size=1, max_size=6),
+       st.sampled_from(OPTIONS), st.sampled_from(["+0000", "+0530", "-1000"]))
+@example(("20200101-20201231", "080000-120000"),
+         [("20200101", "090000"), ("20200101", "070000"), ("20201231", "12"), ("20201231", None), ("2020.06.15", "10:00"),
+          ("20200615", "25"), (None, "1000"), ("", ""), ("20200230", "1000"), ("20200615\\20190101", "1000\\0600"),
+          ("20200101", None), ("20200101", " "), ("20201231", "1201"), ("20201231", "120000.999999"),
+          ("20201231", "120001")],
+         MatchOptions(), "+0000")
+def test_combined_kernel_equals_the_reference(key, stored, options, local):
+    from dataclasses import replace
+
+    from pacscore.query.conditions import compile_conditions
+
+    options = replace(options, combined_datetime=True, local_timezone=local)
+    conds = compile_conditions([("StudyDate", 0x00080020, "DA", key[0]), ("StudyTime", 0x00080030, "TM", key[1])],
+                               options)
+    assume(len(conds) == 1 and conds[0].kind == "combined")
+    cond = conds[0]
+    test = fast.accelerate(cond, options)
+    assert test is not None
+    for date, time_ in stored:
+        expected = cond.test(date, time_)
+        assert test(date, time_) == expected, (key, date, time_)
+        fields = {}
+        if date is not None:
+            fields[0x00080020] = ("DA", date)
+        if time_ is not None:
+            fields[0x00080030] = ("TM", time_)
+        assert test.test_record(pure.encode(fields)) == expected, (key, date, time_)
+
+
 # ---------------------------------------------------------------- JSON response rows
 
 from pacscore.query import json_rows  # noqa: E402

@@ -11,7 +11,7 @@ condition, so the fast path only ever decides the easy records.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DATA, PyUnicode_DecodeUTF8, PyUnicode_GET_LENGTH, PyUnicode_KIND
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
 from libc.string cimport memchr, memcmp, memcpy
 
 from pacscore._ext._records import get_value as _get_value
@@ -396,6 +396,174 @@ cdef class FieldTest:
         return r == 1
 
 
+# ---------------------------------------------------------------- combined date and time
+
+cdef enum:
+    US_SECOND = 1000000
+
+cdef int64_t US_DAY = <int64_t>86400 * US_SECOND
+
+
+cdef inline int _digits(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    """The value of n ASCII digits, or -1."""
+    cdef int v = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return -1
+        v = v * 10 + (p[i] - 48)
+    return v
+
+
+cdef inline void _first_value(const uint8_t* p, Py_ssize_t n, Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
+    """The first value of a field, spaces and NULs stripped at both ends (conditions._first)."""
+    cdef Py_ssize_t e = 0
+    while e < n and p[e] != 92:
+        e += 1
+    a[0] = 0
+    while a[0] < e and (p[a[0]] == 32 or p[a[0]] == 0):
+        a[0] += 1
+    while e > a[0] and (p[e - 1] == 32 or p[e - 1] == 0):
+        e -= 1
+    b[0] = e
+
+
+cdef bint _day_number(const uint8_t* p, Py_ssize_t n, int64_t* day) noexcept nogil:
+    """Days since 0001-01-01 of a valid YYYYMMDD (values.parse_da), else False."""
+    cdef int64_t y
+    cdef int m, d, i
+    cdef int* before = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334]
+    if not _valid_da(p, n):
+        return False
+    y = _digits(p, 4)
+    m = _digits(p + 4, 2)
+    d = _digits(p + 6, 2)
+    day[0] = (y - 1) * 365 + (y - 1) // 4 - (y - 1) // 100 + (y - 1) // 400 + before[m - 1] + d - 1
+    if m > 2 and (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
+        day[0] += 1
+    return True
+
+
+cdef bint _time_of_day(const uint8_t* p, Py_ssize_t n, int64_t* floor, int64_t* ceil) noexcept nogil:
+    """floor and ceil in µs of HH[MM[SS[.F{1,6}]]] (values.parse_tm), else False (the retired
+    HH:MM form included: the reference decides those)."""
+    cdef int hh, mm, ss, f, k
+    cdef int64_t span
+    if n != 2 and n != 4 and n != 6 and not (8 <= n <= 13 and p[6] == 46):
+        return False
+    hh = _digits(p, 2)
+    if hh < 0 or hh > 23:
+        return False
+    floor[0] = <int64_t>hh * 3600 * US_SECOND
+    span = <int64_t>3600 * US_SECOND
+    if n >= 4:
+        mm = _digits(p + 2, 2)
+        if mm < 0 or mm > 59:
+            return False
+        floor[0] += <int64_t>mm * 60 * US_SECOND
+        span = <int64_t>60 * US_SECOND
+    if n >= 6:
+        ss = _digits(p + 4, 2)
+        if ss < 0 or ss > 60:
+            return False
+        floor[0] += <int64_t>ss * US_SECOND
+        span = US_SECOND
+    if n >= 8:
+        f = _digits(p + 7, n - 7)
+        if f < 0:
+            return False
+        for k in range(6 - (n - 7)):
+            f *= 10
+        floor[0] += f
+        span = 1
+        for k in range(6 - (n - 7)):
+            span *= 10
+    ceil[0] = floor[0] + span - 1
+    return True
+
+
+cdef class CombinedTest:
+    """Combined date-time range matching (C.2.2.2.5.4) of a DA and a TM attribute, decided on the
+    record's bytes for valid YYYYMMDD dates and HH[MM[SS[.F]]] times; anything else goes to
+    ``fallback(stored_date, stored_time)`` (the reference's ``cond.test``)."""
+
+    cdef readonly uint32_t dtag, ttag
+    cdef bint has_lo, has_hi, empty
+    cdef int64_t lo, hi, offset
+    cdef readonly object fallback
+
+    def __cinit__(self, uint32_t dtag, uint32_t ttag, lo, hi, int64_t offset, bint empty, fallback):
+        self.dtag, self.ttag = dtag, ttag
+        self.has_lo, self.has_hi = lo is not None, hi is not None
+        self.lo = lo if lo is not None else 0
+        self.hi = hi if hi is not None else 0
+        self.offset, self.empty, self.fallback = offset, empty, fallback
+
+    cdef int _decide(self, const uint8_t* d, Py_ssize_t dn, bint has_time, const uint8_t* t, Py_ssize_t tn) noexcept:
+        """1 match, 0 no match, 2 undecided; d is the stripped first date value (not empty)."""
+        cdef int64_t day, floor, ceil, tfloor = 0, tceil = 0
+        if not _day_number(d, dn, &day):
+            return 2
+        floor = day * US_DAY - self.offset
+        if not has_time:  # the whole day overlaps the range
+            ceil = floor + US_DAY - 1
+            return (not self.has_hi or floor <= self.hi) and (not self.has_lo or ceil >= self.lo)
+        if not _time_of_day(t, tn, &tfloor, &tceil):
+            return 2
+        floor += tfloor
+        return (not self.has_lo or self.lo <= floor) and (not self.has_hi or floor <= self.hi)
+
+    cdef bint run(self, bytes raw) except -1:
+        cdef const uint8_t* buf = <const uint8_t*>PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(raw)
+        cdef Py_ssize_t ds = 0, de = 0, ts = 0, te = 0, a, b, ta = 0, tb = 0
+        cdef const uint8_t* dvr = NULL
+        cdef const uint8_t* tvr = NULL
+        cdef int fd = _find_field(buf, size, self.dtag, &ds, &de, &dvr)
+        cdef int ft = _find_field(buf, size, self.ttag, &ts, &te, &tvr)
+        cdef Py_ssize_t i
+        cdef int r
+        if fd < 0 or ft < 0 or (fd == 1 and dvr[0] == 83 and dvr[1] == 81) or (ft == 1 and tvr[0] == 83 and tvr[1] == 81):
+            return self._fall(raw)
+        if fd == 0:
+            return self.empty
+        for i in range(ds, de):
+            if buf[i] >= 0x80:
+                return self._fall(raw)
+        _first_value(buf + ds, de - ds, &a, &b)
+        if a == b:
+            return self.empty
+        if ft == 1:
+            for i in range(ts, te):
+                if buf[i] >= 0x80:
+                    return self._fall(raw)
+            _first_value(buf + ts, te - ts, &ta, &tb)
+        r = self._decide(buf + ds + a, b - a, ft == 1 and tb > ta, buf + ts + ta, tb - ta)
+        if r == 2:
+            return self._fall(raw)
+        return r == 1
+
+    cdef bint _fall(self, bytes raw) except -1:
+        return bool(self.fallback(_get_value(raw, self.dtag), _get_value(raw, self.ttag)))
+
+    def test_record(self, bytes rec):
+        """The condition on a whole record (the fields are read in place)."""
+        return self.run(rec)
+
+    def __call__(self, stored_date, stored_time=None):
+        """The condition on two stored values, like ``cond.test(date, time)``."""
+        from pacscore._ext._records import encode
+
+        if not all(v is None or type(v) is str for v in (stored_date, stored_time)):
+            return bool(self.fallback(stored_date, stored_time))
+        fields = {}
+        if stored_date is not None:
+            fields[self.dtag] = ("DA", stored_date)
+        if stored_time is not None:
+            fields[self.ttag] = ("TM", stored_time)
+        return self.run(encode(fields))
+
+
 cdef class RecordTest:
     """All conditions of one level on a record: FieldTests in place, the others through the
     codec and the reference (``(tags, test)`` pairs)."""
@@ -414,6 +582,9 @@ cdef class RecordTest:
         for check in self.checks:
             if type(check) is FieldTest:
                 if not (<FieldTest>check).run(raw, buf, size):
+                    return False
+            elif type(check) is CombinedTest:
+                if not (<CombinedTest>check).run(raw):
                     return False
             else:
                 tags, test = <tuple>check

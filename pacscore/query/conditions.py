@@ -266,6 +266,9 @@ def _compile_combined(
         offset = _record_offset(stored_tz, local) if adjust else local
         return rule(d, _first(stored_time), offset)
 
+    if not adjust:  # what a compiled kernel needs to give the same answers (query/fast.py)
+        test.combined = (rule.bounds, local, empty)
+
     return Condition(keyword, tags, "DT", "combined", {d_kw: d_key, t_kw: t_key}, (d_text, t_text), test)
 
 

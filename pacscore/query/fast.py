@@ -7,7 +7,9 @@
 * wild cards on the wild card VRs other than PN;
 * PN wild cards of one component group (``SMI*``, ``*ohn*``), with ``options`` given;
 * DA single values and ranges whose ends are plain YYYYMMDD dates (stored values that are not
-  a valid YYYYMMDD date, e.g. the retired YYYY.MM.DD form, go to the reference).
+  a valid YYYYMMDD date, e.g. the retired YYYY.MM.DD form, go to the reference);
+* combined date-time ranges (a DA and a TM key, without timezone adjustment), on stored
+  YYYYMMDD dates and HH[MM[SS[.F]]] times.
 
 ``record_tester(query, fallback)`` gives ``test(level, record_bytes) -> bool`` for a whole
 query, reading fields in place; conditions without a kernel go through the codec and
@@ -43,8 +45,14 @@ _LEADING_SIGNIFICANT = frozenset({"LT", "ST", "UT", "UR", "UC"})
 
 
 def _build(cond, options=None):
-    """The FieldTest of a condition, or None."""
-    if _match is None or len(cond.tags) != 1 or not cond.key_values:
+    """The FieldTest (or CombinedTest) of a condition, or None."""
+    if _match is None:
+        return None
+    combined = getattr(cond.test, "combined", None)
+    if cond.kind == "combined" and combined is not None and len(cond.tags) == 2:
+        (lo, hi), offset, empty = combined
+        return _match.CombinedTest(cond.tags[0], cond.tags[1], lo, hi, offset, empty, cond.test)
+    if len(cond.tags) != 1 or not cond.key_values:
         return None
     vr, kind = cond.vr, cond.kind
     empty = bool(cond.test(None))  # the reference's own answer for an absent value

@@ -425,6 +425,7 @@ def combined_datetime(
             return floor <= high and ceil >= low
         return low <= floor <= high
 
+    test.bounds = (lo, hi)  # for the compiled kernel (query/fast.py): None is an open end
     return test
 
 
