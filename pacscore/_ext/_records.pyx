@@ -112,6 +112,20 @@ cdef class _View:
             PyBuffer_Release(&self.view)
 
 
+cdef _View _pointer(object buf, const uint8_t** ptr, Py_ssize_t* size):
+    """Point ``ptr``/``size`` at the bytes of ``buf`` (bytes or any buffer); the returned view,
+    None for bytes, keeps a buffer alive: hold it while reading."""
+    cdef _View v
+    if type(buf) is bytes:
+        ptr[0] = <const uint8_t*>PyBytes_AS_STRING(buf)
+        size[0] = PyBytes_GET_SIZE(buf)
+        return None
+    v = _View(buf)
+    ptr[0] = v.ptr
+    size[0] = v.size
+    return v
+
+
 cdef tuple _get(const uint8_t* buf, Py_ssize_t size, object tag):
     cdef Py_ssize_t start = 0, end = 0
     cdef const uint8_t* vr = NULL
@@ -142,14 +156,7 @@ def get_value(buf, tag):
     cdef const uint8_t* ptr
     cdef Py_ssize_t size
     cdef int found
-    cdef _View v = None
-    if type(buf) is bytes:
-        ptr = <const uint8_t*>PyBytes_AS_STRING(buf)
-        size = PyBytes_GET_SIZE(buf)
-    else:
-        v = _View(buf)
-        ptr = v.ptr
-        size = v.size
+    cdef _View v = _pointer(buf, &ptr, &size)
     if not 0 <= tag <= 0xFFFFFFFF:
         return None
     found = find_field(ptr, size, <uint32_t>tag, &start, &end, &vr)
@@ -346,13 +353,7 @@ cdef object _field_attribute(int kind, str key_vr, object rec, object tag, objec
     cdef _View v = None
     cdef str stored
     if rec is not None:
-        if type(rec) is bytes:
-            ptr = <const uint8_t*>PyBytes_AS_STRING(rec)
-            size = PyBytes_GET_SIZE(rec)
-        else:
-            v = _View(rec)
-            ptr = v.ptr
-            size = v.size
+        v = _pointer(rec, &ptr, &size)
         if not 0 <= tag <= 0xFFFFFFFF:
             found = 0
         else:
