@@ -25,9 +25,8 @@ full path, ``pacscore.testing.strategies``.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import datetime as _dt
+from contextlib import contextmanager
 
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset

@@ -21,10 +21,6 @@ UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "Series
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
-#: the C-FIND extended negotiation bytes in order (PS3.4 C.5.1)
-_FIND_EXT_OPTIONS = ("relational", "combined_datetime", "fuzzy_pn", "timezone_adjustment")
-
-
 def _single_uid(value) -> bool:
     """A path segment can carry one UID, not a list, wildcard or universal key."""
     return isinstance(value, str) and bool(value) and "\\" not in value and "*" not in value and "?" not in value
@@ -223,7 +219,9 @@ class DimseTarget(Target):
                 setattr(ds, kw, value)
         if UNIQUE[level] not in ds:
             setattr(ds, UNIQUE[level], "")
-        flags = bytes(int(bool(options.get(name))) for name in _FIND_EXT_OPTIONS)
+        from ..adapters.dimse_common import FIND_EXT_OPTIONS  # the negotiation bytes in order
+
+        flags = bytes(int(bool(options.get(name))) for name in FIND_EXT_OPTIONS)
         assoc = self._association(flags if any(flags) else b"")
         out = []
         for status, answer in assoc.send_c_find(ds, STUDY_ROOT_FIND):
