@@ -116,6 +116,19 @@ class Tally:
                 "max_ms": round(lat[-1] * 1000, 2) if lat else None}
 
 
+def _kept_association(ae, assoc, port: int, tally: Tally):
+    """The client's association, opened again when it is gone; None (tallied as an error, after
+    a short pause) when the archive refuses it."""
+    if assoc is not None and assoc.is_established:
+        return assoc
+    assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
+    if assoc.is_established:
+        return assoc
+    tally.add(0.0, "association refused")
+    time.sleep(0.05)
+    return None
+
+
 def _find_client(port: int, stop: threading.Event, tally: Tally, seed: int, max_ops: int) -> None:
     from pynetdicom import AE
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND
@@ -128,13 +141,9 @@ def _find_client(port: int, stop: threading.Event, tally: Tally, seed: int, max_
     for _ in range(max_ops):
         if stop.is_set():
             break
-        if assoc is None or not assoc.is_established:
-            assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
-            if not assoc.is_established:
-                tally.add(0.0, "association refused")
-                assoc = None
-                time.sleep(0.05)
-                continue
+        assoc = _kept_association(ae, assoc, port, tally)
+        if assoc is None:
+            continue
         ds = Dataset()
         ds.QueryRetrieveLevel = "STUDY"
         for k, v in queries(rng).items():
@@ -195,13 +204,9 @@ def _store_client(port: int, stop: threading.Event, tally: Tally, sent: dict, se
     for i in range(max_ops):
         if stop.is_set():
             break
-        if assoc is None or not assoc.is_established:
-            assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
-            if not assoc.is_established:
-                tally.add(0.0, "association refused")
-                assoc = None
-                time.sleep(0.05)
-                continue
+        assoc = _kept_association(ae, assoc, port, tally)
+        if assoc is None:
+            continue
         ds = make_instance(i, prefix=f"9{seed}")
         wire = encode(ds, False, True)  # what pynetdicom sends for Explicit VR Little Endian
         start = time.perf_counter()

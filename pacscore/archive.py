@@ -327,8 +327,8 @@ class Archive:
     def _instance_record(self, txn, sop_instance_uid: str) -> bytes:
         if not isinstance(sop_instance_uid, str):
             raise NotFound(f"SOP Instance UID must be a string, not {type(sop_instance_uid).__name__}")
-        key = sop_instance_uid.strip().encode()
-        raw = txn.get(key, db=self.index.db("instance")) if 0 < len(key) <= 256 else None
+        key = _uid_key(sop_instance_uid)
+        raw = txn.get(key, db=self.index.db("instance")) if key is not None else None
         if raw is None:
             raise NotFound(f"no instance with SOP Instance UID {sop_instance_uid}")
         return bytes(raw)
@@ -368,8 +368,8 @@ class Archive:
                 for v in _as_list(values):
                     if level == "PATIENT":
                         targets += [("PATIENT", k) for k in patient_keys(txn, self.index, v)]
-                    elif 0 < len(v.strip().encode()) <= 256:  # LMDB keys are 1 to 511 bytes
-                        targets.append((level, v.strip().encode()))
+                    elif (key := _uid_key(v)) is not None:
+                        targets.append((level, key))
             for level, key in targets:
                 for sop in writer.instances_under(level, key):
                     raw = txn.get(sop, db=self.index.db("instance"))
@@ -513,6 +513,13 @@ def _parse_one(src) -> object:
         return (str(exc.source), exc.reason)
     except Exception as exc:  # never let one bad file stop a batch
         return (str(src) if isinstance(src, (str, os.PathLike)) else "<input>", f"{type(exc).__name__}: {exc}")
+
+
+def _uid_key(uid: str) -> bytes | None:
+    """The index key of a UID as a caller gave it, or None when no stored entity can have it
+    (empty, or longer than a key: LMDB keys are 1 to 511 bytes, UIDs at most 64)."""
+    key = uid.strip().encode()
+    return key if 0 < len(key) <= 256 else None
 
 
 def _parse_all(items: list, workers: int | None) -> Iterator[object]:

@@ -124,8 +124,9 @@ def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
     if len(data) < 8:
         raise IngestError(src, f"not DICOM: only {len(data)} bytes")
     part10 = len(data) >= 132 and data[128:132] == b"DICM"
+    meta_end, meta_syntax = _file_meta_end(data)  # read once: the checks below both need it
     if part10:
-        _check_inflated_size(data, src)
+        _check_inflated_size(data, meta_end, meta_syntax, src)
     try:
         fp = io.BytesIO(data)
         ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not part10)
@@ -145,6 +146,7 @@ def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
             full = pydicom.dcmread(io.BytesIO(data), force=True)
             full.file_meta = ds.file_meta
             data = dataset_to_part10(full)
+            meta_end = _file_meta_end(data)[0]
             fp = io.BytesIO(data)
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             header_end = fp.tell()
@@ -155,7 +157,7 @@ def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
     meta = getattr(ds, "file_meta", None) or FileMetaDataset()
     syntax = str(meta.get("TransferSyntaxUID", "") or "") or _guess_syntax(ds)
     if syntax != DeflatedExplicitVRLittleEndian:
-        _check_complete(data, _file_meta_end(data)[0], syntax, src)
+        _check_complete(data, meta_end, syntax, src)
     try:
         return _split(ds, data, header_end, syntax, src)
     except IngestError:
@@ -198,10 +200,10 @@ def _file_meta_end(data: bytes) -> tuple[int, str]:
     return pos, syntax
 
 
-def _check_inflated_size(data: bytes, src: str) -> None:
-    """Refuse a deflated data set that would inflate beyond MAX_INFLATED, counting in 1 MiB
-    steps and keeping nothing (pydicom would inflate it whole into memory)."""
-    start, syntax = _file_meta_end(data)
+def _check_inflated_size(data: bytes, start: int, syntax: str, src: str) -> None:
+    """Refuse a deflated data set (from ``start``, after the file meta group) that would inflate
+    beyond MAX_INFLATED, counting in 1 MiB steps and keeping nothing (pydicom would inflate it
+    whole into memory)."""
     if syntax != DeflatedExplicitVRLittleEndian:
         return
     inflater, total, chunk = zlib.decompressobj(-zlib.MAX_WBITS), 0, data[start:]
