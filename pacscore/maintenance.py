@@ -20,7 +20,8 @@ from . import ingest
 from .blobs.file import FileBlobStore
 from .errors import PacsError
 from .index import codec as records
-from .index.lmdb_index import Index
+from .index import segments
+from .index.lmdb_index import LEVEL_DB, Index
 from .progress import progress_bar
 
 T_SIZE = 0xFFFF0002
@@ -37,21 +38,27 @@ class VerifyReport:
     corrupted: list[str] = field(default_factory=list)      # checksum mismatch
     orphans: list[str] = field(default_factory=list)        # blobs no entry points at
     removed_orphans: int = 0
+    segment_problems: list[str] = field(default_factory=list)  # scan segments that disagree with the records
+    rebuilt_segments: list[str] = field(default_factory=list)  # levels whose segments repair rebuilt
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.wrong_size or self.corrupted or (self.orphans and not self.removed_orphans))
+        return not (self.missing or self.wrong_size or self.corrupted or (self.orphans and not self.removed_orphans)
+                    or (self.segment_problems and not self.rebuilt_segments))
 
     @property
     def damaged(self) -> bool:
-        return bool(self.missing or self.wrong_size or self.corrupted)
+        return bool(self.missing or self.wrong_size or self.corrupted
+                    or (self.segment_problems and not self.rebuilt_segments))
 
     def summary(self) -> str:
         lines = [f"instances checked: {self.instances} ({self.checked_bytes} bytes)",
                  f"missing blobs:     {len(self.missing)}", f"wrong size:        {len(self.wrong_size)}",
                  f"corrupted:         {len(self.corrupted)}",
-                 f"orphan blobs:      {len(self.orphans)}" + (f" (removed {self.removed_orphans})" if self.removed_orphans else "")]
-        for name in ("missing", "wrong_size", "corrupted", "orphans"):
+                 f"orphan blobs:      {len(self.orphans)}" + (f" (removed {self.removed_orphans})" if self.removed_orphans else ""),
+                 f"scan segments:     {len(self.segment_problems)} problems"
+                 + (f" (rebuilt {', '.join(self.rebuilt_segments)})" if self.rebuilt_segments else "")]
+        for name in ("missing", "wrong_size", "corrupted", "orphans", "segment_problems"):
             for uid in getattr(self, name)[:20]:
                 lines.append(f"  {name}: {uid}")
         lines.append("OK" if not self.damaged else "DAMAGED")
@@ -97,7 +104,27 @@ def verify(archive, repair: bool = False, checksums: bool = True) -> VerifyRepor
         for key in report.orphans:
             archive.blobs.delete(key)
             report.removed_orphans += 1
+    _verify_segments(archive.index, report, repair)
     return report
+
+
+def _verify_segments(index: Index, report: VerifyReport, repair: bool) -> None:
+    """The scan segments must hold exactly the level records; ``repair`` rebuilds a level's
+    segments from its records (the records are the truth, the segments a copy for scans)."""
+    if not index.segmented:
+        return
+    with index.env.begin(buffers=True) as txn:
+        bad = {}
+        for level in segments.SEGMENTED_LEVELS:
+            problems = segments.check(txn, index.db("segments"), index.db(LEVEL_DB[level]), level)
+            if problems:
+                bad[level] = problems
+                report.segment_problems += problems
+    if repair and bad and not index.readonly:
+        with index.env.begin(write=True) as txn:
+            for level in bad:
+                segments.rebuild(txn, index.db("segments"), index.db(LEVEL_DB[level]), level)
+                report.rebuilt_segments.append(level)
 
 
 @dataclass

@@ -371,6 +371,8 @@ cdef class FieldTest:
         if found == 0:
             return self.empty
         if found < 0 or (vr[0] == 83 and vr[1] == 81):  # malformed, or 'SQ': the reference decides
+            if rec is None:
+                rec = PyBytes_FromStringAndSize(<const char*>buf, size)
             return bool(self.fallback(_get_value(rec, self.tag)))
         r = self._field(buf + start, end - start)
         if r == 2:
@@ -513,9 +515,8 @@ cdef class CombinedTest:
         floor += tfloor
         return (not self.has_lo or self.lo <= floor) and (not self.has_hi or floor <= self.hi)
 
-    cdef bint run(self, bytes raw) except -1:
-        cdef const uint8_t* buf = <const uint8_t*>PyBytes_AS_STRING(raw)
-        cdef Py_ssize_t size = PyBytes_GET_SIZE(raw)
+    cdef bint run(self, object raw, const uint8_t* buf, Py_ssize_t size) except -1:
+        """``raw``: the record as bytes, or None (made from ``buf`` only if the reference is needed)."""
         cdef Py_ssize_t ds = 0, de = 0, ts = 0, te = 0, a, b, ta = 0, tb = 0
         cdef const uint8_t* dvr = NULL
         cdef const uint8_t* tvr = NULL
@@ -524,31 +525,33 @@ cdef class CombinedTest:
         cdef Py_ssize_t i
         cdef int r
         if fd < 0 or ft < 0 or (fd == 1 and dvr[0] == 83 and dvr[1] == 81) or (ft == 1 and tvr[0] == 83 and tvr[1] == 81):
-            return self._fall(raw)
+            return self._fall(raw, buf, size)
         if fd == 0:
             return self.empty
         for i in range(ds, de):
             if buf[i] >= 0x80:
-                return self._fall(raw)
+                return self._fall(raw, buf, size)
         _first_value(buf + ds, de - ds, &a, &b)
         if a == b:
             return self.empty
         if ft == 1:
             for i in range(ts, te):
                 if buf[i] >= 0x80:
-                    return self._fall(raw)
+                    return self._fall(raw, buf, size)
             _first_value(buf + ts, te - ts, &ta, &tb)
         r = self._decide(buf + ds + a, b - a, ft == 1 and tb > ta, buf + ts + ta, tb - ta)
         if r == 2:
-            return self._fall(raw)
+            return self._fall(raw, buf, size)
         return r == 1
 
-    cdef bint _fall(self, bytes raw) except -1:
+    cdef bint _fall(self, object raw, const uint8_t* buf, Py_ssize_t size) except -1:
+        if raw is None:
+            raw = PyBytes_FromStringAndSize(<const char*>buf, size)
         return bool(self.fallback(_get_value(raw, self.dtag), _get_value(raw, self.ttag)))
 
     def test_record(self, bytes rec):
         """The condition on a whole record (the fields are read in place)."""
-        return self.run(rec)
+        return self.run(rec, <const uint8_t*>PyBytes_AS_STRING(rec), PyBytes_GET_SIZE(rec))
 
     def __call__(self, stored_date, stored_time=None):
         """The condition on two stored values, like ``cond.test(date, time)``."""
@@ -561,7 +564,7 @@ cdef class CombinedTest:
             fields[self.dtag] = ("DA", stored_date)
         if stored_time is not None:
             fields[self.ttag] = ("TM", stored_time)
-        return self.run(encode(fields))
+        return self.test_record(encode(fields))
 
 
 cdef class RecordTest:
@@ -574,19 +577,22 @@ cdef class RecordTest:
         self.checks = tuple(checks)
 
     def __call__(self, rec):
-        return self._test(rec if type(rec) is bytes else bytes(rec))
+        cdef bytes raw = rec if type(rec) is bytes else bytes(rec)
+        return self._test(raw, <const uint8_t*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
 
-    cdef bint _test(self, bytes raw) except -1:
-        cdef const uint8_t* buf = <const uint8_t*>PyBytes_AS_STRING(raw)
-        cdef Py_ssize_t size = PyBytes_GET_SIZE(raw)
+    cdef bint _test(self, object raw, const uint8_t* buf, Py_ssize_t size) except -1:
+        """``raw``: the record as bytes, or None when only ``buf`` exists (a segment entry); the
+        checks without a kernel get bytes made from ``buf``."""
         for check in self.checks:
             if type(check) is FieldTest:
                 if not (<FieldTest>check).run(raw, buf, size):
                     return False
             elif type(check) is CombinedTest:
-                if not (<CombinedTest>check).run(raw):
+                if not (<CombinedTest>check).run(raw, buf, size):
                     return False
             else:
+                if raw is None:
+                    raw = PyBytes_FromStringAndSize(<const char*>buf, size)
                 tags, test = <tuple>check
                 if not test(*[_get_value(raw, t) for t in tags]):
                     return False
@@ -601,12 +607,36 @@ cdef class RecordTest:
         cdef bytes raw
         for key, rec in it:
             raw = rec if type(rec) is bytes else bytes(rec)
-            if self._test(raw):
+            if self._test(raw, <const uint8_t*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)):
                 out.append((key if type(key) is bytes else bytes(key), raw))
             n += 1
             if n >= limit:
                 return out, False
         return out, True
+
+    def scan_segment(self, segment):
+        """The (key, record) bytes pairs of one scan segment (index/segments.py) that pass:
+        the records are tested where they lie and only the matches are copied."""
+        cdef const uint8_t[::1] view = segment
+        cdef Py_ssize_t size = view.shape[0], pos = 0, start, klen, rlen
+        cdef const uint8_t* p
+        cdef list out = []
+        if size == 0:
+            return out
+        p = &view[0]
+        while pos < size:
+            if pos + 6 > size:
+                raise ValueError(f"segment entry header cut at byte {pos} of {size}")
+            klen = p[pos] | (p[pos + 1] << 8)
+            rlen = _u32(p + pos + 2)
+            start = pos + 6
+            if start + klen + rlen > size:
+                raise ValueError(f"segment entry at byte {pos} runs past the end ({start + klen + rlen} > {size})")
+            if self._test(None, p + start + klen, rlen):
+                out.append((PyBytes_FromStringAndSize(<const char*>(p + start), klen),
+                            PyBytes_FromStringAndSize(<const char*>(p + start + klen), rlen)))
+            pos = start + klen + rlen
+        return out
 
 
 MODES = {"exact": MODE_EXACT, "wildcard": MODE_WILDCARD, "pn_wildcard": MODE_PN_WILDCARD,

@@ -10,6 +10,7 @@ Databases (all keys and values are bytes; UIDs and patient keys are UTF-8):
     header      SOPInstanceUID            -> zlib(Part-10 header without bulk data)
     children    level byte + parent key   -> child key          (dupsort: ordered children)
     idx         level byte + tag + value  -> entity key         (dupsort: secondary index)
+    segments    level byte + fence        -> packed records      (scan segments, index/segments.py)
 
 One Environment per process: LMDB forbids carrying one across fork(), so ``Index.env`` reopens
 when the pid changes.
@@ -25,8 +26,8 @@ import lmdb
 
 from ..errors import StorageError
 
-SCHEMA_VERSION = 1
-DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx")
+SCHEMA_VERSION = 2  # 2: scan segments; a version 1 archive is upgraded at its first writable open
+DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
 DUPSORT = ("children", "idx")
 LEVEL_DB = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
 LEVEL_BYTE = {"PATIENT": b"P", "STUDY": b"S", "SERIES": b"E", "IMAGE": b"I"}
@@ -59,6 +60,13 @@ class Index:
                 if self._pid != os.getpid() or self._env is None:
                     self._open()
         return self._env
+
+    @property
+    def segmented(self) -> bool:
+        """Whether this archive keeps scan segments (index/segments.py); a version 1 archive
+        opened read-only does not."""
+        self.env
+        return "segments" in self._dbs
 
     def db(self, name: str):
         self.env
@@ -94,7 +102,14 @@ class Index:
             raise StorageError(f"cannot open the index at {self.path}: {exc}") from None
         dbs = {}
         if self.readonly:
+            meta = env.open_db(b"meta", create=False)
+            with env.begin() as txn:
+                version = txn.get(b"schema", db=meta)
+            version = SCHEMA_VERSION if version is None else int(version)
+            self._check_version(env, version)
             for name in DB_NAMES:
+                if name == "segments" and version < 2:
+                    continue  # a version 1 archive opened read-only: scans use the level databases
                 dbs[name] = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
         else:
             with env.begin(write=True) as txn:
@@ -102,14 +117,26 @@ class Index:
                     dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
                 meta = dbs["meta"]
                 version = txn.get(b"schema", db=meta)
-                if version is None:
-                    txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
-                elif int(version) != SCHEMA_VERSION:
-                    env.close()
-                    raise StorageError(f"index schema version {int(version)} at {self.path}; "
-                                       f"this pacscore reads version {SCHEMA_VERSION}")
+                if version is not None:
+                    self._check_version(env, int(version))
+                    if int(version) < 2:
+                        self._upgrade_to_segments(txn, dbs)
+                txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
         env.reader_check()  # clear reader slots left by killed processes
         self._env, self._dbs, self._pid = env, dbs, os.getpid()
+
+    def _check_version(self, env, version: int) -> None:
+        if not 1 <= version <= SCHEMA_VERSION:
+            env.close()
+            raise StorageError(f"index schema version {version} at {self.path}; "
+                               f"this pacscore reads versions 1 to {SCHEMA_VERSION}")
+
+    def _upgrade_to_segments(self, txn, dbs) -> None:
+        """Version 1 -> 2: build the scan segments of an archive written before they existed."""
+        from .segments import SEGMENTED_LEVELS, rebuild
+
+        for level in SEGMENTED_LEVELS:
+            rebuild(txn, dbs["segments"], dbs[LEVEL_DB[level]], level)
 
     def grow(self) -> None:
         """Double the map size (called outside any transaction after MapFullError)."""

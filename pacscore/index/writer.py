@@ -14,6 +14,7 @@ from typing import Iterable
 from .. import model
 from ..ingest import ParsedInstance, patient_key
 from . import codec as records
+from . import segments
 from .lmdb_index import LEVEL_BYTE, LEVEL_DB
 from .secondary import index_entries
 
@@ -62,6 +63,7 @@ class Writer:
         self._dirty[ck] = rec
 
     def flush(self) -> None:
+        packed: dict[str, dict[bytes, bytes | None]] = {level: {} for level in segments.SEGMENTED_LEVELS}
         for (level, key), rec in self._dirty.items():
             old = self._original.get((level, key))
             if rec == old:
@@ -69,9 +71,15 @@ class Writer:
             db = self.index.db(LEVEL_DB[level])
             if rec is None:
                 self.txn.delete(key, db=db)
+                raw = None
             else:
-                self.txn.put(key, records.encode(rec), db=db)
+                raw = records.encode(rec)
+                self.txn.put(key, raw, db=db)
+            if level in packed:
+                packed[level][key] = raw
             self._reindex(level, key, old, rec)
+        for level, changes in packed.items():  # the scan segments change in the same transaction
+            segments.apply(self.txn, self.index.db("segments"), level, changes)
         self._original = {k: (dict(v) if v is not None else None) for k, v in self._dirty.items()}
 
     def _reindex(self, level: str, key: bytes, old: dict | None, new: dict | None) -> None:

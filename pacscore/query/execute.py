@@ -117,8 +117,14 @@ class Executor:
         target = self.query.level
         record_test = getattr(self.test, "record_test", None)
         if self.plan.keys is None and record_test is not None:
-            # a level scan: the compiled kernels test the cursor's records in a C loop
-            scan, it = record_test(target).scan, self.plan.candidates()
+            rt = record_test(target)
+            if self.plan.segmented:
+                # a level scan over the packed segments: one C loop per segment
+                for value in self.plan.segment_values():
+                    yield from rt.scan_segment(value)
+                return
+            # an unsegmented level: the compiled kernels test the cursor's records in a C loop
+            scan, it = rt.scan, self.plan.candidates()
             while True:
                 batch, exhausted = scan(it, 1024)
                 yield from batch

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from .. import model, values
+from ..index import segments
 from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB, patient_keys
 from ..index.secondary import DEFAULT_INDEXED, MAX_VALUE_BYTES, normalise_pn, prefix
 
@@ -32,6 +33,16 @@ class Plan:
     executor: object = None
     steps: list[str] = field(default_factory=list)
 
+    @property
+    def segmented(self) -> bool:
+        """A scan of a level kept in scan segments (index/segments.py)."""
+        ex = self.executor
+        return self.keys is None and ex.query.level in segments.SEGMENTED_LEVELS and ex.index.segmented
+
+    def segment_values(self) -> Iterator[object]:
+        ex = self.executor
+        return segments.values(ex.txn, ex.index.db("segments"), ex.query.level)
+
     def candidates(self) -> Iterator[tuple[bytes, object]]:
         """(key, record) pairs in ascending key order; the record may be a buffer."""
         ex = self.executor
@@ -39,6 +50,8 @@ class Plan:
         if self.keys is not None:
             get = ex.txn.get
             return ((k, get(k, db=db)) for k in self.keys)
+        if self.segmented:
+            return (entry for value in self.segment_values() for entry in segments.entries(value))
         return ex.txn.cursor(db=db).iternext(keys=True, values=True)
 
     def describe(self) -> dict:

@@ -1,0 +1,209 @@
+"""Scan segments: the records of a level packed, in key order, into values of a few dozen KiB.
+
+A scan that walks a level database reads one LMDB entry per record, and py-lmdb spends about a
+microsecond making Python objects for each one: a floor of ~1 M records/s whatever the matcher
+costs. Segments keep a second copy of the PATIENT, STUDY and SERIES records in the ``segments``
+database, many records to an LMDB value, so a scan fetches one buffer per few dozen records and
+the compiled kernels (``_ext/_match.pyx``, ``RecordTest.scan_segment``) walk it in C.
+
+Layout: key = level byte + fence; the segment holds every record whose key is >= its fence and
+< the next segment's fence (the first segment of a level may have an empty fence). Value =
+entries back to back, each ``u16 key length, u32 record length, key, record`` (little endian).
+
+The writer (index/writer.py) applies each batch's record changes here in the same write
+transaction, so a segment can never disagree with its level database in any snapshot. A segment
+that grows past ``SPLIT_BYTES`` is cut into pieces of about ``TARGET_BYTES``; a segment that
+becomes empty is removed. IMAGE records are not segmented: instance-level queries come with a
+series or study to navigate from, and a second copy of every instance record would cost ingest
+speed and a third of the index size.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Iterable, Iterator
+
+from .lmdb_index import LEVEL_BYTE, LEVEL_DB
+
+SEGMENTED_LEVELS = ("PATIENT", "STUDY", "SERIES")
+TARGET_BYTES = 24 * 1024
+SPLIT_BYTES = 48 * 1024
+
+_HEAD = struct.Struct("<HI")
+
+
+class SegmentError(ValueError):
+    """A segment whose bytes do not parse (a damaged index)."""
+
+
+def encode(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Pack (key, record) pairs, already in key order, into one segment value."""
+    parts = []
+    for key, rec in entries:
+        parts.append(_HEAD.pack(len(key), len(rec)))
+        parts.append(key)
+        parts.append(rec)
+    return b"".join(parts)
+
+
+def entries(value) -> Iterator[tuple[bytes, memoryview]]:
+    """(key, record) pairs of one segment; records are views into ``value`` (the pure scan)."""
+    view = memoryview(value)
+    size, pos = len(view), 0
+    while pos < size:
+        if pos + _HEAD.size > size:
+            raise SegmentError(f"segment entry header cut at byte {pos} of {size}")
+        klen, rlen = _HEAD.unpack_from(view, pos)
+        start = pos + _HEAD.size
+        end = start + klen + rlen
+        if end > size:
+            raise SegmentError(f"segment entry at byte {pos} runs past the end ({end} > {size})")
+        yield bytes(view[start:start + klen]), view[start + klen:end]
+        pos = end
+
+
+def decode(value) -> list[tuple[bytes, bytes]]:
+    return [(key, bytes(rec)) for key, rec in entries(value)]
+
+
+def values(txn, db, level: str) -> Iterator[object]:
+    """The segment values of a level in key order (buffers when the transaction gives them)."""
+    head = LEVEL_BYTE[level]
+    cur = txn.cursor(db=db)
+    if not cur.set_range(head):
+        return
+    for key, value in cur.iternext(keys=True, values=True):
+        if bytes(key[:1]) != head:
+            return
+        yield value
+
+
+def apply(txn, db, level: str, changes: dict[bytes, bytes | None]) -> None:
+    """Write a batch of record changes (key -> new record, or None for a delete) of one level."""
+    if not changes:
+        return
+    head = LEVEL_BYTE[level]
+    keys = sorted(changes)
+    cur = txn.cursor(db=db)
+    i = 0
+    while i < len(keys):
+        fence, current, upper = _segment_of(cur, head, keys[i])
+        merged = dict(current)
+        while i < len(keys) and (upper is None or keys[i] < upper):
+            rec = changes[keys[i]]
+            if rec is None:
+                merged.pop(keys[i], None)
+            else:
+                merged[keys[i]] = rec
+            i += 1
+        _write(txn, db, head, fence, sorted(merged.items()))
+
+
+def _segment_of(cur, head: bytes, key: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes | None]:
+    """(fence, entries, next fence or None) of the segment that holds ``key``."""
+    target = head + key
+    found = cur.set_range(target)
+    if found and bytes(cur.key()) == target:
+        fence_key = target
+    else:
+        # the segment before: the last key below target with this level's prefix
+        moved = cur.prev() if found else cur.last()
+        fence_key = bytes(cur.key()) if moved and bytes(cur.key()[:1]) == head else None
+    if fence_key is None:  # below every fence of the level (or none yet): a new first segment
+        current, fence = [], b""
+        nxt = cur.set_range(head)
+    else:
+        cur.set_key(fence_key)
+        current, fence = decode(cur.value()), fence_key[1:]
+        nxt = cur.next()
+    upper = bytes(cur.key())[1:] if nxt and bytes(cur.key()[:1]) == head else None
+    return fence, current, upper
+
+
+def _write(txn, db, head: bytes, fence: bytes, items: list[tuple[bytes, bytes]]) -> None:
+    if not items:
+        txn.delete(head + fence, db=db)
+        return
+    total = sum(_HEAD.size + len(k) + len(r) for k, r in items)
+    if total <= SPLIT_BYTES:
+        txn.put(head + fence, encode(items), db=db)
+        return
+    pieces, piece, size = [], [], 0
+    for item in items:
+        step = _HEAD.size + len(item[0]) + len(item[1])
+        if piece and size + step > TARGET_BYTES:
+            pieces.append(piece)
+            piece, size = [], 0
+        piece.append(item)
+        size += step
+    pieces.append(piece)
+    txn.put(head + fence, encode(pieces[0]), db=db)
+    for piece in pieces[1:]:
+        txn.put(head + piece[0][0], encode(piece), db=db)
+
+
+def _put_piece(txn, db, head: bytes, piece: list[tuple[bytes, bytes]], first: bool) -> None:
+    txn.put(head + (b"" if first else piece[0][0]), encode(piece), db=db)
+
+
+def rebuild(txn, db, level_db, level: str) -> int:
+    """Replace a level's segments (``db``) with the records of ``level_db`` (upgrade, repair);
+    returns the record count."""
+    head = LEVEL_BYTE[level]
+    cur = txn.cursor(db=db)
+    if cur.set_range(head):
+        while bytes(cur.key()[:1]) == head:
+            if not cur.delete():
+                break
+    n, first = 0, True
+    piece: list[tuple[bytes, bytes]] = []
+    size = 0
+    for key, rec in txn.cursor(db=level_db).iternext(keys=True, values=True):
+        key, rec = bytes(key), bytes(rec)
+        step = _HEAD.size + len(key) + len(rec)
+        if piece and size + step > TARGET_BYTES:
+            _put_piece(txn, db, head, piece, first)
+            piece, size, first = [], 0, False
+        piece.append((key, rec))
+        size += step
+        n += 1
+    if piece:
+        _put_piece(txn, db, head, piece, first)
+    return n
+
+
+def check(txn, db, level_db, level: str) -> list[str]:
+    """Differences between a level's segments (``db``) and its records (``level_db``); empty
+    when they agree."""
+    problems: list[str] = []
+    fences: list[bytes] = []
+    seg_items: list[tuple[bytes, bytes]] = []
+    head = LEVEL_BYTE[level]
+    cur = txn.cursor(db=db)
+    if cur.set_range(head):
+        for key, value in cur.iternext(keys=True, values=True):
+            if bytes(key[:1]) != head:
+                break
+            fence = bytes(key)[1:]
+            try:
+                items = decode(value)
+            except SegmentError as exc:
+                problems.append(f"{level} segment {fence!r}: {exc}")
+                continue
+            if not items:
+                problems.append(f"{level} segment {fence!r} is empty")
+            elif items[0][0] < fence:
+                problems.append(f"{level} segment {fence!r} holds {items[0][0]!r}, below its fence")
+            fences.append(fence)
+            seg_items += items
+    stored = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=level_db).iternext(keys=True, values=True)]
+    if seg_items != stored:
+        seg_keys = {k for k, _ in seg_items}
+        rec_keys = {k for k, _ in stored}
+        missing, extra = len(rec_keys - seg_keys), len(seg_keys - rec_keys)
+        problems.append(f"{level} segments disagree with the {LEVEL_DB[level]} records: "
+                        f"{missing} missing, {extra} extra, {len(seg_items)} vs {len(stored)} entries")
+    return problems
+
+
+__all__ = ["SEGMENTED_LEVELS", "SegmentError", "apply", "check", "decode", "encode", "entries", "rebuild",
+           "values"]
