@@ -112,9 +112,11 @@ def test_wildcard_kernel_has_no_backtracking_blow_up():
 # ---------------------------------------------------------------- accelerated conditions
 
 OPTIONS = [MatchOptions(), MatchOptions(empty_record_matches=False), MatchOptions(pn_case_insensitive=False)]
-key_alphabet = st.sampled_from(list("aAbB*?^ \\=") + ["é", "e\u0301", "ß"])
+key_alphabet = st.sampled_from(list("aAbB*?^ \\=") + ["é", "e\u0301", "ß", "Σ", "ς", "µ", "İ", "i", "ǅ", "Ж"])
 keys = st.lists(key_alphabet, min_size=1, max_size=8).map("".join)
-stored_alphabet = st.sampled_from(list("aAbB^ \\=\0") + ["é", "e\u0301", "ß", "É", "\u0338", "山"])
+stored_alphabet = st.sampled_from(list("aAbB^ \\=\0") + ["é", "e\u0301", "ß", "É", "\u0338", "山", "σ", "Σ", "ς", "μ",
+                                                          "ı", "İ", "ǆ", "ж", "ſ", "\u212a", "\u00a0", "\x85",
+                                                          "\u0308"])
 stored_values = st.one_of(st.none(), st.lists(stored_alphabet, max_size=12).map("".join))
 ACCEL_VRS = ["AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UI", "UR", "UT"]
 
@@ -134,6 +136,9 @@ def _condition(vr, key, options):
          MatchOptions())
 @example("PN", "a^^*", ["a^^b", "a^ ^b", "a", "a^=x", "A\\a^b^^"], MatchOptions(pn_case_insensitive=False))
 @example("PN", "*a*", ["Ba=山^田", "B=\u0338a", "Ba=\u0338", "x=山\\Ab=é", "é=a"], MatchOptions())
+@example("PN", "*ö*", ["Ströh^Jö", "STRÖH", "Stro\u0308h", "Ö=x", "ö\u0338"], MatchOptions())
+@example("PN", "σ*^ж?", ["ΣΑΣ^Жx", "ςa^жж", "Σ^Ж", "σ^ж\u0308"], MatchOptions())
+@example("LO", "*Ü?", ["xÜy", "xüy", "xU\u0308y", "Üß"], MatchOptions())
 @example("UI", "1.2\\1.3", ["1.2", "1.3 ", "1.4", ""], MatchOptions(empty_record_matches=False))
 @example("LO", "*a?", [" xab", "ab", "a\\ab"], MatchOptions())
 def test_accelerated_tests_equal_the_reference(vr, key, stored, options):
@@ -146,6 +151,32 @@ def test_accelerated_tests_equal_the_reference(vr, key, stored, options):
         assert test(value) == expected, (vr, key, value)
         rec = pure.encode({} if value is None else {0x00100010: (vr, value)})
         assert test.test_record(rec) == expected, (vr, key, value)
+
+
+def test_the_safe_code_points_are_nfc_and_fold_like_the_reference():
+    """The kernels match stored text made of ASCII and these code points without normalising
+    it: each must be its own NFC, must not compose with anything before it, and the kernel's
+    fold must be values._fold_char."""
+    import unicodedata
+
+    from pacscore.values import fold_case
+
+    safe = [chr(cp) for cp in _match.safe_code_points()]
+    assert "é" in safe and "Ж" in safe and "\u0301" not in safe and "\u0338" not in safe and "山" not in safe
+    starters = [chr(cp) for cp in range(0x20, 0x7F)] + safe
+    for ch in safe:
+        assert unicodedata.is_normalized("NFC", ch)
+        for before in starters:
+            assert unicodedata.is_normalized("NFC", before + ch), (before, ch)
+    for ch in safe:  # each letter, as a one-letter wild card, against its cases: kernel == reference
+        if not ch.isalpha():
+            continue
+        cond = compile_condition("K", 0x00100010, "PN", "?" + ch + "*", MatchOptions())
+        test = fast.accelerate(cond, MatchOptions())
+        assert test is not None, ch
+        for stored in {"x" + ch, "X" + ch.upper(), "x" + ch.lower(), "x" + fold_case(ch), "xa"}:
+            rec = pure.encode({0x00100010: ("PN", stored)})
+            assert test.test_record(rec) == cond.test(stored), (ch, stored)
 
 
 @pytest.mark.parametrize(("vr", "key"), [

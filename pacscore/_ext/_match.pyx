@@ -169,6 +169,76 @@ cdef inline bint _is_pad(uint8_t c) noexcept nogil:
     return c == 32 or c == 0
 
 
+# ---------------------------------------------------------------- non-ASCII text the kernels decide
+#
+# Latin, Greek and Cyrillic letters (below U+0530) that are their own NFC and never compose
+# with what precedes them: text made only of these and ASCII is already NFC, so the kernels can
+# match it as it is stored, folding case through a table built from values._fold_char (the
+# reference's own fold). Combining marks, and every code point from U+0530 up, still go to the
+# reference. tests/test_impl_parity.py checks the table's claims over every pair of code points.
+
+DEF SAFE_LIMIT = 0x0530
+cdef uint8_t _SAFE[SAFE_LIMIT]
+cdef uint32_t _FOLD[SAFE_LIMIT]
+
+
+def _build_tables():
+    import unicodedata
+
+    from pacscore.values import _fold_char
+
+    cdef int cp
+    for cp in range(SAFE_LIMIT):
+        ch = chr(cp)
+        folded = _fold_char(ch)
+        _FOLD[cp] = ord(folded) if len(folded) == 1 else cp
+        _SAFE[cp] = (cp >= 0x80 and not unicodedata.category(ch).startswith("M")
+                     and unicodedata.combining(ch) == 0 and unicodedata.is_normalized("NFC", ch))
+
+_build_tables()
+
+
+def safe_code_points():
+    """The code points (from U+0080) the kernels match without the reference, for the tests."""
+    return [cp for cp in range(0x80, SAFE_LIMIT) if _SAFE[cp]]
+
+
+cdef inline Py_ssize_t _safe_at(const uint8_t* p, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """The byte length (2) of a safe code point's UTF-8 sequence starting at ``p[i]``, else 0."""
+    cdef uint32_t cp
+    if i + 1 >= n or p[i] < 0xC2 or p[i] > 0xDF or (p[i + 1] & 0xC0) != 0x80:
+        return 0
+    cp = ((<uint32_t>p[i] & 0x1F) << 6) | (p[i + 1] & 0x3F)
+    return 2 if cp < SAFE_LIMIT and _SAFE[cp] else 0
+
+
+cdef Py_ssize_t _decode(const uint8_t* p, Py_ssize_t n, uint32_t* out, bint fold) noexcept nogil:
+    """UTF-8 of ASCII and safe code points into ``out`` (room for ``n``), folded when ``fold``;
+    the number of code points, or -1 for anything else."""
+    cdef Py_ssize_t i = 0, k = 0
+    cdef uint32_t c
+    while i < n:
+        c = p[i]
+        if c < 0x80:
+            i += 1
+        elif _safe_at(p, n, i):
+            c = ((c & 0x1F) << 6) | (p[i + 1] & 0x3F)
+            i += 2
+        else:
+            return -1
+        out[k] = _FOLD[c] if fold else c
+        k += 1
+    return k
+
+
+cdef inline bint _has_high(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i] >= 0x80:
+            return True
+    return False
+
+
 cdef class FieldTest:
     """One condition on one stored attribute, decided on the record's bytes.
 
@@ -252,6 +322,8 @@ cdef class FieldTest:
         cdef Py_ssize_t i, k, g, have, olen, keep, s, e, a, b
         cdef uint8_t buf[514]
         cdef bytes key
+        cdef uint32_t ubuf[514]
+        cdef Py_ssize_t un
         if self.mode == MODE_EXACT:
             if self.keyset is not None:
                 return PyBytes_FromStringAndSize(<const char*>v, n) in self.keyset
@@ -269,6 +341,16 @@ cdef class FieldTest:
                 return 0
             return 1
         if self.mode == MODE_WILDCARD:
+            if _has_high(v, n):  # safe non-ASCII (checked in _field): match code points
+                if n > 512:
+                    return 2
+                un = _decode(v, n, ubuf, False)
+                if un < 0:
+                    return 2
+                for k in range(self.npats):
+                    if _wildcard(self.pats[k], self.lens[k], 4, ubuf, un, 0, False):
+                        return 1
+                return 0
             for k in range(self.npats):
                 if _wildcard(self.pats[k], self.lens[k], 1, v, n, 0, False):
                     return 1
@@ -305,6 +387,16 @@ cdef class FieldTest:
         for i in range(keep):
             if buf[i] == 94:
                 have += 1
+        if _has_high(buf, keep):  # safe non-ASCII: code points, folded by the table
+            un = _decode(buf, keep, ubuf, self.fold)
+            if un < 0:
+                return 2
+            for k in range(self.npats):
+                if _wildcard(self.pats[k], self.lens[k], 4, ubuf, un, 0, False):
+                    return 1
+                if self.carets[k] > have and _wildcard(self.pats[k], self.lens[k], 4, ubuf, un, self.carets[k] - have, False):
+                    return 1
+            return 0
         for k in range(self.npats):
             if _wildcard(self.pats[k], self.lens[k], 1, buf, keep, 0, self.fold):
                 return 1
@@ -319,9 +411,11 @@ cdef class FieldTest:
         cdef int r
         cdef bint alphabetic = True
         if self.mode == MODE_PN_WILDCARD:
-            # only the Alphabetic group of each value is matched: it must be ASCII, and the '='
-            # after it must stay a '=' under NFC (U+0338 would compose it into U+2260)
-            for i in range(n):
+            # only the Alphabetic group of each value is matched: it must be ASCII or safe
+            # code points, and the '=' after it must stay a '=' under NFC (U+0338 would compose
+            # it into U+2260)
+            i = 0
+            while i < n:
                 if p[i] == 92:
                     alphabetic = True
                 elif alphabetic and p[i] == 61:
@@ -329,11 +423,18 @@ cdef class FieldTest:
                     if i + 2 < n and p[i + 1] == 0xCC and p[i + 2] == 0xB8:
                         return 2
                 elif alphabetic and p[i] >= 0x80:
-                    return 2
+                    if not _safe_at(p, n, i):
+                        return 2
+                    i += 1
+                i += 1
         else:
-            for i in range(n):
+            i = 0
+            while i < n:
                 if p[i] >= 0x80:
-                    return 2
+                    if not _safe_at(p, n, i):
+                        return 2
+                    i += 1
+                i += 1
         if not self.split or memchr(p, 92, <size_t>n) == NULL:
             a = 0
             b = n
