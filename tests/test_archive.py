@@ -178,6 +178,35 @@ def test_limit_offset_page_deterministically(arc):
         list(arc.find({}, level="STUDY", limit=-1))
 
 
+def test_pages_across_result_batches_and_the_gc_is_left_on(arc, monkeypatch):
+    """Results are built in batches with the cyclic GC paused: pages that cross batch
+    boundaries are still exact, and the GC is on whenever the caller has control."""
+    import gc
+
+    from pacscore.query import results
+
+    monkeypatch.setattr(results, "RESULT_BATCH", 4)
+    monkeypatch.setattr(pacscore.archive, "RESULT_BATCH", 4)
+    arc.store_many([to_bytes(make_instance(sop=f"1.4.{i}", study="1.4", series="1.4.1")) for i in range(11)])
+    everything = [r["SOPInstanceUID"] for r in arc.find({"StudyInstanceUID": "1.4", "SeriesInstanceUID": "1.4.1",
+                                                         "SOPInstanceUID": ""}, level="IMAGE", format="dict")]
+    assert len(everything) == 11
+    for offset, limit in [(0, 4), (0, 8), (3, 5), (9, 10), (0, None), (4, None), (11, 3), (2, 0)]:
+        found = arc.find({"StudyInstanceUID": "1.4", "SeriesInstanceUID": "1.4.1", "SOPInstanceUID": ""},
+                         level="IMAGE", format="dict", offset=offset, limit=limit)
+        got = []
+        for row in found:
+            assert gc.isenabled()
+            got.append(row["SOPInstanceUID"])
+        end = None if limit is None else offset + limit
+        assert got == everything[offset:end], (offset, limit)
+    gc.disable()  # a caller that turned the GC off keeps it off
+    try:
+        assert len(list(arc.find({}, level="STUDY"))) == 1 and not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_count_never_builds_results_and_equals_find(arc):
     three_studies(arc)
     for ident, level in (({}, "STUDY"), ({"StudyInstanceUID": "1.2.3"}, "SERIES"),
