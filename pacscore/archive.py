@@ -292,7 +292,7 @@ class Archive:
         return self._results(query, limit, offset, format)
 
     def _results(self, query, limit, offset, fmt):
-        build = ResultBuilder(query, fmt)
+        build = ResultBuilder(query, fmt).row
         with self.index.read() as txn:
             matches = Executor(self.index, txn, query).matches()
             for _ in islice(matches, offset):

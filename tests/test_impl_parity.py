@@ -329,3 +329,19 @@ def test_a_record_tester_applies_every_condition_of_the_level():
     assert test("SERIES", rec) and test("STUDY", rec)
     assert not test("SERIES", pure.encode({0x00080060: ("CS", "CT"), 0x00080021: ("DA", "19990101")}))
     assert not test("SERIES", pure.encode({0x00080060: ("CS", "MR")}))
+
+
+def test_fetch_reads_tests_and_copies_the_candidates():
+    """RecordTest.fetch: absent keys skipped, buffers copied, the record test applied."""
+    cond = compile_condition("Modality", 0x00080060, "CS", "CT", MatchOptions())
+    rt = _match.RecordTest([fast.accelerate(cond)])
+    store = {b"1": pure.encode({0x00080060: ("CS", "CT")}), b"2": pure.encode({0x00080060: ("CS", "MR")}),
+             b"3": memoryview(pure.encode({0x00080060: ("CS", "CT ")}))}
+
+    def get(key, default, db):
+        assert db == "the db"
+        return store.get(key, default)
+
+    got = rt.fetch(get, [b"1", b"2", b"3", b"4"], "the db")
+    assert got == [(b"1", store[b"1"]), (b"3", bytes(store[b"3"]))]
+    assert all(type(k) is bytes and type(r) is bytes for k, r in got)

@@ -715,6 +715,20 @@ cdef class RecordTest:
                 return out, False
         return out, True
 
+    def fetch(self, get, list keys, db):
+        """The (key, record) bytes pairs that pass among ``keys``, each read with
+        ``get(key, None, db)`` (a transaction's get): absent keys are skipped."""
+        cdef list out = []
+        cdef bytes raw
+        for key in keys:
+            rec = get(key, None, db)
+            if rec is None:
+                continue
+            raw = rec if type(rec) is bytes else bytes(rec)
+            if self._test(raw, <const uint8_t*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)):
+                out.append((key if type(key) is bytes else bytes(key), raw))
+        return out
+
     def scan_segment(self, segment):
         """The (key, record) bytes pairs of one scan segment (index/segments.py) that pass:
         the records are tested where they lie and only the matches are copied."""

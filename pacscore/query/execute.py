@@ -130,6 +130,13 @@ class Executor:
                 yield from batch
                 if exhausted:
                     return
+        if record_test is not None:
+            # candidate keys from a plan: fetched and tested in a C loop, a batch at a time
+            fetch, keys = record_test(target).fetch, self.plan.keys
+            get, db = self.txn.get, self._dbs[target]
+            for i in range(0, len(keys), 1024):
+                yield from fetch(get, keys[i:i + 1024], db)
+            return
         test = self.test
         # the plan yields (key, record) with the record possibly a buffer into the map: test in
         # place, copy only what matches (buffers are valid until the next read)

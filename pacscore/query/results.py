@@ -77,6 +77,7 @@ class ResultBuilder:
                          if model.UNIQUE_KEY[lvl] not in requested]
         if fmt == "json":
             self._specs, self._rec_levels = self._row_plan()
+            self._rec_levels_read = tuple(lvl or query.level for lvl in self._rec_levels)
 
     def fields(self, match: Match) -> list[tuple[int, str, object]]:
         """(tag, vr, value) of the response; value "" when unknown."""
@@ -136,13 +137,19 @@ class ResultBuilder:
         return attribute
 
     def _json_match(self, match: Match) -> dict:
-        recs = tuple(match.record(lvl) if lvl is not None else None for lvl in self._rec_levels)
-        return _json_row(self._specs, recs, match, json_attribute)
+        # a slot no spec reads gets the query level's record (already read): any value does
+        levels = self._rec_levels_read
+        return _json_row(self._specs, tuple(map(match.record, levels)), match, json_attribute)
 
     def __call__(self, match: Match):
         if self.fmt == "json":
             return self._json_match(match)
         return self.render(self.fields(match))
+
+    @property
+    def row(self) -> Callable[[Match], object]:
+        """``self`` as a plain function of one match (what a result loop calls per match)."""
+        return self._json_match if self.fmt == "json" else self
 
     # -- formats ----------------------------------------------------------------------------
     def _dict(self, fields) -> dict:
