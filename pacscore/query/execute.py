@@ -30,10 +30,13 @@ class Match:
         self.level, self.key, self._records, self._executor = level, key, records, executor
 
     def record(self, level: str) -> bytes | None:
-        """The raw record of ``level``: the match's own without reading any ancestor."""
-        if level == self.level:
-            return self._records[level]
-        return self.records.get(level)
+        """The raw record of ``level``: the match's own without reading any ancestor, an
+        ancestor's by reading only the levels up to it."""
+        rec = self._records.get(level)
+        if rec is not None or self._executor is None:
+            return rec
+        self._records.update(self._executor.ancestors(self.level, self._records[self.level], stop=level))
+        return self._records.get(level)
 
     @property
     def records(self) -> dict[str, bytes]:
@@ -68,10 +71,11 @@ class Executor:
     def parent_key(self, level: str, rec: bytes) -> bytes:
         return records.get_value(rec, T_PARENT).encode("utf-8")
 
-    def ancestors(self, level: str, rec: bytes) -> dict[str, bytes]:
-        """Records of the storage ancestors of an entity (patient, study, series as needed)."""
+    def ancestors(self, level: str, rec: bytes, stop: str | None = None) -> dict[str, bytes]:
+        """Records of the storage ancestors of an entity (patient, study, series as needed),
+        up to the ``stop`` level when given."""
         out = {}
-        while level in _STORAGE_PARENT:
+        while level in _STORAGE_PARENT and level != stop:
             parent_level = _STORAGE_PARENT[level]
             key = self.parent_key(level, rec)
             prec = self.record(parent_level, key)
