@@ -185,3 +185,20 @@ def test_verify_finds_and_repairs_segments_that_disagree(tmp_path):
         with index.read() as txn:
             for level in segments.SEGMENTED_LEVELS:
                 assert segments.check(txn, index.db("segments"), index.db(LEVEL_DB[level]), level) == []
+
+
+def test_the_scan_rate_benchmark_measures_real_scans(tmp_path, capsys):
+    """benchmarks.scan_rate times scans (not index plans) and counts what find() returns."""
+    from benchmarks import scan_rate
+
+    with pacscore.open(tmp_path / "a") as arc:
+        _store(arc, 9)
+        arc.store(make_instance(sop="1.2.8.1", study="1.2.8", series="1.2.8.0", patient_name=None,
+                                study_date="20150601", study_time="090000"))
+        rows = scan_rate.measure(arc, runs=2)
+        for row, (_, identifier, level, options) in zip(rows, scan_rate.SCANS):
+            assert row["plan"] == "scan" and row["records"] >= row["matches"]
+            assert row["matches"] == len(list(arc.find(identifier, level=level, format="dict", **options)))
+        assert rows[0]["matches"] == 1  # only the study without a name
+    assert scan_rate.main([str(tmp_path / "a"), "--runs", "1"]) == 0
+    assert "M records/s" in capsys.readouterr().out
