@@ -21,7 +21,6 @@ cdef enum:
 VERSION = 1
 
 # the VR strings of a scan repeat: keep one str per VR instead of decoding two bytes each time
-cdef dict _VR_CACHE = {}
 
 
 cdef inline uint32_t _u32(const uint8_t* p) noexcept nogil:
@@ -73,13 +72,15 @@ cdef int find_field(const uint8_t* buf, Py_ssize_t size, uint32_t tag,
     return 0
 
 
+cdef list _VR_STRS = [None] * 65536  # the str of every 2-byte VR met, by its two bytes
+
+
 cdef object _vr_str(const uint8_t* vr):
-    cdef bytes key = PyBytes_FromStringAndSize(<const char*>vr, 2)
-    cached = _VR_CACHE.get(key)
+    cdef Py_ssize_t i = (<Py_ssize_t>vr[0] << 8) | vr[1]
+    cached = _VR_STRS[i]
     if cached is None:
         cached = PyUnicode_DecodeASCII(<const char*>vr, 2, NULL)
-        if len(_VR_CACHE) < 256:
-            _VR_CACHE[key] = cached
+        _VR_STRS[i] = cached
     return cached
 
 
@@ -373,6 +374,25 @@ cdef object _field_attribute(int kind, str key_vr, object rec, object tag, objec
     return _text_attribute(key_vr, ptr + start, end - start, attribute)
 
 
+cdef dict _CONSTANTS = {}  # (vr, text) -> (vr, tuple of str values) for constants of plain text
+
+
+cdef object _constant_attribute(str vr, str text, object attribute):
+    """A constant attribute, fresh for each row: the split values of plain text are kept, so
+    a row only copies them into a new list."""
+    cdef bytes raw
+    key = (vr, text)
+    plain = _CONSTANTS.get(key)
+    if plain is not None:
+        return {"vr": (<tuple>plain)[0], "Value": list((<tuple>plain)[1])}
+    raw = text.encode("utf-8", "surrogatepass")
+    attr = _text_attribute(vr, <const uint8_t*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), attribute)
+    if (type(attr) is dict and len(<dict>attr) == 2 and type((<dict>attr).get("Value")) is list
+            and all(type(v) is str for v in (<dict>attr)["Value"]) and len(_CONSTANTS) < 1024):
+        _CONSTANTS[key] = ((<dict>attr)["vr"], tuple((<dict>attr)["Value"]))
+    return attr
+
+
 def json_row(tuple specs, tuple recs, match, attribute, get=None):
     """The response row for one match (see pacscore/query/json_rows.py); ``get`` is unused."""
     cdef dict out = {}
@@ -382,9 +402,7 @@ def json_row(tuple specs, tuple recs, match, attribute, get=None):
     for spec in specs:
         kind = spec[0]
         if kind == SPEC_CONSTANT:
-            text = (<str>spec[3]).encode("utf-8", "surrogatepass")
-            out[spec[1]] = _text_attribute(spec[2], <const uint8_t*>PyBytes_AS_STRING(text),
-                                           PyBytes_GET_SIZE(text), attribute)
+            out[spec[1]] = _constant_attribute(spec[2], spec[3], attribute)
         elif kind == SPEC_CALL:
             attr = spec[2](match)
             if attr is not None:
