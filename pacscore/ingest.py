@@ -220,15 +220,18 @@ def _check_inflated_size(data: bytes, start: int, syntax: str, src: str) -> None
             return
 
 
-def _check_complete(data: bytes, pos: int, syntax: str, src: str) -> None:
-    """Walk the elements after the header (pixel data and beyond): a short file is truncated."""
-    from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
-    implicit = syntax == ImplicitVRLittleEndian
-    endian = ">" if syntax == ExplicitVRBigEndian else "<"
+_LONG_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV")
+
+
+def _walk_problem(data: bytes, pos: int, implicit: bool, big: bool) -> tuple | None:
+    """Walk the elements from ``pos``: None when each fits in ``data``, else ``("cut", offset)``
+    (an element header cut off) or ``("short", group, element, length, remaining)``. The pure
+    twin of ``_ext/_walk.pyx``."""
+    endian = ">" if big else "<"
     n = len(data)
     while pos < n:
         if pos + 8 > n:
-            raise IngestError(src, f"truncated: an element header is cut off at byte {pos}")
+            return ("cut", pos)
         group, elem = struct.unpack_from(endian + "HH", data, pos)
         if group == 0xFFFE:  # item or delimiter in a sequence of undefined length
             length = struct.unpack_from(endian + "I", data, pos + 4)[0]
@@ -241,21 +244,43 @@ def _check_complete(data: bytes, pos: int, syntax: str, src: str) -> None:
             # implicit VR (some writers encode pixel data so whatever the transfer syntax says)
             length = struct.unpack_from(endian + "I", data, pos + 4)[0]
             pos += 8
+        elif vr in _LONG_VRS:
+            if pos + 12 > n:
+                return ("cut", pos)
+            length = struct.unpack_from(endian + "I", data, pos + 8)[0]
+            pos += 12
         else:
-            if vr in (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT", b"SV", b"UV"):
-                if pos + 12 > n:
-                    raise IngestError(src, f"truncated: an element header is cut off at byte {pos}")
-                length = struct.unpack_from(endian + "I", data, pos + 8)[0]
-                pos += 12
-            else:
-                length = struct.unpack_from(endian + "H", data, pos + 6)[0]
-                pos += 8
+            length = struct.unpack_from(endian + "H", data, pos + 6)[0]
+            pos += 8
         if length == 0xFFFFFFFF:
             continue  # undefined length: its items follow
         if pos + length > n:
-            raise IngestError(src, f"truncated: element ({group:04X},{elem:04X}) declares {length} bytes, "
-                                   f"{n - pos} remain")
+            return ("short", group, elem, length, n - pos)
         pos += length
+    return None
+
+
+try:
+    if os.environ.get("PACSCORE_PURE") == "1":
+        raise ImportError("PACSCORE_PURE=1")
+    from ._ext._walk import walk_problem as _walk
+except ImportError:  # pure install or forced pure
+    _walk = _walk_problem
+
+
+def _check_complete(data: bytes, pos: int, syntax: str, src: str) -> None:
+    """Walk the elements of the data set (header, pixel data and beyond): a short file is
+    truncated. pydicom accepts a value cut short at the end of the file, so the header is
+    walked too, not only what follows it."""
+    from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+    problem = _walk(data, pos, syntax == ImplicitVRLittleEndian, syntax == ExplicitVRBigEndian)
+    if problem is None:
+        return
+    if problem[0] == "cut":
+        raise IngestError(src, f"truncated: an element header is cut off at byte {problem[1]}")
+    _, group, elem, length, remain = problem
+    raise IngestError(src, f"truncated: element ({group:04X},{elem:04X}) declares {length} bytes, "
+                           f"{remain} remain")
 
 
 def _text(ds: Dataset, tag: int) -> str:

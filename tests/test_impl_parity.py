@@ -345,3 +345,55 @@ def test_fetch_reads_tests_and_copies_the_candidates():
     got = rt.fetch(get, [b"1", b"2", b"3", b"4"], "the db")
     assert got == [(b"1", store[b"1"]), (b"3", bytes(store[b"3"]))]
     assert all(type(k) is bytes and type(r) is bytes for k, r in got)
+
+
+# ---------------------------------------------------------------- ingest's element walk
+
+_walk = pytest.importorskip("pacscore._ext._walk")
+
+
+@st.composite
+def element_streams(draw):
+    """Element headers of every shape (explicit short and long VRs, lower-case and binary
+    VR bytes, items, delimiters, undefined lengths) with values, then possibly cut."""
+    from pacscore import ingest
+
+    big = draw(st.booleans())
+    endian = ">" if big else "<"
+    out = b""
+    for _ in range(draw(st.integers(0, 6))):
+        group = draw(st.sampled_from([0x0008, 0x7FE0, 0xFFFE, 0x0010]))
+        elem = draw(st.sampled_from([0x0010, 0xE000, 0xE00D, 0xE0DD]))
+        vr = draw(st.sampled_from(list(ingest._LONG_VRS) + [b"CS", b"PN", b"ab", b"\x00\x01", b"Z9"]))
+        length = draw(st.one_of(st.integers(0, 12), st.just(0xFFFFFFFF), st.just(0xFFFF)))
+        if group == 0xFFFE:
+            out += struct.pack(endian + "HHI", group, elem, length)
+        elif vr in ingest._LONG_VRS:
+            out += struct.pack(endian + "HH", group, elem) + vr + b"\0\0" + struct.pack(endian + "I", length)
+        else:
+            out += struct.pack(endian + "HH", group, elem) + vr + struct.pack(endian + "H", length & 0xFFFF)
+        out += draw(st.binary(max_size=12))
+    cut = draw(st.integers(0, len(out)))
+    return out[:cut] if draw(st.booleans()) else out, big
+
+
+@given(element_streams(), st.booleans(), st.integers(0, 8))
+def test_element_walk_equals_the_pure_walk(stream, implicit, start):
+    from pacscore import ingest
+
+    data, big = stream
+    assert _walk.walk_problem(data, start, implicit, big) == ingest._walk_problem(data, start, implicit, big)
+
+
+def test_element_walk_on_real_files():
+    from pacscore import ingest
+
+    from .factories import pydicom_test_files
+
+    for path in sorted(pydicom_test_files().glob("*.dcm"))[:60]:
+        data = path.read_bytes()
+        for start in (132, 200):
+            for cut in (len(data), len(data) - 1, len(data) // 2):
+                for implicit in (False, True):
+                    assert _walk.walk_problem(data[:cut], start, implicit, False) == \
+                        ingest._walk_problem(data[:cut], start, implicit, False), (path.name, start, cut)
