@@ -639,3 +639,19 @@ def test_mirror_reads_past_a_failing_primary() -> None:
     assert store.get(UID) == b"safe"
     with pytest.raises(StorageError, match="disk on fire"):
         store.get("1.2.404")  # missing on the healthy side: the failure says more than NotFound
+
+
+def test_file_put_many_remakes_a_shard_folder_removed_behind_its_back(tmp_path):
+    """put_many remembers the shard folders it made; one deleted meanwhile (by an operator or a
+    restore) is made again instead of failing the batch."""
+    import shutil
+
+    store = FileBlobStore(tmp_path / "blobs")
+    store.put_many([("1.2.3", b"a"), ("1.2.4", b"b")])
+    shard = store._path("1.2.3").parent
+    shutil.rmtree(shard.parent)
+    store.put_many([("1.2.3", b"again"), ("1.2.5", b"c")])
+    assert store.get("1.2.3") == b"again" and store.get("1.2.5") == b"c"
+    assert not [p for p in (tmp_path / "blobs").rglob(".tmp-*")]
+    with pytest.raises(ValueError, match="invalid blob key"):
+        store.put_many([("1.2.6", b"x"), ("../escape", b"y")])

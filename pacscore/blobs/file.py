@@ -10,6 +10,7 @@ dot-names, which no key can be, so one left by a crash is never listed or read a
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import sys
@@ -103,6 +104,7 @@ class FileBlobStore(BlobStore):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).absolute()
         self.url = self.path.as_uri()
+        self._known_folders: set[str] = set()  # shard folders put_many made or found (never removed)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -156,21 +158,35 @@ class FileBlobStore(BlobStore):
             for key, data in items:
                 self.put(key, data)
             return
-        written = []
+        root = os.fspath(self.path)
+        known = self._known_folders
         try:
             for key, data in items:
-                target = self._path(key)
-                temp = target.parent / f"{_TEMP_PREFIX}{key}-{secrets.token_hex(6)}"
-                self._folder(target.parent, sync=False)
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                # plain strings, not pathlib: this loop runs once per ingested instance
+                digest = hashlib.blake2b(validate_key(key).encode("ascii"), digest_size=2).hexdigest()
+                folder = f"{root}{os.sep}{digest[:2]}{os.sep}{digest[2:]}"
+                target = f"{folder}{os.sep}{key}"
+                temp = f"{folder}{os.sep}{_TEMP_PREFIX}{key}-{secrets.token_hex(6)}"
+                if folder not in known:
+                    os.makedirs(folder, exist_ok=True)
+                    known.add(folder)
                 try:
-                    with os.fdopen(fd, "wb", closefd=True) as fh:
-                        fh.write(data)
+                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                except FileNotFoundError:  # the folder went away since it was made: again
+                    os.makedirs(folder, exist_ok=True)
+                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                try:
+                    try:
+                        view, done = memoryview(data), 0
+                        while done < len(view):
+                            done += os.write(fd, view[done:])
+                    finally:
+                        os.close(fd)
                     os.replace(temp, target)
                 except BaseException:
-                    temp.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        os.unlink(temp)
                     raise
-                written.append(key)
             _syncfs(self.path)
         except OSError as exc:
             raise _storage_error(exc, f"file blob store {self.path}: put of {len(items)} blobs") from exc
