@@ -13,8 +13,8 @@ import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from itertools import islice
+from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 import lmdb

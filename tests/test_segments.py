@@ -116,7 +116,9 @@ def test_archive_writes_and_deletes_keep_segments_exact(tmp_path, monkeypatch):
             n = sum(1 for _ in segments.values(txn, arc.index.db("segments"), "STUDY"))
         assert n > 5  # the small sizes did split
         got = [r["StudyInstanceUID"] for r in arc.find({"PatientName": "*ame3*", "StudyInstanceUID": ""}, level="STUDY", format="dict")]
-        assert arc.explain({"PatientName": "*ame3*"}, level="STUDY")["plan"] == "scan"
+        plan = arc.explain({"PatientName": "*ame3*"}, level="STUDY")
+        assert plan["plan"] == "scan" and plan["segments"] is True
+        assert arc.explain({"SOPClassUID": "1.2*"}, level="IMAGE", relational=True)["segments"] is False
         want = sorted((f"1.2.9.{s}" for s in range(40) if s % 5 == 3 and s not in (3, 7)), key=str.encode)
         assert got == want
 

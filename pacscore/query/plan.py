@@ -55,8 +55,11 @@ class Plan:
         return ex.txn.cursor(db=db).iternext(keys=True, values=True)
 
     def describe(self) -> dict:
-        return {"plan": self.kind, "detail": self.detail, "candidates": None if self.keys is None else len(self.keys),
-                "steps": self.steps}
+        out = {"plan": self.kind, "detail": self.detail, "candidates": None if self.keys is None else len(self.keys),
+               "steps": self.steps}
+        if self.keys is None:
+            out["segments"] = self.segmented  # the scan reads the packed segments of the level
+        return out
 
 
 def choose_plan(ex) -> Plan:
