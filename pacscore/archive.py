@@ -292,9 +292,14 @@ class Archive:
         return self._results(query, limit, offset, format)
 
     def _results(self, query, limit, offset, fmt):
-        build = ResultBuilder(query, fmt).row
+        builder = ResultBuilder(query, fmt)
         with self.index.read() as txn:
-            matches = Executor(self.index, txn, query).matches()
+            executor = Executor(self.index, txn, query)
+            build, matches = builder.own_record_row, None
+            if build is not None:  # rows from the matches' own records: no Match objects
+                matches = executor.own_records()
+            if matches is None:
+                build, matches = builder.row, executor.matches()
             for _ in islice(matches, offset):
                 pass
             left = limit

@@ -206,3 +206,27 @@ def test_hierarchical_query_equals_filtered_relational_query(instances, data):
         relational = [r for r in arc.find(keys, level="SERIES", relational=True, format="dict")
                       if r["StudyInstanceUID"] == study]
         assert [r["SeriesInstanceUID"] for r in hierarchical] == [r["SeriesInstanceUID"] for r in relational]
+
+
+@settings(max_examples=30)
+@given(archives(), st.lists(queries(), min_size=1, max_size=4))
+def test_json_rows_from_own_records_equal_rows_from_matches(instances, qs):
+    """find(format="json") builds rows straight from (key, record) pairs when nothing above the
+    query level is needed; they equal the rows built from Match objects, in the same order."""
+    from pacscore.query.execute import Executor
+    from pacscore.query.results import ResultBuilder
+
+    with tempfile.TemporaryDirectory() as tmp, pacscore.open(tmp) as arc:
+        store_all(arc, instances)
+        for level, keys in qs:
+            for relational in (True, False):
+                try:
+                    query = arc._query(keys, level, "STUDY", {"relational": relational})
+                except pacscore.QueryError:
+                    continue
+                with arc.index.read() as txn:
+                    slow = [ResultBuilder(query, "json").row(m) for m in Executor(arc.index, txn, query).matches()]
+                got = list(arc.find(keys, level=level, relational=relational, format="json"))
+                assert got == slow, (level, keys)
+                if level == "STUDY":  # at least these take the direct path
+                    assert ResultBuilder(query, "json").own_record_row is not None

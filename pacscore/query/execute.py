@@ -100,6 +100,15 @@ class Executor:
             verdict = self._verdict[ck] = self.test(level, rec)
         return verdict
 
+    def own_records(self) -> Iterator[tuple[bytes, bytes]] | None:
+        """(key, record) of the matches when no upper level has conditions (no ancestor needs
+        reading to decide), else None: a result built from the match's own record alone can
+        skip Match objects."""
+        q = self.query
+        if any(q.conditions.get(lvl) for lvl in q.ancestors):
+            return None
+        return self._candidates_that_match()
+
     def matches(self) -> Iterator[Match]:
         q = self.query
         target = q.level

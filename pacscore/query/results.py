@@ -147,6 +147,20 @@ class ResultBuilder:
         return self.render(self.fields(match))
 
     @property
+    def own_record_row(self) -> Callable[[tuple[bytes, bytes]], dict] | None:
+        """A JSON row from a (key, record) pair, when every attribute of the row comes from the
+        query level's own record (no ancestor, no sequence filter, no timezone rule); else None."""
+        if self.fmt != "json" or any(spec[0] == json_rows.CALL for spec in self._specs):
+            return None
+        if any(lvl not in (None, self.query.level) for lvl in self._rec_levels):
+            return None
+        specs, width = self._specs, len(self._rec_levels)
+
+        def row(pair: tuple[bytes, bytes]) -> dict:
+            return _json_row(specs, (pair[1],) * width, None, json_attribute)
+        return row
+
+    @property
     def row(self) -> Callable[[Match], object]:
         """``self`` as a plain function of one match (what a result loop calls per match)."""
         return self._json_match if self.fmt == "json" else self
