@@ -20,9 +20,6 @@ cdef enum:
 
 VERSION = 1
 
-# the VR strings of a scan repeat: keep one str per VR instead of decoding two bytes each time
-
-
 cdef inline uint32_t _u32(const uint8_t* p) noexcept nogil:
     return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
 
@@ -72,7 +69,9 @@ cdef int find_field(const uint8_t* buf, Py_ssize_t size, uint32_t tag,
     return 0
 
 
-cdef list _VR_STRS = [None] * 65536  # the str of every 2-byte VR met, by its two bytes
+# the VR strings of a scan repeat: keep one str per VR (indexed by its two bytes) instead of
+# decoding two bytes each time
+cdef list _VR_STRS = [None] * 65536
 
 
 cdef object _vr_str(const uint8_t* vr):

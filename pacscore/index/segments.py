@@ -119,30 +119,32 @@ def _segment_of(cur, head: bytes, key: bytes) -> tuple[bytes, list[tuple[bytes, 
     return fence, current, upper
 
 
+def _pieces(items: Iterable[tuple[bytes, bytes]]) -> Iterator[list[tuple[bytes, bytes]]]:
+    """(key, record) pairs in key order cut into runs of about ``TARGET_BYTES``."""
+    piece: list[tuple[bytes, bytes]] = []
+    size = 0
+    for item in items:
+        step = _HEAD.size + len(item[0]) + len(item[1])
+        if piece and size + step > TARGET_BYTES:
+            yield piece
+            piece, size = [], 0
+        piece.append(item)
+        size += step
+    if piece:
+        yield piece
+
+
 def _write(txn, db, head: bytes, fence: bytes, items: list[tuple[bytes, bytes]]) -> None:
+    """Replace the segment at ``fence`` with ``items``, split when they outgrow ``SPLIT_BYTES``
+    (the first piece keeps the fence, the others are fenced by their first key)."""
     if not items:
         txn.delete(head + fence, db=db)
         return
     total = sum(_HEAD.size + len(k) + len(r) for k, r in items)
-    if total <= SPLIT_BYTES:
-        txn.put(head + fence, encode(items), db=db)
-        return
-    pieces, piece, size = [], [], 0
-    for item in items:
-        step = _HEAD.size + len(item[0]) + len(item[1])
-        if piece and size + step > TARGET_BYTES:
-            pieces.append(piece)
-            piece, size = [], 0
-        piece.append(item)
-        size += step
-    pieces.append(piece)
+    pieces = [items] if total <= SPLIT_BYTES else list(_pieces(items))
     txn.put(head + fence, encode(pieces[0]), db=db)
     for piece in pieces[1:]:
         txn.put(head + piece[0][0], encode(piece), db=db)
-
-
-def _put_piece(txn, db, head: bytes, piece: list[tuple[bytes, bytes]], first: bool) -> None:
-    txn.put(head + (b"" if first else piece[0][0]), encode(piece), db=db)
 
 
 def rebuild(txn, db, level_db, level: str) -> int:
@@ -155,19 +157,10 @@ def rebuild(txn, db, level_db, level: str) -> int:
             if not cur.delete():
                 break
     n, first = 0, True
-    piece: list[tuple[bytes, bytes]] = []
-    size = 0
-    for key, rec in txn.cursor(db=level_db).iternext(keys=True, values=True):
-        key, rec = bytes(key), bytes(rec)
-        step = _HEAD.size + len(key) + len(rec)
-        if piece and size + step > TARGET_BYTES:
-            _put_piece(txn, db, head, piece, first)
-            piece, size, first = [], 0, False
-        piece.append((key, rec))
-        size += step
-        n += 1
-    if piece:
-        _put_piece(txn, db, head, piece, first)
+    records = ((bytes(k), bytes(v)) for k, v in txn.cursor(db=level_db).iternext(keys=True, values=True))
+    for piece in _pieces(records):
+        txn.put(head + (b"" if first else piece[0][0]), encode(piece), db=db)
+        n, first = n + len(piece), False
     return n
 
 
@@ -175,7 +168,6 @@ def check(txn, db, level_db, level: str) -> list[str]:
     """Differences between a level's segments (``db``) and its records (``level_db``); empty
     when they agree."""
     problems: list[str] = []
-    fences: list[bytes] = []
     seg_items: list[tuple[bytes, bytes]] = []
     head = LEVEL_BYTE[level]
     cur = txn.cursor(db=db)
@@ -193,7 +185,6 @@ def check(txn, db, level_db, level: str) -> list[str]:
                 problems.append(f"{level} segment {fence!r} is empty")
             elif items[0][0] < fence:
                 problems.append(f"{level} segment {fence!r} holds {items[0][0]!r}, below its fence")
-            fences.append(fence)
             seg_items += items
     stored = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=level_db).iternext(keys=True, values=True)]
     if seg_items != stored:
