@@ -124,6 +124,10 @@ def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
     if len(data) < 8:
         raise IngestError(src, f"not DICOM: only {len(data)} bytes")
     part10 = len(data) >= 132 and data[128:132] == b"DICM"
+    if part10 and _read_file is not None:
+        fast = _fast_parse(data, src)
+        if fast is not None:
+            return fast
     meta_end, meta_syntax = _file_meta_end(data)  # read once: the checks below both need it
     if part10:
         _check_inflated_size(data, meta_end, meta_syntax, src)
@@ -164,6 +168,45 @@ def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
         raise
     except Exception as exc:
         raise IngestError(src, f"cannot read attributes: {type(exc).__name__}: {exc}") from None
+
+
+def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
+    """The instance read by the compiled reader (``_ext/_header.pyx``), or None when that
+    reader declines it (the reference path then reads it with pydicom)."""
+    got = _read_file(data, _charset_of, _LEVEL_INDEX, model.ALL_COMPUTED, model.vr_of, model.keyword_of,
+                     BULK_THRESHOLD)
+    if got is None:
+        return None
+    meta_end, syntax, found, header_end, texts = got
+    sop_uid = texts.get(model.T_SOP_UID, "").strip(" \x00")
+    if not sop_uid:
+        return None  # the reference path falls back to the file meta's SOP Instance UID
+    study_uid = texts.get(model.T_STUDY_UID, "").strip(" \x00")
+    series_uid = texts.get(model.T_SERIES_UID, "").strip(" \x00")
+    _check_complete(data, meta_end, syntax, src)  # in the reference path's order: same errors
+    _check_uids(src, sop_uid, study_uid, series_uid)
+    levels = dict(zip(model.LEVELS, found))
+    return _instance(levels, [], data, data[:header_end], header_end, syntax, sop_uid,
+                     texts.get(model.T_SOP_CLASS, "").strip(" \x00"), study_uid, series_uid,
+                     texts.get(model.T_PATIENT_ID, "").strip(" \x00"),
+                     texts.get(model.T_ISSUER, "").strip(" \x00"))
+
+
+#: tag -> index of its level in model.LEVELS, for the tags not kept at IMAGE
+_LEVEL_INDEX = {tag: model.LEVELS.index(model.storage_level(tag))
+                for tag in (model.PATIENT_TAGS | model.STUDY_TAGS | model.SERIES_TAGS | model.ALL_COMPUTED)
+                if model.storage_level(tag) != "IMAGE"}
+_CHARSETS: dict[bytes | None, "Charset"] = {}
+
+
+def _charset_of(raw: bytes | None) -> "Charset":
+    """The Charset of a raw SpecificCharacterSet value (None: absent), made once per value."""
+    cs = _CHARSETS.get(raw)
+    if cs is None:
+        if len(_CHARSETS) > 256:
+            _CHARSETS.clear()
+        cs = _CHARSETS[raw] = Charset(_charset_terms(raw) if raw is not None else None)
+    return cs
 
 
 def _looks_like_dataset(ds: Dataset) -> bool:
@@ -266,6 +309,12 @@ try:
     from ._ext._walk import walk_problem as _walk
 except ImportError:  # pure install or forced pure
     _walk = _walk_problem
+try:
+    if os.environ.get("PACSCORE_PURE") == "1":
+        raise ImportError("PACSCORE_PURE=1")
+    from ._ext._header import read_file as _read_file
+except ImportError:  # pure install or forced pure: pydicom reads every instance
+    _read_file = None
 
 
 def _check_complete(data: bytes, pos: int, syntax: str, src: str) -> None:
@@ -304,7 +353,10 @@ def _charset_value(ds: Dataset) -> list[str] | None:
         return None
     if elem is None:
         return None
-    value = elem.value
+    return _charset_terms(elem.value)
+
+
+def _charset_terms(value: object) -> list[str] | None:
     if isinstance(value, (bytes, bytearray)):
         value = value.decode("latin-1").split("\\")
     elif isinstance(value, str):
@@ -312,10 +364,7 @@ def _charset_value(ds: Dataset) -> list[str] | None:
     return [str(v).strip(" \x00") for v in (value or [])] or None
 
 
-def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> ParsedInstance:
-    sop_uid = _text(ds, model.T_SOP_UID) or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or "")
-    study_uid = _text(ds, model.T_STUDY_UID)
-    series_uid = _text(ds, model.T_SERIES_UID)
+def _check_uids(src: str, sop_uid: str, study_uid: str, series_uid: str) -> None:
     missing = [kw for kw, v in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid),
                                 ("SeriesInstanceUID", series_uid)) if not v]
     if missing:
@@ -323,6 +372,13 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
     for kw, uid in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid)):
         if len(uid) > 64 or not _UID.fullmatch(uid):
             raise IngestError(src, f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, at most 64 characters")
+
+
+def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> ParsedInstance:
+    sop_uid = _text(ds, model.T_SOP_UID) or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or "")
+    study_uid = _text(ds, model.T_STUDY_UID)
+    series_uid = _text(ds, model.T_SERIES_UID)
+    _check_uids(src, sop_uid, study_uid, series_uid)
     levels: dict[str, dict[int, tuple[str, object]]] = {lvl: {} for lvl in model.LEVELS}
     has_bulk = False
     bulk: list[str] = []  # "TTTTTTTT:VR" of each element the indexed header leaves out
@@ -345,22 +401,30 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
         if converted is None:
             continue
         levels[model.storage_level(tag)][tag] = converted
+    header = data[:header_end]
+    if has_bulk or syntax == DeflatedExplicitVRLittleEndian:
+        header = _header_without_bulk(ds)
+    return _instance(levels, bulk, data, header, header_end, syntax, sop_uid, _text(ds, model.T_SOP_CLASS),
+                     study_uid, series_uid, _text(ds, model.T_PATIENT_ID), _text(ds, model.T_ISSUER))
+
+
+def _instance(levels: dict, bulk: list[str], data: bytes, header: bytes, header_end: int, syntax: str,
+              sop_uid: str, sop_class: str, study_uid: str, series_uid: str, patient_id: str,
+              issuer: str) -> ParsedInstance:
+    """The ParsedInstance of a data set read by either path."""
     levels["IMAGE"][model.T_CHARSET] = ("CS", "ISO_IR 192")
     pixel = _pixel_element(data, header_end, syntax)
     if pixel:
         bulk.append(pixel)
     if bulk:
         levels["IMAGE"][T_BULK] = ("IN", "\\".join(bulk))
-    header = data[:header_end]
-    if has_bulk or syntax == DeflatedExplicitVRLittleEndian:
-        header = _header_without_bulk(ds)
     return ParsedInstance(
         sop_instance_uid=sop_uid,
-        sop_class_uid=_text(ds, model.T_SOP_CLASS),
+        sop_class_uid=sop_class,
         study_instance_uid=study_uid,
         series_instance_uid=series_uid,
-        patient_id=_text(ds, model.T_PATIENT_ID),
-        issuer_of_patient_id=_text(ds, model.T_ISSUER),
+        patient_id=patient_id,
+        issuer_of_patient_id=issuer,
         transfer_syntax_uid=syntax,
         data=data,
         header=zlib.compress(header, 1),
@@ -410,6 +474,16 @@ _TEXT_DELIMS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
 _PADDED_TEXT = frozenset({"LT", "ST", "UT", "UR"})
 
 
+_ASCII = bytes(range(128))
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    try:
+        return _ASCII.decode(encoding, "replace") == _ASCII.decode("ascii")
+    except LookupError:
+        return False
+
+
 class Charset:
     """The decoder of one data set's SpecificCharacterSet, built once per instance."""
 
@@ -420,6 +494,9 @@ class Charset:
             self.encodings = ["iso8859"]
         one = self.encodings[0] if len(self.encodings) == 1 else None
         self.simple = one if one and "2022" not in one else None
+        #: for the compiled reader: 1 when ASCII bytes decode as ASCII, 2 when they do unless
+        #: they hold an ESC (ISO 2022), 0 when they may not
+        self.ascii_fast = 2 if self.simple is None else int(_ascii_compatible(self.simple))
 
     def decode(self, raw: bytes, vr: str) -> str:
         if self.simple is not None:
@@ -464,7 +541,7 @@ def element_value(ds: Dataset, tag: int, depth: int = 0, cs: "Charset | None" = 
     if vr == "SQ":
         if depth > 4:
             return None
-        items = [_item_dict(item, depth + 1) for item in (value or [])]
+        items = [_item_dict(item, depth + 1, cs) for item in (value or [])]
         return "SQ", items
     if value is None:
         return vr, ""
@@ -499,12 +576,17 @@ def _scalar(v: object) -> str:
     return "" if v is None else str(v)
 
 
-def _item_dict(item: Dataset, depth: int) -> dict:
+def _item_dict(item: Dataset, depth: int, cs: Charset | None = None) -> dict:
+    """A sequence item as keyword -> value; its text is decoded like the data set's own (by
+    the item's SpecificCharacterSet when it has one)."""
+    own = _charset_value(item)
+    if own is not None or cs is None:
+        cs = Charset(own)
     out: dict[str, object] = {}
     for tag in item.keys():
         tag = int(tag)
         try:
-            converted = element_value(item, tag, depth)
+            converted = element_value(item, tag, depth, cs=cs)
         except Exception:
             continue
         if converted is None:

@@ -272,6 +272,34 @@ def test_store_many_walks_folders_and_reports(arc, tmp_path):
     assert [(os.path.basename(p), "not DICOM" in r) for p, r in report.rejected] == [("notes.txt", True)]
 
 
+def test_store_many_streams_a_generator_through_one_pool(arc, monkeypatch):
+    """A generator is read as ingest goes (not listed first), in order, with Datasets and
+    bytes mixed; the first batch is committed long before the input is used up."""
+    taken = []
+    seen_at_first_commit = []
+
+    def sources():
+        for i in range(1500):
+            taken.append(i)
+            ds = make_instance(sop=f"1.6.{i}", study=f"1.6.{i % 7}", series=f"1.6.{i % 7}.1")
+            yield ds if i % 500 == 7 else to_bytes(ds)
+        yield b"not DICOM at all"
+
+    real = arc._store_parsed
+
+    def store(batch, report=None):
+        if not seen_at_first_commit:
+            seen_at_first_commit.append(len(taken))
+        return real(batch, report)
+
+    monkeypatch.setattr(arc, "_store_parsed", store)
+    report = arc.store_many(sources(), workers=2, batch_size=100)
+    assert report.stored == [f"1.6.{i}" for i in range(1500)]
+    assert [reason for _, reason in report.rejected] == ["not DICOM: no DICM prefix and no recognisable data set"]
+    assert seen_at_first_commit[0] < 1000
+    assert arc.count({}, level="IMAGE", relational=True) == 1500
+
+
 def test_store_many_real_files_with_workers(arc):
     report = arc.store_many(pydicom_test_files(), workers=2)
     assert len(report.stored) > 80
