@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import itertools
 import json
 import shutil
 import subprocess
@@ -127,24 +126,24 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     import pacscore
-    from benchmarks.generate import generate_bytes
 
     warnings.filterwarnings("ignore", module="pydicom")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pacscore-peers-") as tmp:
         tmp = Path(tmp)
-        built = run.build(tmp / "archive", args.instances, args.seed)
-        config = run._config_for(args.instances, args.seed)
+        built = run.build(tmp / "archive", args.instances, args.seed, keep_files=True)
+        files = built.pop("files")
+        built["files"] = len(files)
         orthanc = Orthanc(tmp)
         try:
             n, spent = 0, 0.0
-            for _, data in itertools.islice(generate_bytes(config), args.instances):
+            for path in files:  # the same files pacscore ingested, read and sent one by one
                 t0 = time.perf_counter()
-                orthanc.request("POST", "/instances", data)
+                orthanc.request("POST", "/instances", Path(path).read_bytes())
                 spent += time.perf_counter() - t0
                 n += 1
-            ingest = {"instances": n, "ingest_per_s": round(n / spent, 1)}
+            ingest = {"instances": n, "ingest_per_s": round(n / spent, 1), "source": "files"}
             rows = []
             with pacscore.open(tmp / "archive") as arc:
                 for name, ident, level, opts in run.resolve_suite(arc):

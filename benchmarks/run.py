@@ -104,35 +104,54 @@ def _config_for(instances: int, seed: int):
     return GeneratorConfig(patients=patients, seed=seed)
 
 
-def build(folder: Path, instances: int, seed: int = 1, batch: int = 1000, workers: int | None = None) -> dict:
-    """Generate ``instances`` instances and ingest them with store_many in batches; ``workers``
-    parse processes (None: store_many's default, one per core up to 4; 1: in this process)."""
+def write_sample(dest: Path, instances: int, seed: int = 1) -> list[Path]:
+    """Write the first ``instances`` generated instances as files under ``dest``
+    (``<study>/<series>/<sop>.dcm``); returns their paths in the order they were made."""
+    from benchmarks.generate import generate_records
+
+    made: set[Path] = set()
+    paths = []
+    for record in itertools.islice(generate_records(_config_for(instances, seed)), instances):
+        directory = dest / record.study_uid / record.series_uid
+        if directory not in made:
+            directory.mkdir(parents=True, exist_ok=True)
+            made.add(directory)
+        path = directory / f"{record.sop_uid}.dcm"
+        path.write_bytes(record.data)
+        paths.append(path)
+    return paths
+
+
+def build(folder: Path, instances: int, seed: int = 1, batch: int = 1000, workers: int | None = None,
+          keep_files: bool = False) -> dict:
+    """Write ``instances`` generated instances as files beside ``folder``, then ingest that
+    folder with one store_many call (``workers`` parse processes; None: store_many's default,
+    one per core up to 4; 1: in this process). Only the ingest is timed. With ``keep_files``
+    the files stay (``"files"`` in the answer: their paths) for a peer to load the same."""
+    import shutil
     import warnings
 
     import pacscore
-    from benchmarks.generate import generate_bytes
 
     warnings.filterwarnings("ignore", module="pydicom")
-    config = _config_for(instances, seed)
-    stream = (data for _, data in itertools.islice(generate_bytes(config), instances))
-    generated = ingested = 0.0
-    stored = 0
+    files = folder.with_name(folder.name + "-files")
+    t0 = time.perf_counter()
+    paths = write_sample(files, instances, seed)
+    t1 = time.perf_counter()
     with pacscore.open(folder) as arc:
-        while True:
-            t0 = time.perf_counter()
-            chunk = list(itertools.islice(stream, batch))
-            t1 = time.perf_counter()
-            if not chunk:
-                break
-            report = arc.store_many(chunk, workers=workers, batch_size=batch)
-            t2 = time.perf_counter()
-            generated += t1 - t0
-            ingested += t2 - t1
-            stored += len(report.stored)
-    return {"instances": stored, "patients": config.patients, "seed": seed, "workers": workers or "default",
-            "ingest_seconds": round(ingested, 2),
-            "ingest_per_s": round(stored / ingested, 1) if ingested else None,
-            "generate_seconds": round(generated, 2)}
+        report = arc.store_many(files, workers=workers, batch_size=batch)
+    t2 = time.perf_counter()
+    if report.rejected:
+        raise RuntimeError(f"the archive refused generated instances: {report.rejected[:3]}")
+    stored = len(report.stored)
+    if not keep_files:
+        shutil.rmtree(files)
+    return {"instances": stored, "files": [str(p) for p in paths] if keep_files else len(paths),
+            "patients": _config_for(instances, seed).patients,
+            "seed": seed, "workers": workers or "default", "source": "files",
+            "ingest_seconds": round(t2 - t1, 2),
+            "ingest_per_s": round(stored / (t2 - t1), 1) if t2 > t1 else None,
+            "generate_seconds": round(t1 - t0, 2)}
 
 
 # ---------------------------------------------------------------- running the suite

@@ -7,13 +7,14 @@ blob and deletes the old one only after the index commit.
 """
 from __future__ import annotations
 
+import collections
 import io
 import logging
 import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
@@ -241,10 +242,13 @@ class Archive:
 
         Headers are parsed in ``workers`` processes; instances are committed in batches. Files
         that are not DICOM are skipped and listed in ``report.rejected`` with the reason.
+        ``sources`` may be any iterable (a generator too): it is read as ingest goes, with a
+        bounded number of instances in flight, so memory does not grow with its length.
         """
-        items = list(_expand(sources))
+        items = _expand(sources)
         report = IngestReport()
-        bar = progress_bar(len(items), progress, unit="file", desc="ingest")
+        total = len(sources) if isinstance(sources, (list, tuple)) else None
+        bar = progress_bar(total, progress, unit="file", desc="ingest")
         batch, batch_bytes = [], 0
 
         def flush():
@@ -534,13 +538,24 @@ def _uid_key(uid: str) -> bytes | None:
     return key if 0 < len(key) <= 256 else None
 
 
-def _parse_all(items: list, workers: int | None) -> Iterator[object]:
-    # paths and bytes travel cheaply to worker processes; Datasets and file objects stay here
-    portable = all(isinstance(i, (str, os.PathLike, bytes, bytearray)) for i in items)
+#: instances per task sent to a parse process, and tasks in flight per process
+PARSE_CHUNK = 64
+PARSE_AHEAD = 4
+
+
+def _parse_chunk(chunk: list) -> list:
+    return [_parse_one(src) for src in chunk]
+
+
+def _parse_all(items: Iterator[object], workers: int | None) -> Iterator[object]:
+    """Parse ``items`` in order: in worker processes when there are enough of them (one pool for
+    the whole input, a bounded number of chunks in flight), else in this process."""
+    items = iter(items)
+    head = list(islice(items, 64))
     if workers is None:
-        workers = min(4, os.cpu_count() or 1) if len(items) >= 64 else 1
-    if workers <= 1 or not portable:
-        for item in items:
+        workers = min(4, os.cpu_count() or 1) if len(head) >= 64 else 1
+    if workers <= 1:
+        for item in chain(head, items):
             yield _parse_one(item)
         return
     import multiprocessing
@@ -548,8 +563,23 @@ def _parse_all(items: list, workers: int | None) -> Iterator[object]:
     # it anyway) and it works from any caller, even a script without a __main__ guard
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pending: collections.deque = collections.deque()
+    stream = chain(head, items)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        yield from pool.map(_parse_one, items, chunksize=32)
+        while True:
+            chunk = list(islice(stream, PARSE_CHUNK))
+            if chunk:
+                # paths and bytes travel cheaply to worker processes; Datasets and file objects
+                # are parsed here, in their turn
+                if all(isinstance(i, (str, os.PathLike, bytes, bytearray)) for i in chunk):
+                    pending.append(pool.submit(_parse_chunk, chunk))
+                else:
+                    pending.append(chunk)
+            if pending and (not chunk or len(pending) >= workers * PARSE_AHEAD):
+                task = pending.popleft()
+                yield from (_parse_chunk(task) if isinstance(task, list) else task.result())
+            if not chunk and not pending:
+                return
 
 
 __all__ = ["Archive", "open", "StoreResult", "IngestReport", "InstanceRef"]
