@@ -18,6 +18,7 @@ from .. import model
 from ..index import codec as records
 from . import json_rows
 from .conditions import compile_condition
+from ..index.writer import T_PARENT, T_STUDY
 from .execute import Match
 from .keys import Key, Query
 
@@ -26,6 +27,9 @@ _json_row = getattr(records.impl, "json_row", None) or json_rows.json_row
 
 FORMATS = ("dataset", "json", "dict")
 CHARSET = "ISO_IR 192"
+#: (query level, ancestor level) -> the field of the query level's own record that holds the
+#: ancestor's unique key (the writer keeps them equal): a row needs no ancestor read for it
+_POINTERS = {("SERIES", "STUDY"): T_PARENT, ("IMAGE", "SERIES"): T_PARENT, ("IMAGE", "STUDY"): T_STUDY}
 #: results built per pause of the cyclic GC (see ``gc_paused``)
 RESULT_BATCH = 256
 
@@ -116,14 +120,23 @@ class ResultBuilder:
     def _row_plan(self) -> tuple[tuple, tuple[str, ...]]:
         """The specs of json_rows for this query, and the levels whose records they read."""
         levels = list(self.query.levels)
+        own = levels.index(self.query.level)
         specs = [(model.T_CHARSET, (json_rows.CONSTANT, f"{model.T_CHARSET:08X}", "CS", CHARSET)),
                  (model.T_QR_LEVEL, (json_rows.CONSTANT, f"{model.T_QR_LEVEL:08X}", "CS", self.query.level))]
         for lvl, tag in self._uniques:
-            specs.append((tag, (json_rows.UNIQUE, f"{tag:08X}", levels.index(lvl), tag,
-                                "LO" if lvl == "PATIENT" else "UI")))
+            pointer = _POINTERS.get((self.query.level, lvl))
+            if pointer is not None:
+                specs.append((tag, (json_rows.UNIQUE, f"{tag:08X}", own, pointer, "UI")))
+            else:
+                specs.append((tag, (json_rows.UNIQUE, f"{tag:08X}", levels.index(lvl), tag,
+                                    "LO" if lvl == "PATIENT" else "UI")))
         for key in self.query.keys:
+            pointer = _POINTERS.get((self.query.level, key.level))
             if key.tag == model.T_TZ or key.tag in self._seq_filters or key.level not in levels:
                 specs.append((key.tag, (json_rows.CALL, f"{key.tag:08X}", self._key_json(key))))
+            elif pointer is not None and key.tag == model.UNIQUE_KEY[key.level] and key.vr == "UI":
+                # sent as UI whatever the pointer's internal VR (json_rows.out_vr keeps the key's)
+                specs.append((key.tag, (json_rows.KEY, f"{key.tag:08X}", own, pointer, "UI")))
             else:
                 specs.append((key.tag, (json_rows.KEY, f"{key.tag:08X}", levels.index(key.level), key.tag, key.vr)))
         specs.sort(key=lambda s: s[0])  # stable, like fields()
