@@ -317,6 +317,40 @@ def test_json_rows_equal_the_pure_rows(specs, first, second):
         assert list(got) == list(expected)
 
 
+def _tracked_containers(obj) -> list:
+    """The containers in ``obj`` (itself included) that the cyclic GC tracks."""
+    import gc
+
+    found = [obj] if gc.is_tracked(obj) else []
+    children = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()
+    for child in children:
+        if isinstance(child, (dict, list)):
+            found += _tracked_containers(child)
+    return found
+
+
+def test_compiled_rows_of_plain_values_are_left_out_of_the_cyclic_gc():
+    """Rows of text, numbers and names hold no container the GC would need to see: they are
+    untracked (a broad query no longer pays collections over them). A row with a sequence keeps
+    the GC's view of it; a dict a caller puts a list into is tracked again by CPython itself."""
+    import gc
+
+    specs = ((json_rows.CONSTANT, "00080005", "CS", "ISO_IR 192"), (json_rows.KEY, "00100010", 0, 0x00100010, "PN"),
+             (json_rows.KEY, "00201208", 0, 0x00201208, "IS"), (json_rows.KEY, "00080020", 0, 0x00080020, "DA"),
+             (json_rows.UNIQUE, "0020000D", 0, 0x0020000D, "UI"))
+    rec = pure.encode({0x00100010: ("PN", "Doe^J=ド"), 0x00201208: ("IS", "7"), 0x0020000D: ("UI", "1.2")})
+    row = _records.json_row(specs, (rec,), None, json_attribute)
+    assert row == json_rows.json_row(specs, (rec,), None, json_attribute)
+    assert _tracked_containers(row) == []
+    row["00100010"]["Value"].append("x")  # still a plain value: fine untracked
+    row["00080020"]["Extra"] = []
+    assert gc.is_tracked(row["00080020"])
+    with_sequence = pure.encode({0x00081030: ("SQ", [{"CodeValue": "1"}])})
+    row = _records.json_row(((json_rows.KEY, "00081030", 0, 0x00081030, "SQ"),), (with_sequence,), None,
+                            json_attribute)
+    assert gc.is_tracked(row) and gc.is_tracked(row["00081030"])
+
+
 def test_a_record_tester_applies_every_condition_of_the_level():
     from types import SimpleNamespace
 

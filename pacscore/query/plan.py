@@ -11,6 +11,7 @@ only cost time. Candidate keys are always visited in ascending order.
 """
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -23,6 +24,7 @@ from ..index.secondary import DEFAULT_INDEXED, MAX_VALUE_BYTES, normalise_pn, pr
 _DOWN = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
 _EXACT_VRS = frozenset({"CS", "SH", "LO", "AE", "UI"})
 _DA8 = re.compile(r"^\d{8}$")
+_DAY = datetime.timedelta(days=1)
 
 
 @dataclass
@@ -115,11 +117,13 @@ def _index_plan(ex) -> Plan | None:
     level = q.level
     indexed = set(DEFAULT_INDEXED.get(level, ())) | set(getattr(ex.index, "extra_index_tags", {}).get(level, ()))
     total = ex.txn.stat(ex.index.db(LEVEL_DB[level]))["entries"]
-    cap = max(2000, total // 8)
+    # past this many candidates a scan is cheaper (a fetched candidate costs several scanned
+    # records), so the walk of an index range stops there and the level is scanned instead
+    cap = max(256, total // 8)
     best: set[bytes] | None = None
     steps = []
     for cond in q.conditions.get(level, ()):
-        if len(cond.tags) != 1 or cond.tags[0] not in indexed:
+        if cond.tags[0] not in indexed or (len(cond.tags) != 1 and cond.kind != "combined"):
             continue
         ranges = _ranges_for(cond, q.options)
         if ranges is None:
@@ -162,6 +166,8 @@ def _ranges_for(cond, options) -> list[tuple[bytes, bytes | None, bool]] | None:
                 return None
             out.append((_enc(lit), None, True))
         return out
+    if cond.kind == "combined" and not options.timezone_adjustment:
+        return _combined_date_range(cond.key_values[0])
     if vr == "DA" and cond.kind in ("single", "range") and not options.timezone_adjustment:
         text = str(cond.key).replace(" ", "")
         if "\\" in text:
@@ -171,6 +177,25 @@ def _ranges_for(cond, options) -> list[tuple[bytes, bytes | None, bool]] | None:
             return None
         return [(_enc(lo), _enc(hi) if hi else b"\xff", "range")]
     return None
+
+
+def _combined_date_range(date_key: str) -> list[tuple[bytes, bytes, str]] | None:
+    """The dates a combined date-time range can match, as a range of the date's index: its date
+    bounds widened by a day each way (a key's UTC offset moves its bounds by up to 14 hours)."""
+    if date_key.count("-") > 1:
+        return None
+    if "-" not in date_key:
+        first = last = date_key.strip(" ")
+    else:
+        first, last = (part.strip(" ") for part in date_key.split("-"))
+    try:
+        lo = (datetime.date(int(first[:4]), int(first[4:6]), int(first[6:])) - _DAY).strftime("%Y%m%d") if first else ""
+        hi = (datetime.date(int(last[:4]), int(last[4:6]), int(last[6:])) + _DAY).strftime("%Y%m%d") if last else ""
+    except (ValueError, OverflowError):
+        return None
+    if (first and not _DA8.match(first)) or (last and not _DA8.match(last)) or (not first and not last):
+        return None
+    return [(_enc(lo), _enc(hi) if hi else b"\xff", "range")]
 
 
 def _enc(text: str) -> bytes:
