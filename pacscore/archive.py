@@ -247,7 +247,9 @@ class Archive:
         """
         items = _expand(sources)
         report = IngestReport()
-        total = len(sources) if isinstance(sources, (list, tuple)) else None
+        total = None
+        if progress and isinstance(sources, (str, os.PathLike, list, tuple)):
+            total = sum(1 for _ in _expand(sources))  # names only: folders are walked twice
         bar = progress_bar(total, progress, unit="file", desc="ingest")
         batch, batch_bytes = [], 0
 
@@ -299,38 +301,52 @@ class Archive:
         builder = ResultBuilder(query, fmt)
         with self.index.read() as txn:
             executor = Executor(self.index, txn, query)
-            build, matches = builder.own_record_row, None
-            if build is not None:  # rows from the matches' own records: no Match objects
-                matches = executor.own_records()
-            if matches is None:
-                build, matches = builder.row, executor.matches()
-            for _ in islice(matches, offset):
-                pass
-            left = limit
-            while left is None or left > 0:
-                # results are built in batches with the cyclic GC paused: thousands of fresh
-                # row containers otherwise trigger collection after collection (half the time
-                # of a broad query); the pause never spans a yield to the caller
-                step = RESULT_BATCH if left is None else min(RESULT_BATCH, left)
-                with gc_paused():
-                    rows = [build(m) for m in islice(matches, step)]
-                yield from rows
-                if len(rows) < step:
-                    return
-                if left is not None:
-                    left -= len(rows)
+            try:
+                yield from self._rows(executor, builder, limit, offset)
+            finally:
+                executor.close()
+
+    @staticmethod
+    def _rows(executor, builder, limit, offset):
+        """The results of one query, a batch at a time (see the comment in the loop)."""
+        build, matches = builder.own_record_row, None
+        if build is not None:  # rows from the matches' own records: no Match objects
+            matches = executor.own_records()
+        if matches is None:
+            build, matches = builder.row, executor.matches()
+        for _ in islice(matches, offset):
+            pass
+        left = limit
+        while left is None or left > 0:
+            # results are built in batches with the cyclic GC paused: thousands of fresh
+            # row containers otherwise trigger collection after collection (half the time
+            # of a broad query); the pause never spans a yield to the caller
+            step = RESULT_BATCH if left is None else min(RESULT_BATCH, left)
+            with gc_paused():
+                rows = [build(m) for m in islice(matches, step)]
+            yield from rows
+            if len(rows) < step:
+                return
+            if left is not None:
+                left -= len(rows)
 
     def count(self, identifier: object, level: str | None = None, model: str = "STUDY", **options) -> int:
         """The number of matches; never builds results."""
         query = self._query(identifier, level, model, options)
         with self.index.read() as txn:
-            return sum(1 for _ in Executor(self.index, txn, query).matches())
+            executor = Executor(self.index, txn, query)
+            try:
+                return sum(1 for _ in executor.matches())
+            finally:
+                executor.close()
 
     def explain(self, identifier: object, level: str | None = None, model: str = "STUDY", **options) -> dict:
         """The access path the planner chooses for a query, without running it."""
         query = self._query(identifier, level, model, options)
         with self.index.read() as txn:
-            plan = Executor(self.index, txn, query).plan.describe()
+            executor = Executor(self.index, txn, query)
+            plan = executor.plan.describe()
+            executor.close()
         plan["conditions"] = {lvl: [f"{c.keyword} {c.kind}" for c in conds] for lvl, conds in query.conditions.items()}
         return plan
 

@@ -448,3 +448,33 @@ def test_one_folder_opened_twice_in_one_process_shares_the_index(tmp_path):
     second.close()
     with pacscore.open(tmp_path / "a") as third:
         assert third.count({}, level="STUDY") == 2
+
+
+def test_queries_free_their_read_transactions_without_the_cyclic_gc(arc):
+    """Each query's read transaction (an LMDB reader slot) is freed when the query ends, by
+    reference counting alone: with the GC off, 1 200 queries would otherwise fill the reader
+    table (256 slots) and the next read fail with MDB_READERS_FULL."""
+    import gc
+
+    for i in range(6):
+        arc.store(make_instance(sop=f"1.7.{i}", study=f"1.7.{i % 3}", series=f"1.7.{i % 3}.1",
+                                patient_name=f"Doe^{i}"))
+    queries = [({"PatientName": "*o*", "StudyDate": "", "PatientID": ""}, "STUDY", {}),
+               ({"StudyDate": "20200101-", "StudyTime": "0000-", "PatientName": ""}, "STUDY",
+                {"combined_datetime": True}),
+               ({"Modality": "CT", "SeriesDescription": ""}, "SERIES", {"relational": True}),
+               ({"StudyInstanceUID": "1.7.1", "SeriesInstanceUID": "1.7.1.1", "SOPInstanceUID": ""}, "IMAGE", {})]
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(100):
+            for ident, level, opts in queries:
+                for fmt in ("json", "dict", "dataset"):
+                    assert list(arc.find(ident, level=level, format=fmt, **opts))
+                next(iter(arc.find(ident, level=level, format="json", **opts)))  # left unfinished
+                assert arc.count(ident, level=level, **opts) > 0
+                arc.explain(ident, level=level, **opts)
+        assert arc.index.env.readers().count("\n") <= 3
+    finally:
+        if was_enabled:
+            gc.enable()

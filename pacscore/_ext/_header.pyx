@@ -351,14 +351,17 @@ def read_data_set(bytes data, Py_ssize_t pos, bint implicit, object charset, dic
     r.keyword_cache = _KEYWORD_CACHE
     r.cs = charset(None)
     r.ascii_fast = r.cs.ascii_fast
+    if len(_KEYWORD_CACHE) > 65536 or len(_VR_CACHE) > 65536:  # private tags vary without end
+        _KEYWORD_CACHE.clear()
+        _VR_CACHE.clear()
     try:
-        return _read_top(r, data, pos, charset, level_of, skip, bulk_threshold)
+        return _read_top(r, pos, charset, level_of, skip, bulk_threshold)
     except Declined:
         return None
 
 
-cdef tuple _read_top(_Reader r, bytes data, Py_ssize_t pos, object charset, dict level_of,
-                     frozenset skip, Py_ssize_t bulk_threshold):
+cdef tuple _read_top(_Reader r, Py_ssize_t pos, object charset, dict level_of, frozenset skip,
+                     Py_ssize_t bulk_threshold):
     cdef list levels = [{}, {}, {}, {}]
     cdef dict texts = {}
     cdef dict target
@@ -366,7 +369,7 @@ cdef tuple _read_top(_Reader r, bytes data, Py_ssize_t pos, object charset, dict
     cdef int code, kind
     cdef Py_ssize_t start, n = r.n
     cdef list items
-    cdef object converted, key, level
+    cdef object converted, key
     cdef PyObject* found
     if pos + 8 <= n and r.implicit and _upper(r.p[pos + 4]) and _upper(r.p[pos + 5]):
         raise Declined("implicit VR data set that looks explicit")  # pydicom would switch

@@ -59,6 +59,16 @@ class Executor:
         self.test = fast.record_tester(query, self.test)  # compiled kernels when built
         self.plan: Plan = choose_plan(self)
 
+    def close(self) -> None:
+        """Let go of the read transaction. The plan and the compiled tester refer back to this
+        executor, so without this the transaction (and the LMDB reader slot it holds until it
+        is freed) would live until the next cyclic collection; an application that makes few
+        tracked objects, or turns the GC off, would then run out of reader slots."""
+        self.plan = None
+        self.test = None
+        self._cache.clear()
+        self.txn = None
+
     # -- records ----------------------------------------------------------------------------
     def record(self, level: str, key: bytes) -> bytes | None:
         """An ancestor's record, read once per query (many children share it)."""
@@ -166,7 +176,11 @@ class Executor:
 
 
 def run(index, txn, query: Query) -> Iterator[Match]:
-    return Executor(index, txn, query).matches()
+    executor = Executor(index, txn, query)
+    try:
+        yield from executor.matches()
+    finally:
+        executor.close()
 
 
 __all__ = ["Executor", "Match", "run", "T_PATIENT", "T_STUDY"]
