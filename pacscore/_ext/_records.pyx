@@ -10,13 +10,14 @@ import struct
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8, PyUnicode_READ_CHAR
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void* op)
     int PyObject_GC_IsTracked(object op)
+    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 cdef enum:
     HEAD = 3     # u8 version, u16 n
@@ -256,6 +257,12 @@ cdef enum:
 cdef frozenset _PY_VRS = frozenset({"SQ", "IS", "SS", "SL", "US", "UL", "SV", "UV", "DS", "FL", "FD"})
 cdef frozenset _WHOLE_VRS = frozenset({"LT", "ST", "UT", "UR"})
 cdef tuple _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+cdef bint _NUMBER_OR_SQ[65536]  # VR code -> in _PY_VRS
+cdef bint _WHOLE[65536]         # VR code -> in _WHOLE_VRS
+for _vr in _PY_VRS:
+    _NUMBER_OR_SQ[(ord(_vr[0]) << 8) | ord(_vr[1])] = True
+for _vr in _WHOLE_VRS:
+    _WHOLE[(ord(_vr[0]) << 8) | ord(_vr[1])] = True
 
 
 cdef inline object _piece(const uint8_t* p, Py_ssize_t n):
@@ -332,22 +339,44 @@ cdef inline dict _untracked(str vr, list values):
     return d
 
 
+cdef inline int _code(str vr):
+    """A two-letter VR as one int (-1 for anything else): compared without string compares."""
+    cdef Py_UCS4 a, b
+    if len(vr) != 2:
+        return -1
+    a = PyUnicode_READ_CHAR(vr, 0)
+    b = PyUnicode_READ_CHAR(vr, 1)
+    if a > 255 or b > 255:
+        return -1
+    return (<int>a << 8) | <int>b
+
+
+cdef enum:
+    C_IN = (73 << 8) | 78
+    C_IS = (73 << 8) | 83
+    C_PN = (80 << 8) | 78
+    C_SQ = (83 << 8) | 81
+    C_UN = (85 << 8) | 78
+
+
 cdef object _text_attribute(str vr, const uint8_t* p, Py_ssize_t n, object attribute):
     """json_attribute(vr, text) for a value given as UTF-8 bytes."""
     cdef list values
     cdef Py_ssize_t s, e
     cdef bint pn
-    if vr == "IN":
+    cdef int code = _code(vr)
+    if code == C_IN:
         vr = "LO"
+        code = _code(vr)
     if n == 0:
         return {"vr": vr}
-    if vr == "IS" and _plain_integers(p, n):
+    if code == C_IS and _plain_integers(p, n):
         return _untracked(vr, _integers(p, n))
-    if vr in _PY_VRS:
+    if _NUMBER_OR_SQ[code & 0xFFFF] if code >= 0 else vr in _PY_VRS:
         return attribute(vr, _piece(p, n))
-    if vr in _WHOLE_VRS:
+    if _WHOLE[code & 0xFFFF] if code >= 0 else vr in _WHOLE_VRS:
         return _untracked(vr, [_piece(p, n)])
-    pn = vr == "PN"
+    pn = code == C_PN
     values = []
     s = 0
     while s <= n:
@@ -370,50 +399,54 @@ cdef object _field_attribute(int kind, str key_vr, object rec, object tag, objec
     cdef Py_ssize_t size
     cdef int found = 0
     cdef _View v = None
-    cdef str stored
+    cdef int key_code
+    cdef long long t
     if rec is not None:
         v = _pointer(rec, &ptr, &size)
-        if not 0 <= tag <= 0xFFFFFFFF:
+        t = tag if isinstance(tag, int) and -1 <= tag <= 0xFFFFFFFF else -1
+        if t < 0:
             found = 0
         else:
-            found = find_field(ptr, size, <uint32_t>tag, &start, &end, &vr)
+            found = find_field(ptr, size, <uint32_t>t, &start, &end, &vr)
         if found < 0:
             raise struct.error("record is truncated or malformed")
     if found == 0:  # absent: an empty attribute (no Value), as json_attribute(vr, "") gives
         return _text_attribute(key_vr, NULL, 0, attribute)
-    stored = _vr_str(vr)
-    if stored == "SQ":
+    if vr[0] == 83 and vr[1] == 81:  # SQ
         value = _value(vr, ptr + start, end - start)
         if kind == SPEC_UNIQUE:
             return attribute(key_vr, value or "")
         return attribute("SQ", value)
-    if kind == SPEC_KEY and (key_vr == "UN" or key_vr == stored):
-        key_vr = stored
+    if kind == SPEC_KEY:
+        key_code = _code(key_vr)
+        if key_code == C_UN or key_code == ((<int>vr[0] << 8) | vr[1]):
+            key_vr = _vr_str(vr)
     return _text_attribute(key_vr, ptr + start, end - start, attribute)
 
 
-cdef dict _CONSTANTS = {}  # (vr, text) -> (vr, tuple of str values) for constants of plain text
+cdef dict _CONSTANTS = {}  # text -> {vr: tuple of str values} for constants of plain text
 
 
 cdef object _constant_attribute(str vr, str text, object attribute):
     """A constant attribute, fresh for each row: the split values of plain text are kept, so
     a row only copies them into a new list."""
     cdef bytes raw
-    key = (vr, text)
-    plain = _CONSTANTS.get(key)
+    by_vr = _CONSTANTS.get(text)
+    plain = (<dict>by_vr).get(vr) if by_vr is not None else None
     if plain is not None:
-        return _untracked((<tuple>plain)[0], list((<tuple>plain)[1]))
+        return _untracked(vr, list(<tuple>plain))
     raw = text.encode("utf-8", "surrogatepass")
     attr = _text_attribute(vr, <const uint8_t*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), attribute)
-    if (type(attr) is dict and len(<dict>attr) == 2 and type((<dict>attr).get("Value")) is list
+    if (type(attr) is dict and len(<dict>attr) == 2 and (<dict>attr).get("vr") == vr
+            and type((<dict>attr).get("Value")) is list
             and all(type(v) is str for v in (<dict>attr)["Value"]) and len(_CONSTANTS) < 1024):
-        _CONSTANTS[key] = ((<dict>attr)["vr"], tuple((<dict>attr)["Value"]))
+        _CONSTANTS.setdefault(text, {})[vr] = tuple((<dict>attr)["Value"])
     return attr
 
 
 def json_row(tuple specs, tuple recs, match, attribute, get=None):
     """The response row for one match (see pacscore/query/json_rows.py); ``get`` is unused."""
-    cdef dict out = {}
+    cdef dict out = _PyDict_NewPresized(len(specs))  # no resize while the row fills
     cdef tuple spec
     cdef int kind
     cdef bytes text

@@ -117,9 +117,9 @@ def _index_plan(ex) -> Plan | None:
     level = q.level
     indexed = set(DEFAULT_INDEXED.get(level, ())) | set(getattr(ex.index, "extra_index_tags", {}).get(level, ()))
     total = ex.txn.stat(ex.index.db(LEVEL_DB[level]))["entries"]
-    # past this many candidates a scan is cheaper (a fetched candidate costs several scanned
+    # past this many candidates a scan is cheaper (a fetched candidate costs three to five scanned
     # records), so the walk of an index range stops there and the level is scanned instead
-    cap = max(256, total // 8)
+    cap = max(256, total // 4)
     best: set[bytes] | None = None
     steps = []
     for cond in q.conditions.get(level, ()):
