@@ -126,6 +126,21 @@ cdef class _Reader:
             raise Declined("no dictionary VR")
         return (ord(vr[0]) - 65) * 26 + (ord(vr[1]) - 65)
 
+    cdef Py_ssize_t header(self, uint32_t tag, Py_ssize_t pos, int* code, uint32_t* length) except -1:
+        """Where the value of the element at ``pos`` starts; its VR code and length (explicit VR
+        long-length VRs have two reserved bytes and four of length)."""
+        code[0] = self._vr_code(tag, pos)
+        if self.implicit:
+            length[0] = _u32(self.p + pos + 4)
+            return pos + 8
+        if _LONG[code[0]]:
+            if pos + 12 > self.n:
+                raise Declined("element header cut short")
+            length[0] = _u32(self.p + pos + 8)
+            return pos + 12
+        length[0] = _u16(self.p + pos + 6)
+        return pos + 8
+
     cdef str keyword(self, uint32_t tag):
         cdef object kw = self.keyword_cache.get(tag)
         if kw is None:
@@ -291,18 +306,7 @@ cdef class _Reader:
                 if tag == ITEM_END and end < 0 and _u32(self.p + pos + 4) == 0:
                     return pos + 8
                 raise Declined("delimiter inside an item")
-            code = self._vr_code(tag, pos)
-            if not self.implicit and _LONG[code]:
-                if pos + 12 > self.n:
-                    raise Declined("element header cut short")
-                length = _u32(self.p + pos + 8)
-                start = pos + 12
-            elif self.implicit:
-                length = _u32(self.p + pos + 4)
-                start = pos + 8
-            else:
-                length = _u16(self.p + pos + 6)
-                start = pos + 8
+            start = self.header(tag, pos, &code, &length)
             kind = _KIND[code]
             if tag == CHARSET:
                 raise Declined("a sequence item with its own character set")
@@ -384,18 +388,7 @@ cdef tuple _read_top(_Reader r, Py_ssize_t pos, object charset, dict level_of, f
             return levels, pos, texts
         if tag >> 16 == 0xFFFE or tag >> 16 == 0:
             raise Declined("delimiter or command element in the data set")
-        code = r._vr_code(tag, pos)
-        if not r.implicit and _LONG[code]:
-            if pos + 12 > n:
-                raise Declined("element header cut short")
-            length = _u32(r.p + pos + 8)
-            start = pos + 12
-        elif r.implicit:
-            length = _u32(r.p + pos + 4)
-            start = pos + 8
-        else:
-            length = _u16(r.p + pos + 6)
-            start = pos + 8
+        start = r.header(tag, pos, &code, &length)
         kind = _KIND[code]
         key = tag
         if kind == K_SEQUENCE:

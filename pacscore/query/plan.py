@@ -184,18 +184,21 @@ def _combined_date_range(date_key: str) -> list[tuple[bytes, bytes, str]] | None
     bounds widened by a day each way (a key's UTC offset moves its bounds by up to 14 hours)."""
     if date_key.count("-") > 1:
         return None
-    if "-" not in date_key:
-        first = last = date_key.strip(" ")
-    else:
-        first, last = (part.strip(" ") for part in date_key.split("-"))
-    try:
-        lo = (datetime.date(int(first[:4]), int(first[4:6]), int(first[6:])) - _DAY).strftime("%Y%m%d") if first else ""
-        hi = (datetime.date(int(last[:4]), int(last[4:6]), int(last[6:])) + _DAY).strftime("%Y%m%d") if last else ""
-    except (ValueError, OverflowError):
+    first, _, last = (date_key.partition("-") if "-" in date_key else (date_key, "", date_key))
+    first, last = first.strip(" "), last.strip(" ")
+    if (first and not _DA8.match(first)) or (last and not _DA8.match(last)) or not (first or last):
         return None
-    if (first and not _DA8.match(first)) or (last and not _DA8.match(last)) or (not first and not last):
+    try:
+        lo = _shift(first, -_DAY) if first else ""
+        hi = _shift(last, _DAY) if last else ""
+    except (ValueError, OverflowError):  # not a real day, or the calendar's first or last day
         return None
     return [(_enc(lo), _enc(hi) if hi else b"\xff", "range")]
+
+
+def _shift(day: str, delta: datetime.timedelta) -> str:
+    d = datetime.date(int(day[:4]), int(day[4:6]), int(day[6:])) + delta
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}"
 
 
 def _enc(text: str) -> bytes:

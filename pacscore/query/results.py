@@ -16,9 +16,9 @@ from pydicom.dataset import Dataset
 
 from .. import model
 from ..index import codec as records
+from ..index.writer import T_PARENT, T_STUDY
 from . import json_rows
 from .conditions import compile_condition
-from ..index.writer import T_PARENT, T_STUDY
 from .execute import Match
 from .keys import Key, Query
 
