@@ -91,6 +91,15 @@ cdef inline bint _upper(uint8_t c) noexcept nogil:
     return 65 <= c <= 90
 
 
+cdef inline object _cached(dict cache, object fn, uint32_t tag):
+    """``fn(tag)``, computed once per tag."""
+    cdef object value = cache.get(tag)
+    if value is None:
+        value = fn(tag)
+        cache[tag] = value
+    return value
+
+
 class Declined(Exception):
     """Raised inside the reader when the reference path has to read this instance."""
 
@@ -118,10 +127,7 @@ cdef class _Reader:
             if not (_upper(a) and _upper(b)) or _KIND[(a - 65) * 26 + (b - 65)] == K_NONE:
                 raise Declined("unknown VR")
             return (a - 65) * 26 + (b - 65)
-        vr = self.vr_cache.get(tag)
-        if vr is None:
-            vr = self.vr_of(tag)
-            self.vr_cache[tag] = vr
+        vr = self._known_vr(tag)
         if len(vr) != 2 or not (_upper(ord(vr[0])) and _upper(ord(vr[1]))):
             raise Declined("no dictionary VR")
         return (ord(vr[0]) - 65) * 26 + (ord(vr[1]) - 65)
@@ -142,11 +148,7 @@ cdef class _Reader:
         return pos + 8
 
     cdef str keyword(self, uint32_t tag):
-        cdef object kw = self.keyword_cache.get(tag)
-        if kw is None:
-            kw = self.keyword_of(tag)
-            self.keyword_cache[tag] = kw
-        return kw
+        return _cached(self.keyword_cache, self.keyword_of, tag)
 
     # -- values -----------------------------------------------------------------------------
     cdef object text(self, Py_ssize_t start, Py_ssize_t length, int kind, int code):
@@ -244,11 +246,7 @@ cdef class _Reader:
         raise Declined("unexpected VR")
 
     cdef str _known_vr(self, uint32_t tag):
-        cdef object vr = self.vr_cache.get(tag)
-        if vr is None:
-            vr = self.vr_of(tag)
-            self.vr_cache[tag] = vr
-        return vr
+        return _cached(self.vr_cache, self.vr_of, tag)
 
     # -- sequences ----------------------------------------------------------------------------
     cdef Py_ssize_t sequence(self, Py_ssize_t pos, uint32_t length, int depth, list items) except -1:
