@@ -2,7 +2,9 @@
 scan of what is stored, judged by the reference matcher (pacscore.match)."""
 from __future__ import annotations
 
+import re
 import tempfile
+import unicodedata
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +16,8 @@ from .factories import make_instance
 NAMES = ["Smith^John", "smith^JOHN", "Smíth^Anna", "Müller^Jürgen", "Jones", "", None, "山田^太郎", "O'Brien^P"]
 DATES = ["20150304", "20150305", "20191231", "20200101", "", None]
 MODALITIES = ["CT", "MR", "US", "PT"]
-DESCRIPTIONS = ["CT CHEST", "MR BRAIN", "CT*ABD", "", None, "ct chest"]
+DESCRIPTIONS = ["CT CHEST", "MR BRAIN", "CT*ABD", "", None, "ct chest", "  CT CHEST  ", "Thorax\\CT CHEST",
+                "Cafe\u0301 CHEST", "Café CHEST", "   "]
 
 
 @st.composite
@@ -52,7 +55,8 @@ KEYS = {
 KEY_VALUES = {
     "PN": ["", "SMITH*", "smith^john", "*^J*", "Sm?th*", "Müller^Jürgen", "*", "山田*", "Jones"],
     "DA": ["", "20150304", "20150101-20151231", "-20191231", "20200101-", "2015030"],
-    "LO": ["", "CT*", "CT CHEST", "*CHEST", "ct chest", "CT?ABD", "CT*ABD"],
+    "LO": ["", "CT*", "CT CHEST", "*CHEST", "ct chest", "CT?ABD", "CT*ABD", "*É CH*", "*e\u0301 CH*", "*RAX",
+           "*CHEST\\*BRAIN*", "*T C*", "*ZZZ*"],
     "SH": ["", "A1", "A*", "A1\\A2"],
     "CS": ["", "CT", "MR\\US", "C*", "ORIGINAL", "DERIVED", "*"],
     "IS": ["", "1", "2", "01"],
@@ -271,3 +275,39 @@ def test_combined_date_time_queries_equal_the_reference_whatever_the_plan(stored
                 expected.append(f"1.9.{i}")
         assert got == sorted(expected, key=str.encode)
         assert arc.explain(keys, level="STUDY", combined_datetime=True)["plan"] == "index"
+
+
+DESCRIPTION_TEXT = st.lists(st.sampled_from(["A", "B", "C", "a", "b", " ", "\\", "\u00e9", "e\u0301", "\u0301", "\u03a9"]),
+                            max_size=12).map("".join)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.one_of(st.none(), DESCRIPTION_TEXT), min_size=1, max_size=10), st.data())
+def test_trigram_plans_equal_the_reference(descriptions, data):
+    """SeriesDescription keys with a literal run of three or more characters use the trigram
+    entries; the answer is what the reference matcher says of every series."""
+    with tempfile.TemporaryDirectory() as tmp, pacscore.open(tmp) as arc:
+        for i, text in enumerate(descriptions):
+            arc.store(make_instance(sop=f"1.8.1.{i}.1", study="1.8.1", series=f"1.8.1.{i}", SeriesDescription=text,
+                                    charset="ISO_IR 192"))
+        stored = [list(arc.find({"SeriesInstanceUID": f"1.8.1.{i}", "SeriesDescription": ""}, level="SERIES",
+                                relational=True, format="dict")) for i in range(len(descriptions))]
+        values = [rows[0]["SeriesDescription"] if rows else None for rows in stored]
+        source = data.draw(st.sampled_from([v for v in values if v] or ["ABC"]))
+        start = data.draw(st.integers(0, len(source)))
+        piece = source[start:start + data.draw(st.integers(3, 8))]
+        key = data.draw(st.sampled_from(["*{}*", "{}*", "*{}", "*{}?*", "{}"])).format(piece)
+        if data.draw(st.booleans()):
+            key = key.replace(piece[1:2], "?", 1) if len(piece) > 4 else key
+        try:
+            got = [r["SeriesInstanceUID"] for r in arc.find({"SeriesDescription": key, "SeriesInstanceUID": ""},
+                                                             level="SERIES", relational=True, format="dict")]
+        except pacscore.QueryError:
+            return
+        expected = sorted((f"1.8.1.{i}" for i, v in enumerate(values)
+                           if pacscore.match("LO", key, v)), key=str.encode)
+        assert got == expected, (key, values)
+        runs = re.split(r"[*?]", unicodedata.normalize("NFC", key.strip(" ")))
+        if "\\" not in key and any(len(run) >= 3 for run in runs):
+            steps = arc.explain({"SeriesDescription": key}, level="SERIES", relational=True)["steps"]
+            assert any("trigrams" in step for step in steps), (key, steps)

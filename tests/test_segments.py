@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import pacscore
 from pacscore.index import segments
-from pacscore.index.lmdb_index import LEVEL_DB, Index
+from pacscore.index.lmdb_index import LEVEL_BYTE, LEVEL_DB, Index
+from pacscore.index.secondary import GRAM_INDEXED
 from pacscore.maintenance import verify
 from pacscore.query.execute import Executor
 from pacscore.query.keys import build_query
@@ -152,7 +153,7 @@ def test_a_version_1_archive_is_upgraded_at_open(tmp_path):
         assert [r["StudyInstanceUID"] for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY",
                                                         format="dict")] == before
         with arc.index.read() as txn:
-            assert txn.get(b"schema", db=arc.index.db("meta")) == b"2"
+            assert txn.get(b"schema", db=arc.index.db("meta")) == b"3"
 
 
 def test_an_archive_of_a_newer_schema_is_refused(tmp_path):
@@ -161,10 +162,57 @@ def test_an_archive_of_a_newer_schema_is_refused(tmp_path):
         _store(arc, 1)
     env = lmdb.open(str(folder / "index"), max_dbs=12)
     with env.begin(write=True) as txn:
-        txn.put(b"schema", b"3", db=env.open_db(b"meta", txn=txn))
+        txn.put(b"schema", b"4", db=env.open_db(b"meta", txn=txn))
     env.close()
-    with pytest.raises(pacscore.StorageError, match="schema version 3"):
+    with pytest.raises(pacscore.StorageError, match="schema version 4"):
         pacscore.open(folder)
+
+
+def _downgrade_to_version_2(folder) -> int:
+    """What an archive written before the trigram entries existed looks like; returns how many
+    entries were taken out."""
+    env = lmdb.open(str(folder / "index"), max_dbs=12)
+    removed = 0
+    with env.begin(write=True) as txn:
+        idx = env.open_db(b"idx", txn=txn, dupsort=True)
+        cur = txn.cursor(db=idx)
+        for level in GRAM_INDEXED:
+            head = LEVEL_BYTE[level] + b"\xff\xfe"
+            while cur.set_range(head) and bytes(cur.key()).startswith(head):
+                removed += cur.count()
+                cur.delete(dupdata=True)
+        txn.put(b"schema", b"2", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    return removed
+
+
+def test_a_version_2_archive_gets_its_trigram_entries_at_open(tmp_path):
+    folder = tmp_path / "v2"
+    key = {"SeriesDescription": "*ESC 1*", "SeriesInstanceUID": ""}
+    with pacscore.open(folder) as arc:
+        for i in range(12):
+            arc.store(make_instance(sop=f"1.2.7.{i}.1", study="1.2.7", series=f"1.2.7.{i}",
+                                    SeriesDescription=f"DESC {i}" if i % 4 else None))
+        before = [r["SeriesInstanceUID"] for r in arc.find(key, level="SERIES", relational=True, format="dict")]
+    assert before == ["1.2.7.0", "1.2.7.1", "1.2.7.10", "1.2.7.11", "1.2.7.4", "1.2.7.8"]
+    assert _downgrade_to_version_2(folder) > 12
+    index = Index(folder / "index", readonly=True)  # read-only: no upgrade, no trigram plan
+    try:
+        assert not index.grams
+        query = build_query(key, "SERIES", "STUDY", MatchOptions(relational=True))
+        with index.read() as txn:
+            executor = Executor(index, txn, query)
+            assert executor.plan.kind == "scan"
+            assert [m.key.decode() for m in executor.matches()] == before
+    finally:
+        index.close()
+    with pacscore.open(folder) as arc:
+        assert arc.index.grams
+        steps = arc.explain(key, level="SERIES", relational=True)["steps"]
+        assert steps == ["SeriesDescription: 6 candidates (trigrams)"]
+        assert [r["SeriesInstanceUID"] for r in arc.find(key, level="SERIES", relational=True, format="dict")] == before
+        with arc.index.read() as txn:
+            assert txn.get(b"schema", db=arc.index.db("meta")) == b"3"
 
 
 def test_verify_finds_and_repairs_segments_that_disagree(tmp_path):

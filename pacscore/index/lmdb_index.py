@@ -26,9 +26,12 @@ import lmdb
 
 from ..errors import StorageError
 
-SCHEMA_VERSION = 2  # 2: scan segments; a version 1 archive is upgraded at its first writable open
+#: 2: scan segments; 3: trigram entries (index/secondary.py, GRAM_INDEXED). An older archive is
+#: upgraded at its first writable open; opened read-only it is read as it is
+SCHEMA_VERSION = 3
 DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
 DUPSORT = ("children", "idx")
+_VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
 LEVEL_DB = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
 LEVEL_BYTE = {"PATIENT": b"P", "STUDY": b"S", "SERIES": b"E", "IMAGE": b"I"}
 
@@ -67,6 +70,12 @@ class Index:
         opened read-only does not."""
         self.env
         return "segments" in self._dbs
+
+    @property
+    def grams(self) -> bool:
+        """Whether the trigram entries exist (schema 3); not in an older archive opened read-only."""
+        self.env
+        return self._dbs.get(_VERSION, SCHEMA_VERSION) >= 3
 
     def db(self, name: str):
         self.env
@@ -107,6 +116,7 @@ class Index:
                 version = txn.get(b"schema", db=meta)
             version = SCHEMA_VERSION if version is None else int(version)
             self._check_version(env, version)
+            dbs[_VERSION] = version
             for name in DB_NAMES:
                 if name == "segments" and version < 2:
                     continue  # a version 1 archive opened read-only: scans use the level databases
@@ -121,6 +131,8 @@ class Index:
                     self._check_version(env, int(version))
                     if int(version) < 2:
                         self._upgrade_to_segments(txn, dbs)
+                    if int(version) < 3:
+                        self._upgrade_to_grams(txn, dbs)
                 txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
         env.reader_check()  # clear reader slots left by killed processes
         self._env, self._dbs, self._pid = env, dbs, os.getpid()
@@ -137,6 +149,20 @@ class Index:
 
         for level in SEGMENTED_LEVELS:
             rebuild(txn, dbs["segments"], dbs[LEVEL_DB[level]], level)
+
+    def _upgrade_to_grams(self, txn, dbs) -> None:
+        """Version 2 -> 3: add the trigram entries of every record written before they existed."""
+        from . import codec
+        from .secondary import GRAM_INDEXED, gram_entries
+
+        for level in GRAM_INDEXED:
+            cur = txn.cursor(db=dbs[LEVEL_DB[level]])
+            entries = []
+            for key, raw in cur.iternext(keys=True, values=True):
+                key = bytes(key)
+                entries.extend((entry, key) for entry in gram_entries(level, codec.decode(bytes(raw))))
+            entries.sort()
+            txn.cursor(db=dbs["idx"]).putmulti(entries, dupdata=True)
 
     def grow(self) -> None:
         """Double the map size (called outside any transaction after MapFullError)."""

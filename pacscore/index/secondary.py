@@ -25,6 +25,14 @@ DEFAULT_INDEXED: dict[str, tuple[int, ...]] = {
 
 TEXT_PADDED = ("LT", "ST", "UT", "UR")
 
+#: level -> LO attributes whose values are also indexed by their trigrams, so that a wild card
+#: with a literal run of three or more characters (``*ESOPHAGUS*``) need not scan the level
+GRAM_INDEXED: dict[str, tuple[int, ...]] = {
+    "STUDY": (0x00081030,),   # StudyDescription
+    "SERIES": (0x0008103E,),  # SeriesDescription
+}
+GRAM = 3
+
 
 def prefix(level: str, tag: int) -> bytes:
     return LEVEL_BYTE[level] + struct.pack(">I", tag)
@@ -57,8 +65,36 @@ def _encode(text: str) -> bytes:
     return raw[:MAX_VALUE_BYTES]
 
 
-def index_entries(level: str, rec: dict, extra: tuple[int, ...] | list[int] = ()) -> set[bytes]:
+def gram_prefix(level: str, tag: int) -> bytes:
+    """The key space of a tag's trigram entries: group FFFE, which no indexed attribute has."""
+    return LEVEL_BYTE[level] + b"\xff\xfe" + struct.pack(">I", tag)
+
+
+def grams(text: str) -> set[str]:
+    """The trigrams (of code points) of one NFC value."""
+    return {text[i:i + GRAM] for i in range(len(text) - GRAM + 1)}
+
+
+def gram_entries(level: str, rec: dict) -> set[bytes]:
+    """Trigram entries of a record: for each value of a GRAM_INDEXED attribute, stripped of
+    padding and in NFC as the wild card matcher sees it, its trigrams; an empty, absent or
+    non-text value gets the bare prefix (the planner always visits those)."""
     out = set()
+    for tag in GRAM_INDEXED.get(level, ()):
+        head = gram_prefix(level, tag)
+        field = rec.get(tag)
+        if field is None or field[0] == "SQ" or not isinstance(field[1], str) or (
+                "\\" not in field[1] and not values.strip_padding("LO", field[1])):
+            out.add(head)  # matches any key when empty values match (C.2.2.1.2)
+            continue
+        for piece in field[1].split("\\"):
+            for gram in grams(values.nfc(values.strip_padding("LO", piece))):
+                out.add(head + _encode(gram))
+    return out
+
+
+def index_entries(level: str, rec: dict, extra: tuple[int, ...] | list[int] = ()) -> set[bytes]:
+    out = gram_entries(level, rec) if level in GRAM_INDEXED else set()
     for tag in (*DEFAULT_INDEXED.get(level, ()), *extra):
         field = rec.get(tag)
         head = prefix(level, tag)

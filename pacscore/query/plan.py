@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 from .. import model, values
 from ..index import segments
 from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB, patient_keys
-from ..index.secondary import DEFAULT_INDEXED, MAX_VALUE_BYTES, normalise_pn, prefix
+from ..index.secondary import DEFAULT_INDEXED, GRAM_INDEXED, MAX_VALUE_BYTES, gram_prefix, grams, normalise_pn, prefix
 
 _DOWN = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
 _EXACT_VRS = frozenset({"CS", "SH", "LO", "AE", "UI"})
@@ -122,7 +122,16 @@ def _index_plan(ex) -> Plan | None:
     cap = max(256, total // 4)
     best: set[bytes] | None = None
     steps = []
+    gram_tags = GRAM_INDEXED.get(level, ()) if ex.index.grams else ()
     for cond in q.conditions.get(level, ()):
+        if len(cond.tags) == 1 and cond.tags[0] in gram_tags and cond.vr in ("LO", "SH") and cond.tags[0] not in indexed:
+            found = _collect_grams(ex, level, cond, cap)
+            if found is None:
+                steps.append(f"{cond.keyword}: no trigram plan")
+                continue
+            steps.append(f"{cond.keyword}: {len(found)} candidates (trigrams)")
+            best = found if best is None else best & found
+            continue
         if cond.tags[0] not in indexed or (len(cond.tags) != 1 and cond.kind != "combined"):
             continue
         ranges = _ranges_for(cond, q.options)
@@ -203,6 +212,47 @@ def _shift(day: str, delta: datetime.timedelta) -> str:
 
 def _enc(text: str) -> bytes:
     return text.encode("utf-8")[:MAX_VALUE_BYTES]
+
+
+def _collect_grams(ex, level: str, cond, cap: int) -> set[bytes] | None:
+    """Candidates of a wild card (or single value) key from the trigram entries: for each key
+    value, the entities having its rarest trigrams (at most three, from its literal runs of three
+    or more characters, in NFC as the matcher compares them), with every entity whose value is
+    empty. None when a key value has no such run, or when even its rarest trigram is common."""
+    if cond.kind not in ("wildcard", "single", "multi_value") or not cond.key_values:
+        return None
+    head = gram_prefix(level, cond.tags[0])
+    cur = ex.txn.cursor(db=ex.index.db("idx"))
+    found: set[bytes] = set()
+    if cur.set_key(head):
+        found.update(bytes(v) for v in cur.iternext_dup())
+    for key_value in cond.key_values:
+        wanted = set()
+        for run in re.split(r"[*?]", values.nfc(values.strip_padding(cond.vr, key_value))):
+            wanted |= grams(run)
+        if not wanted:
+            return None
+        counts = []
+        for gram in wanted:
+            key = head + _enc(gram)
+            if not cur.set_key(key):
+                counts = []  # a trigram no stored value has: this key value matches only empties
+                break
+            counts.append((cur.count(), key))
+        if len(counts) != len(wanted):
+            continue
+        counts.sort()
+        if counts[0][0] > cap:
+            return None
+        matched: set[bytes] | None = None
+        for _, key in counts[:3]:
+            cur.set_key(key)
+            these = {bytes(v) for v in cur.iternext_dup()}
+            matched = these if matched is None else matched & these
+        found |= matched or set()
+        if len(found) > cap:
+            return None
+    return found
 
 
 def _collect(ex, head: bytes, ranges, cap: int) -> set[bytes] | None:
