@@ -298,6 +298,11 @@ class Archive:
         return self._results(query, limit, offset, format)
 
     def _results(self, query, limit, offset, fmt):
+        # rows come a batch (a list) at a time: iterating a list costs the caller less than a
+        # resumption of this generator chain per row
+        return chain.from_iterable(self._batches(query, limit, offset, fmt))
+
+    def _batches(self, query, limit, offset, fmt):
         builder = ResultBuilder(query, fmt)
         with self.index.read() as txn:
             executor = Executor(self.index, txn, query)
@@ -308,7 +313,7 @@ class Archive:
 
     @staticmethod
     def _rows(executor, builder, limit, offset):
-        """The results of one query, a batch at a time (see the comment in the loop)."""
+        """The results of one query in lists of at most RESULT_BATCH (see the comment below)."""
         build, matches = builder.own_record_row, None
         if build is not None:  # rows from the matches' own records: no Match objects
             matches = executor.own_records()
@@ -324,7 +329,8 @@ class Archive:
             step = RESULT_BATCH if left is None else min(RESULT_BATCH, left)
             with gc_paused():
                 rows = [build(m) for m in islice(matches, step)]
-            yield from rows
+            if rows:
+                yield rows
             if len(rows) < step:
                 return
             if left is not None:

@@ -225,7 +225,7 @@ def _collect_grams(ex, level: str, cond, cap: int) -> set[bytes] | None:
     cur = ex.txn.cursor(db=ex.index.db("idx"))
     found: set[bytes] = set()
     if cur.set_key(head):
-        found.update(bytes(v) for v in cur.iternext_dup())
+        found.update(map(bytes, cur.iternext_dup(keys=False, values=True)))
     for key_value in cond.key_values:
         wanted = set()
         for run in re.split(r"[*?]", values.nfc(values.strip_padding(cond.vr, key_value))):
@@ -247,7 +247,7 @@ def _collect_grams(ex, level: str, cond, cap: int) -> set[bytes] | None:
         matched: set[bytes] | None = None
         for _, key in counts[:3]:
             cur.set_key(key)
-            these = {bytes(v) for v in cur.iternext_dup()}
+            these = set(map(bytes, cur.iternext_dup(keys=False, values=True)))
             matched = these if matched is None else matched & these
         found |= matched or set()
         if len(found) > cap:
@@ -260,12 +260,12 @@ def _collect(ex, head: bytes, ranges, cap: int) -> set[bytes] | None:
     found: set[bytes] = set()
     # entities with an empty or absent value: the matcher decides whether they match
     if cur.set_key(head):
-        found.update(bytes(v) for v in cur.iternext_dup())
+        found.update(map(bytes, cur.iternext_dup(keys=False, values=True)))
     for start, end, mode in ranges:
         lo = head + start
         if mode is False:  # exact value
             if cur.set_key(lo):
-                found.update(bytes(v) for v in cur.iternext_dup())
+                found.update(map(bytes, cur.iternext_dup(keys=False, values=True)))
         else:
             if start == b"" and mode is True:
                 return None
