@@ -216,9 +216,10 @@ def _enc(text: str) -> bytes:
 
 def _collect_grams(ex, level: str, cond, cap: int) -> set[bytes] | None:
     """Candidates of a wild card (or single value) key from the trigram entries: for each key
-    value, the entities having its rarest trigrams (at most three, from its literal runs of three
-    or more characters, in NFC as the matcher compares them), with every entity whose value is
-    empty. None when a key value has no such run, or when even its rarest trigram is common."""
+    value, the entities having its rarest trigrams (at most three, none held by more than ``cap``
+    entities; from its literal runs of three or more characters, in NFC as the matcher compares
+    them), with every entity whose value is empty. None when a key value has no such run, or
+    when even its rarest trigram is common."""
     if cond.kind not in ("wildcard", "single", "multi_value") or not cond.key_values:
         return None
     head = gram_prefix(level, cond.tags[0])
@@ -245,7 +246,9 @@ def _collect_grams(ex, level: str, cond, cap: int) -> set[bytes] | None:
         if counts[0][0] > cap:
             return None
         matched: set[bytes] | None = None
-        for _, key in counts[:3]:
+        for count, key in counts[:3]:
+            if count > cap:
+                break  # reading a common trigram's entities would cost more than it saves
             cur.set_key(key)
             these = set(map(bytes, cur.iternext_dup(keys=False, values=True)))
             matched = these if matched is None else matched & these
