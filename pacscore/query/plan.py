@@ -125,24 +125,18 @@ def _index_plan(ex) -> Plan | None:
     gram_tags = GRAM_INDEXED.get(level, ()) if ex.index.grams else ()
     for cond in q.conditions.get(level, ()):
         if len(cond.tags) == 1 and cond.tags[0] in gram_tags and cond.vr in ("LO", "SH") and cond.tags[0] not in indexed:
-            found = _collect_grams(ex, level, cond, cap)
-            if found is None:
-                steps.append(f"{cond.keyword}: no trigram plan")
+            found, kind = _collect_grams(ex, level, cond, cap), " (trigrams)"
+        elif cond.tags[0] in indexed and (len(cond.tags) == 1 or cond.kind == "combined"):
+            ranges = _ranges_for(cond, q.options)
+            if ranges is None:
                 continue
-            steps.append(f"{cond.keyword}: {len(found)} candidates (trigrams)")
-            best = found if best is None else best & found
+            found, kind = _collect(ex, prefix(level, cond.tags[0]), ranges, cap), ""
+        else:
             continue
-        if cond.tags[0] not in indexed or (len(cond.tags) != 1 and cond.kind != "combined"):
-            continue
-        ranges = _ranges_for(cond, q.options)
-        if ranges is None:
-            continue
-        head = prefix(level, cond.tags[0])
-        found = _collect(ex, head, ranges, cap)
         if found is None:
-            steps.append(f"{cond.keyword}: too broad")
+            steps.append(f"{cond.keyword}: {'no trigram plan' if kind else 'too broad'}")
             continue
-        steps.append(f"{cond.keyword}: {len(found)} candidates")
+        steps.append(f"{cond.keyword}: {len(found)} candidates{kind}")
         best = found if best is None else best & found
     if best is None:
         return None
