@@ -478,3 +478,12 @@ def test_queries_free_their_read_transactions_without_the_cyclic_gc(arc):
     finally:
         if was_enabled:
             gc.enable()
+
+
+def test_a_description_key_with_a_lone_surrogate_is_answered(arc):
+    """A Python caller can pass text no encoder accepts; the trigram plan encodes it the way the
+    entries are written and the matcher decides (nothing matches here)."""
+    arc.store(make_instance(sop="1.8.1.1", study="1.8", series="1.8.1", SeriesDescription="ABC"))
+    key = {"SeriesDescription": "*AB\ud800*", "SeriesInstanceUID": ""}
+    assert list(arc.find(key, level="SERIES", relational=True, format="dict")) == []
+    assert arc.explain(key, level="SERIES", relational=True)["steps"] == ["SeriesDescription: 0 candidates (trigrams)"]

@@ -229,7 +229,7 @@ def _collect_grams(ex, level: str, cond, cap: int) -> set[bytes] | None:
             return None
         counts = []
         for gram in wanted:
-            key = head + _enc(gram)
+            key = head + gram.encode("utf-8", "surrogatepass")  # as the entries are written
             if not cur.set_key(key):
                 counts = []  # a trigram no stored value has: this key value matches only empties
                 break
