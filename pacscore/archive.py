@@ -304,12 +304,8 @@ class Archive:
 
     def _batches(self, query, limit, offset, fmt):
         builder = ResultBuilder(query, fmt)
-        with self.index.read() as txn:
-            executor = Executor(self.index, txn, query)
-            try:
-                yield from self._rows(executor, builder, limit, offset)
-            finally:
-                executor.close()
+        with self.index.read() as txn, Executor(self.index, txn, query) as executor:
+            yield from self._rows(executor, builder, limit, offset)
 
     @staticmethod
     def _rows(executor, builder, limit, offset):
@@ -339,20 +335,14 @@ class Archive:
     def count(self, identifier: object, level: str | None = None, model: str = "STUDY", **options) -> int:
         """The number of matches; never builds results."""
         query = self._query(identifier, level, model, options)
-        with self.index.read() as txn:
-            executor = Executor(self.index, txn, query)
-            try:
-                return sum(1 for _ in executor.matches())
-            finally:
-                executor.close()
+        with self.index.read() as txn, Executor(self.index, txn, query) as executor:
+            return sum(1 for _ in executor.matches())
 
     def explain(self, identifier: object, level: str | None = None, model: str = "STUDY", **options) -> dict:
         """The access path the planner chooses for a query, without running it."""
         query = self._query(identifier, level, model, options)
-        with self.index.read() as txn:
-            executor = Executor(self.index, txn, query)
+        with self.index.read() as txn, Executor(self.index, txn, query) as executor:
             plan = executor.plan.describe()
-            executor.close()
         plan["conditions"] = {lvl: [f"{c.keyword} {c.kind}" for c in conds] for lvl, conds in query.conditions.items()}
         return plan
 

@@ -7,6 +7,7 @@ queries never decode.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -183,7 +184,9 @@ def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
         return None  # the reference path falls back to the file meta's SOP Instance UID
     study_uid = texts.get(model.T_STUDY_UID, "").strip(" \x00")
     series_uid = texts.get(model.T_SERIES_UID, "").strip(" \x00")
-    _check_complete(data, meta_end, syntax, src)  # in the reference path's order: same errors
+    # in the reference path's order (same errors); the reader has checked that every element
+    # before header_end fits, so the walk starts there
+    _check_complete(data, header_end, syntax, src)
     _check_uids(src, sop_uid, study_uid, series_uid)
     levels = dict(zip(model.LEVELS, found))
     return _instance(levels, [], data, data[:header_end], header_end, syntax, sop_uid,
@@ -477,6 +480,7 @@ _PADDED_TEXT = frozenset({"LT", "ST", "UT", "UR"})
 _ASCII = bytes(range(128))
 
 
+@functools.lru_cache(maxsize=None)
 def _ascii_compatible(encoding: str) -> bool:
     try:
         return _ASCII.decode(encoding, "replace") == _ASCII.decode("ascii")

@@ -155,14 +155,16 @@ class Index:
         from . import codec
         from .secondary import GRAM_INDEXED, gram_entries
 
+        idx = txn.cursor(db=dbs["idx"])
         for level in GRAM_INDEXED:
-            cur = txn.cursor(db=dbs[LEVEL_DB[level]])
             entries = []
-            for key, raw in cur.iternext(keys=True, values=True):
+            for key, raw in txn.cursor(db=dbs[LEVEL_DB[level]]).iternext(keys=True, values=True):
                 key = bytes(key)
                 entries.extend((entry, key) for entry in gram_entries(level, codec.decode(bytes(raw))))
-            entries.sort()
-            txn.cursor(db=dbs["idx"]).putmulti(entries, dupdata=True)
+                if len(entries) >= 200_000:  # bounded memory for a large archive
+                    idx.putmulti(sorted(entries), dupdata=True)
+                    entries = []
+            idx.putmulti(sorted(entries), dupdata=True)
 
     def grow(self) -> None:
         """Double the map size (called outside any transaction after MapFullError)."""

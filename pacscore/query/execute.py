@@ -59,6 +59,12 @@ class Executor:
         self.test = fast.record_tester(query, self.test)  # compiled kernels when built
         self.plan: Plan = choose_plan(self)
 
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         """Let go of the read transaction. The plan and the compiled tester refer back to this
         executor, so without this the transaction (and the LMDB reader slot it holds until it
@@ -176,11 +182,8 @@ class Executor:
 
 
 def run(index, txn, query: Query) -> Iterator[Match]:
-    executor = Executor(index, txn, query)
-    try:
+    with Executor(index, txn, query) as executor:
         yield from executor.matches()
-    finally:
-        executor.close()
 
 
 __all__ = ["Executor", "Match", "run", "T_PATIENT", "T_STUDY"]
