@@ -170,6 +170,37 @@ def dcmtk(tool: str) -> str | None:
     return None
 
 
+def start_storescp(args: list[str], port: int, timeout: float = 15.0) -> subprocess.Popen:
+    """Start DCMTK's storescp (``args`` without the port) and return once it answers a C-ECHO.
+
+    A fixed sleep raced with a slow start on a busy machine; and a storescp that cannot bind
+    its port (taken since the port was picked) now fails here with its own message instead of
+    a C-MOVE that waits on whatever holds the port."""
+    from pynetdicom import AE
+
+    proc = subprocess.Popen([dcmtk("storescp"), *args, str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=dcmtk_env())
+    ae = AE(ae_title="PROBE")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    ae.acse_timeout = ae.network_timeout = ae.connection_timeout = 2
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode("utf-8", "replace") if proc.stdout else ""
+            raise RuntimeError(f"storescp on port {port} exited with {proc.returncode}: {out.strip()}")
+        assoc = ae.associate("127.0.0.1", port, ae_title="ANY")
+        if assoc.is_established:
+            status = assoc.send_c_echo()
+            assoc.release()
+            if status and status.Status == 0:
+                return proc
+        if time.monotonic() > deadline:
+            proc.terminate()
+            proc.wait(5)
+            raise RuntimeError(f"storescp on port {port} did not answer a C-ECHO within {timeout} s")
+        time.sleep(0.05)
+
+
 def dcmtk_env() -> dict:
     env = dict(os.environ)
     env["TCP_NODELAY"] = "1"

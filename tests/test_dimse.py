@@ -43,13 +43,13 @@ from .dimse_helpers import (
     STUDY_C,
     dataset_bytes,
     dcmtk,
-    dcmtk_env,
     findscu,
     free_port,
     generated_instances,
     key_args,
     make_instance,
     run,
+    start_storescp,
     values_of,
     wait_for_files,
     write_test_folder,
@@ -250,8 +250,6 @@ def test_storescu_folder_lands_byte_identical(fresh, data_folder, tmp_path):
     against the wire: the same storescu runs against a bit-preserving storescp (+B) give the
     reference bytes; the archive must hold exactly those. Against the original files the
     datasets are equal element by element wherever the transfer syntax was kept."""
-    import subprocess
-
     arc = fresh["arc"]
     files = sorted(data_folder.iterdir())
     by_syntax: dict[str, list] = {}
@@ -267,10 +265,8 @@ def test_storescu_folder_lands_byte_identical(fresh, data_folder, tmp_path):
     wire = tmp_path / "wire"
     wire.mkdir()
     ref_port = free_port()
-    reference = subprocess.Popen([dcmtk("storescp"), "-aet", "PACSCORE", "+B", "+xa", "-od", str(wire), str(ref_port)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dcmtk_env())
+    reference = start_storescp(["-aet", "PACSCORE", "+B", "+xa", "-od", str(wire)], ref_port)
     try:
-        time.sleep(0.3)
         for port in (fresh["port"], ref_port):
             for flag, inputs in runs:
                 proc = run(["storescu", "-aet", "STORESCU", "-aec", "PACSCORE", "-R", "+sd", flag,
@@ -705,15 +701,11 @@ def test_c_get_with_a_bad_identifier_fails_with_a900(scp):
 # ---- C-MOVE ------------------------------------------------------------------------------------
 @pytest.mark.interop
 @pytest.mark.skipif(not HAVE_DCMTK, reason="DCMTK movescu/storescp are not on PATH")
-def test_movescu_moves_a_series_to_storescp(scp, arc, storescp_dest):
-    import subprocess
-
+def test_movescu_moves_a_series_to_storescp(scp, arc, storescp_dest, caplog):
     out = storescp_dest["dir"]
-    env = dict(__import__("os").environ, TCP_NODELAY="1")
-    receiver = subprocess.Popen([dcmtk("storescp"), "-aet", "STORESCP", "+xa", "-od", str(out), str(storescp_dest["port"])],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    caplog.set_level(logging.INFO, logger="pacscore.dimse")  # the adapter's side, should it fail
+    receiver = start_storescp(["-aet", "STORESCP", "+xa", "-od", str(out)], storescp_dest["port"])
     try:
-        time.sleep(0.3)
         proc = run(["movescu", "-S", "-aet", "MOVESCU", "-aec", "PACSCORE", "-aem", "STORESCP",
                     *key_args({"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": STUDY_A,
                                "SeriesInstanceUID": SERIES_A1}), "127.0.0.1", str(scp["port"])])
