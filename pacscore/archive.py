@@ -310,11 +310,12 @@ class Archive:
     @staticmethod
     def _rows(executor, builder, limit, offset):
         """The results of one query in lists of at most RESULT_BATCH (see the comment below)."""
-        build, matches = builder.own_record_row, None
-        if build is not None:  # rows from the matches' own records: no Match objects
-            matches = executor.own_records()
-        if matches is None:
-            build, matches = builder.row, executor.matches()
+        build_many = builder.own_record_rows
+        batches = executor.own_record_batches() if build_many is not None else None
+        if batches is not None:  # rows from the matches' own records: no Match objects
+            yield from _own_rows(batches, build_many, limit, offset)
+            return
+        build, matches = builder.row, executor.matches()
         for _ in islice(matches, offset):
             pass
         left = limit
@@ -507,6 +508,29 @@ class Archive:
         return {**counts, "instances": counts.pop("images"), "blob_bytes": size,
                 "index_bytes": (self.index.path / "data.mdb").stat().st_size, "map_size": info["map_size"],
                 "patient_disagreements": disagreements, "blobs": self.blobs.url}
+
+
+def _own_rows(batches, build_many, limit: int | None, offset: int):
+    """Rows, in lists of at most RESULT_BATCH, from lists of matched records: ``offset``
+    records skipped and ``limit`` kept without building a row for any other; the cyclic GC is
+    paused while a list is built (see Archive._rows), never across a yield."""
+    skip, left = offset, limit
+    for recs in batches:
+        if skip:
+            taken = min(skip, len(recs))
+            recs, skip = recs[taken:], skip - taken
+        for i in range(0, len(recs), RESULT_BATCH):
+            part = recs[i:i + RESULT_BATCH]
+            if left is not None:
+                if left <= 0:
+                    return
+                part = part[:left]
+                left -= len(part)
+            with gc_paused():
+                rows = build_many(part)
+            yield rows
+        if left is not None and left <= 0:
+            return
 
 
 def _blob_key(p: ingest.ParsedInstance) -> str:

@@ -213,10 +213,11 @@ def test_hierarchical_query_equals_filtered_relational_query(instances, data):
 
 
 @settings(max_examples=30)
-@given(archives(), st.lists(queries(), min_size=1, max_size=4))
-def test_json_rows_from_own_records_equal_rows_from_matches(instances, qs):
-    """find(format="json") builds rows straight from (key, record) pairs when nothing above the
-    query level is needed; they equal the rows built from Match objects, in the same order."""
+@given(archives(), st.lists(queries(), min_size=1, max_size=4), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 5)))
+def test_json_rows_from_own_records_equal_rows_from_matches(instances, qs, offset, limit):
+    """find(format="json") builds rows straight from lists of matched records when nothing above
+    the query level is needed; they equal the rows built from Match objects, in the same order,
+    and a page of them (offset, limit) is the same slice of the whole answer."""
     from pacscore.query.execute import Executor
     from pacscore.query.results import ResultBuilder
 
@@ -236,8 +237,11 @@ def test_json_rows_from_own_records_equal_rows_from_matches(instances, qs):
                     reference = [builder._json(builder.fields(m)) for m in matches]
                 got = list(arc.find(keys, level=level, relational=relational, format="json"))
                 assert got == slow == reference, (level, keys)
+                page = list(arc.find(keys, level=level, relational=relational, format="json", offset=offset,
+                                     limit=limit))
+                assert page == got[offset:None if limit is None else offset + limit], (level, keys, offset, limit)
                 if level == "STUDY":  # at least these take the direct path
-                    assert builder.own_record_row is not None
+                    assert builder.own_record_rows is not None
 
 
 COMBINED_DATES = ["20141230", "20141231", "20150101", "20150102", "20150630", "20151231", "20160101",

@@ -315,6 +315,18 @@ def test_json_rows_equal_the_pure_rows(specs, first, second):
         got = _records.json_row(row_specs_, recs, None, json_attribute)
         assert got == expected
         assert list(got) == list(expected)
+    # rows of a list of own records (no CALL spec): each slot of a spec reads the same record
+    own = [recs[0]] + ([recs[1]] if recs[1] is not None else [])
+    try:
+        expected_rows = json_rows.json_rows(specs, own, json_attribute)
+    except Exception as exc:  # noqa: BLE001
+        with pytest.raises(type(exc)):
+            _records.json_rows(specs, own, json_attribute)
+        return
+    got_rows = _records.json_rows(specs, own, json_attribute)
+    assert got_rows == expected_rows
+    assert [list(r) for r in got_rows] == [list(r) for r in expected_rows]
+    assert got_rows == [json_rows.json_row(specs, (rec, rec), None, json_attribute) for rec in own]
 
 
 def _tracked_containers(obj) -> list:
@@ -431,3 +443,28 @@ def test_element_walk_on_real_files():
                 for implicit in (False, True):
                     assert _walk.walk_problem(data[:cut], start, implicit, False) == \
                         ingest._walk_problem(data[:cut], start, implicit, False), (path.name, start, cut)
+
+
+# ---------------------------------------------------------------- index range walks
+
+_ranges = pytest.importorskip("pacscore._ext._ranges")
+from pacscore.query.ranges import walk_range_pure  # noqa: E402
+
+range_keys = st.binary(max_size=5).map(lambda b: b"\x01\x02" + b) | st.binary(max_size=4)
+
+
+@given(st.lists(st.tuples(range_keys, st.binary(min_size=1, max_size=3)), max_size=40),
+       st.binary(max_size=3), st.binary(max_size=3), st.booleans(), st.integers(0, 12), st.booleans())
+def test_range_walks_equal_the_pure_walk(entries, start, end, prefix, cap, as_buffers):
+    """Both walks add the same values and give up at the same point, over keys inside, before
+    and after the head, in an LMDB-like walk of sorted (key, value) pairs (as memoryviews, as
+    LMDB gives them in a buffers transaction, or as bytes)."""
+    head = b"\x01\x02"
+    lo = head + start
+    walk = sorted(e for e in entries if e[0] >= lo)
+    pairs = [(memoryview(k), memoryview(v)) if as_buffers else (k, v) for k, v in walk]
+    hi = None if prefix else head + end
+    want, got = set(), set()
+    expected = walk_range_pure(iter(pairs), head, lo, hi, prefix, want, cap)
+    assert _ranges.walk_range(iter(pairs), head, lo, hi, prefix, got, cap) == expected
+    assert got == want

@@ -699,25 +699,27 @@ cdef class RecordTest:
                     return False
         return True
 
-    def scan(self, it, Py_ssize_t limit=1024):
+    def scan(self, it, Py_ssize_t limit=1024, bint keys=True):
         """Test up to ``limit`` (key, record) pairs from ``it`` (an LMDB cursor iterator) in
-        one C loop; returns ``(matches, exhausted)``, matches as (key, record) bytes pairs.
-        Records arrive as buffers into the map: each is copied once, before the next read."""
+        one C loop; returns ``(matches, exhausted)``, matches as (key, record) bytes pairs, or
+        the records alone when ``keys`` is false. Records arrive as buffers into the map: each
+        is copied once, before the next read."""
         cdef list out = []
         cdef Py_ssize_t n = 0
         cdef bytes raw
         for key, rec in it:
             raw = rec if type(rec) is bytes else bytes(rec)
             if self._test(raw, <const uint8_t*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)):
-                out.append((key if type(key) is bytes else bytes(key), raw))
+                out.append((key if type(key) is bytes else bytes(key), raw) if keys else raw)
             n += 1
             if n >= limit:
                 return out, False
         return out, True
 
-    def fetch(self, get, list keys, db):
-        """The (key, record) bytes pairs that pass among ``keys``, each read with
-        ``get(key, None, db)`` (a transaction's get): absent keys are skipped."""
+    def fetch(self, get, list keys, db, bint with_keys=True):
+        """The (key, record) bytes pairs that pass among ``keys`` (the records alone when
+        ``with_keys`` is false), each read with ``get(key, None, db)`` (a transaction's get):
+        absent keys are skipped."""
         cdef list out = []
         cdef bytes raw
         for key in keys:
@@ -726,12 +728,13 @@ cdef class RecordTest:
                 continue
             raw = rec if type(rec) is bytes else bytes(rec)
             if self._test(raw, <const uint8_t*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)):
-                out.append((key if type(key) is bytes else bytes(key), raw))
+                out.append((key if type(key) is bytes else bytes(key), raw) if with_keys else raw)
         return out
 
-    def scan_segment(self, segment):
-        """The (key, record) bytes pairs of one scan segment (index/segments.py) that pass:
-        the records are tested where they lie and only the matches are copied."""
+    def scan_segment(self, segment, bint keys=True):
+        """The (key, record) bytes pairs of one scan segment (index/segments.py) that pass (the
+        records alone when ``keys`` is false): the records are tested where they lie and only
+        the matches are copied."""
         cdef const uint8_t[::1] view = segment
         cdef Py_ssize_t size = view.shape[0], pos = 0, start, klen, rlen
         cdef const uint8_t* p
@@ -748,8 +751,11 @@ cdef class RecordTest:
             if start + klen + rlen > size:
                 raise ValueError(f"segment entry at byte {pos} runs past the end ({start + klen + rlen} > {size})")
             if self._test(None, p + start + klen, rlen):
-                out.append((PyBytes_FromStringAndSize(<const char*>(p + start), klen),
-                            PyBytes_FromStringAndSize(<const char*>(p + start + klen), rlen)))
+                if keys:
+                    out.append((PyBytes_FromStringAndSize(<const char*>(p + start), klen),
+                                PyBytes_FromStringAndSize(<const char*>(p + start + klen), rlen)))
+                else:
+                    out.append(PyBytes_FromStringAndSize(<const char*>(p + start + klen), rlen))
             pos = start + klen + rlen
         return out
 

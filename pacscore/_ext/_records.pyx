@@ -443,12 +443,12 @@ cdef object _constant_attribute(str vr, str text, object attribute):
     return attr
 
 
-def json_row(tuple specs, tuple recs, match, attribute, get=None):
-    """The response row for one match (see pacscore/query/json_rows.py); ``get`` is unused."""
+cdef dict _row(tuple specs, tuple recs, object own, object match, object attribute):
+    """One response row; the records come from ``recs`` by each spec's index, or are all
+    ``own`` when ``recs`` is None (a row made from the match's own record alone)."""
     cdef dict out = _PyDict_NewPresized(len(specs))  # no resize while the row fills
     cdef tuple spec
     cdef int kind
-    cdef bytes text
     for spec in specs:
         kind = spec[0]
         if kind == SPEC_CONSTANT:
@@ -458,9 +458,24 @@ def json_row(tuple specs, tuple recs, match, attribute, get=None):
             if attr is not None:
                 out[spec[1]] = attr
         else:
-            out[spec[1]] = _field_attribute(kind, spec[4], recs[spec[2]], spec[3], attribute)
+            out[spec[1]] = _field_attribute(kind, spec[4], own if recs is None else recs[spec[2]], spec[3],
+                                            attribute)
     for attr in out.values():
         if PyObject_GC_IsTracked(attr):
             return out
     PyObject_GC_UnTrack(<void*>out)  # it holds only untracked attributes (see _untracked)
+    return out
+
+
+def json_row(tuple specs, tuple recs, match, attribute, get=None):
+    """The response row for one match (see pacscore/query/json_rows.py); ``get`` is unused."""
+    return _row(specs, recs, None, match, attribute)
+
+
+def json_rows(tuple specs, list records, attribute):
+    """The rows of matches whose every attribute comes from their own record (no CALL spec):
+    one row per record of ``records``, in one C loop."""
+    cdef list out = []
+    for rec in records:
+        out.append(_row(specs, None, rec, None, attribute))
     return out

@@ -120,15 +120,24 @@ class Executor:
         """(key, record) of the matches when no upper level has conditions (no ancestor needs
         reading to decide), else None: a result built from the match's own record alone can
         skip Match objects."""
-        q = self.query
-        if any(q.conditions.get(lvl) for lvl in q.ancestors):
+        if self._upper_levels():
             return None
         return self._candidates_that_match()
 
-    def matches(self) -> Iterator[Match]:
+    def own_record_batches(self) -> Iterator[list[bytes]] | None:
+        """The matches' own records (bytes, in key order), a list at a time, when no upper level
+        has conditions; else None. For rows built a batch at a time in one compiled loop."""
+        if self._upper_levels():
+            return None
+        return self._match_batches(False)
+
+    def _upper_levels(self) -> list[str]:
         q = self.query
-        target = q.level
-        upper = [lvl for lvl in q.ancestors if q.conditions.get(lvl)]
+        return [lvl for lvl in q.ancestors if q.conditions.get(lvl)]
+
+    def matches(self) -> Iterator[Match]:
+        target = self.query.level
+        upper = self._upper_levels()
         for key, rec in self._candidates_that_match():
             if not upper:
                 yield Match(target, key, {target: rec}, self)
@@ -143,6 +152,12 @@ class Executor:
 
     def _candidates_that_match(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, record) of the candidates that pass the query level's own conditions."""
+        for batch in self._match_batches(True):
+            yield from batch
+
+    def _match_batches(self, with_keys: bool) -> Iterator[list]:
+        """Lists of the candidates that pass the query level's own conditions, in key order:
+        (key, record) pairs, or the records alone when ``with_keys`` is false."""
         target = self.query.level
         record_test = getattr(self.test, "record_test", None)
         if self.plan.keys is None and record_test is not None:
@@ -150,13 +165,13 @@ class Executor:
             if self.plan.segmented:
                 # a level scan over the packed segments: one C loop per segment
                 for value in self.plan.segment_values():
-                    yield from rt.scan_segment(value)
+                    yield rt.scan_segment(value, with_keys)
                 return
             # an unsegmented level: the compiled kernels test the cursor's records in a C loop
             scan, it = rt.scan, self.plan.candidates()
             while True:
-                batch, exhausted = scan(it, 1024)
-                yield from batch
+                batch, exhausted = scan(it, 1024, with_keys)
+                yield batch
                 if exhausted:
                     return
         if record_test is not None:
@@ -164,14 +179,19 @@ class Executor:
             fetch, keys = record_test(target).fetch, self.plan.keys
             get, db = self.txn.get, self._dbs[target]
             for i in range(0, len(keys), 1024):
-                yield from fetch(get, keys[i:i + 1024], db)
+                yield fetch(get, keys[i:i + 1024], db, with_keys)
             return
         test = self.test
         # the plan yields (key, record) with the record possibly a buffer into the map: test in
         # place, copy only what matches (buffers are valid until the next read)
+        batch: list = []
         for key, rec in self.plan.candidates():
             if rec is not None and test(target, rec):
-                yield bytes(key), bytes(rec)
+                batch.append((bytes(key), bytes(rec)) if with_keys else bytes(rec))
+                if len(batch) >= 1024:
+                    yield batch
+                    batch = []
+        yield batch
 
     def _key_of(self, level: str, ancestors: dict[str, bytes], target: str, rec: bytes) -> bytes:
         # the key of an ancestor is stored in its child's parent field

@@ -52,3 +52,10 @@ def json_row(specs: tuple, recs: tuple, match, attribute, get=pure_records.get) 
             else:
                 out[hexkey] = attribute(out_vr(vr, field[0]), field[1])
     return out
+
+
+def json_rows(specs: tuple, records: list, attribute, get=pure_records.get) -> list[dict]:
+    """The rows of matches whose every attribute comes from their own record (specs without
+    CALL, any record index): one row per raw record of ``records``."""
+    width = 1 + max((spec[2] for spec in specs if spec[0] in (UNIQUE, KEY)), default=0)
+    return [json_row(specs, (rec,) * width, None, attribute, get) for rec in records]

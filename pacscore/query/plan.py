@@ -20,6 +20,7 @@ from .. import model, values
 from ..index import segments
 from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB, patient_keys
 from ..index.secondary import DEFAULT_INDEXED, GRAM_INDEXED, MAX_VALUE_BYTES, gram_prefix, grams, normalise_pn, prefix
+from .ranges import walk as walk_range
 
 _DOWN = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
 _EXACT_VRS = frozenset({"CS", "SH", "LO", "AE", "UI"})
@@ -137,9 +138,10 @@ def _index_plan(ex) -> Plan | None:
             steps.append(f"{cond.keyword}: {'no trigram plan' if kind else 'too broad'}")
             continue
         steps.append(f"{cond.keyword}: {len(found)} candidates{kind}")
-        best = found if best is None else best & found
+        best = found if best is None else set(best).intersection(found)
     if best is None:
         return None
+    # a list of sorted runs (the trigram plan's) sorts in about linear time
     return Plan("index", "secondary index", sorted(best), ex, steps)
 
 
@@ -208,48 +210,58 @@ def _enc(text: str) -> bytes:
     return text.encode("utf-8")[:MAX_VALUE_BYTES]
 
 
-def _collect_grams(ex, level: str, cond, cap: int) -> set[bytes] | None:
-    """Candidates of a wild card (or single value) key from the trigram entries: for each key
-    value, the entities having its rarest trigrams (at most three, none held by more than ``cap``
-    entities; from its literal runs of three or more characters, in NFC as the matcher compares
-    them), with every entity whose value is empty. None when a key value has no such run, or
-    when even its rarest trigram is common."""
+def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
+    """Candidates of a wild card (or single value) key from the trigram entries (in NFC, as the
+    matcher compares): every entity whose value is empty, and for each key value the entities
+    holding the rarest trigram of each of its literal runs of three or more characters (at most
+    three runs; none held by more than ``cap`` entities). None when a key value has no such
+    run, or when its rarest trigram is common.
+
+    One trigram per run: the trigrams of one run of text nearly always occur together (a value
+    holding ``PHA`` of ``ESOPHAGUS`` holds the others), so reading a second list of the same
+    run costs more than the few candidates it could remove; the matcher decides anyway. The
+    empty-value entities hold no trigram, so they and a key value's entities never overlap."""
     if cond.kind not in ("wildcard", "single", "multi_value") or not cond.key_values:
         return None
     head = gram_prefix(level, cond.tags[0])
     cur = ex.txn.cursor(db=ex.index.db("idx"))
-    found: set[bytes] = set()
-    if cur.set_key(head):
-        found.update(map(bytes, cur.iternext_dup(keys=False, values=True)))
+    empties = list(map(bytes, cur.iternext_dup(keys=False, values=True))) if cur.set_key(head) else []
+    per_value: list[list[bytes]] = []
     for key_value in cond.key_values:
-        wanted = set()
-        for run in re.split(r"[*?]", values.nfc(values.strip_padding(cond.vr, key_value))):
-            wanted |= grams(run)
-        if not wanted:
+        runs = [grams(run) for run in re.split(r"[*?]", values.nfc(values.strip_padding(cond.vr, key_value)))]
+        runs = [run for run in runs if run]
+        if not runs:
             return None
-        counts = []
-        for gram in wanted:
-            key = head + gram.encode("utf-8", "surrogatepass")  # as the entries are written
-            if not cur.set_key(key):
-                counts = []  # a trigram no stored value has: this key value matches only empties
-                break
-            counts.append((cur.count(), key))
-        if len(counts) != len(wanted):
+        rarest = []
+        for run in runs:
+            counts = []
+            for gram in run:
+                key = head + gram.encode("utf-8", "surrogatepass")  # as the entries are written
+                if not cur.set_key(key):
+                    break  # a trigram no stored value has: this key value matches only empties
+                counts.append((cur.count(), key))
+            else:
+                rarest.append(min(counts))
+                continue
+            rarest = None
+            break
+        if rarest is None:
             continue
-        counts.sort()
-        if counts[0][0] > cap:
+        rarest.sort()
+        if rarest[0][0] > cap:
             return None
-        matched: set[bytes] | None = None
-        for count, key in counts[:3]:
+        matched: list[bytes] | set[bytes] | None = None
+        for count, key in rarest[:3]:
             if count > cap:
                 break  # reading a common trigram's entities would cost more than it saves
             cur.set_key(key)
-            these = set(map(bytes, cur.iternext_dup(keys=False, values=True)))
-            matched = these if matched is None else matched & these
-        found |= matched or set()
-        if len(found) > cap:
-            return None
-    return found
+            these = list(map(bytes, cur.iternext_dup(keys=False, values=True)))
+            matched = these if matched is None else set(matched).intersection(these)
+        per_value.append(matched if isinstance(matched, list) else sorted(matched))
+    if len(per_value) > 1:
+        per_value = [sorted(set().union(*per_value))]
+    found = empties + per_value[0] if per_value else empties
+    return None if len(found) > cap else found
 
 
 def _collect(ex, head: bytes, ranges, cap: int) -> set[bytes] | None:
@@ -269,15 +281,8 @@ def _collect(ex, head: bytes, ranges, cap: int) -> set[bytes] | None:
             if not cur.set_range(lo if start else head + b"\x00"):
                 continue
             hi = head + end if mode == "range" else None
-            for k, v in cur.iternext(keys=True, values=True):
-                k = bytes(k)
-                if mode is True and not k.startswith(lo):
-                    break
-                if mode == "range" and (not k.startswith(head) or k > hi):
-                    break
-                found.add(bytes(v))
-                if len(found) > cap:
-                    return None
+            if not walk_range(cur.iternext(keys=True, values=True), head, lo, hi, mode is True, found, cap):
+                return None
         if len(found) > cap:
             return None
     return found

@@ -22,8 +22,9 @@ from .conditions import compile_condition
 from .execute import Match
 from .keys import Key, Query
 
-#: the compiled row builder when the extension is in use, else the pure twin
+#: the compiled row builders when the extension is in use, else the pure twins
 _json_row = getattr(records.impl, "json_row", None) or json_rows.json_row
+_json_rows = getattr(records.impl, "json_rows", None) or json_rows.json_rows
 
 FORMATS = ("dataset", "json", "dict")
 CHARSET = "ISO_IR 192"
@@ -160,18 +161,19 @@ class ResultBuilder:
         return self.render(self.fields(match))
 
     @property
-    def own_record_row(self) -> Callable[[tuple[bytes, bytes]], dict] | None:
-        """A JSON row from a (key, record) pair, when every attribute of the row comes from the
-        query level's own record (no ancestor, no sequence filter, no timezone rule); else None."""
+    def own_record_rows(self) -> Callable[[list[bytes]], list[dict]] | None:
+        """JSON rows from a list of the matches' own records, when every attribute of a row
+        comes from the query level's own record (no ancestor, no sequence filter, no timezone
+        rule); else None. The compiled twin builds a whole list in one loop."""
         if self.fmt != "json" or any(spec[0] == json_rows.CALL for spec in self._specs):
             return None
         if any(lvl not in (None, self.query.level) for lvl in self._rec_levels):
             return None
-        specs, width = self._specs, len(self._rec_levels)
+        specs = self._specs
 
-        def row(pair: tuple[bytes, bytes]) -> dict:
-            return _json_row(specs, (pair[1],) * width, None, json_attribute)
-        return row
+        def rows(recs: list[bytes]) -> list[dict]:
+            return _json_rows(specs, recs, json_attribute)
+        return rows
 
     @property
     def row(self) -> Callable[[Match], object]:
