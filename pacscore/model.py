@@ -172,12 +172,22 @@ def normalise_level(level: str, model: str) -> str:
 
 def vr_of(tag: int) -> str:
     """The dictionary VR of a public tag ('UN' for private or unknown tags)."""
+    vr = _VRS.get(tag)
+    if vr is not None:
+        return vr
     try:
         vr = dictionary_VR(tag)
     except KeyError:
-        return "UN"
+        return "UN"  # not kept: an application may add the tag to pydicom's dictionary later
     # ambiguous VRs ("US or SS", "OB or OW") resolve to the first; matching treats them alike
-    return vr.split(" or ")[0]
+    vr = vr.split(" or ")[0]
+    if len(_VRS) < 8192:
+        _VRS[tag] = vr
+    return vr
+
+
+#: tag -> VR of the tags looked up so far (pydicom's lookup parses the tag each time)
+_VRS: dict[int, str] = {}
 
 
 def keyword_of(tag: int) -> str:

@@ -271,6 +271,7 @@ def _valid(vr: str, text: str) -> bool:
     return True
 
 
+@lru_cache(maxsize=1024)  # a pure function of two strings; a query compiles its key several times
 def split_range(vr: str, text: str) -> tuple[str | None, str | None]:
     """A range key ``v1-v2``, ``-v2`` or ``v1-`` as ``(v1, v2)``, None for an open end; ``"-"``
     alone gives ``(None, None)``. Spaces around the '-' are dropped.

@@ -46,17 +46,33 @@ class MatchOptions:
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return _NAMES
 
     def replace(self, **changes: object) -> "MatchOptions":
-        """A copy with ``changes``; unknown names raise QueryError naming them."""
-        unknown = sorted(set(changes) - set(self.names()))
+        """A copy with ``changes``; unknown names raise QueryError naming them.
+
+        Every query with options makes one; the copies of the same options with the same
+        changes are equal and immutable, so they are kept (a few dozen at most in practice)."""
+        try:
+            key = (self, tuple(sorted(changes.items())))
+            hit = _REPLACED.get(key)
+        except TypeError:  # an unhashable value: no reuse
+            key = hit = None
+        if hit is not None:
+            return hit
+        unknown = sorted(set(changes) - set(_NAMES))
         if unknown:
-            raise QueryError(unknown[0], f"unknown matching option (known: {', '.join(self.names())})")
-        return dataclasses.replace(self, **changes)
+            raise QueryError(unknown[0], f"unknown matching option (known: {', '.join(_NAMES)})")
+        out = dataclasses.replace(self, **changes)
+        if key is not None and len(_REPLACED) < 256:
+            _REPLACED[key] = out
+        return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+
+_NAMES = tuple(f.name for f in fields(MatchOptions))
+_REPLACED: dict[tuple, MatchOptions] = {}
 
 DEFAULT_OPTIONS = MatchOptions()
