@@ -361,6 +361,11 @@ def test_compiled_rows_of_plain_values_are_left_out_of_the_cyclic_gc():
     row = _records.json_row(((json_rows.KEY, "00081030", 0, 0x00081030, "SQ"),), (with_sequence,), None,
                             json_attribute)
     assert gc.is_tracked(row) and gc.is_tracked(row["00081030"])
+    # the list builder (own records) likewise: plain rows untracked, a row with a sequence tracked
+    plain, with_seq = _records.json_rows(specs + ((json_rows.KEY, "00081030", 0, 0x00081030, "SQ"),),
+                                         [rec, with_sequence], json_attribute)
+    assert _tracked_containers(plain) == []
+    assert gc.is_tracked(with_seq) and gc.is_tracked(with_seq["00081030"])
 
 
 def test_a_record_tester_applies_every_condition_of_the_level():

@@ -392,21 +392,24 @@ cdef object _text_attribute(str vr, const uint8_t* p, Py_ssize_t n, object attri
 
 cdef object _field_attribute(int kind, str key_vr, object rec, object tag, object attribute):
     """The attribute of a UNIQUE or KEY spec read from ``rec`` (raw bytes, a buffer or None)."""
-    cdef Py_ssize_t start = 0, end = 0
-    cdef const uint8_t* vr = NULL
-    cdef const uint8_t* ptr
-    cdef Py_ssize_t size
-    cdef int found = 0
+    cdef const uint8_t* ptr = NULL
+    cdef Py_ssize_t size = 0
     cdef _View v = None
-    cdef int key_code
-    cdef long long t
+    cdef long long t = tag if isinstance(tag, int) and -1 <= tag <= 0xFFFFFFFF else -1
     if rec is not None:
         v = _pointer(rec, &ptr, &size)
-        t = tag if isinstance(tag, int) and -1 <= tag <= 0xFFFFFFFF else -1
-        if t < 0:
-            found = 0
-        else:
-            found = find_field(ptr, size, <uint32_t>t, &start, &end, &vr)
+    return _field_at(kind, key_vr, _code(key_vr), ptr, size, rec is not None, t, attribute)
+
+
+cdef object _field_at(int kind, str key_vr, int key_code, const uint8_t* ptr, Py_ssize_t size, bint has_rec,
+                      long long t, object attribute):
+    """``_field_attribute`` on a record already pointed at (``has_rec`` false: no record), for
+    a tag already checked (``t`` < 0: not a valid tag, so never found)."""
+    cdef Py_ssize_t start = 0, end = 0
+    cdef const uint8_t* vr = NULL
+    cdef int found = 0
+    if has_rec and t >= 0:
+        found = find_field(ptr, size, <uint32_t>t, &start, &end, &vr)
         if found < 0:
             raise struct.error("record is truncated or malformed")
     if found == 0:  # absent: an empty attribute (no Value), as json_attribute(vr, "") gives
@@ -417,7 +420,6 @@ cdef object _field_attribute(int kind, str key_vr, object rec, object tag, objec
             return attribute(key_vr, value or "")
         return attribute("SQ", value)
     if kind == SPEC_KEY:
-        key_code = _code(key_vr)
         if key_code == C_UN or key_code == ((<int>vr[0] << 8) | vr[1]):
             key_vr = _vr_str(vr)
     return _text_attribute(key_vr, ptr + start, end - start, attribute)
@@ -449,21 +451,21 @@ cdef dict _row(tuple specs, tuple recs, object own, object match, object attribu
     cdef dict out = _PyDict_NewPresized(len(specs))  # no resize while the row fills
     cdef tuple spec
     cdef int kind
+    cdef bint tracked = False
     for spec in specs:
         kind = spec[0]
         if kind == SPEC_CONSTANT:
-            out[spec[1]] = _constant_attribute(spec[2], spec[3], attribute)
+            attr = _constant_attribute(spec[2], spec[3], attribute)
         elif kind == SPEC_CALL:
             attr = spec[2](match)
-            if attr is not None:
-                out[spec[1]] = attr
+            if attr is None:
+                continue
         else:
-            out[spec[1]] = _field_attribute(kind, spec[4], own if recs is None else recs[spec[2]], spec[3],
-                                            attribute)
-    for attr in out.values():
-        if PyObject_GC_IsTracked(attr):
-            return out
-    PyObject_GC_UnTrack(<void*>out)  # it holds only untracked attributes (see _untracked)
+            attr = _field_attribute(kind, spec[4], own if recs is None else recs[spec[2]], spec[3], attribute)
+        tracked = tracked or PyObject_GC_IsTracked(attr)
+        out[spec[1]] = attr
+    if not tracked:
+        PyObject_GC_UnTrack(<void*>out)  # it holds only untracked attributes (see _untracked)
     return out
 
 
@@ -472,10 +474,77 @@ def json_row(tuple specs, tuple recs, match, attribute, get=None):
     return _row(specs, recs, None, match, attribute)
 
 
+cdef class _OwnRowPlan:
+    """The specs of json_rows read once per call instead of once per row and attribute: tags
+    and VR codes as C ints, the split values of plain constants as a tuple to copy."""
+    cdef Py_ssize_t n
+    cdef int kinds[256]
+    cdef long long tags[256]
+    cdef int codes[256]
+    cdef tuple specs
+    cdef list plain   # per spec: the tuple of a plain constant's values, else None
+
+    def __cinit__(self, tuple specs, object attribute):
+        cdef Py_ssize_t i
+        cdef tuple spec
+        self.n = len(specs)
+        self.specs = specs
+        self.plain = [None] * self.n
+        for i in range(self.n):
+            spec = specs[i]
+            self.kinds[i] = spec[0]
+            if self.kinds[i] == SPEC_CONSTANT:
+                attr = _constant_attribute(spec[2], spec[3], attribute)
+                if (type(attr) is dict and len(<dict>attr) == 2 and (<dict>attr).get("vr") == spec[2]
+                        and type((<dict>attr).get("Value")) is list
+                        and all(type(x) is str for x in (<dict>attr)["Value"])):
+                    self.plain[i] = tuple((<dict>attr)["Value"])
+            elif self.kinds[i] != SPEC_CALL:
+                tag = spec[3]
+                self.tags[i] = tag if isinstance(tag, int) and -1 <= tag <= 0xFFFFFFFF else -1
+                self.codes[i] = _code(spec[4])
+
+    cdef dict row(self, object rec, object attribute):
+        cdef dict out = _PyDict_NewPresized(self.n)
+        cdef const uint8_t* ptr = NULL
+        cdef Py_ssize_t size = 0
+        cdef _View v = None
+        cdef Py_ssize_t i
+        cdef int kind
+        cdef tuple spec
+        cdef bint tracked = False
+        if rec is not None:
+            v = _pointer(rec, &ptr, &size)
+        for i in range(self.n):
+            spec = <tuple>self.specs[i]
+            kind = self.kinds[i]
+            if kind == SPEC_CONSTANT:
+                plain = self.plain[i]
+                if plain is not None:
+                    attr = _untracked(spec[2], list(<tuple>plain))
+                else:
+                    attr = _constant_attribute(spec[2], spec[3], attribute)
+            elif kind == SPEC_CALL:
+                attr = spec[2](None)
+                if attr is None:
+                    continue
+            else:
+                attr = _field_at(kind, spec[4], self.codes[i], ptr, size, rec is not None, self.tags[i], attribute)
+            tracked = tracked or PyObject_GC_IsTracked(attr)
+            out[spec[1]] = attr
+        if not tracked:
+            PyObject_GC_UnTrack(<void*>out)  # it holds only untracked attributes (see _untracked)
+        return out
+
+
 def json_rows(tuple specs, list records, attribute):
     """The rows of matches whose every attribute comes from their own record (no CALL spec):
-    one row per record of ``records``, in one C loop."""
+    one row per record of ``records``, in one C loop over specs read once."""
     cdef list out = []
+    cdef _OwnRowPlan plan
+    if len(specs) > 256:
+        return [_row(specs, None, rec, None, attribute) for rec in records]
+    plan = _OwnRowPlan(specs, attribute)
     for rec in records:
-        out.append(_row(specs, None, rec, None, attribute))
+        out.append(plan.row(rec, attribute))
     return out

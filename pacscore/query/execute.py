@@ -116,17 +116,10 @@ class Executor:
             verdict = self._verdict[ck] = self.test(level, rec)
         return verdict
 
-    def own_records(self) -> Iterator[tuple[bytes, bytes]] | None:
-        """(key, record) of the matches when no upper level has conditions (no ancestor needs
-        reading to decide), else None: a result built from the match's own record alone can
-        skip Match objects."""
-        if self._upper_levels():
-            return None
-        return self._candidates_that_match()
-
     def own_record_batches(self) -> Iterator[list[bytes]] | None:
         """The matches' own records (bytes, in key order), a list at a time, when no upper level
-        has conditions; else None. For rows built a batch at a time in one compiled loop."""
+        has conditions (no ancestor needs reading to decide); else None. A result built from the
+        match's own record alone skips Match objects and is built a list at a time."""
         if self._upper_levels():
             return None
         return self._match_batches(False)
