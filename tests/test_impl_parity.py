@@ -473,3 +473,13 @@ def test_range_walks_equal_the_pure_walk(entries, start, end, prefix, cap, as_bu
     expected = walk_range_pure(iter(pairs), head, lo, hi, prefix, want, cap)
     assert _ranges.walk_range(iter(pairs), head, lo, hi, prefix, got, cap) == expected
     assert got == want
+
+
+@given(st.lists(st.binary(max_size=6), max_size=30), st.booleans())
+def test_values_of_equals_the_pure_copy(values, as_buffers):
+    from pacscore.query.ranges import values_of_pure
+
+    walk = [memoryview(v) if as_buffers else v for v in values]
+    got = _ranges.values_of(iter(walk))
+    assert got == values_of_pure(iter(walk)) == values
+    assert all(type(v) is bytes for v in got)

@@ -55,3 +55,20 @@ def walk_range(it, bytes head, bytes lo, object hi, bint prefix, set found, Py_s
         if len(found) > cap:
             return False
     return True
+
+
+def values_of(it):
+    """``list(map(bytes, it))`` for an iterator of buffers (a cursor's duplicate values), with
+    each buffer copied straight into its bytes object."""
+    cdef Py_buffer vb
+    cdef list out = []
+    for v in it:
+        if type(v) is bytes:
+            out.append(v)
+            continue
+        PyObject_GetBuffer(v, &vb, PyBUF_SIMPLE)
+        try:
+            out.append(PyBytes_FromStringAndSize(<const char*>vb.buf, vb.len))
+        finally:
+            PyBuffer_Release(&vb)
+    return out

@@ -20,6 +20,7 @@ from .. import model, values
 from ..index import segments
 from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB, patient_keys
 from ..index.secondary import DEFAULT_INDEXED, GRAM_INDEXED, MAX_VALUE_BYTES, gram_prefix, grams, normalise_pn, prefix
+from .ranges import values_of
 from .ranges import walk as walk_range
 
 _DOWN = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
@@ -225,7 +226,7 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
         return None
     head = gram_prefix(level, cond.tags[0])
     cur = ex.txn.cursor(db=ex.index.db("idx"))
-    empties = list(map(bytes, cur.iternext_dup(keys=False, values=True))) if cur.set_key(head) else []
+    empties = values_of(cur.iternext_dup(keys=False, values=True)) if cur.set_key(head) else []
     per_value: list[list[bytes]] = []
     for key_value in cond.key_values:
         runs = [grams(run) for run in re.split(r"[*?]", values.nfc(values.strip_padding(cond.vr, key_value)))]
@@ -255,7 +256,7 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
             if count > cap:
                 break  # reading a common trigram's entities would cost more than it saves
             cur.set_key(key)
-            these = list(map(bytes, cur.iternext_dup(keys=False, values=True)))
+            these = values_of(cur.iternext_dup(keys=False, values=True))
             matched = these if matched is None else set(matched).intersection(these)
         per_value.append(matched if isinstance(matched, list) else sorted(matched))
     if len(per_value) > 1:
@@ -269,12 +270,12 @@ def _collect(ex, head: bytes, ranges, cap: int) -> set[bytes] | None:
     found: set[bytes] = set()
     # entities with an empty or absent value: the matcher decides whether they match
     if cur.set_key(head):
-        found.update(map(bytes, cur.iternext_dup(keys=False, values=True)))
+        found.update(values_of(cur.iternext_dup(keys=False, values=True)))
     for start, end, mode in ranges:
         lo = head + start
         if mode is False:  # exact value
             if cur.set_key(lo):
-                found.update(map(bytes, cur.iternext_dup(keys=False, values=True)))
+                found.update(values_of(cur.iternext_dup(keys=False, values=True)))
         else:
             if start == b"" and mode is True:
                 return None

@@ -1,9 +1,10 @@
-"""The walk of one secondary index range, for the planner (query/plan.py).
+"""The walks of secondary index entries, for the planner (query/plan.py).
 
 ``walk_range`` adds the values (entity keys) of a cursor's entries to a set while their keys
-stay in the range, and gives up past ``cap`` of them. ``pacscore._ext._ranges.walk_range`` is
-its compiled twin (tests/test_impl_parity.py gives both the same walks); ``walk`` is whichever
-is in use (the pure one under ``PACSCORE_PURE=1``).
+stay in the range, and gives up past ``cap`` of them; ``values_of`` copies a walk's values (one
+key's duplicates) to bytes. ``pacscore._ext._ranges`` holds their compiled twins
+(tests/test_impl_parity.py gives both the same walks); ``walk`` and ``values_of`` are whichever
+is in use (the pure ones under ``PACSCORE_PURE=1``).
 """
 from __future__ import annotations
 
@@ -28,11 +29,17 @@ def walk_range_pure(it: Iterable, head: bytes, lo: bytes, hi: bytes | None, pref
     return True
 
 
+def values_of_pure(it: Iterable) -> list[bytes]:
+    """The values of a cursor walk (buffers) as bytes, in order."""
+    return list(map(bytes, it))
+
+
 try:
     if os.environ.get("PACSCORE_PURE") == "1":
         raise ImportError("PACSCORE_PURE=1")
+    from .._ext._ranges import values_of
     from .._ext._ranges import walk_range as walk
 except ImportError:  # pure install or forced pure
-    walk = walk_range_pure
+    walk, values_of = walk_range_pure, values_of_pure
 
-__all__ = ["walk", "walk_range_pure"]
+__all__ = ["values_of", "values_of_pure", "walk", "walk_range_pure"]
