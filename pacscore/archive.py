@@ -511,26 +511,33 @@ class Archive:
 
 
 def _own_rows(batches, build_many, limit: int | None, offset: int):
-    """Rows, in lists of at most RESULT_BATCH, from lists of matched records: ``offset``
+    """Rows, in lists of RESULT_BATCH (the last one shorter), from lists of matched records of
+    any length (a scan segment may give a few matches, a candidate fetch a thousand): ``offset``
     records skipped and ``limit`` kept without building a row for any other; the cyclic GC is
     paused while a list is built (see Archive._rows), never across a yield."""
     skip, left = offset, limit
+    pending: list = []
+    if left == 0:
+        return
     for recs in batches:
         if skip:
             taken = min(skip, len(recs))
             recs, skip = recs[taken:], skip - taken
-        for i in range(0, len(recs), RESULT_BATCH):
-            part = recs[i:i + RESULT_BATCH]
-            if left is not None:
-                if left <= 0:
-                    return
-                part = part[:left]
-                left -= len(part)
+        pending += recs
+        while len(pending) >= (RESULT_BATCH if left is None else min(RESULT_BATCH, left)):
+            step = RESULT_BATCH if left is None else min(RESULT_BATCH, left)
+            part, pending = pending[:step], pending[step:]
             with gc_paused():
                 rows = build_many(part)
             yield rows
-        if left is not None and left <= 0:
-            return
+            if left is not None:
+                left -= step
+                if left == 0:
+                    return
+    if pending:
+        with gc_paused():
+            rows = build_many(pending)
+        yield rows
 
 
 def _blob_key(p: ingest.ParsedInstance) -> str:
