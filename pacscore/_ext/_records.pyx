@@ -12,6 +12,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8, PyUnicode_READ_CHAR
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy
 
 cdef extern from "Python.h":
@@ -390,21 +391,11 @@ cdef object _text_attribute(str vr, const uint8_t* p, Py_ssize_t n, object attri
     return _untracked(vr, values)
 
 
-cdef object _field_attribute(int kind, str key_vr, object rec, object tag, object attribute):
-    """The attribute of a UNIQUE or KEY spec read from ``rec`` (raw bytes, a buffer or None)."""
-    cdef const uint8_t* ptr = NULL
-    cdef Py_ssize_t size = 0
-    cdef _View v = None
-    cdef long long t = tag if isinstance(tag, int) and -1 <= tag <= 0xFFFFFFFF else -1
-    if rec is not None:
-        v = _pointer(rec, &ptr, &size)
-    return _field_at(kind, key_vr, _code(key_vr), ptr, size, rec is not None, t, attribute)
-
-
 cdef object _field_at(int kind, str key_vr, int key_code, const uint8_t* ptr, Py_ssize_t size, bint has_rec,
                       long long t, object attribute):
-    """``_field_attribute`` on a record already pointed at (``has_rec`` false: no record), for
-    a tag already checked (``t`` < 0: not a valid tag, so never found)."""
+    """The attribute of a UNIQUE or KEY spec read from a record already pointed at (``has_rec``
+    false: no record, an empty attribute), for a tag already checked (``t`` < 0: not a valid
+    tag, so never found)."""
     cdef Py_ssize_t start = 0, end = 0
     cdef const uint8_t* vr = NULL
     cdef int found = 0
@@ -445,54 +436,35 @@ cdef object _constant_attribute(str vr, str text, object attribute):
     return attr
 
 
-cdef dict _row(tuple specs, tuple recs, object own, object match, object attribute):
-    """One response row; the records come from ``recs`` by each spec's index, or are all
-    ``own`` when ``recs`` is None (a row made from the match's own record alone)."""
-    cdef dict out = _PyDict_NewPresized(len(specs))  # no resize while the row fills
-    cdef tuple spec
-    cdef int kind
-    cdef bint tracked = False
-    for spec in specs:
-        kind = spec[0]
-        if kind == SPEC_CONSTANT:
-            attr = _constant_attribute(spec[2], spec[3], attribute)
-        elif kind == SPEC_CALL:
-            attr = spec[2](match)
-            if attr is None:
-                continue
-        else:
-            attr = _field_attribute(kind, spec[4], own if recs is None else recs[spec[2]], spec[3], attribute)
-        tracked = tracked or PyObject_GC_IsTracked(attr)
-        out[spec[1]] = attr
-    if not tracked:
-        PyObject_GC_UnTrack(<void*>out)  # it holds only untracked attributes (see _untracked)
-    return out
-
-
-def json_row(tuple specs, tuple recs, match, attribute, get=None):
-    """The response row for one match (see pacscore/query/json_rows.py); ``get`` is unused."""
-    return _row(specs, recs, None, match, attribute)
-
-
-cdef class _OwnRowPlan:
-    """The specs of json_rows read once per call instead of once per row and attribute: tags
-    and VR codes as C ints, the split values of plain constants as a tuple to copy."""
+cdef class RowPlan:
+    """The specs of a query's rows (pacscore/query/json_rows.py) read once, not once per row and
+    attribute: tags and VR codes as C ints, the split values of plain constants as a tuple to
+    copy. ``row`` builds the row of one match from its levels' records, ``rows`` the rows of a
+    list of matches from their own records alone."""
     cdef Py_ssize_t n
-    cdef int kinds[256]
-    cdef long long tags[256]
-    cdef int codes[256]
+    cdef int* kinds
+    cdef long long* tags
+    cdef int* codes
     cdef tuple specs
     cdef list plain   # per spec: the tuple of a plain constant's values, else None
+    cdef object attribute
 
     def __cinit__(self, tuple specs, object attribute):
         cdef Py_ssize_t i
         cdef tuple spec
         self.n = len(specs)
-        self.specs = specs
+        self.specs, self.attribute = specs, attribute
         self.plain = [None] * self.n
+        self.kinds = <int*>PyMem_Malloc(max(self.n, 1) * sizeof(int))
+        self.tags = <long long*>PyMem_Malloc(max(self.n, 1) * sizeof(long long))
+        self.codes = <int*>PyMem_Malloc(max(self.n, 1) * sizeof(int))
+        if self.kinds == NULL or self.tags == NULL or self.codes == NULL:
+            raise MemoryError()
         for i in range(self.n):
             spec = specs[i]
             self.kinds[i] = spec[0]
+            self.tags[i] = -1
+            self.codes[i] = -1
             if self.kinds[i] == SPEC_CONSTANT:
                 attr = _constant_attribute(spec[2], spec[3], attribute)
                 if (type(attr) is dict and len(<dict>attr) == 2 and (<dict>attr).get("vr") == spec[2]
@@ -504,17 +476,26 @@ cdef class _OwnRowPlan:
                 self.tags[i] = tag if isinstance(tag, int) and -1 <= tag <= 0xFFFFFFFF else -1
                 self.codes[i] = _code(spec[4])
 
-    cdef dict row(self, object rec, object attribute):
-        cdef dict out = _PyDict_NewPresized(self.n)
+    def __dealloc__(self):
+        PyMem_Free(self.kinds)
+        PyMem_Free(self.tags)
+        PyMem_Free(self.codes)
+
+    cdef dict _row(self, tuple recs, object own, object match):
+        """The records come from ``recs`` by each spec's index, or are all ``own`` when ``recs``
+        is None (pointed at once for the whole row)."""
+        cdef dict out = _PyDict_NewPresized(self.n)  # no resize while the row fills
         cdef const uint8_t* ptr = NULL
-        cdef Py_ssize_t size = 0
+        cdef const uint8_t* fptr
+        cdef Py_ssize_t size = 0, fsize
         cdef _View v = None
+        cdef _View fv
         cdef Py_ssize_t i
         cdef int kind
         cdef tuple spec
         cdef bint tracked = False
-        if rec is not None:
-            v = _pointer(rec, &ptr, &size)
+        if recs is None and own is not None:
+            v = _pointer(own, &ptr, &size)
         for i in range(self.n):
             spec = <tuple>self.specs[i]
             kind = self.kinds[i]
@@ -523,28 +504,45 @@ cdef class _OwnRowPlan:
                 if plain is not None:
                     attr = _untracked(spec[2], list(<tuple>plain))
                 else:
-                    attr = _constant_attribute(spec[2], spec[3], attribute)
+                    attr = _constant_attribute(spec[2], spec[3], self.attribute)
             elif kind == SPEC_CALL:
-                attr = spec[2](None)
+                attr = spec[2](match)
                 if attr is None:
                     continue
+            elif recs is None:
+                attr = _field_at(kind, spec[4], self.codes[i], ptr, size, own is not None, self.tags[i],
+                                 self.attribute)
             else:
-                attr = _field_at(kind, spec[4], self.codes[i], ptr, size, rec is not None, self.tags[i], attribute)
+                rec = recs[spec[2]]
+                fptr, fsize, fv = NULL, 0, None
+                if rec is not None:
+                    fv = _pointer(rec, &fptr, &fsize)
+                attr = _field_at(kind, spec[4], self.codes[i], fptr, fsize, rec is not None, self.tags[i],
+                                 self.attribute)
             tracked = tracked or PyObject_GC_IsTracked(attr)
             out[spec[1]] = attr
         if not tracked:
             PyObject_GC_UnTrack(<void*>out)  # it holds only untracked attributes (see _untracked)
         return out
 
+    def row(self, tuple recs, match):
+        """The row of one match; ``recs[i]`` is the raw record of level i or None."""
+        return self._row(recs, None, match)
+
+    def rows(self, list records):
+        """The rows of matches whose every attribute comes from their own record (no CALL
+        spec): one per raw record of ``records``, in one C loop."""
+        cdef list out = []
+        for rec in records:
+            out.append(self._row(None, rec, None))
+        return out
+
+
+def json_row(tuple specs, tuple recs, match, attribute, get=None):
+    """The response row for one match (see pacscore/query/json_rows.py); ``get`` is unused."""
+    return RowPlan(specs, attribute).row(recs, match)
+
 
 def json_rows(tuple specs, list records, attribute):
-    """The rows of matches whose every attribute comes from their own record (no CALL spec):
-    one row per record of ``records``, in one C loop over specs read once."""
-    cdef list out = []
-    cdef _OwnRowPlan plan
-    if len(specs) > 256:
-        return [_row(specs, None, rec, None, attribute) for rec in records]
-    plan = _OwnRowPlan(specs, attribute)
-    for rec in records:
-        out.append(plan.row(rec, attribute))
-    return out
+    """``RowPlan(specs, attribute).rows(records)``."""
+    return RowPlan(specs, attribute).rows(records)

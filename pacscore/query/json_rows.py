@@ -4,8 +4,8 @@ A QIDO-RS answer or ``find(format="json")`` may hold thousands of rows, and buil
 most of a broad query's time. ``ResultBuilder`` compiles, once per query, a *row plan*: one
 spec per attribute of the response, in output (tag) order, saying where its value comes from.
 ``json_row(specs, recs, match)`` then reads each field from the raw record bytes and builds
-its JSON attribute. ``pacscore._ext._records.json_row`` is the compiled twin; both give the
-same rows (tests/test_impl_parity.py).
+its JSON attribute; ``RowPlan`` holds a query's specs for its rows. ``pacscore._ext._records``
+has the compiled twins; both give the same rows (tests/test_impl_parity.py).
 
 Specs (tuples, the first item says the kind):
 
@@ -59,3 +59,18 @@ def json_rows(specs: tuple, records: list, attribute, get=pure_records.get) -> l
     CALL, any record index): one row per raw record of ``records``."""
     width = 1 + max((spec[2] for spec in specs if spec[0] in (UNIQUE, KEY)), default=0)
     return [json_row(specs, (rec,) * width, None, attribute, get) for rec in records]
+
+
+class RowPlan:
+    """The rows of one query's specs: ``row(recs, match)`` is ``json_row``, ``rows(records)``
+    is ``json_rows``. ``pacscore._ext._records.RowPlan`` is the compiled twin, which reads the
+    specs once when it is made instead of once per row."""
+
+    def __init__(self, specs: tuple, attribute) -> None:
+        self.specs, self.attribute = specs, attribute
+
+    def row(self, recs: tuple, match) -> dict:
+        return json_row(self.specs, recs, match, self.attribute)
+
+    def rows(self, records: list) -> list[dict]:
+        return json_rows(self.specs, records, self.attribute)

@@ -22,9 +22,8 @@ from .conditions import compile_condition
 from .execute import Match
 from .keys import Key, Query
 
-#: the compiled row builders when the extension is in use, else the pure twins
-_json_row = getattr(records.impl, "json_row", None) or json_rows.json_row
-_json_rows = getattr(records.impl, "json_rows", None) or json_rows.json_rows
+#: the compiled row plan when the extension is in use, else the pure twin
+_RowPlan = getattr(records.impl, "RowPlan", None) or json_rows.RowPlan
 
 FORMATS = ("dataset", "json", "dict")
 CHARSET = "ISO_IR 192"
@@ -83,6 +82,7 @@ class ResultBuilder:
         if fmt == "json":
             self._specs, self._rec_levels = self._row_plan()
             self._rec_levels_read = tuple(lvl or query.level for lvl in self._rec_levels)
+            self._rows = _RowPlan(self._specs, json_attribute)
 
     def fields(self, match: Match) -> list[tuple[int, str, object]]:
         """(tag, vr, value) of the response; value "" when unknown."""
@@ -152,8 +152,7 @@ class ResultBuilder:
 
     def _json_match(self, match: Match) -> dict:
         # a slot no spec reads gets the query level's record (already read): any value does
-        levels = self._rec_levels_read
-        return _json_row(self._specs, tuple(map(match.record, levels)), match, json_attribute)
+        return self._rows.row(tuple(map(match.record, self._rec_levels_read)), match)
 
     def __call__(self, match: Match):
         if self.fmt == "json":
@@ -169,11 +168,7 @@ class ResultBuilder:
             return None
         if any(lvl not in (None, self.query.level) for lvl in self._rec_levels):
             return None
-        specs = self._specs
-
-        def rows(recs: list[bytes]) -> list[dict]:
-            return _json_rows(specs, recs, json_attribute)
-        return rows
+        return self._rows.rows
 
     @property
     def row(self) -> Callable[[Match], object]:
