@@ -6,7 +6,9 @@ Measures ingest (instances/s), and per query of ``QUERY_SUITE``: median and p95 
 queries/s, matches, the plan (``Archive.explain``); then index bytes per instance and peak
 RSS. With ``--pure-ratio`` the suite runs again in a subprocess with PACSCORE_PURE=1 on the
 same archive and each query gets the ratio pure/compiled. Writes ``results.json`` and
-``results.md`` into ``--out`` (default bench-out/).
+``results.md`` into ``--out`` (default bench-out/). ``--suite-only ARCHIVE [--option NAME=VALUE]``
+reruns the suite on a kept archive, with matching options added to every query (for example
+``empty_record_matches=false``, where empty values match no key, as in Orthanc).
 
 ``QUERY_SUITE`` holds identifiers with ``{placeholders}``; ``resolve_suite(arc)`` fills them with
 values of the archive itself (a patient, a study, a series picked at fixed positions), so the
@@ -177,12 +179,14 @@ def summarise(times: list[float]) -> dict:
             "qps": round(1 / median, 1) if median else None, "runs": len(times)}
 
 
-def run_suite(folder: Path, min_time: float = 0.4) -> dict:
+def run_suite(folder: Path, min_time: float = 0.4, options: dict | None = None) -> dict:
+    """The suite on an archive; ``options`` (matching options) are added to every query."""
     import pacscore
 
-    out = {"implementation": pacscore.IMPLEMENTATION, "queries": []}
+    out = {"implementation": pacscore.IMPLEMENTATION, "queries": [], "options": options or {}}
     with pacscore.open(folder) as arc:
         for name, ident, level, opts in resolve_suite(arc):
+            opts = {**opts, **(options or {})}
             times, matches = time_query(lambda: list(arc.find(ident, level=level, format="json", **opts)), min_time)
             out["queries"].append({"name": name, "level": level, "identifier": ident, "options": opts,
                                    "matches": len(matches), "plan": arc.explain(ident, level=level, **opts),
@@ -200,6 +204,17 @@ def index_size(folder: Path) -> dict:
     finally:
         env.close()
     return {"index_used_bytes": used, "index_file_bytes": (folder / "index" / "data.mdb").stat().st_size}
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    """``NAME=VALUE`` pairs as matching options: true/false become booleans."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--option {pair!r}: write NAME=VALUE")
+        out[name] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -233,11 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-time", type=float, default=0.4, help="seconds spent per query (after warm-up)")
     parser.add_argument("--suite-only", metavar="ARCHIVE",
                         help="only run the suite on an archive built before (--keep); prints JSON")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="with --suite-only: a matching option for every query, e.g. "
+                             "empty_record_matches=false (Orthanc's semantics: empty values match no key)")
     args = parser.parse_args(argv)
 
     if args.suite_only:
-        json.dump(run_suite(Path(args.suite_only), args.min_time), sys.stdout)
+        json.dump(run_suite(Path(args.suite_only), args.min_time, _parse_options(args.option)), sys.stdout)
         return 0
+    if args.option:
+        parser.error("--option goes with --suite-only")
 
     def child(extra_env=None) -> dict:
         cmd = [sys.executable, "-m", "benchmarks.run", "--suite-only", str(folder), "--min-time", str(args.min_time)]
