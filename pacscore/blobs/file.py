@@ -168,7 +168,7 @@ class FileBlobStore(BlobStore):
                 target = f"{folder}{os.sep}{key}"
                 temp = f"{folder}{os.sep}{_TEMP_PREFIX}{key}-{secrets.token_hex(6)}"
                 if folder not in known:
-                    os.makedirs(folder, exist_ok=True)
+                    _make_folder(folder)
                     known.add(folder)
                 try:
                     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -255,6 +255,17 @@ class FileBlobStore(BlobStore):
         for first in _subfolders(self.path):
             for second in _subfolders(first):
                 yield from (p for p in second.iterdir() if p.name.startswith(_TEMP_PREFIX))
+
+
+def _make_folder(folder: str) -> None:
+    """``os.makedirs(folder, exist_ok=True)`` without its ``stat`` of the parent first: ingest
+    makes a new shard folder for most new blobs until the layout's folders all exist."""
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # the first-level folder is new too
+        os.makedirs(folder, exist_ok=True)
 
 
 def _subfolders(path: Path) -> list[Path]:
