@@ -21,7 +21,7 @@ demo: $(STAMP)
 # The whole suite, compiled paths live; the matcher, record and query tests run again in pure mode.
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q tests
-	PACSCORE_PURE=1 $(PY) -m pytest -q tests/test_vectors.py tests/test_reference_properties.py tests/test_archive.py tests/test_archive_properties.py tests/test_hierarchical_vectors.py tests/test_segments.py tests/test_hostile.py
+	PACSCORE_PURE=1 $(PY) -m pytest -q tests/test_vectors.py tests/test_reference_properties.py tests/test_archive.py tests/test_archive_properties.py tests/test_hierarchical_vectors.py tests/test_segments.py tests/test_hostile.py tests/test_unindexable.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not interop and not slow" tests

@@ -153,7 +153,7 @@ def test_a_version_1_archive_is_upgraded_at_open(tmp_path):
         assert [r["StudyInstanceUID"] for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY",
                                                         format="dict")] == before
         with arc.index.read() as txn:
-            assert txn.get(b"schema", db=arc.index.db("meta")) == b"3"
+            assert txn.get(b"schema", db=arc.index.db("meta")) == b"4"
 
 
 def test_an_archive_of_a_newer_schema_is_refused(tmp_path):
@@ -162,9 +162,9 @@ def test_an_archive_of_a_newer_schema_is_refused(tmp_path):
         _store(arc, 1)
     env = lmdb.open(str(folder / "index"), max_dbs=12)
     with env.begin(write=True) as txn:
-        txn.put(b"schema", b"4", db=env.open_db(b"meta", txn=txn))
+        txn.put(b"schema", b"5", db=env.open_db(b"meta", txn=txn))
     env.close()
-    with pytest.raises(pacscore.StorageError, match="schema version 4"):
+    with pytest.raises(pacscore.StorageError, match="schema version 5"):
         pacscore.open(folder)
 
 
@@ -212,7 +212,7 @@ def test_a_version_2_archive_gets_its_trigram_entries_at_open(tmp_path):
         assert steps == ["SeriesDescription: 6 candidates (trigrams)"]
         assert [r["SeriesInstanceUID"] for r in arc.find(key, level="SERIES", relational=True, format="dict")] == before
         with arc.index.read() as txn:
-            assert txn.get(b"schema", db=arc.index.db("meta")) == b"3"
+            assert txn.get(b"schema", db=arc.index.db("meta")) == b"4"
 
 
 def test_verify_finds_and_repairs_segments_that_disagree(tmp_path):

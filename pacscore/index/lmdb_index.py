@@ -28,7 +28,7 @@ from ..errors import StorageError
 
 #: 2: scan segments; 3: trigram entries (index/secondary.py, GRAM_INDEXED). An older archive is
 #: upgraded at its first writable open; opened read-only it is read as it is
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
 DUPSORT = ("children", "idx")
 _VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
@@ -70,6 +70,13 @@ class Index:
         opened read-only does not."""
         self.env
         return "segments" in self._dbs
+
+    @property
+    def splits_unindexable(self) -> bool:
+        """Whether values the index cannot file by text have their own entries, apart from the
+        empty ones (schema 4); not in an older archive opened read-only."""
+        self.env
+        return self._dbs.get(_VERSION, SCHEMA_VERSION) >= 4
 
     @property
     def grams(self) -> bool:
@@ -133,6 +140,8 @@ class Index:
                         self._upgrade_to_segments(txn, dbs)
                     if int(version) < 3:
                         self._upgrade_to_grams(txn, dbs)
+                    if int(version) < 4:
+                        self._upgrade_to_unindexable(txn, dbs)
                 txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
         env.reader_check()  # clear reader slots left by killed processes
         self._env, self._dbs, self._pid = env, dbs, os.getpid()
@@ -165,6 +174,36 @@ class Index:
                     idx.putmulti(sorted(entries), dupdata=True)
                     entries = []
             idx.putmulti(sorted(entries), dupdata=True)
+
+    def _upgrade_to_unindexable(self, txn, dbs) -> None:
+        """Version 3 -> 4: the entities filed under a bare prefix (``level byte + tag``) whose
+        value is not empty (a sequence, a date that is not YYYYMMDD, ...) move to the prefix +
+        UNINDEXABLE (index/secondary.py); the empty and absent ones stay. The bare prefixes are
+        found by jumping from one ``level byte + tag`` to the next, not by reading every entry."""
+        from . import codec
+        from .secondary import UNINDEXABLE, is_empty_field
+
+        level_of = {byte: level for level, byte in LEVEL_BYTE.items()}
+        idx = dbs["idx"]
+        cur = txn.cursor(db=idx)
+        moves = []
+        start = b""
+        while cur.set_range(start):
+            key = bytes(cur.key())
+            head = key[:5]
+            if len(key) == 5 and head[:1] in level_of:
+                level, tag = level_of[head[:1]], int.from_bytes(head[1:], "big")
+                for entity in list(map(bytes, cur.iternext_dup(keys=False, values=True))):
+                    raw = txn.get(entity, db=dbs[LEVEL_DB[level]])
+                    if raw is not None and not is_empty_field(codec.decode(bytes(raw)).get(tag)):
+                        moves.append((head, entity))
+            following = _following(head)
+            if following is None:
+                break
+            start = following
+        for head, entity in moves:
+            txn.delete(head, entity, db=idx)
+            txn.put(head + UNINDEXABLE, entity, db=idx, dupdata=True)
 
     def grow(self) -> None:
         """Double the map size (called outside any transaction after MapFullError)."""
@@ -201,6 +240,14 @@ class Index:
                     self._env.close()
         self._env = None
         self._pid = -1
+
+
+def _following(prefix: bytes) -> bytes | None:
+    """The smallest key after every key that starts with ``prefix`` (None: there is none)."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
 def patient_keys(txn, index: Index, patient_id: str) -> list[bytes]:

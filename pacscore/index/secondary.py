@@ -3,7 +3,11 @@
 An entry is ``level byte + tag (4 bytes, big endian) + normalised value``. Values are normalised
 so that the index can only over-propose (case-folded person names, trimmed values, 8-digit dates);
 the matcher always decides. Entities with an empty or absent value get an entry with an empty
-value, because such entities match every key by default (PS3.4 C.2.2.1.2).
+value (the bare prefix), because such entities match every key by default (PS3.4 C.2.2.1.2).
+Since schema 4, a value the index cannot file under its text (a sequence, a date that is not
+YYYYMMDD, a name without an alphabetic group, an empty or blank piece of a multi-valued value)
+gets the prefix + ``UNINDEXABLE`` instead: every plan visits those, and visits the empty ones
+only when an empty value can match the key (``empty_record_matches``).
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from .. import model, values
 from .lmdb_index import LEVEL_BYTE
 
 MAX_VALUE_BYTES = 400  # LMDB keys are at most 511 bytes
+#: after a prefix: a value the index cannot file by its text (0xFF never occurs in UTF-8)
+UNINDEXABLE = b"\xff"
 
 #: level -> tags indexed by default
 DEFAULT_INDEXED: dict[str, tuple[int, ...]] = {
@@ -93,14 +99,21 @@ def gram_entries(level: str, rec: dict) -> set[bytes]:
     return out
 
 
+def is_empty_field(field: tuple | None) -> bool:
+    """Absent, or a text value of zero length: what files under the bare prefix."""
+    return field is None or (field[0] != "SQ" and field[1] == "")
+
+
 def index_entries(level: str, rec: dict, extra: tuple[int, ...] | list[int] = ()) -> set[bytes]:
     out = gram_entries(level, rec) if level in GRAM_INDEXED else set()
     for tag in (*DEFAULT_INDEXED.get(level, ()), *extra):
         field = rec.get(tag)
         head = prefix(level, tag)
-        if field is None or field[0] == "SQ" or not field[1]:
+        if is_empty_field(field):
             out.add(head)
-            continue
-        for v in normalise(field[0], field[1]):
-            out.add(head + _encode(v))
+        elif field[0] == "SQ" or not isinstance(field[1], str):
+            out.add(head + UNINDEXABLE)
+        else:
+            for v in normalise(field[0], field[1]):
+                out.add(head + _encode(v) if v else head + UNINDEXABLE)
     return out

@@ -19,7 +19,16 @@ from typing import Iterable, Iterator
 from .. import model, values
 from ..index import segments
 from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB, patient_keys
-from ..index.secondary import DEFAULT_INDEXED, GRAM_INDEXED, MAX_VALUE_BYTES, gram_prefix, grams, normalise_pn, prefix
+from ..index.secondary import (
+    DEFAULT_INDEXED,
+    GRAM_INDEXED,
+    MAX_VALUE_BYTES,
+    UNINDEXABLE,
+    gram_prefix,
+    grams,
+    normalise_pn,
+    prefix,
+)
 from .ranges import values_of
 from .ranges import walk as walk_range
 
@@ -132,7 +141,7 @@ def _index_plan(ex) -> Plan | None:
             ranges = _ranges_for(cond, q.options)
             if ranges is None:
                 continue
-            found, kind = _collect(ex, prefix(level, cond.tags[0]), ranges, cap), ""
+            found, kind = _collect(ex, prefix(level, cond.tags[0]), ranges, cap, _empty_can_match(cond)), ""
         else:
             continue
         if found is None:
@@ -265,12 +274,29 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
     return None if len(found) > cap else found
 
 
-def _collect(ex, head: bytes, ranges, cap: int) -> set[bytes] | None:
+def _empty_can_match(cond) -> bool:
+    """Whether an entity with an empty or absent value can match the condition (the reference's
+    own answer: C.2.2.1.2 with ``empty_record_matches``); True when the test cannot tell."""
+    if len(cond.tags) != 1:
+        return True  # a combined date-time key: the time of an entity without a date counts
+    try:
+        return bool(cond.test(None)) or bool(cond.test(""))
+    except Exception:  # noqa: BLE001 - whatever the reason, keep the empty ones
+        return True
+
+
+def _collect(ex, head: bytes, ranges, cap: int, empties: bool = True) -> set[bytes] | None:
     cur = ex.txn.cursor(db=ex.index.db("idx"))
     found: set[bytes] = set()
-    # entities with an empty or absent value: the matcher decides whether they match
-    if cur.set_key(head):
-        found.update(values_of(cur.iternext_dup(keys=False, values=True)))
+    # entities with a value the index cannot file by its text, and (when they can match) those
+    # with an empty or absent value: the matcher decides whether they match. Before schema 4
+    # both are under the bare prefix.
+    marks = [head + UNINDEXABLE] if ex.index.splits_unindexable else []
+    if empties or not marks:
+        marks.append(head)
+    for mark in marks:
+        if cur.set_key(mark):
+            found.update(values_of(cur.iternext_dup(keys=False, values=True)))
     for start, end, mode in ranges:
         lo = head + start
         if mode is False:  # exact value
