@@ -26,8 +26,9 @@ import lmdb
 
 from ..errors import StorageError
 
-#: 2: scan segments; 3: trigram entries (index/secondary.py, GRAM_INDEXED). An older archive is
-#: upgraded at its first writable open; opened read-only it is read as it is
+#: 2: scan segments; 3: trigram entries (index/secondary.py, GRAM_INDEXED); 4: entries of values
+#: the index cannot file by text apart from the empty ones (secondary.UNINDEXABLE). An older
+#: archive is upgraded at its first writable open; opened read-only it is read as it is
 SCHEMA_VERSION = 4
 DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
 DUPSORT = ("children", "idx")
