@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import lmdb
 import pytest
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
 
 import pacscore
 from pacscore.index.lmdb_index import LEVEL_BYTE, Index
-from pacscore.index.secondary import UNINDEXABLE, prefix
+from pacscore.index.secondary import UNINDEXABLE, gram_prefix, prefix
 from pacscore.query.execute import Executor
 from pacscore.query.keys import build_query
 from pacscore.query.options import MatchOptions
@@ -40,6 +42,21 @@ def _store(arc) -> None:
     for i, (name, date, accession) in enumerate(STUDIES):
         arc.store(make_instance(sop=f"1.5.{i}.1.1", study=f"1.5.{i}", series=f"1.5.{i}.1", patient_id=f"P{i}",
                                 patient_name=name, study_date=date, AccessionNumber=accession, charset="ISO_IR 192"))
+
+
+#: SeriesDescription of the series of a second study: empty, absent, blank, text, a sequence
+DESCRIPTIONS = ["", None, "   ", "CT CHEST", "MR BRAIN", "SEQ"]
+
+
+def _store_series(arc) -> None:
+    for i, description in enumerate(DESCRIPTIONS):
+        ds = make_instance(sop=f"1.6.1.{i}.1", study="1.6.1", series=f"1.6.1.{i}", patient_id="Q",
+                           SeriesDescription=None if description == "SEQ" else description)
+        if description == "SEQ":  # a sequence where text belongs: its items' text can still match
+            item = Dataset()
+            item.CodeValue = "CHEST"
+            ds.add(DataElement(0x0008103E, "SQ", [item]))
+        arc.store(ds)
 
 
 def _expected(keyword: str, vr: str, key: str, empty: bool) -> list[str]:
@@ -90,18 +107,19 @@ def test_entries_of_unindexable_values_are_apart_from_the_empty_ones(tmp_path):
 
 def _downgrade_to_version_3(folder) -> int:
     """What an archive written before the split looks like: every unindexable entry under the
-    bare prefix; returns how many entries moved."""
+    bare prefix (of the index or of the trigrams); returns how many entries moved."""
     env = lmdb.open(str(folder / "index"), max_dbs=12)
     moved = []
     with env.begin(write=True) as txn:
         idx = env.open_db(b"idx", txn=txn, dupsort=True)
         for k, v in txn.cursor(db=idx):
             k = bytes(k)
-            if len(k) == 6 and k.endswith(UNINDEXABLE) and k[:1] in LEVEL_BYTE.values():
+            width = 7 if k[1:3] == b"\xff\xfe" else 5
+            if len(k) == width + 1 and k.endswith(UNINDEXABLE) and k[:1] in LEVEL_BYTE.values():
                 moved.append((k, bytes(v)))
         for k, v in moved:
             txn.delete(k, v, db=idx)
-            txn.put(k[:5], v, db=idx, dupdata=True)
+            txn.put(k[:-1], v, db=idx, dupdata=True)
         txn.put(b"schema", b"3", db=env.open_db(b"meta", txn=txn))
     env.close()
     return len(moved)
@@ -111,8 +129,9 @@ def test_a_version_3_archive_gets_its_unindexable_entries_at_open(tmp_path):
     folder = tmp_path / "v3"
     with pacscore.open(folder) as arc:
         _store(arc)
+        _store_series(arc)
     fresh = _idx_entries(folder)
-    assert _downgrade_to_version_3(folder) >= 3
+    assert _downgrade_to_version_3(folder) >= 4
     assert _idx_entries(folder) != fresh
     ident = {"AccessionNumber": "A1", "StudyInstanceUID": ""}
     index = Index(folder / "index", readonly=True)  # read-only: no upgrade, the bare prefix holds both
@@ -133,3 +152,28 @@ def test_a_version_3_archive_gets_its_unindexable_entries_at_open(tmp_path):
                                                          empty_record_matches=empty)]
             assert got == _expected("AccessionNumber", "SH", "A1", empty)
     assert _idx_entries(folder) == fresh  # the upgrade made exactly the entries a fresh index has
+
+
+@pytest.mark.parametrize("empty", [True, False])
+@pytest.mark.parametrize("key", ["*CHEST*", "*CT CH*", "MR BRAIN", "*HES*\\*BRA*"])
+def test_trigram_plans_visit_empty_descriptions_only_when_they_can_match(tmp_path, key, empty):
+    with pacscore.open(tmp_path / "a") as arc:
+        _store_series(arc)
+        ident = {"SeriesDescription": key, "SeriesInstanceUID": ""}
+        opts = {"relational": True, "empty_record_matches": empty}
+        assert arc.explain(ident, level="SERIES", **opts)["steps"][0].endswith("(trigrams)")
+        got = [r["SeriesInstanceUID"] for r in arc.find(ident, level="SERIES", format="dict", **opts)]
+        stored = [[{"CodeValue": "CHEST"}] if d == "SEQ" else d for d in DESCRIPTIONS]
+        assert got == [f"1.6.1.{i}" for i, d in enumerate(stored)
+                       if pacscore.match("LO", key, d, empty_record_matches=empty)]
+        with arc.index.read() as txn:
+            query = build_query(ident, "SERIES", "STUDY", MatchOptions(**opts))
+            with Executor(arc.index, txn, query) as executor:
+                keys = set(executor.plan.keys)
+        assert ({b"1.6.1.0", b"1.6.1.1", b"1.6.1.2"} <= keys) is empty
+        assert not ({b"1.6.1.0", b"1.6.1.1", b"1.6.1.2"} & keys) or empty
+        assert b"1.6.1.5" in keys  # the sequence: always visited
+    entries = _idx_entries(tmp_path / "a")
+    head = gram_prefix("SERIES", 0x0008103E)
+    assert {v for k, v in entries if k == head} == {b"1.6.1.0", b"1.6.1.1", b"1.6.1.2"}
+    assert {v for k, v in entries if k == head + UNINDEXABLE} == {b"1.6.1.5"}

@@ -177,12 +177,13 @@ class Index:
             idx.putmulti(sorted(entries), dupdata=True)
 
     def _upgrade_to_unindexable(self, txn, dbs) -> None:
-        """Version 3 -> 4: the entities filed under a bare prefix (``level byte + tag``) whose
-        value is not empty (a sequence, a date that is not YYYYMMDD, ...) move to the prefix +
-        UNINDEXABLE (index/secondary.py); the empty and absent ones stay. The bare prefixes are
-        found by jumping from one ``level byte + tag`` to the next, not by reading every entry."""
+        """Version 3 -> 4: the entities filed under a bare prefix (``level byte + tag``, or the
+        trigram prefix ``level byte + FF FE + tag``) whose value is not empty (a sequence, a date
+        that is not YYYYMMDD, ...) move to the prefix + UNINDEXABLE (index/secondary.py); the
+        empty and absent ones stay. The bare prefixes are found by jumping from one prefix to the
+        next, not by reading every entry."""
         from . import codec
-        from .secondary import UNINDEXABLE, is_empty_field
+        from .secondary import UNINDEXABLE, is_empty_field, is_empty_gram_field
 
         level_of = {byte: level for level, byte in LEVEL_BYTE.items()}
         idx = dbs["idx"]
@@ -191,12 +192,14 @@ class Index:
         start = b""
         while cur.set_range(start):
             key = bytes(cur.key())
-            head = key[:5]
-            if len(key) == 5 and head[:1] in level_of:
-                level, tag = level_of[head[:1]], int.from_bytes(head[1:], "big")
+            width = 7 if key[1:3] == b"\xff\xfe" else 5  # a trigram prefix, or an index prefix
+            head = key[:width]
+            if len(key) == width and head[:1] in level_of:
+                level, tag = level_of[head[:1]], int.from_bytes(head[-4:], "big")
+                empty = is_empty_gram_field if width == 7 else is_empty_field
                 for entity in list(map(bytes, cur.iternext_dup(keys=False, values=True))):
                     raw = txn.get(entity, db=dbs[LEVEL_DB[level]])
-                    if raw is not None and not is_empty_field(codec.decode(bytes(raw)).get(tag)):
+                    if raw is not None and not empty(codec.decode(bytes(raw)).get(tag)):
                         moves.append((head, entity))
             following = _following(head)
             if following is None:

@@ -81,17 +81,27 @@ def grams(text: str) -> set[str]:
     return {text[i:i + GRAM] for i in range(len(text) - GRAM + 1)}
 
 
+def is_empty_gram_field(field: tuple | None) -> bool:
+    """Absent, or one text value that is empty once stripped of its padding (what the wild
+    card matcher takes for an empty value): what files under a bare trigram prefix."""
+    return field is None or (field[0] != "SQ" and isinstance(field[1], str) and "\\" not in field[1]
+                             and not values.strip_padding("LO", field[1]))
+
+
 def gram_entries(level: str, rec: dict) -> set[bytes]:
     """Trigram entries of a record: for each value of a GRAM_INDEXED attribute, stripped of
-    padding and in NFC as the wild card matcher sees it, its trigrams; an empty, absent or
-    non-text value gets the bare prefix (the planner always visits those)."""
+    padding and in NFC as the wild card matcher sees it, its trigrams; an empty or absent value
+    gets the bare prefix (visited when empty values can match), a non-text value the prefix +
+    UNINDEXABLE (always visited; schema 4)."""
     out = set()
     for tag in GRAM_INDEXED.get(level, ()):
         head = gram_prefix(level, tag)
         field = rec.get(tag)
-        if field is None or field[0] == "SQ" or not isinstance(field[1], str) or (
-                "\\" not in field[1] and not values.strip_padding("LO", field[1])):
+        if is_empty_gram_field(field):
             out.add(head)  # matches any key when empty values match (C.2.2.1.2)
+            continue
+        if field[0] == "SQ" or not isinstance(field[1], str):
+            out.add(head + UNINDEXABLE)
             continue
         for piece in field[1].split("\\"):
             for gram in grams(values.nfc(values.strip_padding("LO", piece))):

@@ -230,12 +230,21 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
     One trigram per run: the trigrams of one run of text nearly always occur together (a value
     holding ``PHA`` of ``ESOPHAGUS`` holds the others), so reading a second list of the same
     run costs more than the few candidates it could remove; the matcher decides anyway. The
-    empty-value entities hold no trigram, so they and a key value's entities never overlap."""
+    empty-value and non-text entities hold no trigram, so they and a key value's entities never
+    overlap."""
     if cond.kind not in ("wildcard", "single", "multi_value") or not cond.key_values:
         return None
     head = gram_prefix(level, cond.tags[0])
     cur = ex.txn.cursor(db=ex.index.db("idx"))
-    empties = values_of(cur.iternext_dup(keys=False, values=True)) if cur.set_key(head) else []
+    # the entities with a non-text value, and (when they can match) those with an empty or
+    # absent one; before schema 4 both are under the bare prefix
+    empties: list[bytes] = []
+    marks = [head + UNINDEXABLE] if ex.index.splits_unindexable else []
+    if _empty_can_match(cond) or not marks:
+        marks.append(head)
+    for mark in marks:
+        if cur.set_key(mark):
+            empties += values_of(cur.iternext_dup(keys=False, values=True))
     per_value: list[list[bytes]] = []
     for key_value in cond.key_values:
         runs = [grams(run) for run in re.split(r"[*?]", values.nfc(values.strip_padding(cond.vr, key_value)))]
