@@ -309,29 +309,17 @@ class Archive:
 
     @staticmethod
     def _rows(executor, builder, limit, offset):
-        """The results of one query in lists of at most RESULT_BATCH (see the comment below)."""
+        """The results of one query in lists of at most RESULT_BATCH (see ``_paged``)."""
         build_many = builder.own_record_rows
         batches = executor.own_record_batches() if build_many is not None else None
-        if batches is not None:  # rows from the matches' own records: no Match objects
-            yield from _own_rows(batches, build_many, limit, offset)
-            return
-        build, matches = builder.row, executor.matches()
-        for _ in islice(matches, offset):
-            pass
-        left = limit
-        while left is None or left > 0:
-            # results are built in batches with the cyclic GC paused: thousands of fresh
-            # row containers otherwise trigger collection after collection (half the time
-            # of a broad query); the pause never spans a yield to the caller
-            step = RESULT_BATCH if left is None else min(RESULT_BATCH, left)
-            with gc_paused():
-                rows = [build(m) for m in islice(matches, step)]
-            if rows:
-                yield rows
-            if len(rows) < step:
-                return
-            if left is not None:
-                left -= len(rows)
+        if batches is None:  # rows from Match objects (ancestors read as needed)
+            build, matches = builder.row, executor.matches()
+            chunk = RESULT_BATCH if limit is None else max(1, min(RESULT_BATCH, offset + limit))
+            batches = iter(lambda: list(islice(matches, chunk)), [])
+
+            def build_many(part):
+                return [build(m) for m in part]
+        yield from _paged(batches, build_many, limit, offset)
 
     def count(self, identifier: object, level: str | None = None, model: str = "STUDY", **options) -> int:
         """The number of matches; never builds results."""
@@ -510,22 +498,23 @@ class Archive:
                 "patient_disagreements": disagreements, "blobs": self.blobs.url}
 
 
-def _own_rows(batches, build_many, limit: int | None, offset: int):
-    """Rows, in lists of RESULT_BATCH (the last one shorter), from lists of matched records of
-    any length (a scan segment may give a few matches, a candidate fetch a thousand): ``offset``
-    records skipped and ``limit`` kept without building a row for any other; the cyclic GC is
-    paused while a list is built (see Archive._rows), never across a yield."""
+def _paged(batches, build_many, limit: int | None, offset: int):
+    """Results, in lists of RESULT_BATCH (the last one shorter), from lists of matches of any
+    length (a scan segment may give a few, a candidate fetch a thousand): ``offset`` matches
+    skipped and ``limit`` kept without building a result for any other. Results are built with
+    the cyclic GC paused (thousands of fresh row containers otherwise trigger collection after
+    collection: half the time of a broad query), never across a yield to the caller."""
     skip, left = offset, limit
     pending: list = []
     if left == 0:
         return
-    for recs in batches:
+    step = RESULT_BATCH if left is None else min(RESULT_BATCH, left)
+    for part in batches:
         if skip:
-            taken = min(skip, len(recs))
-            recs, skip = recs[taken:], skip - taken
-        pending += recs
-        while len(pending) >= (RESULT_BATCH if left is None else min(RESULT_BATCH, left)):
-            step = RESULT_BATCH if left is None else min(RESULT_BATCH, left)
+            taken = min(skip, len(part))
+            part, skip = part[taken:], skip - taken
+        pending += part
+        while len(pending) >= step:
             part, pending = pending[:step], pending[step:]
             with gc_paused():
                 rows = build_many(part)
@@ -534,6 +523,7 @@ def _own_rows(batches, build_many, limit: int | None, offset: int):
                 left -= step
                 if left == 0:
                     return
+                step = min(RESULT_BATCH, left)
     if pending:
         with gc_paused():
             rows = build_many(pending)

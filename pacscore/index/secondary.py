@@ -81,11 +81,15 @@ def grams(text: str) -> set[str]:
     return {text[i:i + GRAM] for i in range(len(text) - GRAM + 1)}
 
 
+def _is_text(field: tuple) -> bool:
+    """A stored text value (not a sequence): what the index can file by its text."""
+    return field[0] != "SQ" and isinstance(field[1], str)
+
+
 def is_empty_gram_field(field: tuple | None) -> bool:
     """Absent, or one text value that is empty once stripped of its padding (what the wild
     card matcher takes for an empty value): what files under a bare trigram prefix."""
-    return field is None or (field[0] != "SQ" and isinstance(field[1], str) and "\\" not in field[1]
-                             and not values.strip_padding("LO", field[1]))
+    return field is None or (_is_text(field) and "\\" not in field[1] and not values.strip_padding("LO", field[1]))
 
 
 def gram_entries(level: str, rec: dict) -> set[bytes]:
@@ -100,7 +104,7 @@ def gram_entries(level: str, rec: dict) -> set[bytes]:
         if is_empty_gram_field(field):
             out.add(head)  # matches any key when empty values match (C.2.2.1.2)
             continue
-        if field[0] == "SQ" or not isinstance(field[1], str):
+        if not _is_text(field):
             out.add(head + UNINDEXABLE)
             continue
         for piece in field[1].split("\\"):
@@ -121,7 +125,7 @@ def index_entries(level: str, rec: dict, extra: tuple[int, ...] | list[int] = ()
         head = prefix(level, tag)
         if is_empty_field(field):
             out.add(head)
-        elif field[0] == "SQ" or not isinstance(field[1], str):
+        elif not _is_text(field):
             out.add(head + UNINDEXABLE)
         else:
             for v in normalise(field[0], field[1]):

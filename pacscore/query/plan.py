@@ -115,10 +115,7 @@ def _lookup_unique(ex, level: str, values: Iterable[str]) -> list[bytes]:
 
 
 def _children(ex, level: str, key: bytes) -> list[bytes]:
-    cur = ex.txn.cursor(db=ex.index.db("children"))
-    if cur.set_key(LEVEL_BYTE[level] + key):
-        return [bytes(v) for v in cur.iternext_dup()]
-    return []
+    return _dups(ex.txn.cursor(db=ex.index.db("children")), LEVEL_BYTE[level] + key)
 
 
 # -- secondary indexes -------------------------------------------------------------------------
@@ -222,7 +219,7 @@ def _enc(text: str) -> bytes:
 
 def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
     """Candidates of a wild card (or single value) key from the trigram entries (in NFC, as the
-    matcher compares): every entity whose value is empty, and for each key value the entities
+    matcher compares): the entities ``_unfiled`` gives, and for each key value the entities
     holding the rarest trigram of each of its literal runs of three or more characters (at most
     three runs; none held by more than ``cap`` entities). None when a key value has no such
     run, or when its rarest trigram is common.
@@ -236,15 +233,7 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
         return None
     head = gram_prefix(level, cond.tags[0])
     cur = ex.txn.cursor(db=ex.index.db("idx"))
-    # the entities with a non-text value, and (when they can match) those with an empty or
-    # absent one; before schema 4 both are under the bare prefix
-    empties: list[bytes] = []
-    marks = [head + UNINDEXABLE] if ex.index.splits_unindexable else []
-    if _empty_can_match(cond) or not marks:
-        marks.append(head)
-    for mark in marks:
-        if cur.set_key(mark):
-            empties += values_of(cur.iternext_dup(keys=False, values=True))
+    unfiled = _unfiled(ex, cur, head, _empty_can_match(cond))
     per_value: list[list[bytes]] = []
     for key_value in cond.key_values:
         runs = [grams(run) for run in re.split(r"[*?]", values.nfc(values.strip_padding(cond.vr, key_value)))]
@@ -257,7 +246,7 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
             for gram in run:
                 key = head + gram.encode("utf-8", "surrogatepass")  # as the entries are written
                 if not cur.set_key(key):
-                    break  # a trigram no stored value has: this key value matches only empties
+                    break  # a trigram no stored value has: this key value matches only the unfiled
                 counts.append((cur.count(), key))
             else:
                 rarest.append(min(counts))
@@ -273,13 +262,12 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
         for count, key in rarest[:3]:
             if count > cap:
                 break  # reading a common trigram's entities would cost more than it saves
-            cur.set_key(key)
-            these = values_of(cur.iternext_dup(keys=False, values=True))
+            these = _dups(cur, key)
             matched = these if matched is None else set(matched).intersection(these)
         per_value.append(matched if isinstance(matched, list) else sorted(matched))
     if len(per_value) > 1:
         per_value = [sorted(set().union(*per_value))]
-    found = empties + per_value[0] if per_value else empties
+    found = unfiled + per_value[0] if per_value else unfiled
     return None if len(found) > cap else found
 
 
@@ -294,23 +282,27 @@ def _empty_can_match(cond) -> bool:
         return True
 
 
+def _dups(cur, key: bytes) -> list[bytes]:
+    """The values (entity keys) of one index key, in order; none when the key is absent."""
+    return values_of(cur.iternext_dup(keys=False, values=True)) if cur.set_key(key) else []
+
+
+def _unfiled(ex, cur, head: bytes, empties: bool) -> list[bytes]:
+    """The entities of a prefix that the index could not file by text: those with a value it
+    cannot index, and (when ``empties``: they can match) those with an empty or absent value;
+    the matcher decides on them. Before schema 4 both are under the bare prefix."""
+    if not ex.index.splits_unindexable:
+        return _dups(cur, head)
+    return _dups(cur, head + UNINDEXABLE) + (_dups(cur, head) if empties else [])
+
+
 def _collect(ex, head: bytes, ranges, cap: int, empties: bool = True) -> set[bytes] | None:
     cur = ex.txn.cursor(db=ex.index.db("idx"))
-    found: set[bytes] = set()
-    # entities with a value the index cannot file by its text, and (when they can match) those
-    # with an empty or absent value: the matcher decides whether they match. Before schema 4
-    # both are under the bare prefix.
-    marks = [head + UNINDEXABLE] if ex.index.splits_unindexable else []
-    if empties or not marks:
-        marks.append(head)
-    for mark in marks:
-        if cur.set_key(mark):
-            found.update(values_of(cur.iternext_dup(keys=False, values=True)))
+    found = set(_unfiled(ex, cur, head, empties))
     for start, end, mode in ranges:
         lo = head + start
         if mode is False:  # exact value
-            if cur.set_key(lo):
-                found.update(values_of(cur.iternext_dup(keys=False, values=True)))
+            found.update(_dups(cur, lo))
         else:
             if start == b"" and mode is True:
                 return None
