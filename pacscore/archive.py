@@ -24,20 +24,22 @@ from pydicom.dataset import Dataset
 
 from . import ingest, model
 from .blobs import BlobStore, open_blobstore
-from .errors import IngestError, NotFound, PacsError, QueryError, StorageError
+from .errors import ArchiveNotFound, ConfigError, IngestError, NotFound, PacsError, QueryError, StorageError
 from .index import codec as records
+from .index.extra_tags import set_indexed
 from .index.lmdb_index import LEVEL_DB, Index, patient_keys
+from .index.secondary import DEFAULT_INDEXED
 from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer
 from .query.execute import Executor
 from .query.keys import build_query, parse_tag
 from .progress import progress_bar
 from .query.options import MatchOptions
 from .query.results import FORMATS, RESULT_BATCH, ResultBuilder, gc_paused
+from .settings import CONFLICT_POLICIES, Settings, has_secrets, match_options  # noqa: F401 (re-exported)
 
 log = logging.getLogger("pacscore.archive")
 
 T_BLOBKEY = 0xFFFF0006
-CONFLICT_POLICIES = ("replace", "keep", "error")
 BATCH_INSTANCES = 500
 BATCH_BYTES = 256 * 1024 * 1024
 
@@ -72,47 +74,166 @@ class InstanceRef:
     instance_number: int | None = None
 
 
-def open(folder: str | os.PathLike, blobs: str | None = None, **defaults) -> "Archive":  # noqa: A001
-    """Open or create the archive in ``folder`` (an LMDB index and, by default, file blobs).
+def open(folder: str | os.PathLike, blobs: str | None = None, *, create: bool = True, readonly: bool = False,
+         **handle_options) -> "Archive":  # noqa: A001
+    """Open the archive in ``folder`` (an LMDB index and, by default, file blobs), creating it
+    unless ``create=False``; ``readonly=True`` opens an existing one for reading only.
+
+    ``blobs``, ``on_conflict``, ``uid_policy`` and matching options apply to this handle only;
+    ``Archive.configure`` changes what the archive keeps (see pacscore/settings.py).
 
     >>> with pacscore.open("archive/") as arc:
     ...     arc.store("ct.dcm")
     """
-    return Archive(folder, blobs=blobs, **defaults)
+    return Archive(folder, blobs=blobs, create=create, readonly=readonly, **handle_options)
+
+
+_UNSET = object()
 
 
 class Archive:
     """The embedded PACS: store, find, count, get, instances, metadata, delete."""
 
     def __init__(self, folder: str | os.PathLike, blobs: str | None = None, *, extra_tags: Iterable = (),
-                 on_conflict: str | None = None, **options) -> None:
+                 on_conflict: str | None = None, uid_policy: str | None = None, create: bool = True,
+                 readonly: bool = False, **options) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.index = Index(self.folder / "index")
-        settings = self.index.settings()
-        if blobs is None:
-            blobs = settings.get("blobs")
-        extra = {int(t) if isinstance(t, int) else parse_tag(t) for t in extra_tags}
-        extra |= set(settings.get("extra_tags", []))
-        conflict = on_conflict or settings.get("on_conflict", "replace")
-        if conflict not in CONFLICT_POLICIES:
-            raise ValueError(f"on_conflict must be one of {CONFLICT_POLICIES}, not {conflict!r}")
-        saved_options = settings.get("options", {})
-        self.options = MatchOptions().replace(**{**saved_options, **options})
-        new_settings = {"blobs": blobs, "extra_tags": sorted(extra), "on_conflict": conflict,
-                        "options": {k: v for k, v in self.options.to_dict().items()
-                                    if v != getattr(MatchOptions(), k)}}
-        if new_settings != settings:
-            self.index.save_settings(new_settings)
-        self.on_conflict = conflict
-        self.extra_tags = sorted(extra)
-        self.index.extra_index_tags = {}
-        for tag in self.extra_tags:
-            self.index.extra_index_tags.setdefault(model.storage_level(tag), []).append(tag)
-            if model.storage_level(tag) == "PATIENT":
-                self.index.extra_index_tags.setdefault("STUDY", []).append(tag)
-        self.blobs: BlobStore = open_blobstore(blobs, root=self.folder)
+        self.readonly = readonly
+        self._closed = True
+        index_path = self.folder / "index"
+        new = not (index_path / "data.mdb").exists()
+        if new and (readonly or not create):
+            raise ArchiveNotFound(f"no archive in {self.folder} (no index/data.mdb there); "
+                                  f"create one with pacscore.open() or `pacscore ingest --archive {self.folder} ...`")
+        if new:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.index = Index(index_path, readonly=readonly)
+        try:
+            stored = Settings.from_json(self.index.settings())
+            if new and blobs is not None:  # where the blobs live is part of what creates the archive
+                stored = stored.replace(blobs=blobs)
+                self.index.save_settings(stored.to_json())
+            elif not readonly and has_secrets(self.index.settings().get("blobs") or ""):
+                log.warning("removing the credentials an earlier pacscore kept in the blob store URL of %s; "
+                            "they now come from the environment (docs/security.md)", self.folder)
+                self.index.save_settings(stored.to_json())
+            self._stored = stored
+            self.settings = self._handle_settings(stored, blobs, on_conflict, uid_policy, options)
+            self._require_indexed(extra_tags, new)
+            self.blobs: BlobStore = open_blobstore(self.settings.blobs, root=self.folder)
+        except BaseException:
+            self.index.close()
+            raise
         self._closed = False
+
+    @staticmethod
+    def _handle_settings(stored: Settings, blobs, on_conflict, uid_policy, options: dict) -> Settings:
+        """The stored settings overlaid with what this open() asked for (never persisted)."""
+        changes: dict = {}
+        if blobs is not None:
+            changes["blobs"] = blobs
+        if on_conflict is not None:
+            changes["on_conflict"] = on_conflict
+        if uid_policy is not None:
+            changes["uid_policy"] = uid_policy
+        if options:
+            changes["options"] = {**stored.options, **options}
+        return stored.replace(**changes) if changes else stored
+
+    def _require_indexed(self, extra_tags: Iterable, new: bool) -> None:
+        """``extra_tags`` given at open must be indexed already: on a new archive they are
+        recorded now (there is nothing to backfill); on an archive with instances, adding one
+        is a backfill that ``configure(extra_tags=...)`` or ``pacscore reindex`` does."""
+        wanted = {parse_tag(t) if not isinstance(t, int) else int(t) for t in extra_tags}
+        missing = wanted - set(self.extra_tags) - _default_indexed(wanted)
+        if not missing:
+            return
+        if new or self._is_empty():
+            self.configure(extra_tags=sorted(set(self.extra_tags) | wanted))
+            return
+        names = ", ".join(model.keyword_of(t) or f"{t:08X}" for t in sorted(missing))
+        raise ConfigError("extra_tags", f"{names} not indexed in {self.folder}, which holds instances: index "
+                          f"{'them' if len(missing) > 1 else 'it'} with arc.configure(extra_tags=[...]) or "
+                          f"`pacscore reindex --archive {self.folder} --add {names.replace(', ', ' --add ')}` "
+                          f"(backfills from the index's records)")
+
+    def _is_empty(self) -> bool:
+        with self.index.read() as txn:
+            return txn.stat(self.index.db("instance"))["entries"] == 0
+
+    # -- settings ---------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        """The settings this handle runs with: the stored ones and what open() asked for."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._settings = value
+        self.options = match_options(value.options)  # once here, not per query
+
+    @property
+    def on_conflict(self) -> str:
+        return self.settings.on_conflict
+
+    @property
+    def uid_policy(self) -> str:
+        return self.settings.uid_policy
+
+    @property
+    def extra_tags(self) -> list[int]:
+        """The attributes indexed beyond the defaults, as the index keeps them."""
+        with self.index.read() as txn:
+            return list(self.index.indexed_tags(txn))
+
+    def stored_settings(self) -> dict:
+        """What the archive keeps and every open starts from (JSON-ready; extra tags by keyword)."""
+        out = self._stored.to_json()
+        out["extra_tags"] = [model.keyword_of(t) or f"{t:08X}" for t in self.extra_tags]
+        return out
+
+    def configure(self, *, blobs=_UNSET, on_conflict=_UNSET, uid_policy=_UNSET, extra_tags=_UNSET,
+                  progress: bool = False, **options) -> dict:
+        """Change what the archive keeps; this handle runs with the change too. Returns
+        ``stored_settings()``.
+
+        A matching option set to None goes back to its default. ``extra_tags`` is the whole new
+        list: an added attribute's entries are built from the records already stored (in one
+        write transaction, so no query ever plans on a half-built index), a removed one's dropped.
+
+        >>> arc.configure(on_conflict="keep", empty_record_matches=False, extra_tags=["StationName"])
+        """
+        self._check_writable("configure")
+        changes: dict = {}
+        if blobs is not _UNSET:
+            changes["blobs"] = blobs
+        if on_conflict is not _UNSET:
+            changes["on_conflict"] = on_conflict
+        if uid_policy is not _UNSET:
+            changes["uid_policy"] = uid_policy
+        if options:
+            merged = {**self._stored.options, **options}
+            changes["options"] = {k: v for k, v in merged.items() if v is not None}
+        stored = self._stored.replace(**changes)  # validated before anything is written
+        if extra_tags is not _UNSET:
+            tags = [parse_tag(t) if not isinstance(t, int) else int(t) for t in _as_list_any(extra_tags)]
+            self._write_txn(lambda txn: set_indexed(txn, self.index, tags, progress=progress))
+        if changes:
+            new_blobs = open_blobstore(stored.blobs, root=self.folder) if "blobs" in changes else None
+            self.index.save_settings(stored.to_json())
+            handle = {k: v for k, v in changes.items() if k != "options"}
+            if options:
+                merged = {**self.settings.options, **options}
+                handle["options"] = {k: v for k, v in merged.items() if v is not None}
+            self._stored, self.settings = stored, self.settings.replace(**handle)
+            if new_blobs is not None:
+                self.blobs.close()
+                self.blobs = new_blobs
+        return self.stored_settings()
+
+    def _check_writable(self, what: str) -> None:
+        if self.readonly:
+            raise StorageError(f"the archive in {self.folder} is open read-only: cannot {what}")
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
@@ -133,12 +254,20 @@ class Archive:
     # -- writing ----------------------------------------------------------------------------
     def _write(self, fn):
         """Run ``fn(writer)`` in one write transaction, growing the map when it is full."""
+        def apply(txn):
+            writer = Writer(self.index, txn)
+            result = fn(writer)
+            writer.flush()
+            return result
+        return self._write_txn(apply)
+
+    def _write_txn(self, fn):
+        """Run ``fn(txn)`` in one write transaction, growing the map when it is full."""
+        self._check_writable("write")
         for _ in range(40):
             try:
                 with self.index.env.begin(write=True) as txn:
-                    writer = Writer(self.index, txn, self.index.extra_index_tags)
-                    result = fn(writer)
-                    writer.flush()
+                    result = fn(txn)
                 return result
             except lmdb.MapFullError:
                 self.index.grow()
@@ -532,6 +661,20 @@ def _paged(batches, build_many, limit: int | None, offset: int):
 
 def _blob_key(p: ingest.ParsedInstance) -> str:
     return f"{p.sop_instance_uid}_{p.checksum[:16]}"
+
+
+def _default_indexed(tags: set[int]) -> set[int]:
+    """The tags that every level they live on indexes by default (nothing to add for them)."""
+    from .index.extra_tags import index_levels
+    return {t for t in tags if all(t in DEFAULT_INDEXED.get(lv, ()) for lv in index_levels(t))}
+
+
+def _as_list_any(values) -> list:
+    if values is None:
+        return []
+    if isinstance(values, (str, int)):
+        return [values]
+    return list(values)
 
 
 def _as_list(values) -> list[str]:

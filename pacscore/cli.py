@@ -14,11 +14,16 @@ import sys
 from pathlib import Path
 
 from .errors import PacsError
+from .query.keys import parse_tag
+from .settings import parse_assignments
 
 
-def _archive(args):
+def open_for(args, *, create: bool = False, readonly: bool = False):
+    """The archive a command names. Only ``ingest`` (and ``restore``) create one: any other
+    command on a folder without an archive fails naming it and leaves nothing behind; read-only
+    commands open the index read-only (no upgrade, no write). ``--blobs`` applies to this run."""
     from .archive import open as open_archive
-    return open_archive(args.archive, blobs=getattr(args, "blobs", None))
+    return open_archive(args.archive, blobs=getattr(args, "blobs", None), create=create, readonly=readonly)
 
 
 def _safe_output(path: str) -> Path:
@@ -29,7 +34,7 @@ def _safe_output(path: str) -> Path:
 
 
 def cmd_ingest(args) -> int:
-    with _archive(args) as arc:
+    with open_for(args, create=True) as arc:
         report = arc.store_many(args.paths, workers=args.workers, progress=not args.quiet)
         print(report)
         for src, reason in report.rejected:
@@ -50,11 +55,8 @@ def parse_keys(pairs: list[str]) -> dict:
 
 def cmd_find(args) -> int:
     identifier = parse_keys(args.keys)
-    options = {}
-    for opt in args.option or []:
-        name, _, value = opt.partition("=")
-        options[name] = {"true": True, "false": False}.get(value.lower(), value)
-    with _archive(args) as arc:
+    options = parse_assignments(args.option or [])
+    with open_for(args, readonly=True) as arc:
         if args.explain:
             print(json.dumps(arc.explain(identifier, level=args.level, model=args.model, **options), indent=2))
             return 0
@@ -64,13 +66,15 @@ def cmd_find(args) -> int:
         json.dump(results, sys.stdout, indent=1, ensure_ascii=False)
         print()
     else:
-        print(format_table(results))
+        print(format_table(results, wide=args.wide))
         print(f"({len(results)} match{'es' if len(results) != 1 else ''})")
     return 0
 
 
-def format_table(rows: list[dict], max_width: int = 40) -> str:
-    """A readable text table of dict results (keyword -> value)."""
+def format_table(rows: list[dict], max_width: int = 40, wide: bool = False) -> str:
+    """A readable text table of dict results (keyword -> value). Long values are cut to
+    ``max_width`` unless ``wide``; UIDs never are: a cut UID cannot be copied into the next
+    command."""
     if not rows:
         return "(no matches)"
     skip = {"SpecificCharacterSet", "QueryRetrieveLevel"}
@@ -78,19 +82,29 @@ def format_table(rows: list[dict], max_width: int = 40) -> str:
     for row in rows[1:]:
         columns += [c for c in row if c not in columns and c not in skip]
 
-    def cell(v) -> str:
-        text = f"[{len(v)} items]" if isinstance(v, list) else str(v)
-        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+    uncut = {c for c in columns if wide or _is_uid(c)}
 
-    widths = {c: max(len(c), *(len(cell(r.get(c, ""))) for r in rows)) for c in columns}
+    def cell(column: str, v) -> str:
+        text = f"[{len(v)} items]" if isinstance(v, list) else str(v)
+        return text if column in uncut or len(text) <= max_width else text[: max_width - 1] + "…"
+
+    widths = {c: max(len(c), *(len(cell(c, r.get(c, ""))) for r in rows)) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns), "  ".join("-" * widths[c] for c in columns)]
     for r in rows:
-        lines.append("  ".join(cell(r.get(c, "")).ljust(widths[c]) for c in columns))
+        lines.append("  ".join(cell(c, r.get(c, "")).ljust(widths[c]) for c in columns))
     return "\n".join(lines)
 
 
+def _is_uid(keyword: str) -> bool:
+    from . import model
+    try:
+        return model.vr_of(parse_tag(keyword)) == "UI"
+    except ValueError:
+        return False
+
+
 def cmd_get(args) -> int:
-    with _archive(args) as arc:
+    with open_for(args, readonly=True) as arc:
         data = arc.get(args.uid)
     if args.output in (None, "-"):
         sys.stdout.buffer.write(data)
@@ -104,20 +118,52 @@ def cmd_delete(args) -> int:
     chosen = {k: getattr(args, k) for k in ("patient", "study", "series", "instance") if getattr(args, k)}
     if len(chosen) != 1:
         raise PacsError("delete needs exactly one of --patient, --study, --series, --instance")
-    with _archive(args) as arc:
+    with open_for(args) as arc:
         n = arc.delete(**chosen)
     print(f"deleted {n} instance{'s' if n != 1 else ''}")
     return 0
 
 
 def cmd_stats(args) -> int:
-    with _archive(args) as arc:
+    with open_for(args, readonly=True) as arc:
         stats = arc.stats()
     if args.json:
         print(json.dumps(stats, indent=1))
     else:
         for k, v in stats.items():
             print(f"{k:24} {v}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    """Show the settings the archive keeps, or change them (the only command that does)."""
+    changes = parse_assignments(args.settings)
+    for name in args.reset or []:
+        changes[name] = None
+    if "extra_tags" in changes:
+        text = changes["extra_tags"] or ""
+        changes["extra_tags"] = [t.strip() for t in text.split(",") if t.strip()]
+    with open_for(args, readonly=not changes) as arc:
+        if changes:
+            if changes.get("blobs", "") is None:
+                changes["blobs"] = None  # --reset blobs: back to file blobs inside the archive
+            settings = arc.configure(progress=not args.quiet, **changes)
+        else:
+            settings = arc.stored_settings()
+    print(json.dumps(settings, indent=1, sort_keys=True))
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    """Add or remove extra indexed attributes; added ones are backfilled from the index's records."""
+    if not (args.add or args.remove):
+        raise PacsError("reindex needs --add TAG or --remove TAG")
+    with open_for(args) as arc:
+        current = [t for t in arc.extra_tags]
+        removed = {parse_tag(t) for t in args.remove or []}
+        wanted = [t for t in current if t not in removed] + [parse_tag(t) for t in args.add or []]
+        settings = arc.configure(extra_tags=wanted, progress=not args.quiet)
+    print("indexed extra attributes: " + (", ".join(settings["extra_tags"]) or "(none)"))
     return 0
 
 
@@ -155,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="DICOM JSON output")
     p.add_argument("--explain", action="store_true", help="show the plan instead of running the query")
     p.add_argument("--option", "-o", action="append", help="matching option, e.g. relational=true")
-    p.add_argument("keys", nargs="*")
+    p.add_argument("--wide", "-w", action="store_true", help="never cut long values (UIDs never are)")
+    p.add_argument("keys", nargs="*", help="Keyword=value (matched) or Keyword= (returned); options may follow")
     p.set_defaults(func=cmd_find)
 
     p = sub.add_parser("get", help="write an instance's stored bytes")
@@ -175,6 +222,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
+    p = sub.add_parser("config", help="show or change the settings the archive keeps",
+                       description="Without NAME=VALUE: print the settings every open of the archive starts "
+                                   "from. With them: change those settings (the only command that does). "
+                                   "Names: blobs, on_conflict, uid_policy, extra_tags (comma-separated) and "
+                                   "the matching options (docs/matching.md).")
+    archive_arg(p)
+    p.add_argument("settings", nargs="*", metavar="NAME=VALUE")
+    p.add_argument("--reset", action="append", metavar="NAME", help="set NAME back to its default")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("reindex", help="index more attributes (backfilled from the index's records) or fewer")
+    archive_arg(p)
+    p.add_argument("--add", action="append", metavar="TAG", help="keyword or tag to index, e.g. StationName")
+    p.add_argument("--remove", action="append", metavar="TAG", help="keyword or tag to stop indexing")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_reindex)
+
     for module in ("maintenance", "testing.cli"):
         add = _optional(module, "add_cli")
         if add is not None:
@@ -191,7 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    # keys may come after options (`find --level STUDY PatientID=1 --limit 5 Modality=`):
+    # argparse leaves positionals that follow an option unparsed, so they join the keys here
+    if rest and isinstance(getattr(args, "keys", None), list) and not any(r.startswith("-") for r in rest):
+        args.keys += rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

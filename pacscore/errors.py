@@ -36,3 +36,16 @@ class NotFound(KeyError, PacsError):
 
 class StorageError(OSError, PacsError):
     """The index or a blob store failed to read or write (disk full, corruption, ...)."""
+
+
+class ConfigError(ValueError, PacsError):
+    """A setting or option is unknown or has a bad value: names it and the reason."""
+
+    def __init__(self, setting: str | None, reason: str) -> None:
+        self.setting = setting
+        self.reason = reason
+        super().__init__(f"{setting}: {reason}" if setting else reason)
+
+
+class ArchiveNotFound(NotFound):
+    """The folder holds no archive (and the caller asked not to create one)."""

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import pacscore
 from pacscore.index import segments
-from pacscore.index.lmdb_index import LEVEL_BYTE, LEVEL_DB, Index
+from pacscore.index.lmdb_index import LEVEL_BYTE, LEVEL_DB, SCHEMA_VERSION, Index
 from pacscore.index.secondary import GRAM_INDEXED
 from pacscore.maintenance import verify
 from pacscore.query.execute import Executor
@@ -153,7 +153,7 @@ def test_a_version_1_archive_is_upgraded_at_open(tmp_path):
         assert [r["StudyInstanceUID"] for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY",
                                                         format="dict")] == before
         with arc.index.read() as txn:
-            assert txn.get(b"schema", db=arc.index.db("meta")) == b"4"
+            assert txn.get(b"schema", db=arc.index.db("meta")) == str(SCHEMA_VERSION).encode()
 
 
 def test_an_archive_of_a_newer_schema_is_refused(tmp_path):
@@ -162,9 +162,9 @@ def test_an_archive_of_a_newer_schema_is_refused(tmp_path):
         _store(arc, 1)
     env = lmdb.open(str(folder / "index"), max_dbs=12)
     with env.begin(write=True) as txn:
-        txn.put(b"schema", b"5", db=env.open_db(b"meta", txn=txn))
+        txn.put(b"schema", str(SCHEMA_VERSION + 1).encode(), db=env.open_db(b"meta", txn=txn))
     env.close()
-    with pytest.raises(pacscore.StorageError, match="schema version 5"):
+    with pytest.raises(pacscore.StorageError, match=f"schema version {SCHEMA_VERSION + 1}"):
         pacscore.open(folder)
 
 
@@ -212,7 +212,7 @@ def test_a_version_2_archive_gets_its_trigram_entries_at_open(tmp_path):
         assert steps == ["SeriesDescription: 6 candidates (trigrams)"]
         assert [r["SeriesInstanceUID"] for r in arc.find(key, level="SERIES", relational=True, format="dict")] == before
         with arc.index.read() as txn:
-            assert txn.get(b"schema", db=arc.index.db("meta")) == b"4"
+            assert txn.get(b"schema", db=arc.index.db("meta")) == str(SCHEMA_VERSION).encode()
 
 
 def test_verify_finds_and_repairs_segments_that_disagree(tmp_path):

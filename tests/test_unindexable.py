@@ -10,7 +10,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 import pacscore
-from pacscore.index.lmdb_index import LEVEL_BYTE, Index
+from pacscore.index.lmdb_index import LEVEL_BYTE, SCHEMA_VERSION, Index
 from pacscore.index.secondary import UNINDEXABLE, gram_prefix, prefix
 from pacscore.query.execute import Executor
 from pacscore.query.keys import build_query
@@ -146,7 +146,7 @@ def test_a_version_3_archive_gets_its_unindexable_entries_at_open(tmp_path):
     with pacscore.open(folder) as arc:
         assert arc.index.splits_unindexable
         with arc.index.read() as txn:
-            assert txn.get(b"schema", db=arc.index.db("meta")) == b"4"
+            assert txn.get(b"schema", db=arc.index.db("meta")) == str(SCHEMA_VERSION).encode()
         for empty in (True, False):
             got = [r["StudyInstanceUID"] for r in arc.find(ident, level="STUDY", format="dict",
                                                          empty_record_matches=empty)]

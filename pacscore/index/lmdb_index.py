@@ -2,7 +2,8 @@
 
 Databases (all keys and values are bytes; UIDs and patient keys are UTF-8):
 
-    meta        b"schema" -> version; b"settings" -> JSON settings persisted with the archive
+    meta        b"schema" -> version; b"settings" -> JSON settings persisted with the archive;
+                b"indexed_tags" -> JSON list of the extra indexed tags
     patient     PatientID \\0 Issuer       -> record
     study       StudyInstanceUID          -> record (patient attributes of the study + study ones)
     series      SeriesInstanceUID         -> record
@@ -27,20 +28,23 @@ import lmdb
 from ..errors import StorageError
 
 #: 2: scan segments; 3: trigram entries (index/secondary.py, GRAM_INDEXED); 4: entries of values
-#: the index cannot file by text apart from the empty ones (secondary.UNINDEXABLE). An older
+#: the index cannot file by text apart from the empty ones (secondary.UNINDEXABLE); 5: the extra
+#: indexed tags in their own meta key, their entries backfilled (index/extra_tags.py). An older
 #: archive is upgraded at its first writable open; opened read-only it is read as it is
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
 DUPSORT = ("children", "idx")
 _VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
 LEVEL_DB = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
 LEVEL_BYTE = {"PATIENT": b"P", "STUDY": b"S", "SERIES": b"E", "IMAGE": b"I"}
 
+#: meta key of the JSON list of extra indexed tags (schema 5; before, in the settings)
+INDEXED_TAGS = b"indexed_tags"
+
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling on MapFullError
 
 # LMDB allows one Environment per file per process: Index objects of one folder share it
-# (path, pid) -> [env, dbs, users]
-_SHARED: dict[tuple[str, int], list] = {}
+_SHARED: dict[tuple[str, int], "_Shared"] = {}
 _SHARED_LOCK = threading.RLock()
 
 
@@ -55,6 +59,8 @@ class Index:
         self._env: lmdb.Environment | None = None
         self._dbs: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._tags_cache: tuple[bytes, tuple[int, ...]] | None = None
+        self._levels_cache: tuple[tuple[int, ...], dict[str, tuple[int, ...]]] | None = None
         self.env  # open now so that errors surface at open()
 
     @property
@@ -93,14 +99,21 @@ class Index:
         key = (os.path.realpath(self.path), os.getpid())
         with _SHARED_LOCK:
             shared = _SHARED.get(key)
-            if shared is not None:  # another Archive of this process has this folder open: share it
-                shared[2] += 1
-                self._env, self._dbs, self._pid = shared[0], shared[1], key[1]
-                return
-            self._open_new()
-            _SHARED[key] = [self._env, self._dbs, 1]
+            if shared is None:
+                self._close_inherited()
+                shared = self._open_new()
+                _SHARED[key] = shared
+            else:  # another Index of this process has this folder open: share its environment
+                shared.users += 1
+            if not self.readonly and not shared.writable:
+                try:
+                    self._prepare_writable(shared)
+                except BaseException:
+                    self._release(shared, key)
+                    raise
+            self._env, self._dbs, self._pid = shared.env, shared.dbs, key[1]
 
-    def _open_new(self) -> None:
+    def _close_inherited(self) -> None:
         if self._env is not None:
             # inherited across fork(): unusable here; closing it in the child only unmaps and closes
             # descriptors (reader slots belong to the parent's pid and are left alone)
@@ -109,43 +122,89 @@ class Index:
             except lmdb.Error:
                 pass
             self._env = None
-        self.path.mkdir(parents=True, exist_ok=True)
-        existing = (self.path / "data.mdb").exists()
-        size = self._map_size or max(INITIAL_MAP_SIZE, (self.path / "data.mdb").stat().st_size * 2 if existing else 0)
+
+    def _open_new(self) -> "_Shared":
+        """Open the environment. A read-only Index opens an existing index without creating or
+        upgrading anything; it still opens LMDB read-write where the files allow it, so that a
+        writable Index of the same folder opened later in this process can share the environment
+        (LMDB allows one per file per process)."""
+        data = self.path / "data.mdb"
+        existing = data.exists()
+        if self.readonly and not existing:
+            raise StorageError(f"no index at {self.path}")
+        if not self.readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+        lmdb_readonly = self.readonly and not (os.access(data, os.W_OK) and os.access(self.path, os.W_OK))
+        size = self._map_size or max(INITIAL_MAP_SIZE, data.stat().st_size * 2 if existing else 0)
         try:
             env = lmdb.open(str(self.path), map_size=size, max_dbs=len(DB_NAMES) + 2, subdir=True,
-                            readonly=self.readonly, lock=True, max_readers=256, metasync=True, sync=True)
+                            readonly=lmdb_readonly, lock=True, max_readers=256, metasync=True, sync=True,
+                            create=not self.readonly)
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the index at {self.path}: {exc}") from None
-        dbs = {}
-        if self.readonly:
-            meta = env.open_db(b"meta", create=False)
-            with env.begin() as txn:
-                version = txn.get(b"schema", db=meta)
-            version = SCHEMA_VERSION if version is None else int(version)
-            self._check_version(env, version)
-            dbs[_VERSION] = version
-            for name in DB_NAMES:
-                if name == "segments" and version < 2:
-                    continue  # a version 1 archive opened read-only: scans use the level databases
-                dbs[name] = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
-        else:
-            with env.begin(write=True) as txn:
-                for name in DB_NAMES:
-                    dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
-                meta = dbs["meta"]
-                version = txn.get(b"schema", db=meta)
-                if version is not None:
-                    self._check_version(env, int(version))
-                    if int(version) < 2:
-                        self._upgrade_to_segments(txn, dbs)
-                    if int(version) < 3:
-                        self._upgrade_to_grams(txn, dbs)
-                    if int(version) < 4:
-                        self._upgrade_to_unindexable(txn, dbs)
-                txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
+        shared = _Shared(env, {}, lmdb_readonly)
+        try:
+            if self.readonly:
+                self._open_existing(shared)
+            else:
+                self._prepare_writable(shared)
+        except BaseException:
+            env.close()
+            raise
         env.reader_check()  # clear reader slots left by killed processes
-        self._env, self._dbs, self._pid = env, dbs, os.getpid()
+        return shared
+
+    def _open_existing(self, shared: "_Shared") -> None:
+        """The databases of an existing index, as they are: no creation, no upgrade."""
+        env, dbs = shared.env, shared.dbs
+        try:
+            meta = env.open_db(b"meta", create=False)
+        except lmdb.Error as exc:
+            raise StorageError(f"not a pacscore index at {self.path}: {exc}") from None
+        with env.begin() as txn:
+            version = txn.get(b"schema", db=meta)
+        version = SCHEMA_VERSION if version is None else int(version)
+        self._check_version(env, version)
+        dbs[_VERSION] = version
+        for name in DB_NAMES:
+            if name == "segments" and version < 2:
+                continue  # a version 1 archive opened read-only: scans use the level databases
+            dbs[name] = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
+
+    def _prepare_writable(self, shared: "_Shared") -> None:
+        """Create the databases, upgrade an older schema, record the version: once per
+        environment, by the first writable Index (the dict of databases is shared, so Index
+        objects opened read-only before see the upgrade too)."""
+        if shared.lmdb_readonly:
+            raise StorageError(f"the index at {self.path} is open read-only in this process (its files are "
+                               f"not writable): it cannot be opened for writing")
+        env = shared.env
+        dbs = {}
+        with env.begin(write=True) as txn:
+            for name in DB_NAMES:
+                dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
+            meta = dbs["meta"]
+            version = txn.get(b"schema", db=meta)
+            if version is not None:
+                self._check_version(env, int(version))
+                if int(version) < 2:
+                    self._upgrade_to_segments(txn, dbs)
+                if int(version) < 3:
+                    self._upgrade_to_grams(txn, dbs)
+                if int(version) < 4:
+                    self._upgrade_to_unindexable(txn, dbs)
+                if int(version) < 5:
+                    self._upgrade_to_indexed_tags(txn, dbs)
+            txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
+        dbs[_VERSION] = SCHEMA_VERSION
+        shared.dbs.update(dbs)
+        shared.writable = True
+
+    def _release(self, shared: "_Shared", key) -> None:
+        shared.users -= 1
+        if shared.users == 0:
+            del _SHARED[key]
+            shared.env.close()
 
     def _check_version(self, env, version: int) -> None:
         if not 1 <= version <= SCHEMA_VERSION:
@@ -209,6 +268,21 @@ class Index:
             txn.delete(head, entity, db=idx)
             txn.put(head + UNINDEXABLE, entity, db=idx, dupdata=True)
 
+    def _upgrade_to_indexed_tags(self, txn, dbs) -> None:
+        """Version 4 -> 5: the extra indexed tags move from the settings to their own meta key,
+        and their entries are backfilled: before, a tag added to an archive that held instances
+        had no entries for them, and a query planned on it lost those matches."""
+        from .extra_tags import backfill
+
+        raw = txn.get(b"settings", db=dbs["meta"])
+        settings = json.loads(bytes(raw)) if raw else {}
+        tags = sorted(int(t) for t in settings.pop("extra_tags", []))
+        for tag in tags:
+            backfill(txn, dbs.__getitem__, tag)
+        txn.put(INDEXED_TAGS, json.dumps(tags).encode(), db=dbs["meta"])
+        if raw:
+            txn.put(b"settings", json.dumps(settings, sort_keys=True).encode(), db=dbs["meta"])
+
     def grow(self) -> None:
         """Double the map size (called outside any transaction after MapFullError)."""
         env = self.env
@@ -227,23 +301,66 @@ class Index:
         return json.loads(raw) if raw else {}
 
     def save_settings(self, settings: dict) -> None:
+        self._check_writable("change the settings")
         with self.env.begin(write=True) as txn:
             txn.put(b"settings", json.dumps(settings, sort_keys=True).encode(), db=self.db("meta"))
+
+    def indexed_tags(self, txn) -> tuple[int, ...]:
+        """The attributes indexed beyond the defaults (``extra_tags``), read in ``txn``: every
+        writer and planner reads them from the index itself, so an Archive of another process
+        that added a tag is seen at its next transaction (index/extra_tags.py adds them)."""
+        raw = txn.get(INDEXED_TAGS, db=self.db("meta"))
+        # none in an archive of schema 4 or older opened read-only: the tags its settings list
+        # may lack entries for instances stored before they were added, so plans do not use them
+        raw = b"[]" if raw is None else bytes(raw)
+        cached = self._tags_cache
+        if cached is None or cached[0] != raw:
+            cached = self._tags_cache = (raw, tuple(sorted(int(t) for t in json.loads(raw))))
+        return cached[1]
+
+    def indexed_by_level(self, txn) -> dict[str, tuple[int, ...]]:
+        """``indexed_tags`` by the level whose records are indexed on them (a patient attribute
+        is indexed on PATIENT and on STUDY, whose records repeat the patient's values)."""
+        tags = self.indexed_tags(txn)
+        cached = self._levels_cache
+        if cached is None or cached[0] != tags:
+            from .. import model
+
+            by_level: dict[str, list[int]] = {}
+            for tag in tags:
+                level = model.storage_level(tag)
+                by_level.setdefault(level, []).append(tag)
+                if level == "PATIENT":
+                    by_level.setdefault("STUDY", []).append(tag)
+            cached = self._levels_cache = (tags, {k: tuple(v) for k, v in by_level.items()})
+        return cached[1]
+
+    def _check_writable(self, what: str) -> None:
+        if self.readonly:
+            raise StorageError(f"the index at {self.path} is open read-only: cannot {what}")
 
     def close(self) -> None:
         if self._env is not None and self._pid == os.getpid():
             key = (os.path.realpath(self.path), self._pid)
             with _SHARED_LOCK:
                 shared = _SHARED.get(key)
-                if shared is not None and shared[0] is self._env:
-                    shared[2] -= 1
-                    if shared[2] == 0:
-                        del _SHARED[key]
-                        self._env.close()
+                if shared is not None and shared.env is self._env:
+                    self._release(shared, key)
                 else:
                     self._env.close()
         self._env = None
         self._pid = -1
+
+
+class _Shared:
+    """One process's environment of one folder, shared by the Index objects that opened it."""
+
+    def __init__(self, env: lmdb.Environment, dbs: dict, lmdb_readonly: bool) -> None:
+        self.env = env
+        self.dbs = dbs
+        self.users = 1
+        self.lmdb_readonly = lmdb_readonly
+        self.writable = False  # databases created and schema upgraded by a writable Index
 
 
 def _following(prefix: bytes) -> bytes | None:

@@ -121,13 +121,15 @@ def is_empty_field(field: tuple | None) -> bool:
 def index_entries(level: str, rec: dict, extra: tuple[int, ...] | list[int] = ()) -> set[bytes]:
     out = gram_entries(level, rec) if level in GRAM_INDEXED else set()
     for tag in (*DEFAULT_INDEXED.get(level, ()), *extra):
-        field = rec.get(tag)
-        head = prefix(level, tag)
-        if is_empty_field(field):
-            out.add(head)
-        elif not _is_text(field):
-            out.add(head + UNINDEXABLE)
-        else:
-            for v in normalise(field[0], field[1]):
-                out.add(head + _encode(v) if v else head + UNINDEXABLE)
+        out |= tag_entries(level, tag, rec.get(tag))
     return out
+
+
+def tag_entries(level: str, tag: int, field: tuple | None) -> set[bytes]:
+    """The entries of one indexed attribute of one record (its stored ``(vr, value)`` or None)."""
+    head = prefix(level, tag)
+    if is_empty_field(field):
+        return {head}
+    if not _is_text(field):
+        return {head + UNINDEXABLE}
+    return {head + _encode(v) if v else head + UNINDEXABLE for v in normalise(field[0], field[1])}

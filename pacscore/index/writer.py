@@ -38,10 +38,10 @@ def is_internal(tag: int) -> bool:
 class Writer:
     """One batch of changes in one write transaction: ``with index.env.begin(write=True)``."""
 
-    def __init__(self, index, txn, extra_index_tags: dict[str, list[int]] | None = None) -> None:
+    def __init__(self, index, txn) -> None:
         self.index = index
         self.txn = txn
-        self.extra = extra_index_tags or {}
+        self._extra: dict[str, tuple[int, ...]] | None = None
         self._dirty: dict[tuple[str, bytes], dict | None] = {}
         self._original: dict[tuple[str, bytes], dict | None] = {}
 
@@ -84,7 +84,9 @@ class Writer:
 
     def _reindex(self, level: str, key: bytes, old: dict | None, new: dict | None) -> None:
         idx = self.index.db("idx")
-        extra = self.extra.get(level, ())
+        if self._extra is None:  # the extra indexed tags as this transaction sees them
+            self._extra = self.index.indexed_by_level(self.txn)
+        extra = self._extra.get(level, ())
         before = index_entries(level, old, extra) if old is not None else set()
         after = index_entries(level, new, extra) if new is not None else set()
         for entry in before - after:

@@ -123,7 +123,7 @@ def _children(ex, level: str, key: bytes) -> list[bytes]:
 def _index_plan(ex) -> Plan | None:
     q = ex.query
     level = q.level
-    indexed = set(DEFAULT_INDEXED.get(level, ())) | set(getattr(ex.index, "extra_index_tags", {}).get(level, ()))
+    indexed = set(DEFAULT_INDEXED.get(level, ())) | set(ex.index.indexed_by_level(ex.txn).get(level, ()))
     total = ex.txn.stat(ex.index.db(LEVEL_DB[level]))["entries"]
     # past this many candidates a scan is cheaper (a fetched candidate costs three to five scanned
     # records), so the walk of an index range stops there and the level is scanned instead
