@@ -14,11 +14,8 @@ from cpython.unicode cimport PyUnicode_DATA, PyUnicode_DecodeUTF8, PyUnicode_GET
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
 from libc.string cimport memchr, memcmp, memcpy
 
+from pacscore._ext._layout cimport SEGMENT_HEAD, find_field as _find_field, u16le, u32le as _u32
 from pacscore._ext._records import get_value as _get_value
-
-cdef enum:
-    HEAD = 3     # the record layout of index/records.py: u8 version, u16 n
-    ENTRY = 10   # u32 tag, 2s vr, u32 end
 
 cdef enum:
     MODE_EXACT = 0
@@ -28,45 +25,6 @@ cdef enum:
 
 
 # ---------------------------------------------------------------- record fields
-
-cdef inline uint32_t _u32(const uint8_t* p) noexcept nogil:
-    return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
-
-
-cdef int _find_field(const uint8_t* buf, Py_ssize_t size, uint32_t tag,
-                     Py_ssize_t* start, Py_ssize_t* end, const uint8_t** vr) noexcept nogil:
-    # The same binary search as _records.find_field (kept here so that the two modules build
-    # and load independently): 1 found, 0 absent, -1 malformed.
-    cdef Py_ssize_t n, lo, hi, mid, base, s, e
-    cdef uint32_t t
-    cdef const uint8_t* entry
-    if size < HEAD:
-        return -1
-    n = buf[1] | (buf[2] << 8)
-    base = HEAD + n * ENTRY
-    if base > size:
-        return -1
-    lo = 0
-    hi = n - 1
-    while lo <= hi:
-        mid = (lo + hi) >> 1
-        entry = buf + HEAD + mid * ENTRY
-        t = _u32(entry)
-        if t == tag:
-            e = _u32(entry + 6)
-            s = _u32(entry - 4) if mid else 0
-            if s > e or base + e > size:
-                return -1
-            start[0] = base + s
-            end[0] = base + e
-            vr[0] = entry + 4
-            return 1
-        if t < tag:
-            lo = mid + 1
-        else:
-            hi = mid - 1
-    return 0
-
 
 cdef bint _valid_da(const uint8_t* v, Py_ssize_t n) noexcept nogil:
     """Eight digits that name a real day of the proleptic Gregorian calendar (year 0001 on)."""
@@ -743,11 +701,11 @@ cdef class RecordTest:
             return out
         p = &view[0]
         while pos < size:
-            if pos + 6 > size:
+            if pos + SEGMENT_HEAD > size:
                 raise ValueError(f"segment entry header cut at byte {pos} of {size}")
-            klen = p[pos] | (p[pos + 1] << 8)
+            klen = u16le(p + pos)
             rlen = _u32(p + pos + 2)
-            start = pos + 6
+            start = pos + SEGMENT_HEAD
             if start + klen + rlen > size:
                 raise ValueError(f"segment entry at byte {pos} runs past the end ({start + klen + rlen} > {size})")
             if self._test(None, p + start + klen, rlen):

@@ -15,64 +15,14 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy
 
+from pacscore._ext._layout cimport ENTRY, HEAD, find_field, put_u32le as _put_u32, u16le as _u16, u32le as _u32
+
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void* op)
     int PyObject_GC_IsTracked(object op)
     dict _PyDict_NewPresized(Py_ssize_t minused)
 
-cdef enum:
-    HEAD = 3     # u8 version, u16 n
-    ENTRY = 10   # u32 tag, 2s vr, u32 end
-
 VERSION = 1
-
-cdef inline uint32_t _u32(const uint8_t* p) noexcept nogil:
-    return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
-
-
-cdef inline uint16_t _u16(const uint8_t* p) noexcept nogil:
-    return <uint16_t>(p[0] | (p[1] << 8))
-
-
-cdef inline void _put_u32(uint8_t* p, uint32_t v) noexcept nogil:
-    p[0] = v & 0xFF
-    p[1] = (v >> 8) & 0xFF
-    p[2] = (v >> 16) & 0xFF
-    p[3] = (v >> 24) & 0xFF
-
-
-cdef int find_field(const uint8_t* buf, Py_ssize_t size, uint32_t tag,
-                    Py_ssize_t* start, Py_ssize_t* end, const uint8_t** vr) noexcept nogil:
-    """Locate one field: 1 found (start/end are absolute offsets), 0 absent, -1 malformed."""
-    cdef Py_ssize_t n, lo, hi, mid, base, s, e
-    cdef uint32_t t
-    cdef const uint8_t* entry
-    if size < HEAD:
-        return -1
-    n = _u16(buf + 1)
-    base = HEAD + n * ENTRY
-    if base > size:
-        return -1
-    lo = 0
-    hi = n - 1
-    while lo <= hi:
-        mid = (lo + hi) >> 1
-        entry = buf + HEAD + mid * ENTRY
-        t = _u32(entry)
-        if t == tag:
-            e = _u32(entry + 6)
-            s = _u32(entry - 4) if mid else 0
-            if s > e or base + e > size:
-                return -1
-            start[0] = base + s
-            end[0] = base + e
-            vr[0] = entry + 4
-            return 1
-        if t < tag:
-            lo = mid + 1
-        else:
-            hi = mid - 1
-    return 0
 
 
 # the VR strings of a scan repeat: keep one str per VR (indexed by its two bytes) instead of

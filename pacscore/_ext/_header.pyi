@@ -1,0 +1,10 @@
+"""Type stubs of the compiled header reader (the twin of pacscore/ingest.py's pydicom path)."""
+from typing import Any, Callable
+
+class Declined(Exception): ...
+
+def read_data_set(data: bytes, pos: int, implicit: bool, charset: Any, level_of: dict[int, int],
+                  skip: frozenset[int], vr_of: Callable[[int], str], keyword_of: Callable[[int], str],
+                  bulk_threshold: int) -> tuple | None: ...
+def read_file(data: bytes, charset: Any, level_of: dict[int, int], skip: frozenset[int],
+              vr_of: Callable[[int], str], keyword_of: Callable[[int], str], bulk_threshold: int) -> tuple | None: ...

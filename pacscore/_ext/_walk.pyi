@@ -1,0 +1,3 @@
+"""Type stubs of the compiled element walk (the twin in pacscore/ingest.py)."""
+
+def walk_problem(data: bytes, pos: int, implicit: bool, big: bool) -> tuple | None: ...
