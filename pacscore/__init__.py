@@ -17,18 +17,11 @@ from .query.options import MatchOptions
 __version__ = "0.1.0"
 
 
-def _implementation() -> str:
-    if os.environ.get("PACSCORE_PURE") == "1":
-        return "pure"
-    try:
-        from ._ext import _match, _records  # noqa: F401
-    except ImportError:
-        return "pure"
-    return "cython"
+from . import _impl
 
-
-#: "cython" when the compiled matcher and record codec are live, "pure" otherwise
-IMPLEMENTATION = _implementation()
+#: "cython" when every compiled twin is live, "pure" when none is ("mixed" otherwise);
+#: ``pacscore._impl.state()`` says which twin is which, and why
+IMPLEMENTATION = _impl.summary()
 
 from .archive import Archive, IngestReport, InstanceRef, StoreResult, open  # noqa: E402
 from .query.reference import match  # noqa: E402

@@ -24,7 +24,7 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from . import model
+from . import _impl, model
 from .errors import IngestError
 
 #: elements longer than this are bulk data: kept in the blob, left out of the indexed header
@@ -306,18 +306,9 @@ def _walk_problem(data: bytes, pos: int, implicit: bool, big: bool) -> tuple | N
     return None
 
 
-try:
-    if os.environ.get("PACSCORE_PURE") == "1":
-        raise ImportError("PACSCORE_PURE=1")
-    from ._ext._walk import walk_problem as _walk
-except ImportError:  # pure install or forced pure
-    _walk = _walk_problem
-try:
-    if os.environ.get("PACSCORE_PURE") == "1":
-        raise ImportError("PACSCORE_PURE=1")
-    from ._ext._header import read_file as _read_file
-except ImportError:  # pure install or forced pure: pydicom reads every instance
-    _read_file = None
+_walk = getattr(_impl.compiled("_walk"), "walk_problem", None) or _walk_problem
+# None: a pure install or forced pure, pydicom reads every instance
+_read_file = getattr(_impl.compiled("_header"), "read_file", None)
 
 
 def _check_complete(data: bytes, pos: int, syntax: str, src: str) -> None:

@@ -5,17 +5,10 @@ which tests/test_impl_parity.py checks on generated records.
 """
 from __future__ import annotations
 
-import os
-
+from .. import _impl
 from . import records as pure
 
-if os.environ.get("PACSCORE_PURE") == "1":
-    impl = pure
-else:
-    try:
-        from .._ext import _records as impl  # type: ignore[no-redef]
-    except ImportError:
-        impl = pure
+impl = _impl.compiled("_records") or pure
 
 encode = impl.encode
 decode = impl.decode

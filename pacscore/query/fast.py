@@ -23,17 +23,11 @@ and case folding; person names not in normal form; SQ fields) is handed to ``con
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
-from .. import values
+from .. import _impl, values
 
-try:
-    if os.environ.get("PACSCORE_PURE") == "1":
-        raise ImportError("PACSCORE_PURE=1")
-    from .._ext import _match
-except ImportError:  # pure install or forced pure: nothing to accelerate
-    _match = None
+_match = _impl.compiled("_match")  # None: pure install or forced pure, nothing to accelerate
 
 __all__ = ["LIVE", "accelerate", "record_tester"]
 

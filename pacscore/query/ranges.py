@@ -8,8 +8,9 @@ is in use (the pure ones under ``PACSCORE_PURE=1``).
 """
 from __future__ import annotations
 
-import os
 from typing import Iterable
+
+from .. import _impl
 
 
 def walk_range_pure(it: Iterable, head: bytes, lo: bytes, hi: bytes | None, prefix: bool, found: set[bytes],
@@ -34,12 +35,8 @@ def values_of_pure(it: Iterable) -> list[bytes]:
     return list(map(bytes, it))
 
 
-try:
-    if os.environ.get("PACSCORE_PURE") == "1":
-        raise ImportError("PACSCORE_PURE=1")
-    from .._ext._ranges import values_of
-    from .._ext._ranges import walk_range as walk
-except ImportError:  # pure install or forced pure
-    walk, values_of = walk_range_pure, values_of_pure
+_compiled = _impl.compiled("_ranges")
+walk = _compiled.walk_range if _compiled is not None else walk_range_pure
+values_of = _compiled.values_of if _compiled is not None else values_of_pure
 
 __all__ = ["values_of", "values_of_pure", "walk", "walk_range_pure"]
