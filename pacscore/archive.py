@@ -217,7 +217,8 @@ class Archive:
         stored = self._stored.replace(**changes)  # validated before anything is written
         if extra_tags is not _UNSET:
             tags = [parse_tag(t) if not isinstance(t, int) else int(t) for t in _as_list_any(extra_tags)]
-            self._write_txn(lambda txn: set_indexed(txn, self.index, tags, progress=progress))
+            self._write_txn(lambda txn: set_indexed(txn, self.index.db, self.index.indexed_tags(txn), tags,
+                                                    progress=progress))
         if changes:
             new_blobs = open_blobstore(stored.blobs, root=self.folder) if "blobs" in changes else None
             self.index.save_settings(stored.to_json())

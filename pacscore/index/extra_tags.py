@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from .. import model
 from ..errors import QueryError
 from . import codec
-from .lmdb_index import INDEXED_TAGS, LEVEL_DB, Index
+from .layout import INDEXED_TAGS, LEVEL_DB
 from .secondary import DEFAULT_INDEXED, prefix, tag_entries
 
 #: entries written per putmulti: bounded memory on a large archive
@@ -38,8 +38,10 @@ def check_tag(tag: int) -> None:
         raise QueryError(model.keyword_of(tag) or f"{tag:08X}", "a sequence cannot be an indexed attribute")
 
 
-def set_indexed(txn, index: Index, tags: Iterable[int], progress: bool = False) -> tuple[list[int], list[int]]:
-    """Make ``tags`` the extra indexed attributes inside the write transaction ``txn``.
+def set_indexed(txn, db_of: Callable[[str], object], current: Iterable[int], tags: Iterable[int],
+                progress: bool = False) -> tuple[list[int], list[int]]:
+    """Make ``tags`` the extra indexed attributes inside the write transaction ``txn``, where
+    ``current`` are indexed now (``Index.indexed_tags(txn)``) and ``db_of`` names the databases.
 
     Returns ``(added, removed)``. Attributes indexed by default need no extra entry and are
     dropped from the list."""
@@ -47,14 +49,14 @@ def set_indexed(txn, index: Index, tags: Iterable[int], progress: bool = False) 
     for tag in wanted:
         check_tag(tag)
     wanted = [t for t in wanted if not all(t in DEFAULT_INDEXED.get(lv, ()) for lv in index_levels(t))]
-    current = set(index.indexed_tags(txn))
+    current = set(current)
     added = [t for t in wanted if t not in current]
     removed = sorted(current - set(wanted))
     for tag in removed:
-        _drop(txn, index.db, tag)
+        _drop(txn, db_of, tag)
     for tag in added:
-        backfill(txn, index.db, tag, progress)
-    txn.put(INDEXED_TAGS, json.dumps(wanted).encode(), db=index.db("meta"))
+        backfill(txn, db_of, tag, progress)
+    txn.put(INDEXED_TAGS, json.dumps(wanted).encode(), db=db_of("meta"))
     return added, removed
 
 

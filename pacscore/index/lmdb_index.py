@@ -26,20 +26,11 @@ from pathlib import Path
 import lmdb
 
 from ..errors import StorageError
+from . import migrations
+from .layout import (  # noqa: F401 (re-exported: the index's names)
+    DB_NAMES, DUPSORT, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_KEY, SCHEMA_VERSION, SETTINGS_KEY)
 
-#: 2: scan segments; 3: trigram entries (index/secondary.py, GRAM_INDEXED); 4: entries of values
-#: the index cannot file by text apart from the empty ones (secondary.UNINDEXABLE); 5: the extra
-#: indexed tags in their own meta key, their entries backfilled (index/extra_tags.py). An older
-#: archive is upgraded at its first writable open; opened read-only it is read as it is
-SCHEMA_VERSION = 5
-DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
-DUPSORT = ("children", "idx")
 _VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
-LEVEL_DB = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
-LEVEL_BYTE = {"PATIENT": b"P", "STUDY": b"S", "SERIES": b"E", "IMAGE": b"I"}
-
-#: meta key of the JSON list of extra indexed tags (schema 5; before, in the settings)
-INDEXED_TAGS = b"indexed_tags"
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling on MapFullError
 
@@ -162,7 +153,7 @@ class Index:
         except lmdb.Error as exc:
             raise StorageError(f"not a pacscore index at {self.path}: {exc}") from None
         with env.begin() as txn:
-            version = txn.get(b"schema", db=meta)
+            version = txn.get(SCHEMA_KEY, db=meta)
         version = SCHEMA_VERSION if version is None else int(version)
         self._check_version(env, version)
         dbs[_VERSION] = version
@@ -184,18 +175,11 @@ class Index:
             for name in DB_NAMES:
                 dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
             meta = dbs["meta"]
-            version = txn.get(b"schema", db=meta)
+            version = txn.get(SCHEMA_KEY, db=meta)
             if version is not None:
                 self._check_version(env, int(version))
-                if int(version) < 2:
-                    self._upgrade_to_segments(txn, dbs)
-                if int(version) < 3:
-                    self._upgrade_to_grams(txn, dbs)
-                if int(version) < 4:
-                    self._upgrade_to_unindexable(txn, dbs)
-                if int(version) < 5:
-                    self._upgrade_to_indexed_tags(txn, dbs)
-            txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta)
+                migrations.upgrade(txn, dbs, int(version))
+            txn.put(SCHEMA_KEY, str(SCHEMA_VERSION).encode(), db=meta)
         dbs[_VERSION] = SCHEMA_VERSION
         shared.dbs.update(dbs)
         shared.writable = True
@@ -212,77 +196,6 @@ class Index:
             raise StorageError(f"index schema version {version} at {self.path}; "
                                f"this pacscore reads versions 1 to {SCHEMA_VERSION}")
 
-    def _upgrade_to_segments(self, txn, dbs) -> None:
-        """Version 1 -> 2: build the scan segments of an archive written before they existed."""
-        from .segments import SEGMENTED_LEVELS, rebuild
-
-        for level in SEGMENTED_LEVELS:
-            rebuild(txn, dbs["segments"], dbs[LEVEL_DB[level]], level)
-
-    def _upgrade_to_grams(self, txn, dbs) -> None:
-        """Version 2 -> 3: add the trigram entries of every record written before they existed."""
-        from . import codec
-        from .secondary import GRAM_INDEXED, gram_entries
-
-        idx = txn.cursor(db=dbs["idx"])
-        for level in GRAM_INDEXED:
-            entries = []
-            for key, raw in txn.cursor(db=dbs[LEVEL_DB[level]]).iternext(keys=True, values=True):
-                key = bytes(key)
-                entries.extend((entry, key) for entry in gram_entries(level, codec.decode(bytes(raw))))
-                if len(entries) >= 200_000:  # bounded memory for a large archive
-                    idx.putmulti(sorted(entries), dupdata=True)
-                    entries = []
-            idx.putmulti(sorted(entries), dupdata=True)
-
-    def _upgrade_to_unindexable(self, txn, dbs) -> None:
-        """Version 3 -> 4: the entities filed under a bare prefix (``level byte + tag``, or the
-        trigram prefix ``level byte + FF FE + tag``) whose value is not empty (a sequence, a date
-        that is not YYYYMMDD, ...) move to the prefix + UNINDEXABLE (index/secondary.py); the
-        empty and absent ones stay. The bare prefixes are found by jumping from one prefix to the
-        next, not by reading every entry."""
-        from . import codec
-        from .secondary import UNINDEXABLE, is_empty_field, is_empty_gram_field
-
-        level_of = {byte: level for level, byte in LEVEL_BYTE.items()}
-        idx = dbs["idx"]
-        cur = txn.cursor(db=idx)
-        moves = []
-        start = b""
-        while cur.set_range(start):
-            key = bytes(cur.key())
-            width = 7 if key[1:3] == b"\xff\xfe" else 5  # a trigram prefix, or an index prefix
-            head = key[:width]
-            if len(key) == width and head[:1] in level_of:
-                level, tag = level_of[head[:1]], int.from_bytes(head[-4:], "big")
-                empty = is_empty_gram_field if width == 7 else is_empty_field
-                for entity in list(map(bytes, cur.iternext_dup(keys=False, values=True))):
-                    raw = txn.get(entity, db=dbs[LEVEL_DB[level]])
-                    if raw is not None and not empty(codec.decode(bytes(raw)).get(tag)):
-                        moves.append((head, entity))
-            following = _following(head)
-            if following is None:
-                break
-            start = following
-        for head, entity in moves:
-            txn.delete(head, entity, db=idx)
-            txn.put(head + UNINDEXABLE, entity, db=idx, dupdata=True)
-
-    def _upgrade_to_indexed_tags(self, txn, dbs) -> None:
-        """Version 4 -> 5: the extra indexed tags move from the settings to their own meta key,
-        and their entries are backfilled: before, a tag added to an archive that held instances
-        had no entries for them, and a query planned on it lost those matches."""
-        from .extra_tags import backfill
-
-        raw = txn.get(b"settings", db=dbs["meta"])
-        settings = json.loads(bytes(raw)) if raw else {}
-        tags = sorted(int(t) for t in settings.pop("extra_tags", []))
-        for tag in tags:
-            backfill(txn, dbs.__getitem__, tag)
-        txn.put(INDEXED_TAGS, json.dumps(tags).encode(), db=dbs["meta"])
-        if raw:
-            txn.put(b"settings", json.dumps(settings, sort_keys=True).encode(), db=dbs["meta"])
-
     def grow(self) -> None:
         """Double the map size (called outside any transaction after MapFullError)."""
         env = self.env
@@ -297,13 +210,13 @@ class Index:
 
     def settings(self) -> dict:
         with self.env.begin() as txn:
-            raw = txn.get(b"settings", db=self.db("meta"))
+            raw = txn.get(SETTINGS_KEY, db=self.db("meta"))
         return json.loads(raw) if raw else {}
 
     def save_settings(self, settings: dict) -> None:
         self._check_writable("change the settings")
         with self.env.begin(write=True) as txn:
-            txn.put(b"settings", json.dumps(settings, sort_keys=True).encode(), db=self.db("meta"))
+            txn.put(SETTINGS_KEY, json.dumps(settings, sort_keys=True).encode(), db=self.db("meta"))
 
     def indexed_tags(self, txn) -> tuple[int, ...]:
         """The attributes indexed beyond the defaults (``extra_tags``), read in ``txn``: every
@@ -361,14 +274,6 @@ class _Shared:
         self.users = 1
         self.lmdb_readonly = lmdb_readonly
         self.writable = False  # databases created and schema upgraded by a writable Index
-
-
-def _following(prefix: bytes) -> bytes | None:
-    """The smallest key after every key that starts with ``prefix`` (None: there is none)."""
-    trimmed = prefix.rstrip(b"\xff")
-    if not trimmed:
-        return None
-    return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
 def patient_keys(txn, index: Index, patient_id: str) -> list[bytes]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 
 from .. import model, values
-from .lmdb_index import LEVEL_BYTE
+from .layout import LEVEL_BYTE
 
 MAX_VALUE_BYTES = 400  # LMDB keys are at most 511 bytes
 #: after a prefix: a value the index cannot file by its text (0xFF never occurs in UTF-8)

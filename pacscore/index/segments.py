@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 from typing import Iterable, Iterator
 
-from .lmdb_index import LEVEL_BYTE, LEVEL_DB
+from .layout import LEVEL_BYTE, LEVEL_DB
 
 SEGMENTED_LEVELS = ("PATIENT", "STUDY", "SERIES")
 TARGET_BYTES = 24 * 1024

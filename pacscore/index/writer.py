@@ -15,7 +15,7 @@ from .. import model
 from ..ingest import ParsedInstance, patient_key
 from . import codec as records
 from . import segments
-from .lmdb_index import LEVEL_BYTE, LEVEL_DB
+from .layout import LEVEL_BYTE, LEVEL_DB
 from .secondary import index_entries
 
 # reserved pseudo-tags for internal fields; never returned or matched

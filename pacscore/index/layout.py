@@ -1,0 +1,37 @@
+"""The names and bytes of the index layout, in one place (docs/storage-layout.md).
+
+Every module that reads or writes the index takes these from here, so that no module of the
+index needs another one just for a name: the environment (lmdb_index.py), the entries
+(secondary.py), the segments (segments.py), the writer and the migrations all depend on this
+module, and on nothing of each other's for it.
+"""
+from __future__ import annotations
+
+#: 2: scan segments; 3: trigram entries (secondary.GRAM_INDEXED); 4: entries of values the index
+#: cannot file by text apart from the empty ones (secondary.UNINDEXABLE); 5: the extra indexed
+#: tags in their own meta key, their entries backfilled (extra_tags.py). An older archive is
+#: upgraded at its first writable open (migrations.py); opened read-only it is read as it is
+SCHEMA_VERSION = 5
+
+DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
+#: databases with sorted duplicate values
+DUPSORT = ("children", "idx")
+
+#: level -> the database of its records
+LEVEL_DB = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
+#: level -> the byte that starts its keys in ``children``, ``idx`` and ``segments``
+LEVEL_BYTE = {"PATIENT": b"P", "STUDY": b"S", "SERIES": b"E", "IMAGE": b"I"}
+
+#: meta keys
+SCHEMA_KEY = b"schema"
+SETTINGS_KEY = b"settings"
+#: the JSON list of the extra indexed tags (schema 5; before, in the settings)
+INDEXED_TAGS = b"indexed_tags"
+
+
+def following(prefix: bytes) -> bytes | None:
+    """The smallest key after every key that starts with ``prefix`` (None: there is none)."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
