@@ -24,7 +24,7 @@ from . import _impl
 IMPLEMENTATION = _impl.summary()
 
 from .archive import Archive, IngestReport, InstanceRef, StoreResult, open  # noqa: E402
-from .query.reference import match  # noqa: E402
+from .query.oracle import match  # noqa: E402
 
 
 def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None = None, progress: bool = False):

@@ -8,7 +8,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from pacscore.errors import QueryError
-from pacscore.query.reference import WildcardPattern, match
+from pacscore.query.oracle import match
+from pacscore.query.reference import WildcardPattern
 from pacscore.values import parse_pn, pn_groups
 
 # ---------------------------------------------------------------- strategies

@@ -10,7 +10,7 @@ import pytest
 from pacscore.errors import QueryError
 from pacscore.query.conditions import compile_condition, compile_conditions
 from pacscore.query.options import MatchOptions
-from pacscore.query.reference import match
+from pacscore.query.oracle import match
 
 
 def _vectors_file() -> Path | None:

@@ -8,7 +8,8 @@ its answers. Each rule function turns a key into a test over stored values:
 - a *values test* ``(values, offset) -> bool`` sees all values of a stored attribute.
 
 ``pacscore.query.conditions`` wraps them with the handling of empty and absent values and the
-record's timezone; ``match`` below is the public oracle over the shapes of the test vectors.
+record's timezone; ``pacscore.match`` (query/oracle.py) is the public oracle over the shapes of the
+test vectors.
 """
 from __future__ import annotations
 
@@ -16,14 +17,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-
-from ..errors import QueryError
 from ..values import (
     DAY, TEMPORAL_VRS, WILDCARD_VRS, combine_da_tm, fold_case, is_empty, nfc, parse_at, parse_number,
     parse_temporal, parse_tm, pn_groups, split_range,
 )
-from .options import DEFAULT_OPTIONS, MatchOptions
+from .options import MatchOptions
 
 ValueTest = Callable[[str, int], bool]
 ValuesTest = Callable[[Sequence[str], int], bool]
@@ -32,7 +30,7 @@ __all__ = [
     "Zone", "WildcardPattern", "classify", "single_value", "exact_value", "person_name",
     "temporal_value", "numeric_value", "tag_value", "uid_list", "wildcard", "person_name_wildcard",
     "range_value", "range_form", "combined_datetime", "value_test", "any_value", "any_key_value",
-    "multiple_values", "key_test", "sequence", "empty_value", "match",
+    "multiple_values", "key_test", "sequence", "empty_value",
 ]
 
 
@@ -524,51 +522,3 @@ def empty_value(vr: str) -> Callable[[object], bool]:
     """Empty Value Matching (PS3.4 C.2.2.2.7, negotiated): a key of two QUOTATION MARKs
     matches only a zero-length or absent stored value (MATCHING.md §2.7, inferred)."""
     return lambda stored: is_empty(vr, stored)
-
-
-# ---------------------------------------------------------------- the public oracle
-
-DICOM_VRS = frozenset(
-    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
-)
-_SKIPPED = frozenset({"SpecificCharacterSet", "TimezoneOffsetFromUTC", "QueryRetrieveLevel", "QueryRetrieveView"})
-
-
-def match(
-    vr: str, key: object, value: object, item_vrs: Mapping[str, str] | None = None, **options: object
-) -> bool:
-    """Does a stored ``value`` match ``key`` under PS3.4 C.2.2 (and pacscore's §9 choices)?
-
-    ``value`` is a DICOM string, ``""`` (zero length), None (absent) or, for SQ, a list of item
-    dicts. ``vr="combined"`` takes dicts keyword -> string for key and value (Specific Character
-    Set and Timezone Offset From UTC are never matched). ``options`` are MatchOptions names;
-    unknown names raise QueryError.
-
-    >>> match("PN", "doe*", "Doe^John")
-    True
-    >>> match("DA", "20200101-20200131", "20200115")
-    True
-    """
-    from .conditions import compile_condition, compile_conditions  # conditions builds on this module
-
-    opts = DEFAULT_OPTIONS.replace(**options) if options else DEFAULT_OPTIONS
-    if vr == "hierarchical":
-        raise QueryError(None, "hierarchical cases need an archive: use Archive.find")
-    if vr != "combined" and vr not in DICOM_VRS:
-        raise QueryError(None, f"unknown VR {vr!r}")
-    if vr != "combined":
-        condition = compile_condition(f"({vr} key)", 0, vr, key, opts, item_vrs=dict(item_vrs or {}))
-        return True if condition is None else condition.test(value)
-
-    if not isinstance(key, Mapping) or not isinstance(value, Mapping):
-        raise QueryError(None, "a combined key and value are dicts keyword -> value")
-    keys = []
-    for keyword, key_value in key.items():
-        if keyword in _SKIPPED:
-            continue
-        tag = tag_for_keyword(keyword)
-        if tag is None:
-            raise QueryError(keyword, "unknown keyword")
-        keys.append((keyword, tag, (item_vrs or {}).get(keyword) or dictionary_VR(tag), key_value))
-    conditions = compile_conditions(keys, opts, timezone_offset=key.get("TimezoneOffsetFromUTC"))
-    return all(c.test(*(value.get(keyword_for_tag(t)) for t in c.tags)) for c in conditions)

@@ -76,7 +76,7 @@ class Reference:
         return sorted(out)
 
     def answer(self, query: "Query") -> set[str]:
-        from ..query.reference import match
+        from ..query.oracle import match
 
         out = set()
         for uid, rec in self.records[query.level].items():
