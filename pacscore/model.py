@@ -1,4 +1,4 @@
-"""The Query/Retrieve information model as data (PS3.4 C.6; MATCHING.md §7).
+"""The Query/Retrieve information model as data (PS3.4 C.6; docs/matching.md §9).
 
 Which attributes belong to which level decides where ingest files them and which keys a query
 may use at each level. Patient Root has four levels; Study Root folds the patient attributes into
@@ -40,7 +40,7 @@ T_INSTANCE_NUMBER = 0x00200013
 #: the unique key of each level (PS3.4 C.6.1.1); the patient's is PatientID (+ Issuer in pacscore)
 UNIQUE_KEY = {"PATIENT": T_PATIENT_ID, "STUDY": T_STUDY_UID, "SERIES": T_SERIES_UID, "IMAGE": T_SOP_UID}
 
-#: attributes that are never match keys (MATCHING.md §1 step 2)
+#: attributes that are never match keys (docs/matching.md §2, step 1)
 NEVER_MATCHED = frozenset({T_QR_LEVEL, T_CHARSET, T_TZ, 0x00080053, 0x00080054, 0x00080056, 0x00088130, 0x00880140})
 
 PATIENT_KEYWORDS = (

@@ -1,8 +1,8 @@
 """VR-aware decoding of single DICOM values, so that matching compares meanings, not bytes.
 
 Everything here works on decoded text (str). Padding and multi-values follow PS3.5 6.2 and
-MATCHING.md §9.1; person names follow PS3.5 6.2.1 (§9.2); dates and times become integer
-intervals ``(floor, ceil)`` in microseconds (§9.3):
+docs/matching.md §4; person names follow PS3.5 6.2.1 (docs/matching.md §3); dates and times
+become integer intervals ``(floor, ceil)`` in microseconds (docs/matching.md §3, Range Matching):
 
 - DA: days since 0001-01-01 on the local calendar (no timezone);
 - TM: microseconds since midnight, local time of day;
@@ -48,7 +48,7 @@ DAY = 24 * HOUR
 
 def strip_padding(vr: str, value: str) -> str:
     """One value without its padding: trailing spaces/NULs always, leading spaces except for
-    LT, ST, UT, UR and UC, where they are text (PS3.5 Table 6.2-1, MATCHING.md §9.1)."""
+    LT, ST, UT, UR and UC, where they are text (PS3.5 Table 6.2-1, docs/matching.md §4)."""
     if vr in _LEADING_SIGNIFICANT:
         return value.rstrip(" \0")
     return value.strip(" \0")
@@ -277,7 +277,7 @@ def split_range(vr: str, text: str) -> tuple[str | None, str | None]:
     alone gives ``(None, None)``. Spaces around the '-' are dropped.
 
     The split is at the unique '-' that leaves a valid value (or nothing) on both sides, so DT
-    bounds may carry negative offsets (MATCHING.md §9.4); two valid splits are refused:
+    bounds may carry negative offsets (docs/matching.md §3, Range Matching); two valid splits are refused:
 
     >>> split_range("DT", "20200101100000-0500-20200101120000-0500")
     ('20200101100000-0500', '20200101120000-0500')

@@ -6,7 +6,7 @@ namespace that holds nothing but loopback. The test process cannot join one, so 
 ``unshare -n sh -c 'ip link set lo up && exec ...'``, starts Orthanc there, runs the pacscore
 command line against it, stops Orthanc and prints JSON, which the tests check.
 
-The deviations asserted here are the ones the shared MATCHING.md §10.3 documents for Orthanc.
+The deviations asserted here are the ones docs/matching.md §7 documents for Orthanc.
 """
 from __future__ import annotations
 

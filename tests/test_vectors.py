@@ -1,4 +1,4 @@
-"""The shared matching vectors (MATCHING.md §0), every one but the hierarchical ones, through
+"""The matching vectors (tests/vectors/matching.json; docs/matching.md §1), every one but the hierarchical ones, through
 the public oracle; and the compiled Conditions the archive uses, on the same vectors."""
 import json
 import logging

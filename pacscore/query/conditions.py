@@ -51,7 +51,7 @@ def _never(*_stored: object) -> bool:
 
 
 def _invalid(keyword: str, tags: tuple[int, ...], vr: str, key: object, reason: str, options: MatchOptions) -> Condition:
-    """An invalid key (MATCHING.md §9.7): QueryError, or a condition that matches nothing."""
+    """An invalid key (docs/matching.md §5): QueryError, or a condition that matches nothing."""
     if options.invalid_keys == "error":
         raise QueryError(keyword, reason)
     log.warning("invalid key %s=%r matches nothing: %s", keyword, key, reason)
@@ -204,7 +204,7 @@ def _compile(
         return _compile_sequence(keyword, tag, key, options, item_vrs, local)
     text = _key_text(keyword, key)
     if vr not in MATCHED_VRS:
-        return None  # binary and numeric-binary VRs are return keys only (MATCHING.md §3)
+        return None  # binary and numeric-binary VRs are return keys only (docs/matching.md §4)
     stripped = strip_padding(vr, text)
     if not stripped:
         return None  # Universal Matching (C.2.2.2.3)

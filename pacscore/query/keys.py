@@ -19,7 +19,7 @@ from .options import MatchOptions
 _TAG_RE = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 _NUMERIC_OK_VRS = frozenset({"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"})
 
-#: keys that are taken from the identifier but never matched (MATCHING.md §1 step 2)
+#: keys that are taken from the identifier but never matched (docs/matching.md §2, step 1)
 _META_KEYS = frozenset({model.T_QR_LEVEL, model.T_CHARSET})
 
 
@@ -184,7 +184,7 @@ def build_query(identifier: object, level: str | None, model_name: str, options:
             query.ignored.append(keyword)
             continue
         if tag == model.UNIQUE_KEY[klevel] and isinstance(value, str) and value.strip() in ("*", "?*", "*?"):
-            value = ""  # '*' on a unique key means "all" (MATCHING.md §5.2; vector HIE-018)
+            value = ""  # '*' on a unique key means "all" (docs/matching.md §9; vector HIE-018)
         query.keys.append(Key(tag, keyword, vr, value, klevel))
     _check_hierarchy(query)
     for lvl in levels:

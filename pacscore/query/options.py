@@ -1,6 +1,6 @@
-"""Matching options: the choices PS3.4 leaves open or makes negotiable (MATCHING.md §9).
+"""Matching options: the choices PS3.4 leaves open or makes negotiable (docs/matching.md §6).
 
-The names are those of ../shared/vectors/matching.json; the same names are accepted by
+The names are those of the matching vectors (tests/vectors/matching.json); the same names are accepted by
 ``pacscore.match``, ``Archive.find`` / ``count`` and as archive defaults.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ INVALID_KEY_POLICIES = ("nomatch", "error")
 
 @dataclass(frozen=True)
 class MatchOptions:
-    """Settings of the matcher; the defaults follow MATCHING.md §9."""
+    """Settings of the matcher; the defaults are those of docs/matching.md §6."""
 
     #: PN single-value and wildcard matching ignore case (Unicode casefold).
     pn_case_insensitive: bool = True

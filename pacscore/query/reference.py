@@ -1,6 +1,6 @@
 """The reference matcher: the attribute matching rules of PS3.4 C.2.2, one function per rule.
 
-Written to be read beside the standard (and MATCHING.md); every faster path must give exactly
+Written to be read beside the standard (and docs/matching.md); every faster path must give exactly
 its answers. Each rule function turns a key into a test over stored values:
 
 - a *value test* ``(value, offset) -> bool`` sees one stored value, padding removed and not
@@ -46,7 +46,7 @@ class Zone:
 # ---------------------------------------------------------------- decision table
 
 def classify(vr: str, value: str) -> str:
-    """The matching type of one key value, padding removed (PS3.4 C.2.2.2; MATCHING.md §1.1):
+    """The matching type of one key value, padding removed (PS3.4 C.2.2.2; docs/matching.md §2):
     ``"universal"``, ``"wildcard"``, ``"range"`` or ``"single"``.
 
     '*'/'?' are wild cards only for AE CS LO LT PN SH ST UC UR UT (C.2.2.2.4); a key of only
@@ -65,7 +65,7 @@ def single_value(vr: str, value: str, options: MatchOptions, zone: Zone = Zone()
     """Single Value Matching (PS3.4 C.2.2.2.1): exact and case-sensitive, except PN (C.2.2.2.1.1),
     DA/TM/DT by meaning (C.2.2.2.1.3) and IS/DS numerically (CP-2305).
 
-    '*' or '?' in a key of a VR without wild cards is not a valid value (MATCHING.md §9.7)."""
+    '*' or '?' in a key of a VR without wild cards is not a valid value (docs/matching.md §5)."""
     if vr == "PN":
         return person_name(value, options)
     if vr in TEMPORAL_VRS:
@@ -126,7 +126,7 @@ def person_name(value: str, options: MatchOptions) -> ValueTest:
 
 
 def _interval(vr: str, lo: int | None, hi: int | None, zone: Zone) -> ValueTest:
-    """Does the stored value's floor instant lie in [lo, hi] (None = open)? (MATCHING.md §9.3)."""
+    """Does the stored value's floor instant lie in [lo, hi] (None = open)? (docs/matching.md §3, Range Matching)."""
     if vr == "TM" and zone.adjust:
         # Times of day move to UTC and may wrap around midnight: compare on the 24-hour circle.
         lo0 = 0 if lo is None else lo
@@ -165,7 +165,7 @@ def temporal_value(vr: str, value: str, zone: Zone = Zone()) -> ValueTest:
 
 def numeric_value(vr: str, value: str) -> ValueTest:
     """IS/DS Single Value Matching (CP-2305, implementation dependent): numeric equality, so
-    ``+7`` = ``007`` = ``7``; a key that is no number is compared literally (MATCHING.md §9.8)."""
+    ``+7`` = ``007`` = ``7``; a key that is no number is compared literally (docs/matching.md §3, Single Value Matching)."""
     try:
         key = parse_number(vr, value)
     except ValueError:
@@ -442,7 +442,7 @@ def any_value(test: ValueTest) -> ValuesTest:
 
 def any_key_value(tests: Sequence[ValueTest]) -> ValuesTest:
     """A multi-valued key without Multiple Value Matching: any key value matching any stored
-    value is enough (undefined by C.2.2.2.8 Note 4; pacscore OR, MATCHING.md §9.5)."""
+    value is enough (undefined by C.2.2.2.8 Note 4; pacscore OR, docs/matching.md §2)."""
     if len(tests) == 1:
         return any_value(tests[0])
 
@@ -520,5 +520,5 @@ def sequence(
 
 def empty_value(vr: str) -> Callable[[object], bool]:
     """Empty Value Matching (PS3.4 C.2.2.2.7, negotiated): a key of two QUOTATION MARKs
-    matches only a zero-length or absent stored value (MATCHING.md §2.7, inferred)."""
+    matches only a zero-length or absent stored value (docs/matching.md §3, inferred)."""
     return lambda stored: is_empty(vr, stored)
