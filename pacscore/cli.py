@@ -29,12 +29,16 @@ def _safe_output(path: str) -> Path:
 
 
 def cmd_ingest(args) -> int:
+    """Exit status 0 when every file was stored (or already was), 1 when some were rejected
+    (each listed with its reason), 2 on an error (main): scripts must see a lost file."""
     with _archive(args) as arc:
         report = arc.store_many(args.paths, workers=args.workers, progress=not args.quiet)
         print(report)
+        for move in report.moved:
+            print(f"  {move}")
         for src, reason in report.rejected:
             print(f"  rejected {src}: {reason}")
-    return 0
+    return 1 if report.rejected else 0
 
 
 def parse_keys(pairs: list[str]) -> dict:

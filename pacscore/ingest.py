@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import os
 import re
 import struct
@@ -32,8 +33,17 @@ BULK_THRESHOLD = 64 * 1024
 #: a deflated data set that inflates beyond this is refused (a deflate bomb, not an image)
 MAX_INFLATED = 256 << 20
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
-#: sequences whose JSON form is larger than this are not kept in level records (header only)
+#: sequences whose JSON form (as the record codec stores it) is larger than this are not kept in
+#: level records: they stay in the stored header and the blob, so nothing is lost, but one long
+#: sequence would otherwise bloat every read of its record
 MAX_SEQUENCE_BYTES = 16 * 1024
+#: the longest UID (UTF-8 bytes) the index keeps: UIDs are LMDB keys and duplicate values, which
+#: LMDB limits to 511 bytes, and lookups (archive._uid_key) refuse longer ones
+MAX_UID_BYTES = 256
+#: how ingest treats a UID that is not digits and dots of at most 64 characters (PS3.5 9.1):
+#: "lenient" keeps it (real devices send such UIDs), "strict" rejects the instance
+UID_POLICIES = ("lenient", "strict")
+_UID_KEYWORDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 _TEXT_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
@@ -63,6 +73,10 @@ class ParsedInstance:
     header: bytes  # zlib-compressed Part-10 header (no pixel data, no bulk data)
     checksum: str
     levels: dict[str, dict[int, tuple[str, object]]] = field(default_factory=dict)
+    #: keywords of the identifying UIDs that are not digits and dots of at most 64 characters
+    nonconformant_uids: tuple[str, ...] = ()
+    #: where the instance came from (a path, "<bytes>", ...), for error messages
+    source: str = ""
 
     @property
     def patient_key(self) -> str:
@@ -111,17 +125,63 @@ def dataset_to_part10(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def parse(source: object, name: str | None = None) -> ParsedInstance:
+def parse(source: object, name: str | None = None, uid_policy: str = "lenient") -> ParsedInstance:
     """Parse a path, bytes, file object or Dataset into a ParsedInstance, or raise IngestError."""
     if isinstance(source, Dataset):
         data, src = dataset_to_part10(source), name or "<Dataset>"
     else:
         data, src = read_source(source)
         src = name or src
-    return parse_bytes(data, src)
+    return parse_bytes(data, src, uid_policy)
 
 
-def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
+def parse_bytes(data: bytes, src: str = "<bytes>", uid_policy: str = "lenient") -> ParsedInstance:
+    """Parse Part-10 bytes (or a bare data set); ``uid_policy`` says what to do with a UID
+    that is not digits and dots (see UID_POLICIES)."""
+    if uid_policy not in UID_POLICIES:
+        raise ValueError(f"uid_policy must be one of {UID_POLICIES}, not {uid_policy!r}")
+    parsed = _parse_bytes(data, src)
+    parsed.source = src
+    parsed.nonconformant_uids = tuple(
+        kw for kw, uid in zip(_UID_KEYWORDS, (parsed.sop_instance_uid, parsed.study_instance_uid,
+                                              parsed.series_instance_uid))
+        if not is_conformant_uid(uid))
+    check_uid_policy(parsed, uid_policy)
+    for level in parsed.levels.values():
+        _drop_large_sequences(level)
+    return parsed
+
+
+def is_conformant_uid(uid: str) -> bool:
+    """Whether ``uid`` has the form of PS3.5 9.1: digits and dots, at most 64 characters."""
+    return len(uid) <= 64 and _UID.fullmatch(uid) is not None
+
+
+def check_uid_policy(parsed: ParsedInstance, uid_policy: str) -> None:
+    """Raise IngestError when ``uid_policy`` is "strict" and the instance has a UID that is
+    not digits and dots (the archive also calls this for instances parsed elsewhere)."""
+    if uid_policy == "strict" and parsed.nonconformant_uids:
+        kw = parsed.nonconformant_uids[0]
+        uid = {"SOPInstanceUID": parsed.sop_instance_uid, "StudyInstanceUID": parsed.study_instance_uid,
+               "SeriesInstanceUID": parsed.series_instance_uid}[kw]
+        raise IngestError(parsed.source or "<bytes>", f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, "
+                                                      f"at most 64 characters (uid_policy='strict')")
+
+
+def _drop_large_sequences(level: dict[int, tuple[str, object]]) -> None:
+    """Leave out of a level record each sequence whose JSON form exceeds MAX_SEQUENCE_BYTES
+    (it stays in the stored header and blob). Applied after either reader, so both agree."""
+    for tag, (vr, value) in list(level.items()):
+        if vr == "SQ" and _json_size(value) > MAX_SEQUENCE_BYTES:
+            del level[tag]
+
+
+def _json_size(value: object) -> int:
+    """Bytes of ``value`` as the record codec stores a sequence (compact JSON, UTF-8)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+
+
+def _parse_bytes(data: bytes, src: str) -> ParsedInstance:
     if len(data) < 8:
         raise IngestError(src, f"not DICOM: only {len(data)} bytes")
     part10 = len(data) >= 132 and data[128:132] == b"DICM"
@@ -372,9 +432,15 @@ def _check_uids(src: str, sop_uid: str, study_uid: str, series_uid: str) -> None
                                 ("SeriesInstanceUID", series_uid)) if not v]
     if missing:
         raise IngestError(src, f"missing {', '.join(missing)}: an instance needs its Study, Series and SOP Instance UID")
-    for kw, uid in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid)):
-        if len(uid) > 64 or not _UID.fullmatch(uid):
-            raise IngestError(src, f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, at most 64 characters")
+    # any other value is kept (uid_policy decides later); these two cannot identify one entity
+    for kw, uid in zip(_UID_KEYWORDS, (sop_uid, study_uid, series_uid)):
+        if "\\" in uid:
+            raise IngestError(src, f"invalid {kw} {uid[:80]!r}: several values (a backslash) where one UID "
+                                   f"identifies the entity")
+        size = len(uid.encode("utf-8", "surrogatepass"))
+        if size > MAX_UID_BYTES:
+            raise IngestError(src, f"invalid {kw} {uid[:80]!r}...: {size} bytes, longer than the "
+                                   f"{MAX_UID_BYTES} bytes the index keeps for a UID")
 
 
 def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> ParsedInstance:
