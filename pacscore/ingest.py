@@ -239,11 +239,11 @@ def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
     if got is None:
         return None
     meta_end, syntax, found, header_end, texts = got
-    sop_uid = texts.get(model.T_SOP_UID, "").strip(" \x00")
+    sop_uid = uid_value(texts.get(model.T_SOP_UID, ""))
     if not sop_uid:
         return None  # the reference path falls back to the file meta's SOP Instance UID
-    study_uid = texts.get(model.T_STUDY_UID, "").strip(" \x00")
-    series_uid = texts.get(model.T_SERIES_UID, "").strip(" \x00")
+    study_uid = uid_value(texts.get(model.T_STUDY_UID, ""))
+    series_uid = uid_value(texts.get(model.T_SERIES_UID, ""))
     # in the reference path's order (same errors); the reader has checked that every element
     # before header_end fits, so the walk starts there
     _check_complete(data, header_end, syntax, src)
@@ -443,10 +443,21 @@ def _check_uids(src: str, sop_uid: str, study_uid: str, series_uid: str) -> None
                                    f"{MAX_UID_BYTES} bytes the index keeps for a UID")
 
 
+def uid_value(raw: str) -> str:
+    """A UID as the index keeps it: without the padding (NUL, spaces) or any other white space
+    around it, as lookups (archive._uid_key) strip it, so a stored UID can be asked for."""
+    while True:
+        stripped = raw.strip().strip("\x00")
+        if stripped == raw:
+            return raw
+        raw = stripped
+
+
 def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> ParsedInstance:
-    sop_uid = _text(ds, model.T_SOP_UID) or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or "")
-    study_uid = _text(ds, model.T_STUDY_UID)
-    series_uid = _text(ds, model.T_SERIES_UID)
+    sop_uid = uid_value(_text(ds, model.T_SOP_UID)
+                        or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or ""))
+    study_uid = uid_value(_text(ds, model.T_STUDY_UID))
+    series_uid = uid_value(_text(ds, model.T_SERIES_UID))
     _check_uids(src, sop_uid, study_uid, series_uid)
     levels: dict[str, dict[int, tuple[str, object]]] = {lvl: {} for lvl in model.LEVELS}
     has_bulk = False
