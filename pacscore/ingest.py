@@ -171,8 +171,8 @@ def check_uid_policy(parsed: ParsedInstance, uid_policy: str) -> None:
 def _drop_large_sequences(level: dict[int, tuple[str, object]]) -> None:
     """Leave out of a level record each sequence whose JSON form exceeds MAX_SEQUENCE_BYTES
     (it stays in the stored header and blob). Applied after either reader, so both agree."""
-    for tag, (vr, value) in list(level.items()):
-        if vr == "SQ" and _json_size(value) > MAX_SEQUENCE_BYTES:
+    for tag in [tag for tag, value in level.items() if value[0] == "SQ"]:
+        if _json_size(level[tag][1]) > MAX_SEQUENCE_BYTES:
             del level[tag]
 
 
