@@ -40,6 +40,9 @@ MAX_SEQUENCE_BYTES = 16 * 1024
 #: the longest UID (UTF-8 bytes) the index keeps: UIDs are LMDB keys and duplicate values, which
 #: LMDB limits to 511 bytes, and lookups (archive._uid_key) refuse longer ones
 MAX_UID_BYTES = 256
+#: the longest PatientID + NUL + IssuerOfPatientID (UTF-8 bytes) the index keeps: a patient key
+#: is an LMDB key behind a level byte (511 bytes at most); LO values are 64 characters (PS3.5 6.2)
+MAX_PATIENT_KEY_BYTES = 500
 #: how ingest treats a UID that is not digits and dots of at most 64 characters (PS3.5 9.1):
 #: "lenient" keeps it (real devices send such UIDs), "strict" rejects the instance
 UID_POLICIES = ("lenient", "strict")
@@ -146,6 +149,10 @@ def parse_bytes(data: bytes, src: str = "<bytes>", uid_policy: str = "lenient") 
         kw for kw, uid in zip(_UID_KEYWORDS, (parsed.sop_instance_uid, parsed.study_instance_uid,
                                               parsed.series_instance_uid))
         if not is_conformant_uid(uid))
+    key_size = len(parsed.patient_key.encode("utf-8", "surrogatepass"))
+    if key_size > MAX_PATIENT_KEY_BYTES:  # else LMDB refuses the key at commit: a StorageError
+        raise IngestError(src, f"PatientID and IssuerOfPatientID are {key_size} bytes together, longer than the "
+                               f"{MAX_PATIENT_KEY_BYTES} bytes the index keeps for a patient")
     check_uid_policy(parsed, uid_policy)
     for level in parsed.levels.values():
         _drop_large_sequences(level)

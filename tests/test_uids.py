@@ -155,3 +155,13 @@ def test_uids_are_stripped_as_lookups_strip_them(tmp_path):
         assert arc.store(data).sop_instance_uid == "1.2.5"
         assert arc.get("1.2.5") == data and arc.get("\t1.2.5\n") == data
         assert list(arc.blobs.keys()) == [f"1.2.5_{ingest.checksum(data)[:16]}"]
+
+
+def test_a_patient_key_too_long_for_the_index_is_an_ingest_error(tmp_path):
+    """Not a UID, but an LMDB key all the same: the old code failed at commit with a
+    StorageError (which the DIMSE adapter answers as "out of resources", inviting a retry)."""
+    with pacscore.open(tmp_path / "a") as arc:
+        with pytest.raises(IngestError, match="PatientID and IssuerOfPatientID are 601 bytes"):
+            arc.store(make_instance(sop="1.2.3", patient_id="P" * 600))
+        assert arc.stats()["instances"] == 0 and list(arc.blobs.keys()) == []
+        assert arc.store(make_instance(sop="1.2.3", patient_id="P" * 499)).status == "stored"
