@@ -705,4 +705,4 @@ def _parse_all(items: Iterator[object], workers: int | None) -> Iterator[object]
                 return
 
 
-__all__ = ["Archive", "open", "StoreResult", "IngestReport", "InstanceRef"]
+__all__ = ["Archive", "open", "StoreResult", "IngestReport", "InstanceRef", "Move"]
