@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(report.rejected) > 5:
             print(f"  ... and {len(report.rejected) - 5} more")
         stats = arc.stats()
-        print(f"archive: {stats['patients']} patients, {stats['studys']} studies, {stats['series']} series, "
+        print(f"archive: {stats['patients']} patients, {stats['studies']} studies, {stats['series']} series, "
               f"{stats['instances']} instances ({pacscore.IMPLEMENTATION} matcher)\n")
         for title, level, identifier, options in QUERIES:
             t0 = time.perf_counter()

@@ -8,9 +8,11 @@ blob and deletes the old one only after the index commit.
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 import logging
 import os
+import re
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -45,9 +47,46 @@ BATCH_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class Move:
+    """A replacement that placed an instance under another patient, study or series: a
+    correction a modality sent, or two instances that share a SOP Instance UID by mistake;
+    either way someone should look, so it is reported and logged."""
+
+    sop_instance_uid: str
+    from_patient: str  # patient keys: PatientID, NUL, IssuerOfPatientID (as InstanceRef.patient_key)
+    from_study: str
+    from_series: str
+    to_patient: str
+    to_study: str
+    to_series: str
+
+    def __str__(self) -> str:
+        return self._describe(phi=True)
+
+    def log_message(self) -> str:
+        """What the log says: UIDs only (a patient ID is PHI; the report has it)."""
+        return self._describe(phi=False)
+
+    def _describe(self, phi: bool) -> str:
+        changes = [f"study {self.from_study!r} -> {self.to_study!r}"] if self.from_study != self.to_study else []
+        if self.from_series != self.to_series:
+            changes.append(f"series {self.from_series!r} -> {self.to_series!r}")
+        if self.from_patient != self.to_patient:
+            changes.insert(0, f"patient {_patient_label(self.from_patient)!r} -> {_patient_label(self.to_patient)!r}"
+                           if phi else "to another patient")
+        return f"instance {self.sop_instance_uid} moved: {', '.join(changes)}"
+
+
+def _patient_label(key: str) -> str:
+    pid, _, issuer = key.partition("\x00")
+    return f"{pid} (issuer {issuer})" if issuer else pid
+
+
+@dataclass(frozen=True)
 class StoreResult:
     sop_instance_uid: str
     status: str  # "stored", "duplicate", "replaced", "kept"
+    moved: Move | None = None  # set when a replacement moved the instance to another entity
 
 
 @dataclass
@@ -56,10 +95,14 @@ class IngestReport:
     duplicates: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    #: instances already stored with other content, left as they were (on_conflict="keep")
+    kept: list[str] = field(default_factory=list)
+    #: replacements (also in ``replaced``) that moved an instance to another patient, study or series
+    moved: list[Move] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (f"stored {len(self.stored)}, replaced {len(self.replaced)}, duplicates {len(self.duplicates)}, "
-                f"rejected {len(self.rejected)}")
+                f"kept {len(self.kept)}, moved {len(self.moved)}, rejected {len(self.rejected)}")
 
 
 @dataclass(frozen=True)
@@ -284,11 +327,12 @@ class Archive:
         Storing the same SOP Instance UID again is idempotent: the same bytes are a no-op;
         different bytes replace the stored ones (``on_conflict="keep"`` / ``"error"`` otherwise).
         """
-        parsed = ingest.parse(source)
+        parsed = ingest.parse(source, uid_policy=self.uid_policy)
         report = self._store_parsed([parsed])
-        for status in ("stored", "replaced", "duplicates"):
+        for status in ("stored", "replaced", "duplicates", "kept"):
             if getattr(report, status):
-                return StoreResult(parsed.sop_instance_uid, {"duplicates": "duplicate"}.get(status, status))
+                return StoreResult(parsed.sop_instance_uid, {"duplicates": "duplicate"}.get(status, status),
+                                   report.moved[0] if report.moved else None)
         raise IngestError(report.rejected[0][0], report.rejected[0][1])
 
     def _store_parsed(self, batch: list[ingest.ParsedInstance], report: IngestReport | None = None) -> IngestReport:
@@ -301,6 +345,11 @@ class Archive:
                     existing[p.sop_instance_uid] = (records.get_value(raw, T_CHECKSUM), records.get_value(raw, T_BLOBKEY))
         todo, seen = [], {}
         for p in batch:
+            try:
+                ingest.check_uid_policy(p, self.uid_policy)  # store_many's workers parse leniently
+            except IngestError as exc:
+                report.rejected.append((exc.source, exc.reason))
+                continue
             old = existing.get(p.sop_instance_uid) or seen.get(p.sop_instance_uid)
             if old is not None and old[0] == p.checksum:
                 if p.sop_instance_uid in existing and not self._blob_intact(old[1], len(p.data)):
@@ -308,7 +357,7 @@ class Archive:
                 report.duplicates.append(p.sop_instance_uid)
                 continue
             if old is not None and self.on_conflict == "keep":
-                report.duplicates.append(p.sop_instance_uid)
+                report.kept.append(p.sop_instance_uid)
                 continue
             if old is not None and self.on_conflict == "error":
                 report.rejected.append((p.sop_instance_uid, "an instance with this SOP Instance UID is stored "
@@ -338,7 +387,7 @@ class Archive:
                 writer.add(p)
                 rec = writer.load("IMAGE", p.sop_instance_uid.encode())
                 rec[T_BLOBKEY] = ("IN", _blob_key(p))
-                outcome.append((p.sop_instance_uid, old is not None))
+                outcome.append((p.sop_instance_uid, old is not None, _move(p.sop_instance_uid, old, rec)))
             return replaced_blobs, outcome
 
         try:
@@ -350,8 +399,11 @@ class Archive:
             raise
         for key in replaced_blobs:
             self._discard_blob(key)
-        for uid, was_replaced in outcome:
+        for uid, was_replaced, move in outcome:
             (report.replaced if was_replaced else report.stored).append(uid)
+            if move is not None:
+                report.moved.append(move)
+                log.warning("replacement %s", move.log_message())
         return report
 
     def _blob_intact(self, key: str, size: int) -> bool:
@@ -607,11 +659,15 @@ class Archive:
 
     def stats(self) -> dict:
         with self.index.read() as txn:
-            counts = {lvl.lower() + ("s" if lvl != "SERIES" else ""): txn.stat(self.index.db(db))["entries"]
-                      for lvl, db in LEVEL_DB.items()}
+            counts = {_PLURAL[lvl]: txn.stat(self.index.db(db))["entries"] for lvl, db in LEVEL_DB.items()}
             size = 0
-            for _, v in txn.cursor(db=self.index.db("instance")):
+            nonconformant = dict.fromkeys(("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"), 0)
+            for k, v in txn.cursor(db=self.index.db("instance")):
                 size += int(records.get_value(v, T_SIZE))
+                nonconformant["SOPInstanceUID"] += not ingest.is_conformant_uid(bytes(k).decode("utf-8"))
+            for kw, db in (("SeriesInstanceUID", "series"), ("StudyInstanceUID", "study")):
+                for k in txn.cursor(db=self.index.db(db)).iternext(values=False):
+                    nonconformant[kw] += not ingest.is_conformant_uid(bytes(k).decode("utf-8"))
             disagreements = 0
             pdb = self.index.db("patient")
             for _, v in txn.cursor(db=self.index.db("study")):
@@ -625,7 +681,12 @@ class Archive:
         info = self.index.env.info()
         return {**counts, "instances": counts.pop("images"), "blob_bytes": size,
                 "index_bytes": (self.index.path / "data.mdb").stat().st_size, "map_size": info["map_size"],
-                "patient_disagreements": disagreements, "blobs": self.blobs.url}
+                "patient_disagreements": disagreements, "blobs": self.blobs.url,
+                # entities stored under a UID that is not digits and dots (uid_policy="lenient")
+                "nonconformant_uids": nonconformant}
+
+
+_PLURAL = {"PATIENT": "patients", "STUDY": "studies", "SERIES": "series", "IMAGE": "images"}
 
 
 def _paged(batches, build_many, limit: int | None, offset: int):
@@ -660,8 +721,32 @@ def _paged(batches, build_many, limit: int | None, offset: int):
         yield rows
 
 
+def _move(sop_uid: str, old: dict | None, new: dict) -> Move | None:
+    """The Move of a replacement whose old and new records sit under different entities (the
+    new record's, as the writer placed it: a known series keeps its study)."""
+    if old is None:
+        return None
+    where = [rec[tag][1] for rec in (old, new) for tag in (T_PATIENT, T_STUDY, T_PARENT)]
+    if where[:3] == where[3:]:
+        return None
+    return Move(sop_uid, *where)
+
+
+_SAFE_UID_CHARS = re.compile(r"[^0-9A-Za-z.]")
+
+
 def _blob_key(p: ingest.ParsedInstance) -> str:
-    return f"{p.sop_instance_uid}_{p.checksum[:16]}"
+    """The blob key of an instance: its SOP Instance UID and the start of its checksum.
+
+    A UID of digits and dots (PS3.5 9.1) is used as it is, as it always was. Any other UID
+    (separators, "..", spaces, non-ASCII, over 64 characters) never reaches a key raw: the key
+    is ``u-`` + a readable prefix (unsafe characters as ``-``) + a hash of the whole UID, which
+    cannot collide with a conformant key (those start with a digit and have no ``-``)."""
+    uid = p.sop_instance_uid
+    if ingest.is_conformant_uid(uid):
+        return f"{uid}_{p.checksum[:16]}"
+    digest = hashlib.blake2b(uid.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return f"u-{_SAFE_UID_CHARS.sub('-', uid[:32])}-{digest}_{p.checksum[:16]}"
 
 
 def _default_indexed(tags: set[int]) -> set[int]:
@@ -759,4 +844,4 @@ def _parse_all(items: Iterator[object], workers: int | None) -> Iterator[object]
                 return
 
 
-__all__ = ["Archive", "open", "StoreResult", "IngestReport", "InstanceRef"]
+__all__ = ["Archive", "open", "StoreResult", "IngestReport", "InstanceRef", "Move"]

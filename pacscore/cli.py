@@ -34,12 +34,21 @@ def _safe_output(path: str) -> Path:
 
 
 def cmd_ingest(args) -> int:
-    with open_for(args, create=True) as arc:
-        report = arc.store_many(args.paths, workers=args.workers, progress=not args.quiet)
-        print(report)
-        for src, reason in report.rejected:
-            print(f"  rejected {src}: {reason}")
-    return 0
+    """Exit status 0 when every file was stored (or already was), 1 when some were rejected
+    (each listed with its reason), 2 on an error: scripts must see a lost file, and tell it from
+    a failed run (an OSError would otherwise end in a traceback and status 1)."""
+    try:
+        with open_for(args, create=True) as arc:
+            report = arc.store_many(args.paths, workers=args.workers, progress=not args.quiet)
+    except OSError as exc:
+        print(f"pacscore ingest: error: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    for move in report.moved:
+        print(f"  {move}")
+    for src, reason in report.rejected:
+        print(f"  rejected {src}: {reason}")
+    return 1 if report.rejected else 0
 
 
 def parse_keys(pairs: list[str]) -> dict:

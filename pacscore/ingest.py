@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import os
 import re
 import struct
@@ -32,8 +33,20 @@ BULK_THRESHOLD = 64 * 1024
 #: a deflated data set that inflates beyond this is refused (a deflate bomb, not an image)
 MAX_INFLATED = 256 << 20
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
-#: sequences whose JSON form is larger than this are not kept in level records (header only)
+#: sequences whose JSON form (as the record codec stores it) is larger than this are not kept in
+#: level records: they stay in the stored header and the blob, so nothing is lost, but one long
+#: sequence would otherwise bloat every read of its record
 MAX_SEQUENCE_BYTES = 16 * 1024
+#: the longest UID (UTF-8 bytes) the index keeps: UIDs are LMDB keys and duplicate values, which
+#: LMDB limits to 511 bytes, and lookups (archive._uid_key) refuse longer ones
+MAX_UID_BYTES = 256
+#: the longest PatientID + NUL + IssuerOfPatientID (UTF-8 bytes) the index keeps: a patient key
+#: is an LMDB key behind a level byte (511 bytes at most); LO values are 64 characters (PS3.5 6.2)
+MAX_PATIENT_KEY_BYTES = 500
+#: how ingest treats a UID that is not digits and dots of at most 64 characters (PS3.5 9.1):
+#: "lenient" keeps it (real devices send such UIDs), "strict" rejects the instance
+UID_POLICIES = ("lenient", "strict")
+_UID_KEYWORDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 _TEXT_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
@@ -63,6 +76,10 @@ class ParsedInstance:
     header: bytes  # zlib-compressed Part-10 header (no pixel data, no bulk data)
     checksum: str
     levels: dict[str, dict[int, tuple[str, object]]] = field(default_factory=dict)
+    #: keywords of the identifying UIDs that are not digits and dots of at most 64 characters
+    nonconformant_uids: tuple[str, ...] = ()
+    #: where the instance came from (a path, "<bytes>", ...), for error messages
+    source: str = ""
 
     @property
     def patient_key(self) -> str:
@@ -111,17 +128,67 @@ def dataset_to_part10(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def parse(source: object, name: str | None = None) -> ParsedInstance:
+def parse(source: object, name: str | None = None, uid_policy: str = "lenient") -> ParsedInstance:
     """Parse a path, bytes, file object or Dataset into a ParsedInstance, or raise IngestError."""
     if isinstance(source, Dataset):
         data, src = dataset_to_part10(source), name or "<Dataset>"
     else:
         data, src = read_source(source)
         src = name or src
-    return parse_bytes(data, src)
+    return parse_bytes(data, src, uid_policy)
 
 
-def parse_bytes(data: bytes, src: str = "<bytes>") -> ParsedInstance:
+def parse_bytes(data: bytes, src: str = "<bytes>", uid_policy: str = "lenient") -> ParsedInstance:
+    """Parse Part-10 bytes (or a bare data set); ``uid_policy`` says what to do with a UID
+    that is not digits and dots (see UID_POLICIES)."""
+    if uid_policy not in UID_POLICIES:
+        raise ValueError(f"uid_policy must be one of {UID_POLICIES}, not {uid_policy!r}")
+    parsed = _parse_bytes(data, src)
+    parsed.source = src
+    parsed.nonconformant_uids = tuple(
+        kw for kw, uid in zip(_UID_KEYWORDS, (parsed.sop_instance_uid, parsed.study_instance_uid,
+                                              parsed.series_instance_uid))
+        if not is_conformant_uid(uid))
+    key_size = len(parsed.patient_key.encode("utf-8", "surrogatepass"))
+    if key_size > MAX_PATIENT_KEY_BYTES:  # else LMDB refuses the key at commit: a StorageError
+        raise IngestError(src, f"PatientID and IssuerOfPatientID are {key_size} bytes together, longer than the "
+                               f"{MAX_PATIENT_KEY_BYTES} bytes the index keeps for a patient")
+    check_uid_policy(parsed, uid_policy)
+    for level in parsed.levels.values():
+        _drop_large_sequences(level)
+    return parsed
+
+
+def is_conformant_uid(uid: str) -> bool:
+    """Whether ``uid`` has the form of PS3.5 9.1: digits and dots, at most 64 characters."""
+    return len(uid) <= 64 and _UID.fullmatch(uid) is not None
+
+
+def check_uid_policy(parsed: ParsedInstance, uid_policy: str) -> None:
+    """Raise IngestError when ``uid_policy`` is "strict" and the instance has a UID that is
+    not digits and dots (the archive also calls this for instances parsed elsewhere)."""
+    if uid_policy == "strict" and parsed.nonconformant_uids:
+        kw = parsed.nonconformant_uids[0]
+        uid = {"SOPInstanceUID": parsed.sop_instance_uid, "StudyInstanceUID": parsed.study_instance_uid,
+               "SeriesInstanceUID": parsed.series_instance_uid}[kw]
+        raise IngestError(parsed.source or "<bytes>", f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, "
+                                                      f"at most 64 characters (uid_policy='strict')")
+
+
+def _drop_large_sequences(level: dict[int, tuple[str, object]]) -> None:
+    """Leave out of a level record each sequence whose JSON form exceeds MAX_SEQUENCE_BYTES
+    (it stays in the stored header and blob). Applied after either reader, so both agree."""
+    for tag in [tag for tag, value in level.items() if value[0] == "SQ"]:
+        if _json_size(level[tag][1]) > MAX_SEQUENCE_BYTES:
+            del level[tag]
+
+
+def _json_size(value: object) -> int:
+    """Bytes of ``value`` as the record codec stores a sequence (compact JSON, UTF-8)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+
+
+def _parse_bytes(data: bytes, src: str) -> ParsedInstance:
     if len(data) < 8:
         raise IngestError(src, f"not DICOM: only {len(data)} bytes")
     part10 = len(data) >= 132 and data[128:132] == b"DICM"
@@ -179,11 +246,11 @@ def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
     if got is None:
         return None
     meta_end, syntax, found, header_end, texts = got
-    sop_uid = texts.get(model.T_SOP_UID, "").strip(" \x00")
+    sop_uid = uid_value(texts.get(model.T_SOP_UID, ""))
     if not sop_uid:
         return None  # the reference path falls back to the file meta's SOP Instance UID
-    study_uid = texts.get(model.T_STUDY_UID, "").strip(" \x00")
-    series_uid = texts.get(model.T_SERIES_UID, "").strip(" \x00")
+    study_uid = uid_value(texts.get(model.T_STUDY_UID, ""))
+    series_uid = uid_value(texts.get(model.T_SERIES_UID, ""))
     # in the reference path's order (same errors); the reader has checked that every element
     # before header_end fits, so the walk starts there
     _check_complete(data, header_end, syntax, src)
@@ -363,15 +430,32 @@ def _check_uids(src: str, sop_uid: str, study_uid: str, series_uid: str) -> None
                                 ("SeriesInstanceUID", series_uid)) if not v]
     if missing:
         raise IngestError(src, f"missing {', '.join(missing)}: an instance needs its Study, Series and SOP Instance UID")
-    for kw, uid in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid)):
-        if len(uid) > 64 or not _UID.fullmatch(uid):
-            raise IngestError(src, f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, at most 64 characters")
+    # any other value is kept (uid_policy decides later); these two cannot identify one entity
+    for kw, uid in zip(_UID_KEYWORDS, (sop_uid, study_uid, series_uid)):
+        if "\\" in uid:
+            raise IngestError(src, f"invalid {kw} {uid[:80]!r}: several values (a backslash) where one UID "
+                                   f"identifies the entity")
+        size = len(uid.encode("utf-8", "surrogatepass"))
+        if size > MAX_UID_BYTES:
+            raise IngestError(src, f"invalid {kw} {uid[:80]!r}...: {size} bytes, longer than the "
+                                   f"{MAX_UID_BYTES} bytes the index keeps for a UID")
+
+
+def uid_value(raw: str) -> str:
+    """A UID as the index keeps it: without the padding (NUL, spaces) or any other white space
+    around it, as lookups (archive._uid_key) strip it, so a stored UID can be asked for."""
+    while True:
+        stripped = raw.strip().strip("\x00")
+        if stripped == raw:
+            return raw
+        raw = stripped
 
 
 def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> ParsedInstance:
-    sop_uid = _text(ds, model.T_SOP_UID) or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or "")
-    study_uid = _text(ds, model.T_STUDY_UID)
-    series_uid = _text(ds, model.T_SERIES_UID)
+    sop_uid = uid_value(_text(ds, model.T_SOP_UID)
+                        or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or ""))
+    study_uid = uid_value(_text(ds, model.T_STUDY_UID))
+    series_uid = uid_value(_text(ds, model.T_SERIES_UID))
     _check_uids(src, sop_uid, study_uid, series_uid)
     levels: dict[str, dict[int, tuple[str, object]]] = {lvl: {} for lvl in model.LEVELS}
     has_bulk = False

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .ingest import UID_POLICIES
 from .query.options import MatchOptions
 
 CONFLICT_POLICIES = ("replace", "keep", "error")
-UID_POLICIES = ("lenient", "strict")
 
 #: query parameters of a blob store URL that carry secrets (never persisted)
 SECRET_PARAMS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "password",

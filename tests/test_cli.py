@@ -23,12 +23,12 @@ def folder(tmp_path):
                                                               patient_name=name, study_date=date, modality=mod)))
     (src / "junk.txt").write_text("junk")
     arc = tmp_path / "arc"
-    assert cli(["ingest", "--archive", str(arc), "-q", str(src)]) == 0
+    assert cli(["ingest", "--archive", str(arc), "-q", str(src)]) == 1  # junk.txt is rejected
     return arc
 
 
 def test_ingest_reports_rejected_files(folder, tmp_path, capsys):
-    assert cli(["ingest", "--archive", str(tmp_path / "again"), "-q", str(tmp_path / "src")]) == 0
+    assert cli(["ingest", "--archive", str(tmp_path / "again"), "-q", str(tmp_path / "src")]) == 1
     out = capsys.readouterr().out
     assert "stored 3" in out and "rejected 1" in out and "junk.txt" in out
 

@@ -230,3 +230,55 @@ def test_generated_data_sets_are_mostly_read_by_the_compiled_reader():
 @given(st.binary(max_size=300).map(lambda b: b"\x00" * 128 + b"DICM" + b))
 def test_arbitrary_bytes_after_the_prefix_give_the_reference_answer(data):
     assert_same(data)
+
+
+# -- what ingest keeps whichever reader reads it (issue 16) -------------------------------------
+
+def _data_store_files() -> list:
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.find_spec("data_store")  # pydicom-data
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return sorted(p for p in folder.glob("*.dcm") if p.stat().st_size < 8_000_000)
+
+
+@pytest.mark.parametrize("path", _data_store_files(), ids=lambda p: p.name)
+def test_pydicom_data_files_give_the_reference_answer(path):
+    assert_same(path.read_bytes())
+
+
+@pytest.mark.parametrize("uid", ["dccc9599087131742838cc1162a630fea87ba9bf61ac09bfda90d4adfa5ddaed", "a/b",
+                                 "..", "1.2 3", "\t1.2.3\n", "1.2.\u00fc", "1." + "2" * 100, "1." + "2" * 300,
+                                 "1.2\\3.4", "1.2.3\x00x"])
+@pytest.mark.parametrize("keyword", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
+def test_non_conformant_uids_give_the_reference_answer(uid, keyword):
+    from .factories import make_instance, to_bytes
+    ds = make_instance(sop="1.2.3.4")
+    setattr(ds, keyword, uid)
+    if keyword == "SOPInstanceUID":
+        ds.file_meta.MediaStorageSOPInstanceUID = uid
+    data = to_bytes(ds)
+    assert read_by_fast_path(data)
+    assert_same(data)
+    got = outcome(data, True)
+    if isinstance(got, dict):
+        assert got["nonconformant_uids"] == ((keyword,) if uid.strip() != "1.2.3" else ())
+
+
+@pytest.mark.parametrize("items", [20, 400])
+def test_large_sequences_are_left_out_alike(items):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from .factories import make_instance, to_bytes
+    ds = make_instance(sop="1.2.3.4")
+    ds.ProcedureCodeSequence = Sequence([Dataset() for _ in range(items)])
+    for i, item in enumerate(ds.ProcedureCodeSequence):
+        item.CodeValue, item.CodeMeaning = f"C{i:05d}", f"meaning number {i}"
+    data = to_bytes(ds)
+    assert read_by_fast_path(data)
+    assert_same(data)
+    kept = any(0x00081032 in level for level in outcome(data, True)["levels"].values())
+    assert kept == (items == 20)

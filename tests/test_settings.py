@@ -255,3 +255,17 @@ def test_stats_command_exits_2_naming_a_missing_archive_from_a_subprocess(tmp_pa
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "no archive in" in proc.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_uid_policy_is_kept_only_through_configure(tmp_path):
+    bad = make_instance(sop="1.2.3.a-hash-uid", study="1.5.9", series="1.5.9.1")
+    with pacscore.open(tmp_path / "a", uid_policy="strict") as arc:
+        with pytest.raises(pacscore.IngestError, match="SOPInstanceUID"):
+            arc.store(bad)
+    with pacscore.open(tmp_path / "a") as arc:
+        assert arc.uid_policy == "lenient"
+        arc.configure(uid_policy="strict")
+    with pacscore.open(tmp_path / "a") as arc:
+        with pytest.raises(pacscore.IngestError, match="SOPInstanceUID"):
+            arc.store(bad)
+        assert arc.count({}, level="STUDY") == 0

@@ -31,7 +31,8 @@ def validate_key(key: str) -> str:
     """Return ``key`` unchanged if it is a valid blob key, else raise ValueError naming it.
 
     Valid keys are 1 to 128 characters of ``[0-9A-Za-z._-]`` that do not start with ``.``.
-    The archive passes SOP Instance UIDs (digits and dots, at most 64 characters).
+    The archive passes ``{SOP Instance UID}_{checksum}`` for a UID of digits and dots, and a
+    hashed form for any other UID (``archive._blob_key``), so a UID never reaches a key raw.
 
     >>> validate_key("1.2.840.10008.5.1.4.1.1.2")
     '1.2.840.10008.5.1.4.1.1.2'
