@@ -7,16 +7,13 @@ blob and deletes the old one only after the index commit.
 """
 from __future__ import annotations
 
-import collections
 import hashlib
 import io
 import logging
 import os
 import re
 import zlib
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
@@ -35,86 +32,17 @@ from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writ
 from .query.execute import Executor
 from .query.keys import build_query, parse_tag
 from .progress import progress_bar
-from .query.options import MatchOptions
-from .query.results import FORMATS, RESULT_BATCH, ResultBuilder, gc_paused
-from .settings import CONFLICT_POLICIES, Settings, has_secrets, match_options  # noqa: F401 (re-exported)
+from .parse_pool import expand_sources, parse_all
+from .query import paging
+from .query.results import FORMATS, ResultBuilder
+from .reports import IngestReport, InstanceRef, Move, StoreResult, move_between  # noqa: F401 (public)
+from .settings import Settings, has_secrets, match_options
 
 log = logging.getLogger("pacscore.archive")
 
 T_BLOBKEY = 0xFFFF0006
 BATCH_INSTANCES = 500
 BATCH_BYTES = 256 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Move:
-    """A replacement that placed an instance under another patient, study or series: a
-    correction a modality sent, or two instances that share a SOP Instance UID by mistake;
-    either way someone should look, so it is reported and logged."""
-
-    sop_instance_uid: str
-    from_patient: str  # patient keys: PatientID, NUL, IssuerOfPatientID (as InstanceRef.patient_key)
-    from_study: str
-    from_series: str
-    to_patient: str
-    to_study: str
-    to_series: str
-
-    def __str__(self) -> str:
-        return self._describe(phi=True)
-
-    def log_message(self) -> str:
-        """What the log says: UIDs only (a patient ID is PHI; the report has it)."""
-        return self._describe(phi=False)
-
-    def _describe(self, phi: bool) -> str:
-        changes = [f"study {self.from_study!r} -> {self.to_study!r}"] if self.from_study != self.to_study else []
-        if self.from_series != self.to_series:
-            changes.append(f"series {self.from_series!r} -> {self.to_series!r}")
-        if self.from_patient != self.to_patient:
-            changes.insert(0, f"patient {_patient_label(self.from_patient)!r} -> {_patient_label(self.to_patient)!r}"
-                           if phi else "to another patient")
-        return f"instance {self.sop_instance_uid} moved: {', '.join(changes)}"
-
-
-def _patient_label(key: str) -> str:
-    pid, _, issuer = key.partition("\x00")
-    return f"{pid} (issuer {issuer})" if issuer else pid
-
-
-@dataclass(frozen=True)
-class StoreResult:
-    sop_instance_uid: str
-    status: str  # "stored", "duplicate", "replaced", "kept"
-    moved: Move | None = None  # set when a replacement moved the instance to another entity
-
-
-@dataclass
-class IngestReport:
-    stored: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-    #: instances already stored with other content, left as they were (on_conflict="keep")
-    kept: list[str] = field(default_factory=list)
-    #: replacements (also in ``replaced``) that moved an instance to another patient, study or series
-    moved: list[Move] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return (f"stored {len(self.stored)}, replaced {len(self.replaced)}, duplicates {len(self.duplicates)}, "
-                f"kept {len(self.kept)}, moved {len(self.moved)}, rejected {len(self.rejected)}")
-
-
-@dataclass(frozen=True)
-class InstanceRef:
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    study_instance_uid: str
-    series_instance_uid: str
-    patient_key: str
-    size: int
-    instance_number: int | None = None
 
 
 def open(folder: str | os.PathLike, blobs: str | None = None, *, create: bool = True, readonly: bool = False,
@@ -387,7 +315,7 @@ class Archive:
                 writer.add(p)
                 rec = writer.load("IMAGE", p.sop_instance_uid.encode())
                 rec[T_BLOBKEY] = ("IN", _blob_key(p))
-                outcome.append((p.sop_instance_uid, old is not None, _move(p.sop_instance_uid, old, rec)))
+                outcome.append((p.sop_instance_uid, old is not None, move_between(p.sop_instance_uid, old, rec)))
             return replaced_blobs, outcome
 
         try:
@@ -427,11 +355,11 @@ class Archive:
         ``sources`` may be any iterable (a generator too): it is read as ingest goes, with a
         bounded number of instances in flight, so memory does not grow with its length.
         """
-        items = _expand(sources)
+        items = expand_sources(sources)
         report = IngestReport()
         total = None
         if progress and isinstance(sources, (str, os.PathLike, list, tuple)):
-            total = sum(1 for _ in _expand(sources))  # names only: folders are walked twice
+            total = sum(1 for _ in expand_sources(sources))  # names only: folders are walked twice
         bar = progress_bar(total, progress, unit="file", desc="ingest")
         batch, batch_bytes = [], 0
 
@@ -442,7 +370,7 @@ class Archive:
                 batch, batch_bytes = [], 0
 
         try:
-            for outcome in _parse_all(items, workers):
+            for outcome in parse_all(items, workers):
                 if isinstance(outcome, tuple):
                     report.rejected.append(outcome)
                 else:
@@ -487,21 +415,7 @@ class Archive:
     def _batches(self, query, limit, offset, fmt):
         builder = ResultBuilder(query, fmt)
         with self.index.read() as txn, Executor(self.index, txn, query) as executor:
-            yield from self._rows(executor, builder, limit, offset)
-
-    @staticmethod
-    def _rows(executor, builder, limit, offset):
-        """The results of one query in lists of at most RESULT_BATCH (see ``_paged``)."""
-        build_many = builder.own_record_rows
-        batches = executor.own_record_batches() if build_many is not None else None
-        if batches is None:  # rows from Match objects (ancestors read as needed)
-            build, matches = builder.row, executor.matches()
-            chunk = RESULT_BATCH if limit is None else max(1, min(RESULT_BATCH, offset + limit))
-            batches = iter(lambda: list(islice(matches, chunk)), [])
-
-            def build_many(part):
-                return [build(m) for m in part]
-        yield from _paged(batches, build_many, limit, offset)
+            yield from paging.rows(executor, builder, limit, offset)
 
     def count(self, identifier: object, level: str | None = None, model: str = "STUDY", **options) -> int:
         """The number of matches; never builds results."""
@@ -689,49 +603,6 @@ class Archive:
 _PLURAL = {"PATIENT": "patients", "STUDY": "studies", "SERIES": "series", "IMAGE": "images"}
 
 
-def _paged(batches, build_many, limit: int | None, offset: int):
-    """Results, in lists of RESULT_BATCH (the last one shorter), from lists of matches of any
-    length (a scan segment may give a few, a candidate fetch a thousand): ``offset`` matches
-    skipped and ``limit`` kept without building a result for any other. Results are built with
-    the cyclic GC paused (thousands of fresh row containers otherwise trigger collection after
-    collection: half the time of a broad query), never across a yield to the caller."""
-    skip, left = offset, limit
-    pending: list = []
-    if left == 0:
-        return
-    step = RESULT_BATCH if left is None else min(RESULT_BATCH, left)
-    for part in batches:
-        if skip:
-            taken = min(skip, len(part))
-            part, skip = part[taken:], skip - taken
-        pending += part
-        while len(pending) >= step:
-            part, pending = pending[:step], pending[step:]
-            with gc_paused():
-                rows = build_many(part)
-            yield rows
-            if left is not None:
-                left -= step
-                if left == 0:
-                    return
-                step = min(RESULT_BATCH, left)
-    if pending:
-        with gc_paused():
-            rows = build_many(pending)
-        yield rows
-
-
-def _move(sop_uid: str, old: dict | None, new: dict) -> Move | None:
-    """The Move of a replacement whose old and new records sit under different entities (the
-    new record's, as the writer placed it: a known series keeps its study)."""
-    if old is None:
-        return None
-    where = [rec[tag][1] for rec in (old, new) for tag in (T_PATIENT, T_STUDY, T_PARENT)]
-    if where[:3] == where[3:]:
-        return None
-    return Move(sop_uid, *where)
-
-
 _SAFE_UID_CHARS = re.compile(r"[^0-9A-Za-z.]")
 
 
@@ -771,77 +642,11 @@ def _as_list(values) -> list[str]:
     return [str(v) for v in values]
 
 
-def _expand(sources) -> Iterator[object]:
-    if isinstance(sources, (str, os.PathLike, bytes, Dataset)) or hasattr(sources, "read"):
-        sources = [sources]
-    for src in sources:
-        if isinstance(src, (str, os.PathLike)) and Path(src).is_dir():
-            for root, dirs, files in os.walk(src):
-                dirs.sort()
-                for name in sorted(files):
-                    yield os.path.join(root, name)
-        else:
-            yield src
-
-
-def _parse_one(src) -> object:
-    try:
-        return ingest.parse(src)
-    except IngestError as exc:
-        return (str(exc.source), exc.reason)
-    except Exception as exc:  # never let one bad file stop a batch
-        return (str(src) if isinstance(src, (str, os.PathLike)) else "<input>", f"{type(exc).__name__}: {exc}")
-
-
 def _uid_key(uid: str) -> bytes | None:
     """The index key of a UID as a caller gave it, or None when no stored entity can have it
     (empty, or longer than a key: LMDB keys are 1 to 511 bytes, UIDs at most 64)."""
     key = uid.strip().encode()
     return key if 0 < len(key) <= 256 else None
-
-
-#: instances per task sent to a parse process, and tasks in flight per process
-PARSE_CHUNK = 64
-PARSE_AHEAD = 4
-
-
-def _parse_chunk(chunk: list) -> list:
-    return [_parse_one(src) for src in chunk]
-
-
-def _parse_all(items: Iterator[object], workers: int | None) -> Iterator[object]:
-    """Parse ``items`` in order: in worker processes when there are enough of them (one pool for
-    the whole input, a bounded number of chunks in flight), else in this process."""
-    items = iter(items)
-    head = list(islice(items, 64))
-    if workers is None:
-        workers = min(4, os.cpu_count() or 1) if len(head) >= 64 else 1
-    if workers <= 1:
-        for item in chain(head, items):
-            yield _parse_one(item)
-        return
-    import multiprocessing
-    # fork: the workers only parse (they never touch the index, whose pid guard would reopen
-    # it anyway) and it works from any caller, even a script without a __main__ guard
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    pending: collections.deque = collections.deque()
-    stream = chain(head, items)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        while True:
-            chunk = list(islice(stream, PARSE_CHUNK))
-            if chunk:
-                # paths and bytes travel cheaply to worker processes; Datasets and file objects
-                # are parsed here, in their turn
-                if all(isinstance(i, (str, os.PathLike, bytes, bytearray)) for i in chunk):
-                    pending.append(pool.submit(_parse_chunk, chunk))
-                else:
-                    pending.append(chunk)
-            if pending and (not chunk or len(pending) >= workers * PARSE_AHEAD):
-                task = pending.popleft()
-                yield from (_parse_chunk(task) if isinstance(task, list) else task.result())
-            if not chunk and not pending:
-                return
 
 
 __all__ = ["Archive", "open", "StoreResult", "IngestReport", "InstanceRef", "Move"]

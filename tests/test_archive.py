@@ -183,10 +183,10 @@ def test_pages_across_result_batches_and_the_gc_is_left_on(arc, monkeypatch):
     boundaries are still exact, and the GC is on whenever the caller has control."""
     import gc
 
-    from pacscore.query import results
+    from pacscore.query import paging, results
 
     monkeypatch.setattr(results, "RESULT_BATCH", 4)
-    monkeypatch.setattr(pacscore.archive, "RESULT_BATCH", 4)
+    monkeypatch.setattr(paging, "RESULT_BATCH", 4)
     arc.store_many([to_bytes(make_instance(sop=f"1.4.{i}", study="1.4", series="1.4.1")) for i in range(11)])
     everything = [r["SOPInstanceUID"] for r in arc.find({"StudyInstanceUID": "1.4", "SeriesInstanceUID": "1.4.1",
                                                          "SOPInstanceUID": ""}, level="IMAGE", format="dict")]
