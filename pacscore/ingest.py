@@ -26,6 +26,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from . import _impl, model
+from .values import TEXT_VRS
 from .errors import IngestError
 
 #: elements longer than this are bulk data: kept in the blob, left out of the indexed header
@@ -48,7 +49,8 @@ MAX_PATIENT_KEY_BYTES = 500
 UID_POLICIES = ("lenient", "strict")
 _UID_KEYWORDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
-_TEXT_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
+#: VRs whose values are decoded with the Specific Character Set (the others are ASCII)
+_CHARSET_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
 _NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"})
 _BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
@@ -549,7 +551,6 @@ def _header_without_bulk(ds: Dataset) -> bytes:
 _NUMERIC_FORMATS = {"US": "H", "UL": "I", "SS": "h", "SL": "i", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
 _PN_DELIMS = {0x5E, 0x3D, 0x5C}   # ^ = \ : where ISO 2022 switches back to the default set
 _TEXT_DELIMS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
-_PADDED_TEXT = frozenset({"LT", "ST", "UT", "UR"})
 
 
 _ASCII = bytes(range(128))
@@ -600,9 +601,9 @@ def element_value(ds: Dataset, tag: int, depth: int = 0, cs: "Charset | None" = 
         if vr in _ASCII_VRS:
             # these VRs are ASCII by definition: no character set decoding needed
             return vr, value.decode("latin-1").rstrip(" \x00")
-        if vr in _TEXT_VRS and cs is not None:
+        if vr in _CHARSET_VRS and cs is not None:
             text = cs.decode(bytes(value), vr)
-            return vr, text.rstrip(" ") if vr in _PADDED_TEXT else text.rstrip(" \x00")
+            return vr, text.rstrip(" ") if vr in TEXT_VRS else text.rstrip(" \x00")
         if vr in _NUMERIC_FORMATS:
             fmt = _NUMERIC_FORMATS[vr]
             size = struct.calcsize(fmt)
@@ -635,7 +636,7 @@ def element_value(ds: Dataset, tag: int, depth: int = 0, cs: "Charset | None" = 
     if isinstance(value, (bytes, bytearray)):
         return vr, value.decode("latin-1").rstrip(" \x00")
     if isinstance(value, str):
-        return vr, value.rstrip(" \x00") if vr not in ("LT", "ST", "UT", "UR") else value.rstrip(" ")
+        return vr, value.rstrip(" \x00") if vr not in TEXT_VRS else value.rstrip(" ")
     # MultiValue, PersonName, DSfloat, IS, ...
     if type(value).__name__ == "MultiValue" or isinstance(value, (list, tuple)):
         return vr, "\\".join(_scalar(v) for v in value)

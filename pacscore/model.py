@@ -40,8 +40,9 @@ T_INSTANCE_NUMBER = 0x00200013
 #: the unique key of each level (PS3.4 C.6.1.1); the patient's is PatientID (+ Issuer in pacscore)
 UNIQUE_KEY = {"PATIENT": T_PATIENT_ID, "STUDY": T_STUDY_UID, "SERIES": T_SERIES_UID, "IMAGE": T_SOP_UID}
 
-#: attributes that are never match keys (docs/matching.md §2, step 1)
-NEVER_MATCHED = frozenset({T_QR_LEVEL, T_CHARSET, T_TZ, 0x00080053, 0x00080054, 0x00080056, 0x00088130, 0x00880140})
+#: attributes that are never match keys: Specific Character Set, Query/Retrieve Level and View,
+#: Timezone Offset From UTC (PS3.4 C.2.2.2; docs/matching.md §2, step 1)
+NEVER_MATCHED = frozenset({T_CHARSET, T_QR_LEVEL, 0x00080053, T_TZ})
 
 PATIENT_KEYWORDS = (
     "PatientName", "PatientID", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence",

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 __all__ = [
-    "TEXT_VRS", "WILDCARD_VRS", "TEMPORAL_VRS", "MATCHED_VRS", "US", "SECOND", "MINUTE", "HOUR", "DAY",
+    "TEXT_VRS", "LEADING_SIGNIFICANT", "WILDCARD_VRS", "TEMPORAL_VRS", "MATCHED_VRS", "US", "SECOND", "MINUTE", "HOUR", "DAY",
     "strip_padding", "split_values", "is_empty", "nfc", "fold_case",
     "parse_pn", "pn_groups", "normalize_pn",
     "parse_offset", "parse_da", "parse_tm", "parse_dt", "parse_temporal", "split_range", "combine_da_tm",
@@ -30,7 +30,7 @@ __all__ = [
 #: Single-valued text VRs: the backslash is an ordinary character (PS3.5 6.2).
 TEXT_VRS = frozenset({"LT", "ST", "UT", "UR"})
 #: VRs whose leading spaces are significant (only trailing padding is removed).
-_LEADING_SIGNIFICANT = frozenset({"LT", "ST", "UT", "UR", "UC"})
+LEADING_SIGNIFICANT = frozenset({"LT", "ST", "UT", "UR", "UC"})
 #: VRs for which '*' and '?' are wild cards (PS3.4 C.2.2.2.4).
 WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 TEMPORAL_VRS = frozenset({"DA", "TM", "DT"})
@@ -49,7 +49,7 @@ DAY = 24 * HOUR
 def strip_padding(vr: str, value: str) -> str:
     """One value without its padding: trailing spaces/NULs always, leading spaces except for
     LT, ST, UT, UR and UC, where they are text (PS3.5 Table 6.2-1, docs/matching.md §4)."""
-    if vr in _LEADING_SIGNIFICANT:
+    if vr in LEADING_SIGNIFICANT:
         return value.rstrip(" \0")
     return value.strip(" \0")
 

@@ -29,7 +29,6 @@ DEFAULT_INDEXED: dict[str, tuple[int, ...]] = {
     "IMAGE": (model.T_SOP_CLASS,),
 }
 
-TEXT_PADDED = ("LT", "ST", "UT", "UR")
 
 #: level -> LO attributes whose values are also indexed by their trigrams, so that a wild card
 #: with a literal run of three or more characters (``*ESOPHAGUS*``) need not scan the level
@@ -52,18 +51,18 @@ def normalise_pn(value: str) -> str:
 
 def normalise(vr: str, value: str) -> list[str]:
     """The index forms of one stored attribute value (one per value of a multi-valued one)."""
-    if vr in TEXT_PADDED:
-        values = [value.rstrip(" ")]
+    if vr in values.TEXT_VRS:
+        forms = [value.rstrip(" ")]
     else:
-        values = [v.strip(" \x00") for v in value.split("\\")]
+        forms = [v.strip(" \x00") for v in value.split("\\")]
     if vr == "PN":
-        values = [normalise_pn(v) for v in values]
+        forms = [normalise_pn(v) for v in forms]
     elif vr == "DA":
         # 8-digit dates sort chronologically; anything else goes with the empty entries, which
         # every plan visits, so the matcher still decides on it
-        values = [v.replace(".", "") if len(v) == 10 and v[4] == v[7] == "." else v for v in values]
-        values = [v if len(v) == 8 and v.isdigit() else "" for v in values]
-    return values
+        forms = [v.replace(".", "") if len(v) == 10 and v[4] == v[7] == "." else v for v in forms]
+        forms = [v if len(v) == 8 and v.isdigit() else "" for v in forms]
+    return forms
 
 
 def _encode(text: str) -> bytes:

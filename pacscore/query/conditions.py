@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
+from .. import model
 from ..errors import QueryError
 from ..values import (
     MATCHED_VRS, TEXT_VRS, fold_case, nfc, parse_at, parse_offset, pn_groups, split_values,
@@ -26,9 +27,8 @@ __all__ = ["Condition", "compile_condition", "compile_conditions", "TIMEZONE_OFF
 
 log = logging.getLogger("pacscore.query")
 
-TIMEZONE_OFFSET_TAG = 0x00080201
-#: Specific Character Set, Query/Retrieve Level and View, Timezone Offset From UTC: never keys (C.2.2.2).
-NEVER_MATCHED_TAGS = frozenset({0x00080005, 0x00080052, 0x00080053, TIMEZONE_OFFSET_TAG})
+TIMEZONE_OFFSET_TAG = model.T_TZ
+NEVER_MATCHED_TAGS = model.NEVER_MATCHED
 
 
 @dataclass(frozen=True)

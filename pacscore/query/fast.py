@@ -35,7 +35,6 @@ __all__ = ["LIVE", "accelerate", "record_tester"]
 LIVE = _match is not None
 
 _EXACT_VRS = frozenset({"AE", "AS", "CS", "LO", "LT", "SH", "ST", "UC", "UI", "UR", "UT"})
-_LEADING_SIGNIFICANT = frozenset({"LT", "ST", "UT", "UR", "UC"})
 
 
 def _build(cond, options=None):
@@ -50,7 +49,7 @@ def _build(cond, options=None):
         return None
     vr, kind = cond.vr, cond.kind
     empty = bool(cond.test(None))  # the reference's own answer for an absent value
-    strip_lead = vr not in _LEADING_SIGNIFICANT
+    strip_lead = vr not in values.LEADING_SIGNIFICANT
     split = vr not in values.TEXT_VRS
     args = dict(empty=empty, strip_lead=strip_lead, split=split, fallback=cond.test)
     if kind == "uid_list" and vr == "UI":

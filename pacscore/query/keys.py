@@ -19,7 +19,8 @@ from .options import MatchOptions
 _TAG_RE = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 _NUMERIC_OK_VRS = frozenset({"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"})
 
-#: keys that are taken from the identifier but never matched (docs/matching.md §2, step 1)
+#: keys the response sets itself (docs/matching.md §9), dropped from the identifier; the other
+#: keys that are never matched (model.NEVER_MATCHED) are still returned
 _META_KEYS = frozenset({model.T_QR_LEVEL, model.T_CHARSET})
 
 

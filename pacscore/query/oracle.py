@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from ..errors import QueryError
+from ..model import NEVER_MATCHED
 from .conditions import compile_condition, compile_conditions
 from .options import DEFAULT_OPTIONS
 
 DICOM_VRS = frozenset(
     "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
 )
-_SKIPPED = frozenset({"SpecificCharacterSet", "TimezoneOffsetFromUTC", "QueryRetrieveLevel", "QueryRetrieveView"})
+_SKIPPED = frozenset(keyword_for_tag(tag) for tag in NEVER_MATCHED)
 
 
 def match(

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from .. import model
 from ..index import codec as records
 from ..index.writer import T_PARENT, T_STUDY
+from ..values import TEXT_VRS
 from . import json_rows
 from .conditions import compile_condition
 from .execute import Match
@@ -231,7 +232,7 @@ def json_attribute(vr: str, value: object) -> dict:
         return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
     if value is None or value == "":
         return {"vr": vr}
-    parts = [value] if vr in ("LT", "ST", "UT", "UR") else str(value).split("\\")
+    parts = [value] if vr in TEXT_VRS else str(value).split("\\")
     if vr == "PN":
         vals = []
         for p in parts:
