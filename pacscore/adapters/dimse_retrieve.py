@@ -50,7 +50,10 @@ class RetrieveHandlers:
                     syntaxes = cache[ref.sop_class_uid] = accepted_syntaxes(contexts_of(), ref.sop_class_uid)
                 data = self.archive.get(ref.sop_instance_uid)
                 ds, how = prepare_for_peer(data, ref.transfer_syntax_uid, syntaxes)
-                if how not in ("as-is", "reencode"):
+                if " without " in how:  # a nested image that could not be decoded was left out
+                    LOG.warning("assoc %d %s: %s %s sent after %s", st.number, st.peer, op,
+                                ref.sop_instance_uid if self.config.log_phi else "an instance", how)
+                elif how not in ("as-is", "reencode"):
                     LOG.debug("assoc %d %s: %s %s sent after %s", st.number, st.peer, op,
                               ref.sop_instance_uid if self.config.log_phi else "instance", how)
             except Exception as exc:  # one instance that cannot be prepared fails alone
