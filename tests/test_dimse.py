@@ -18,7 +18,9 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from pynetdicom import AE, build_role, evt
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import (
+    ColorPaletteStorage,
     CTImageStorage,
+    HangingProtocolStorage,
     MRImageStorage,
     NuclearMedicineImageStorage,
     PatientRootQueryRetrieveInformationModelFind,
@@ -48,6 +50,7 @@ from .dimse_helpers import (
     generated_instances,
     key_args,
     make_instance,
+    pydicom_test_files,
     run,
     start_storescp,
     values_of,
@@ -332,6 +335,30 @@ def test_pynetdicom_store_keeps_bytes_and_reports_ingest_errors(fresh, data_fold
         assert arc.count({}, level="IMAGE", relational=True) == len(names)
     finally:
         assoc.release()
+
+
+def test_non_patient_sop_classes_are_not_advertised(fresh, tmp_path):
+    """Colour palettes, hanging protocols, ... (PS3.4 Annex GG) have no study to be filed under:
+    their contexts are rejected at association, not accepted and then refused with C000."""
+    from pacscore.adapters.dimse_convert import NON_PATIENT_SOP_CLASSES
+
+    offered = {str(cx.abstract_syntax) for cx in dimse.supported_contexts()}
+    assert ColorPaletteStorage in NON_PATIENT_SOP_CLASSES and HangingProtocolStorage in NON_PATIENT_SOP_CLASSES
+    assert not offered & NON_PATIENT_SOP_CLASSES and CTImageStorage in offered
+    palette = pydicom.dcmread(pydicom_test_files().parent / "palettes" / "hotiron.dcm")
+    assoc = associate(fresh["port"], ColorPaletteStorage, HangingProtocolStorage, CTImageStorage)
+    try:
+        rejected = {str(cx.abstract_syntax): cx.result for cx in assoc.rejected_contexts}
+        assert rejected == {ColorPaletteStorage: 0x03, HangingProtocolStorage: 0x03}  # abstract syntax not supported
+        with pytest.raises(ValueError, match="No presentation context"):
+            assoc.send_c_store(palette)
+    finally:
+        assoc.release()
+    assert fresh["arc"].count({}, level="IMAGE", relational=True) == 0
+    if dcmtk("storescu"):
+        proc = run(["storescu", "-aec", "PACSCORE", "127.0.0.1", str(fresh["port"]),
+                    str(pydicom_test_files().parent / "palettes" / "hotiron.dcm")])
+        assert "no presentation context" in (proc.stdout + proc.stderr).lower(), proc.stderr
 
 
 A_ABORT_PDU = bytes([0x07, 0x00, 0, 0, 0, 4, 0, 0, 0, 0])  # A-ABORT, source: service-user

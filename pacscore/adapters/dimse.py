@@ -73,8 +73,10 @@ def handlers(archive, **config) -> list[tuple]:
 
 
 def supported_contexts(storage: bool = True, query_retrieve: bool = True) -> list[PresentationContext]:
-    """The presentation contexts the SCP accepts: Verification, every storage SOP class with
-    every transfer syntax pynetdicom knows (SCU and SCP roles, for C-GET), the nine Q/R models."""
+    """The presentation contexts the SCP accepts: Verification, every storage SOP class of patient
+    data with every transfer syntax pynetdicom knows (SCU and SCP roles, for C-GET), the nine
+    Q/R models. Non-patient objects (hanging protocols, colour palettes, ...; PS3.4 Annex GG)
+    are not offered: they have no study to be filed under."""
     contexts = [build_context(Verification)]
     if storage:
         for uid in storage_sop_classes():

@@ -61,11 +61,21 @@ class ConversionError(Exception):
     """A stored instance cannot be sent in any transfer syntax the peer accepted."""
 
 
+#: Non-Patient Object Storage SOP classes (PS3.4 Annex GG: hanging protocols, colour palettes,
+#: implant templates, defined procedure protocols, inventories): no Study or Series Instance
+#: UID, so the archive cannot file them; not advertised, so a peer learns it at association
+#: (context rejected: abstract syntax not supported) instead of from a C000 per instance
+NON_PATIENT_SOP_CLASSES: frozenset[str] = frozenset(str(cx.abstract_syntax) for cx in NonPatientObjectPresentationContexts)
+
+
 def storage_sop_classes() -> list[str]:
-    """Every storage SOP class pynetdicom dispatches to EVT_C_STORE (image, SR, RT, waveforms, ...)."""
+    """Every storage SOP class pynetdicom dispatches to EVT_C_STORE (image, SR, RT, waveforms, ...)
+    whose instances are patient data, i.e. can be filed under a study and a series."""
     seen: dict[str, None] = {}
-    for cx in list(AllStoragePresentationContexts) + list(NonPatientObjectPresentationContexts):
-        seen.setdefault(str(cx.abstract_syntax), None)
+    for cx in AllStoragePresentationContexts:
+        uid = str(cx.abstract_syntax)
+        if uid not in NON_PATIENT_SOP_CLASSES:
+            seen.setdefault(uid, None)
     return list(seen)
 
 
