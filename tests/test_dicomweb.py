@@ -384,6 +384,42 @@ def test_qido_bad_requests_are_400_with_the_reason(server, params, needle):
 
 
 @pytest.mark.interop
+def test_qido_uid_list_as_repeated_parameters(server):
+    """``StudyInstanceUID=a&StudyInstanceUID=b`` (what dicomweb-client sends for a list) is the UID
+    list ``a,b``, not a 400; other attributes still may not be repeated."""
+    studies = [f"{G}.1", f"{G}.3"]
+
+    def study_uids(params, path="/studies"):
+        r = server.http.get(f"{server.url}{path}", params=params, headers=JSON)
+        assert r.status_code == 200, r.text
+        return sorted(row["0020000D"]["Value"][0] for row in r.json())
+
+    assert study_uids([("StudyInstanceUID", ",".join(studies))]) == studies
+    assert study_uids([("StudyInstanceUID", s) for s in studies]) == studies
+    assert study_uids([("0020000D", studies[0]), ("StudyInstanceUID", studies[1]), ("limit", "10")]) == studies
+    assert study_uids([("StudyInstanceUID", studies[0]), ("StudyInstanceUID", f"{G}.2,{G}.4")]) == sorted(
+        studies[:1] + [f"{G}.2", f"{G}.4"])
+    series = [r["SeriesInstanceUID"] for r in server.arc.find({"StudyInstanceUID": studies[0],
+                                                               "SeriesInstanceUID": ""}, level="SERIES", format="dict")]
+    r = server.http.get(f"{server.url}/studies/{studies[0]}/series", headers=JSON,
+                        params=[("SeriesInstanceUID", series[0]), ("SeriesInstanceUID", f"{G}.9.9")])
+    assert r.status_code == 200 and [row["0020000E"]["Value"][0] for row in r.json()] == [series[0]]
+    # the path fixes the study: a list of UIDs that holds it keeps the answer, one without it empties it
+    got = server.http.get(f"{server.url}/studies/{studies[0]}/series", headers=JSON,
+                          params=[("StudyInstanceUID", studies[1]), ("StudyInstanceUID", studies[0])])
+    assert got.status_code == 200 and len(got.json()) == len(series)
+    none = server.http.get(f"{server.url}/studies/{studies[0]}/series", headers=JSON,
+                           params=[("StudyInstanceUID", studies[1]), ("StudyInstanceUID", f"{G}.2")])
+    assert none.status_code == 204
+    r = server.http.get(f"{server.url}/studies", params=[("PatientID", "P1"), ("PatientID", "P2")], headers=JSON)
+    assert r.status_code == 400 and "repeated" in r.text
+    # dicomweb-client sends a list as repeated parameters
+    rows = server.client().search_for_studies(search_filters={"StudyInstanceUID": studies})
+    assert sorted(row["0020000D"]["Value"][0] for row in rows) == studies
+    rows = server.client().search_for_instances(search_filters={"SOPInstanceUID": [f"{G}.2.1.1", f"{G}.4.1.2"]})
+    assert sorted(row["00080018"]["Value"][0] for row in rows) == [f"{G}.2.1.1", f"{G}.4.1.2"]
+
+
 def test_qido_406_and_405(server):
     r = server.http.get(f"{server.url}/studies", headers={"Accept": 'multipart/related; type="application/dicom+xml"'})
     assert r.status_code == 406

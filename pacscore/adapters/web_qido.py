@@ -152,9 +152,36 @@ class Search:
     empty: bool = False      # the request cannot match anything (fixed UID outside a UID list)
 
 
+def merge_uid_lists(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Repeated parameters of a UID attribute as one comma-separated UID list, at the place of
+    the first: ``StudyInstanceUID=a&StudyInstanceUID=b`` is ``StudyInstanceUID=a,b``. The comma
+    form is the one PS3.18 8.3.4.1 describes; the repeated form is what dicomweb-client sends for
+    a list, and it can mean nothing else (PS3.18 does not allow repeating a matching attribute).
+    Any other attribute given twice is left for parse_search to refuse."""
+    uid_values: dict[str, list[str]] = {}
+    first: dict[str, int] = {}
+    out: list[tuple[str, str]] = []
+    for name, value in query:
+        if name.strip().lower() not in RESERVED and _ATTRIBUTE_NAME.match(name):
+            path = resolve(name)
+            if path[-1][1] == "UI":
+                dotted = ".".join(k for k, _ in path)
+                if dotted in first:
+                    uid_values[dotted].append(value)
+                    continue
+                first[dotted] = len(out)
+                uid_values[dotted] = [value]
+        out.append((name, value))
+    for dotted, i in first.items():
+        if len(uid_values[dotted]) > 1:
+            out[i] = (out[i][0], ",".join(uid_values[dotted]))
+    return out
+
+
 def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keywords=None) -> Search:
     """Turn a QIDO-RS path and its query parameters into a Search (raises HttpError(400))."""
     _, resource, fixed = resource_for(segs)
+    query = merge_uid_lists(query)
     identifier: dict = {}
     explicit: set = set()
     matched: set = set()
