@@ -720,6 +720,39 @@ def test_core_without_a_server(tmp_path):
         assert ok.status == 200
 
 
+def test_find_options_apply_per_search_whatever_the_archive_was_opened_with(tmp_path):
+    """``create_app(find_options=...)`` / ``serve web --option``: empty_record_matches=False makes a
+    study without PatientID stop matching every PatientID key (C.2.2.1.2, docs/matching.md)."""
+    with pacscore.open(tmp_path / "a") as arc:  # opened with the default options (empty values match)
+        arc.store(make_instance(sop="1.2.3.1.1", patient_id="P1"))
+        arc.store(make_instance(sop="1.2.4.1.1", study="1.2.4", series="1.2.4.1", patient_id=None))
+        query = [("PatientID", "NOBODY"), ("StudyInstanceUID", "")]
+
+        def studies(service, params=query):
+            answer = service.handle(WebRequest("GET", "/studies", params, {}, base_url="http://x/dw"))
+            if answer.status == 204:
+                return []
+            assert answer.status == 200, answer.body
+            import json
+
+            return [row["0020000D"]["Value"][0] for row in json.loads(answer.body)]
+
+        assert studies(DicomWebService(arc)) == ["1.2.4"]  # the standard's default
+        strict = DicomWebService(arc, find_options={"empty_record_matches": False})
+        assert studies(strict) == []
+        assert studies(strict, [("PatientID", "P1")]) == ["1.2.3"]
+        # the server option is a default: the request's own parameter still decides
+        lenient = DicomWebService(arc, find_options={"empty_value_matching": True, "empty_record_matches": False})
+        assert studies(lenient, [("PatientID", '""')]) == ["1.2.4"]
+        assert studies(lenient, [("PatientID", '""'), ("emptyvaluematching", "false")]) == []
+        assert arc.options.empty_record_matches is True  # the archive's own setting is untouched
+        for bad, needle in (({"no_such_option": True}, "no_such_option"),
+                            ({"empty_record_matches": "no"}, "true or false"),
+                            ({"relational": True}, "per request")):
+            with pytest.raises(ValueError, match=needle):
+                create_app(arc, find_options=bad)
+
+
 def test_cli_registers_serve_web():
     import argparse
 
@@ -730,6 +763,12 @@ def test_cli_registers_serve_web():
     assert (args.port, args.host, args.prefix, args.token, args.max_body) == (8042, "127.0.0.1", "/dicomweb", "x",
                                                                               10 * 1024 ** 2)
     assert args.func.__name__ == "main_serve"
+    assert args.option == []
+    args = parser.parse_args(["web", "--archive", "arc", "--option", "empty_record_matches=false",
+                              "-o", "pn_case_insensitive=true"])
+    assert dict(args.option) == {"empty_record_matches": False, "pn_case_insensitive": True}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["web", "--archive", "arc", "--option", "empty_records=false"])
 
 
 # ------------------------------------------------------------------------------------------

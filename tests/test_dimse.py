@@ -37,6 +37,7 @@ import pacscore
 from pacscore.adapters import dimse
 from pacscore.adapters.dimse_convert import choose_syntax, move_contexts
 
+from . import dimse_helpers
 from .dimse_helpers import (
     SERIES_A1,
     SERIES_A2,
@@ -881,11 +882,16 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
     import subprocess
     import sys
 
+    no_id = make_instance(sop="1.2.826.0.1.3680043.9.7777.98.1.1", study="1.2.826.0.1.3680043.9.7777.98",
+                          series="1.2.826.0.1.3680043.9.7777.98.1", patient_id="", patient_name="", modality="OT",
+                          study_date="20200101", study_time="1000", instance_number=1)
     with pacscore.open(tmp_path / "cli") as a:
         a.store(data_folder / "CT_small.dcm")
+        a.store(dimse_helpers.to_bytes(no_id))
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pacscore", "serve", "dimse", "--archive", str(tmp_path / "cli"),
-                             "--port", str(port), "--allow", "PYSCU", "--move-dest", "X=127.0.0.1:1"],
+                             "--port", str(port), "--allow", "PYSCU", "--move-dest", "X=127.0.0.1:1",
+                             "--option", "empty_record_matches=false"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 15
@@ -897,9 +903,12 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
                 time.sleep(0.05)
         assoc = associate(port, StudyRootQueryRetrieveInformationModelFind)
-        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""})
+        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "",
+                                             "PatientID": "NO-SUCH-PATIENT"})
+        _, every = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""})
         assoc.release()
-        assert [r.StudyInstanceUID for r in results] == [CT_SMALL_STUDY]
+        assert results == []  # --option empty_record_matches=false: the study without PatientID stays out
+        assert sorted(r.StudyInstanceUID for r in every) == sorted([CT_SMALL_STUDY, no_id.StudyInstanceUID])
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)

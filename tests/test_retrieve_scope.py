@@ -255,6 +255,43 @@ def test_c_find_keeps_empty_value_matching(scp):
     assert found == [STUDY_NOID]
 
 
+def test_c_find_takes_the_servers_matching_options_per_query(arc):
+    """``handlers(find_options=...)`` / ``serve dimse --option``: with empty_record_matches=False the
+    study without PatientID no longer matches a PatientID key; the archive was opened without it."""
+    server = dimse.serve(arc, "PACSCORE", 0, block=False, find_options={"empty_record_matches": False})
+    ae = AE("PYFIND")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    try:
+        assoc = ae.associate("127.0.0.1", server.server_address[1], ae_title="PACSCORE")
+        try:
+            def studies(**keys):
+                return sorted(i.StudyInstanceUID for s, i in assoc.send_c_find(
+                    ident(QueryRetrieveLevel="STUDY", StudyInstanceUID="", **keys),
+                    StudyRootQueryRetrieveInformationModelFind) if s.Status == 0xFF00)
+
+            assert studies(PatientID="NO-SUCH-PATIENT") == []
+            assert studies(PatientID="P*") == [STUDY_P1, STUDY_P2]
+        finally:
+            assoc.release()
+    finally:
+        server.shutdown()
+    assert arc.options.empty_record_matches is True
+    with pytest.raises(ValueError, match="no_such_option"):
+        dimse.handlers(arc, find_options={"no_such_option": True})
+
+
+def test_serve_dimse_takes_option_arguments():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    dimse.add_cli(parser.add_subparsers())
+    args = parser.parse_args(["dimse", "--option", "empty_record_matches=false", "-o", "local_timezone=+0100"])
+    assert dict(args.option) == {"empty_record_matches": False, "local_timezone": "+0100"}
+    for bad in ("empty_record_matches", "empty_record_matches=perhaps", "nope=true"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["dimse", "--option", bad])
+
+
 # ---- the scope rules without a network ----------------------------------------------------------
 @pytest.mark.parametrize("keys,level,model,rel,attribute", [
     ({}, "STUDY", "STUDY", False, "StudyInstanceUID"),

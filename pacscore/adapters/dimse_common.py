@@ -67,7 +67,7 @@ class DimseConfig:
     relational_retrieve: bool = True
     #: pass relational=False / combined_datetime=False when not negotiated (PS3.4 baseline)
     strict_negotiation: bool = True
-    #: extra Archive.find options applied to every C-FIND / retrieve (e.g. pn_case_insensitive)
+    #: matching options passed to every C-FIND's Archive.find / count (e.g. empty_record_matches)
     find_options: dict = field(default_factory=dict)
     #: set TCP_NODELAY on accepted sockets and on C-MOVE sub-association sockets
     tcp_nodelay: bool = True

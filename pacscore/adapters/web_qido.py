@@ -178,16 +178,20 @@ def merge_uid_lists(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keywords=None) -> Search:
-    """Turn a QIDO-RS path and its query parameters into a Search (raises HttpError(400))."""
+def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keywords=None,
+                 defaults: dict | None = None) -> Search:
+    """Turn a QIDO-RS path and its query parameters into a Search (raises HttpError(400)).
+
+    ``defaults``: the server's matching options (``create_app(find_options=...)``); the
+    resource and the request's parameters (emptyvaluematching, ...) override them."""
     _, resource, fixed = resource_for(segs)
     query = merge_uid_lists(query)
     identifier: dict = {}
     explicit: set = set()
     matched: set = set()
     warnings: list[str] = []
-    options = {"combined_datetime": True, "relational": resource.relational, "invalid_keys": "error",
-               "empty_value_matching": False, "multiple_value_matching": False}
+    options = {"empty_value_matching": False, "multiple_value_matching": False, **(defaults or {}),
+               "combined_datetime": True, "relational": resource.relational, "invalid_keys": "error"}
     limit = offset = None
     includes: list[str] = []
     include_all = False
@@ -350,7 +354,7 @@ def _accept(request: WebRequest) -> str | None:
 def search(service, request: WebRequest, segs: list[str]) -> WebResponse:
     """Answer a QIDO-RS request: 200 with a page of DICOM JSON, or 204 when it is empty."""
     content_type = _negotiate(request)
-    parsed = parse_search(segs, request.query)
+    parsed = parse_search(segs, request.query, defaults=service.find_options)
     limits = service.limits
     limit = limits.default_limit if parsed.limit is None else parsed.limit
     limit = min(limit, limits.max_results)
