@@ -9,8 +9,8 @@ and the instances are looked up by UID:
 - the unique key of the retrieve level must be present, non-empty, without wild cards; a UID
   key may hold a list of UIDs (List of UID Matching, C.2.2.2.2);
 - hierarchical retrieve (C.4.2.2.1, C.4.3.2): the unique keys of the levels above must be
-  present too, one value each; relational retrieve (negotiated, C.4.2.2.2, C.4.3.3): they may
-  be left out, and when given they are checked the same way;
+  present too, one value each; relational-retrieve (negotiated; the extended behaviour of
+  C.4.2.2 and C.4.3.2): they may be left out, and when given they are checked the same way;
 - every given unique key must agree: a series is sent only if it belongs to the given study;
 - any other key is ignored (it neither widens nor narrows what is sent), except that an
   IssuerOfPatientID qualifies the PatientID, since pacscore keeps patients apart by both.
@@ -89,7 +89,7 @@ def retrieve_scope(ident: Dataset, level: str, model: str, *, relational: bool =
         kw = UNIQUE_KEYWORD[upper]
         values = _values(ident, kw)
         if relational and not values:
-            continue  # relational retrieve: the levels above may be left out (C.4.2.2.2)
+            continue  # relational-retrieve: the levels above may be left out (C.4.2.2, C.4.3.2)
         (above[kw],) = _checked(kw, values, many=False,
                                 why="needed unless relational-retrieve")
     issuer = None
