@@ -40,7 +40,7 @@ SERIES_NOID = f"{ROOT}.3.1"
 
 
 def _instances() -> list[Dataset]:
-    common = dict(modality="CT", study_date="20210101", study_time="120000")
+    common = {"modality": "CT", "study_date": "20210101", "study_time": "120000"}
     out = []
     for series, study, pid, n in ((SERIES_P1A, STUDY_P1, "P1", 2), (SERIES_P1B, STUDY_P1, "P1", 1),
                                   (SERIES_P2, STUDY_P2, "P2", 2), (SERIES_NOID, STUDY_NOID, "", 3)):

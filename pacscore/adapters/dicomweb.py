@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+
 from .match_options import OPTION_HELP, option_argument
 from .web_core import (
     DEFAULT_LIMIT, DEFAULT_MAX_BODY, DEFAULT_MAX_PART, DEFAULT_MAX_RESULTS, DEFAULT_SPOOL, DicomWebService,
