@@ -384,6 +384,42 @@ def test_qido_bad_requests_are_400_with_the_reason(server, params, needle):
 
 
 @pytest.mark.interop
+def test_qido_uid_list_as_repeated_parameters(server):
+    """``StudyInstanceUID=a&StudyInstanceUID=b`` (what dicomweb-client sends for a list) is the UID
+    list ``a,b``, not a 400; other attributes still may not be repeated."""
+    studies = [f"{G}.1", f"{G}.3"]
+
+    def study_uids(params, path="/studies"):
+        r = server.http.get(f"{server.url}{path}", params=params, headers=JSON)
+        assert r.status_code == 200, r.text
+        return sorted(row["0020000D"]["Value"][0] for row in r.json())
+
+    assert study_uids([("StudyInstanceUID", ",".join(studies))]) == studies
+    assert study_uids([("StudyInstanceUID", s) for s in studies]) == studies
+    assert study_uids([("0020000D", studies[0]), ("StudyInstanceUID", studies[1]), ("limit", "10")]) == studies
+    assert study_uids([("StudyInstanceUID", studies[0]), ("StudyInstanceUID", f"{G}.2,{G}.4")]) == sorted(
+        studies[:1] + [f"{G}.2", f"{G}.4"])
+    series = [r["SeriesInstanceUID"] for r in server.arc.find({"StudyInstanceUID": studies[0],
+                                                               "SeriesInstanceUID": ""}, level="SERIES", format="dict")]
+    r = server.http.get(f"{server.url}/studies/{studies[0]}/series", headers=JSON,
+                        params=[("SeriesInstanceUID", series[0]), ("SeriesInstanceUID", f"{G}.9.9")])
+    assert r.status_code == 200 and [row["0020000E"]["Value"][0] for row in r.json()] == [series[0]]
+    # the path fixes the study: a list of UIDs that holds it keeps the answer, one without it empties it
+    got = server.http.get(f"{server.url}/studies/{studies[0]}/series", headers=JSON,
+                          params=[("StudyInstanceUID", studies[1]), ("StudyInstanceUID", studies[0])])
+    assert got.status_code == 200 and len(got.json()) == len(series)
+    none = server.http.get(f"{server.url}/studies/{studies[0]}/series", headers=JSON,
+                           params=[("StudyInstanceUID", studies[1]), ("StudyInstanceUID", f"{G}.2")])
+    assert none.status_code == 204
+    r = server.http.get(f"{server.url}/studies", params=[("PatientID", "P1"), ("PatientID", "P2")], headers=JSON)
+    assert r.status_code == 400 and "repeated" in r.text
+    # dicomweb-client sends a list as repeated parameters
+    rows = server.client().search_for_studies(search_filters={"StudyInstanceUID": studies})
+    assert sorted(row["0020000D"]["Value"][0] for row in rows) == studies
+    rows = server.client().search_for_instances(search_filters={"SOPInstanceUID": [f"{G}.2.1.1", f"{G}.4.1.2"]})
+    assert sorted(row["00080018"]["Value"][0] for row in rows) == [f"{G}.2.1.1", f"{G}.4.1.2"]
+
+
 def test_qido_406_and_405(server):
     r = server.http.get(f"{server.url}/studies", headers={"Accept": 'multipart/related; type="application/dicom+xml"'})
     assert r.status_code == 406
@@ -684,6 +720,39 @@ def test_core_without_a_server(tmp_path):
         assert ok.status == 200
 
 
+def test_find_options_apply_per_search_whatever_the_archive_was_opened_with(tmp_path):
+    """``create_app(find_options=...)`` / ``serve web --option``: empty_record_matches=False makes a
+    study without PatientID stop matching every PatientID key (C.2.2.1.2, docs/matching.md)."""
+    with pacscore.open(tmp_path / "a") as arc:  # opened with the default options (empty values match)
+        arc.store(make_instance(sop="1.2.3.1.1", patient_id="P1"))
+        arc.store(make_instance(sop="1.2.4.1.1", study="1.2.4", series="1.2.4.1", patient_id=None))
+        query = [("PatientID", "NOBODY"), ("StudyInstanceUID", "")]
+
+        def studies(service, params=query):
+            answer = service.handle(WebRequest("GET", "/studies", params, {}, base_url="http://x/dw"))
+            if answer.status == 204:
+                return []
+            assert answer.status == 200, answer.body
+            import json
+
+            return [row["0020000D"]["Value"][0] for row in json.loads(answer.body)]
+
+        assert studies(DicomWebService(arc)) == ["1.2.4"]  # the standard's default
+        strict = DicomWebService(arc, find_options={"empty_record_matches": False})
+        assert studies(strict) == []
+        assert studies(strict, [("PatientID", "P1")]) == ["1.2.3"]
+        # the server option is a default: the request's own parameter still decides
+        lenient = DicomWebService(arc, find_options={"empty_value_matching": True, "empty_record_matches": False})
+        assert studies(lenient, [("PatientID", '""')]) == ["1.2.4"]
+        assert studies(lenient, [("PatientID", '""'), ("emptyvaluematching", "false")]) == []
+        assert arc.options.empty_record_matches is True  # the archive's own setting is untouched
+        for bad, needle in (({"no_such_option": True}, "no_such_option"),
+                            ({"empty_record_matches": "no"}, "true or false"),
+                            ({"relational": True}, "per request")):
+            with pytest.raises(ValueError, match=needle):
+                create_app(arc, find_options=bad)
+
+
 def test_cli_registers_serve_web():
     import argparse
 
@@ -694,6 +763,12 @@ def test_cli_registers_serve_web():
     assert (args.port, args.host, args.prefix, args.token, args.max_body) == (8042, "127.0.0.1", "/dicomweb", "x",
                                                                               10 * 1024 ** 2)
     assert args.func.__name__ == "main_serve"
+    assert args.option == []
+    args = parser.parse_args(["web", "--archive", "arc", "--option", "empty_record_matches=false",
+                              "-o", "pn_case_insensitive=true"])
+    assert dict(args.option) == {"empty_record_matches": False, "pn_case_insensitive": True}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["web", "--archive", "arc", "--option", "empty_records=false"])
 
 
 # ------------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from pynetdicom import AE, build_role, evt
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import (
+    ColorPaletteStorage,
     CTImageStorage,
+    HangingProtocolStorage,
     MRImageStorage,
     NuclearMedicineImageStorage,
     PatientRootQueryRetrieveInformationModelFind,
@@ -35,6 +37,7 @@ import pacscore
 from pacscore.adapters import dimse
 from pacscore.adapters.dimse_convert import choose_syntax, move_contexts
 
+from . import dimse_helpers
 from .dimse_helpers import (
     SERIES_A1,
     SERIES_A2,
@@ -48,6 +51,7 @@ from .dimse_helpers import (
     generated_instances,
     key_args,
     make_instance,
+    pydicom_test_files,
     run,
     start_storescp,
     values_of,
@@ -332,6 +336,30 @@ def test_pynetdicom_store_keeps_bytes_and_reports_ingest_errors(fresh, data_fold
         assert arc.count({}, level="IMAGE", relational=True) == len(names)
     finally:
         assoc.release()
+
+
+def test_non_patient_sop_classes_are_not_advertised(fresh, tmp_path):
+    """Colour palettes, hanging protocols, ... (PS3.4 Annex GG) have no study to be filed under:
+    their contexts are rejected at association, not accepted and then refused with C000."""
+    from pacscore.adapters.dimse_convert import NON_PATIENT_SOP_CLASSES
+
+    offered = {str(cx.abstract_syntax) for cx in dimse.supported_contexts()}
+    assert ColorPaletteStorage in NON_PATIENT_SOP_CLASSES and HangingProtocolStorage in NON_PATIENT_SOP_CLASSES
+    assert not offered & NON_PATIENT_SOP_CLASSES and CTImageStorage in offered
+    palette = pydicom.dcmread(pydicom_test_files().parent / "palettes" / "hotiron.dcm")
+    assoc = associate(fresh["port"], ColorPaletteStorage, HangingProtocolStorage, CTImageStorage)
+    try:
+        rejected = {str(cx.abstract_syntax): cx.result for cx in assoc.rejected_contexts}
+        assert rejected == {ColorPaletteStorage: 0x03, HangingProtocolStorage: 0x03}  # abstract syntax not supported
+        with pytest.raises(ValueError, match="No presentation context"):
+            assoc.send_c_store(palette)
+    finally:
+        assoc.release()
+    assert fresh["arc"].count({}, level="IMAGE", relational=True) == 0
+    if dcmtk("storescu"):
+        proc = run(["storescu", "-aec", "PACSCORE", "127.0.0.1", str(fresh["port"]),
+                    str(pydicom_test_files().parent / "palettes" / "hotiron.dcm")])
+        assert "no presentation context" in (proc.stdout + proc.stderr).lower(), proc.stderr
 
 
 A_ABORT_PDU = bytes([0x07, 0x00, 0, 0, 0, 4, 0, 0, 0, 0])  # A-ABORT, source: service-user
@@ -854,11 +882,16 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
     import subprocess
     import sys
 
+    no_id = make_instance(sop="1.2.826.0.1.3680043.9.7777.98.1.1", study="1.2.826.0.1.3680043.9.7777.98",
+                          series="1.2.826.0.1.3680043.9.7777.98.1", patient_id="", patient_name="", modality="OT",
+                          study_date="20200101", study_time="1000", instance_number=1)
     with pacscore.open(tmp_path / "cli") as a:
         a.store(data_folder / "CT_small.dcm")
+        a.store(dimse_helpers.to_bytes(no_id))
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pacscore", "serve", "dimse", "--archive", str(tmp_path / "cli"),
-                             "--port", str(port), "--allow", "PYSCU", "--move-dest", "X=127.0.0.1:1"],
+                             "--port", str(port), "--allow", "PYSCU", "--move-dest", "X=127.0.0.1:1",
+                             "--option", "empty_record_matches=false"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 15
@@ -870,9 +903,12 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
                 time.sleep(0.05)
         assoc = associate(port, StudyRootQueryRetrieveInformationModelFind)
-        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""})
+        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "",
+                                             "PatientID": "NO-SUCH-PATIENT"})
+        _, every = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""})
         assoc.release()
-        assert [r.StudyInstanceUID for r in results] == [CT_SMALL_STUDY]
+        assert results == []  # --option empty_record_matches=false: the study without PatientID stays out
+        assert sorted(r.StudyInstanceUID for r in every) == sorted([CT_SMALL_STUDY, no_id.StudyInstanceUID])
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)

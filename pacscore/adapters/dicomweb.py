@@ -20,6 +20,8 @@ import contextlib
 import ipaddress
 import logging
 import os
+
+from .match_options import OPTION_HELP, option_argument
 from .web_core import (
     DEFAULT_LIMIT, DEFAULT_MAX_BODY, DEFAULT_MAX_PART, DEFAULT_MAX_RESULTS, DEFAULT_SPOOL, DicomWebService,
     HttpError, WebRequest, WebResponse, bearer_token_auth,
@@ -62,7 +64,8 @@ def _request_base(request, root: str) -> str:
 def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=None,
                max_body: int = DEFAULT_MAX_BODY, max_part: int = DEFAULT_MAX_PART,
                max_results: int = DEFAULT_MAX_RESULTS, default_limit: int = DEFAULT_LIMIT,
-               spool: int = DEFAULT_SPOOL, base_url: str | None = None, open_options: dict | None = None):
+               spool: int = DEFAULT_SPOOL, base_url: str | None = None, open_options: dict | None = None,
+               find_options: dict | None = None):
     """A Starlette application serving DICOMweb under ``prefix`` for an archive.
 
     ``archive_or_folder``: a ``pacscore.Archive`` (used as it is; the caller closes it) or an
@@ -72,6 +75,10 @@ def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=Non
     in bytes (413 above them). ``max_results``: the most results in one QIDO-RS response;
     ``default_limit``: the page size when a search gives no ``limit``. ``base_url``: the
     absolute URL of the DICOMweb root as clients see it (default: from each request).
+    ``find_options``: matching options for every QIDO-RS search (``{"empty_record_matches":
+    False}``, docs/matching.md), passed per query whatever the archive was opened with; the
+    resource and the request's parameters decide relational, combined date-time matching and
+    the rest (ValueError for an unknown option or one of those).
     """
     import anyio
     from starlette.applications import Starlette
@@ -81,7 +88,7 @@ def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=Non
 
     service = DicomWebService(archive_or_folder, auth=auth, max_body=max_body, max_part=max_part,
                               max_results=max_results, default_limit=default_limit, spool=spool,
-                              open_options=open_options)
+                              open_options=open_options, find_options=find_options)
     root = "/" + prefix.strip("/") if prefix.strip("/") else ""
     fixed_base = base_url.rstrip("/") if base_url else None
 
@@ -184,6 +191,8 @@ def add_cli(subparsers) -> None:
                    help=f"most results in one QIDO-RS response (default {DEFAULT_MAX_RESULTS})")
     p.add_argument("--default-limit", type=int, default=DEFAULT_LIMIT,
                    help=f"QIDO-RS page size without a limit parameter (default {DEFAULT_LIMIT})")
+    p.add_argument("--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE",
+                   help=OPTION_HELP)
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=main_serve)
 
@@ -212,7 +221,8 @@ def main_serve(args) -> int:
     try:
         app = create_app(args.archive, prefix=args.prefix, auth=auth, max_body=args.max_body,
                          max_part=args.max_part, max_results=args.max_results,
-                         default_limit=args.default_limit, base_url=args.base_url)
+                         default_limit=args.default_limit, base_url=args.base_url,
+                         find_options=dict(getattr(args, "option", None) or []))
     except ValueError as exc:
         print(f"serve web: {exc}")
         return 2

@@ -34,6 +34,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
 from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, DimseService, set_nodelay
+from .match_options import OPTION_HELP, check_options, option_argument
 
 __all__ = [
     "DimseConfig", "DimseService", "handlers", "serve", "make_ae", "supported_contexts", "tls_context",
@@ -54,6 +55,7 @@ def _config(**config) -> DimseConfig:
         cfg.allowed_calling_aets = [str(a).strip() for a in cfg.allowed_calling_aets]
     if cfg.invalid_keys not in (None, "nomatch", "error"):
         raise ValueError(f"invalid_keys must be 'nomatch' or 'error', not {cfg.invalid_keys!r}")
+    cfg.find_options = check_options(cfg.find_options)
     return cfg
 
 
@@ -65,6 +67,11 @@ def handlers(archive, **config) -> list[tuple]:
     ``relational_retrieve``, ``strict_negotiation``, ``find_options``, ``tcp_nodelay``,
     ``log_phi``, ``retrieve_ae_title``, ``move_max_pdu``, ``move_tls_args``.
 
+    ``find_options`` ({name: value}, the names of ``Archive.find``'s matching options, e.g.
+    ``{"empty_record_matches": False}``) go to every C-FIND query as it is made, whatever the
+    archive was opened with; negotiated options (relational, combined date-time) come on top.
+    C-GET / C-MOVE select by unique keys and use none of them (docs/conformance-dimse.md).
+
     Your AE must support the presentation contexts of ``supported_contexts()`` (``make_ae``
     does it). A calling AE title outside ``allowed_calling_aets`` is rejected from the
     EVT_REQUESTED handler with reason 3, "calling AE title not recognised".
@@ -73,8 +80,10 @@ def handlers(archive, **config) -> list[tuple]:
 
 
 def supported_contexts(storage: bool = True, query_retrieve: bool = True) -> list[PresentationContext]:
-    """The presentation contexts the SCP accepts: Verification, every storage SOP class with
-    every transfer syntax pynetdicom knows (SCU and SCP roles, for C-GET), the nine Q/R models."""
+    """The presentation contexts the SCP accepts: Verification, every storage SOP class of patient
+    data with every transfer syntax pynetdicom knows (SCU and SCP roles, for C-GET), the nine
+    Q/R models. Non-patient objects (hanging protocols, colour palettes, ...; PS3.4 Annex GG)
+    are not offered: they have no study to be filed under."""
     contexts = [build_context(Verification)]
     if storage:
         for uid in storage_sop_classes():
@@ -211,6 +220,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--max-results", type=int, default=None, help="C-FIND: refuse (A700) above this many matches")
     p.add_argument("--invalid-keys", choices=("nomatch", "error"), default=None,
                    help="C-FIND keys invalid for their VR: match nothing or fail (A900)")
+    p.add_argument("--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE",
+                   help=OPTION_HELP)
     p.add_argument("--acse-timeout", type=float, default=30)
     p.add_argument("--dimse-timeout", type=float, default=30)
     p.add_argument("--network-timeout", type=float, default=60)
@@ -247,7 +258,8 @@ def main_serve(args) -> int:
                   allowed_calling_aets=args.allow, max_pdu=args.max_pdu, acse_timeout=args.acse_timeout,
                   dimse_timeout=args.dimse_timeout, network_timeout=args.network_timeout,
                   ssl_context=ssl_context, block=True, max_results=args.max_results,
-                  invalid_keys=args.invalid_keys, log_phi=args.log_phi, tcp_nodelay=not args.no_nodelay)
+                  invalid_keys=args.invalid_keys, log_phi=args.log_phi, tcp_nodelay=not args.no_nodelay,
+                  find_options=dict(getattr(args, "option", None) or []))
         except KeyboardInterrupt:
             pass
         except OSError as exc:

@@ -43,9 +43,6 @@ MODEL_LABEL = {"PATIENT": "patient-root", "STUDY": "study-root", "PATIENT_STUDY_
 
 #: C-FIND extended negotiation (PS3.4 C.5.1.1): byte position -> matching option
 FIND_EXT_OPTIONS = ("relational", "combined_datetime", "fuzzy_pn", "timezone_adjustment")
-#: the level's unique key, as keyword, for collecting retrieve targets
-UNIQUE_KEYWORD = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
-INSTANCES_ARG = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
 
 PENDING_ALL = 0xFF00
 PENDING_SOME = 0xFF01
@@ -70,7 +67,7 @@ class DimseConfig:
     relational_retrieve: bool = True
     #: pass relational=False / combined_datetime=False when not negotiated (PS3.4 baseline)
     strict_negotiation: bool = True
-    #: extra Archive.find options applied to every C-FIND / retrieve (e.g. pn_case_insensitive)
+    #: matching options passed to every C-FIND's Archive.find / count (e.g. empty_record_matches)
     find_options: dict = field(default_factory=dict)
     #: set TCP_NODELAY on accepted sockets and on C-MOVE sub-association sockets
     tcp_nodelay: bool = True
@@ -96,6 +93,8 @@ class AssocState:
     stored: int = 0
     store_failed: int = 0
     retrieve_started: float | None = None
+    #: C-GET / C-MOVE message ID -> the status that replaces pynetdicom's final response
+    refusals: dict[int, Dataset] = field(default_factory=dict)
     rejected: bool = False
     started: float = field(default_factory=time.perf_counter)
 
@@ -118,6 +117,27 @@ def status(code: int, comment: str | None = None, offending: int | None = None) 
     if offending is not None:
         ds.OffendingElement = [offending]
     return ds
+
+
+_SUB_OPERATION_COUNTS = ("NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations",
+                         "NumberOfFailedSuboperations", "NumberOfWarningSuboperations")
+
+
+def amend_response(message, answer: Dataset) -> None:
+    """Put ``answer``'s Status, Error Comment and Offending Element into an outgoing C-GET /
+    C-MOVE response (EVT_DIMSE_SENT fires before pynetdicom encodes the message).
+
+    pynetdicom sends a handler's failure status only after it counted sub-operations (C-GET)
+    or associated with the move destination (C-MOVE); a refused identifier must do neither,
+    so the handler ends the request the quiet way (no sub-operation; unknown destination)
+    and the response is given the refusal here, without sub-operation counts."""
+    cs = message.command_set
+    for keyword in ("Status", "ErrorComment", "OffendingElement", *_SUB_OPERATION_COUNTS):
+        if keyword in cs:
+            delattr(cs, keyword)
+    for elem in answer:
+        cs[elem.tag] = elem
+    message._set_command_group_length()
 
 
 def tag_of(attribute) -> int | None:

@@ -9,8 +9,14 @@ did not, ``prepare_for_peer`` converts, in this order of preference:
    refuses to change byte order by itself), everything else is re-encoded by pydicom;
 3. compressed -> uncompressed: ``Dataset.decompress()`` with whatever pixel data handlers pydicom
    finds installed (numpy for RLE, Pillow for JPEG baseline and JPEG 2000, pylibjpeg/gdcm if
-   present); when none can decode, the sub-operation fails and the reason is logged.
+   present); when none can decode, the sub-operation fails and the reason is logged. Pixel Data
+   nested in sequence items (an Icon Image Sequence of a JPEG 2000 image, ...) is encapsulated
+   too: pydicom decodes only the top level, so each nested one is decoded here, and a sequence
+   whose nested pixel data cannot be decoded is removed (an encapsulated value left in a native
+   transfer syntax makes the whole data set unreadable to the peer).
 
+Every converted data set is then checked: no value of undefined length but sequences in a
+native transfer syntax, and it encodes and parses back in the transfer syntax it is sent in.
 No lossy or lossless *re*-compression is ever attempted.
 """
 from __future__ import annotations
@@ -19,8 +25,10 @@ from collections.abc import Iterable, Sequence
 from io import BytesIO
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.filewriter import correct_ambiguous_vr
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import correct_ambiguous_vr, write_dataset
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -46,17 +54,28 @@ STORAGE_TRANSFER_SYNTAXES: tuple[str, ...] = tuple(
 MAX_REQUESTED_CONTEXTS = 128
 
 _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+PIXEL_DATA = 0x7FE00010
 
 
 class ConversionError(Exception):
     """A stored instance cannot be sent in any transfer syntax the peer accepted."""
 
 
+#: Non-Patient Object Storage SOP classes (PS3.4 Annex GG: hanging protocols, colour palettes,
+#: implant templates, defined procedure protocols, inventories): no Study or Series Instance
+#: UID, so the archive cannot file them; not advertised, so a peer learns it at association
+#: (context rejected: abstract syntax not supported) instead of from a C000 per instance
+NON_PATIENT_SOP_CLASSES: frozenset[str] = frozenset(str(cx.abstract_syntax) for cx in NonPatientObjectPresentationContexts)
+
+
 def storage_sop_classes() -> list[str]:
-    """Every storage SOP class pynetdicom dispatches to EVT_C_STORE (image, SR, RT, waveforms, ...)."""
+    """Every storage SOP class pynetdicom dispatches to EVT_C_STORE (image, SR, RT, waveforms, ...)
+    whose instances are patient data, i.e. can be filed under a study and a series."""
     seen: dict[str, None] = {}
-    for cx in list(AllStoragePresentationContexts) + list(NonPatientObjectPresentationContexts):
-        seen.setdefault(str(cx.abstract_syntax), None)
+    for cx in AllStoragePresentationContexts:
+        uid = str(cx.abstract_syntax)
+        if uid not in NON_PATIENT_SOP_CLASSES:
+            seen.setdefault(uid, None)
     return list(seen)
 
 
@@ -146,31 +165,111 @@ def _change_byte_order(ds: Dataset, target: UID) -> None:
 
 
 def read_stored(data: bytes) -> Dataset:
-    """Decode stored Part-10 bytes into the Dataset pynetdicom's send_c_store wants."""
-    return dcmread(BytesIO(data), force=True)
+    """Decode stored Part-10 bytes into the Dataset pynetdicom's send_c_store wants.
+
+    A data set that does not parse (pydicom gives a truncated file back empty) raises
+    ConversionError: pynetdicom skips an empty Dataset silently, so the sub-operation would
+    be counted neither completed nor failed."""
+    try:
+        ds = dcmread(BytesIO(data), force=True)
+    except Exception as exc:
+        raise ConversionError(f"the stored data set does not parse: {type(exc).__name__}") from exc
+    if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+        raise ConversionError("the stored data set does not parse (truncated?): no SOP Class/Instance UID")
+    return ds
+
+
+def _encapsulated(ds: Dataset) -> bool:
+    return PIXEL_DATA in ds and ds[PIXEL_DATA].is_undefined_length
+
+
+def _decode_nested(ds: Dataset, stored: UID, path: str = "") -> list[str]:
+    """Decode the encapsulated Pixel Data inside the sequence items of ``ds`` (at any depth),
+    in place; a sequence with one that cannot be decoded is removed. Returns what was removed."""
+    removed = []
+    for elem in list(ds):
+        if elem.VR != "SQ" or not elem.value:
+            continue
+        where = f"{path}{elem.keyword or elem.tag}"
+        for item in elem.value:
+            removed += _decode_nested(item, stored, f"{where}.")
+            if not _encapsulated(item):
+                continue
+            item.file_meta = FileMetaDataset()  # pydicom finds the transfer syntax there
+            item.file_meta.TransferSyntaxUID = stored
+            try:
+                item.decompress(generate_instance_uid=False)
+            except Exception:  # no decoder for it: drop the sequence, keep the instance
+                del ds[elem.tag]
+                removed.append(where)
+                break
+            finally:
+                del item.file_meta
+    return removed
+
+
+def _undefined_lengths(ds: Dataset, path: str = "") -> list[str]:
+    """The non-sequence elements of undefined length (encapsulated values), at any depth."""
+    found = []
+    for elem in ds:
+        where = f"{path}{elem.keyword or elem.tag}"
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                found += _undefined_lengths(item, f"{where}.")
+        elif elem.is_undefined_length:
+            found.append(where)
+    return found
+
+
+def check_encoding(ds: Dataset, target: UID) -> None:
+    """Raise ConversionError unless ``ds`` can be sent in ``target`` and read back by the peer."""
+    if not target.is_encapsulated:
+        bad = _undefined_lengths(ds)
+        if bad:
+            raise ConversionError(f"{', '.join(bad)}: encapsulated value in {target.name}")
+    try:
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = target.is_little_endian, target.is_implicit_VR
+        write_dataset(fp, ds)
+        parsed = read_dataset(DicomBytesIO(fp.getvalue()), target.is_implicit_VR, target.is_little_endian)
+        _undefined_lengths(parsed)  # iterating converts (and so checks) every raw element
+    except Exception as exc:
+        raise ConversionError(f"does not encode in {target.name}: {type(exc).__name__}: {exc}") from exc
 
 
 def prepare_for_peer(data: bytes, stored_ts: str, accepted: Sequence[str]) -> tuple[Dataset, str]:
     """The Dataset to hand to ``send_c_store`` for stored bytes, converted if the peer needs it.
 
     ``accepted``: the transfer syntaxes the peer accepted for the instance's SOP class (in our
-    SCU role). Returns ``(dataset, how)``; raises ConversionError with a readable reason.
+    SCU role). Returns ``(dataset, how)``; ``how`` names the conversion, and ends with
+    ``" without <sequence>"`` for each sequence removed because its nested pixel data could not be
+    decoded. Raises ConversionError with a readable reason.
     """
     target, how = choose_syntax(stored_ts, accepted)
     ds = read_stored(data)
-    if how in ("as-is", "reencode"):
+    if how == "as-is":
         return ds, how
     if how == "decompress":
+        stored = UID(stored_ts)
+        removed = _decode_nested(ds, stored)
         try:
-            ds.decompress(generate_instance_uid=False)
+            if _encapsulated(ds):
+                ds.decompress(generate_instance_uid=False)
+            else:  # no pixel data at the top level: nothing to decode there
+                ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+                ds.set_original_encoding(False, True, ds.original_character_set)
         except Exception as exc:  # missing plugin, unsupported bit depth, corrupt fragments
             first = str(exc).strip().splitlines()
             raise ConversionError(
-                f"cannot decompress {UID(stored_ts).name}: {first[-1] if first else type(exc).__name__}"
+                f"cannot decompress {stored.name}: {first[-1] if first else type(exc).__name__}"
             ) from exc
-        if target.is_little_endian:
-            return ds, how
+        how += "".join(f" without {where}" for where in removed)
+    if how.startswith("decompress") and target.is_little_endian or how == "reencode":
+        # pynetdicom re-encodes between the little endian syntaxes itself; check the one it uses
+        check_encoding(ds, target)
+        return ds, how
     _change_byte_order(ds, target if not target.is_compressed else ExplicitVRLittleEndian)
+    check_encoding(ds, target)
     return ds, how
 
 

@@ -1,8 +1,9 @@
 """C-GET and C-MOVE for the DIMSE adapter (a mixin of DimseService).
 
-Both collect the instances with ``Archive.find(identifier, level)`` (the level's unique keys)
-and ``Archive.instances(...)``, then hand pynetdicom one Dataset per instance, read from the
-stored bytes and converted only when the peer did not accept the stored transfer syntax.
+Both select the instances by the identifier's unique keys alone (``retrieve_scope``: checked,
+then looked up with ``Archive.instances``; never matched like a C-FIND), then hand pynetdicom
+one Dataset per instance, read from the stored bytes and converted only when the peer did not
+accept the stored transfer syntax.
 """
 from __future__ import annotations
 
@@ -11,19 +12,19 @@ import time
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 
-from ..errors import NotFound, QueryError
+from ..errors import NotFound
 from .dimse_common import (
     CANCEL,
     GET_MODELS,
-    INSTANCES_ARG,
     LOG,
     MODEL_LABEL,
     MOVE_MODELS,
     PENDING_ALL,
-    UNIQUE_KEYWORD,
+    amend_response,
     set_nodelay,
 )
 from .dimse_convert import ConversionError, accepted_syntaxes, move_contexts, prepare_for_peer
+from .retrieve_scope import retrieve_scope, select_instances
 
 
 class RetrieveHandlers:
@@ -31,27 +32,9 @@ class RetrieveHandlers:
     ``_options()``, ``_describe()``, ``_failure()`` and ``_log_failure()`` from DimseService."""
 
     def _collect(self, ident: Dataset, level: str, model: str, opts: dict) -> list:
-        """The instances an identifier designates: find the level's unique keys, then list them."""
-        keyword = UNIQUE_KEYWORD.get(level)
-        if keyword is None:
-            raise QueryError("QueryRetrieveLevel", f"unknown level {level!r}")
-        keys: dict[str, None] = {}
-        for match in self.archive.find(ident, level=level, model=model, format="dict", **opts):
-            value = match.get(keyword)
-            if isinstance(value, list):
-                value = value[0] if value else None
-            if value:
-                keys.setdefault(str(value), None)
-        if not keys:
-            return []
-        refs = self.archive.instances(**{INSTANCES_ARG[level]: list(keys)})
-        seen: set[str] = set()
-        out = []
-        for ref in refs:
-            if ref.sop_instance_uid not in seen:
-                seen.add(ref.sop_instance_uid)
-                out.append(ref)
-        return out
+        """The instances an identifier designates by its unique keys (raises QueryError)."""
+        scope = retrieve_scope(ident, level, model, relational=bool(opts.get("relational")))
+        return select_instances(self.archive, scope)
 
     def _sub_operations(self, event, st, op, refs, contexts_of):
         """Yield (status, dataset) for each instance; failures to prepare count as failed."""
@@ -67,7 +50,10 @@ class RetrieveHandlers:
                     syntaxes = cache[ref.sop_class_uid] = accepted_syntaxes(contexts_of(), ref.sop_class_uid)
                 data = self.archive.get(ref.sop_instance_uid)
                 ds, how = prepare_for_peer(data, ref.transfer_syntax_uid, syntaxes)
-                if how not in ("as-is", "reencode"):
+                if " without " in how:  # a nested image that could not be decoded was left out
+                    LOG.warning("assoc %d %s: %s %s sent after %s", st.number, st.peer, op,
+                                ref.sop_instance_uid if self.config.log_phi else "an instance", how)
+                elif how not in ("as-is", "reencode"):
                     LOG.debug("assoc %d %s: %s %s sent after %s", st.number, st.peer, op,
                               ref.sop_instance_uid if self.config.log_phi else "instance", how)
             except Exception as exc:  # one instance that cannot be prepared fails alone
@@ -91,6 +77,10 @@ class RetrieveHandlers:
         self._log_failure(st, op, exc, rsp.Status)
         return rsp
 
+    def _refuse(self, event, st, op, exc) -> None:
+        """Remember the failure status of a request that sends nothing (see amend_response)."""
+        st.refusals[int(event.request.MessageID)] = self._retrieve_failure(st, op, exc)
+
     def on_get(self, event):
         assoc = event.assoc
         st = self.state(assoc)
@@ -104,8 +94,8 @@ class RetrieveHandlers:
             op = f"{op} {level} {self._describe(ident)}"
             refs = self._collect(ident, level, model, self._options(assoc, sop_class))
         except Exception as exc:
-            yield 1  # pynetdicom sends a failure status only after a positive count
-            yield self._retrieve_failure(st, op, exc), None
+            self._refuse(event, st, op, exc)
+            yield 0  # no sub-operation; on_dimse_sent turns the final response into the refusal
             return
         LOG.info("assoc %d %s: %s -> %d instances", st.number, st.peer, op, len(refs))
         st.retrieve_started = t0
@@ -132,9 +122,10 @@ class RetrieveHandlers:
             ident, level = self._identifier(event)
             op = f"{op} {level} {self._describe(ident)}"
             refs = self._collect(ident, level, model, self._options(assoc, sop_class))
-            error = None
         except Exception as exc:
-            refs, error = [], exc
+            self._refuse(event, st, op, exc)
+            yield None, None  # never associate with the destination; the refusal replaces A801
+            return
         sub: dict = {}
 
         def capture(ev):
@@ -148,16 +139,14 @@ class RetrieveHandlers:
             handlers.append((evt.EVT_CONN_OPEN, nodelay))
         kwargs = {"evt_handlers": handlers, "max_pdu": self.config.move_max_pdu,
                   "contexts": move_contexts((r.sop_class_uid, r.transfer_syntax_uid) for r in refs)}
-        if not kwargs["contexts"]:
-            from pynetdicom.sop_class import Verification
-            kwargs["contexts"] = move_contexts([(Verification, "")])
+        if not refs:  # nothing to send: pynetdicom answers success without associating
+            yield dest[0], int(dest[1]), kwargs
+            LOG.info("assoc %d %s: %s -> 0 instances", st.number, st.peer, op)
+            yield 0
+            return
         if self.config.move_tls_args:
             kwargs["tls_args"] = self.config.move_tls_args
         yield dest[0], int(dest[1]), kwargs
-        if error is not None:
-            yield 1
-            yield self._retrieve_failure(st, op, error), None
-            return
         LOG.info("assoc %d %s: %s -> %d instances to %s:%s", st.number, st.peer, op, len(refs), dest[0], dest[1])
         st.retrieve_started = t0
         yield len(refs)
@@ -175,10 +164,13 @@ class RetrieveHandlers:
         if name not in ("C_GET_RSP", "C_MOVE_RSP"):
             return
         cs = event.message.command_set
+        st = self.state(event.assoc)
+        refusal = st.refusals.pop(int(cs.get("MessageIDBeingRespondedTo", -1)), None)
+        if refusal is not None:
+            amend_response(event.message, refusal)
         code = int(cs.get("Status", 0))
         if code in (0xFF00, 0xFF01):
             return
-        st = self.state(event.assoc)
         took = ""
         started = getattr(st, "retrieve_started", None)
         if started is not None:

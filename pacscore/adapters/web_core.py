@@ -195,13 +195,18 @@ class DicomWebService:
     def __init__(self, archive_or_folder: object, *, auth: Auth | None = None,
                  max_body: int = DEFAULT_MAX_BODY, max_part: int = DEFAULT_MAX_PART,
                  max_results: int = DEFAULT_MAX_RESULTS, default_limit: int = DEFAULT_LIMIT,
-                 spool: int = DEFAULT_SPOOL, open_options: dict | None = None) -> None:
+                 spool: int = DEFAULT_SPOOL, open_options: dict | None = None,
+                 find_options: dict | None = None) -> None:
+        from .match_options import QIDO_FIXED, check_options
+
         for name, value in (("max_body", max_body), ("max_part", max_part), ("max_results", max_results),
                             ("default_limit", default_limit)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self.archives = ArchiveProvider(archive_or_folder, **(open_options or {}))
         self.auth = auth
+        #: matching options of every QIDO-RS search; the request's own parameters win
+        self.find_options = check_options(find_options, fixed=QIDO_FIXED)
         self.limits = Limits(max_body=max_body, max_part=max_part, max_results=max_results,
                              default_limit=min(default_limit, max_results), spool=spool)
 

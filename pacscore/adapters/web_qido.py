@@ -152,15 +152,46 @@ class Search:
     empty: bool = False      # the request cannot match anything (fixed UID outside a UID list)
 
 
-def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keywords=None) -> Search:
-    """Turn a QIDO-RS path and its query parameters into a Search (raises HttpError(400))."""
+def merge_uid_lists(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Repeated parameters of a UID attribute as one comma-separated UID list, at the place of
+    the first: ``StudyInstanceUID=a&StudyInstanceUID=b`` is ``StudyInstanceUID=a,b``. The comma
+    form is the one PS3.18 8.3.4.1 describes; the repeated form is what dicomweb-client sends for
+    a list, and it can mean nothing else (PS3.18 does not allow repeating a matching attribute).
+    Any other attribute given twice is left for parse_search to refuse."""
+    uid_values: dict[str, list[str]] = {}
+    first: dict[str, int] = {}
+    out: list[tuple[str, str]] = []
+    for name, value in query:
+        if name.strip().lower() not in RESERVED and _ATTRIBUTE_NAME.match(name):
+            path = resolve(name)
+            if path[-1][1] == "UI":
+                dotted = ".".join(k for k, _ in path)
+                if dotted in first:
+                    uid_values[dotted].append(value)
+                    continue
+                first[dotted] = len(out)
+                uid_values[dotted] = [value]
+        out.append((name, value))
+    for dotted, i in first.items():
+        if len(uid_values[dotted]) > 1:
+            out[i] = (out[i][0], ",".join(uid_values[dotted]))
+    return out
+
+
+def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keywords=None,
+                 defaults: dict | None = None) -> Search:
+    """Turn a QIDO-RS path and its query parameters into a Search (raises HttpError(400)).
+
+    ``defaults``: the server's matching options (``create_app(find_options=...)``); the
+    resource and the request's parameters (emptyvaluematching, ...) override them."""
     _, resource, fixed = resource_for(segs)
+    query = merge_uid_lists(query)
     identifier: dict = {}
     explicit: set = set()
     matched: set = set()
     warnings: list[str] = []
-    options = {"combined_datetime": True, "relational": resource.relational, "invalid_keys": "error",
-               "empty_value_matching": False, "multiple_value_matching": False}
+    options = {"empty_value_matching": False, "multiple_value_matching": False, **(defaults or {}),
+               "combined_datetime": True, "relational": resource.relational, "invalid_keys": "error"}
     limit = offset = None
     includes: list[str] = []
     include_all = False
@@ -323,7 +354,7 @@ def _accept(request: WebRequest) -> str | None:
 def search(service, request: WebRequest, segs: list[str]) -> WebResponse:
     """Answer a QIDO-RS request: 200 with a page of DICOM JSON, or 204 when it is empty."""
     content_type = _negotiate(request)
-    parsed = parse_search(segs, request.query)
+    parsed = parse_search(segs, request.query, defaults=service.find_options)
     limits = service.limits
     limit = limits.default_limit if parsed.limit is None else parsed.limit
     limit = min(limit, limits.max_results)
