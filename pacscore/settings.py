@@ -84,7 +84,8 @@ def match_options(options: dict[str, Any]) -> MatchOptions:
             raise ConfigError(name, f"unknown matching option (known: {', '.join(MatchOptions.names())})")
         expected = type(getattr(defaults, name))
         if not isinstance(value, expected):
-            raise ConfigError(name, f"must be a {expected.__name__}, not {value!r}")
+            wanted = "true or false" if expected is bool else f"a {expected.__name__}"
+            raise ConfigError(name, f"must be {wanted}, not {value!r}")
     try:
         return defaults.replace(**options)
     except ValueError as exc:

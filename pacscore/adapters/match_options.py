@@ -7,7 +7,7 @@ on what the archive folder was opened with. Names are those of ``MatchOptions``;
 """
 from __future__ import annotations
 
-from ..query.options import MatchOptions
+from ..settings import match_options, parse_assignments
 
 #: what QIDO-RS decides per request, never a server-wide option: ``relational`` from the resource
 #: searched (PS3.18 10.6.1), combined date-time matching always, and a key invalid for its VR
@@ -16,32 +16,20 @@ QIDO_FIXED = frozenset({"relational", "combined_datetime", "invalid_keys"})
 
 
 def parse_option(text: str) -> tuple[str, object]:
-    """``"empty_record_matches=false"`` -> ``("empty_record_matches", False)``; ValueError names
-    what is wrong (usable as an argparse ``type``)."""
-    name, sep, value = str(text).partition("=")
-    name = name.strip()
-    if not sep or not name:
-        raise ValueError(f"expected NAME=VALUE, got {text!r}")
-    parsed: object = {"true": True, "false": False}.get(value.strip().lower(), value.strip())
-    check_options({name: parsed})
-    return name, parsed
+    """``"empty_record_matches=false"`` -> ``("empty_record_matches", False)``; a ValueError
+    (ConfigError) names what is wrong. Values are read as ``pacscore config`` reads them."""
+    ((name, value),) = check_options(parse_assignments([str(text)])).items()
+    return name, value
 
 
 def check_options(options: dict | None, *, fixed: frozenset = frozenset()) -> dict:
     """A copy of ``options`` after checking every name and value against MatchOptions
-    (ValueError naming the option); names in ``fixed`` are the protocol's and refused."""
+    (a ValueError naming the option); names in ``fixed`` are the protocol's and refused."""
     options = dict(options or {})
     for name in options:
         if name in fixed:
             raise ValueError(f"matching option {name!r} is set per request by the protocol, not per server")
-    try:
-        MatchOptions().replace(**options)
-    except Exception as exc:  # QueryError for an unknown name or bad policy, TypeError for a value
-        raise ValueError(f"bad matching option {exc}") from None
-    for name, value in options.items():
-        default = getattr(MatchOptions(), name)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ValueError(f"matching option {name!r} takes true or false, not {value!r}")
+    match_options(options)
     return options
 
 
