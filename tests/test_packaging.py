@@ -43,6 +43,23 @@ def test_a_command_whose_extra_is_missing_says_what_to_install(blocked, argv, ex
         assert arc.stats()["instances"] == 1
 
 
+@pytest.mark.parametrize("blocked, argv, extra", [
+    ("pynetdicom", ["bench", "dimse://PACS@127.0.0.1:9", "--data", "ARC", "--repeat", "1"], "dimse"),
+    ("httpx", ["conformance", "http://127.0.0.1:9/dicomweb", "--queries", "7"], "web"),
+])
+def test_a_remote_target_without_its_client_package_says_what_to_install(blocked, argv, extra, tmp_path,
+                                                                        monkeypatch, capsys):
+    folder = tmp_path / "arc"
+    with pacscore.open(folder) as arc:
+        arc.store(_instance())
+    monkeypatch.setitem(sys.modules, blocked, None)
+    assert main([str(folder) if a == "ARC" else a for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert blocked in err and f'pip install "pacscore[{extra}]"' in err
+    with pacscore.open(folder) as arc:
+        assert arc.stats()["instances"] == 1
+
+
 def test_the_missing_command_is_still_listed(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "hypothesis", None)
     with pytest.raises(SystemExit):
