@@ -208,11 +208,14 @@ def test_a_wheel_user_runs_ingest_bench_and_conformance(dist, tmp_path):
     assert f"stored {int(count)}," in run("pacscore", "ingest", "--archive", "arc", "-q", "files").stdout
     bench = run("pacscore", "bench", "arc", "--repeat", "1").stdout
     assert "arc: 1 client(s)" in bench and "errors 0" in bench and "PatientName prefix" in bench
+    generated = run("pacscore", "bench", "barc", "--generate", "60", "--repeat", "1").stdout
+    assert "barc: 1 client(s)" in generated and "errors 0" in generated
     missing = run("pacscore", "conformance", "conf", "--queries", "14", expect=2).stderr
     assert "hypothesis" in missing and 'pip install "pacscore[conformance]"' in missing
     assert 'pip install "pacscore[dimse]"' in run("pacscore", "serve", "dimse", "--archive", "arc", expect=2).stderr
 
     run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", f"{wheel}[all]")
+    run("python", "-c", "import pynetdicom, starlette, uvicorn, httpx, numpy, boto3, tqdm, hypothesis")
     usage = run("pacscore", "--help").stdout
     assert all(command in usage for command in ("ingest", "bench", "conformance", "serve"))
     assert "needs pacscore[" not in usage
