@@ -7,9 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -133,6 +130,9 @@ def _optional(sub, module: str, attr: str, extra: str, packages: tuple[str, ...]
     Only the named packages are looked up (without importing them), then the module is imported
     as any other: an ImportError raised by pacscore's own code is a bug and surfaces as one.
     """
+    import importlib
+    import importlib.util
+
     missing = [name for name in packages if importlib.util.find_spec(name) is None]
     if not missing:
         getattr(importlib.import_module(f"pacscore.{module}"), attr)(sub)
@@ -146,12 +146,12 @@ def _optional(sub, module: str, attr: str, extra: str, packages: tuple[str, ...]
         p = sub.add_parser(command, help=f"(needs pacscore[{extra}])", description=message,
                            prefix_chars="\0", add_help=False)
         p.add_argument("args", nargs="*")
-        p.set_defaults(func=functools.partial(_missing_extra, message))
 
+        def refuse(args, message: str = message) -> int:
+            print(message, file=sys.stderr)
+            return 2
 
-def _missing_extra(message: str, args) -> int:
-    print(message, file=sys.stderr)
-    return 2
+        p.set_defaults(func=refuse)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -83,9 +83,8 @@ def test_a_name_in_a_later_component_group_gets_a_key_on_that_group(tmp_path):
 
 
 def test_an_empty_archive_is_refused_with_a_reason(tmp_path):
-    with pacscore.open(tmp_path / "arc") as arc:
-        with pytest.raises(ValueError, match="holds no study"):
-            resolve_suite(arc)
+    with pacscore.open(tmp_path / "arc") as arc, pytest.raises(ValueError, match="holds no study"):
+        resolve_suite(arc)
 
 
 def test_pacscore_bench_on_a_non_ascii_archive(tmp_path, capsys):
