@@ -10,9 +10,10 @@ same archive and each query gets the ratio pure/compiled. Writes ``results.json`
 reruns the suite on a kept archive, with matching options added to every query (for example
 ``empty_record_matches=false``, where empty values match no key, as in Orthanc).
 
-``QUERY_SUITE`` holds identifiers with ``{placeholders}``; ``resolve_suite(arc)`` fills them with
-values of the archive itself (a patient, a study, a series picked at fixed positions), so the
-suite fits whatever the generator produced. benchmarks/peers.py runs the same suite elsewhere.
+``QUERY_SUITE`` and ``resolve_suite(arc)``, which fills its placeholders with values of the
+archive itself, live in pacscore.testing.suite (``pacscore bench`` runs the same suite, also
+outside a checkout); the data come from pacscore.testing.generate. benchmarks/peers.py runs the
+same suite elsewhere.
 """
 from __future__ import annotations
 
@@ -28,92 +29,20 @@ import tempfile
 import time
 from pathlib import Path
 
-#: (name, identifier, level, options); identifiers may hold {placeholders} (see resolve_suite)
-QUERY_SUITE: list[tuple[str, dict, str, dict]] = [
-    ("exact PatientID", {"PatientID": "{patient_id}", "PatientName": "", "StudyDate": ""}, "STUDY", {}),
-    ("PatientName prefix", {"PatientName": "{name_prefix}*", "PatientID": ""}, "STUDY", {}),
-    ("PatientName infix", {"PatientName": "*{name_infix}*", "PatientID": ""}, "STUDY", {}),
-    ("PatientName ? wildcard", {"PatientName": "{name_qmark}", "PatientID": ""}, "STUDY", {}),
-    ("StudyDate single", {"StudyDate": "{study_date}", "PatientName": ""}, "STUDY", {}),
-    ("StudyDate closed range", {"StudyDate": "{year}0101-{year}0331", "PatientName": ""}, "STUDY", {}),
-    ("StudyDate open range", {"StudyDate": "{late_year}0601-", "PatientName": ""}, "STUDY", {}),
-    ("StudyDate+StudyTime combined", {"StudyDate": "{year}0101-{year}1231", "StudyTime": "080000-120000",
-                                      "PatientName": ""}, "STUDY", {"combined_datetime": True}),
-    ("ModalitiesInStudy", {"ModalitiesInStudy": "{modality}", "PatientID": ""}, "STUDY", {}),
-    ("StudyInstanceUID list", {"StudyInstanceUID": "{study_uids}", "PatientID": ""}, "STUDY", {}),
-    ("AccessionNumber", {"AccessionNumber": "{accession}", "PatientID": ""}, "STUDY", {}),
-    ("SeriesDescription wildcard", {"SeriesDescription": "*{series_word}*", "Modality": ""}, "SERIES",
-     {"relational": True}),
-    ("instances of one series", {"StudyInstanceUID": "{study_uid}", "SeriesInstanceUID": "{series_uid}",
-                                 "SOPInstanceUID": "", "InstanceNumber": ""}, "IMAGE", {}),
-    ("broad: all studies since 2005", {"StudyDate": "20050101-", "PatientName": "", "PatientID": "",
-                                       "ModalitiesInStudy": "", "NumberOfStudyRelatedInstances": ""}, "STUDY", {}),
-]
+from pacscore.testing.generate import config_for, generate_records
+from pacscore.testing.suite import QUERY_SUITE, resolve_suite
 
-
-def resolve_suite(arc, suite=QUERY_SUITE) -> list[tuple[str, dict, str, dict]]:
-    """The suite with its placeholders filled from the archive's own values."""
-    from pacscore.index import codec
-    from pacscore.index.lmdb_index import LEVEL_DB
-
-    def records(level: str) -> list[tuple[bytes, bytes]]:
-        with arc.index.read() as txn:
-            return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=arc.index.db(LEVEL_DB[level]))]
-
-    studies = records("STUDY")
-    ascii_studies = [(k, v) for k, v in studies if (codec.get_value(v, 0x00100010) or "").isascii()
-                     and "^" in (codec.get_value(v, 0x00100010) or "") and codec.get_value(v, 0x00080050)]
-    _, pick = ascii_studies[len(ascii_studies) // 3]
-    name = codec.get_value(pick, 0x00100010)
-    family = name.split("^")[0]
-    date = codec.get_value(pick, 0x00080020)
-    years = sorted({(codec.get_value(v, 0x00080020) or "")[:4] for _, v in studies} - {""})
-    series = records("SERIES")
-    skey, srec = series[len(series) // 2]
-    descs = [codec.get_value(v, 0x0008103E) or "" for _, v in series]
-    word = next((w for d in descs for w in d.split() if len(w) >= 4 and w.isascii()), "CHEST")
-    modality = codec.get_value(srec, 0x00080060) or "CT"
-    values = {
-        "patient_id": codec.get_value(pick, 0x00100020),
-        "name_prefix": family[:3],
-        "name_infix": family[1:4].lower(),
-        "name_qmark": family[0] + "?" + family[2:] + "^*",
-        "study_date": date,
-        "year": years[len(years) // 2],
-        "late_year": years[-2] if len(years) > 1 else years[-1],
-        "modality": modality,
-        "study_uids": "\\".join(k.decode() for k, _ in studies[:: max(1, len(studies) // 20)][:20]),
-        "accession": codec.get_value(pick, 0x00080050),
-        "series_word": word,
-        "study_uid": codec.get_value(srec, 0xFFFF0001),
-        "series_uid": skey.decode(),
-    }
-    return [(name, {k: v.format(**values) if isinstance(v, str) else v for k, v in ident.items()}, level, dict(opts))
-            for name, ident, level, opts in suite]
-
+__all__ = ["QUERY_SUITE", "resolve_suite", "write_sample", "build", "time_query", "summarise", "run_suite",
+           "index_size", "markdown", "main"]
 
 # ---------------------------------------------------------------- building the archive
-
-def _config_for(instances: int, seed: int):
-    from benchmarks.generate import GeneratorConfig, count_instances
-
-    patients = max(1, instances // 25)
-    for _ in range(6):  # count_instances is cheap: adjust the patient count to the target
-        n = count_instances(GeneratorConfig(patients=patients, seed=seed))
-        if n >= instances:
-            break
-        patients = int(patients * instances / max(n, 1)) + 1
-    return GeneratorConfig(patients=patients, seed=seed)
-
 
 def write_sample(dest: Path, instances: int, seed: int = 1) -> list[Path]:
     """Write the first ``instances`` generated instances as files under ``dest``
     (``<study>/<series>/<sop>.dcm``); returns their paths in the order they were made."""
-    from benchmarks.generate import generate_records
-
     made: set[Path] = set()
     paths = []
-    for record in itertools.islice(generate_records(_config_for(instances, seed)), instances):
+    for record in itertools.islice(generate_records(config_for(instances, seed)), instances):
         directory = dest / record.study_uid / record.series_uid
         if directory not in made:
             directory.mkdir(parents=True, exist_ok=True)
@@ -150,7 +79,7 @@ def build(folder: Path, instances: int, seed: int = 1, batch: int = 1000, worker
     if not keep_files:
         shutil.rmtree(files)
     return {"instances": stored, "files": [str(p) for p in paths] if keep_files else len(paths),
-            "patients": _config_for(instances, seed).patients,
+            "patients": config_for(instances, seed).patients,
             "seed": seed, "workers": workers or "default", "source": "files",
             "ingest_seconds": round(t2 - t1, 2),
             "ingest_per_s": round(stored / (t2 - t1), 1) if t2 > t1 else None,

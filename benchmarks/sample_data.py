@@ -172,7 +172,7 @@ def gather(dest: Path, generated_patients: int = 50, seed: int = 0, include_inva
     (distinct SOP Instance UIDs among them), ``invalid`` (odd files gathered, 0 unless
     ``include_invalid``) and ``generated``.
     """
-    from .generate import GeneratorConfig, write_files  # the generator is only needed here
+    from pacscore.testing.generate import GeneratorConfig, write_files  # the generator is only needed here
 
     dest = Path(dest)
     real = invalid = 0

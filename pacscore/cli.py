@@ -176,12 +176,37 @@ def cmd_reindex(args) -> int:
     return 0
 
 
-def _optional(module: str, attr: str):
-    try:
-        mod = __import__(f"pacscore.{module}", fromlist=[attr])
-        return getattr(mod, attr)
-    except (ImportError, AttributeError):
-        return None
+def _optional(sub, module: str, attr: str, extra: str, packages: tuple[str, ...], commands: tuple[str, ...],
+              prog: str = "pacscore") -> None:
+    """Add the ``commands`` that ``pacscore.<module>.<attr>(sub)`` registers, when the ``packages``
+    (import names) of the ``extra`` are installed; otherwise add them anyway as commands that exit
+    2 naming what to install, so that a missing extra is said, not a command silently gone.
+
+    Only the named packages are looked up (without importing them), then the module is imported
+    as any other: an ImportError raised by pacscore's own code is a bug and surfaces as one.
+    """
+    import importlib
+    import importlib.util
+
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if not missing:
+        getattr(importlib.import_module(f"pacscore.{module}"), attr)(sub)
+        return
+    needs = " and ".join(missing)
+    for command in commands:
+        message = (f"{prog} {command}: needs {needs}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+                   f'pip install "pacscore[{extra}]"')
+        # no argument starts with NUL, so every argument (--help, an option) lands in ``args``
+        # and the command can say what to install instead of failing on a usage error
+        p = sub.add_parser(command, help=f"(needs pacscore[{extra}])", description=message,
+                           prefix_chars="\0", add_help=False)
+        p.add_argument("args", nargs="*")
+
+        def refuse(args, message: str = message) -> int:
+            print(message, file=sys.stderr)
+            return 2
+
+        p.set_defaults(func=refuse)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,17 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_reindex)
 
-    for module in ("maintenance", "testing.cli"):
-        add = _optional(module, "add_cli")
-        if add is not None:
-            add(sub, archive_arg)
+    from .maintenance import add_cli as add_maintenance_cli
+    from .testing.cli import add_bench_cli
+    add_maintenance_cli(sub, archive_arg)
+    add_bench_cli(sub)
+    _optional(sub, "testing.cli", "add_conformance_cli", "conformance", ("hypothesis",), ("conformance",))
 
     serve = sub.add_parser("serve", help="serve the archive over DICOM or HTTP")
     serve_sub = serve.add_subparsers(dest="protocol", required=True)
-    for module in ("adapters.dimse", "adapters.dicomweb"):
-        add = _optional(module, "add_cli")
-        if add is not None:
-            add(serve_sub)
+    _optional(serve_sub, "adapters.dimse", "add_cli", "dimse", ("pynetdicom",), ("dimse",), "pacscore serve")
+    _optional(serve_sub, "adapters.dicomweb", "add_cli", "web", ("starlette", "uvicorn"), ("web",), "pacscore serve")
     return parser
 
 

@@ -17,7 +17,8 @@ from pacscore.testing.targets import use_archive
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
-    testing_cli.add_cli(sub, None)
+    testing_cli.add_bench_cli(sub)
+    testing_cli.add_conformance_cli(sub)
     args = parser.parse_args(argv)
     rc = args.func(args)
     return rc, capsys.readouterr().out

@@ -17,7 +17,7 @@ from pydicom.charset import convert_encodings
 from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.valuerep import PersonName
 
-from benchmarks.generate import (
+from pacscore.testing.generate import (
     MODALITY_SOP_CLASSES, NON_ASCII_NAMES, OPTIONAL_KEYWORDS, GeneratorConfig, count_instances,
     generate_bytes, generate_datasets, generate_records, write_files,
 )
@@ -50,7 +50,7 @@ def test_same_seed_same_bytes_different_seed_different():
 
 
 def test_deterministic_across_processes_and_hash_seeds():
-    code = ("import hashlib, sys; from benchmarks.generate import GeneratorConfig, generate_bytes\n"
+    code = ("import hashlib, sys; from pacscore.testing.generate import GeneratorConfig, generate_bytes\n"
             "h = hashlib.sha256()\n"
             "for uid, data in generate_bytes(GeneratorConfig(patients=6, seed=3)): h.update(uid.encode()); h.update(data)\n"
             "print(h.hexdigest())")

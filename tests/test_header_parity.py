@@ -78,7 +78,7 @@ def test_the_reader_reads_most_real_files_and_declines_the_unusual():
 def test_generated_instances_are_read_by_the_compiled_reader():
     import itertools
 
-    from benchmarks.generate import GeneratorConfig, generate_bytes
+    from pacscore.testing.generate import GeneratorConfig, generate_bytes
 
     for _, data in itertools.islice(generate_bytes(GeneratorConfig(patients=12, seed=3)), 300):
         assert read_by_fast_path(data)

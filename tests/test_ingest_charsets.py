@@ -7,7 +7,7 @@ import io
 import pydicom
 import pytest
 
-from benchmarks.generate import GeneratorConfig, generate_bytes
+from pacscore.testing.generate import GeneratorConfig, generate_bytes
 from benchmarks.sample_data import real_dicom_files
 from pacscore import IngestError, ingest, values
 

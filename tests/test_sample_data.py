@@ -8,7 +8,7 @@ import pytest
 from pydicom.errors import InvalidDicomError
 
 from benchmarks import sample_data
-from benchmarks.generate import GeneratorConfig, count_instances
+from pacscore.testing.generate import GeneratorConfig, count_instances
 from benchmarks.sample_data import gather, invalid_dicom_files, real_dicom_files
 
 CATEGORIES = {"not-dicom", "no-file-meta", "bad-file-meta", "no-uids", "bad-uid", "truncated", "malformed",

@@ -2,8 +2,9 @@
 
     pacscore bench ./archive --compare dimse://PACSCORE@127.0.0.1:11112 --clients 4 --duration 10
 
-Runs the fixed query suite of benchmarks/run.py (``QUERY_SUITE``, its placeholders filled by
-``resolve_suite`` from an archive holding the same data as the targets) with N concurrent
+Runs the fixed query suite of pacscore.testing.suite (``QUERY_SUITE``, its placeholders filled
+by ``resolve_suite`` from an archive holding the same data as the targets; benchmarks/run.py
+runs it too) with N concurrent
 clients, each with its own connection (association, HTTP client), round-robin over the suite,
 for ``--duration`` seconds or ``--repeat`` passes. Reports latency percentiles (p50/p95/p99),
 queries/s, errors, per query and in all; with ``--compare`` both targets in one run and the
@@ -12,7 +13,7 @@ ratios second/first.
 The suite needs values that exist in the data: by default they come from the first target
 when it is an archive folder, or from ``--data ARCHIVE`` (the archive the remote target
 serves, or one holding the same instances). ``--generate N`` instead builds N instances with
-benchmarks.generate, stores them into a temporary archive and through every target.
+pacscore.testing.generate, stores them into a temporary archive and through every target.
 """
 from __future__ import annotations
 
@@ -28,12 +29,8 @@ __all__ = ["load_suite", "bench_target", "run_bench", "table", "add_arguments", 
 
 
 def load_suite(archive):
-    """QUERY_SUITE resolved against ``archive`` (benchmarks/run.py; run from the repo root)."""
-    try:
-        from benchmarks.run import resolve_suite
-    except ImportError as exc:  # pragma: no cover - outside a checkout
-        raise SystemExit("pacscore bench needs the benchmarks package of the pacscore repository "
-                         "(run it from the repository root)") from exc
+    """QUERY_SUITE resolved against ``archive``."""
+    from .suite import resolve_suite
     return resolve_suite(archive)
 
 
@@ -133,10 +130,9 @@ def run_bench(targets: list[str], *, data: str | None = None, generate: int | No
 
             from pydicom import dcmread
 
-            from benchmarks.generate import generate_bytes
-            from benchmarks.run import _config_for
+            from .generate import config_for, generate_bytes
 
-            blobs = [b for _, b in itertools.islice(generate_bytes(_config_for(generate, seed)), generate)]
+            blobs = [b for _, b in itertools.islice(generate_bytes(config_for(generate, seed)), generate)]
             data = tmp + "/data"
             with pacscore.open(data) as arc:
                 arc.store_many(blobs, workers=1)
@@ -205,7 +201,7 @@ def add_arguments(p) -> None:
     g.add_argument("--repeat", type=int, help="passes over the suite per client (default 3)")
     p.add_argument("--data", metavar="ARCHIVE", help="archive with the targets' data, to fill the suite's values")
     p.add_argument("--generate", type=int, metavar="N",
-                   help="generate N instances (benchmarks.generate) and store them through every target first")
+                   help="generate N instances (pacscore.testing.generate) and store them through every target first")
     p.add_argument("--seed", type=int, default=1, help="generator seed for --generate (default 1)")
     p.add_argument("--calling-ae", default="PACSCORE-BENCH", help="our AE title for DIMSE targets")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -328,10 +328,27 @@ class QidoTarget(Target):
         self.client.close()
 
 
+#: the client package of each remote target and the extra that brings it (pyproject.toml)
+_CLIENTS = {"dimse": ("pynetdicom", "dimse"), "qido": ("httpx", "web")}
+
+
+def _require_client(kind: str) -> None:
+    """Say what to install, before a missing client package fails somewhere inside a run."""
+    import importlib.util
+
+    from ..errors import PacsError
+
+    package, extra = _CLIENTS[kind]
+    if importlib.util.find_spec(package) is None:
+        raise PacsError(f'a {kind} target needs {package}, which is not installed: pip install "pacscore[{extra}]"')
+
+
 def open_target(text: str, *, calling_ae: str = "PACSCORE-TEST", headers: dict | None = None) -> Target:
     """A target from its spelling: ``dimse://AE@host:port``, ``http(s)://...`` or a folder."""
     if text.startswith("dimse://"):
+        _require_client("dimse")
         return DimseTarget(text, calling_ae=calling_ae)
     if text.startswith(("http://", "https://")):
+        _require_client("qido")
         return QidoTarget(text, headers=headers)
     return ArchiveTarget(text)
