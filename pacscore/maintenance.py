@@ -152,9 +152,10 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _entry_chunks(index: Index, size: int = ENTRY_CHUNK) -> Iterator[list[tuple[str, str, int, str]]]:
-    """(sop uid, blob key, size, checksum) of every indexed instance, ``size`` at a time, each
-    chunk from its own short read transaction (released before the caller reads any blob)."""
+def _entry_chunks(index: Index, size: int | None = None) -> Iterator[list[tuple[str, str, int, str]]]:
+    """(sop uid, blob key, size, checksum) of every indexed instance, ``size`` (ENTRY_CHUNK) at
+    a time, each chunk from its own short read transaction (released before any blob is read)."""
+    size = size or ENTRY_CHUNK
     after: bytes | None = None
     while True:
         chunk = []
