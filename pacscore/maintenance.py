@@ -517,6 +517,7 @@ def backup(archive, dest: str | os.PathLike, progress: bool = False) -> BackupRe
     try:
         archive.index.env.copy(str(staging), compact=True)  # one snapshot of the whole index
         snapshot = Index(staging)
+        _drop_journal(snapshot)
         blobs = FileBlobStore(dest / "blobs")
         entries = list(_entries(snapshot))
         snapshot.close()
@@ -558,6 +559,15 @@ def backup(archive, dest: str | os.PathLike, progress: bool = False) -> BackupRe
     return report
 
 
+def _drop_journal(index: Index) -> None:
+    """Remove the pending-blob journal from a copy of an index: its blobs are the source's
+    business, and a copy that kept the entries could one day remove, from a store it shares
+    with the source, blobs the source has indexed since."""
+    with _begin_write(index) as txn:
+        for entry in list(pending.entries(txn, index.db("meta"))):
+            pending.remove(txn, index.db("meta"), entry.token)
+
+
 def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None = None, progress: bool = False):
     """Bring an archive back from a backup into ``folder`` (which must not hold an archive),
     then verify it. Returns ``(archive, verify_report)``."""
@@ -571,6 +581,7 @@ def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src / "index", folder / "index")
     index = Index(folder / "index")
+    _drop_journal(index)
     settings = index.settings()
     settings["blobs"] = blobs  # the restored archive uses its own store, not the original's
     index.save_settings(settings)

@@ -364,3 +364,31 @@ def test_remove_unreferenced_keeps_referenced_and_in_flight_blobs(tmp_path):
         # the writer is gone now (its token forgotten): its blob is an orphan of the journal
         assert maintenance.clean_pending(arc) == 1
         assert list(arc.blobs.keys()) == [indexed] and _journal(arc) == []
+
+
+def test_backup_and_restore_carry_no_journal(tmp_path):
+    """A backup taken while a writer is in its window must not carry the writer's entry: a
+    restored archive sharing the blob store could otherwise remove blobs the source indexed."""
+    with pacscore.open(tmp_path / "a") as arc:
+        arc.store(_inst(0))
+        store = arc.blobs
+        real_put_many = store.put_many
+
+        def put_many_then_backup(items):
+            real_put_many(items)
+            arc.backup(tmp_path / "backup")
+
+        store.put_many = put_many_then_backup
+        arc.store(_inst(1))
+        del store.put_many
+        assert _journal(arc) == []
+    from pacscore.index.lmdb_index import Index
+    copy = Index(tmp_path / "backup" / "index", readonly=True)
+    try:
+        with copy.read() as txn:
+            assert list(pending.entries(txn, copy.db("meta"))) == []
+    finally:
+        copy.close()
+    restored, report = pacscore.restore(tmp_path / "backup", tmp_path / "b")
+    with restored:
+        assert report.ok and report.instances == 1 and _journal(restored) == []
