@@ -133,7 +133,7 @@ class VerifyReport:
         for name in ("missing", "wrong_size", "corrupted", "unreachable", "orphans", "segment_problems"):
             for uid in getattr(self, name)[:20]:
                 lines.append(f"  {name}: {uid}")
-        if len(self.sides) > 1:
+        if len(self.sides) > 1 or any(side.errors for side in self.sides):
             for side in self.sides:
                 state = "ok" if side.healthy else (
                     f"{len(side.missing)} missing, {len(side.wrong_size)} wrong size, {len(side.corrupted)} corrupted, "
@@ -405,7 +405,8 @@ def verify(archive, repair: bool = False, checksums: bool = True) -> VerifyRepor
     report = VerifyReport()
     if repair and not archive.index.readonly:
         report.journal_cleaned = clean_pending(archive)
-    sides = [_Side(store) for store in archive.blobs.replicas()]
+    replicas = getattr(archive.blobs, "replicas", None)  # a store not derived from BlobStore: one copy
+    sides = [_Side(store) for store in (replicas() if replicas else [archive.blobs])]
     referenced: set[str] = set()
     for chunk in _entry_chunks(archive.index):  # no read transaction is open during blob reads
         for uid, key, size, digest in chunk:

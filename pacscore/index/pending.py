@@ -63,10 +63,16 @@ def _start_time(pid: int) -> str:
     return fields[19].decode() if len(fields) > 19 else ""
 
 
+def _own_prefix(_cache: dict[int, bytes] = {}) -> bytes:  # noqa: B006 - per pid (a fork changes it)
+    pid = os.getpid()
+    if pid not in _cache:
+        _cache[pid] = PREFIX + f"{_HOST}/{pid}/{_start_time(pid)}/".encode()
+    return _cache[pid]
+
+
 def new_token() -> bytes:
     """A fresh key for this process's next journal entry; it counts as live until ``forget``."""
-    pid = os.getpid()
-    token = PREFIX + f"{_HOST}/{pid}/{_start_time(pid)}/{next(_COUNTER)}".encode()
+    token = _own_prefix() + str(next(_COUNTER)).encode()
     with _LIVE_LOCK:
         _LIVE.add(token)
     return token
