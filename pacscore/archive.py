@@ -28,7 +28,7 @@ from .errors import IngestError, NotFound, PacsError, QueryError, StorageError
 from .index import codec as records
 from .index import pending
 from .index.lmdb_index import LEVEL_DB, Index, patient_keys
-from .maintenance import clean_pending, remove_unreferenced
+from .maintenance import clean_pending, deleter, remove_unreferenced
 from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer
 from .query.execute import Executor
 from .query.keys import build_query, parse_tag
@@ -247,7 +247,7 @@ class Archive:
         may have indexed the same bytes meanwhile), then the entry; an orphan left by a failure
         here stays journaled and the next writable open removes it."""
         try:
-            remove_unreferenced(self.index, self.blobs.delete, keys, token=token)
+            remove_unreferenced(self.index, deleter(self.blobs), keys, token=token)
         except Exception as exc:  # an orphan is harmless; never hide the caller's own outcome
             log.warning("could not remove blobs %s: %s", keys[:3], exc)
 

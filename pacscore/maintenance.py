@@ -191,6 +191,7 @@ class Removal:
     referenced: list[str] = field(default_factory=list)  # an entry points at it (stored meanwhile)
     in_flight: list[str] = field(default_factory=list)   # a live writer journaled it
     failed: list[str] = field(default_factory=list)      # the store refused the delete
+    left: list[str] = field(default_factory=list)        # an orphan on a store that cannot delete
 
 
 def _referenced(txn, index: Index, key: str) -> bool:
@@ -213,12 +214,13 @@ def _begin_write(index: Index):
         return index.env.begin(write=True)
 
 
-def remove_unreferenced(index: Index, delete: Callable[[str], None], keys: Iterable[str],
+def remove_unreferenced(index: Index, delete: Callable[[str], None] | None, keys: Iterable[str],
                         token: bytes | None = None) -> Removal:
     """Delete the blobs of ``keys`` that no entry references and no live writer has journaled,
     deciding and deleting while holding the index's writer lock, so that no writer can journal
     or index one of them meanwhile; then drop the journal entry ``token`` (kept, naming the
-    blobs whose delete failed, if any did). Falls back to a snapshot check when the index
+    blobs whose delete failed, if any did). ``delete`` None: the store cannot delete, the
+    orphans are left (``verify`` reports them). Falls back to a snapshot check when the index
     cannot be written (a full disk): the writers cannot commit then either."""
     outcome = Removal()
     keys = list(dict.fromkeys(keys))
@@ -245,13 +247,16 @@ def _own(token: bytes) -> bool:
     return token.startswith(pending.PREFIX) and token.split(b"/")[2] == str(os.getpid()).encode()
 
 
-def _decide(txn, index: Index, delete: Callable[[str], None], keys: list[str], token, outcome: Removal) -> None:
+def _decide(txn, index: Index, delete: Callable[[str], None] | None, keys: list[str], token,
+            outcome: Removal) -> None:
     live = _live_keys(txn, index, besides=token)
     for key in keys:
         if _referenced(txn, index, key):
             outcome.referenced.append(key)
         elif key in live:
             outcome.in_flight.append(key)
+        elif delete is None:
+            outcome.left.append(key)
         else:
             try:
                 delete(key)
@@ -275,7 +280,7 @@ def clean_pending(archive) -> int:
             stale = [entry for entry in pending.entries(txn, index.db("meta")) if not pending.is_live(entry, now)]
         removed = 0
         for entry in stale:
-            removed += len(remove_unreferenced(index, _deleter(archive.blobs), entry.keys, token=entry.token).removed)
+            removed += len(remove_unreferenced(index, deleter(archive.blobs), entry.keys, token=entry.token).removed)
         if removed:
             log.info("removed %d blobs left by writers that died before their commit", removed)
         return removed
@@ -284,12 +289,9 @@ def clean_pending(archive) -> int:
         return 0
 
 
-def _deleter(store: BlobStore) -> Callable[[str], None]:
-    def delete(key: str) -> None:
-        if not store.supports_deletes:
-            raise PacsError(f"{store.url} cannot delete blobs")
-        store.delete(key)
-    return delete
+def deleter(store: BlobStore) -> Callable[[str], None] | None:
+    """What ``remove_unreferenced`` deletes with: None for a store that cannot delete."""
+    return store.delete if getattr(store, "supports_deletes", True) else None
 
 
 # -- verify ----------------------------------------------------------------------------------------
@@ -648,5 +650,5 @@ def _cmd_restore(args) -> int:
     return report.exit_status
 
 
-__all__ = ["verify", "backup", "restore", "clean_pending", "remove_unreferenced", "VerifyReport",
+__all__ = ["verify", "backup", "restore", "clean_pending", "remove_unreferenced", "deleter", "VerifyReport",
            "SideReport", "BackupReport", "EXIT_STATUS"]

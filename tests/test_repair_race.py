@@ -392,3 +392,23 @@ def test_backup_and_restore_carry_no_journal(tmp_path):
     restored, report = pacscore.restore(tmp_path / "backup", tmp_path / "b")
     with restored:
         assert report.ok and report.instances == 1 and _journal(restored) == []
+
+
+def test_a_store_that_cannot_delete_leaves_orphans_reported_not_journaled(tmp_path):
+    """A write-once store (supports_deletes False): a delete leaves the blob, the journal does
+    not keep asking for its removal at every open, verify reports it as an orphan (nothing
+    lost) and repair says why it stays."""
+    with pacscore.open(tmp_path / "a") as arc:
+        arc.store(_inst(0))
+        store = arc.blobs
+
+        def refuse(key):
+            raise AssertionError("a write-once store is never asked to delete")
+
+        store.supports_deletes = False
+        store.delete = refuse
+        assert arc.delete(instance="1.5.0.0") == 1
+        assert _journal(arc) == [] and len(list(store.keys())) == 1
+        report = arc.verify(repair=True)
+        assert report.status == "orphans" and report.exit_status == 3 and not report.removed_orphans
+        assert any("cannot delete" in note for note in report.notes), report.summary()
