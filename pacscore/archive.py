@@ -28,8 +28,8 @@ from .errors import IngestError, NotFound, PacsError, QueryError, StorageError
 from .index import codec as records
 from .index import pending
 from .index.lmdb_index import LEVEL_DB, Index, patient_keys
-from .maintenance import clean_pending, deleter, remove_unreferenced
 from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer
+from .maintenance import clean_pending, deleter, remove_unreferenced
 from .query.execute import Executor
 from .query.keys import build_query, parse_tag
 from .progress import progress_bar

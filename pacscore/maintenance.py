@@ -31,8 +31,7 @@ from .blobs.base import BlobStore
 from .blobs.file import FileBlobStore
 from .errors import PacsError
 from .index import codec as records
-from .index import pending
-from .index import segments
+from .index import pending, segments
 from .index.lmdb_index import LEVEL_DB, Index
 from .progress import progress_bar
 
@@ -650,5 +649,5 @@ def _cmd_restore(args) -> int:
     return report.exit_status
 
 
-__all__ = ["verify", "backup", "restore", "clean_pending", "remove_unreferenced", "deleter", "VerifyReport",
-           "SideReport", "BackupReport", "EXIT_STATUS"]
+__all__ = ["EXIT_STATUS", "BackupReport", "SideReport", "VerifyReport", "backup", "clean_pending", "deleter",
+           "remove_unreferenced", "restore", "verify"]

@@ -9,12 +9,16 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 import pacscore
-from pacscore import StorageError
+from pacscore import StorageError, maintenance
+from pacscore.blobs import register_blobstore
+from pacscore.blobs.file import FileBlobStore, local_path_from_url
 from pacscore.cli import main as cli
+from pacscore.index import pending
 
 from .factories import make_instance, pydicom_test_files
 
@@ -159,13 +163,6 @@ def test_cli_backup_and_restore(tmp_path, capsys):
 
 
 # -- verify: capability flags, short read transactions, mirror sides, exit status ---------------
-
-from pathlib import Path  # noqa: E402
-
-from pacscore import maintenance  # noqa: E402
-from pacscore.blobs import register_blobstore  # noqa: E402
-from pacscore.blobs.file import FileBlobStore, local_path_from_url  # noqa: E402
-from pacscore.index import pending  # noqa: E402
 
 
 class NoListingStore(FileBlobStore):
@@ -329,7 +326,7 @@ def test_verify_exit_status_tells_orphans_from_damage(tmp_path, capsys):
     assert cli(["verify", "--archive", folder, "--blobs", f"mirror:{(tmp_path / 'a' / 'blobs').as_uri()}|downfile:copy"]) == 4
     assert "DEGRADED" in capsys.readouterr().out
     with pacscore.open(folder, blobs="mirror:file:blobs|file:copy") as arc:
-        lost = sorted(arc.blobs.primary.keys())[0]
+        lost = min(arc.blobs.primary.keys())
         for store in (arc.blobs.primary, arc.blobs.secondary):
             store.delete(lost)
     assert cli(["verify", "--archive", folder]) == 1

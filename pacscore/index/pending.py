@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
-__all__ = ["PREFIX", "OTHER_HOST_GRACE", "Pending", "new_token", "record", "remove", "entries", "forget",
-           "is_live"]
+__all__ = ["OTHER_HOST_GRACE", "PREFIX", "Pending", "entries", "forget", "is_live", "new_token", "record",
+           "remove"]
 
 PREFIX = b"pending/"
 #: An entry written on another host cannot be checked for a live process; it is taken as stale
