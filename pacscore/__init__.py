@@ -29,7 +29,7 @@ from .query.oracle import match  # noqa: E402
 
 def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None = None, progress: bool = False):
     """Bring an archive back from a backup folder into ``folder``, verify it, return ``(archive, report)``."""
-    from .maintenance import restore as _restore
+    from .recovery import restore as _restore
     return _restore(src, folder, blobs=blobs, progress=progress)
 
 

@@ -26,9 +26,11 @@ from .blobs import BlobStore, open_blobstore
 from .errors import ArchiveNotFound, ConfigError, IngestError, NotFound, PacsError, QueryError, StorageError
 from .index import codec as records
 from .index.extra_tags import set_indexed
+from .index import pending
 from .index.lmdb_index import LEVEL_DB, Index, patient_keys
 from .index.secondary import DEFAULT_INDEXED
 from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer
+from .maintenance import clean_pending, deleter, remove_unreferenced
 from .query.execute import Executor
 from .query.keys import build_query, parse_tag
 from .progress import progress_bar
@@ -96,6 +98,8 @@ class Archive:
             self.index.close()
             raise
         self._closed = False
+        if not readonly:
+            clean_pending(self)  # blobs journaled by writers that died before their commit (maintenance.py)
 
     @staticmethod
     def _handle_settings(stored: Settings, blobs, on_conflict, uid_policy, options: dict) -> Settings:
@@ -295,14 +299,11 @@ class Archive:
             todo.append(p)
         if not todo:
             return report
-        try:
-            # durable before the index points at it
-            self.blobs.put_many([(_blob_key(p), p.data) for p in todo])
-        except (OSError, PacsError) as exc:
-            for p in todo:
-                if p.sop_instance_uid not in existing:
-                    self._discard_blob(_blob_key(p))
-            raise StorageError(f"blob store write failed ({len(todo)} instances): {exc}") from None
+        # the blobs are journaled before they are written and until the commit that indexes them,
+        # so that repair never takes them for orphans (index/pending.py)
+        token = pending.new_token()
+        meta = self.index.db("meta")
+        keys = [_blob_key(p) for p in todo]
 
         def apply(writer: Writer):
             replaced_blobs, outcome = [], []
@@ -316,17 +317,29 @@ class Archive:
                 rec = writer.load("IMAGE", p.sop_instance_uid.encode())
                 rec[T_BLOBKEY] = ("IN", _blob_key(p))
                 outcome.append((p.sop_instance_uid, old is not None, move_between(p.sop_instance_uid, old, rec)))
+            if replaced_blobs:  # the old blobs are unreferenced from this commit until discarded
+                pending.record(writer.txn, meta, token, replaced_blobs)
+            else:
+                pending.remove(writer.txn, meta, token)
             return replaced_blobs, outcome
 
         try:
-            replaced_blobs, outcome = self._write(apply)
-        except BaseException:
-            for p in todo:
-                if p.sop_instance_uid not in existing:
-                    self._discard_blob(_blob_key(p))
-            raise
-        for key in replaced_blobs:
-            self._discard_blob(key)
+            self._write(lambda w: pending.record(w.txn, meta, token, keys))
+            try:
+                # durable before the index points at it
+                self.blobs.put_many([(_blob_key(p), p.data) for p in todo])
+            except (OSError, PacsError) as exc:
+                self._discard_journaled(token, keys)
+                raise StorageError(f"blob store write failed ({len(todo)} instances): {exc}") from None
+            try:
+                replaced_blobs, outcome = self._write(apply)
+            except BaseException:
+                self._discard_journaled(token, keys)
+                raise
+            if replaced_blobs:
+                self._discard_journaled(token, replaced_blobs)
+        finally:
+            pending.forget(token)
         for uid, was_replaced, move in outcome:
             (report.replaced if was_replaced else report.stored).append(uid)
             if move is not None:
@@ -340,11 +353,14 @@ class Archive:
         except KeyError:
             return False
 
-    def _discard_blob(self, key: str) -> None:
+    def _discard_journaled(self, token: bytes, keys: list[str]) -> None:
+        """Remove the blobs of journal entry ``token`` that nothing references (another writer
+        may have indexed the same bytes meanwhile), then the entry; an orphan left by a failure
+        here stays journaled and the next writable open removes it."""
         try:
-            self.blobs.delete(key)
-        except Exception as exc:  # an orphan is harmless; verify(repair=True) removes it
-            log.warning("could not delete blob %s: %s", key, exc)
+            remove_unreferenced(self.index, deleter(self.blobs), keys, token=token)
+        except Exception as exc:  # an orphan is harmless; never hide the caller's own outcome
+            log.warning("could not remove blobs %s: %s", keys[:3], exc)
 
     def store_many(self, sources: object, *, workers: int | None = None, progress: bool = False,
                    batch_size: int = BATCH_INSTANCES) -> IngestReport:
@@ -547,17 +563,27 @@ class Archive:
         if not refs:
             return 0
 
+        token = pending.new_token()
+        meta = self.index.db("meta")
+
         def apply(writer: Writer):
             keys = []
             for ref in refs:
                 old = writer.delete_instance(ref.sop_instance_uid)
                 if old is not None:
                     keys.append(old[T_BLOBKEY][1])
+            if keys:  # unreferenced from this commit until discarded: journaled in the same commit
+                pending.record(writer.txn, meta, token, keys)
             return keys
 
-        blob_keys = self._write(apply)
-        for key in blob_keys:  # after the commit: a crash here leaves orphans, never dangling entries
-            self._discard_blob(key)
+        try:
+            blob_keys = self._write(apply)
+            # after the commit: a crash here leaves journaled orphans (removed at the next open),
+            # never dangling entries
+            if blob_keys:
+                self._discard_journaled(token, blob_keys)
+        finally:
+            pending.forget(token)
         return len(blob_keys)
 
     # -- maintenance ------------------------------------------------------------------------

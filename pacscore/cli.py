@@ -176,6 +176,52 @@ def cmd_reindex(args) -> int:
     return 0
 
 
+def _add_maintenance(sub, archive_arg) -> None:
+    p = sub.add_parser("verify", help="check every entry against its blob; list orphan blobs",
+                       description="Exit status: 0 clean; 1 damaged (an instance cannot be read back "
+                                   "intact); 2 error (no archive, bad arguments); 3 orphans only (nothing "
+                                   "lost; --repair removes them); 4 degraded (every instance readable, but a "
+                                   "mirror side lacks copies or cannot be reached).")
+    archive_arg(p)
+    p.add_argument("--repair", action="store_true", help="remove orphan blobs")
+    p.add_argument("--no-checksums", action="store_true", help="check sizes only")
+    p.set_defaults(func=_cmd_verify)
+    p = sub.add_parser("backup", help="hot backup into a folder (incremental)")
+    archive_arg(p)
+    p.add_argument("dest")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=_cmd_backup)
+    p = sub.add_parser("restore", help="restore a backup into a new archive folder, then verify")
+    p.add_argument("src")
+    p.add_argument("folder")
+    p.add_argument("--blobs", default=None)
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=_cmd_restore)
+
+
+def _cmd_verify(args) -> int:
+    from .maintenance import verify
+    with open_for(args, readonly=not args.repair) as arc:
+        report = verify(arc, repair=args.repair, checksums=not args.no_checksums)
+    print(report.summary())
+    return report.exit_status
+
+
+def _cmd_backup(args) -> int:
+    from .maintenance import backup
+    with open_for(args, readonly=True) as arc:
+        print(backup(arc, args.dest, progress=not args.quiet))
+    return 0
+
+
+def _cmd_restore(args) -> int:
+    from .recovery import restore
+    archive, report = restore(args.src, args.folder, blobs=args.blobs, progress=not args.quiet)
+    archive.close()
+    print(report.summary())
+    return report.exit_status
+
+
 def _optional(sub, module: str, attr: str, extra: str, packages: tuple[str, ...], commands: tuple[str, ...],
               prog: str = "pacscore") -> None:
     """Add the ``commands`` that ``pacscore.<module>.<attr>(sub)`` registers, when the ``packages``
@@ -274,9 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_reindex)
 
-    from .maintenance import add_cli as add_maintenance_cli
     from .testing.cli import add_bench_cli
-    add_maintenance_cli(sub, archive_arg)
+    _add_maintenance(sub, archive_arg)
     add_bench_cli(sub)
     _optional(sub, "testing.cli", "add_conformance_cli", "conformance", ("hypothesis",), ("conformance",))
 

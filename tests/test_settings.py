@@ -135,14 +135,37 @@ def test_config_command_rejects_a_bad_value(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", [
     ["find", "PatientID=1"], ["stats"], ["get", "1.2.3"], ["delete", "--study", "1.2.3"], ["config"],
-    ["reindex", "--add", "StationName"],
+    ["reindex", "--add", "StationName"], ["verify"], ["verify", "--repair"], ["backup", "DEST"], ["bench", "--repeat", "1"],
 ])
 def test_commands_on_a_folder_without_an_archive_fail_and_create_nothing(tmp_path, capsys, command):
     folder = tmp_path / "typo"
-    assert cli([command[0], "--archive", str(folder), *command[1:]]) == 2
+    command = [str(tmp_path / "dest") if c == "DEST" else c for c in command]
+    where = [str(folder)] if command[0] == "bench" else ["--archive", str(folder)]  # bench takes a target
+    assert cli([command[0], *where, *command[1:]]) == 2
     err = capsys.readouterr().err
     assert "no archive in" in err and str(folder) in err
+    assert not folder.exists() and not (tmp_path / "dest").exists()
+
+
+@pytest.mark.parametrize("protocol", ["dimse", "web"])
+def test_serve_on_a_folder_without_an_archive_fails_and_creates_nothing(tmp_path, protocol):
+    pytest.importorskip("pynetdicom" if protocol == "dimse" else "starlette")
+    folder = tmp_path / "typo"
+    proc = subprocess.run([sys.executable, "-m", "pacscore", "serve", protocol, "--archive", str(folder), "--port", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no archive in" in proc.stdout + proc.stderr
     assert not folder.exists()
+
+
+def test_verify_and_backup_read_an_archive_without_changing_it(tmp_path, capsys):
+    with pacscore.open(tmp_path / "a") as arc:
+        two_studies(arc)
+    before = (tmp_path / "a" / "index" / "data.mdb").read_bytes()
+    assert cli(["verify", "--archive", str(tmp_path / "a")]) == 0
+    assert cli(["backup", "--archive", str(tmp_path / "a"), "-q", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a" / "index" / "data.mdb").read_bytes() == before
+    assert "OK" in capsys.readouterr().out
 
 
 def test_open_without_create_raises_and_creates_nothing(tmp_path):

@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import sys
 
 from .match_options import OPTION_HELP, option_argument
 from .web_core import (
@@ -213,6 +214,13 @@ def main_serve(args) -> int:
         import starlette  # noqa: F401
     except ImportError:
         print("serve web: needs starlette and uvicorn (pip install 'pacscore[web]')")
+        return 2
+    import pacscore
+
+    try:  # the command serves an archive, it never creates one (a typo would serve an empty one)
+        pacscore.open(args.archive, create=False).close()
+    except pacscore.PacsError as exc:
+        print(f"serve web: {exc}", file=sys.stderr)
         return 2
     auth = bearer_token_auth(args.token) if args.token else None
     if auth is None and not _loopback(args.host):

@@ -252,7 +252,7 @@ def main_serve(args) -> int:
         print("serve dimse: --tls-ca needs --tls-cert and --tls-key")
         return 2
     _stop_on_sigterm()
-    with pacscore.open(args.archive, blobs=getattr(args, "blobs", None)) as arc:
+    with pacscore.open(args.archive, blobs=getattr(args, "blobs", None), create=False) as arc:
         try:
             serve(arc, args.ae, args.port, args.host, move_destinations=dict(args.move_dest),
                   allowed_calling_aets=args.allow, max_pdu=args.max_pdu, acse_timeout=args.acse_timeout,

@@ -79,7 +79,9 @@ class BlobStore(abc.ABC):
         ``get(key, start, end)`` reads only the requested bytes. Every store *must* honour a
         range; this flag only says whether doing so avoids reading the whole blob.
     ``supports_listing``
-        ``keys()`` is available (used by ``verify`` to find orphan blobs).
+        ``keys()`` is available (used by ``verify`` to find orphan blobs). A store that says
+        False may raise NotImplementedError from ``keys()``; ``verify`` then skips the orphan
+        walk with a note and finds only the orphans the pending-blob journal names.
     ``supports_deletes``
         ``delete()`` removes blobs (a write-once store may say False).
     ``durable``
@@ -159,6 +161,11 @@ class BlobStore(abc.ABC):
         The iterator must tolerate puts and deletes while it runs (a key changed meanwhile may
         or may not be listed) and never lists a store's own bookkeeping (temp files, ...).
         """
+
+    def replicas(self) -> list[BlobStore]:
+        """The stores that each hold a full copy of every blob: ``[self]``, or the sides of a
+        mirror, so that ``verify`` checks and lists each copy and names a side that fails."""
+        return [self]
 
     def close(self) -> None:
         """Release the store's resources; calling it again does nothing."""

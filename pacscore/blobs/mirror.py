@@ -118,6 +118,9 @@ class MirrorBlobStore(BlobStore):
                     seen.add(key)
                     yield key
 
+    def replicas(self) -> list[BlobStore]:
+        return self.primary.replicas() + self.secondary.replicas()
+
     def close(self) -> None:
         self._both(lambda s: s.close())
 

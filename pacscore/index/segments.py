@@ -166,34 +166,58 @@ def rebuild(txn, db, level_db, level: str) -> int:
 
 def check(txn, db, level_db, level: str) -> list[str]:
     """Differences between a level's segments (``db``) and its records (``level_db``); empty
-    when they agree."""
+    when they agree. Both are streamed in key order and merged, so memory holds one segment,
+    not the level (a level can be millions of records)."""
     problems: list[str] = []
-    seg_items: list[tuple[bytes, bytes]] = []
+    packed = _checked_items(txn, db, level, problems)
+    stored = ((bytes(k), v) for k, v in txn.cursor(db=level_db).iternext(keys=True, values=True))
+    missing = extra = different = n_packed = n_stored = 0
+    seg, rec = next(packed, None), next(stored, None)
+    while seg is not None or rec is not None:
+        if seg is not None and rec is not None and seg[0] == rec[0]:
+            different += bytes(seg[1]) != bytes(rec[1])
+            n_packed, n_stored = n_packed + 1, n_stored + 1
+            seg, rec = next(packed, None), next(stored, None)
+        elif rec is None or (seg is not None and seg[0] < rec[0]):
+            extra, n_packed = extra + 1, n_packed + 1
+            seg = next(packed, None)
+        else:
+            missing, n_stored = missing + 1, n_stored + 1
+            rec = next(stored, None)
+    if missing or extra or different:
+        problems.append(f"{level} segments disagree with the {LEVEL_DB[level]} records: "
+                        f"{missing} missing, {extra} extra, {different} different, "
+                        f"{n_packed} vs {n_stored} entries")
+    return problems
+
+
+def _checked_items(txn, db, level: str, problems: list[str]) -> Iterator[tuple[bytes, memoryview]]:
+    """The (key, record) pairs of a level's segments in order, one segment decoded at a time;
+    what is wrong with the segments themselves (bytes, fences, order) goes to ``problems``."""
     head = LEVEL_BYTE[level]
     cur = txn.cursor(db=db)
-    if cur.set_range(head):
-        for key, value in cur.iternext(keys=True, values=True):
-            if bytes(key[:1]) != head:
-                break
-            fence = bytes(key)[1:]
-            try:
-                items = decode(value)
-            except SegmentError as exc:
-                problems.append(f"{level} segment {fence!r}: {exc}")
-                continue
-            if not items:
-                problems.append(f"{level} segment {fence!r} is empty")
-            elif items[0][0] < fence:
-                problems.append(f"{level} segment {fence!r} holds {items[0][0]!r}, below its fence")
-            seg_items += items
-    stored = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=level_db).iternext(keys=True, values=True)]
-    if seg_items != stored:
-        seg_keys = {k for k, _ in seg_items}
-        rec_keys = {k for k, _ in stored}
-        missing, extra = len(rec_keys - seg_keys), len(seg_keys - rec_keys)
-        problems.append(f"{level} segments disagree with the {LEVEL_DB[level]} records: "
-                        f"{missing} missing, {extra} extra, {len(seg_items)} vs {len(stored)} entries")
-    return problems
+    if not cur.set_range(head):
+        return
+    previous: bytes | None = None
+    for key, value in cur.iternext(keys=True, values=True):
+        if bytes(key[:1]) != head:
+            return
+        fence = bytes(key)[1:]
+        try:
+            items = decode(value)
+        except SegmentError as exc:
+            problems.append(f"{level} segment {fence!r}: {exc}")
+            continue
+        if not items:
+            problems.append(f"{level} segment {fence!r} is empty")
+        elif items[0][0] < fence:
+            problems.append(f"{level} segment {fence!r} holds {items[0][0]!r}, below its fence")
+        for item in items:
+            if previous is not None and item[0] <= previous:
+                problems.append(f"{level} segment {fence!r} holds {item[0]!r} out of order")
+                continue  # skipped: the merge needs ascending keys
+            previous = item[0]
+            yield item
 
 
 __all__ = ["SEGMENTED_LEVELS", "SegmentError", "apply", "check", "decode", "encode", "entries", "rebuild",

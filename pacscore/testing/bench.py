@@ -138,7 +138,7 @@ def run_bench(targets: list[str], *, data: str | None = None, generate: int | No
                 arc.store_many(blobs, workers=1)
             datasets = [dcmread(io.BytesIO(b)) for b in blobs]
             for text in targets:
-                t = open_target(text, calling_ae=calling_ae)
+                t = open_target(text, calling_ae=calling_ae, create=True)
                 try:
                     t.store(datasets)
                 finally:

@@ -271,7 +271,7 @@ def run_conformance(target: str, *, seed: int = 0, queries: int = 200, rules=RUL
                     pn_case: str = "insensitive", calling_ae: str = "PACSCORE-TEST", store: bool = True,
                     patients: int = 6, progress=None) -> Report:
     """Run the differential conformance test against ``target``; returns a Report."""
-    tgt = open_target(target, calling_ae=calling_ae)
+    tgt = open_target(target, calling_ae=calling_ae, create=True)
     data = ps.draw_seeded(ps.data_sets(patients=patients), seed)
     options = {"pn_case_insensitive": pn_case == "insensitive",
                "combined_datetime": tgt.kind == "qido"}

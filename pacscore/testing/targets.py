@@ -78,8 +78,9 @@ def use_archive(archive) -> None:
     _OPEN[os.path.realpath(str(archive.folder))] = archive
 
 
-def acquire_archive(folder: str):
-    """``(archive, owned)``: the archive registered for ``folder``, or a newly opened one."""
+def acquire_archive(folder: str, create: bool = False):
+    """``(archive, owned)``: the archive registered for ``folder``, or a newly opened one (a
+    missing archive is created only when ``create``: the caller stores into it)."""
     import os
 
     import pacscore
@@ -87,7 +88,7 @@ def acquire_archive(folder: str):
     found = _OPEN.get(os.path.realpath(str(folder)))
     if found is not None:
         return found, False
-    arc = pacscore.open(folder)
+    arc = pacscore.open(folder, create=create)
     _OPEN[os.path.realpath(str(folder))] = arc
     return arc, True
 
@@ -105,12 +106,12 @@ class ArchiveTarget(Target):
 
     kind = "archive"
 
-    def __init__(self, folder: str, archive=None) -> None:
+    def __init__(self, folder: str, archive=None, create: bool = False) -> None:
         super().__init__(str(folder))
         if archive is not None:
             self.arc, self._own = archive, False
         else:
-            self.arc, self._own = acquire_archive(folder)
+            self.arc, self._own = acquire_archive(folder, create=create)
 
     def store(self, datasets: list[Dataset]) -> int:
         for ds in datasets:
@@ -343,12 +344,14 @@ def _require_client(kind: str) -> None:
         raise PacsError(f'a {kind} target needs {package}, which is not installed: pip install "pacscore[{extra}]"')
 
 
-def open_target(text: str, *, calling_ae: str = "PACSCORE-TEST", headers: dict | None = None) -> Target:
-    """A target from its spelling: ``dimse://AE@host:port``, ``http(s)://...`` or a folder."""
+def open_target(text: str, *, calling_ae: str = "PACSCORE-TEST", headers: dict | None = None,
+                create: bool = False) -> Target:
+    """A target from its spelling: ``dimse://AE@host:port``, ``http(s)://...`` or a folder (an
+    archive that must exist, unless ``create``: the caller stores its data set into it)."""
     if text.startswith("dimse://"):
         _require_client("dimse")
         return DimseTarget(text, calling_ae=calling_ae)
     if text.startswith(("http://", "https://")):
         _require_client("qido")
         return QidoTarget(text, headers=headers)
-    return ArchiveTarget(text)
+    return ArchiveTarget(text, create=create)
