@@ -190,6 +190,8 @@ class PacscoreServer:
                     "--default-limit", "100000", "--log-level", "warning"]
             self.target = f"http://127.0.0.1:{port}/dicomweb"
         self.command = ["pacscore", *args]
+        subprocess.run([sys.executable, "-m", "pacscore", "init", "--archive", str(folder)], cwd=ROOT, env=_env(),
+                       check=True, stdout=subprocess.DEVNULL)  # serve never creates an archive
         self.log = open(str(folder) + f".{kind}.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "pacscore", *args], cwd=ROOT, env=_env(),
                                      stdout=self.log, stderr=subprocess.STDOUT)

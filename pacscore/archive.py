@@ -76,8 +76,8 @@ class Archive:
         index_path = self.folder / "index"
         new = not (index_path / "data.mdb").exists()
         if new and (readonly or not create):
-            raise ArchiveNotFound(f"no archive in {self.folder} (no index/data.mdb there); "
-                                  f"create one with pacscore.open() or `pacscore ingest --archive {self.folder} ...`")
+            raise ArchiveNotFound(f"no archive in {self.folder} (no index/data.mdb there); create one with "
+                                  f"`pacscore init --archive {self.folder}` or pacscore.open()")
         if new:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.index = Index(index_path, readonly=readonly)

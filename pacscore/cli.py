@@ -1,5 +1,7 @@
-"""The ``pacscore`` command: ingest, find, get, delete, stats, verify, backup, restore, serve.
+"""The ``pacscore`` command: init, ingest, find, get, delete, stats, config, reindex, verify, backup,
+restore, serve, bench, conformance.
 
+    pacscore init --archive DIR                      # an empty archive (e.g. to serve)
     pacscore ingest --archive DIR PATH...
     pacscore find --archive DIR --level STUDY PatientName='SMI*' StudyDate=20150101- ModalitiesInStudy=
     pacscore get --archive DIR SOP_INSTANCE_UID -o out.dcm
@@ -141,6 +143,20 @@ def cmd_stats(args) -> int:
     else:
         for k, v in stats.items():
             print(f"{k:24} {v}")
+    return 0
+
+
+def cmd_init(args) -> int:
+    """Create an empty archive (the commands that serve or read one never create it)."""
+    from pathlib import Path
+
+    if (Path(args.archive) / "index" / "data.mdb").exists():
+        raise PacsError(f"{args.archive} already holds an archive (change its settings with `pacscore config`)")
+    with open_for(args, create=True) as arc:
+        if args.extra_tag:
+            arc.configure(extra_tags=args.extra_tag)
+        settings = arc.stored_settings()
+    print(f"created an empty archive in {args.archive}: {json.dumps(settings, sort_keys=True)}")
     return 0
 
 
@@ -301,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     archive_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("init", help="create an empty archive (to serve, or to configure before ingest)")
+    archive_arg(p)
+    p.add_argument("--extra-tag", action="append", metavar="TAG", help="an attribute to index beyond the defaults")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("config", help="show or change the settings the archive keeps",
                        description="Without NAME=VALUE: print the settings every open of the archive starts "

@@ -292,3 +292,15 @@ def test_uid_policy_is_kept_only_through_configure(tmp_path):
         with pytest.raises(pacscore.IngestError, match="SOPInstanceUID"):
             arc.store(bad)
         assert arc.count({}, level="STUDY") == 0
+
+
+def test_init_creates_an_empty_archive_that_serve_and_find_accept(tmp_path, capsys):
+    folder = tmp_path / "new"
+    assert cli(["init", "--archive", str(folder), "--extra-tag", "StationName"]) == 0
+    assert "created an empty archive" in capsys.readouterr().out
+    assert cli(["find", "--archive", str(folder), "PatientID=", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    with pacscore.open(folder, create=False) as arc:
+        assert arc.extra_tags == [0x00081010]
+    assert cli(["init", "--archive", str(folder)]) == 2  # never over an existing archive
+    assert "already holds an archive" in capsys.readouterr().err
