@@ -104,13 +104,7 @@ class Archive:
     @staticmethod
     def _handle_settings(stored: Settings, blobs, on_conflict, uid_policy, options: dict) -> Settings:
         """The stored settings overlaid with what this open() asked for (never persisted)."""
-        changes: dict = {}
-        if blobs is not None:
-            changes["blobs"] = blobs
-        if on_conflict is not None:
-            changes["on_conflict"] = on_conflict
-        if uid_policy is not None:
-            changes["uid_policy"] = uid_policy
+        changes = _given(None, blobs=blobs, on_conflict=on_conflict, uid_policy=uid_policy)
         if options:
             changes["options"] = {**stored.options, **options}
         return stored.replace(**changes) if changes else stored
@@ -179,13 +173,7 @@ class Archive:
         >>> arc.configure(on_conflict="keep", empty_record_matches=False, extra_tags=["StationName"])
         """
         self._check_writable("configure")
-        changes: dict = {}
-        if blobs is not _UNSET:
-            changes["blobs"] = blobs
-        if on_conflict is not _UNSET:
-            changes["on_conflict"] = on_conflict
-        if uid_policy is not _UNSET:
-            changes["uid_policy"] = uid_policy
+        changes = _given(_UNSET, blobs=blobs, on_conflict=on_conflict, uid_policy=uid_policy)
         if options:
             merged = {**self._stored.options, **options}
             changes["options"] = {k: v for k, v in merged.items() if v is not None}
@@ -644,6 +632,11 @@ def _blob_key(p: ingest.ParsedInstance) -> str:
         return f"{uid}_{p.checksum[:16]}"
     digest = hashlib.blake2b(uid.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f"u-{_SAFE_UID_CHARS.sub('-', uid[:32])}-{digest}_{p.checksum[:16]}"
+
+
+def _given(absent: object, **values: object) -> dict:
+    """The named values that were given (are not ``absent``)."""
+    return {name: value for name, value in values.items() if value is not absent}
 
 
 def _default_indexed(tags: set[int]) -> set[int]:
