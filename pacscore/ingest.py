@@ -55,8 +55,6 @@ _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "U
 _NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"})
 _BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 
-CHECKSUM_ALGORITHM = "blake2b-128"
-
 
 def checksum(data: bytes) -> str:
     """The blob checksum kept in the index (fast, and strong enough to detect corruption)."""

@@ -113,7 +113,6 @@ def _tags(keywords: tuple[str, ...]) -> tuple[int, ...]:
 PATIENT_TAGS = frozenset(_tags(PATIENT_KEYWORDS))
 STUDY_TAGS = frozenset(_tags(STUDY_KEYWORDS))
 SERIES_TAGS = frozenset(_tags(SERIES_KEYWORDS))
-IMAGE_TAGS = frozenset(_tags(IMAGE_KEYWORDS))
 COMPUTED = {
     "PATIENT": frozenset(_tags(PATIENT_COMPUTED)),
     "STUDY": frozenset(_tags(STUDY_COMPUTED)),

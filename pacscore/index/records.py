@@ -21,8 +21,6 @@ _HEAD = struct.Struct("<BH")
 _ENTRY = struct.Struct("<I2sI")
 _ENTRY_SIZE = _ENTRY.size
 
-Value = "str | list[dict]"
-
 
 def encode(fields: dict[int, tuple[str, object]]) -> bytes:
     """Encode ``{tag: (vr, value)}``; value is a str, or for SQ a list of item dicts."""

@@ -27,7 +27,6 @@ T_PATIENT = 0xFFFF0005
 T_SEQ = 0xFFFF0007  # when a study last received an instance: which study's patient values are latest
 INTERNAL_VR = "IN"
 
-PARENT_LEVEL = {"STUDY": "PATIENT", "SERIES": "STUDY", "IMAGE": "SERIES"}
 CHILD_LEVEL = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
 
 
@@ -109,10 +108,6 @@ class Writer:
         return out
 
     # -- ingest -----------------------------------------------------------------------------
-    def existing_checksum(self, sop_uid: str) -> str | None:
-        rec = self.load("IMAGE", sop_uid.encode())
-        return None if rec is None else rec[T_CHECKSUM][1]
-
     def add(self, inst: ParsedInstance) -> None:
         """Index one instance whose blob is already durable."""
         sop = inst.sop_instance_uid.encode()
