@@ -164,7 +164,7 @@ class OrthancServer:
     def stop(self) -> None:
         stop_child(self.proc, self.log)  # the Orthanc this object started
 
-    def __enter__(self) -> "OrthancServer":
+    def __enter__(self) -> OrthancServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -275,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--queries", type=int, default=70)
     for name in ("bench", "qido"):
-        p = sub.add_parser(name, parents=[common], help=("C-FIND: pacscore's DIMSE adapter vs Orthanc" if name == "bench" else
-                                       "QIDO-RS: pacscore's DICOMweb adapter vs Orthanc's DICOMweb plugin"))
+        p = sub.add_parser(name, parents=[common],
+                           help=("C-FIND: pacscore's DIMSE adapter vs Orthanc" if name == "bench" else
+                                 "QIDO-RS: pacscore's DICOMweb adapter vs Orthanc's DICOMweb plugin"))
         p.add_argument("--instances", type=int, default=300)
         p.add_argument("--seed", type=int, default=1)
         p.add_argument("--repeat", type=int, default=3)

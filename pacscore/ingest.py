@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pydicom
 from pydicom import charset
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from . import _impl, model
-from .values import TEXT_VRS
 from .errors import IngestError
+from .values import TEXT_VRS
 
 #: elements longer than this are bulk data: kept in the blob, left out of the indexed header
 BULK_THRESHOLD = 64 * 1024
@@ -245,7 +245,7 @@ def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
                      BULK_THRESHOLD)
     if got is None:
         return None
-    meta_end, syntax, found, header_end, texts = got
+    _meta_end, syntax, found, header_end, texts = got
     sop_uid = uid_value(texts.get(model.T_SOP_UID, ""))
     if not sop_uid:
         return None  # the reference path falls back to the file meta's SOP Instance UID
@@ -266,10 +266,10 @@ def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
 _LEVEL_INDEX = {tag: model.LEVELS.index(model.storage_level(tag))
                 for tag in (model.PATIENT_TAGS | model.STUDY_TAGS | model.SERIES_TAGS | model.ALL_COMPUTED)
                 if model.storage_level(tag) != "IMAGE"}
-_CHARSETS: dict[bytes | None, "Charset"] = {}
+_CHARSETS: dict[bytes | None, Charset] = {}
 
 
-def _charset_of(raw: bytes | None) -> "Charset":
+def _charset_of(raw: bytes | None) -> Charset:
     """The Charset of a raw SpecificCharacterSet value (None: absent), made once per value."""
     cs = _CHARSETS.get(raw)
     if cs is None:
@@ -287,7 +287,7 @@ def _looks_like_dataset(ds: Dataset) -> bool:
 
 
 def _guess_syntax(ds: Dataset) -> str:
-    from pydicom.uid import ImplicitVRLittleEndian, ExplicitVRBigEndian
+    from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if implicit:
         return ImplicitVRLittleEndian
@@ -429,7 +429,8 @@ def _check_uids(src: str, sop_uid: str, study_uid: str, series_uid: str) -> None
     missing = [kw for kw, v in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid),
                                 ("SeriesInstanceUID", series_uid)) if not v]
     if missing:
-        raise IngestError(src, f"missing {', '.join(missing)}: an instance needs its Study, Series and SOP Instance UID")
+        raise IngestError(src, f"missing {', '.join(missing)}: "
+                               "an instance needs its Study, Series and SOP Instance UID")
     # any other value is kept (uid_policy decides later); these two cannot identify one entity
     for kw, uid in zip(_UID_KEYWORDS, (sop_uid, study_uid, series_uid)):
         if "\\" in uid:
@@ -554,7 +555,7 @@ _TEXT_DELIMS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
 _ASCII = bytes(range(128))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ascii_compatible(encoding: str) -> bool:
     try:
         return _ASCII.decode(encoding, "replace") == _ASCII.decode("ascii")
@@ -584,7 +585,7 @@ class Charset:
         return charset.decode_bytes(raw, self.encodings, _PN_DELIMS if vr == "PN" else _TEXT_DELIMS)
 
 
-def element_value(ds: Dataset, tag: int, depth: int = 0, cs: "Charset | None" = None,
+def element_value(ds: Dataset, tag: int, depth: int = 0, cs: Charset | None = None,
                   raw: object = None) -> tuple[str, object] | None:
     """``(vr, value)`` of one element as the index keeps it, or None for bulk/binary data.
 
@@ -624,7 +625,8 @@ def element_value(ds: Dataset, tag: int, depth: int = 0, cs: "Charset | None" = 
     if value is None:
         return vr, ""
     if vr == "AT":
-        vals = value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, int) else [value]
+        iterable = isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, int))
+        vals = value if iterable else [value]
         return vr, "\\".join(f"{int(v):08X}" for v in vals)
     if vr in _NUMERIC_VRS:
         if isinstance(value, (bytes, bytearray)):

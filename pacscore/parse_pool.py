@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import collections
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from itertools import chain, islice
 from pathlib import Path
-from typing import Iterator
 
 from pydicom.dataset import Dataset
 

@@ -27,15 +27,14 @@ import lmdb
 
 from ..errors import StorageError
 from . import migrations
-from .layout import (  # noqa: F401 (re-exported: the index's names)
-    DB_NAMES, DUPSORT, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_KEY, SCHEMA_VERSION, SETTINGS_KEY)
+from .layout import DB_NAMES, DUPSORT, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_KEY, SCHEMA_VERSION, SETTINGS_KEY  # noqa: F401 (re-exported: the index's names)
 
 _VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling on MapFullError
 
 # LMDB allows one Environment per file per process: Index objects of one folder share it
-_SHARED: dict[tuple[str, int], "_Shared"] = {}
+_SHARED: dict[tuple[str, int], _Shared] = {}
 _SHARED_LOCK = threading.RLock()
 
 
@@ -114,7 +113,7 @@ class Index:
                 pass
             self._env = None
 
-    def _open_new(self) -> "_Shared":
+    def _open_new(self) -> _Shared:
         """Open the environment. A read-only Index opens an existing index without creating or
         upgrading anything; it still opens LMDB read-write where the files allow it, so that a
         writable Index of the same folder opened later in this process can share the environment
@@ -145,7 +144,7 @@ class Index:
         env.reader_check()  # clear reader slots left by killed processes
         return shared
 
-    def _open_existing(self, shared: "_Shared") -> None:
+    def _open_existing(self, shared: _Shared) -> None:
         """The databases of an existing index, as they are: no creation, no upgrade."""
         env, dbs = shared.env, shared.dbs
         try:
@@ -162,7 +161,7 @@ class Index:
                 continue  # a version 1 archive opened read-only: scans use the level databases
             dbs[name] = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
 
-    def _prepare_writable(self, shared: "_Shared") -> None:
+    def _prepare_writable(self, shared: _Shared) -> None:
         """Create the databases, upgrade an older schema, record the version: once per
         environment, by the first writable Index (the dict of databases is shared, so Index
         objects opened read-only before see the upgrade too)."""
@@ -184,7 +183,7 @@ class Index:
         shared.dbs.update(dbs)
         shared.writable = True
 
-    def _release(self, shared: "_Shared", key) -> None:
+    def _release(self, shared: _Shared, key) -> None:
         shared.users -= 1
         if shared.users == 0:
             del _SHARED[key]

@@ -20,7 +20,7 @@ speed and a third of the index size.
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .layout import LEVEL_BYTE, LEVEL_DB
 

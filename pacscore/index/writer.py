@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import model
 from ..ingest import ParsedInstance, patient_key

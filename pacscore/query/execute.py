@@ -7,7 +7,7 @@ are visited in ascending unique-key order, so answers are deterministic and page
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..index import codec as records
 from ..index.lmdb_index import LEVEL_DB
@@ -26,7 +26,7 @@ class Match:
 
     __slots__ = ("level", "key", "_records", "_executor")
 
-    def __init__(self, level: str, key: bytes, records: dict[str, bytes], executor: "Executor | None" = None):
+    def __init__(self, level: str, key: bytes, records: dict[str, bytes], executor: Executor | None = None):
         self.level, self.key, self._records, self._executor = level, key, records, executor
 
     def record(self, level: str) -> bytes | None:
@@ -59,7 +59,7 @@ class Executor:
         self.test = fast.record_tester(query, self.test)  # compiled kernels when built
         self.plan: Plan = choose_plan(self)
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -23,7 +23,7 @@ and case folding; person names not in normal form; SQ fields) is handed to ``con
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .. import _impl, values
 

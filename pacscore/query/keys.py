@@ -160,7 +160,8 @@ def build_query(identifier: object, level: str | None, model_name: str, options:
     pairs, id_level = identifier_items(identifier)
     if level is None:
         if id_level is None:
-            raise QueryError("QueryRetrieveLevel", "no query level: pass level= or put QueryRetrieveLevel in the identifier")
+            raise QueryError("QueryRetrieveLevel",
+                             "no query level: pass level= or put QueryRetrieveLevel in the identifier")
         level = id_level
     target = model.normalise_level(level, mdl)
     levels = model.MODELS[mdl][: model.MODELS[mdl].index(target) + 1]

@@ -48,7 +48,7 @@ class MatchOptions:
     def names(cls) -> tuple[str, ...]:
         return _NAMES
 
-    def replace(self, **changes: object) -> "MatchOptions":
+    def replace(self, **changes: object) -> MatchOptions:
         """A copy with ``changes``; unknown names raise QueryError naming them.
 
         Every query with options makes one; the copies of the same options with the same

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 from .. import model, values
 from ..index import segments
@@ -132,7 +132,8 @@ def _index_plan(ex) -> Plan | None:
     steps = []
     gram_tags = GRAM_INDEXED.get(level, ()) if ex.index.grams else ()
     for cond in q.conditions.get(level, ()):
-        if len(cond.tags) == 1 and cond.tags[0] in gram_tags and cond.vr in ("LO", "SH") and cond.tags[0] not in indexed:
+        if (len(cond.tags) == 1 and cond.tags[0] in gram_tags and cond.vr in ("LO", "SH")
+                and cond.tags[0] not in indexed):
             found, kind = _collect_grams(ex, level, cond, cap), " (trigrams)"
         elif cond.tags[0] in indexed and (len(cond.tags) == 1 or cond.kind == "combined"):
             ranges = _ranges_for(cond, q.options)
@@ -278,7 +279,7 @@ def _empty_can_match(cond) -> bool:
         return True  # a combined date-time key: the time of an entity without a date counts
     try:
         return bool(cond.test(None)) or bool(cond.test(""))
-    except Exception:  # noqa: BLE001 - whatever the reason, keep the empty ones
+    except Exception:  # whatever the reason, keep the empty ones
         return True
 
 

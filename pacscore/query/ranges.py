@@ -8,7 +8,7 @@ is in use (the pure ones under ``PACSCORE_PURE=1``).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import _impl
 

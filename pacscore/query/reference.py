@@ -18,8 +18,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..values import (
-    DAY, TEMPORAL_VRS, WILDCARD_VRS, combine_da_tm, fold_case, is_empty, nfc, parse_at, parse_number,
-    parse_temporal, parse_tm, pn_groups, split_range,
+    DAY,
+    TEMPORAL_VRS,
+    WILDCARD_VRS,
+    combine_da_tm,
+    fold_case,
+    is_empty,
+    nfc,
+    parse_at,
+    parse_number,
+    parse_temporal,
+    parse_tm,
+    pn_groups,
+    split_range,
 )
 from .options import MatchOptions
 
@@ -165,7 +176,8 @@ def temporal_value(vr: str, value: str, zone: Zone = Zone()) -> ValueTest:
 
 def numeric_value(vr: str, value: str) -> ValueTest:
     """IS/DS Single Value Matching (CP-2305, implementation dependent): numeric equality, so
-    ``+7`` = ``007`` = ``7``; a key that is no number is compared literally (docs/matching.md §3, Single Value Matching)."""
+    ``+7`` = ``007`` = ``7``; a key that is no number is compared literally (docs/matching.md §3,
+    Single Value Matching)."""
     try:
         key = parse_number(vr, value)
     except ValueError:

@@ -37,7 +37,7 @@ def load_suite(archive):
 def _pct(sorted_ms: list[float], p: float) -> float | None:
     if not sorted_ms:
         return None
-    return round(sorted_ms[min(len(sorted_ms) - 1, int(round(p / 100 * (len(sorted_ms) - 1))))], 3)
+    return round(sorted_ms[min(len(sorted_ms) - 1, round(p / 100 * (len(sorted_ms) - 1)))], 3)
 
 
 def _summary(ms: list[float], errors: int, seconds: float) -> dict:
@@ -178,7 +178,8 @@ def table(result: dict) -> str:
                          str(q["p95_ms"]), str(q["p99_ms"]), str(q["errors"])))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for n, row in enumerate(rows):
-            lines.append("  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+            cells = (c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            lines.append("  " + "  ".join(cells))
             if n == 0:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         for m in r["error_messages"][:5]:

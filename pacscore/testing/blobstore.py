@@ -203,9 +203,9 @@ class BlobStoreTests:
         assert store.size(UID) == 5
 
     def test_missing_blob_is_not_found_naming_the_key(self, store: BlobStore) -> None:
-        with pytest.raises(NotFound, match="1.2.3.404"):
+        with pytest.raises(NotFound, match=r"1.2.3.404"):
             store.get("1.2.3.404")
-        with pytest.raises(NotFound, match="1.2.3.404"):
+        with pytest.raises(NotFound, match=r"1.2.3.404"):
             store.size("1.2.3.404")
         with pytest.raises(KeyError):  # NotFound is a KeyError, as callers of a mapping expect
             store.get("1.2.3.404")

@@ -75,7 +75,7 @@ class Reference:
                 out.update(x for x in (v.split("\\") if kw != "PatientName" else [v]) if x)
         return sorted(out)
 
-    def answer(self, query: "Query") -> set[str]:
+    def answer(self, query: Query) -> set[str]:
         from ..query.oracle import match
 
         out = set()
@@ -317,7 +317,7 @@ def run_conformance(target: str, *, seed: int = 0, queries: int = 200, rules=RUL
             try:
                 with ps.seeded_generation():
                     check()
-            except BaseException as exc:  # noqa: BLE001 - Hypothesis raises one error or a group
+            except BaseException as exc:  # Hypothesis raises one error or a group
                 found = _collect(exc)
                 if not found:
                     raise

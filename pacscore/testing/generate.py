@@ -699,7 +699,8 @@ def _make_series(patient: _Patient, study: _Study, modality: str, number: int, u
     w.put(out, "SeriesInstanceUID", _ui(uid))
     w.opt(out, "SeriesNumber", str(number if rng.random() < 0.9 else number * 100 + 1), absent=False)
     primary_descriptions = study.catalog[2]
-    if modality in _EXTRA_SERIES and study.catalog[0] not in ("RADIOLOGY REPORT", "SCANNED DOCUMENTS", "OUTSIDE IMAGES"):
+    if (modality in _EXTRA_SERIES
+            and study.catalog[0] not in ("RADIOLOGY REPORT", "SCANNED DOCUMENTS", "OUTSIDE IMAGES")):
         description = rng.choice(_EXTRA_SERIES[modality])
     else:
         description = primary_descriptions[(number - 1) % len(primary_descriptions)]
@@ -777,7 +778,8 @@ def _image_content(w: _Writer, out: dict[int, bytes], modality: str, description
         w.put(out, "RescaleIntercept", "0" if signed else "-1024")
         w.put(out, "RescaleSlope", "1")
         w.put(out, "RescaleType", "HU")
-        center, width = rng.choice((("40", "400"), ("-600", "1500"), ("40\\-600", "400\\1500"), ("35\\700", "80\\3200")))
+        center, width = rng.choice((("40", "400"), ("-600", "1500"), ("40\\-600", "400\\1500"),
+                                    ("35\\700", "80\\3200")))
         w.put(out, "WindowCenter", center)
         w.put(out, "WindowWidth", width)
     elif modality == "MR":

@@ -423,8 +423,9 @@ def level_attributes(level: str, model: str = "STUDY") -> dict[str, str]:
 @st.composite
 def identifiers(draw, level: str | None = None, model: str | None = None) -> dict[str, str]:
     """C-FIND identifiers as dicts keyword -> key (with QueryRetrieveLevel) for ``level`` in
-    ``model`` (Patient Root: PATIENT, STUDY, SERIES, IMAGE; Study Root has no PATIENT level): the unique keys of the levels above as single values (hierarchical
-    search), one to three matching keys of any rule, a few return keys."""
+    ``model`` (Patient Root: PATIENT, STUDY, SERIES, IMAGE; Study Root has no PATIENT level): the
+    unique keys of the levels above as single values (hierarchical search), one to three matching
+    keys of any rule, a few return keys."""
     model = model or draw(st.sampled_from(MODELS))
     allowed = LEVELS if model == "PATIENT" else LEVELS[1:]
     level = level or draw(st.sampled_from(allowed))
