@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from pathlib import Path
 from typing import BinaryIO
@@ -277,12 +277,13 @@ class Archive:
                 if raw is not None:
                     existing[p.sop_instance_uid] = (records.get_value(raw, T_CHECKSUM),
                                                     records.get_value(raw, T_BLOBKEY))
-        todo, seen = [], {}
+        todo: list[ingest.ParsedInstance] = []
+        seen: dict[str, tuple[str, str]] = {}  # SOP Instance UID -> (checksum, blob key) in this batch
         for p in batch:
             try:
                 ingest.check_uid_policy(p, self.uid_policy)  # store_many's workers parse leniently
             except IngestError as exc:
-                report.rejected.append((exc.source, exc.reason))
+                report.rejected.append((str(exc.source), exc.reason))  # the parsed instance's source: a str
                 continue
             old = existing.get(p.sop_instance_uid) or seen.get(p.sop_instance_uid)
             if old is not None and old[0] == p.checksum:
@@ -316,7 +317,7 @@ class Archive:
                     if old_key and old_key != _blob_key(p):
                         replaced_blobs.append(old_key)
                 writer.add(p)
-                rec = writer.load("IMAGE", p.sop_instance_uid.encode())
+                rec = writer.load_existing("IMAGE", p.sop_instance_uid.encode(), "the instance just added")
                 rec[T_BLOBKEY] = ("IN", _blob_key(p))
                 outcome.append((p.sop_instance_uid, old is not None, move_between(p.sop_instance_uid, old, rec)))
             if replaced_blobs:  # the old blobs are unreferenced from this commit until discarded
@@ -379,7 +380,8 @@ class Archive:
         if progress and isinstance(sources, (str, os.PathLike, list, tuple)):
             total = sum(1 for _ in expand_sources(sources))  # names only: folders are walked twice
         bar = progress_bar(total, progress, unit="file", desc="ingest")
-        batch, batch_bytes = [], 0
+        batch: list[ingest.ParsedInstance] = []
+        batch_bytes = 0
 
         def flush():
             nonlocal batch, batch_bytes
@@ -535,7 +537,7 @@ class Archive:
             data = zlib.decompress(bytes(raw))
         return pydicom.dcmread(io.BytesIO(data), force=True)
 
-    def metadata(self, sop_instance_uid: str, bulkdata_uri: callable | None = None) -> dict:
+    def metadata(self, sop_instance_uid: str, bulkdata_uri: Callable[[str], str | None] | None = None) -> dict:
         """The instance's header as a DICOM JSON dict, answered from the index, not the blob.
 
         Bulk data (pixel data, large binary elements) appears as ``{"vr": ..., "BulkDataURI": uri}``

@@ -17,13 +17,14 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom import charset
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from . import _impl, model
 from .errors import IngestError
@@ -241,6 +242,8 @@ def _parse_bytes(data: bytes, src: str) -> ParsedInstance:
 def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
     """The instance read by the compiled reader (``_ext/_header.pyx``), or None when that
     reader declines it (the reference path then reads it with pydicom)."""
+    if _read_file is None:  # not built, or PACSCORE_PURE=1 (the caller checks this first)
+        return None
     got = _read_file(data, _charset_of, _LEVEL_INDEX, model.ALL_COMPUTED, model.vr_of, model.keyword_of,
                      BULK_THRESHOLD)
     if got is None:
@@ -286,7 +289,7 @@ def _looks_like_dataset(ds: Dataset) -> bool:
         return False
 
 
-def _guess_syntax(ds: Dataset) -> str:
+def _guess_syntax(ds: Dataset) -> UID:
     from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if implicit:
@@ -417,7 +420,7 @@ def _charset_value(ds: Dataset) -> list[str] | None:
     return _charset_terms(elem.value)
 
 
-def _charset_terms(value: object) -> list[str] | None:
+def _charset_terms(value: Any) -> list[str] | None:
     if isinstance(value, (bytes, bytearray)):
         value = value.decode("latin-1").split("\\")
     elif isinstance(value, str):
@@ -526,8 +529,8 @@ def _pixel_element(data: bytes, pos: int, syntax: str) -> str | None:
     tag = group << 16 | elem
     if tag not in _PIXEL_TAGS:
         return None
-    vr = data[pos + 4:pos + 6]
-    vr = vr.decode("ascii") if vr.isalpha() and vr.isupper() else _PIXEL_TAGS[tag]
+    code = data[pos + 4:pos + 6]
+    vr = code.decode("ascii") if code.isalpha() and code.isupper() else _PIXEL_TAGS[tag]
     return f"{tag:08X}:{vr}"
 
 
@@ -566,7 +569,7 @@ def _ascii_compatible(encoding: str) -> bool:
 class Charset:
     """The decoder of one data set's SpecificCharacterSet, built once per instance."""
 
-    def __init__(self, value: object) -> None:
+    def __init__(self, value: Any) -> None:
         try:
             self.encodings = charset.convert_encodings(value or None)
         except Exception:
@@ -586,7 +589,7 @@ class Charset:
 
 
 def element_value(ds: Dataset, tag: int, depth: int = 0, cs: Charset | None = None,
-                  raw: object = None) -> tuple[str, object] | None:
+                  raw: Any = None) -> tuple[str, object] | None:
     """``(vr, value)`` of one element as the index keeps it, or None for bulk/binary data.
 
     Raw elements are converted here, straight from their bytes (pydicom's own conversion costs
@@ -608,8 +611,8 @@ def element_value(ds: Dataset, tag: int, depth: int = 0, cs: Charset | None = No
             size = struct.calcsize(fmt)
             if len(value) % size:
                 return None
-            vals = struct.unpack(("<" if raw.is_little_endian else ">") + fmt * (len(value) // size), value)
-            return vr, "\\".join(_num(v) for v in vals)
+            unpacked = struct.unpack(("<" if raw.is_little_endian else ">") + fmt * (len(value) // size), value)
+            return vr, "\\".join(_num(v) for v in unpacked)
     if vr in _BINARY_VRS:
         return None
     elem = ds[tag]
@@ -663,8 +666,8 @@ def _item_dict(item: Dataset, depth: int, cs: Charset | None = None) -> dict:
     if own is not None or cs is None:
         cs = Charset(own)
     out: dict[str, object] = {}
-    for tag in item.keys():
-        tag = int(tag)
+    for key in item.keys():
+        tag = int(key)
         try:
             converted = element_value(item, tag, depth, cs=cs)
         except Exception:

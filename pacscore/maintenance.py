@@ -158,7 +158,7 @@ def _entry_chunks(index: Index, size: int | None = None) -> Iterator[list[tuple[
     size = size or ENTRY_CHUNK
     after: bytes | None = None
     while True:
-        chunk = []
+        chunk: list[tuple[str, str, int, str]] = []
         with index.read() as txn:
             cur = txn.cursor(db=index.db("instance"))
             found = cur.set_range(after) if after is not None else cur.first()
@@ -350,7 +350,7 @@ def _check_entry(sides: list[_Side], uid: str, key: str, size: int, digest: str,
     getattr(report, worst).append(uid)
     if len(sides) > 1:
         for side, result in zip(sides, results):
-            getattr(side.report, result).append(uid)
+            getattr(side.report, result).append(uid)  # type: ignore[arg-type]  # no None: returned above
 
 
 def _listed(sides: list[_Side], referenced: set[str], report: VerifyReport) -> dict[str, list[_Side]]:

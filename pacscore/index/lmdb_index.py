@@ -22,6 +22,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import lmdb
 
@@ -47,7 +48,7 @@ class Index:
         self._map_size = map_size
         self._pid = -1
         self._env: lmdb.Environment | None = None
-        self._dbs: dict[str, object] = {}
+        self._dbs: dict[str, Any] = {}  # name -> database handle; _VERSION -> the schema version
         self._lock = threading.Lock()
         self._tags_cache: tuple[bytes, tuple[int, ...]] | None = None
         self._levels_cache: tuple[tuple[int, ...], dict[str, tuple[int, ...]]] | None = None
@@ -59,7 +60,7 @@ class Index:
             with self._lock:
                 if self._pid != os.getpid() or self._env is None:
                     self._open()
-        return self._env
+        return self._env  # type: ignore[return-value]  # _open() set it (or raised)
 
     @property
     def segmented(self) -> bool:
@@ -152,8 +153,8 @@ class Index:
         except lmdb.Error as exc:
             raise StorageError(f"not a pacscore index at {self.path}: {exc}") from None
         with env.begin() as txn:
-            version = txn.get(SCHEMA_KEY, db=meta)
-        version = SCHEMA_VERSION if version is None else int(version)
+            stored = txn.get(SCHEMA_KEY, db=meta)
+        version = SCHEMA_VERSION if stored is None else int(stored)
         self._check_version(env, version)
         dbs[_VERSION] = version
         for name in DB_NAMES:
@@ -169,7 +170,7 @@ class Index:
             raise StorageError(f"the index at {self.path} is open read-only in this process (its files are "
                                f"not writable): it cannot be opened for writing")
         env = shared.env
-        dbs = {}
+        dbs: dict[str, Any] = {}
         with env.begin(write=True) as txn:
             for name in DB_NAMES:
                 dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)

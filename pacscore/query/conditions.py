@@ -277,7 +277,7 @@ def _compile_combined(
         return rule(d, _first(stored_time), offset)
 
     if not adjust:  # what a compiled kernel needs to give the same answers (query/fast.py)
-        test.combined = (rule.bounds, local, empty)
+        test.combined = (rule.bounds, local, empty)  # type: ignore[attr-defined]  # function attributes
 
     return Condition(keyword, tags, "DT", "combined", {d_kw: d_key, t_kw: t_key}, (d_text, t_text), test)
 

@@ -22,7 +22,7 @@ def walk_range_pure(it: Iterable, head: bytes, lo: bytes, hi: bytes | None, pref
         k = bytes(k)
         if prefix and not k.startswith(lo):
             return True
-        if not prefix and (not k.startswith(head) or k > hi):
+        if not prefix and (not k.startswith(head) or k > hi):  # type: ignore[operator]  # hi is set unless prefix
             return True
         found.add(bytes(v))
         if len(found) > cap:

@@ -105,8 +105,8 @@ def bench_target(text: str, suite, *, clients: int = 1, duration: float | None =
             t.join()
         seconds = time.perf_counter() - start
     finally:
-        for t in targets:
-            t.close()
+        for tgt in targets:
+            tgt.close()
     every = [ms for v in per_query.values() for ms in v]
     return {"target": text, "clients": clients, "seconds": round(seconds, 3),
             **_summary(every, sum(errors.values()), seconds),
@@ -129,6 +129,7 @@ def run_bench(targets: list[str], *, data: str | None = None, generate: int | No
             import itertools
 
             from pydicom import dcmread
+            from pydicom.dataset import Dataset
 
             from .generate import config_for, generate_bytes
 
@@ -136,7 +137,7 @@ def run_bench(targets: list[str], *, data: str | None = None, generate: int | No
             data = tmp + "/data"
             with pacscore.open(data) as arc:
                 arc.store_many(blobs, workers=1)
-            datasets = [dcmread(io.BytesIO(b)) for b in blobs]
+            datasets: list[Dataset] = [dcmread(io.BytesIO(b)) for b in blobs]
             for text in targets:
                 t = open_target(text, calling_ae=calling_ae, create=True)
                 try:

@@ -91,7 +91,7 @@ class BlobStoreTests:
         assert store.get(UID) == b"DICM\x00\x01payload"
 
     def test_get_returns_bytes(self, store: BlobStore) -> None:
-        store.put(UID, bytearray(b"abc"))
+        store.put(UID, bytearray(b"abc"))  # type: ignore[arg-type]  # a bytes-like value on purpose
         assert type(store.get(UID)) is bytes
         assert type(store.get(UID, 1, 2)) is bytes
 

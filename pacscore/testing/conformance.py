@@ -68,7 +68,7 @@ class Reference:
 
     def pool(self, level: str, kw: str) -> list[str]:
         """The distinct non-empty stored values (each value of a multi-valued one) of ``kw``."""
-        out = set()
+        out: set[str] = set()
         for rec in self.records[level].values():
             v = rec.get(kw)
             if v:
@@ -168,7 +168,7 @@ def _category(rule: str, query: Query, uids: list[str], reference: Reference) ->
     if kinds == {"multi-valued"}:
         return f"multi-valued stored value ({rule})"
     if kinds <= {"absent", "empty"}:
-        return f"{' or '.join(sorted(kinds))} stored value ({rule})"
+        return f"{' or '.join(sorted(kinds))} stored value ({rule})"  # type: ignore[arg-type]  # no None: returned above
     return f"empty, absent or multi-valued stored value ({rule})"
 
 
@@ -253,6 +253,7 @@ def query_strategy(rule: str, reference: Reference, levels=LEVELS) -> st.SearchS
         def keyed(kw: str) -> st.SearchStrategy[Query]:
             vr = ATTRIBUTES[level][kw]
             key = ps.matching_keys(vr, rule, reference.pool(level, kw) or None)
+            parent: st.SearchStrategy[tuple[str | None, str | None]]
             if level == "STUDY":
                 parent = st.just((None, None))
             elif level == "SERIES":

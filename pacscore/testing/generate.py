@@ -305,8 +305,8 @@ def _person_name(rng: random.Random, script: str) -> str:
     if script == "chinese":
         (f_latin, f_han), (g_latin, g_han) = rng.choice(_CHINESE_FAMILY), rng.choice(_CHINESE_GIVEN)
         return f"{f_latin}^{g_latin}={f_han}^{g_han}"
-    fam, giv = (_JAPANESE_FAMILY, _JAPANESE_GIVEN) if script == "japanese" else (_KOREAN_FAMILY, _KOREAN_GIVEN)
-    (f_latin, f_ideo, f_phon), (g_latin, g_ideo, g_phon) = rng.choice(fam), rng.choice(giv)
+    families, givens = (_JAPANESE_FAMILY, _JAPANESE_GIVEN) if script == "japanese" else (_KOREAN_FAMILY, _KOREAN_GIVEN)
+    (f_latin, f_ideo, f_phon), (g_latin, g_ideo, g_phon) = rng.choice(families), rng.choice(givens)
     return f"{f_latin}^{g_latin}={f_ideo}^{g_ideo}={f_phon}^{g_phon}"
 
 
@@ -322,10 +322,10 @@ def _non_ascii_names() -> frozenset[str]:
     for f_latin, f_han in _CHINESE_FAMILY:
         for g_latin, g_han in _CHINESE_GIVEN:
             names.add(f"{f_latin}^{g_latin}={f_han}^{g_han}")
-    for fam, giv in ((_JAPANESE_FAMILY, _JAPANESE_GIVEN), (_KOREAN_FAMILY, _KOREAN_GIVEN)):
-        for f in fam:
-            for g in giv:
-                names.add(f"{f[0]}^{g[0]}={f[1]}^{g[1]}={f[2]}^{g[2]}")
+    for families, givens in ((_JAPANESE_FAMILY, _JAPANESE_GIVEN), (_KOREAN_FAMILY, _KOREAN_GIVEN)):
+        for family in families:
+            for given in givens:
+                names.add(f"{family[0]}^{given[0]}={family[1]}^{given[1]}={family[2]}^{given[2]}")
     return frozenset(names)
 
 

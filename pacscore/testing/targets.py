@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydicom import dcmwrite
@@ -300,7 +301,7 @@ class QidoTarget(Target):
                     else f"/studies/{study}/instances" if study else "/instances")
         if path.count("/") < {"STUDY": 1, "SERIES": 3, "IMAGE": 5}[level] and not relational:
             raise TargetError(f"a {level} query without the UIDs above it is relational")
-        params: list[tuple[str, str]] = [("limit", "100000")]
+        params: list[tuple[str, Any]] = [("limit", "100000")]  # Any: httpx's list of (name, primitive)
         if options.get("fuzzy_pn"):
             params.append(("fuzzymatching", "true"))
         for kw, value in ident.items():
