@@ -181,7 +181,11 @@ class PacscoreServer:
     """``pacscore serve dimse`` or ``pacscore serve web`` on an (empty) archive folder, in a child process."""
 
     def __init__(self, kind: str, folder: Path, port: int) -> None:
+        import pacscore
+
         self.port = port
+        # `pacscore serve` never creates an archive (a mistyped folder must not get one): make it
+        pacscore.open(folder).close()
         if kind == "dimse":
             args = ["serve", "dimse", "--archive", str(folder), "--ae", PACSCORE_AE, "--port", str(port)]
             self.target = f"dimse://{PACSCORE_AE}@127.0.0.1:{port}"
