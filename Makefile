@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-pure test-fast bench peers system-deps clean
+.PHONY: demo test test-pure test-fast lint format bench peers system-deps clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard pacscore/_ext/*.pyx)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,19 @@ system-deps:
 demo: $(STAMP)
 	$(PY) -m benchmarks.demo --archive demo-archive
 
+# ruff (lint) and mypy (types of pacscore/), as configured in pyproject.toml; both keep caches
+# (.ruff_cache, .mypy_cache), so a second run checks only what changed.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pacscore benchmarks tests
+	$(VENV)/bin/mypy
+
+# Rewrites files in place: not part of `test`.
+format: $(STAMP)
+	$(VENV)/bin/ruff format pacscore benchmarks tests
+
 # The whole suite twice, as msgpack does: with the compiled twins live, then with PACSCORE_PURE=1
 # (the pure-Python twins: matcher, codec, readers, adapters and stores included).
-test: $(STAMP) system-deps
+test: lint $(STAMP) system-deps
 	$(PY) -m pytest -q tests
 	PACSCORE_PURE=1 $(PY) -m pytest -q tests
 

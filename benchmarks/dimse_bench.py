@@ -34,9 +34,8 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 import pacscore
-from pacscore.adapters import dimse
-
 from benchmarks.generate import first_instances
+from pacscore.adapters import dimse
 
 FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
 
@@ -49,8 +48,8 @@ def instances_bytes(instances: int, seed: int):
 # ---- measurements --------------------------------------------------------------------------------
 def _stats(samples: list[float]) -> dict:
     s = sorted(samples)
-    return {"n": len(s), "median_ms": statistics.median(s) * 1e3, "p95_ms": s[min(len(s) - 1, int(len(s) * 0.95))] * 1e3,
-            "mean_ms": statistics.fmean(s) * 1e3}
+    return {"n": len(s), "median_ms": statistics.median(s) * 1e3,
+            "p95_ms": s[min(len(s) - 1, int(len(s) * 0.95))] * 1e3, "mean_ms": statistics.fmean(s) * 1e3}
 
 
 def bench_inprocess(arc, query: dict, repeat: int) -> tuple[dict, int]:

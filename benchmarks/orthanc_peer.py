@@ -164,7 +164,7 @@ class OrthancServer:
     def stop(self) -> None:
         stop_child(self.proc, self.log)  # the Orthanc this object started
 
-    def __enter__(self) -> "OrthancServer":
+    def __enter__(self) -> OrthancServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -181,7 +181,11 @@ class PacscoreServer:
     """``pacscore serve dimse`` or ``pacscore serve web`` on an (empty) archive folder, in a child process."""
 
     def __init__(self, kind: str, folder: Path, port: int) -> None:
+        import pacscore
+
         self.port = port
+        # `pacscore serve` never creates an archive (a mistyped folder must not get one): make it
+        pacscore.open(folder).close()
         if kind == "dimse":
             args = ["serve", "dimse", "--archive", str(folder), "--ae", PACSCORE_AE, "--port", str(port)]
             self.target = f"dimse://{PACSCORE_AE}@127.0.0.1:{port}"
@@ -190,8 +194,6 @@ class PacscoreServer:
                     "--default-limit", "100000", "--log-level", "warning"]
             self.target = f"http://127.0.0.1:{port}/dicomweb"
         self.command = ["pacscore", *args]
-        subprocess.run([sys.executable, "-m", "pacscore", "init", "--archive", str(folder)], cwd=ROOT, env=_env(),
-                       check=True, stdout=subprocess.DEVNULL)  # serve never creates an archive
         self.log = open(str(folder) + f".{kind}.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "pacscore", *args], cwd=ROOT, env=_env(),
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -277,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--queries", type=int, default=70)
     for name in ("bench", "qido"):
-        p = sub.add_parser(name, parents=[common], help=("C-FIND: pacscore's DIMSE adapter vs Orthanc" if name == "bench" else
-                                       "QIDO-RS: pacscore's DICOMweb adapter vs Orthanc's DICOMweb plugin"))
+        p = sub.add_parser(name, parents=[common],
+                           help=("C-FIND: pacscore's DIMSE adapter vs Orthanc" if name == "bench" else
+                                 "QIDO-RS: pacscore's DICOMweb adapter vs Orthanc's DICOMweb plugin"))
         p.add_argument("--instances", type=int, default=300)
         p.add_argument("--seed", type=int, default=1)
         p.add_argument("--repeat", type=int, default=3)

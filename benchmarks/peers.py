@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "peers.json").write_text(json.dumps(result, indent=2))
     lines = [f"{built['instances']} instances; ingest pacscore {built['ingest_per_s']}/s, Orthanc "
              f"{ingest['ingest_per_s']}/s (pacscore/Orthanc {result['ingest_ratio']})", "",
-             "| query | level | matches pacscore / Orthanc | pacscore median ms | Orthanc median ms | Orthanc/pacscore |",
+             "| query | level | matches pacscore / Orthanc | pacscore median ms | Orthanc median ms "
+             "| Orthanc/pacscore |",
              "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['level']} | {r['pacscore_matches']} / {r['orthanc_matches']} | "

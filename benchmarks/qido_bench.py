@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 
 import pacscore
+from benchmarks.generate import first_instances
 from pacscore.adapters import web_qido
 from pacscore.adapters.web_core import DicomWebService, WebRequest
-
-from benchmarks.generate import first_instances
 
 PREFIX = "/dicomweb"
 

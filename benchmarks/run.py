@@ -102,7 +102,7 @@ def time_query(fn, min_time: float = 0.4, min_runs: int = 5, max_runs: int = 200
 
 def summarise(times: list[float]) -> dict:
     times = sorted(times)
-    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
     median = statistics.median(times)
     return {"median_ms": round(median * 1000, 3), "p95_ms": round(p95 * 1000, 3),
             "qps": round(1 / median, 1) if median else None, "runs": len(times)}

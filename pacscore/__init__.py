@@ -34,6 +34,6 @@ def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None
 
 
 __all__ = [
-    "Archive", "open", "restore", "match", "MatchOptions", "IMPLEMENTATION", "StoreResult", "IngestReport", "InstanceRef",
-    "PacsError", "IngestError", "QueryError", "NotFound", "StorageError", "__version__",
+    "Archive", "open", "restore", "match", "MatchOptions", "IMPLEMENTATION", "StoreResult", "IngestReport",
+    "InstanceRef", "PacsError", "IngestError", "QueryError", "NotFound", "StorageError", "__version__",
 ]

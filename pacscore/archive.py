@@ -13,9 +13,10 @@ import logging
 import os
 import re
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 import lmdb
 import pydicom
@@ -25,19 +26,19 @@ from . import ingest, model
 from .blobs import BlobStore, open_blobstore
 from .errors import ArchiveNotFound, ConfigError, IngestError, NotFound, PacsError, QueryError, StorageError
 from .index import codec as records
-from .index.extra_tags import set_indexed
 from .index import pending
+from .index.extra_tags import set_indexed
 from .index.lmdb_index import LEVEL_DB, Index, patient_keys
 from .index.secondary import DEFAULT_INDEXED
 from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer
 from .maintenance import clean_pending, deleter, remove_unreferenced
+from .parse_pool import expand_sources, parse_all
+from .progress import progress_bar
+from .query import paging
 from .query.execute import Executor
 from .query.keys import build_query, parse_tag
-from .progress import progress_bar
-from .parse_pool import expand_sources, parse_all
-from .query import paging
 from .query.results import FORMATS, ResultBuilder
-from .reports import IngestReport, InstanceRef, Move, StoreResult, move_between  # noqa: F401 (public)
+from .reports import IngestReport, InstanceRef, Move, StoreResult, move_between
 from .settings import Settings, has_secrets, match_options
 
 log = logging.getLogger("pacscore.archive")
@@ -48,7 +49,7 @@ BATCH_BYTES = 256 * 1024 * 1024
 
 
 def open(folder: str | os.PathLike, blobs: str | None = None, *, create: bool = True, readonly: bool = False,
-         **handle_options) -> "Archive":  # noqa: A001
+         **handle_options) -> Archive:
     """Open the archive in ``folder`` (an LMDB index and, by default, file blobs), creating it
     unless ``create=False``; ``readonly=True`` opens an existing one for reading only.
 
@@ -206,7 +207,7 @@ class Archive:
             self.index.close()
             self._closed = True
 
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Archive:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -262,13 +263,15 @@ class Archive:
             for p in batch:
                 raw = txn.get(p.sop_instance_uid.encode(), db=self.index.db("instance"))
                 if raw is not None:
-                    existing[p.sop_instance_uid] = (records.get_value(raw, T_CHECKSUM), records.get_value(raw, T_BLOBKEY))
-        todo, seen = [], {}
+                    existing[p.sop_instance_uid] = (records.get_value(raw, T_CHECKSUM),
+                                                    records.get_value(raw, T_BLOBKEY))
+        todo: list[ingest.ParsedInstance] = []
+        seen: dict[str, tuple[str, str]] = {}  # SOP Instance UID -> (checksum, blob key) in this batch
         for p in batch:
             try:
                 ingest.check_uid_policy(p, self.uid_policy)  # store_many's workers parse leniently
             except IngestError as exc:
-                report.rejected.append((exc.source, exc.reason))
+                report.rejected.append((str(exc.source), exc.reason))  # the parsed instance's source: a str
                 continue
             old = existing.get(p.sop_instance_uid) or seen.get(p.sop_instance_uid)
             if old is not None and old[0] == p.checksum:
@@ -302,7 +305,7 @@ class Archive:
                     if old_key and old_key != _blob_key(p):
                         replaced_blobs.append(old_key)
                 writer.add(p)
-                rec = writer.load("IMAGE", p.sop_instance_uid.encode())
+                rec = writer.load_existing("IMAGE", p.sop_instance_uid.encode(), "the instance just added")
                 rec[T_BLOBKEY] = ("IN", _blob_key(p))
                 outcome.append((p.sop_instance_uid, old is not None, move_between(p.sop_instance_uid, old, rec)))
             if replaced_blobs:  # the old blobs are unreferenced from this commit until discarded
@@ -365,7 +368,8 @@ class Archive:
         if progress and isinstance(sources, (str, os.PathLike, list, tuple)):
             total = sum(1 for _ in expand_sources(sources))  # names only: folders are walked twice
         bar = progress_bar(total, progress, unit="file", desc="ingest")
-        batch, batch_bytes = [], 0
+        batch: list[ingest.ParsedInstance] = []
+        batch_bytes = 0
 
         def flush():
             nonlocal batch, batch_bytes
@@ -521,7 +525,7 @@ class Archive:
             data = zlib.decompress(bytes(raw))
         return pydicom.dcmread(io.BytesIO(data), force=True)
 
-    def metadata(self, sop_instance_uid: str, bulkdata_uri: "callable | None" = None) -> dict:
+    def metadata(self, sop_instance_uid: str, bulkdata_uri: Callable[[str], str | None] | None = None) -> dict:
         """The instance's header as a DICOM JSON dict, answered from the index, not the blob.
 
         Bulk data (pixel data, large binary elements) appears as ``{"vr": ..., "BulkDataURI": uri}``

@@ -17,17 +17,18 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom import charset
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from . import _impl, model
-from .values import TEXT_VRS
 from .errors import IngestError
+from .values import TEXT_VRS
 
 #: elements longer than this are bulk data: kept in the blob, left out of the indexed header
 BULK_THRESHOLD = 64 * 1024
@@ -54,8 +55,6 @@ _CHARSET_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
 _ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
 _NUMERIC_VRS = frozenset({"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"})
 _BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
-
-CHECKSUM_ALGORITHM = "blake2b-128"
 
 
 def checksum(data: bytes) -> str:
@@ -243,11 +242,13 @@ def _parse_bytes(data: bytes, src: str) -> ParsedInstance:
 def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
     """The instance read by the compiled reader (``_ext/_header.pyx``), or None when that
     reader declines it (the reference path then reads it with pydicom)."""
+    if _read_file is None:  # not built, or PACSCORE_PURE=1 (the caller checks this first)
+        return None
     got = _read_file(data, _charset_of, _LEVEL_INDEX, model.ALL_COMPUTED, model.vr_of, model.keyword_of,
                      BULK_THRESHOLD)
     if got is None:
         return None
-    meta_end, syntax, found, header_end, texts = got
+    _meta_end, syntax, found, header_end, texts = got
     sop_uid = uid_value(texts.get(model.T_SOP_UID, ""))
     if not sop_uid:
         return None  # the reference path falls back to the file meta's SOP Instance UID
@@ -268,10 +269,10 @@ def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
 _LEVEL_INDEX = {tag: model.LEVELS.index(model.storage_level(tag))
                 for tag in (model.PATIENT_TAGS | model.STUDY_TAGS | model.SERIES_TAGS | model.ALL_COMPUTED)
                 if model.storage_level(tag) != "IMAGE"}
-_CHARSETS: dict[bytes | None, "Charset"] = {}
+_CHARSETS: dict[bytes | None, Charset] = {}
 
 
-def _charset_of(raw: bytes | None) -> "Charset":
+def _charset_of(raw: bytes | None) -> Charset:
     """The Charset of a raw SpecificCharacterSet value (None: absent), made once per value."""
     cs = _CHARSETS.get(raw)
     if cs is None:
@@ -288,8 +289,8 @@ def _looks_like_dataset(ds: Dataset) -> bool:
         return False
 
 
-def _guess_syntax(ds: Dataset) -> str:
-    from pydicom.uid import ImplicitVRLittleEndian, ExplicitVRBigEndian
+def _guess_syntax(ds: Dataset) -> UID:
+    from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if implicit:
         return ImplicitVRLittleEndian
@@ -419,7 +420,7 @@ def _charset_value(ds: Dataset) -> list[str] | None:
     return _charset_terms(elem.value)
 
 
-def _charset_terms(value: object) -> list[str] | None:
+def _charset_terms(value: Any) -> list[str] | None:
     if isinstance(value, (bytes, bytearray)):
         value = value.decode("latin-1").split("\\")
     elif isinstance(value, str):
@@ -431,7 +432,8 @@ def _check_uids(src: str, sop_uid: str, study_uid: str, series_uid: str) -> None
     missing = [kw for kw, v in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid),
                                 ("SeriesInstanceUID", series_uid)) if not v]
     if missing:
-        raise IngestError(src, f"missing {', '.join(missing)}: an instance needs its Study, Series and SOP Instance UID")
+        raise IngestError(src, f"missing {', '.join(missing)}: "
+                               "an instance needs its Study, Series and SOP Instance UID")
     # any other value is kept (uid_policy decides later); these two cannot identify one entity
     for kw, uid in zip(_UID_KEYWORDS, (sop_uid, study_uid, series_uid)):
         if "\\" in uid:
@@ -527,8 +529,8 @@ def _pixel_element(data: bytes, pos: int, syntax: str) -> str | None:
     tag = group << 16 | elem
     if tag not in _PIXEL_TAGS:
         return None
-    vr = data[pos + 4:pos + 6]
-    vr = vr.decode("ascii") if vr.isalpha() and vr.isupper() else _PIXEL_TAGS[tag]
+    code = data[pos + 4:pos + 6]
+    vr = code.decode("ascii") if code.isalpha() and code.isupper() else _PIXEL_TAGS[tag]
     return f"{tag:08X}:{vr}"
 
 
@@ -556,7 +558,7 @@ _TEXT_DELIMS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
 _ASCII = bytes(range(128))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ascii_compatible(encoding: str) -> bool:
     try:
         return _ASCII.decode(encoding, "replace") == _ASCII.decode("ascii")
@@ -567,7 +569,7 @@ def _ascii_compatible(encoding: str) -> bool:
 class Charset:
     """The decoder of one data set's SpecificCharacterSet, built once per instance."""
 
-    def __init__(self, value: object) -> None:
+    def __init__(self, value: Any) -> None:
         try:
             self.encodings = charset.convert_encodings(value or None)
         except Exception:
@@ -586,8 +588,8 @@ class Charset:
         return charset.decode_bytes(raw, self.encodings, _PN_DELIMS if vr == "PN" else _TEXT_DELIMS)
 
 
-def element_value(ds: Dataset, tag: int, depth: int = 0, cs: "Charset | None" = None,
-                  raw: object = None) -> tuple[str, object] | None:
+def element_value(ds: Dataset, tag: int, depth: int = 0, cs: Charset | None = None,
+                  raw: Any = None) -> tuple[str, object] | None:
     """``(vr, value)`` of one element as the index keeps it, or None for bulk/binary data.
 
     Raw elements are converted here, straight from their bytes (pydicom's own conversion costs
@@ -609,8 +611,8 @@ def element_value(ds: Dataset, tag: int, depth: int = 0, cs: "Charset | None" = 
             size = struct.calcsize(fmt)
             if len(value) % size:
                 return None
-            vals = struct.unpack(("<" if raw.is_little_endian else ">") + fmt * (len(value) // size), value)
-            return vr, "\\".join(_num(v) for v in vals)
+            unpacked = struct.unpack(("<" if raw.is_little_endian else ">") + fmt * (len(value) // size), value)
+            return vr, "\\".join(_num(v) for v in unpacked)
     if vr in _BINARY_VRS:
         return None
     elem = ds[tag]
@@ -626,7 +628,8 @@ def element_value(ds: Dataset, tag: int, depth: int = 0, cs: "Charset | None" = 
     if value is None:
         return vr, ""
     if vr == "AT":
-        vals = value if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, int) else [value]
+        iterable = isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, int))
+        vals = value if iterable else [value]
         return vr, "\\".join(f"{int(v):08X}" for v in vals)
     if vr in _NUMERIC_VRS:
         if isinstance(value, (bytes, bytearray)):
@@ -663,8 +666,8 @@ def _item_dict(item: Dataset, depth: int, cs: Charset | None = None) -> dict:
     if own is not None or cs is None:
         cs = Charset(own)
     out: dict[str, object] = {}
-    for tag in item.keys():
-        tag = int(tag)
+    for key in item.keys():
+        tag = int(key)
         try:
             converted = element_value(item, tag, depth, cs=cs)
         except Exception:

@@ -20,9 +20,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import lmdb
 
@@ -123,7 +123,8 @@ class VerifyReport:
         lines = [f"instances checked: {self.instances} ({self.checked_bytes} bytes)",
                  f"missing blobs:     {len(self.missing)}", f"wrong size:        {len(self.wrong_size)}",
                  f"corrupted:         {len(self.corrupted)}", f"unreachable:       {len(self.unreachable)}",
-                 f"orphan blobs:      {len(self.orphans)}" + (f" (removed {self.removed_orphans})" if self.removed_orphans else ""),
+                 f"orphan blobs:      {len(self.orphans)}"
+                 + (f" (removed {self.removed_orphans})" if self.removed_orphans else ""),
                  f"in flight:         {len(self.in_flight)} (blobs a live writer is committing: left alone)",
                  f"scan segments:     {len(self.segment_problems)} problems"
                  + (f" (rebuilt {', '.join(self.rebuilt_segments)})" if self.rebuilt_segments else "")]
@@ -157,7 +158,7 @@ def _entry_chunks(index: Index, size: int | None = None) -> Iterator[list[tuple[
     size = size or ENTRY_CHUNK
     after: bytes | None = None
     while True:
-        chunk = []
+        chunk: list[tuple[str, str, int, str]] = []
         with index.read() as txn:
             cur = txn.cursor(db=index.db("instance"))
             found = cur.set_range(after) if after is not None else cur.first()
@@ -349,7 +350,7 @@ def _check_entry(sides: list[_Side], uid: str, key: str, size: int, digest: str,
     getattr(report, worst).append(uid)
     if len(sides) > 1:
         for side, result in zip(sides, results):
-            getattr(side.report, result).append(uid)
+            getattr(side.report, result).append(uid)  # type: ignore[arg-type]  # no None: returned above
 
 
 def _listed(sides: list[_Side], referenced: set[str], report: VerifyReport) -> dict[str, list[_Side]]:
@@ -426,7 +427,8 @@ def verify(archive, repair: bool = False, checksums: bool = True) -> VerifyRepor
 def _recheck_damage(index: Index, report: VerifyReport) -> None:
     """Drop damage of instances deleted or replaced while verify ran (each chunk was its own
     snapshot): only an entry that still points at the bad blob is damaged."""
-    bad = [(name, uid) for name in ("missing", "wrong_size", "corrupted", "unreachable") for uid in getattr(report, name)]
+    bad = [(name, uid) for name in ("missing", "wrong_size", "corrupted", "unreachable")
+           for uid in getattr(report, name)]
     if not bad:
         return
     gone = set()

@@ -110,10 +110,14 @@ def _tags(keywords: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _tag(keyword: str) -> int:
+    """The tag of a keyword the model names (an int, never None: the model's keywords all exist)."""
+    return _tags((keyword,))[0]
+
+
 PATIENT_TAGS = frozenset(_tags(PATIENT_KEYWORDS))
 STUDY_TAGS = frozenset(_tags(STUDY_KEYWORDS))
 SERIES_TAGS = frozenset(_tags(SERIES_KEYWORDS))
-IMAGE_TAGS = frozenset(_tags(IMAGE_KEYWORDS))
 COMPUTED = {
     "PATIENT": frozenset(_tags(PATIENT_COMPUTED)),
     "STUDY": frozenset(_tags(STUDY_COMPUTED)),
@@ -122,15 +126,15 @@ COMPUTED = {
 }
 ALL_COMPUTED = frozenset().union(*COMPUTED.values())
 
-T_MODALITIES_IN_STUDY = tag_for_keyword("ModalitiesInStudy")
-T_SOP_CLASSES_IN_STUDY = tag_for_keyword("SOPClassesInStudy")
-T_N_PAT_STUDIES = tag_for_keyword("NumberOfPatientRelatedStudies")
-T_N_PAT_SERIES = tag_for_keyword("NumberOfPatientRelatedSeries")
-T_N_PAT_INSTANCES = tag_for_keyword("NumberOfPatientRelatedInstances")
-T_N_STUDY_SERIES = tag_for_keyword("NumberOfStudyRelatedSeries")
-T_N_STUDY_INSTANCES = tag_for_keyword("NumberOfStudyRelatedInstances")
-T_N_SERIES_INSTANCES = tag_for_keyword("NumberOfSeriesRelatedInstances")
-T_AVAILABLE_TS = tag_for_keyword("AvailableTransferSyntaxUID")
+T_MODALITIES_IN_STUDY = _tag("ModalitiesInStudy")
+T_SOP_CLASSES_IN_STUDY = _tag("SOPClassesInStudy")
+T_N_PAT_STUDIES = _tag("NumberOfPatientRelatedStudies")
+T_N_PAT_SERIES = _tag("NumberOfPatientRelatedSeries")
+T_N_PAT_INSTANCES = _tag("NumberOfPatientRelatedInstances")
+T_N_STUDY_SERIES = _tag("NumberOfStudyRelatedSeries")
+T_N_STUDY_INSTANCES = _tag("NumberOfStudyRelatedInstances")
+T_N_SERIES_INSTANCES = _tag("NumberOfSeriesRelatedInstances")
+T_AVAILABLE_TS = _tag("AvailableTransferSyntaxUID")
 
 
 def storage_level(tag: int) -> str:

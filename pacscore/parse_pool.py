@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import collections
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from itertools import chain, islice
 from pathlib import Path
-from typing import Iterator
 
 from pydicom.dataset import Dataset
 
 from . import ingest
 from .errors import IngestError
+
+#: what parsing one source gives: the instance, or (source, reason) when it was rejected
+Outcome = ingest.ParsedInstance | tuple[str, str]
 
 
 def expand_sources(sources) -> Iterator[object]:
@@ -21,7 +24,7 @@ def expand_sources(sources) -> Iterator[object]:
         sources = [sources]
     for src in sources:
         if isinstance(src, (str, os.PathLike)) and Path(src).is_dir():
-            for root, dirs, files in os.walk(src):
+            for root, dirs, files in os.walk(os.fspath(src)):
                 dirs.sort()
                 for name in sorted(files):
                     yield os.path.join(root, name)
@@ -29,7 +32,7 @@ def expand_sources(sources) -> Iterator[object]:
             yield src
 
 
-def parse_one(src) -> object:
+def parse_one(src) -> Outcome:
     try:
         return ingest.parse(src)
     except IngestError as exc:
@@ -43,11 +46,11 @@ PARSE_CHUNK = 64
 PARSE_AHEAD = 4
 
 
-def parse_chunk(chunk: list) -> list:
+def parse_chunk(chunk: list) -> list[Outcome]:
     return [parse_one(src) for src in chunk]
 
 
-def parse_all(items: Iterator[object], workers: int | None) -> Iterator[object]:
+def parse_all(items: Iterator[object], workers: int | None) -> Iterator[Outcome]:
     """Parse ``items`` in order: in worker processes when there are enough of them (one pool for
     the whole input, a bounded number of chunks in flight), else in this process."""
     items = iter(items)

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 
-def progress_bar(total: int, enabled: bool, **options):
-    """A tqdm bar over ``total`` steps, or None when disabled or tqdm is missing."""
+def progress_bar(total: int | None, enabled: bool, **options):
+    """A tqdm bar over ``total`` steps (None: not known in advance), or None when disabled or
+    tqdm is missing."""
     if not enabled:
         return None
     try:

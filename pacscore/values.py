@@ -20,7 +20,8 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 __all__ = [
-    "TEXT_VRS", "LEADING_SIGNIFICANT", "WILDCARD_VRS", "TEMPORAL_VRS", "MATCHED_VRS", "US", "SECOND", "MINUTE", "HOUR", "DAY",
+    "TEXT_VRS", "LEADING_SIGNIFICANT", "WILDCARD_VRS", "TEMPORAL_VRS", "MATCHED_VRS",
+    "US", "SECOND", "MINUTE", "HOUR", "DAY",
     "strip_padding", "split_values", "is_empty", "nfc", "fold_case",
     "parse_pn", "pn_groups", "normalize_pn",
     "parse_offset", "parse_da", "parse_tm", "parse_dt", "parse_temporal", "split_range", "combine_da_tm",

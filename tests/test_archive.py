@@ -87,7 +87,7 @@ def test_get_returns_the_stored_bytes_exactly(arc):
 
 
 def test_get_unknown_raises_not_found(arc):
-    with pytest.raises(NotFound, match="1.2.999"):
+    with pytest.raises(NotFound, match=r"1.2.999"):
         arc.get("1.2.999")
     with pytest.raises(KeyError):
         arc.get("1.2.999")

@@ -219,7 +219,8 @@ def test_hierarchical_query_equals_filtered_relational_query(instances, data):
 
 
 @settings(max_examples=30)
-@given(archives(), st.lists(queries(), min_size=1, max_size=4), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 5)))
+@given(archives(), st.lists(queries(), min_size=1, max_size=4), st.integers(0, 5),
+       st.one_of(st.none(), st.integers(0, 5)))
 def test_json_rows_from_own_records_equal_rows_from_matches(instances, qs, offset, limit):
     """find(format="json") builds rows straight from lists of matched records when nothing above
     the query level is needed; they equal the rows built from Match objects, in the same order,
@@ -287,7 +288,8 @@ def test_combined_date_time_queries_equal_the_reference_whatever_the_plan(stored
         assert arc.explain(keys, level="STUDY", combined_datetime=True)["plan"] == "index"
 
 
-DESCRIPTION_TEXT = st.lists(st.sampled_from(["A", "B", "C", "a", "b", " ", "\\", "\u00e9", "e\u0301", "\u0301", "\u03a9"]),
+DESCRIPTION_TEXT = st.lists(st.sampled_from(["A", "B", "C", "a", "b", " ", "\\", "\u00e9", "e\u0301", "\u0301",
+                                             "\u03a9"]),
                             max_size=12).map("".join)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import pacscore.blobs as blobs
-from pacscore.blobs import BlobStore, open_blobstore, register_blobstore, validate_key
 import pacscore.blobs.lmdb as lmdb_blobs
+from pacscore.blobs import BlobStore, open_blobstore, register_blobstore, validate_key
 from pacscore.blobs.file import FileBlobStore
 from pacscore.blobs.lmdb import LmdbBlobStore
 from pacscore.blobs.memory import MemoryBlobStore
@@ -568,9 +568,9 @@ def test_lmdb_store_reopens_in_a_forked_child(tmp_path: Path) -> None:
 
 def test_s3_missing_bucket_is_a_storage_error_naming_the_key(s3_endpoint: str, tmp_path: Path) -> None:
     store = open_blobstore(s3_url(s3_endpoint, "p", bucket="no-such-bucket"), root=tmp_path)
-    with pytest.raises(StorageError, match="1.2.3"):
+    with pytest.raises(StorageError, match=r"1.2.3"):
         store.put("1.2.3", b"x")
-    with pytest.raises(StorageError, match="1.2.3"):
+    with pytest.raises(StorageError, match=r"1.2.3"):
         store.get("1.2.3")
     store.close()
 
@@ -579,7 +579,7 @@ def test_s3_unreachable_endpoint_is_a_storage_error(tmp_path: Path) -> None:
     pytest.importorskip("boto3")
     url = f"s3://b/p?endpoint_url=http://127.0.0.1:{_free_port()}&region=us-east-1&{CREDENTIALS}"
     store = open_blobstore(url, root=tmp_path)
-    with pytest.raises(StorageError, match="1.2.3"):
+    with pytest.raises(StorageError, match=r"1.2.3"):
         store.put("1.2.3", b"x")
     store.close()
 

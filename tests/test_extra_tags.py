@@ -107,7 +107,8 @@ def test_reindex_command_adds_and_removes(tmp_path, capsys):
     assert "NoSuchKeyword" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("tag, message", [("ReferencedImageSequence", "sequence"), (0xFFFF0001, "not an attribute that can be indexed")])
+@pytest.mark.parametrize("tag, message", [("ReferencedImageSequence", "sequence"),
+                                          (0xFFFF0001, "not an attribute that can be indexed")])
 def test_a_tag_that_cannot_be_indexed_is_refused(tmp_path, tag, message):
     with pacscore.open(tmp_path / "a") as arc:
         with pytest.raises(QueryError, match=message):

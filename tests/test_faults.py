@@ -117,7 +117,7 @@ class FillingBlobStore(FileBlobStore):
     budget: int | None = None
 
     @classmethod
-    def from_url(cls, url: str, root: Path) -> "FillingBlobStore":
+    def from_url(cls, url: str, root: Path) -> FillingBlobStore:
         store = cls(local_path_from_url(url, Path(root), "blobs"))
         store.url = url
         return store
@@ -218,7 +218,7 @@ def test_disk_full_real_tmpfs_blobs(tiny_fs):
             except StorageError as exc:
                 error = exc
                 break
-        assert error is not None and error.errno == errno.ENOSPC or "No space left" in str(error), error
+        assert (error is not None and error.errno == errno.ENOSPC) or "No space left" in str(error), error
         assert 10 < len(stored) < 500
         report = arc.verify()
         assert report.ok and report.instances == len(stored), report.summary()
@@ -400,7 +400,7 @@ def test_two_processes_write_one_archive(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for tag in (21, 22)]
     outputs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-2000:]
     acknowledged = [line for out, _ in outputs for line in out.split()]
     assert len(acknowledged) == 2 * n

@@ -18,8 +18,15 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.valuerep import PersonName
 
 from pacscore.testing.generate import (
-    MODALITY_SOP_CLASSES, NON_ASCII_NAMES, OPTIONAL_KEYWORDS, GeneratorConfig, count_instances,
-    generate_bytes, generate_datasets, generate_records, write_files,
+    MODALITY_SOP_CLASSES,
+    NON_ASCII_NAMES,
+    OPTIONAL_KEYWORDS,
+    GeneratorConfig,
+    count_instances,
+    generate_bytes,
+    generate_datasets,
+    generate_records,
+    write_files,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +59,8 @@ def test_same_seed_same_bytes_different_seed_different():
 def test_deterministic_across_processes_and_hash_seeds():
     code = ("import hashlib, sys; from pacscore.testing.generate import GeneratorConfig, generate_bytes\n"
             "h = hashlib.sha256()\n"
-            "for uid, data in generate_bytes(GeneratorConfig(patients=6, seed=3)): h.update(uid.encode()); h.update(data)\n"
+            "for uid, data in generate_bytes(GeneratorConfig(patients=6, seed=3)): "
+            "h.update(uid.encode()); h.update(data)\n"
             "print(h.hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout.strip()
@@ -100,7 +108,8 @@ def test_every_instance_is_valid_part10_with_a_consistent_hierarchy():
             assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
             assert ds.StudyInstanceUID == record.study_uid and ds.SeriesInstanceUID == record.series_uid
             assert ds.PatientID == record.patient_id
-            for uid in (ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.file_meta.ImplementationClassUID):
+            for uid in (ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID,
+                        ds.file_meta.ImplementationClassUID):
                 assert len(uid) <= 64 and UID.fullmatch(uid)
             assert record.sop_uid not in sops
             sops.add(record.sop_uid)
@@ -121,7 +130,8 @@ def test_modalities_sop_classes_and_pixels():
         if ds.Modality in ("SR", "DOC"):
             assert "PixelData" not in ds
             if ds.Modality == "DOC":
-                assert ds.EncapsulatedDocument.startswith(b"%PDF-") and ds.MIMETypeOfEncapsulatedDocument == "application/pdf"
+                assert (ds.EncapsulatedDocument.startswith(b"%PDF-")
+                        and ds.MIMETypeOfEncapsulatedDocument == "application/pdf")
             else:
                 assert ds.ContentSequence[0].ValueType == "TEXT"
         else:
@@ -151,7 +161,8 @@ def test_non_ascii_names_round_trip_with_their_character_set():
 
 
 def test_ascii_and_non_ascii_mix():
-    datasets = list(generate_datasets(GeneratorConfig(patients=80, seed=21, non_ascii_fraction=0.3, instances_per_series=(1, 1))))
+    datasets = list(generate_datasets(GeneratorConfig(patients=80, seed=21, non_ascii_fraction=0.3,
+                                                      instances_per_series=(1, 1))))
     names = {str(ds.PatientName) for ds in datasets}
     assert any(n.isascii() and n for n in names) and any(not n.isascii() for n in names)
     assert all(isinstance(ds, pydicom.Dataset) and ds.file_meta.TransferSyntaxUID for ds in datasets)
@@ -163,7 +174,8 @@ def test_ascii_and_non_ascii_mix():
 def test_empty_fraction_leaves_values_empty_or_absent():
     def states(fraction):
         result = Counter()
-        for _, data in generate_bytes(GeneratorConfig(patients=60, seed=3, empty_fraction=fraction, instances_per_series=(1, 1))):
+        for _, data in generate_bytes(GeneratorConfig(patients=60, seed=3, empty_fraction=fraction,
+                                                      instances_per_series=(1, 1))):
             ds = parse(data)
             for keyword in OPTIONAL_KEYWORDS:
                 if keyword not in ds:
@@ -188,7 +200,8 @@ def test_write_files_layout(tmp_path):
     assert len(files) == count_instances(config)
     for path in files[:20]:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        assert path.relative_to(tmp_path).parts == (ds.StudyInstanceUID, ds.SeriesInstanceUID, f"{ds.SOPInstanceUID}.dcm")
+        assert path.relative_to(tmp_path).parts == (ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                                                    f"{ds.SOPInstanceUID}.dcm")
 
 
 @pytest.mark.skipif(not shutil.which("dcmftest") or not shutil.which("dcmdump"), reason="DCMTK not installed")

@@ -101,7 +101,7 @@ TAGS = _tags_by_vr()
 IDENTIFIERS = {0x00080016: "1.2.840.10008.5.1.4.1.1.7", 0x00080018: None, 0x0020000D: None, 0x0020000E: None}
 CHARSETS = [None, b"", b"ISO_IR 100", b"ISO_IR 192", b"ISO_IR 144", b"\\ISO 2022 IR 87", b"ISO_IR 13", b"GB18030"]
 TEXT_BYTES = st.binary(max_size=24) | st.text("AZaz09 ^=\\.-", max_size=20).map(str.encode) | st.sampled_from(
-    [b"M\xfcller^Hans ", "Иванов^Иван".encode("utf-8"), b"\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B", b"ab \x00", b"  "])
+    [b"M\xfcller^Hans ", "Иванов^Иван".encode(), b"\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B", b"ab \x00", b"  "])
 
 
 def _element(tag: int, vr: str, value: bytes, implicit: bool, undefined: bool = False) -> bytes:
@@ -240,7 +240,7 @@ def _data_store_files() -> list:
     spec = importlib.util.find_spec("data_store")  # pydicom-data
     if spec is None or not spec.submodule_search_locations:
         return []
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
     return sorted(p for p in folder.glob("*.dcm") if p.stat().st_size < 8_000_000)
 
 

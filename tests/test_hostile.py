@@ -116,7 +116,8 @@ def test_huge_declared_lengths_are_refused_in_bounded_memory(where):
     if where == "pixel":
         data = BASE + _el(0x7FE0, 0x0010, b"OB", 0xFFFFFFF0) + b"\0" * 16
     else:  # a defined-length item claiming 4 GiB inside an undefined-length sequence
-        data = BASE + _el(0x0040, 0xA730, b"SQ", 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFF0) + b"\0" * 32
+        data = (BASE + _el(0x0040, 0xA730, b"SQ", 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFF0)
+                + b"\0" * 32)
     tracemalloc.start()
     try:
         out = attempt(data)
@@ -319,8 +320,8 @@ def query_arc(tmp_path_factory):
     with pacscore.open(tmp_path_factory.mktemp("q")) as a:
         for i in range(30):
             a.store(make_instance(sop=f"1.3.{i % 4}.{i}", study=f"1.3.{i % 4}", series=f"1.3.{i % 4}.{i % 2}",
-                                  patient_id=f"P{i % 3}", patient_name=f"Name{i % 5}^G", study_date=f"2020010{i % 9 + 1}",
-                                  modality=["CT", "MR"][i % 2]))
+                                  patient_id=f"P{i % 3}", patient_name=f"Name{i % 5}^G",
+                                  study_date=f"2020010{i % 9 + 1}", modality=["CT", "MR"][i % 2]))
         yield a
 
 
@@ -437,8 +438,9 @@ PATHS = ["/dicomweb/studies", "/dicomweb/series", "/dicomweb/instances", "/dicom
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(PATHS),
        params=st.lists(st.tuples(st.sampled_from(PARAM_NAMES),
-                                 st.one_of(st.text(max_size=30), st.sampled_from(["-1", "99999999999999999999", "all",
-                                                                                  "true", "*", "0", "1e9", "%", "\x00"]))),
+                                 st.one_of(st.text(max_size=30),
+                                           st.sampled_from(["-1", "99999999999999999999", "all",
+                                                            "true", "*", "0", "1e9", "%", "\x00"]))),
                        max_size=5),
        accept=st.sampled_from(["application/dicom+json", "application/json", "*/*", "text/html", "multipart/related",
                                "application/dicom+xml", ""]))

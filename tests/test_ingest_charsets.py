@@ -7,9 +7,9 @@ import io
 import pydicom
 import pytest
 
-from pacscore.testing.generate import GeneratorConfig, generate_bytes
 from benchmarks.sample_data import real_dicom_files
 from pacscore import IngestError, ingest, values
+from pacscore.testing.generate import GeneratorConfig, generate_bytes
 
 
 def _datas():

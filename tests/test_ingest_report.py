@@ -13,7 +13,6 @@ import pacscore
 from pacscore import ingest
 from pacscore.archive import Move
 from pacscore.cli import main as cli
-from pacscore.index import codec as records
 
 from .factories import make_instance, to_bytes
 

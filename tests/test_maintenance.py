@@ -66,7 +66,8 @@ def test_backup_delete_restore_gives_identical_instances_and_answers(tmp_path):
         arc.store_many(sorted(pydicom_test_files().glob("*.dcm"))[:30])
         query = {"PatientName": "", "StudyDate": "", "ModalitiesInStudy": "", "NumberOfStudyRelatedInstances": ""}
         answers = list(arc.find(query, level="STUDY", format="json"))
-        blobs = {r.sop_instance_uid: arc.get(r.sop_instance_uid) for r in arc.instances(study=[a["0020000D"]["Value"][0] for a in answers])}
+        blobs = {r.sop_instance_uid: arc.get(r.sop_instance_uid)
+                 for r in arc.instances(study=[a["0020000D"]["Value"][0] for a in answers])}
         first = arc.backup(tmp_path / "backup")
         assert first.copied == first.instances == len(blobs)
         arc.store(make_instance(sop="1.6.0.1", study="1.6", series="1.6.0"))
@@ -323,7 +324,8 @@ def test_verify_exit_status_tells_orphans_from_damage(tmp_path, capsys):
     assert "ORPHANS ONLY: nothing lost" in capsys.readouterr().out
     assert cli(["verify", "--archive", folder, "--repair"]) == 0
     register_blobstore("downfile", DownStore)
-    assert cli(["verify", "--archive", folder, "--blobs", f"mirror:{(tmp_path / 'a' / 'blobs').as_uri()}|downfile:copy"]) == 4
+    assert cli(["verify", "--archive", folder,
+                "--blobs", f"mirror:{(tmp_path / 'a' / 'blobs').as_uri()}|downfile:copy"]) == 4
     assert "DEGRADED" in capsys.readouterr().out
     with pacscore.open(folder, blobs="mirror:file:blobs|file:copy") as arc:
         lost = min(arc.blobs.primary.keys())

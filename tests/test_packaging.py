@@ -113,7 +113,8 @@ def test_pacscore_testing_needs_neither_pytest_nor_hypothesis_for_bench(tmp_path
         "    print('BlobStoreTests needs', exc.name)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=False)
     assert proc.returncode == 0, proc.stderr
     assert "errors 0" in proc.stdout
     assert "BlobStoreTests needs pytest" in proc.stdout

@@ -1,8 +1,8 @@
 """Every real file the pydicom wheel and the pydicom-data package ship is stored and reads back
-byte-identical (a bare data set, without the Part-10 header, comes back wrapped in one), except the files below that are not DICOM instances an archive can place: each
-is listed with why, and must be rejected with that reason (so the list cannot hide a
-regression). The folders are listed directly: pydicom's get_testdata_files() with a pattern
-may reach for the network."""
+byte-identical (a bare data set, without the Part-10 header, comes back wrapped in one), except
+the files below that are not DICOM instances an archive can place: each is listed with why, and
+must be rejected with that reason (so the list cannot hide a regression). The folders are listed
+directly: pydicom's get_testdata_files() with a pattern may reach for the network."""
 from __future__ import annotations
 
 import importlib.util
@@ -22,7 +22,7 @@ def _folders() -> list[Path]:
     folders = [PYDICOM_DATA / "test_files", PYDICOM_DATA / "charset_files", PYDICOM_DATA / "palettes"]
     spec = importlib.util.find_spec("data_store")  # pydicom-data
     if spec is not None and spec.submodule_search_locations:
-        folders.append(Path(list(spec.submodule_search_locations)[0]) / "data")
+        folders.append(Path(next(iter(spec.submodule_search_locations))) / "data")
     return folders
 
 

@@ -50,7 +50,8 @@ def test_wildcard_key_on_lt_agrees_with_the_regex_model(pattern, text):
     assert match("LT", pattern, text, empty_record_matches=False) == expected
 
 
-@given(st.text(plain, min_size=1, max_size=8).map(lambda s: s + "*"), st.lists(st.text(plain, max_size=8), min_size=1, max_size=4))
+@given(st.text(plain, min_size=1, max_size=8).map(lambda s: s + "*"),
+       st.lists(st.text(plain, max_size=8), min_size=1, max_size=4))
 def test_wildcard_applies_to_each_stored_value(pattern, values):
     pattern, values = nfc(pattern).strip(" "), [nfc(v).strip(" ") for v in values]
     assume(pattern.strip("*") and "\\".join(values).strip(" "))

@@ -8,8 +8,8 @@ import pytest
 from pydicom.errors import InvalidDicomError
 
 from benchmarks import sample_data
-from pacscore.testing.generate import GeneratorConfig, count_instances
 from benchmarks.sample_data import gather, invalid_dicom_files, real_dicom_files
+from pacscore.testing.generate import GeneratorConfig, count_instances
 
 CATEGORIES = {"not-dicom", "no-file-meta", "bad-file-meta", "no-uids", "bad-uid", "truncated", "malformed",
               "bad-vr", "unreadable"}

@@ -13,7 +13,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelFind, Verification
 
 import pacscore
-from pacscore import IngestError, NotFound
+from pacscore import IngestError
 from pacscore.adapters import dimse
 from pacscore.blobs.base import validate_key
 from pacscore.blobs.file import FileBlobStore
@@ -101,7 +101,8 @@ def test_dicomweb_paths_cannot_traverse(arc):
     except Exception as exc:
         pytest.skip(f"DICOMweb adapter unavailable: {exc}")
     with client:
-        for path in ("/dicomweb/studies/..%2F..%2Fcanary", "/dicomweb/studies/1.2.3/series/1.2.3.1/instances/..%2F..%2Fcanary",
+        for path in ("/dicomweb/studies/..%2F..%2Fcanary",
+                     "/dicomweb/studies/1.2.3/series/1.2.3.1/instances/..%2F..%2Fcanary",
                      "/dicomweb/studies/1.2.3/series/1.2.3.1/instances/%2Fetc%2Fpasswd",
                      "/dicomweb/../../canary", "/dicomweb/studies/1.2.3/series/..%2f..%2f/instances"):
             response = client.get(path, headers={"Accept": "multipart/related; type=\"application/dicom\""})
@@ -148,7 +149,7 @@ def _make_pki(folder):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def name(cn):
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -156,7 +157,8 @@ def _make_pki(folder):
     def cert(subject, key, issuer, issuer_key, ca=False, server=False):
         builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
                    .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
         if ca:
             builder = builder.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
@@ -177,7 +179,6 @@ def _make_pki(folder):
 
     keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("ca", "rogue", "server", "client", "intruder")}
     ca = cert("pacscore test CA", keys["ca"], "pacscore test CA", keys["ca"], ca=True)
-    rogue = cert("rogue CA", keys["rogue"], "rogue CA", keys["rogue"], ca=True)
     write("ca", keys["ca"], ca)
     write("server", keys["server"], cert("localhost", keys["server"], "pacscore test CA", keys["ca"], server=True))
     write("client", keys["client"], cert("GOODSCU", keys["client"], "pacscore test CA", keys["ca"]))

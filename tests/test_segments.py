@@ -116,7 +116,8 @@ def test_archive_writes_and_deletes_keep_segments_exact(tmp_path, monkeypatch):
         with arc.index.read() as txn:
             n = sum(1 for _ in segments.values(txn, arc.index.db("segments"), "STUDY"))
         assert n > 5  # the small sizes did split
-        got = [r["StudyInstanceUID"] for r in arc.find({"PatientName": "*ame3*", "StudyInstanceUID": ""}, level="STUDY", format="dict")]
+        got = [r["StudyInstanceUID"]
+               for r in arc.find({"PatientName": "*ame3*", "StudyInstanceUID": ""}, level="STUDY", format="dict")]
         plan = arc.explain({"PatientName": "*ame3*"}, level="STUDY")
         assert plan["plan"] == "scan" and plan["segments"] is True
         assert arc.explain({"SOPClassUID": "1.2*"}, level="IMAGE", relational=True)["segments"] is False
@@ -137,7 +138,8 @@ def test_a_version_1_archive_is_upgraded_at_open(tmp_path):
     folder = tmp_path / "old"
     with pacscore.open(folder) as arc:
         _store(arc, 12)
-        before = [r["StudyInstanceUID"] for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY", format="dict")]
+        before = [r["StudyInstanceUID"]
+                  for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY", format="dict")]
     _downgrade_to_version_1(folder)
     index = Index(folder / "index", readonly=True)  # read-only: no upgrade, scans the level databases
     try:
@@ -150,8 +152,9 @@ def test_a_version_1_archive_is_upgraded_at_open(tmp_path):
     with pacscore.open(folder) as arc:
         assert arc.index.segmented
         assert verify(arc).segment_problems == []
-        assert [r["StudyInstanceUID"] for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY",
-                                                        format="dict")] == before
+        assert [r["StudyInstanceUID"]
+                for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY",
+                                  format="dict")] == before
         with arc.index.read() as txn:
             assert txn.get(b"schema", db=arc.index.db("meta")) == str(SCHEMA_VERSION).encode()
 

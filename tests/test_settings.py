@@ -15,7 +15,7 @@ from pacscore.errors import ArchiveNotFound, ConfigError, StorageError
 from pacscore.index.lmdb_index import Index
 from pacscore.settings import public_url
 
-from .factories import make_instance, to_bytes
+from .factories import make_instance
 
 
 def stored(folder) -> dict:
@@ -135,7 +135,8 @@ def test_config_command_rejects_a_bad_value(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", [
     ["find", "PatientID=1"], ["stats"], ["get", "1.2.3"], ["delete", "--study", "1.2.3"], ["config"],
-    ["reindex", "--add", "StationName"], ["verify"], ["verify", "--repair"], ["backup", "DEST"], ["bench", "--repeat", "1"],
+    ["reindex", "--add", "StationName"], ["verify"], ["verify", "--repair"], ["backup", "DEST"],
+    ["bench", "--repeat", "1"],
 ])
 def test_commands_on_a_folder_without_an_archive_fail_and_create_nothing(tmp_path, capsys, command):
     folder = tmp_path / "typo"
@@ -151,7 +152,8 @@ def test_commands_on_a_folder_without_an_archive_fail_and_create_nothing(tmp_pat
 def test_serve_on_a_folder_without_an_archive_fails_and_creates_nothing(tmp_path, protocol):
     pytest.importorskip("pynetdicom" if protocol == "dimse" else "starlette")
     folder = tmp_path / "typo"
-    proc = subprocess.run([sys.executable, "-m", "pacscore", "serve", protocol, "--archive", str(folder), "--port", "0"],
+    proc = subprocess.run([sys.executable, "-m", "pacscore", "serve", protocol, "--archive", str(folder),
+                           "--port", "0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no archive in" in proc.stdout + proc.stderr

@@ -135,7 +135,7 @@ def _check_study(archive, instances):
 @given(ps.identifiers())
 def test_identifiers_are_accepted_by_the_archive(archive, ident):
     level = ident["QueryRetrieveLevel"]
-    model = "PATIENT" if level == "PATIENT" or "PatientID" in ident and level != "STUDY" else "STUDY"
+    model = "PATIENT" if level == "PATIENT" or ("PatientID" in ident and level != "STUDY") else "STUDY"
     try:
         list(archive.find(ident, level=level, model=model, invalid_keys="error"))
     except pacscore.QueryError as exc:  # only the model may disagree, never a key

@@ -16,13 +16,14 @@ from pacscore.blobs.base import is_valid_key
 from .factories import make_instance, to_bytes
 from .test_blobstores import _prefix_for, s3_endpoint, s3_url  # noqa: F401 (s3_endpoint: a fixture)
 
+
 def _pydicom_data_folder() -> Path:
     """pydicom-data's files (the data_store package), listed without its network manager."""
     import importlib.util
     spec = importlib.util.find_spec("data_store")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("pydicom-data is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 HASH_UID_FILE = "bad_sequence.dcm"  # its SOP Instance UID is a 64-character hex hash

@@ -5,8 +5,25 @@ from decimal import Decimal
 import pytest
 
 from pacscore.values import (
-    DAY, HOUR, MINUTE, SECOND, combine_da_tm, fold_case, is_empty, nfc, normalize_pn, parse_at, parse_da,
-    parse_dt, parse_number, parse_offset, parse_pn, parse_tm, pn_groups, split_range, split_values,
+    DAY,
+    HOUR,
+    MINUTE,
+    SECOND,
+    combine_da_tm,
+    fold_case,
+    is_empty,
+    nfc,
+    normalize_pn,
+    parse_at,
+    parse_da,
+    parse_dt,
+    parse_number,
+    parse_offset,
+    parse_pn,
+    parse_tm,
+    pn_groups,
+    split_range,
+    split_values,
     strip_padding,
 )
 

@@ -106,7 +106,8 @@ def test_condition_kind_and_key_values(vr, key, kind, key_values):
 
 
 def test_kinds_of_negotiated_and_invalid_keys():
-    assert compile_condition("X", 1 << 16, "CS", "CT\\PT", MatchOptions(multiple_value_matching=True)).kind == "multi_value"
+    assert (compile_condition("X", 1 << 16, "CS", "CT\\PT", MatchOptions(multiple_value_matching=True)).kind
+            == "multi_value")
     assert compile_condition("X", 1 << 16, "LO", '""', MatchOptions(empty_value_matching=True)).kind == "empty_value"
     assert compile_condition("X", 1 << 16, "DA", "2020", MatchOptions()).kind == "never"
     with pytest.raises(QueryError) as info:

@@ -1,5 +1,6 @@
 """Type stubs of the compiled header reader (the twin of pacscore/ingest.py's pydicom path)."""
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 class Declined(Exception): ...
 

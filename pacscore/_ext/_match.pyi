@@ -1,5 +1,6 @@
 """Type stubs of the compiled matcher kernels (pacscore/query/fast.py builds them)."""
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 MODES: dict[str, int]
 

@@ -1,5 +1,6 @@
 """Type stubs of the compiled index range walks (the twins in pacscore/query/ranges.py)."""
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 def walk_range(it: Iterator[tuple[Any, Any]], head: bytes, lo: bytes, hi: bytes | None, prefix: bool,
                found: set[bytes], cap: int) -> bool: ...

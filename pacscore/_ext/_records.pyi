@@ -1,5 +1,6 @@
 """Type stubs of the compiled record codec (the twin of pacscore/index/records.py)."""
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 VERSION: int
 

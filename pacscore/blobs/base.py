@@ -14,9 +14,10 @@ from __future__ import annotations
 import abc
 import io
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, ClassVar, Iterable, Iterator
+from typing import BinaryIO, ClassVar
 
 __all__ = ["BlobStore", "validate_key", "is_valid_key", "check_range", "MAX_KEY_LENGTH"]
 
@@ -24,7 +25,7 @@ MAX_KEY_LENGTH = 128
 
 # One path component of safe characters. A leading "." is refused as well: it rules out "."
 # and "..", and it leaves every dot-name free for a store's own bookkeeping (temp files).
-_KEY = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z._-]{0,%d}" % (MAX_KEY_LENGTH - 1))
+_KEY = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z._-]{0,%d}" % (MAX_KEY_LENGTH - 1))  # noqa: UP031 - an f-string would double the regex braces
 
 
 def validate_key(key: str) -> str:
@@ -118,7 +119,7 @@ class BlobStore(abc.ABC):
         StorageError when the backend fails.
         """
 
-    def put_many(self, items: "Iterable[tuple[str, bytes]]") -> None:
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Store several blobs; every one is durable when this returns (as with ``put``).
 
         The default calls ``put`` for each; a store that can make a whole batch durable at once
@@ -167,7 +168,7 @@ class BlobStore(abc.ABC):
         mirror, so that ``verify`` checks and lists each copy and names a side that fails."""
         return [self]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default, not abstract: most stores hold nothing to release
         """Release the store's resources; calling it again does nothing."""
 
     def __enter__(self) -> BlobStore:

@@ -13,14 +13,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import sys
 import hashlib
 import os
 import secrets
+import sys
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 from ..errors import NotFound, StorageError
 from .base import BlobStore, check_range, is_valid_key, validate_key

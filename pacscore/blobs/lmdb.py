@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import lmdb
 
@@ -241,7 +242,7 @@ class LmdbBlobStore(BlobStore):
                     found = cursor.set_range(after) if after is not None else cursor.first()
                     if found and after is not None and cursor.key() == after:
                         found = cursor.next()
-                    batch = []
+                    batch: list[bytes] = []
                     while found and len(batch) < _LIST_BATCH:
                         batch.append(cursor.key())
                         found = cursor.next()

@@ -5,8 +5,8 @@ Each ``open_blobstore("memory://")`` is a new, empty store; nothing outlives ``c
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import NotFound
 from .base import BlobStore, check_range, validate_key

@@ -10,8 +10,9 @@ The two URLs are split at the first ``|``, so mirrors nest on the right:
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, TypeVar
+from typing import BinaryIO, TypeVar
 
 from ..errors import NotFound, StorageError
 from .base import BlobStore, validate_key

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import threading
 import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from ..errors import NotFound, StorageError
 from .base import BlobStore, check_range, is_valid_key, validate_key

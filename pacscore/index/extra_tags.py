@@ -12,7 +12,7 @@ attribute's entry.
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from .. import model
 from ..errors import QueryError

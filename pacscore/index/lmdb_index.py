@@ -22,20 +22,20 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import lmdb
 
 from ..errors import StorageError
 from . import migrations
-from .layout import (  # noqa: F401 (re-exported: the index's names)
-    DB_NAMES, DUPSORT, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_KEY, SCHEMA_VERSION, SETTINGS_KEY)
+from .layout import DB_NAMES, DUPSORT, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_KEY, SCHEMA_VERSION, SETTINGS_KEY  # noqa: F401 (re-exported: the index's names)
 
 _VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling on MapFullError
 
 # LMDB allows one Environment per file per process: Index objects of one folder share it
-_SHARED: dict[tuple[str, int], "_Shared"] = {}
+_SHARED: dict[tuple[str, int], _Shared] = {}
 _SHARED_LOCK = threading.RLock()
 
 
@@ -48,7 +48,7 @@ class Index:
         self._map_size = map_size
         self._pid = -1
         self._env: lmdb.Environment | None = None
-        self._dbs: dict[str, object] = {}
+        self._dbs: dict[str, Any] = {}  # name -> database handle; _VERSION -> the schema version
         self._lock = threading.Lock()
         self._tags_cache: tuple[bytes, tuple[int, ...]] | None = None
         self._levels_cache: tuple[tuple[int, ...], dict[str, tuple[int, ...]]] | None = None
@@ -60,7 +60,7 @@ class Index:
             with self._lock:
                 if self._pid != os.getpid() or self._env is None:
                     self._open()
-        return self._env
+        return self._env  # type: ignore[return-value]  # _open() set it (or raised)
 
     @property
     def segmented(self) -> bool:
@@ -114,7 +114,7 @@ class Index:
                 pass
             self._env = None
 
-    def _open_new(self) -> "_Shared":
+    def _open_new(self) -> _Shared:
         """Open the environment. A read-only Index opens an existing index without creating or
         upgrading anything; it still opens LMDB read-write where the files allow it, so that a
         writable Index of the same folder opened later in this process can share the environment
@@ -145,7 +145,7 @@ class Index:
         env.reader_check()  # clear reader slots left by killed processes
         return shared
 
-    def _open_existing(self, shared: "_Shared") -> None:
+    def _open_existing(self, shared: _Shared) -> None:
         """The databases of an existing index, as they are: no creation, no upgrade."""
         env, dbs = shared.env, shared.dbs
         try:
@@ -153,8 +153,8 @@ class Index:
         except lmdb.Error as exc:
             raise StorageError(f"not a pacscore index at {self.path}: {exc}") from None
         with env.begin() as txn:
-            version = txn.get(SCHEMA_KEY, db=meta)
-        version = SCHEMA_VERSION if version is None else int(version)
+            stored = txn.get(SCHEMA_KEY, db=meta)
+        version = SCHEMA_VERSION if stored is None else int(stored)
         self._check_version(env, version)
         dbs[_VERSION] = version
         for name in DB_NAMES:
@@ -162,7 +162,7 @@ class Index:
                 continue  # a version 1 archive opened read-only: scans use the level databases
             dbs[name] = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
 
-    def _prepare_writable(self, shared: "_Shared") -> None:
+    def _prepare_writable(self, shared: _Shared) -> None:
         """Create the databases, upgrade an older schema, record the version: once per
         environment, by the first writable Index (the dict of databases is shared, so Index
         objects opened read-only before see the upgrade too)."""
@@ -170,7 +170,7 @@ class Index:
             raise StorageError(f"the index at {self.path} is open read-only in this process (its files are "
                                f"not writable): it cannot be opened for writing")
         env = shared.env
-        dbs = {}
+        dbs: dict[str, Any] = {}
         with env.begin(write=True) as txn:
             for name in DB_NAMES:
                 dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
@@ -184,7 +184,7 @@ class Index:
         shared.dbs.update(dbs)
         shared.writable = True
 
-    def _release(self, shared: "_Shared", key) -> None:
+    def _release(self, shared: _Shared, key) -> None:
         shared.users -= 1
         if shared.users == 0:
             del _SHARED[key]

@@ -33,7 +33,7 @@ def to_grams(txn, dbs) -> None:
     """Version 2 -> 3: add the trigram entries of every record written before they existed."""
     idx = txn.cursor(db=dbs["idx"])
     for level in GRAM_INDEXED:
-        entries = []
+        entries: list[tuple[bytes, bytes]] = []
         for key, raw in txn.cursor(db=dbs[LEVEL_DB[level]]).iternext(keys=True, values=True):
             key = bytes(key)
             entries.extend((entry, key) for entry in gram_entries(level, codec.decode(bytes(raw))))

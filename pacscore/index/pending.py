@@ -22,8 +22,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 __all__ = ["OTHER_HOST_GRACE", "PREFIX", "Pending", "entries", "forget", "is_live", "new_token", "record",
            "remove"]

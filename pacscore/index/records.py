@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
 VERSION = 1
 _HEAD = struct.Struct("<BH")
 _ENTRY = struct.Struct("<I2sI")
 _ENTRY_SIZE = _ENTRY.size
 
-Value = "str | list[dict]"
 
-
-def encode(fields: dict[int, tuple[str, object]]) -> bytes:
+def encode(fields: dict[int, tuple[str, Any]]) -> bytes:
     """Encode ``{tag: (vr, value)}``; value is a str, or for SQ a list of item dicts."""
     table = bytearray()
     payload = bytearray()

@@ -100,7 +100,7 @@ def gram_entries(level: str, rec: dict) -> set[bytes]:
     for tag in GRAM_INDEXED.get(level, ()):
         head = gram_prefix(level, tag)
         field = rec.get(tag)
-        if is_empty_gram_field(field):
+        if field is None or is_empty_gram_field(field):
             out.add(head)  # matches any key when empty values match (C.2.2.1.2)
             continue
         if not _is_text(field):
@@ -127,7 +127,7 @@ def index_entries(level: str, rec: dict, extra: tuple[int, ...] | list[int] = ()
 def tag_entries(level: str, tag: int, field: tuple | None) -> set[bytes]:
     """The entries of one indexed attribute of one record (its stored ``(vr, value)`` or None)."""
     head = prefix(level, tag)
-    if is_empty_field(field):
+    if field is None or is_empty_field(field):
         return {head}
     if not _is_text(field):
         return {head + UNINDEXABLE}

@@ -20,7 +20,7 @@ speed and a third of the index size.
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .layout import LEVEL_BYTE, LEVEL_DB
 
@@ -102,6 +102,7 @@ def _segment_of(cur, head: bytes, key: bytes) -> tuple[bytes, list[tuple[bytes, 
     """(fence, entries, next fence or None) of the segment that holds ``key``."""
     target = head + key
     found = cur.set_range(target)
+    fence_key: bytes | None
     if found and bytes(cur.key()) == target:
         fence_key = target
     else:
@@ -191,7 +192,7 @@ def check(txn, db, level_db, level: str) -> list[str]:
     return problems
 
 
-def _checked_items(txn, db, level: str, problems: list[str]) -> Iterator[tuple[bytes, memoryview]]:
+def _checked_items(txn, db, level: str, problems: list[str]) -> Iterator[tuple[bytes, bytes]]:
     """The (key, record) pairs of a level's segments in order, one segment decoded at a time;
     what is wrong with the segments themselves (bytes, fences, order) goes to ``problems``."""
     head = LEVEL_BYTE[level]

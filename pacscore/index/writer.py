@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import model
+from ..errors import StorageError
 from ..ingest import ParsedInstance, patient_key
 from . import codec as records
 from . import segments
@@ -27,7 +28,6 @@ T_PATIENT = 0xFFFF0005
 T_SEQ = 0xFFFF0007  # when a study last received an instance: which study's patient values are latest
 INTERNAL_VR = "IN"
 
-PARENT_LEVEL = {"STUDY": "PATIENT", "SERIES": "STUDY", "IMAGE": "SERIES"}
 CHILD_LEVEL = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
 
 
@@ -55,6 +55,15 @@ class Writer:
         self._original[ck] = rec
         self._dirty[ck] = dict(rec) if rec is not None else None
         return self._dirty[ck]
+
+    def load_existing(self, level: str, key: bytes, what: str) -> dict:
+        """A record the index's own links say exists; a missing one is a damaged index, reported
+        as such (naming the entity) rather than as a TypeError deep in the writer."""
+        rec = self.load(level, key)
+        if rec is None:
+            raise StorageError(f"the index is damaged: {what} ({level} {key.decode('utf-8', 'replace')}) "
+                               f"is missing (run verify)")
+        return rec
 
     def save(self, level: str, key: bytes, rec: dict | None) -> None:
         ck = (level, key)
@@ -109,10 +118,6 @@ class Writer:
         return out
 
     # -- ingest -----------------------------------------------------------------------------
-    def existing_checksum(self, sop_uid: str) -> str | None:
-        rec = self.load("IMAGE", sop_uid.encode())
-        return None if rec is None else rec[T_CHECKSUM][1]
-
     def add(self, inst: ParsedInstance) -> None:
         """Index one instance whose blob is already durable."""
         sop = inst.sop_instance_uid.encode()
@@ -126,7 +131,7 @@ class Writer:
         series = self.load("SERIES", series_key)
         new_study = study is None
         new_series = series is None
-        if new_study:
+        if study is None:
             study = {T_PARENT: (INTERNAL_VR, pkey.decode("utf-8"))}
             if patient is None:
                 patient = {}
@@ -134,13 +139,13 @@ class Writer:
         else:
             pkey = study[T_PARENT][1].encode("utf-8")  # a study stays with its first patient
             patient = self.load("PATIENT", pkey) or {}
-        if new_series:
+        if series is None:
             series = {T_PARENT: (INTERNAL_VR, inst.study_instance_uid)}
             self.add_child("STUDY", study_key, series_key)
         elif series[T_PARENT][1] != inst.study_instance_uid:
             # the series already lives in another study: keep the hierarchy the first instance made
             study_key = series[T_PARENT][1].encode()
-            study = self.load("STUDY", study_key)
+            study = self.load_existing("STUDY", study_key, f"the study of series {inst.series_instance_uid}")
             pkey = study[T_PARENT][1].encode("utf-8")
             patient = self.load("PATIENT", pkey) or {}
 
@@ -173,7 +178,7 @@ class Writer:
             _bump(patient, model.T_N_PAT_SERIES, 1)
         if new_study:
             _bump(patient, model.T_N_PAT_STUDIES, 1)
-        modality = lv["SERIES"].get(model.T_MODALITY, ("CS", ""))[1]
+        modality = str(lv["SERIES"].get(model.T_MODALITY, ("CS", ""))[1])  # CS: always text
         _add_to_set(study, model.T_MODALITIES_IN_STUDY, "CS", modality)
         _add_to_set(study, model.T_SOP_CLASSES_IN_STUDY, "UI", inst.sop_class_uid)
         self.save("PATIENT", pkey, patient)
@@ -208,9 +213,9 @@ class Writer:
             self.save("STUDY", study_key, None)
             self.remove_child("PATIENT", pkey, study_key)
             _bump(patient, model.T_N_PAT_STUDIES, -1)
-            if _count(patient, model.T_N_PAT_STUDIES) > 0:
+            if patient is not None and _count(patient, model.T_N_PAT_STUDIES) > 0:
                 self._restore_patient_values(pkey, patient)
-        else:
+        elif study is not None:  # always: a study that is not there counts no instances
             self._recompute_study_sets(study_key, study)
         if _count(patient, model.T_N_PAT_STUDIES) == 0:
             self.save("PATIENT", pkey, None)
@@ -218,8 +223,8 @@ class Writer:
 
     def _restore_patient_values(self, pkey: bytes, patient: dict) -> None:
         """After a study goes, the patient takes the values of its latest remaining study."""
-        studies = [self.load("STUDY", k) for k in self.children("PATIENT", pkey)]
-        studies = [st for st in studies if st is not None]
+        loaded = [self.load("STUDY", k) for k in self.children("PATIENT", pkey)]
+        studies = [st for st in loaded if st is not None]
         if not studies:
             return
         latest = max(studies, key=lambda st: int(st.get(T_SEQ, (INTERNAL_VR, "0"))[1]))

@@ -17,7 +17,14 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from .. import model
 from ..errors import QueryError
 from ..values import (
-    MATCHED_VRS, TEXT_VRS, fold_case, nfc, parse_at, parse_offset, pn_groups, split_values,
+    MATCHED_VRS,
+    TEXT_VRS,
+    fold_case,
+    nfc,
+    parse_at,
+    parse_offset,
+    pn_groups,
+    split_values,
     strip_padding,
 )
 from .options import MatchOptions
@@ -50,7 +57,8 @@ def _never(*_stored: object) -> bool:
     return False
 
 
-def _invalid(keyword: str, tags: tuple[int, ...], vr: str, key: object, reason: str, options: MatchOptions) -> Condition:
+def _invalid(keyword: str, tags: tuple[int, ...], vr: str, key: object, reason: str,
+             options: MatchOptions) -> Condition:
     """An invalid key (docs/matching.md §5): QueryError, or a condition that matches nothing."""
     if options.invalid_keys == "error":
         raise QueryError(keyword, reason)
@@ -66,9 +74,9 @@ def _key_text(keyword: str, key: object) -> str:
         return key
     if isinstance(key, (int, float, Decimal)) and not isinstance(key, bool):
         return str(key)
-    if isinstance(key, Sequence) and not isinstance(key, (bytes, bytearray)):
-        if all(isinstance(v, (str, int, float, Decimal)) and not isinstance(v, bool) for v in key):
-            return "\\".join(str(v) for v in key)
+    if isinstance(key, Sequence) and not isinstance(key, (bytes, bytearray)) and all(
+            isinstance(v, (str, int, float, Decimal)) and not isinstance(v, bool) for v in key):
+        return "\\".join(str(v) for v in key)
     raise QueryError(keyword, f"a key value must be a string, not {type(key).__name__}")
 
 
@@ -102,7 +110,8 @@ def _local(options: MatchOptions) -> int:
         raise QueryError("local_timezone", str(exc)) from None
 
 
-def _stored_test(vr: str, values_test: Callable, options: MatchOptions, local: int, with_tz: bool) -> Callable[..., bool]:
+def _stored_test(vr: str, values_test: Callable, options: MatchOptions, local: int,
+                 with_tz: bool) -> Callable[..., bool]:
     """Wraps a values test with C.2.2.1.2 (an empty or absent value matches when
     ``empty_record_matches``) and, with ``with_tz``, the record's Timezone Offset From UTC."""
     empty = options.empty_record_matches
@@ -157,7 +166,8 @@ def _item_vr(sequence_keyword: str, keyword: str, item_vrs: Mapping[str, str] | 
     try:
         return dictionary_VR(keyword)
     except (KeyError, ValueError):
-        raise QueryError(keyword, f"unknown attribute in the {sequence_keyword} item: give its VR in item_vrs") from None
+        raise QueryError(keyword,
+                         f"unknown attribute in the {sequence_keyword} item: give its VR in item_vrs") from None
 
 
 def _compile_sequence(
@@ -267,7 +277,7 @@ def _compile_combined(
         return rule(d, _first(stored_time), offset)
 
     if not adjust:  # what a compiled kernel needs to give the same answers (query/fast.py)
-        test.combined = (rule.bounds, local, empty)
+        test.combined = (rule.bounds, local, empty)  # type: ignore[attr-defined]  # function attributes
 
     return Condition(keyword, tags, "DT", "combined", {d_kw: d_key, t_kw: t_key}, (d_text, t_text), test)
 
@@ -285,7 +295,7 @@ def compile_conditions(
     written, and each record's own Timezone Offset From UTC places its times."""
     local = _local(options)
     if timezone_offset is None:
-        for keyword, tag, _vr, key in keys:
+        for _keyword, tag, _vr, key in keys:
             if tag == TIMEZONE_OFFSET_TAG and isinstance(key, str) and key.strip(" \0"):
                 timezone_offset = key
     conditions: list[Condition] = []
@@ -296,7 +306,8 @@ def compile_conditions(
             try:
                 key_offset = parse_offset(timezone_offset.split("\\")[0])
             except ValueError as exc:
-                conditions.append(_invalid("TimezoneOffsetFromUTC", (TIMEZONE_OFFSET_TAG,), "SH", timezone_offset, str(exc), options))
+                conditions.append(_invalid("TimezoneOffsetFromUTC", (TIMEZONE_OFFSET_TAG,), "SH", timezone_offset,
+                                           str(exc), options))
         zone = Zone(key_offset, adjust=True)
     keys = [k for k in keys if k[1] not in NEVER_MATCHED_TAGS and k[1] >> 16 >= 0x0008]
     paired: set[str] = set()

@@ -7,7 +7,7 @@ are visited in ascending unique-key order, so answers are deterministic and page
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Callable, Iterator
 
 from ..index import codec as records
 from ..index.lmdb_index import LEVEL_DB
@@ -26,7 +26,7 @@ class Match:
 
     __slots__ = ("level", "key", "_records", "_executor")
 
-    def __init__(self, level: str, key: bytes, records: dict[str, bytes], executor: "Executor | None" = None):
+    def __init__(self, level: str, key: bytes, records: dict[str, bytes], executor: Executor | None = None):
         self.level, self.key, self._records, self._executor = level, key, records, executor
 
     def record(self, level: str) -> bytes | None:
@@ -56,10 +56,10 @@ class Executor:
         self._cache: dict[tuple[str, bytes], bytes | None] = {}   # ancestors only
         self._verdict: dict[tuple[str, bytes], bool] = {}
         self._dbs = {level: index.db(db) for level, db in LEVEL_DB.items()}
-        self.test = fast.record_tester(query, self.test)  # compiled kernels when built
+        self.test: Callable[[str, bytes], bool] = fast.record_tester(query, self._pure_test)  # compiled when built
         self.plan: Plan = choose_plan(self)
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -70,8 +70,8 @@ class Executor:
         executor, so without this the transaction (and the LMDB reader slot it holds until it
         is freed) would live until the next cyclic collection; an application that makes few
         tracked objects, or turns the GC off, would then run out of reader slots."""
-        self.plan = None
-        self.test = None
+        self.plan = None  # type: ignore[assignment]  # closed: nothing reads the plan after close()
+        self.test = None  # type: ignore[assignment]  # closed: nothing tests after close()
         self._cache.clear()
         self.txn = None
 
@@ -102,7 +102,8 @@ class Executor:
         return out
 
     # -- matching ---------------------------------------------------------------------------
-    def test(self, level: str, rec: bytes) -> bool:
+    def _pure_test(self, level: str, rec: bytes) -> bool:
+        """``test`` without the compiled kernels: every condition of the level, in Python."""
         for cond in self.query.conditions.get(level, ()):
             values = [records.get_value(rec, t) for t in cond.tags]
             if not cond.test(*values):
@@ -167,9 +168,10 @@ class Executor:
                 yield batch
                 if exhausted:
                     return
-        if record_test is not None:
+        keys = self.plan.keys
+        if record_test is not None and keys is not None:  # past the scan above, keys come with the kernels
             # candidate keys from a plan: fetched and tested in a C loop, a batch at a time
-            fetch, keys = record_test(target).fetch, self.plan.keys
+            fetch = record_test(target).fetch
             get, db = self.txn.get, self._dbs[target]
             for i in range(0, len(keys), 1024):
                 yield fetch(get, keys[i:i + 1024], db, with_keys)
@@ -177,7 +179,7 @@ class Executor:
         test = self.test
         # the plan yields (key, record) with the record possibly a buffer into the map: test in
         # place, copy only what matches (buffers are valid until the next read)
-        batch: list = []
+        batch = []
         for key, rec in self.plan.candidates():
             if rec is not None and test(target, rec):
                 batch.append((bytes(key), bytes(rec)) if with_keys else bytes(rec))

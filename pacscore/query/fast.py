@@ -23,7 +23,7 @@ and case folding; person names not in normal form; SQ fields) is handed to ``con
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .. import _impl, values
 
@@ -90,10 +90,10 @@ def _da_bounds(kind: str, key: str) -> tuple[str, str] | None:
         low = high = key.strip(" \0")
     else:
         try:
-            low, high = values.split_range("DA", key)
+            first, last = values.split_range("DA", key)
         except ValueError:
             return None
-        low, high = low or "", high or ""
+        low, high = first or "", last or ""
     for end in (low, high):
         if end and not (len(end) == 8 and end.isascii() and end.isdigit() and _is_date(end)):
             return None
@@ -140,5 +140,6 @@ def record_tester(query, fallback: Callable[[str, bytes], bool]) -> Callable[[st
     def test(level: str, rec: bytes) -> bool:
         return per_level.get(level, always)(rec)
 
-    test.record_test = lambda level: per_level.get(level, always)  # for Executor's C scan loop
+    # for Executor's C scan loop
+    test.record_test = lambda level: per_level.get(level, always)  # type: ignore[attr-defined]  # a function attribute
     return test

@@ -59,7 +59,7 @@ def parse_tag(name: object) -> int:
             return name
         raise QueryError(str(name), "not a DICOM tag")
     if hasattr(name, "group") and hasattr(name, "element"):
-        return int(name)
+        return int(name)  # type: ignore[call-overload]  # duck-typed: a pydicom Tag or any tag-like object
     if not isinstance(name, str):
         raise QueryError(repr(name), "an attribute is named by its keyword or its tag")
     text = name.strip()
@@ -130,13 +130,13 @@ def element_string(elem) -> object:
 def identifier_items(identifier: object) -> tuple[list[tuple[int, object]], str | None]:
     """(tag, raw value) pairs and the QueryRetrieveLevel found in the identifier."""
     if isinstance(identifier, Dataset):
-        pairs = []
-        for tag in list(identifier.keys()):
+        pairs: list[tuple[int, object]] = []
+        for element_tag in list(identifier.keys()):
             try:
-                elem = identifier[tag]
+                elem = identifier[element_tag]
                 pairs.append((int(elem.tag), element_string(elem)))
             except Exception as exc:  # pydicom cannot decode the value: a malformed identifier
-                raise QueryError(model.keyword_of(int(tag)),
+                raise QueryError(model.keyword_of(int(element_tag)),
                                  f"cannot decode the value: {type(exc).__name__}: {exc}") from None
     elif isinstance(identifier, dict):
         pairs = [(parse_tag(k), v) for k, v in identifier.items()]
@@ -160,7 +160,8 @@ def build_query(identifier: object, level: str | None, model_name: str, options:
     pairs, id_level = identifier_items(identifier)
     if level is None:
         if id_level is None:
-            raise QueryError("QueryRetrieveLevel", "no query level: pass level= or put QueryRetrieveLevel in the identifier")
+            raise QueryError("QueryRetrieveLevel",
+                             "no query level: pass level= or put QueryRetrieveLevel in the identifier")
         level = id_level
     target = model.normalise_level(level, mdl)
     levels = model.MODELS[mdl][: model.MODELS[mdl].index(target) + 1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
+from typing import Any
 
 from ..errors import QueryError
 
@@ -48,11 +49,12 @@ class MatchOptions:
     def names(cls) -> tuple[str, ...]:
         return _NAMES
 
-    def replace(self, **changes: object) -> "MatchOptions":
+    def replace(self, **changes: Any) -> MatchOptions:
         """A copy with ``changes``; unknown names raise QueryError naming them.
 
         Every query with options makes one; the copies of the same options with the same
         changes are equal and immutable, so they are kept (a few dozen at most in practice)."""
+        key: tuple | None
         try:
             key = (self, tuple(sorted(changes.items())))
             hit = _REPLACED.get(key)

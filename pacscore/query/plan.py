@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .. import model, values
 from ..index import segments
@@ -32,6 +33,13 @@ from ..index.secondary import (
 from .ranges import values_of
 from .ranges import walk as walk_range
 
+if TYPE_CHECKING:
+    from .execute import Executor  # execute.py imports this module
+
+#: an index value range: (start, end inclusive or None, mode): mode False is one exact value,
+#: True a prefix, "range" the keys from start to end
+Range = tuple[bytes, bytes | None, bool | str]
+
 _DOWN = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
 _EXACT_VRS = frozenset({"CS", "SH", "LO", "AE", "UI"})
 _DA8 = re.compile(r"^\d{8}$")
@@ -43,7 +51,7 @@ class Plan:
     kind: str                       # "unique", "navigate", "index", "scan"
     detail: str
     keys: list[bytes] | None = None  # the candidate keys (sorted); None = scan
-    executor: object = None
+    executor: Executor = None  # type: ignore[assignment]  # every plan is made for (and given) its Executor
     steps: list[str] = field(default_factory=list)
 
     @property
@@ -56,7 +64,7 @@ class Plan:
         ex = self.executor
         return segments.values(ex.txn, ex.index.db("segments"), ex.query.level)
 
-    def candidates(self) -> Iterator[tuple[bytes, object]]:
+    def candidates(self) -> Iterator[tuple[bytes, Any]]:
         """(key, record) pairs in ascending key order; the record may be a buffer."""
         ex = self.executor
         db = ex.index.db(LEVEL_DB[ex.query.level])
@@ -128,11 +136,13 @@ def _index_plan(ex) -> Plan | None:
     # past this many candidates a scan is cheaper (a fetched candidate costs three to five scanned
     # records), so the walk of an index range stops there and the level is scanned instead
     cap = max(256, total // 4)
-    best: set[bytes] | None = None
+    best: list[bytes] | set[bytes] | None = None
+    found: list[bytes] | set[bytes] | None
     steps = []
     gram_tags = GRAM_INDEXED.get(level, ()) if ex.index.grams else ()
     for cond in q.conditions.get(level, ()):
-        if len(cond.tags) == 1 and cond.tags[0] in gram_tags and cond.vr in ("LO", "SH") and cond.tags[0] not in indexed:
+        if (len(cond.tags) == 1 and cond.tags[0] in gram_tags and cond.vr in ("LO", "SH")
+                and cond.tags[0] not in indexed):
             found, kind = _collect_grams(ex, level, cond, cap), " (trigrams)"
         elif cond.tags[0] in indexed and (len(cond.tags) == 1 or cond.kind == "combined"):
             ranges = _ranges_for(cond, q.options)
@@ -152,13 +162,13 @@ def _index_plan(ex) -> Plan | None:
     return Plan("index", "secondary index", sorted(best), ex, steps)
 
 
-def _ranges_for(cond, options) -> list[tuple[bytes, bytes | None, bool]] | None:
+def _ranges_for(cond, options) -> list[Range] | None:
     """Index value ranges (start, end inclusive, or prefix) that hold every possible match."""
     vr = cond.vr
     if cond.kind in ("single", "uid_list", "multi_value") and vr in _EXACT_VRS:
         return [(_enc(v.strip(" \x00")), None, False) for v in cond.key_values]
     if vr == "PN" and not options.pn_match_all_groups and cond.kind in ("single", "wildcard", "multi_value"):
-        out = []
+        out: list[Range] = []
         for raw in str(cond.key).split("\\"):
             if "=" in raw:
                 return None
@@ -191,7 +201,7 @@ def _ranges_for(cond, options) -> list[tuple[bytes, bytes | None, bool]] | None:
     return None
 
 
-def _combined_date_range(date_key: str) -> list[tuple[bytes, bytes, str]] | None:
+def _combined_date_range(date_key: str) -> list[Range] | None:
     """The dates a combined date-time range can match, as a range of the date's index: its date
     bounds widened by a day each way (a key's UTC offset moves its bounds by up to 14 hours)."""
     if date_key.count("-") > 1:
@@ -240,7 +250,8 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
         runs = [run for run in runs if run]
         if not runs:
             return None
-        rarest = []
+        rarest: list[tuple[int, bytes]] = []
+        unmatched = False  # a trigram of the key value that no stored value has
         for run in runs:
             counts = []
             for gram in run:
@@ -251,19 +262,18 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
             else:
                 rarest.append(min(counts))
                 continue
-            rarest = None
+            unmatched = True
             break
-        if rarest is None:
+        if unmatched:
             continue
         rarest.sort()
         if rarest[0][0] > cap:
             return None
-        matched: list[bytes] | set[bytes] | None = None
-        for count, key in rarest[:3]:
+        matched: list[bytes] | set[bytes] = _dups(cur, rarest[0][1])  # the rarest: at most cap (above)
+        for count, key in rarest[1:3]:
             if count > cap:
                 break  # reading a common trigram's entities would cost more than it saves
-            these = _dups(cur, key)
-            matched = these if matched is None else set(matched).intersection(these)
+            matched = set(matched).intersection(_dups(cur, key))
         per_value.append(matched if isinstance(matched, list) else sorted(matched))
     if len(per_value) > 1:
         per_value = [sorted(set().union(*per_value))]
@@ -278,7 +288,7 @@ def _empty_can_match(cond) -> bool:
         return True  # a combined date-time key: the time of an entity without a date counts
     try:
         return bool(cond.test(None)) or bool(cond.test(""))
-    except Exception:  # noqa: BLE001 - whatever the reason, keep the empty ones
+    except Exception:  # whatever the reason, keep the empty ones
         return True
 
 

@@ -8,7 +8,7 @@ is in use (the pure ones under ``PACSCORE_PURE=1``).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import _impl
 
@@ -22,7 +22,7 @@ def walk_range_pure(it: Iterable, head: bytes, lo: bytes, hi: bytes | None, pref
         k = bytes(k)
         if prefix and not k.startswith(lo):
             return True
-        if not prefix and (not k.startswith(head) or k > hi):
+        if not prefix and (not k.startswith(head) or k > hi):  # type: ignore[operator]  # hi is set unless prefix
             return True
         found.add(bytes(v))
         if len(found) > cap:

@@ -18,8 +18,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..values import (
-    DAY, TEMPORAL_VRS, WILDCARD_VRS, combine_da_tm, fold_case, is_empty, nfc, parse_at, parse_number,
-    parse_temporal, parse_tm, pn_groups, split_range,
+    DAY,
+    TEMPORAL_VRS,
+    WILDCARD_VRS,
+    combine_da_tm,
+    fold_case,
+    is_empty,
+    nfc,
+    parse_at,
+    parse_number,
+    parse_temporal,
+    parse_tm,
+    pn_groups,
+    split_range,
 )
 from .options import MatchOptions
 
@@ -165,7 +176,8 @@ def temporal_value(vr: str, value: str, zone: Zone = Zone()) -> ValueTest:
 
 def numeric_value(vr: str, value: str) -> ValueTest:
     """IS/DS Single Value Matching (CP-2305, implementation dependent): numeric equality, so
-    ``+7`` = ``007`` = ``7``; a key that is no number is compared literally (docs/matching.md §3, Single Value Matching)."""
+    ``+7`` = ``007`` = ``7``; a key that is no number is compared literally (docs/matching.md §3,
+    Single Value Matching)."""
     try:
         key = parse_number(vr, value)
     except ValueError:
@@ -347,7 +359,9 @@ def person_name_wildcard(pattern: str, options: MatchOptions) -> ValueTest:
 
     if len(groups) <= 1:
         if not compiled:
-            return lambda v, _offset=0: True
+            def anything(v: str, _offset: int = 0) -> bool:
+                return True
+            return anything
         _, only, carets = compiled[0]
         any_group = options.pn_match_all_groups
 
@@ -423,7 +437,8 @@ def combined_datetime(
             return floor <= high and ceil >= low
         return low <= floor <= high
 
-    test.bounds = (lo, hi)  # for the compiled kernel (query/fast.py): None is an open end
+    # for the compiled kernel (query/fast.py): None is an open end
+    test.bounds = (lo, hi)  # type: ignore[attr-defined]  # a function attribute
     return test
 
 
@@ -488,11 +503,11 @@ def key_test(
             raise ValueError("wild cards are not allowed in Multiple Value Matching (PS3.4 C.2.2.2.8)")
         tests = [t for t in (value_test(vr, v, options, zone) for v in values) if t is not None]
         return ("multi_value", multiple_values(tests)) if tests else None
-    tests = [value_test(vr, v, options, zone) for v in values]
-    if any(t is None for t in tests):
+    key_tests = [value_test(vr, v, options, zone) for v in values]
+    if any(t is None for t in key_tests):
         return None  # OR with a universal value matches everything
     kind = "wildcard" if "wildcard" in kinds else "range" if "range" in kinds else "single"
-    return kind, any_key_value(tests)  # type: ignore[arg-type]
+    return kind, any_key_value(key_tests)  # type: ignore[arg-type]  # no None left: returned above
 
 
 # ---------------------------------------------------------------- sequences and empty values

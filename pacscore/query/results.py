@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import gc
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any
 
 from pydicom.dataelem import DataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
@@ -87,7 +88,8 @@ class ResultBuilder:
 
     def fields(self, match: Match) -> list[tuple[int, str, object]]:
         """(tag, vr, value) of the response; value "" when unknown."""
-        out = [(model.T_CHARSET, "CS", CHARSET), (model.T_QR_LEVEL, "CS", self.query.level)]
+        out: list[tuple[int, str, object]] = [(model.T_CHARSET, "CS", CHARSET),
+                                              (model.T_QR_LEVEL, "CS", self.query.level)]
         for lvl, tag in self._uniques:
             rec = match.record(lvl)
             value = records.get_value(rec, tag) if rec is not None else None
@@ -119,12 +121,13 @@ class ResultBuilder:
         return (key.tag, json_rows.out_vr(key.vr, vr), value)
 
     # -- the JSON fast path ---------------------------------------------------------------
-    def _row_plan(self) -> tuple[tuple, tuple[str, ...]]:
+    def _row_plan(self) -> tuple[tuple, tuple[str | None, ...]]:
         """The specs of json_rows for this query, and the levels whose records they read."""
         levels = list(self.query.levels)
         own = levels.index(self.query.level)
-        specs = [(model.T_CHARSET, (json_rows.CONSTANT, f"{model.T_CHARSET:08X}", "CS", CHARSET)),
-                 (model.T_QR_LEVEL, (json_rows.CONSTANT, f"{model.T_QR_LEVEL:08X}", "CS", self.query.level))]
+        specs: list[tuple[int, tuple]] = [
+            (model.T_CHARSET, (json_rows.CONSTANT, f"{model.T_CHARSET:08X}", "CS", CHARSET)),
+            (model.T_QR_LEVEL, (json_rows.CONSTANT, f"{model.T_QR_LEVEL:08X}", "CS", self.query.level))]
         for lvl, tag in self._uniques:
             pointer = _POINTERS.get((self.query.level, lvl))
             if pointer is not None:
@@ -190,7 +193,7 @@ class ResultBuilder:
         return ds
 
 
-def _element(tag: int, vr: str, value: object) -> DataElement:
+def _element(tag: int, vr: str, value: Any) -> DataElement:
     if vr == "SQ":
         items = []
         for item in value or []:
@@ -211,18 +214,18 @@ def _element(tag: int, vr: str, value: object) -> DataElement:
     if value == "" or value is None:
         return DataElement(tag, vr, empty_value_for_VR(vr))
     if vr in ("US", "UL", "SS", "SL", "SV", "UV"):
-        vals = [int(v) for v in str(value).split("\\") if v != ""]
-        return DataElement(tag, vr, vals if len(vals) != 1 else vals[0])
+        ints = [int(v) for v in str(value).split("\\") if v != ""]
+        return DataElement(tag, vr, ints if len(ints) != 1 else ints[0])
     if vr in ("FL", "FD"):
-        vals = [float(v) for v in str(value).split("\\") if v != ""]
-        return DataElement(tag, vr, vals if len(vals) != 1 else vals[0])
+        floats = [float(v) for v in str(value).split("\\") if v != ""]
+        return DataElement(tag, vr, floats if len(floats) != 1 else floats[0])
     if vr == "AT":
-        vals = [int(v, 16) for v in str(value).split("\\") if v]
-        return DataElement(tag, vr, vals if len(vals) != 1 else vals[0])
+        tags = [int(v, 16) for v in str(value).split("\\") if v]
+        return DataElement(tag, vr, tags if len(tags) != 1 else tags[0])
     return DataElement(tag, vr, value)
 
 
-def json_attribute(vr: str, value: object) -> dict:
+def json_attribute(vr: str, value: Any) -> dict:
     """One attribute in the DICOM JSON model (PS3.18 F.2)."""
     if vr == "IN":
         vr = "LO"
@@ -234,13 +237,13 @@ def json_attribute(vr: str, value: object) -> dict:
         return {"vr": vr}
     parts = [value] if vr in TEXT_VRS else str(value).split("\\")
     if vr == "PN":
-        vals = []
+        vals: list[dict[str, str] | None] = []
         for p in parts:
             if not p:
                 vals.append(None)
                 continue
             groups = p.split("=")
-            obj = {}
+            obj: dict[str, str] = {}
             for name, g in zip(("Alphabetic", "Ideographic", "Phonetic"), groups):
                 if g:
                     obj[name] = g

@@ -37,7 +37,7 @@ def load_suite(archive):
 def _pct(sorted_ms: list[float], p: float) -> float | None:
     if not sorted_ms:
         return None
-    return round(sorted_ms[min(len(sorted_ms) - 1, int(round(p / 100 * (len(sorted_ms) - 1))))], 3)
+    return round(sorted_ms[min(len(sorted_ms) - 1, round(p / 100 * (len(sorted_ms) - 1)))], 3)
 
 
 def _summary(ms: list[float], errors: int, seconds: float) -> dict:
@@ -105,8 +105,8 @@ def bench_target(text: str, suite, *, clients: int = 1, duration: float | None =
             t.join()
         seconds = time.perf_counter() - start
     finally:
-        for t in targets:
-            t.close()
+        for tgt in targets:
+            tgt.close()
     every = [ms for v in per_query.values() for ms in v]
     return {"target": text, "clients": clients, "seconds": round(seconds, 3),
             **_summary(every, sum(errors.values()), seconds),
@@ -129,6 +129,7 @@ def run_bench(targets: list[str], *, data: str | None = None, generate: int | No
             import itertools
 
             from pydicom import dcmread
+            from pydicom.dataset import Dataset
 
             from .generate import config_for, generate_bytes
 
@@ -136,7 +137,7 @@ def run_bench(targets: list[str], *, data: str | None = None, generate: int | No
             data = tmp + "/data"
             with pacscore.open(data) as arc:
                 arc.store_many(blobs, workers=1)
-            datasets = [dcmread(io.BytesIO(b)) for b in blobs]
+            datasets: list[Dataset] = [dcmread(io.BytesIO(b)) for b in blobs]
             for text in targets:
                 t = open_target(text, calling_ae=calling_ae, create=True)
                 try:
@@ -178,7 +179,8 @@ def table(result: dict) -> str:
                          str(q["p95_ms"]), str(q["p99_ms"]), str(q["errors"])))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for n, row in enumerate(rows):
-            lines.append("  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+            cells = (c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            lines.append("  " + "  ".join(cells))
             if n == 0:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         for m in r["error_messages"][:5]:

@@ -68,14 +68,14 @@ class Reference:
 
     def pool(self, level: str, kw: str) -> list[str]:
         """The distinct non-empty stored values (each value of a multi-valued one) of ``kw``."""
-        out = set()
+        out: set[str] = set()
         for rec in self.records[level].values():
             v = rec.get(kw)
             if v:
                 out.update(x for x in (v.split("\\") if kw != "PatientName" else [v]) if x)
         return sorted(out)
 
-    def answer(self, query: "Query") -> set[str]:
+    def answer(self, query: Query) -> set[str]:
         from ..query.oracle import match
 
         out = set()
@@ -168,7 +168,7 @@ def _category(rule: str, query: Query, uids: list[str], reference: Reference) ->
     if kinds == {"multi-valued"}:
         return f"multi-valued stored value ({rule})"
     if kinds <= {"absent", "empty"}:
-        return f"{' or '.join(sorted(kinds))} stored value ({rule})"
+        return f"{' or '.join(sorted(kinds))} stored value ({rule})"  # type: ignore[arg-type]  # no None: returned above
     return f"empty, absent or multi-valued stored value ({rule})"
 
 
@@ -253,6 +253,7 @@ def query_strategy(rule: str, reference: Reference, levels=LEVELS) -> st.SearchS
         def keyed(kw: str) -> st.SearchStrategy[Query]:
             vr = ATTRIBUTES[level][kw]
             key = ps.matching_keys(vr, rule, reference.pool(level, kw) or None)
+            parent: st.SearchStrategy[tuple[str | None, str | None]]
             if level == "STUDY":
                 parent = st.just((None, None))
             elif level == "SERIES":
@@ -317,7 +318,7 @@ def run_conformance(target: str, *, seed: int = 0, queries: int = 200, rules=RUL
             try:
                 with ps.seeded_generation():
                     check()
-            except BaseException as exc:  # noqa: BLE001 - Hypothesis raises one error or a group
+            except BaseException as exc:  # Hypothesis raises one error or a group
                 found = _collect(exc)
                 if not found:
                     raise

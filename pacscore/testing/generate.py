@@ -305,8 +305,8 @@ def _person_name(rng: random.Random, script: str) -> str:
     if script == "chinese":
         (f_latin, f_han), (g_latin, g_han) = rng.choice(_CHINESE_FAMILY), rng.choice(_CHINESE_GIVEN)
         return f"{f_latin}^{g_latin}={f_han}^{g_han}"
-    fam, giv = (_JAPANESE_FAMILY, _JAPANESE_GIVEN) if script == "japanese" else (_KOREAN_FAMILY, _KOREAN_GIVEN)
-    (f_latin, f_ideo, f_phon), (g_latin, g_ideo, g_phon) = rng.choice(fam), rng.choice(giv)
+    families, givens = (_JAPANESE_FAMILY, _JAPANESE_GIVEN) if script == "japanese" else (_KOREAN_FAMILY, _KOREAN_GIVEN)
+    (f_latin, f_ideo, f_phon), (g_latin, g_ideo, g_phon) = rng.choice(families), rng.choice(givens)
     return f"{f_latin}^{g_latin}={f_ideo}^{g_ideo}={f_phon}^{g_phon}"
 
 
@@ -322,10 +322,10 @@ def _non_ascii_names() -> frozenset[str]:
     for f_latin, f_han in _CHINESE_FAMILY:
         for g_latin, g_han in _CHINESE_GIVEN:
             names.add(f"{f_latin}^{g_latin}={f_han}^{g_han}")
-    for fam, giv in ((_JAPANESE_FAMILY, _JAPANESE_GIVEN), (_KOREAN_FAMILY, _KOREAN_GIVEN)):
-        for f in fam:
-            for g in giv:
-                names.add(f"{f[0]}^{g[0]}={f[1]}^{g[1]}={f[2]}^{g[2]}")
+    for families, givens in ((_JAPANESE_FAMILY, _JAPANESE_GIVEN), (_KOREAN_FAMILY, _KOREAN_GIVEN)):
+        for family in families:
+            for given in givens:
+                names.add(f"{family[0]}^{given[0]}={family[1]}^{given[1]}={family[2]}^{given[2]}")
     return frozenset(names)
 
 
@@ -699,7 +699,8 @@ def _make_series(patient: _Patient, study: _Study, modality: str, number: int, u
     w.put(out, "SeriesInstanceUID", _ui(uid))
     w.opt(out, "SeriesNumber", str(number if rng.random() < 0.9 else number * 100 + 1), absent=False)
     primary_descriptions = study.catalog[2]
-    if modality in _EXTRA_SERIES and study.catalog[0] not in ("RADIOLOGY REPORT", "SCANNED DOCUMENTS", "OUTSIDE IMAGES"):
+    if (modality in _EXTRA_SERIES
+            and study.catalog[0] not in ("RADIOLOGY REPORT", "SCANNED DOCUMENTS", "OUTSIDE IMAGES")):
         description = rng.choice(_EXTRA_SERIES[modality])
     else:
         description = primary_descriptions[(number - 1) % len(primary_descriptions)]
@@ -777,7 +778,8 @@ def _image_content(w: _Writer, out: dict[int, bytes], modality: str, description
         w.put(out, "RescaleIntercept", "0" if signed else "-1024")
         w.put(out, "RescaleSlope", "1")
         w.put(out, "RescaleType", "HU")
-        center, width = rng.choice((("40", "400"), ("-600", "1500"), ("40\\-600", "400\\1500"), ("35\\700", "80\\3200")))
+        center, width = rng.choice((("40", "400"), ("-600", "1500"), ("40\\-600", "400\\1500"),
+                                    ("35\\700", "80\\3200")))
         w.put(out, "WindowCenter", center)
         w.put(out, "WindowWidth", width)
     elif modality == "MR":

@@ -26,11 +26,12 @@ full path, ``pacscore.testing.strategies``.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from ..values import parse_temporal, split_range
 
@@ -193,7 +194,7 @@ def decimal_strings() -> st.SearchStrategy[str]:
     return st.one_of(fixed, expo, st.integers(-999, 999).map(str)).filter(lambda s: len(s) <= 16)
 
 
-_VALUE_STRATEGIES = {
+_VALUE_STRATEGIES: dict[str, Callable[[], st.SearchStrategy[str]]] = {
     "DA": dates, "TM": times, "DT": datetimes, "PN": person_names, "UI": uids, "CS": code_strings,
     "LO": long_strings, "SH": short_strings, "AE": ae_titles, "IS": integer_strings, "DS": decimal_strings,
 }
@@ -423,8 +424,9 @@ def level_attributes(level: str, model: str = "STUDY") -> dict[str, str]:
 @st.composite
 def identifiers(draw, level: str | None = None, model: str | None = None) -> dict[str, str]:
     """C-FIND identifiers as dicts keyword -> key (with QueryRetrieveLevel) for ``level`` in
-    ``model`` (Patient Root: PATIENT, STUDY, SERIES, IMAGE; Study Root has no PATIENT level): the unique keys of the levels above as single values (hierarchical
-    search), one to three matching keys of any rule, a few return keys."""
+    ``model`` (Patient Root: PATIENT, STUDY, SERIES, IMAGE; Study Root has no PATIENT level): the
+    unique keys of the levels above as single values (hierarchical search), one to three matching
+    keys of any rule, a few return keys."""
     model = model or draw(st.sampled_from(MODELS))
     allowed = LEVELS if model == "PATIENT" else LEVELS[1:]
     level = level or draw(st.sampled_from(allowed))
@@ -467,9 +469,9 @@ def _instance(patient: dict, study: dict, series: dict, number: int, sop_uid: st
             setattr(ds, kw, value)
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.ImplementationClassUID = "1.2.826.0.1.3680043.9.7433.1.1"
+    ds.file_meta.ImplementationClassUID = UID("1.2.826.0.1.3680043.9.7433.1.1")
     ds.preamble = b"\0" * 128
     return ds
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
-__all__ = ["TargetError", "Target", "use_archive", "acquire_archive", "release_archive", "ArchiveTarget", "DimseTarget", "QidoTarget", "open_target", "UNIQUE"]
+__all__ = ["TargetError", "Target", "use_archive", "acquire_archive", "release_archive", "ArchiveTarget", "DimseTarget",
+           "QidoTarget", "open_target", "UNIQUE"]
 
 UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -56,7 +58,7 @@ class Target:
     def find(self, level: str, identifier: dict) -> list[dict]:
         raise NotImplementedError
 
-    def clone(self) -> "Target":
+    def clone(self) -> Target:
         """A target of its own for another client thread (connections are not shared)."""
         return open_target(self.text, **getattr(self, "_kwargs", {}))
 
@@ -126,7 +128,7 @@ class ArchiveTarget(Target):
         except QueryError as exc:
             raise TargetError(f"QueryError: {exc}") from exc
 
-    def clone(self) -> "ArchiveTarget":
+    def clone(self) -> ArchiveTarget:
         return ArchiveTarget(self.text, archive=self.arc)  # an Archive serves many threads
 
     def close(self) -> None:
@@ -241,7 +243,7 @@ class DimseTarget(Target):
         for assoc in assocs:
             try:
                 assoc.release()
-            except Exception:  # noqa: BLE001 - already gone
+            except Exception:  # already gone
                 pass
 
 
@@ -299,7 +301,7 @@ class QidoTarget(Target):
                     else f"/studies/{study}/instances" if study else "/instances")
         if path.count("/") < {"STUDY": 1, "SERIES": 3, "IMAGE": 5}[level] and not relational:
             raise TargetError(f"a {level} query without the UIDs above it is relational")
-        params: list[tuple[str, str]] = [("limit", "100000")]
+        params: list[tuple[str, Any]] = [("limit", "100000")]  # Any: httpx's list of (name, primitive)
         if options.get("fuzzy_pn"):
             params.append(("fuzzymatching", "true"))
         for kw, value in ident.items():
