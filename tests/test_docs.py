@@ -135,6 +135,28 @@ def test_every_not_run_marker_gives_a_reason():
     assert not unexplained
 
 
+def test_the_api_reference_names_every_public_name_and_field():
+    import dataclasses
+
+    import pacscore
+    from pacscore import errors
+    from pacscore.maintenance import BackupReport, SideReport, VerifyReport
+    from pacscore.reports import Move
+
+    page = ROOT / "docs" / "api.md"
+    code = " ".join(block.text for block in blocks(page))
+    prose = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code + " ".join(re.findall(r"`([^`]+)`", prose))))
+    public = {name for name in dir(pacscore.Archive) if not name.startswith("_")}
+    public |= set(pacscore.__all__) | {"restore", "ArchiveNotFound", "ConfigError"}
+    for kind in (pacscore.StoreResult, pacscore.IngestReport, pacscore.InstanceRef, Move, VerifyReport,
+                 SideReport, BackupReport):
+        public |= {field.name for field in dataclasses.fields(kind)}
+    public |= {name for name in vars(VerifyReport) if isinstance(vars(VerifyReport)[name], property)}
+    public |= {name for name in vars(errors) if isinstance(vars(errors)[name], type)}
+    assert not sorted(public - named)
+
+
 # ---------------------------------------------------------------- the data a page finds
 
 def _write_data(folder: Path) -> None:
