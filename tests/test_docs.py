@@ -130,6 +130,11 @@ def test_the_extractor_reads_markers_statuses_and_comments(tmp_path):
                                                    ("pacscore stats --archive a/", 0)]
 
 
+def test_a_served_port_is_swapped_only_where_it_is_a_whole_number():
+    line = "pacscore bench dimse://A@127.0.0.1:11112 --port 11112 --repeat 111120"
+    assert _with_ports(line, {"11112": "40001"}) == "pacscore bench dimse://A@127.0.0.1:40001 --port 40001 --repeat 111120"
+
+
 def test_every_not_run_marker_gives_a_reason():
     unexplained = [b.where for page in PAGES for b in blocks(page) if b.not_run is not None and not b.not_run]
     assert not unexplained
@@ -145,7 +150,7 @@ def test_the_api_reference_names_every_public_name_and_field():
 
     page = ROOT / "docs" / "api.md"
     code = " ".join(block.text for block in blocks(page))
-    prose = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    prose = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL | re.MULTILINE)
     named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code + " ".join(re.findall(r"`([^`]+)`", prose))))
     public = {name for name in dir(pacscore.Archive) if not name.startswith("_")}
     public |= set(pacscore.__all__) | {"restore", "ArchiveNotFound", "ConfigError"}
