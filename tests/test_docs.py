@@ -4,14 +4,16 @@ against the wheel (wheel_env.py) installed in a fresh virtual environment outsid
 
 A page's blocks run in order, in a working folder of their own that holds small generated data:
 ``ct.dcm`` (study 1.2.3, series 1.2.3.4, instance 1.2.3.4.5), ``image.dcm`` and ``x.dcm`` (other
-instances) and the folders ``incoming/`` (generated studies and a copy of ``ct.dcm``) and ``folder/``
-(generated studies). A page's Python
-blocks share one namespace, as a reader's session would. In a console block with prompts the
-lines starting with ``$ `` are the commands (the rest is output) and ``$ echo $?`` gives the exit status the command before it must
-have (0 otherwise). ``pacscore serve`` runs in the background until the page is done; its port is
-swapped for a free one in that command and the page's later ones, and the next command waits
-until the server accepts connections. Other commands (pip, make, python -m benchmarks...) set
-up or work on the repository and are not run here.
+instances), ``incoming/`` (generated studies and a copy of ``ct.dcm``) and ``folder/``
+(generated studies). A page's Python blocks share one namespace, as a reader's session would.
+
+In a console block with prompts the lines starting with ``$ `` are the commands (the rest is
+output), and ``$ echo $?`` gives the exit status the command before it must have (0 otherwise).
+``pacscore serve`` runs in the background until the page is done; its port is swapped for a free
+one in that command and the page's later ones, and the next command waits until the server
+accepts connections. Other commands (pip, make, python -m benchmarks...) set up or work on the
+repository and are not run here. Under ``PACSCORE_PURE=1`` (the suite's second run) the
+examples run on the wheel's pure-Python twins.
 
 A block that cannot run on its own (it needs an S3 endpoint, a remote PACS, a package of yours)
 has ``<!-- not run: the reason -->`` on the line before its fence; the reason must be given.
@@ -188,8 +190,11 @@ def user(tmp_path_factory) -> UserEnv:
     wheel = one(built_dist(tmp_path_factory), "*.whl")
     env = UserEnv(tmp_path_factory.mktemp("docs-user"))
     env.install(f"{wheel}[all]")
-    where = env.run("python", "-c", "import pacscore; print(pacscore.__file__)").stdout
+    if os.environ.get("PACSCORE_PURE") == "1":  # the suite's second run: the docs on the pure twins
+        env.env["PACSCORE_PURE"] = "1"
+    where = env.run("python", "-c", "import pacscore; print(pacscore.__file__, pacscore.IMPLEMENTATION)").stdout
     assert str(env.venv) in where and str(ROOT) not in where
+    assert where.split()[1] == ("pure" if env.env.get("PACSCORE_PURE") else "cython")
     return env
 
 
