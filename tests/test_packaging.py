@@ -18,6 +18,8 @@ import pytest
 import pacscore
 from pacscore.cli import build_parser, main
 
+from .wheel_env import built_dist, one
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -149,26 +151,13 @@ def test_the_benchmark_scripts_use_the_package_code():
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
-    """An sdist and a wheel built from this tree as pip would (isolated build environment)."""
-    out = tmp_path_factory.mktemp("dist")
-    env = {k: v for k, v in os.environ.items() if k not in ("PACSCORE_NO_EXT", "PYTHONPATH")}
-    # python -m build: the "build" package of the test extra
-    proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-                          capture_output=True, text=True, env=env, check=False)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
-    assert "Deprecat" not in log, [line for line in log.splitlines() if "eprecat" in line]
-    return out
-
-
-def _one(folder: Path, pattern: str) -> Path:
-    (found,) = folder.glob(pattern)
-    return found
+    """An sdist and a wheel built from this tree as pip would (once per session: wheel_env.py)."""
+    return built_dist(tmp_path_factory)
 
 
 @pytest.mark.slow
 def test_the_wheel_has_the_license_and_no_generated_c(dist):
-    with zipfile.ZipFile(_one(dist, "*.whl")) as wheel:
+    with zipfile.ZipFile(one(dist, "*.whl")) as wheel:
         names = wheel.namelist()
         metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert not [n for n in names if n.endswith(".c")]
@@ -177,7 +166,7 @@ def test_the_wheel_has_the_license_and_no_generated_c(dist):
     assert "pacscore/testing/generate.py" in names and "pacscore/testing/suite.py" in names
     assert f"\nVersion: {pacscore.__version__}\n" in metadata
     assert "\nLicense-Expression: MIT\n" in metadata
-    with tarfile.open(_one(dist, "*.tar.gz")) as tar:
+    with tarfile.open(one(dist, "*.tar.gz")) as tar:
         sdist = tar.getnames()
     assert [n for n in sdist if n.endswith(".pyx")] and not [n for n in sdist if n.endswith(".c")]
     assert any(n.endswith("/LICENSE") for n in sdist)
@@ -187,7 +176,7 @@ def test_the_wheel_has_the_license_and_no_generated_c(dist):
 def test_a_wheel_user_runs_ingest_bench_and_conformance(dist, tmp_path):
     """The tutorials as a user outside the repository runs them: first the bare package (bench
     works; conformance and serve say what to install; no numpy), then pacscore[all]."""
-    wheel = _one(dist, "*.whl")
+    wheel = one(dist, "*.whl")
     env_dir = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
     bin_dir = env_dir / "bin"
