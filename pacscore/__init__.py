@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import IngestError, NotFound, PacsError, QueryError, StorageError
+from .errors import ArchiveNotFound, ConfigError, IngestError, NotFound, PacsError, QueryError, StorageError
 from .query.options import MatchOptions
 
 __version__ = "0.1.0"
@@ -23,7 +23,8 @@ from . import _impl
 #: ``pacscore._impl.state()`` says which twin is which, and why
 IMPLEMENTATION = _impl.summary()
 
-from .archive import Archive, IngestReport, InstanceRef, StoreResult, open  # noqa: E402
+from .archive import Archive, IngestReport, InstanceRef, Move, StoreResult, open  # noqa: E402
+from .maintenance import BackupReport, VerifyReport  # noqa: E402
 from .query.oracle import match  # noqa: E402
 
 
@@ -35,5 +36,6 @@ def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None
 
 __all__ = [
     "Archive", "open", "restore", "match", "MatchOptions", "IMPLEMENTATION", "StoreResult", "IngestReport",
-    "InstanceRef", "PacsError", "IngestError", "QueryError", "NotFound", "StorageError", "__version__",
+    "InstanceRef", "Move", "VerifyReport", "BackupReport", "PacsError", "IngestError", "QueryError", "NotFound",
+    "ArchiveNotFound", "ConfigError", "StorageError", "__version__",
 ]

@@ -611,7 +611,8 @@ class Archive:
                         disagreements += 1
                         break
         info = self.index.env.info()
-        return {**counts, "instances": counts.pop("images"), "blob_bytes": size,
+        counts["instances"] = counts.pop("images")
+        return {**counts, "blob_bytes": size,
                 "index_bytes": (self.index.path / "data.mdb").stat().st_size, "map_size": info["map_size"],
                 "patient_disagreements": disagreements, "blobs": self.blobs.url,
                 # entities stored under a UID that is not digits and dots (uid_policy="lenient")

@@ -8,7 +8,7 @@ The runner stores a seeded synthetic data set (``strategies.data_sets``) through
 (C-STORE, STOW-RS or ``Archive.store``; ``--no-store`` when it already holds it: the same
 seed gives the same data), then asks Hypothesis for queries, one matching rule at a time. Each
 query is answered by the target and by the reference matcher (``pacscore.match``) applied by
-brute force to the stored data set, with pacscore's defaults (MATCHING.md §9): Study Root,
+brute force to the stored data set, with pacscore's defaults (docs/matching.md §6): Study Root,
 hierarchical (series and image queries name their study / series), combined date-time matching
 for QIDO-RS only. Every query whose answer differs is a deviation, grouped by what caused it:
 the rule of the key, or the stored value it met (empty, absent, multi-valued). Hypothesis

@@ -337,7 +337,7 @@ def universal_keys(vr: str) -> st.SearchStrategy[str]:
 
 
 def multi_value_keys(vr: str, stored: list[str] | None = None) -> st.SearchStrategy[str]:
-    """Multi-valued keys (C.2.2.2.8 without negotiation: OR per MATCHING.md §9.5): 2-3 single
+    """Multi-valued keys (C.2.2.2.8 without negotiation: OR per docs/matching.md §2): 2-3 single
     values joined by '\\'."""
     return st.lists(single_keys(vr, stored), min_size=2, max_size=3).map("\\".join)
 
