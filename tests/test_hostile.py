@@ -332,10 +332,10 @@ def query_arc(tmp_path_factory):
                                st.sampled_from([True, False, "error", "nomatch", "x", None]), max_size=2))
 def test_fuzz_identifier_dicts(query_arc, identifier, level, model, options):
     try:
-        list(query_arc.find(identifier, level=level, model=model, **options))
-        query_arc.count(identifier, level=level, model=model, **options)
+        answers = list(query_arc.find(identifier, level=level, model=model, **options))
     except QueryError:
-        pass
+        return
+    assert query_arc.count(identifier, level=level, model=model, **options) == len(answers)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -353,9 +353,10 @@ def test_fuzz_identifier_datasets(query_arc, elements):
     except Exception:
         reject()  # undecodable identifiers: test_undecodable_identifier_dataset_is_a_query_error
     try:
-        list(query_arc.find(ds, model="STUDY"))
+        answers = list(query_arc.find(ds, model="STUDY"))
     except QueryError:
-        pass
+        return
+    assert query_arc.count(ds, model="STUDY") == len(answers)
 
 
 def _raw_dataset(tag: int, vr: str, value: bytes) -> Dataset:
