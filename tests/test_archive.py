@@ -14,12 +14,6 @@ from pacscore import IngestError, NotFound, QueryError
 from .factories import MR_IMAGE, make_instance, pydicom_test_files, to_bytes
 
 
-@pytest.fixture
-def arc(tmp_path):
-    with pacscore.open(tmp_path / "arc") as a:
-        yield a
-
-
 def three_studies(arc):
     arc.store(make_instance(sop="1.2.3.1.1", study="1.2.3", series="1.2.3.1", patient_id="P1",
                             patient_name="Smith^John", modality="CT", study_date="20150304"))
