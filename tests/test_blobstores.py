@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import select
 import socket
 import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,10 +34,16 @@ CREDENTIALS = "aws_access_key_id=testing&aws_secret_access_key=testing-secret"
 # -- an S3 wire-protocol server for the session ------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+#: moto's server in a child process, on a port the server itself picks and then reports: no
+#: free-port-then-bind race with other processes. The child ends on SIGTERM.
+MOTO_SERVER = """
+import threading
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+threading.Event().wait()
+"""
 
 
 @pytest.fixture(scope="session")
@@ -49,25 +55,15 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except ImportError as exc:
         pytest.skip(f"moto[server] is not installed: {exc}")
     log = tmp_path_factory.mktemp("moto") / "server.log"
-    port = _free_port()
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=out,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([sys.executable, "-c", MOTO_SERVER], stdout=subprocess.PIPE, stderr=out, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.skip(f"moto server exited ({proc.returncode}): {log.read_text()[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.skip(f"moto server did not listen on {endpoint} within 30 s")
-                time.sleep(0.1)
+        # the port line comes once the socket listens; the deadline only bounds a child that hangs
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline().strip() if ready else ""
+        if not line.isdigit():
+            pytest.skip(f"moto server did not report its port (exit {proc.poll()}): {log.read_text()[-500:]}")
+        endpoint = f"http://127.0.0.1:{line}"
         import boto3
 
         boto3.session.Session(
@@ -81,6 +77,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
 
 def s3_url(endpoint: str, prefix: str, bucket: str = BUCKET) -> str:
@@ -577,11 +574,13 @@ def test_s3_missing_bucket_is_a_storage_error_naming_the_key(s3_endpoint: str, t
 
 def test_s3_unreachable_endpoint_is_a_storage_error(tmp_path: Path) -> None:
     pytest.importorskip("boto3")
-    url = f"s3://b/p?endpoint_url=http://127.0.0.1:{_free_port()}&region=us-east-1&{CREDENTIALS}"
-    store = open_blobstore(url, root=tmp_path)
-    with pytest.raises(StorageError, match="1.2.3"):
-        store.put("1.2.3", b"x")
-    store.close()
+    with socket.socket() as refusing:  # bound and never listening: connections to it are refused
+        refusing.bind(("127.0.0.1", 0))
+        url = f"s3://b/p?endpoint_url=http://127.0.0.1:{refusing.getsockname()[1]}&region=us-east-1&{CREDENTIALS}"
+        store = open_blobstore(url, root=tmp_path)
+        with pytest.raises(StorageError, match="1.2.3"):
+            store.put("1.2.3", b"x")
+        store.close()
 
 
 def test_s3_prefixes_keep_stores_apart_and_foreign_objects_unlisted(s3_endpoint: str, tmp_path: Path) -> None:
