@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
-import select
 import socket
 import stat
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -26,67 +24,9 @@ from pacscore.blobs.mirror import MirrorBlobStore
 from pacscore.errors import NotFound, StorageError
 from pacscore.testing import BlobStoreTests
 
+from .factories import BUCKET, CREDENTIALS, s3_prefix_for, s3_url
+
 UID = "1.2.840.113619.2.55.3.604688119.868.1249343495.1"
-BUCKET = "pacscore-test"
-CREDENTIALS = "aws_access_key_id=testing&aws_secret_access_key=testing-secret"
-
-
-# -- an S3 wire-protocol server for the session ------------------------------------------
-
-
-#: moto's server in a child process, on a port the server itself picks and then reports: no
-#: free-port-then-bind race with other processes. The child ends on SIGTERM.
-MOTO_SERVER = """
-import threading
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print(server.get_host_and_port()[1], flush=True)
-threading.Event().wait()
-"""
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's standalone server on 127.0.0.1, with one bucket; skipped if it cannot start."""
-    pytest.importorskip("boto3")
-    try:
-        import moto.server  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"moto[server] is not installed: {exc}")
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", MOTO_SERVER], stdout=subprocess.PIPE, stderr=out, text=True)
-    try:
-        # the port line comes once the socket listens; the deadline only bounds a child that hangs
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        line = proc.stdout.readline().strip() if ready else ""
-        if not line.isdigit():
-            pytest.skip(f"moto server did not report its port (exit {proc.poll()}): {log.read_text()[-500:]}")
-        endpoint = f"http://127.0.0.1:{line}"
-        import boto3
-
-        boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing-secret"
-        ).client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-
-
-def s3_url(endpoint: str, prefix: str, bucket: str = BUCKET) -> str:
-    return f"s3://{bucket}/{prefix}?endpoint_url={endpoint}&region=us-east-1&{CREDENTIALS}"
-
-
-def _prefix_for(tmp_path: Path) -> str:
-    # One prefix per test, stable for the test's reopen: the bucket is shared by the session.
-    return "t" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
 
 
 # -- the conformance kit, bound to each built-in store -------------------------------------
@@ -123,7 +63,7 @@ class TestS3BlobStore(BlobStoreTests):
         self.endpoint = s3_endpoint
 
     def make_store(self, tmp_path: Path) -> BlobStore:
-        return open_blobstore(s3_url(self.endpoint, _prefix_for(tmp_path)), root=tmp_path)
+        return open_blobstore(s3_url(self.endpoint, s3_prefix_for(tmp_path)), root=tmp_path)
 
 
 class DictBlobStore(BlobStore):
@@ -584,7 +524,7 @@ def test_s3_unreachable_endpoint_is_a_storage_error(tmp_path: Path) -> None:
 
 
 def test_s3_prefixes_keep_stores_apart_and_foreign_objects_unlisted(s3_endpoint: str, tmp_path: Path) -> None:
-    prefix = _prefix_for(tmp_path)
+    prefix = s3_prefix_for(tmp_path)
     a = open_blobstore(s3_url(s3_endpoint, f"{prefix}/a"), root=tmp_path)
     b = open_blobstore(s3_url(s3_endpoint, f"{prefix}/b"), root=tmp_path)
     a.put("1.1", b"a")

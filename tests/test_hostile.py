@@ -27,6 +27,7 @@ import pacscore
 from pacscore import IngestError, QueryError, ingest
 from pacscore.query.reference import WildcardPattern
 
+from .expected_warnings import BAD_CHARSETS, BAD_CS, BAD_DATES, BAD_UIDS, FUZZED
 from .factories import make_instance, pydicom_test_files, to_bytes
 
 CT_SMALL = (pydicom_test_files() / "CT_small.dcm").read_bytes()
@@ -81,6 +82,8 @@ def store_or_refuse(arc, data: bytes) -> str:
 
 # -- truncation ----------------------------------------------------------------------------------
 
+@BAD_UIDS
+@BAD_CHARSETS
 def test_truncated_at_every_offset_never_crashes(checked_arc):
     step = 11
     accepted = []
@@ -161,14 +164,12 @@ def with_name(charset: str | None, raw_name: bytes) -> bytes:
     ("GB18030", b"\x81\x30^Z", None),                               # incomplete multi-byte
     ("ISO_IR 100\\ISO_IR 999\\X", b"M\xfcller^A", None),          # multi-valued garbage
 ])
+@BAD_CHARSETS
 def test_bad_character_data_is_stored_and_queryable(checked_arc, charset, raw, expect):
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = with_name(charset, raw)
-        assert store_or_refuse(checked_arc, data) in ("stored", "replaced")
-        [row] = checked_arc.find({"SOPInstanceUID": "1.2.3.9", "PatientName": ""}, level="IMAGE",
-                                 relational=True, format="dict")
+    data = with_name(charset, raw)
+    assert store_or_refuse(checked_arc, data) in ("stored", "replaced")
+    [row] = checked_arc.find({"SOPInstanceUID": "1.2.3.9", "PatientName": ""}, level="IMAGE", relational=True,
+                             format="dict")
     assert isinstance(row["PatientName"], str)
     if expect is not None:
         assert row["PatientName"] == expect
@@ -183,6 +184,8 @@ def test_bad_character_data_is_stored_and_queryable(checked_arc, charset, raw, e
     (b"UI\x08\x001.2.3.4\x00", b"UI\x08\x001.2.3.\x00\x00"),            # a UID with a trailing dot
     (b"CS\x02\x00CT", b"CS\x02\x00\xff\xfe"),                           # CS outside its repertoire
 ])
+@BAD_CS
+@BAD_DATES
 def test_wrong_vrs_are_stored_or_refused(checked_arc, old, new):
     assert old in BASE, old
     data = BASE.replace(old, new, 1)
@@ -293,11 +296,9 @@ def mutated(draw):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(data=mutated())
+@FUZZED
 def test_fuzz_mutated_files(checked_arc, data):
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        store_or_refuse(checked_arc, data)
+    store_or_refuse(checked_arc, data)
 
 
 # -- identifiers -----------------------------------------------------------------------------------
@@ -343,6 +344,7 @@ def test_fuzz_identifier_dicts(query_arc, identifier, level, model, options):
                                                      0x0020000D, 0x00081110, 0x00091001, 0x7FE00010]),
                                    st.sampled_from(["PN", "LO", "DA", "CS", "UI", "SQ", "OB", "US", "UN"]),
                                    st.binary(max_size=12)), max_size=6))
+@FUZZED
 def test_fuzz_identifier_datasets(query_arc, elements):
     from pydicom.dataelem import RawDataElement
     ds = Dataset()

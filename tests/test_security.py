@@ -19,6 +19,7 @@ from pacscore.blobs.base import validate_key
 from pacscore.blobs.file import FileBlobStore
 from pacscore.cli import main as cli
 
+from .expected_warnings import BAD_DATES, BAD_UIDS
 from .factories import make_instance, to_bytes
 
 TRAVERSALS = ["../../etc/passwd", "..", "../canary", "/etc/passwd", "a/../../b", "..\\..\\x", "1.2/../../3",
@@ -46,6 +47,7 @@ def test_blob_keys_cannot_escape_the_store(tmp_path, key):
 
 
 @pytest.mark.parametrize("uid", [u for u in TRAVERSALS if "\\" not in u])
+@BAD_UIDS
 def test_uids_with_path_syntax_are_stored_under_a_safe_key(canary_arc, tmp_path, uid):
     """A UID is data, never a path: kept (uid_policy="lenient"), its blob under a hashed key
     inside the store (the canary_arc fixture checks the canary outside it)."""
@@ -59,6 +61,7 @@ def test_uids_with_path_syntax_are_stored_under_a_safe_key(canary_arc, tmp_path,
     assert canary_arc.delete(instance=uid) == 1
 
 
+@BAD_UIDS
 def test_a_uid_with_a_backslash_is_refused_as_several_values(canary_arc):
     """UI is multi-valued (PS3.5 6.2): a backslash makes two UIDs, which cannot name one entity."""
     with pytest.raises(IngestError, match="several values"):
@@ -67,6 +70,7 @@ def test_a_uid_with_a_backslash_is_refused_as_several_values(canary_arc):
 
 
 @pytest.mark.parametrize("uid", TRAVERSALS + ["..", ".", "1..2", ".1.2", "1.2."])
+@BAD_UIDS
 def test_uid_policy_strict_refuses_non_uids(tmp_path, uid):
     with pacscore.open(tmp_path / "strict", uid_policy="strict") as arc:
         with pytest.raises(IngestError, match="SOPInstanceUID"):
@@ -234,6 +238,7 @@ class _Collect(logging.Handler):
 
 
 @pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+@BAD_DATES
 def test_patient_data_absent_from_dimse_logs_by_default(tmp_path, level):
     from pydicom.dataset import Dataset
     name, pid = "Zyxwvut^Secretname", "PIDSECRET77"
