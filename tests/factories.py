@@ -1,6 +1,8 @@
-"""Small DICOM instances built in the tests, and the real files pydicom ships."""
+"""Small DICOM instances built in the tests, the real files pydicom ships, and the URLs of the
+session's S3 test server (the ``s3_endpoint`` fixture)."""
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -44,3 +46,18 @@ def to_bytes(ds: Dataset) -> bytes:
 def pydicom_test_files() -> Path:
     import pydicom.data
     return Path(pydicom.data.__file__).parent / "test_files"
+
+
+# -- the S3 test server (moto, the s3_endpoint fixture of conftest.py) --------------------------
+
+BUCKET = "pacscore-test"
+CREDENTIALS = "aws_access_key_id=testing&aws_secret_access_key=testing-secret"
+
+
+def s3_url(endpoint: str, prefix: str, bucket: str = BUCKET) -> str:
+    return f"s3://{bucket}/{prefix}?endpoint_url={endpoint}&region=us-east-1&{CREDENTIALS}"
+
+
+def s3_prefix_for(tmp_path: Path) -> str:
+    """One prefix per test, stable for the test's reopen: the bucket is shared by the session."""
+    return "t" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]

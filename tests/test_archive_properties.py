@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 
 import pacscore
 
+from .expected_warnings import BAD_DATES
 from .factories import make_instance
+
+#: the generated archives hold dates that are not DA (DATES), on purpose
+pytestmark = BAD_DATES
 
 # with values the secondary index cannot file by their text (an ideographic name alone, a
 # retired date form, a blank value, an empty piece of a multi-valued value)

@@ -7,10 +7,8 @@ import importlib.metadata
 import os
 import socket
 import stat
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,70 +24,9 @@ from pacscore.blobs.mirror import MirrorBlobStore
 from pacscore.errors import NotFound, StorageError
 from pacscore.testing import BlobStoreTests
 
+from .factories import BUCKET, CREDENTIALS, s3_prefix_for, s3_url
+
 UID = "1.2.840.113619.2.55.3.604688119.868.1249343495.1"
-BUCKET = "pacscore-test"
-CREDENTIALS = "aws_access_key_id=testing&aws_secret_access_key=testing-secret"
-
-
-# -- an S3 wire-protocol server for the session ------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's standalone server on 127.0.0.1, with one bucket; skipped if it cannot start."""
-    pytest.importorskip("boto3")
-    try:
-        import moto.server  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"moto[server] is not installed: {exc}")
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    port = _free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=out,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.skip(f"moto server exited ({proc.returncode}): {log.read_text()[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.skip(f"moto server did not listen on {endpoint} within 30 s")
-                time.sleep(0.1)
-        import boto3
-
-        boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing-secret"
-        ).client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def s3_url(endpoint: str, prefix: str, bucket: str = BUCKET) -> str:
-    return f"s3://{bucket}/{prefix}?endpoint_url={endpoint}&region=us-east-1&{CREDENTIALS}"
-
-
-def _prefix_for(tmp_path: Path) -> str:
-    # One prefix per test, stable for the test's reopen: the bucket is shared by the session.
-    return "t" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
 
 
 # -- the conformance kit, bound to each built-in store -------------------------------------
@@ -126,7 +63,7 @@ class TestS3BlobStore(BlobStoreTests):
         self.endpoint = s3_endpoint
 
     def make_store(self, tmp_path: Path) -> BlobStore:
-        return open_blobstore(s3_url(self.endpoint, _prefix_for(tmp_path)), root=tmp_path)
+        return open_blobstore(s3_url(self.endpoint, s3_prefix_for(tmp_path)), root=tmp_path)
 
 
 class DictBlobStore(BlobStore):
@@ -577,15 +514,17 @@ def test_s3_missing_bucket_is_a_storage_error_naming_the_key(s3_endpoint: str, t
 
 def test_s3_unreachable_endpoint_is_a_storage_error(tmp_path: Path) -> None:
     pytest.importorskip("boto3")
-    url = f"s3://b/p?endpoint_url=http://127.0.0.1:{_free_port()}&region=us-east-1&{CREDENTIALS}"
-    store = open_blobstore(url, root=tmp_path)
-    with pytest.raises(StorageError, match=r"1.2.3"):
-        store.put("1.2.3", b"x")
-    store.close()
+    with socket.socket() as refusing:  # bound and never listening: connections to it are refused
+        refusing.bind(("127.0.0.1", 0))
+        url = f"s3://b/p?endpoint_url=http://127.0.0.1:{refusing.getsockname()[1]}&region=us-east-1&{CREDENTIALS}"
+        store = open_blobstore(url, root=tmp_path)
+        with pytest.raises(StorageError, match=r"1.2.3"):
+            store.put("1.2.3", b"x")
+        store.close()
 
 
 def test_s3_prefixes_keep_stores_apart_and_foreign_objects_unlisted(s3_endpoint: str, tmp_path: Path) -> None:
-    prefix = _prefix_for(tmp_path)
+    prefix = s3_prefix_for(tmp_path)
     a = open_blobstore(s3_url(s3_endpoint, f"{prefix}/a"), root=tmp_path)
     b = open_blobstore(s3_url(s3_endpoint, f"{prefix}/b"), root=tmp_path)
     a.put("1.1", b"a")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 
 import pytest
 
@@ -27,7 +26,6 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
 @pytest.fixture
 def served(tmp_path):
     """An archive served over DIMSE on 127.0.0.1 (free port); yields (folder, dimse URL)."""
-    warnings.filterwarnings("ignore", module="pydicom")
     with pacscore.open(tmp_path / "arc") as arc:
         use_archive(arc)
         server = dimse.serve(arc, "PACSCORE", 0, "127.0.0.1", block=False)

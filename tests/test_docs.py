@@ -134,7 +134,8 @@ def test_the_extractor_reads_markers_statuses_and_comments(tmp_path):
 
 def test_a_served_port_is_swapped_only_where_it_is_a_whole_number():
     line = "pacscore bench dimse://A@127.0.0.1:11112 --port 11112 --repeat 111120"
-    assert _with_ports(line, {"11112": "40001"}) == "pacscore bench dimse://A@127.0.0.1:40001 --port 40001 --repeat 111120"
+    swapped = "pacscore bench dimse://A@127.0.0.1:40001 --port 40001 --repeat 111120"
+    assert _with_ports(line, {"11112": "40001"}) == swapped
 
 
 def test_every_not_run_marker_gives_a_reason():

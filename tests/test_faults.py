@@ -333,7 +333,7 @@ READER = textwrap.dedent("""
     txn = arc.index.read().__enter__()          # a read snapshot held open
     list(arc.find({{}}, level="IMAGE", relational=True))
     print(os.getpid(), flush=True)
-    time.sleep(60)
+    time.sleep(60)  # hold the snapshot until the test SIGKILLs us (60 s only bounds an orphan)
 """)
 
 

@@ -16,6 +16,7 @@ from pydicom.datadict import DicomDictionary
 from pacscore import ingest
 from pacscore.errors import IngestError
 
+from .expected_warnings import BAD_CHARSETS, BAD_UIDS, VR_MISMATCH
 from .factories import pydicom_test_files
 
 fast_reader = ingest._read_file
@@ -54,10 +55,12 @@ REAL = sorted(p for p in pydicom_test_files().rglob("*") if p.is_file() and p.st
 
 
 @pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+@VR_MISMATCH
 def test_real_files_give_the_reference_answer(path):
     assert_same(path.read_bytes())
 
 
+@VR_MISMATCH
 def test_the_reader_reads_most_real_files_and_declines_the_unusual():
     read, declined = [], []
     for path in REAL:
@@ -207,6 +210,9 @@ def test_generated_data_sets_give_the_reference_answer(data):
 
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(part10_files(), st.data())
+@VR_MISMATCH
+@BAD_UIDS
+@BAD_CHARSETS
 def test_damaged_data_sets_give_the_reference_answer(data, draw):
     cut = draw.draw(st.integers(132, len(data)))
     flips = draw.draw(st.lists(st.tuples(st.integers(132, len(data) - 1), st.integers(0, 255)), max_size=3))
@@ -253,6 +259,7 @@ def test_pydicom_data_files_give_the_reference_answer(path):
                                  "..", "1.2 3", "\t1.2.3\n", "1.2.\u00fc", "1." + "2" * 100, "1." + "2" * 300,
                                  "1.2\\3.4", "1.2.3\x00x"])
 @pytest.mark.parametrize("keyword", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
+@BAD_UIDS
 def test_non_conformant_uids_give_the_reference_answer(uid, keyword):
     from .factories import make_instance, to_bytes
     ds = make_instance(sop="1.2.3.4")

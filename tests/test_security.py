@@ -19,6 +19,7 @@ from pacscore.blobs.base import validate_key
 from pacscore.blobs.file import FileBlobStore
 from pacscore.cli import main as cli
 
+from .expected_warnings import BAD_DATES, BAD_UIDS
 from .factories import make_instance, to_bytes
 
 TRAVERSALS = ["../../etc/passwd", "..", "../canary", "/etc/passwd", "a/../../b", "..\\..\\x", "1.2/../../3",
@@ -26,11 +27,12 @@ TRAVERSALS = ["../../etc/passwd", "..", "../canary", "/etc/passwd", "a/../../b",
 
 
 @pytest.fixture
-def arc(tmp_path):
+def canary_arc(arc, tmp_path):
+    """The shared archive holding one instance, beside a canary file (``tmp_path / "canary"``)
+    that must be unchanged after the test: nothing the test sends writes outside the archive."""
     (tmp_path / "canary").write_text("secret")
-    with pacscore.open(tmp_path / "a") as a:
-        a.store(make_instance(sop="1.2.3.4", study="1.2.3", series="1.2.3.1"))
-        yield a
+    arc.store(make_instance(sop="1.2.3.4", study="1.2.3", series="1.2.3.1"))
+    yield arc
     assert (tmp_path / "canary").read_text() == "secret"
 
 
@@ -45,27 +47,30 @@ def test_blob_keys_cannot_escape_the_store(tmp_path, key):
 
 
 @pytest.mark.parametrize("uid", [u for u in TRAVERSALS if "\\" not in u])
-def test_uids_with_path_syntax_are_stored_under_a_safe_key(arc, tmp_path, uid):
+@BAD_UIDS
+def test_uids_with_path_syntax_are_stored_under_a_safe_key(canary_arc, tmp_path, uid):
     """A UID is data, never a path: kept (uid_policy="lenient"), its blob under a hashed key
-    inside the store (the arc fixture checks the canary outside it)."""
+    inside the store (the canary_arc fixture checks the canary outside it)."""
     data = to_bytes(make_instance(sop=uid, study="1.2.3", series="1.2.3.1"))
-    assert arc.store(data).status == "stored"
-    assert arc.get(uid) == data
-    keys = [k for k in arc.blobs.keys() if k.startswith("u-")]
+    assert canary_arc.store(data).status == "stored"
+    assert canary_arc.get(uid) == data
+    keys = [k for k in canary_arc.blobs.keys() if k.startswith("u-")]
     assert len(keys) == 1 and validate_key(keys[0])
-    assert all(p.resolve().is_relative_to((tmp_path / "a").resolve()) for p in tmp_path.rglob("*")
+    assert all(p.resolve().is_relative_to(canary_arc.folder.resolve()) for p in tmp_path.rglob("*")
                if p.name != "canary")
-    assert arc.delete(instance=uid) == 1
+    assert canary_arc.delete(instance=uid) == 1
 
 
-def test_a_uid_with_a_backslash_is_refused_as_several_values(arc):
+@BAD_UIDS
+def test_a_uid_with_a_backslash_is_refused_as_several_values(canary_arc):
     """UI is multi-valued (PS3.5 6.2): a backslash makes two UIDs, which cannot name one entity."""
     with pytest.raises(IngestError, match="several values"):
-        arc.store(make_instance(sop="..\\..\\x", study="1.2.3", series="1.2.3.1"))
-    assert arc.count({}, level="IMAGE", relational=True) == 1 and len(list(arc.blobs.keys())) == 1
+        canary_arc.store(make_instance(sop="..\\..\\x", study="1.2.3", series="1.2.3.1"))
+    assert canary_arc.count({}, level="IMAGE", relational=True) == 1 and len(list(canary_arc.blobs.keys())) == 1
 
 
 @pytest.mark.parametrize("uid", TRAVERSALS + ["..", ".", "1..2", ".1.2", "1.2."])
+@BAD_UIDS
 def test_uid_policy_strict_refuses_non_uids(tmp_path, uid):
     with pacscore.open(tmp_path / "strict", uid_policy="strict") as arc:
         with pytest.raises(IngestError, match="SOPInstanceUID"):
@@ -92,15 +97,12 @@ def test_cli_get_and_delete_refuse_traversal(tmp_path, capsys):
         assert a.verify().ok and a.count({}, level="IMAGE", relational=True) == 1
 
 
-def test_dicomweb_paths_cannot_traverse(arc):
-    try:
-        from starlette.testclient import TestClient
+def test_dicomweb_paths_cannot_traverse(canary_arc):
+    pytest.importorskip("starlette", reason="the web extra is not installed")
+    from starlette.testclient import TestClient
 
-        from pacscore.adapters.dicomweb import create_app
-        client = TestClient(create_app(arc), raise_server_exceptions=False)
-    except Exception as exc:
-        pytest.skip(f"DICOMweb adapter unavailable: {exc}")
-    with client:
+    from pacscore.adapters.dicomweb import create_app
+    with TestClient(create_app(canary_arc), raise_server_exceptions=False) as client:
         for path in ("/dicomweb/studies/..%2F..%2Fcanary",
                      "/dicomweb/studies/1.2.3/series/1.2.3.1/instances/..%2F..%2Fcanary",
                      "/dicomweb/studies/1.2.3/series/1.2.3.1/instances/%2Fetc%2Fpasswd",
@@ -121,8 +123,8 @@ def _requestor(title: str) -> AE:
     return ae
 
 
-def test_calling_ae_allowlist(arc):
-    server = dimse.serve(arc, "PACSCORE", 0, block=False, allowed_calling_aets=["GOODSCU", "OTHER"])
+def test_calling_ae_allowlist(canary_arc):
+    server = dimse.serve(canary_arc, "PACSCORE", 0, block=False, allowed_calling_aets=["GOODSCU", "OTHER"])
     port = server.server_address[1]
     try:
         for title in ("EVILSCU", "GOODSCU2", "goodscu", "ANY-SCU", "GOOD"):
@@ -187,10 +189,10 @@ def _make_pki(folder):
         "ca": folder / "ca.pem"}
 
 
-def test_tls_requires_a_client_certificate_from_the_ca(arc, tmp_path):
+def test_tls_requires_a_client_certificate_from_the_ca(canary_arc, tmp_path):
     pki = _make_pki(tmp_path)
     server_ctx = dimse.tls_context(str(pki["server"][0]), str(pki["server"][1]), str(pki["ca"]))
-    server = dimse.serve(arc, "PACSCORE", 0, block=False, ssl_context=server_ctx)
+    server = dimse.serve(canary_arc, "PACSCORE", 0, block=False, ssl_context=server_ctx)
     port = server.server_address[1]
 
     def client_ctx(identity=None):
@@ -237,6 +239,7 @@ class _Collect(logging.Handler):
 
 
 @pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+@BAD_DATES
 def test_patient_data_absent_from_dimse_logs_by_default(tmp_path, level):
     from pydicom.dataset import Dataset
     name, pid = "Zyxwvut^Secretname", "PIDSECRET77"

@@ -15,6 +15,7 @@ from pacscore.errors import ArchiveNotFound, ConfigError, StorageError
 from pacscore.index.lmdb_index import Index
 from pacscore.settings import public_url
 
+from .expected_warnings import BAD_UIDS, LONG_LO
 from .factories import make_instance
 
 
@@ -261,6 +262,7 @@ def test_find_keys_may_follow_options(tmp_path, capsys):
     assert exit_.value.code == 2 and "--bogus" in capsys.readouterr().err
 
 
+@LONG_LO
 def test_find_prints_whole_uids(tmp_path, capsys):
     long_uid = "1.2.826.0.1.3680043.8.498." + "1234567890" * 3 + "12345678"
     assert len(long_uid) == 64
@@ -282,6 +284,7 @@ def test_stats_command_exits_2_naming_a_missing_archive_from_a_subprocess(tmp_pa
     assert not (tmp_path / "typo").exists()
 
 
+@BAD_UIDS
 def test_uid_policy_is_kept_only_through_configure(tmp_path):
     bad = make_instance(sop="1.2.3.a-hash-uid", study="1.5.9", series="1.5.9.1")
     with pacscore.open(tmp_path / "a", uid_policy="strict") as arc:

@@ -3,7 +3,6 @@ script, archives without accession numbers, and says so when an archive holds no
 from __future__ import annotations
 
 import itertools
-import warnings
 
 import pytest
 from pydicom.data import get_charset_files
@@ -51,7 +50,6 @@ def test_an_archive_whose_names_are_all_non_ascii(tmp_path):
 def test_real_files_in_many_character_sets(tmp_path):
     """pydicom's charset files: Japanese, Korean, Chinese, Greek, Hebrew, Arabic, Russian names,
     some with only a non-Alphabetic group, most without an accession number."""
-    warnings.filterwarnings("ignore", module="pydicom")
     with pacscore.open(tmp_path / "arc") as arc:
         report = arc.store_many(get_charset_files("chr*.dcm"), workers=1)
         assert len(report.stored) >= 10

@@ -13,8 +13,12 @@ from pacscore import IngestError, ingest
 from pacscore.archive import _blob_key
 from pacscore.blobs.base import is_valid_key
 
-from .factories import make_instance, to_bytes
-from .test_blobstores import _prefix_for, s3_endpoint, s3_url  # noqa: F401 (s3_endpoint: a fixture)
+from .expected_warnings import BAD_UIDS, LONG_LO
+from .factories import make_instance, s3_prefix_for, s3_url, to_bytes
+
+#: every test here stores or reads UIDs that are not conformant, on purpose
+pytestmark = BAD_UIDS
+
 
 
 def _pydicom_data_folder() -> Path:
@@ -95,7 +99,7 @@ STORES = ["file", "memory://", "lmdb://", "mirror:file:m|memory://", "s3"]
 def test_every_blob_store_keeps_odd_uids(tmp_path, store, request):
     blobs = None if store == "file" else store
     if store == "s3":
-        blobs = s3_url(request.getfixturevalue("s3_endpoint"), _prefix_for(tmp_path))
+        blobs = s3_url(request.getfixturevalue("s3_endpoint"), s3_prefix_for(tmp_path))
     with pacscore.open(tmp_path / "a", blobs=blobs) as arc:
         sent = {}
         for i, uid in enumerate(ODD_UIDS):
@@ -160,6 +164,7 @@ def test_uids_are_stripped_as_lookups_strip_them(tmp_path):
         assert list(arc.blobs.keys()) == [f"1.2.5_{ingest.checksum(data)[:16]}"]
 
 
+@LONG_LO
 def test_a_patient_key_too_long_for_the_index_is_an_ingest_error(tmp_path):
     """Not a UID, but an LMDB key all the same: the old code failed at commit with a
     StorageError (which the DIMSE adapter answers as "out of resources", inviting a retry)."""

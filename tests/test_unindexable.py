@@ -16,7 +16,11 @@ from pacscore.query.execute import Executor
 from pacscore.query.keys import build_query
 from pacscore.query.options import MatchOptions
 
+from .expected_warnings import BAD_DATES
 from .factories import make_instance
+
+#: the stored dates include ones that are not DA, on purpose (they are what is unindexable)
+pytestmark = BAD_DATES
 
 #: (PatientName, StudyDate, AccessionNumber) of the studies; None leaves the attribute out
 STUDIES = [
