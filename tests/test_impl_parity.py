@@ -77,10 +77,11 @@ def test_decode_refuses_an_unknown_version_like_the_pure_codec():
         _records.decode(raw)
 
 
-def test_truncated_records_raise_instead_of_reading_past_the_buffer():
+@pytest.mark.parametrize("codec", [pure, _records], ids=["pure", "compiled"])
+def test_truncated_records_raise_instead_of_reading_past_the_buffer(codec):
     raw = pure.encode({1: ("CS", "ABC"), 2: ("CS", "DEF")})
     for cut in range(len(raw) - 1):
-        for call in (lambda b: _records.get(b, 2), lambda b: _records.decode(b)):
+        for call in (lambda b: codec.get(b, 2), lambda b: codec.decode(b)):
             with pytest.raises((struct.error, ValueError)):
                 call(raw[:cut])
 

@@ -50,10 +50,14 @@ def decode(buf: bytes | memoryview) -> dict[int, tuple[str, object]]:
     if version != VERSION:
         raise ValueError(f"unknown record version {version}")
     base = _HEAD.size + n * _ENTRY_SIZE
+    if base > len(buf):
+        raise struct.error("record table is truncated")
     out = {}
     start = 0
     for i in range(n):
         tag, vr, end = _ENTRY.unpack_from(buf, _HEAD.size + i * _ENTRY_SIZE)
+        if start > end or base + end > len(buf):
+            raise struct.error("record payload is truncated")
         out[tag] = (vr.decode("ascii"), _decode_value(vr, buf[base + start:base + end]))
         start = end
     return out
@@ -62,13 +66,17 @@ def decode(buf: bytes | memoryview) -> dict[int, tuple[str, object]]:
 def get(buf: bytes | memoryview, tag: int) -> tuple[str, object] | None:
     """One field ``(vr, value)`` or None when the record lacks it (binary search)."""
     n = _HEAD.unpack_from(buf, 0)[1]
+    base = _HEAD.size + n * _ENTRY_SIZE
+    if base > len(buf):  # as the compiled twin: a truncated record raises, never reads a guess
+        raise struct.error("record is truncated or malformed")
     lo, hi = 0, n - 1
     while lo <= hi:
         mid = (lo + hi) >> 1
         t, vr, end = _ENTRY.unpack_from(buf, _HEAD.size + mid * _ENTRY_SIZE)
         if t == tag:
-            base = _HEAD.size + n * _ENTRY_SIZE
             start = _ENTRY.unpack_from(buf, _HEAD.size + (mid - 1) * _ENTRY_SIZE)[2] if mid else 0
+            if start > end or base + end > len(buf):
+                raise struct.error("record is truncated or malformed")
             return vr.decode("ascii"), _decode_value(vr, buf[base + start:base + end])
         if t < tag:
             lo = mid + 1
