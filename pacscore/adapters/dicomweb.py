@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import sys
+from urllib.parse import quote, unquote
 
 from .match_options import OPTION_HELP, option_argument
 from .web_core import (
@@ -60,6 +61,32 @@ def _request_base(request, root: str) -> str:
         url = url.replace(port=server[1])
     base = str(url).rstrip("/")
     return base + root
+
+
+def _raw_tail(scope, tail: str) -> str:
+    """The path below the DICOMweb root as the client sent it (still percent-encoded).
+
+    Starlette's ``path`` is decoded, so a UID holding "/" (sent as ``%2F``) would become two
+    segments; ASGI's ``raw_path`` keeps it. The root's own segments are counted on the decoded
+    path (the decoded ``tail`` is what follows them) and skipped on the raw one. Without a
+    ``raw_path``, or one that does not decode to the same tail, the decoded tail is used.
+    """
+    raw = scope.get("raw_path")
+    decoded = "/" + tail
+    path = scope.get("path", "")
+    if not raw or not path.endswith(tail):
+        return _quote_path(decoded)
+    head = path[:len(path) - len(tail)]
+    skip = head.count("/") + (0 if head.endswith("/") else 1)
+    raw_tail = "/" + "/".join(raw.decode("latin-1").split("/")[skip:])
+    if unquote(raw_tail) != decoded:
+        return _quote_path(decoded)
+    return raw_tail
+
+
+def _quote_path(decoded: str) -> str:
+    """A decoded path as a raw one: its "/" separate segments, anything else is encoded."""
+    return "/".join(quote(seg, safe="") for seg in decoded.split("/"))
 
 
 def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=None,
@@ -132,7 +159,7 @@ def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=Non
         has_body = request.method in ("POST", "PUT")
         web_request = WebRequest(
             method=request.method,
-            path="/" + request.path_params.get("path", ""),
+            path=_raw_tail(request.scope, request.path_params.get("path", "")),
             query=list(request.query_params.multi_items()),
             headers=_join_headers(request.headers.items()),
             body=body_reader(request) if has_body else (),

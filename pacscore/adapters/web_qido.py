@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-from .web_core import DICOM_JSON, HttpError, WebRequest, WebResponse, check_uid, json_response, warning
+from .web_http import DICOM_JSON, HttpError, WebRequest, WebResponse, check_uid, json_response, uid_segment, warning
 from .web_multipart import media_matches, parse_accept
 
 # -- default returned attributes (PS3.18 10.6.3.3, MATCHING.md 8.5) ------------------------
@@ -306,17 +306,17 @@ def retrieve_url(base_url: str, row: dict, level: str) -> str | None:
     study = uid(T_STUDY)
     if not study:
         return None
-    url = f"{base_url}/studies/{study}"
+    url = f"{base_url}/studies/{uid_segment(study)}"
     if level in ("SERIES", "IMAGE"):
         series = uid(T_SERIES)
         if not series:
             return None
-        url += f"/series/{series}"
+        url += f"/series/{uid_segment(series)}"
     if level == "IMAGE":
         sop = uid(T_SOP)
         if not sop:
             return None
-        url += f"/instances/{sop}"
+        url += f"/instances/{uid_segment(sop)}"
     return url
 
 
