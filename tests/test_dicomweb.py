@@ -20,7 +20,7 @@ from pydicom.encaps import generate_frames
 
 import pacscore
 from pacscore.adapters import web_multipart
-from pacscore.adapters.dicomweb import add_cli, bearer_token_auth, create_app
+from pacscore.adapters.dicomweb import bearer_token_auth, create_app
 from pacscore.adapters.web_core import DicomWebService, WebRequest
 
 from .factories import make_instance, to_bytes
@@ -732,13 +732,15 @@ def test_find_options_apply_per_search_whatever_the_archive_was_opened_with(tmp_
 def test_cli_registers_serve_web():
     import argparse
 
+    from pacscore.cli_serve import add_web_cli
+
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="protocol")
-    add_cli(sub)
+    add_web_cli(sub)
     args = parser.parse_args(["web", "--archive", "arc", "--token", "x", "--max-body", "10M"])
     assert (args.port, args.host, args.prefix, args.token, args.max_body) == (8042, "127.0.0.1", "/dicomweb", "x",
                                                                               10 * 1024 ** 2)
-    assert args.func.__name__ == "main_serve"
+    assert args.func.__name__ == "main_serve_web"
     assert args.option == []
     args = parser.parse_args(["web", "--archive", "arc", "--option", "empty_record_matches=false",
                               "-o", "pn_case_insensitive=true"])

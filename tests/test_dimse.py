@@ -864,13 +864,15 @@ def test_logs_name_the_peer_and_the_outcome_without_patient_data(scp, caplog):
 def test_cli_registers_serve_dimse():
     import argparse
 
+    from pacscore import cli_serve
+
     parser = argparse.ArgumentParser(prog="pacscore")
     sub = parser.add_subparsers(dest="command")
     serve_parser = sub.add_parser("serve")
-    dimse.add_cli(serve_parser.add_subparsers(dest="protocol"))
+    cli_serve.add_dimse_cli(serve_parser.add_subparsers(dest="protocol"))
     args = parser.parse_args(["serve", "dimse", "--archive", "a", "--move-dest", "VIEWER=10.0.0.5:104",
                               "--allow", "X", "--allow", "Y", "--port", "4242"])
-    assert args.func is dimse.main_serve
+    assert args.func is cli_serve.main_serve_dimse
     assert dict(args.move_dest) == {"VIEWER": ("10.0.0.5", 104)}
     assert args.allow == ["X", "Y"] and args.port == 4242 and args.ae == "PACSCORE"
     with pytest.raises(SystemExit):

@@ -283,8 +283,10 @@ def test_c_find_takes_the_servers_matching_options_per_query(arc):
 def test_serve_dimse_takes_option_arguments():
     import argparse
 
+    from pacscore.cli_serve import add_dimse_cli
+
     parser = argparse.ArgumentParser()
-    dimse.add_cli(parser.add_subparsers())
+    add_dimse_cli(parser.add_subparsers())
     args = parser.parse_args(["dimse", "--option", "empty_record_matches=false", "-o", "local_timezone=+0100"])
     assert dict(args.option) == {"empty_record_matches": False, "local_timezone": "+0100"}
     for bad in ("empty_record_matches", "empty_record_matches=perhaps", "nope=true"):
