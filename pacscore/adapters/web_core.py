@@ -192,7 +192,7 @@ class DicomWebService:
         for route, captured in matches:
             if method in route.methods:
                 return route.handler(self, request, segs, **captured)
-        allowed = [m for route, _ in matches for m in route.methods]
+        allowed = list(dict.fromkeys(m for route, _ in matches for m in route.methods))
         raise HttpError(405, f"{request.method} is not supported on this resource", [("Allow", ", ".join(allowed))])
 
 
@@ -270,6 +270,10 @@ def _not_implemented(service, request, segs, **_captured) -> WebResponse:
     raise HttpError(501, f"the {segs[6]} resources are not implemented by this origin server")
 
 
+def _no_such_resource(service, request, segs, **_captured) -> WebResponse:
+    raise HttpError(404, f"no such resource: /{'/'.join(segs)}")
+
+
 _STUDY = ("studies", "{study}")
 _SERIES = (*_STUDY, "series", "{series}")
 _INSTANCE = (*_SERIES, "instances", "{instance}")
@@ -294,6 +298,8 @@ ROUTES: tuple[Route, ...] = (
     Route((*_INSTANCE, "bulkdata", "{path+}"), ("GET",), _bulkdata),
     *(Route((*_INSTANCE, kind, "{rest*}"), ("GET",), _not_implemented)
       for kind in ("rendered", "thumbnail", "pixeldata")),
+    # below an instance only GET is answered: another method is a 405 even where GET is a 404
+    Route((*_INSTANCE, "{rest+}"), ("GET",), _no_such_resource),
 )
 
 
