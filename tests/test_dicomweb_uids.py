@@ -19,12 +19,13 @@ from .web_helpers import serving
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 pytest.importorskip("starlette")
+pytest.importorskip("httpx")  # what starlette's TestClient drives the app with
 dicomweb_client = pytest.importorskip("dicomweb_client")
-from dicomweb_client.api import DICOMwebClient  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
+from dicomweb_client.api import DICOMwebClient
+from starlette.testclient import TestClient
 
-from pacscore.adapters.dicomweb import create_app  # noqa: E402
-from pacscore.adapters.web_http import HttpError, check_uid, uid_segment  # noqa: E402
+from pacscore.adapters.dicomweb import create_app
+from pacscore.adapters.web_http import HttpError, check_uid, uid_segment
 
 STUDY = "study/with a slash"
 SERIES = "series 1"
@@ -119,7 +120,7 @@ def test_stow_of_an_odd_instance_answers_a_working_retrieve_url(odd):
     answer = client.store_instances([ds])
     item = answer.ReferencedSOPSequence[0]
     assert answer.RetrieveURL == f"{url}/studies/{quote(STUDY, safe='')}"
-    assert item.RetrieveURL.endswith(f"/series/series%2F2/instances/other%20sop%2F2")
+    assert item.RetrieveURL.endswith("/series/series%2F2/instances/other%20sop%2F2")
     [back] = fetch(client, item.RetrieveURL)
     assert back == arc.get("other sop/2")
     assert pydicom.dcmread(io.BytesIO(back)).SOPInstanceUID == ds.SOPInstanceUID

@@ -524,6 +524,8 @@ def test_serve_takes_a_frozen_config_that_its_old_arguments_build(arc):
         dimse.serve(arc, "PACSCORE", 0, block=False, no_such_option=1)
     with pytest.raises(TypeError, match="no other arguments"):
         dimse.serve(arc, config, port=1)
+    with pytest.raises(TypeError, match="port twice"):
+        dimse.serve(arc, "PACSCORE", 0, port=0, block=False)
     with pytest.raises(ValueError, match="invalid_keys"):
         dimse.serve(arc, dataclasses.replace(config, handlers=dimse.DimseConfig(invalid_keys="maybe")))
     server = dimse.serve(arc, config)
@@ -966,7 +968,7 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
 
 def read_lines(stream, lines: list[str]) -> None:
     """Append each line of ``stream`` to ``lines`` as it comes, until its end (run in a thread)."""
-    for line in iter(stream.readline, ""):
+    while line := stream.readline():  # one append a line: a poller sees each as soon as it is read
         lines.append(line)
 
 

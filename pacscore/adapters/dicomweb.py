@@ -8,9 +8,9 @@ or ``pacscore serve web --archive archive/ --port 8042`` (the command lives in `
 Starlette/FastAPI application (``Mount("/pacs", app=create_app(...))``); URLs it hands out
 (Retrieve URL, BulkDataURI) follow the mount point.
 
-The protocol work lives in framework-neutral modules (``web_core``: routing, auth, limits;
-``web_qido``, ``web_wado``, ``web_stow``: the three services; ``web_multipart``: multipart/related
-in and out). This module only bridges them to ASGI: every request runs in a worker thread
+The protocol work lives in framework-neutral modules (``web_http``: request, response, errors;
+``web_core``: the route table, auth, limits; ``web_qido``, ``web_wado``, ``web_stow``: the three
+services; ``web_multipart``: multipart/related in and out). This module only bridges them to ASGI: every request runs in a worker thread
 (the archive blocks on LMDB and blob reads), the request body is pulled from the event loop
 chunk by chunk as the STOW-RS parser asks for it, and response bodies are streamed.
 """

@@ -166,10 +166,20 @@ def serve(archive, config: ServeConfig | str | None = None, *args, **options):
     if isinstance(config, ServeConfig):
         if args or options:
             raise TypeError("serve(archive, config) takes no other arguments: use dataclasses.replace(config, ...)")
-        cfg = config
-    else:
-        cfg = ServeConfig.from_options(*([config] if config is not None else []), *args, **options)
-    return _run(archive, cfg)
+        return _run(archive, config)
+    positional = (config, *args) if config is not None else args
+    if len(positional) > len(_POSITIONAL):
+        raise TypeError(f"serve() takes at most {len(_POSITIONAL)} positional arguments after the archive "
+                        f"({', '.join(_POSITIONAL)})")
+    for name, value in zip(_POSITIONAL, positional):
+        if name in options:
+            raise TypeError(f"serve() got {name} twice, by position and by keyword")
+        options[name] = value
+    return _run(archive, ServeConfig.from_options(**options))
+
+
+#: serve()'s positional arguments after the archive, as they were before ServeConfig
+_POSITIONAL = ("ae_title", "port", "host")
 
 
 def _run(archive, cfg: ServeConfig):
@@ -184,6 +194,7 @@ def _run(archive, cfg: ServeConfig):
     # pynetdicom's public API: a threaded server that ae.shutdown() and server.shutdown() both stop
     server = ae.start_server((cfg.host, int(cfg.port)), block=False, ssl_context=cfg.ssl_context,
                              evt_handlers=DimseService(archive, handler_cfg).bindings())
+    assert server is not None  # start_server returns the server when it does not block
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)
     LOG.info("serving %s as %s on %s:%s%s", archive, cfg.ae_title, cfg.host, server.server_address[1],

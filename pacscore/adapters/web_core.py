@@ -1,7 +1,9 @@
 """The framework-neutral DICOMweb core: a request in, a response out, no HTTP server involved.
 
 ``DicomWebService.handle(WebRequest) -> WebResponse`` routes QIDO-RS, WADO-RS and STOW-RS
-requests to the Archive API. A request is the method, the path below the DICOMweb root, the
+requests to the Archive API through the route table ``ROUTES`` (the request and response types
+are in ``web_http``, which the services import instead of this module, so that they never
+import the router that calls them). A request is the method, the path below the DICOMweb root, the
 query parameters as a list of (name, value) pairs, the headers and an iterator of body chunks;
 a response is a status, a list of headers and a body (bytes or an iterator of bytes that is
 pulled lazily, so WADO-RS streams instance by instance). Everything here is synchronous and

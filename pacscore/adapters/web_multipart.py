@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import tempfile
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, cast
 
 CRLF = b"\r\n"
 #: largest part-header block we accept (all the part's header lines together)
@@ -297,7 +297,7 @@ class _BodyReader:
     def read_part_content(self, max_part: int | None, spool: int) -> tuple[BinaryIO, int]:
         """The part's content up to the next delimiter, spooled; (file at its start, size)."""
         buf, delim = self.buf, self.delim
-        file = tempfile.SpooledTemporaryFile(max_size=spool)
+        file = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=spool))
         size = 0
         try:
             scan = 0
