@@ -63,6 +63,7 @@ def test_each_resource_reaches_its_service(calls, method, path, expected):
     ("GET", "/series/1.2", 404, None),
     ("GET", "/studies/1.2/rendered", 404, None),
     ("GET", I + "/frames/1/2", 404, None),
+    ("HEAD", I + "/bulkdata", 404, None),  # bulk data needs its tag
     ("GET", I + "/rendered", 501, None),
     ("GET", I + "/thumbnail/x", 501, None),
     ("DELETE", "/studies", 405, "GET, POST"),

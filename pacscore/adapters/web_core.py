@@ -16,7 +16,7 @@ import hmac
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from ..errors import NotFound, PacsError, QueryError, StorageError
@@ -225,23 +225,33 @@ class Route:
     pattern: tuple[str, ...]
     methods: tuple[str, ...]
     handler: Handler
+    _parts: tuple[tuple[str | None, str], ...] = field(init=False, repr=False, compare=False)
+    _tail: tuple[str, bool] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # the pattern, read once: (literal or None, capture name) per fixed segment, then the tail
+        *fixed, last = self.pattern
+        tail = last if last.endswith(("+}", "*}")) else None
+        parts = fixed if tail else self.pattern
+        object.__setattr__(self, "_parts", tuple((None, p[1:-1]) if p.startswith("{") else (p, "") for p in parts))
+        object.__setattr__(self, "_tail", None if tail is None else (tail[1:-2], tail.endswith("+}")))
 
     def match(self, segs: list[str]) -> dict[str, object] | None:
+        parts, tail = self._parts, self._tail
+        if tail is None:
+            if len(segs) != len(parts):
+                return None
+        elif len(segs) < len(parts) + tail[1]:  # a "+" tail needs a segment
+            return None
         captured: dict[str, object] = {}
-        for i, part in enumerate(self.pattern):
-            if part.endswith(("+}", "*}")):
-                rest = segs[i:]
-                if part.endswith("+}") and not rest:
-                    return None
-                captured[part[1:-2]] = rest
-                return captured
-            if i >= len(segs):
+        for (literal, name), seg in zip(parts, segs):
+            if literal is None:
+                captured[name] = seg
+            elif literal != seg:
                 return None
-            if part.startswith("{"):
-                captured[part[1:-1]] = segs[i]
-            elif part != segs[i]:
-                return None
-        return captured if len(segs) == len(self.pattern) else None
+        if tail is not None:
+            captured[tail[0]] = segs[len(parts):]
+        return captured
 
 
 def _search(service, request, segs, **_uids) -> WebResponse:
