@@ -143,3 +143,20 @@ def test_a_uid_outside_the_policy_is_400_strict_or_404_lenient(tmp_path):
         assert http.get("/dicomweb/studies/1.2.3/series").status_code == 200
     with pacscore.open(folder) as arc:  # nothing was written by any of it
         assert [r.sop_instance_uid for r in arc.instances(study="1.2.3")] == ["1.2.3.1.1"]
+
+
+@pytest.mark.parametrize("scope, tail, expected", [
+    # the raw path keeps %2F inside a segment; the mount point and prefix are skipped by count
+    ({"path": "/pacs/dicomweb/studies/a/b", "raw_path": b"/pacs/dicomweb/studies/a%2Fb"}, "studies/a/b",
+     "/studies/a%2Fb"),
+    ({"path": "/dicomweb", "raw_path": b"/dicomweb"}, "", "/"),
+    ({"path": "/studies/1.2/", "raw_path": b"/studies/1.2/"}, "studies/1.2/", "/studies/1.2/"),
+    # no raw_path (a server that does not send it): the decoded path, each segment encoded again
+    ({"path": "/dicomweb/studies/a b"}, "studies/a b", "/studies/a%20b"),
+    # a raw_path that does not decode to the tail is not trusted
+    ({"path": "/dicomweb/studies/x", "raw_path": b"/elsewhere/y"}, "studies/x", "/studies/x"),
+])
+def test_the_path_below_the_root_is_taken_raw(scope, tail, expected):
+    from pacscore.adapters.dicomweb import _raw_tail
+
+    assert _raw_tail(scope, tail) == expected
