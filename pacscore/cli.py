@@ -348,8 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the archive over DICOM or HTTP")
     serve_sub = serve.add_subparsers(dest="protocol", required=True)
-    _optional(serve_sub, "adapters.dimse", "add_cli", "dimse", ("pynetdicom",), ("dimse",), "pacscore serve")
-    _optional(serve_sub, "adapters.dicomweb", "add_cli", "web", ("starlette", "uvicorn"), ("web",), "pacscore serve")
+    _optional(serve_sub, "cli_serve", "add_dimse_cli", "dimse", ("pynetdicom",), ("dimse",), "pacscore serve")
+    _optional(serve_sub, "cli_serve", "add_web_cli", "web", ("starlette", "uvicorn"), ("web",), "pacscore serve")
     return parser
 
 

@@ -1,12 +1,14 @@
 """Test data and client runners for tests/test_dimse.py (and benchmarks/dimse_bench.py)."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -146,10 +148,13 @@ def dataset_bytes(part10: bytes) -> bytes:
     return part10[144 + length:]
 
 
-def free_port() -> int:
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port where nothing accepts connections, for as long as the block runs: a socket bound to
+    a port the kernel picked and never listening, so no other process can take the port meanwhile."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
 def dcmtk(tool: str) -> str | None:
@@ -170,12 +175,26 @@ def dcmtk(tool: str) -> str | None:
     return None
 
 
-def start_storescp(args: list[str], port: int, timeout: float = 15.0) -> subprocess.Popen:
-    """Start DCMTK's storescp (``args`` without the port) and return once it answers a C-ECHO.
+def start_storescp(args: list[str], timeout: float = 15.0, attempts: int = 5) -> subprocess.Popen:
+    """Start DCMTK's storescp (``args`` without the port) on a free port and return it once it
+    answers a C-ECHO; the port is ``proc.port``.
 
-    A fixed sleep raced with a slow start on a busy machine; and a storescp that cannot bind
-    its port (taken since the port was picked) now fails here with its own message instead of
-    a C-MOVE that waits on whatever holds the port."""
+    storescp cannot bind port 0 (it refuses the value), so the port is picked here; should
+    another process take it before storescp binds it, storescp exits saying so and is started
+    again on another port. Readiness is polled (a C-ECHO), never waited for with a fixed sleep."""
+    for _ in range(attempts):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = _storescp_on(args, port, timeout)
+        if proc is not None:
+            proc.port = port
+            return proc
+    raise RuntimeError(f"storescp found no free port in {attempts} attempts")
+
+
+def _storescp_on(args: list[str], port: int, timeout: float) -> subprocess.Popen | None:
+    """storescp answering on ``port``, or None when the port was taken."""
     from pynetdicom import AE
 
     proc = subprocess.Popen([dcmtk("storescp"), *args, str(port)], stdout=subprocess.PIPE,
@@ -187,6 +206,8 @@ def start_storescp(args: list[str], port: int, timeout: float = 15.0) -> subproc
     while True:
         if proc.poll() is not None:
             out = proc.stdout.read().decode("utf-8", "replace") if proc.stdout else ""
+            if "Address already in use" in out:
+                return None
             raise RuntimeError(f"storescp on port {port} exited with {proc.returncode}: {out.strip()}")
         assoc = ae.associate("127.0.0.1", port, ae_title="ANY")
         if assoc.is_established:

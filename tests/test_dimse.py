@@ -9,12 +9,13 @@ import logging
 import shutil
 import socket
 import ssl
+import threading
 import time
 
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000
+from pydicom.uid import JPEG2000, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 from pynetdicom.sop_class import (
@@ -47,11 +48,11 @@ from .dimse_helpers import (
     dataset_bytes,
     dcmtk,
     findscu,
-    free_port,
     generated_instances,
     key_args,
     make_instance,
     pydicom_test_files,
+    refusing_port,
     run,
     start_storescp,
     values_of,
@@ -83,12 +84,6 @@ def arc(tmp_path_factory, data_folder):
 
 
 @pytest.fixture(scope="module")
-def storescp_dest(tmp_path_factory):
-    """A DCMTK storescp on a free port (started by the test that needs it)."""
-    return {"port": free_port(), "dir": tmp_path_factory.mktemp("storescp_in")}
-
-
-@pytest.fixture(scope="module")
 def pystore_dest():
     """A pynetdicom Storage SCP that keeps what it receives (C-MOVE destination)."""
     received: list[Dataset] = []
@@ -108,14 +103,14 @@ def pystore_dest():
 
 
 @pytest.fixture(scope="module")
-def scp(arc, storescp_dest, pystore_dest):
-    server = dimse.serve(arc, "PACSCORE", 0, "127.0.0.1", block=False, move_destinations={
-        "STORESCP": ("127.0.0.1", storescp_dest["port"]),
-        "PYSTORE": ("127.0.0.1", pystore_dest["port"]),
-        "NOBODY": ("127.0.0.1", free_port()),
-    })
-    yield {"port": server.server_address[1], "server": server}
-    server.shutdown()
+def scp(arc, pystore_dest):
+    with refusing_port() as nobody:
+        server = dimse.serve(arc, "PACSCORE", 0, "127.0.0.1", block=False, move_destinations={
+            "PYSTORE": ("127.0.0.1", pystore_dest["port"]),
+            "NOBODY": ("127.0.0.1", nobody),
+        })
+        yield {"port": server.server_address[1], "server": server}
+        server.shutdown()
 
 
 @pytest.fixture
@@ -268,10 +263,9 @@ def test_storescu_folder_lands_byte_identical(fresh, data_folder, tmp_path):
     runs = [("-x=", [str(plain)])] + [(flag, [str(p) for p in paths]) for flag, paths in by_syntax.items()]
     wire = tmp_path / "wire"
     wire.mkdir()
-    ref_port = free_port()
-    reference = start_storescp(["-aet", "PACSCORE", "+B", "+xa", "-od", str(wire)], ref_port)
+    reference = start_storescp(["-aet", "PACSCORE", "+B", "+xa", "-od", str(wire)])
     try:
-        for port in (fresh["port"], ref_port):
+        for port in (fresh["port"], reference.port):
             for flag, inputs in runs:
                 proc = run(["storescu", "-aet", "STORESCU", "-aec", "PACSCORE", "-R", "+sd", flag,
                             "127.0.0.1", str(port), *inputs], timeout=60)
@@ -514,6 +508,57 @@ def test_invalid_keys_policy_and_max_results(arc):
         port_server.shutdown()
 
 
+def test_serve_takes_a_frozen_config_that_its_old_arguments_build(arc):
+    import dataclasses
+
+    config = dimse.ServeConfig(ae_title="CFGSCP", port=0, block=False,
+                               handlers=dimse.DimseConfig(max_results=1, move_destinations={"X ": ("h", "104")}))
+    assert dimse.ServeConfig.from_options("CFGSCP", 0, block=False, max_results=1,
+                                          move_destinations={"X ": ("h", "104")}) == dataclasses.replace(
+        config, handlers=dataclasses.replace(config.handlers, move_destinations={"X": ("h", 104)}))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.port = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.handlers.max_results = 5
+    with pytest.raises(TypeError, match="no_such_option"):
+        dimse.serve(arc, "PACSCORE", 0, block=False, no_such_option=1)
+    with pytest.raises(TypeError, match="no other arguments"):
+        dimse.serve(arc, config, port=1)
+    with pytest.raises(TypeError, match="port twice"):
+        dimse.serve(arc, "PACSCORE", 0, port=0, block=False)
+    with pytest.raises(ValueError, match="invalid_keys"):
+        dimse.serve(arc, dataclasses.replace(config, handlers=dimse.DimseConfig(invalid_keys="maybe")))
+    server = dimse.serve(arc, config)
+    try:
+        assert server.ae.ae_title == "CFGSCP"
+        assoc = associate(server.server_address[1], StudyRootQueryRetrieveInformationModelFind)
+        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""})
+        assert statuses[-1].Status == 0xA700 and results == []  # the handlers' max_results=1
+        assoc.release()
+    finally:
+        server.shutdown()
+
+
+def test_the_ae_that_serve_made_stops_its_server(arc):
+    """serve() starts the SCP through pynetdicom's public start_server, so the AE knows its
+    server: ae.shutdown() stops it as server.shutdown() does."""
+    server = dimse.serve(arc, "PACSCORE", 0, block=False)
+    port = server.server_address[1]
+    assoc = associate(port, Verification)
+    assert assoc.send_c_echo().Status == 0
+    assoc.release()
+    server.ae.shutdown()
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
+        except OSError:
+            break  # refused: nothing listens any more
+        assert time.monotonic() < deadline, "the server still accepts connections after ae.shutdown()"
+        time.sleep(0.02)
+
+
 def test_concurrent_associations_query_and_store(scp, arc, fresh):
     """Eight associations at once: six querying the shared archive, two storing into another."""
     import concurrent.futures
@@ -729,17 +774,22 @@ def test_c_get_with_a_bad_identifier_fails_with_a900(scp):
 # ---- C-MOVE ------------------------------------------------------------------------------------
 @pytest.mark.interop
 @pytest.mark.skipif(not HAVE_DCMTK, reason="DCMTK movescu/storescp are not on PATH")
-def test_movescu_moves_a_series_to_storescp(scp, arc, storescp_dest, caplog):
-    out = storescp_dest["dir"]
+def test_movescu_moves_a_series_to_storescp(arc, tmp_path, caplog):
+    out = tmp_path / "storescp_in"
+    out.mkdir()
     caplog.set_level(logging.INFO, logger="pacscore.dimse")  # the adapter's side, should it fail
-    receiver = start_storescp(["-aet", "STORESCP", "+xa", "-od", str(out)], storescp_dest["port"])
+    receiver = start_storescp(["-aet", "STORESCP", "+xa", "-od", str(out)])
+    # an SCP of its own: the destination's port is known only once storescp has bound it
+    server = dimse.serve(arc, dimse.ServeConfig(port=0, block=False, handlers=dimse.DimseConfig(
+        move_destinations={"STORESCP": ("127.0.0.1", receiver.port)})))
     try:
         proc = run(["movescu", "-S", "-aet", "MOVESCU", "-aec", "PACSCORE", "-aem", "STORESCP",
                     *key_args({"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": STUDY_A,
-                               "SeriesInstanceUID": SERIES_A1}), "127.0.0.1", str(scp["port"])])
+                               "SeriesInstanceUID": SERIES_A1}), "127.0.0.1", str(server.server_address[1])])
         assert proc.returncode == 0, proc.stderr
         files = wait_for_files(out, 3)
     finally:
+        server.shutdown()
         receiver.terminate()
         receiver.wait(5)
     assert len(files) == 3
@@ -795,7 +845,7 @@ def _make_pki(folder):
     def name(cn):
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def cert(subject, key, issuer, issuer_key, ca=False, san=None):
         b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
@@ -853,8 +903,7 @@ def test_logs_name_the_peer_and_the_outcome_without_patient_data(scp, caplog):
     assoc = associate(scp["port"], StudyRootQueryRetrieveInformationModelFind, ae_title="LOGSCU")
     find_all(assoc, {"QueryRetrieveLevel": "STUDY", "PatientName": "Gen^One", "StudyInstanceUID": ""})
     assoc.release()
-    time.sleep(0.2)
-    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "pacscore.dimse")
+    text = logged_text(caplog, until="released")
     assert "LOGSCU@127.0.0.1" in text
     assert "C-FIND study-root STUDY [PatientName,StudyInstanceUID] -> 1 matches, 0x0000" in text
     assert "released" in text
@@ -864,13 +913,15 @@ def test_logs_name_the_peer_and_the_outcome_without_patient_data(scp, caplog):
 def test_cli_registers_serve_dimse():
     import argparse
 
+    from pacscore import cli_serve
+
     parser = argparse.ArgumentParser(prog="pacscore")
     sub = parser.add_subparsers(dest="command")
     serve_parser = sub.add_parser("serve")
-    dimse.add_cli(serve_parser.add_subparsers(dest="protocol"))
+    cli_serve.add_dimse_cli(serve_parser.add_subparsers(dest="protocol"))
     args = parser.parse_args(["serve", "dimse", "--archive", "a", "--move-dest", "VIEWER=10.0.0.5:104",
                               "--allow", "X", "--allow", "Y", "--port", "4242"])
-    assert args.func is dimse.main_serve
+    assert args.func is cli_serve.main_serve_dimse
     assert dict(args.move_dest) == {"VIEWER": ("10.0.0.5", 104)}
     assert args.allow == ["X", "Y"] and args.port == 4242 and args.ae == "PACSCORE"
     with pytest.raises(SystemExit):
@@ -888,20 +939,15 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
     with pacscore.open(tmp_path / "cli") as a:
         a.store(data_folder / "CT_small.dcm")
         a.store(dimse_helpers.to_bytes(no_id))
-    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pacscore", "serve", "dimse", "--archive", str(tmp_path / "cli"),
-                             "--port", str(port), "--allow", "PYSCU", "--move-dest", "X=127.0.0.1:1",
+                             "--port", "0", "--allow", "PYSCU", "--move-dest", "X=127.0.0.1:1",
                              "--option", "empty_record_matches=false"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logged: list[str] = []
+    reader = threading.Thread(target=read_lines, args=(proc.stderr, logged), daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-                time.sleep(0.05)
+        port = bound_port_logged(proc, logged)  # --port 0: the server binds a free port and logs it
         assoc = associate(port, StudyRootQueryRetrieveInformationModelFind)
         statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "",
                                              "PatientID": "NO-SUCH-PATIENT"})
@@ -911,6 +957,44 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
         assert sorted(r.StudyInstanceUID for r in every) == sorted([CT_SMALL_STUDY, no_id.StudyInstanceUID])
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
+        proc.wait(15)
+        reader.join(15)  # it ends at the end of the process's stderr
+        proc.stdout.close()
+        proc.stderr.close()
+    err = "".join(logged)
     assert proc.returncode == 0, err
     assert "PYSCU@127.0.0.1" in err and "C-FIND study-root STUDY" in err
+
+
+def read_lines(stream, lines: list[str]) -> None:
+    """Append each line of ``stream`` to ``lines`` as it comes, until its end (run in a thread)."""
+    while line := stream.readline():  # one append a line: a poller sees each as soon as it is read
+        lines.append(line)
+
+
+def bound_port_logged(proc, logged: list[str], timeout: float = 15) -> int:
+    """The port a ``serve dimse --port 0`` process bound, read from its "serving ... on HOST:PORT"
+    log line, polled in ``logged`` (which ``read_lines`` fills from the process's stderr)."""
+    import re
+
+    pattern = re.compile(r"serving .* on [^ ]+:(\d+)")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(logged):
+            found = pattern.search(line)
+            if found:
+                return int(found.group(1))
+        assert proc.poll() is None, "".join(logged)
+        time.sleep(0.02)
+    raise AssertionError(f"serve dimse logged no port within {timeout} s: {''.join(logged)}")
+
+
+def logged_text(caplog, until: str, timeout: float = 15) -> str:
+    """The pacscore.dimse log so far, polled until it holds ``until`` (the SCP logs from its own
+    threads, after the client has its answer) or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = "\n".join(r.getMessage() for r in caplog.records if r.name == "pacscore.dimse")
+        if until in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.02)

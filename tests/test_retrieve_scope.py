@@ -26,7 +26,7 @@ from pacscore.adapters import dimse
 from pacscore.adapters.retrieve_scope import retrieve_scope
 from pacscore.errors import QueryError
 
-from .dimse_helpers import dcmtk, free_port, key_args, make_instance, run, start_storescp, to_bytes
+from .dimse_helpers import dcmtk, key_args, make_instance, run, start_storescp, to_bytes
 
 HAVE_DCMTK = all(dcmtk(t) for t in ("getscu", "movescu", "storescp"))
 
@@ -82,14 +82,8 @@ def receiver():
 
 
 @pytest.fixture(scope="module")
-def storescp():
-    return {"port": free_port()}
-
-
-@pytest.fixture(scope="module")
-def scp(arc, receiver, storescp):
-    server = dimse.serve(arc, "PACSCORE", 0, block=False, move_destinations={
-        "PYSTORE": ("127.0.0.1", receiver["port"]), "STORESCP": ("127.0.0.1", storescp["port"])})
+def scp(arc, receiver):
+    server = dimse.serve(arc, "PACSCORE", 0, block=False, move_destinations={"PYSTORE": ("127.0.0.1", receiver["port"])})
     yield server.server_address[1]
     server.shutdown()
 
@@ -283,8 +277,10 @@ def test_c_find_takes_the_servers_matching_options_per_query(arc):
 def test_serve_dimse_takes_option_arguments():
     import argparse
 
+    from pacscore.cli_serve import add_dimse_cli
+
     parser = argparse.ArgumentParser()
-    dimse.add_cli(parser.add_subparsers())
+    add_dimse_cli(parser.add_subparsers())
     args = parser.parse_args(["dimse", "--option", "empty_record_matches=false", "-o", "local_timezone=+0100"])
     assert dict(args.option) == {"empty_record_matches": False, "local_timezone": "+0100"}
     for bad in ("empty_record_matches", "empty_record_matches=perhaps", "nope=true"):
@@ -323,10 +319,14 @@ def test_scope_keeps_the_unique_keys_only():
 # ---- DCMTK --------------------------------------------------------------------------------------
 @pytest.mark.interop
 @pytest.mark.skipif(not HAVE_DCMTK, reason="DCMTK movescu/storescp are not on PATH")
-def test_movescu_for_an_unknown_patient_is_refused_and_storescp_gets_nothing(scp, storescp, tmp_path):
+def test_movescu_for_an_unknown_patient_is_refused_and_storescp_gets_nothing(arc, tmp_path):
     out = tmp_path / "in"
     out.mkdir()
-    receiver = start_storescp(["-aet", "STORESCP", "-od", str(out)], storescp["port"])
+    receiver = start_storescp(["-aet", "STORESCP", "-od", str(out)])
+    # an SCP of its own: the destination's port is known only once storescp has bound it
+    server = dimse.serve(arc, dimse.ServeConfig(port=0, block=False, handlers=dimse.DimseConfig(
+        move_destinations={"STORESCP": ("127.0.0.1", receiver.port)})))
+    scp = server.server_address[1]
     try:
         proc = run(["movescu", "-S", "-aet", "MOVESCU", "-aec", "PACSCORE", "-aem", "STORESCP",
                     *key_args({"QueryRetrieveLevel": "STUDY", "PatientID": "NO-SUCH-PATIENT"}),
@@ -336,6 +336,7 @@ def test_movescu_for_an_unknown_patient_is_refused_and_storescp_gets_nothing(scp
                   *key_args({"QueryRetrieveLevel": "STUDY", "PatientID": "P2", "StudyInstanceUID": STUDY_P2}),
                   "127.0.0.1", str(scp)])
     finally:
+        server.shutdown()
         receiver.terminate()
         receiver.wait(5)
     text = proc.stdout + proc.stderr

@@ -4,28 +4,33 @@
     app = create_app("archive/", auth=bearer_token_auth("s3cret"))   # any ASGI server
     # uvicorn module:app --port 8042  ->  http://127.0.0.1:8042/dicomweb/studies
 
-or ``pacscore serve web --archive archive/ --port 8042``. The app can be mounted inside another
+or ``pacscore serve web --archive archive/ --port 8042`` (the command lives in ``pacscore.cli_serve``). The app can be mounted inside another
 Starlette/FastAPI application (``Mount("/pacs", app=create_app(...))``); URLs it hands out
 (Retrieve URL, BulkDataURI) follow the mount point.
 
-The protocol work lives in framework-neutral modules (``web_core``: routing, auth, limits;
-``web_qido``, ``web_wado``, ``web_stow``: the three services; ``web_multipart``: multipart/related
-in and out). This module only bridges them to ASGI: every request runs in a worker thread
+The protocol work lives in framework-neutral modules (``web_http``: request, response, errors;
+``web_core``: the route table, auth, limits; ``web_qido``, ``web_wado``, ``web_stow``: the three
+services; ``web_multipart``: multipart/related in and out). This module only bridges them to ASGI: every request runs in a worker thread
 (the archive blocks on LMDB and blob reads), the request body is pulled from the event loop
 chunk by chunk as the STOW-RS parser asks for it, and response bodies are streamed.
 """
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
-import os
-import sys
+from urllib.parse import quote, unquote
 
-from .match_options import OPTION_HELP, option_argument
 from .web_core import (
-    DEFAULT_LIMIT, DEFAULT_MAX_BODY, DEFAULT_MAX_PART, DEFAULT_MAX_RESULTS, DEFAULT_SPOOL, DicomWebService,
-    HttpError, WebRequest, WebResponse, bearer_token_auth,
+    DEFAULT_LIMIT,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_PART,
+    DEFAULT_MAX_RESULTS,
+    DEFAULT_SPOOL,
+    DicomWebService,
+    HttpError,
+    WebRequest,
+    WebResponse,
+    bearer_token_auth,
 )
 
 LOG = logging.getLogger("pacscore.dicomweb")
@@ -60,6 +65,32 @@ def _request_base(request, root: str) -> str:
         url = url.replace(port=server[1])
     base = str(url).rstrip("/")
     return base + root
+
+
+def _raw_tail(scope, tail: str) -> str:
+    """The path below the DICOMweb root as the client sent it (still percent-encoded).
+
+    Starlette's ``path`` is decoded, so a UID holding "/" (sent as ``%2F``) would become two
+    segments; ASGI's ``raw_path`` keeps it. The root's own segments are counted on the decoded
+    path (the decoded ``tail`` is what follows them) and skipped on the raw one. Without a
+    ``raw_path``, or one that does not decode to the same tail, the decoded tail is used.
+    """
+    raw = scope.get("raw_path")
+    decoded = "/" + tail
+    path = scope.get("path", "")
+    if not raw or not path.endswith(tail):
+        return _quote_path(decoded)
+    head = path[:len(path) - len(tail)]
+    skip = head.count("/") + (0 if head.endswith("/") else 1)
+    raw_tail = "/" + "/".join(raw.decode("latin-1").split("/")[skip:])
+    if unquote(raw_tail) != decoded:
+        return _quote_path(decoded)
+    return raw_tail
+
+
+def _quote_path(decoded: str) -> str:
+    """A decoded path as a raw one: its "/" separate segments, anything else is encoded."""
+    return "/".join(quote(seg, safe="") for seg in decoded.split("/"))
 
 
 def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=None,
@@ -132,7 +163,7 @@ def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=Non
         has_body = request.method in ("POST", "PUT")
         web_request = WebRequest(
             method=request.method,
-            path="/" + request.path_params.get("path", ""),
+            path=_raw_tail(request.scope, request.path_params.get("path", "")),
             query=list(request.query_params.multi_items()),
             headers=_join_headers(request.headers.items()),
             body=body_reader(request) if has_body else (),
@@ -157,95 +188,6 @@ def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=Non
     return app
 
 
-# -- the `serve web` command ----------------------------------------------------------------
-def _size(text: str) -> int:
-    """"512M", "2G", "1048576" -> bytes."""
-    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
-    t = text.strip().upper().removesuffix("B")
-    factor = units.get(t[-1:], 1)
-    number = t[:-1] if t[-1:] in units else t
-    try:
-        value = int(float(number) * factor)
-    except ValueError:
-        raise ValueError(f"not a size: {text!r} (use e.g. 512M or 2G)") from None
-    if value < 1:
-        raise ValueError("a size must be positive")
-    return value
-
-
-def add_cli(subparsers) -> None:
-    """Register ``web`` (the `serve web` command) on an argparse subparsers object."""
-    p = subparsers.add_parser("web", help="serve the archive over HTTP as DICOMweb (QIDO-RS, WADO-RS, STOW-RS)",
-                              description="Run a DICOMweb origin server for an archive (Starlette on uvicorn). "
-                                          "QIDO-RS studies are at http://HOST:PORT/dicomweb/studies.")
-    p.add_argument("--archive", required=True, metavar="DIR", help="archive folder")
-    p.add_argument("--port", type=int, default=8042, help="TCP port (default 8042)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--token", default=os.environ.get("PACSCORE_WEB_TOKEN") or None,
-                   help="require 'Authorization: Bearer TOKEN' (default: $PACSCORE_WEB_TOKEN; none: no auth)")
-    p.add_argument("--prefix", default="/dicomweb", help="URL path of the DICOMweb root (default /dicomweb)")
-    p.add_argument("--base-url", default=None,
-                   help="the root URL clients see (behind a proxy), used in Retrieve URLs and BulkDataURIs")
-    p.add_argument("--max-body", type=_size, default=DEFAULT_MAX_BODY, help="STOW-RS request limit (default 2G)")
-    p.add_argument("--max-part", type=_size, default=DEFAULT_MAX_PART, help="STOW-RS per-instance limit (default 1G)")
-    p.add_argument("--max-results", type=int, default=DEFAULT_MAX_RESULTS,
-                   help=f"most results in one QIDO-RS response (default {DEFAULT_MAX_RESULTS})")
-    p.add_argument("--default-limit", type=int, default=DEFAULT_LIMIT,
-                   help=f"QIDO-RS page size without a limit parameter (default {DEFAULT_LIMIT})")
-    p.add_argument("--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE",
-                   help=OPTION_HELP)
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    p.set_defaults(func=main_serve)
-
-
-def _loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def main_serve(args) -> int:
-    """Run ``serve web`` from parsed arguments (uvicorn, access log on); returns the exit code."""
-    try:
-        import uvicorn
-        import starlette  # noqa: F401
-    except ImportError:
-        print("serve web: needs starlette and uvicorn (pip install 'pacscore[web]')")
-        return 2
-    import pacscore
-
-    try:  # the command serves an archive, it never creates one (a typo would serve an empty one)
-        pacscore.open(args.archive, create=False).close()
-    except pacscore.PacsError as exc:
-        print(f"serve web: {exc}", file=sys.stderr)
-        return 2
-    auth = bearer_token_auth(args.token) if args.token else None
-    if auth is None and not _loopback(args.host):
-        LOG.warning("serving %s without authentication on %s: anyone who reaches it can read and store",
-                    args.archive, args.host)
-    try:
-        app = create_app(args.archive, prefix=args.prefix, auth=auth, max_body=args.max_body,
-                         max_part=args.max_part, max_results=args.max_results,
-                         default_limit=args.default_limit, base_url=args.base_url,
-                         find_options=dict(getattr(args, "option", None) or []))
-    except ValueError as exc:
-        print(f"serve web: {exc}")
-        return 2
-    prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
-    print(f"pacscore DICOMweb on http://{args.host}:{args.port}{prefix} (archive {args.archive}"
-          f"{', bearer token required' if auth else ''})", flush=True)
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, access_log=True, log_level=args.log_level)
-    except SystemExit as exc:  # uvicorn exits when it cannot bind
-        return int(exc.code or 1)
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
 def serve(archive_or_folder: object, host: str = "127.0.0.1", port: int = 8042, **app_options) -> None:
     """Serve an archive (blocking) with uvicorn; ``app_options`` go to create_app."""
     import uvicorn
@@ -253,5 +195,5 @@ def serve(archive_or_folder: object, host: str = "127.0.0.1", port: int = 8042, 
     uvicorn.run(create_app(archive_or_folder, **app_options), host=host, port=port, access_log=True)
 
 
-__all__ = ["create_app", "bearer_token_auth", "add_cli", "main_serve", "serve", "DicomWebService",
+__all__ = ["create_app", "bearer_token_auth", "serve", "DicomWebService",
            "WebRequest", "WebResponse", "HttpError"]

@@ -4,8 +4,9 @@ Two ways to use it::
 
     # 1. a standalone SCP
     from pacscore.adapters import dimse
-    server = dimse.serve(arc, "PACSCORE", 11112, move_destinations={"VIEWER": ("10.0.0.5", 104)},
-                         block=False)
+    config = dimse.ServeConfig(port=11112, block=False,
+                               handlers=dimse.DimseConfig(move_destinations={"VIEWER": ("10.0.0.5", 104)}))
+    server = dimse.serve(arc, config)    # or dimse.serve(arc, port=11112, block=False, move_destinations=...)
     ...
     server.shutdown()
 
@@ -21,42 +22,43 @@ Archive's; this module only translates: identifier Dataset -> ``Archive.find(ds,
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import threading
-from dataclasses import fields
+from dataclasses import dataclass, field, fields, replace
 
 from pynetdicom import AE, build_context, evt
 from pynetdicom import _config as _pynetdicom_config
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
 
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
 from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, DimseService, set_nodelay
-from .match_options import OPTION_HELP, check_options, option_argument
+from .match_options import check_options
 
 __all__ = [
-    "DimseConfig", "DimseService", "handlers", "serve", "make_ae", "supported_contexts", "tls_context",
-    "set_nodelay", "add_cli", "main_serve",
+    "DimseConfig", "DimseService", "ServeConfig", "handlers", "serve", "make_ae", "supported_contexts",
+    "tls_context", "set_nodelay", "DEFAULT_MAX_PDU",
 ]
 
 DEFAULT_MAX_PDU = 16382  # pynetdicom's default; 0 means unlimited
 
 
-def _config(**config) -> DimseConfig:
+def _config(config: DimseConfig | None = None, **options) -> DimseConfig:
+    """``config`` (or the defaults) with ``options`` on top, checked and normalised."""
     known = {f.name for f in fields(DimseConfig)}
-    unknown = sorted(set(config) - known)
+    unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown DIMSE option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    cfg = DimseConfig(**config)
-    cfg.move_destinations = {str(k).strip(): (str(v[0]), int(v[1])) for k, v in (cfg.move_destinations or {}).items()}
-    if cfg.allowed_calling_aets is not None:
-        cfg.allowed_calling_aets = [str(a).strip() for a in cfg.allowed_calling_aets]
+    cfg = replace(config or DimseConfig(), **options)
     if cfg.invalid_keys not in (None, "nomatch", "error"):
         raise ValueError(f"invalid_keys must be 'nomatch' or 'error', not {cfg.invalid_keys!r}")
-    cfg.find_options = check_options(cfg.find_options)
-    return cfg
+    aets = cfg.allowed_calling_aets
+    return replace(
+        cfg,
+        move_destinations={str(k).strip(): (str(v[0]), int(v[1])) for k, v in (cfg.move_destinations or {}).items()},
+        allowed_calling_aets=None if aets is None else [str(a).strip() for a in aets],
+        find_options=check_options(cfg.find_options),
+    )
 
 
 def handlers(archive, **config) -> list[tuple]:
@@ -116,46 +118,91 @@ def make_ae(ae_title: str = "PACSCORE", *, allowed_calling_aets: list[str] | Non
     return ae
 
 
-def serve(archive, ae_title: str = "PACSCORE", port: int = 11112, host: str = "127.0.0.1", *,
-          move_destinations: dict[str, tuple[str, int]] | None = None,
-          allowed_calling_aets: list[str] | None = None, max_pdu: int = DEFAULT_MAX_PDU,
-          acse_timeout: float | None = 30, dimse_timeout: float | None = 30,
-          network_timeout: float | None = 60, connection_timeout: float | None = None,
-          max_associations: int = 10, ssl_context: ssl.SSLContext | None = None, block: bool = True,
-          **config):
-    """Run a DICOM SCP for ``archive`` on ``host:port`` as ``ae_title``.
+@dataclass(frozen=True)
+class ServeConfig:
+    """How ``serve()`` runs an SCP: the network side here, the handlers' side in ``handlers``."""
 
-    With ``block=False`` returns pynetdicom's ThreadedAssociationServer (``.shutdown()`` stops
-    it; ``.server_address`` has the bound port, useful with ``port=0``); with ``block=True``
-    serves until KeyboardInterrupt and returns None. ``config``: see ``handlers()``.
+    ae_title: str = "PACSCORE"
+    #: 0: any free port, read back from the returned server's ``server_address``
+    port: int = 11112
+    host: str = "127.0.0.1"
+    #: the largest PDU we receive (0: unlimited)
+    max_pdu: int = DEFAULT_MAX_PDU
+    acse_timeout: float | None = 30
+    dimse_timeout: float | None = 30
+    network_timeout: float | None = 60
+    connection_timeout: float | None = None
+    max_associations: int = 10
+    #: serve over TLS (``tls_context()`` builds one)
+    ssl_context: ssl.SSLContext | None = None
+    #: True: serve until KeyboardInterrupt; False: serve in a thread and return the server
+    block: bool = True
+    #: what the handlers do: move destinations, allowed calling AE titles, matching options, ...
+    handlers: DimseConfig = field(default_factory=DimseConfig)
+
+    @classmethod
+    def from_options(cls, ae_title: str = "PACSCORE", port: int = 11112, host: str = "127.0.0.1",
+                     **options) -> ServeConfig:
+        """A config from ``serve()``'s keyword arguments: this class's fields and DimseConfig's
+        (TypeError naming any other)."""
+        own = {f.name for f in fields(cls)} - {"handlers"}
+        server = {k: v for k, v in options.items() if k in own}
+        handler_options = {k: v for k, v in options.items() if k not in own}
+        return cls(ae_title=ae_title, port=port, host=host, handlers=_config(**handler_options), **server)
+
+
+def serve(archive, config: ServeConfig | str | None = None, *args, **options):
+    """Run a DICOM SCP for ``archive`` as ``config`` says.
+
+    ``serve(archive, ServeConfig(...))``; or, as before, ``serve(archive, ae_title, port, host,
+    **options)`` with ServeConfig's and DimseConfig's field names as keywords (they build the
+    config; one code path). With ``block=False`` returns pynetdicom's ThreadedAssociationServer
+    (``.shutdown()`` stops it; ``.server_address`` has the bound port, useful with ``port=0``);
+    with ``block=True`` serves until KeyboardInterrupt and returns None.
 
     Unless ``log_phi=True``, pynetdicom's own logging of request and response identifiers is
     switched off (a process-wide pynetdicom setting).
     """
-    cfg = dict(config)
-    cfg["move_destinations"] = move_destinations or {}
-    cfg["allowed_calling_aets"] = allowed_calling_aets
-    evt_handlers = handlers(archive, **cfg)
-    if not cfg.get("log_phi"):
+    if isinstance(config, ServeConfig):
+        if args or options:
+            raise TypeError("serve(archive, config) takes no other arguments: use dataclasses.replace(config, ...)")
+        return _run(archive, config)
+    positional = (config, *args) if config is not None else args
+    if len(positional) > len(_POSITIONAL):
+        raise TypeError(f"serve() takes at most {len(_POSITIONAL)} positional arguments after the archive "
+                        f"({', '.join(_POSITIONAL)})")
+    for name, value in zip(_POSITIONAL, positional):
+        if name in options:
+            raise TypeError(f"serve() got {name} twice, by position and by keyword")
+        options[name] = value
+    return _run(archive, ServeConfig.from_options(**options))
+
+
+#: serve()'s positional arguments after the archive, as they were before ServeConfig
+_POSITIONAL = ("ae_title", "port", "host")
+
+
+def _run(archive, cfg: ServeConfig):
+    handler_cfg = _config(cfg.handlers)
+    if not handler_cfg.log_phi:
         _pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
         _pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
-    ae = make_ae(ae_title, allowed_calling_aets=allowed_calling_aets, max_pdu=max_pdu, acse_timeout=acse_timeout,
-                 dimse_timeout=dimse_timeout, network_timeout=network_timeout,
-                 connection_timeout=connection_timeout, max_associations=max_associations)
-    server = ae.make_server((host, int(port)), ssl_context=ssl_context, evt_handlers=evt_handlers,
-                            server_class=ThreadedAssociationServer)
+    ae = make_ae(cfg.ae_title, allowed_calling_aets=handler_cfg.allowed_calling_aets, max_pdu=cfg.max_pdu,
+                 acse_timeout=cfg.acse_timeout, dimse_timeout=cfg.dimse_timeout,
+                 network_timeout=cfg.network_timeout, connection_timeout=cfg.connection_timeout,
+                 max_associations=cfg.max_associations)
+    # pynetdicom's public API: a threaded server that ae.shutdown() and server.shutdown() both stop
+    server = ae.start_server((cfg.host, int(cfg.port)), block=False, ssl_context=cfg.ssl_context,
+                             evt_handlers=DimseService(archive, handler_cfg).bindings())
+    assert server is not None  # start_server returns the server when it does not block
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)
-    LOG.info("serving %s as %s on %s:%s%s", archive, ae_title, host, server.server_address[1],
-             " (TLS)" if ssl_context else "")
-    if not block:
-        thread = threading.Thread(target=server.serve_forever, name=f"pacscore-dimse-{ae_title}", daemon=True)
-        thread.start()
-        ae._servers.append(server)  # so that ae.shutdown() and server.shutdown() work as with start_server
+    LOG.info("serving %s as %s on %s:%s%s", archive, cfg.ae_title, cfg.host, server.server_address[1],
+             " (TLS)" if cfg.ssl_context else "")
+    if not cfg.block:
         return server
-    ae._servers.append(server)
     try:
-        server.serve_forever()
+        threading.Event().wait()  # the server runs in its thread until KeyboardInterrupt (or SIGTERM, see the CLI)
     except KeyboardInterrupt:
         pass
     finally:
@@ -188,94 +235,3 @@ def tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
     else:
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
-
-
-# ---- command line ---------------------------------------------------------------------------
-def _move_dest(text: str) -> tuple[str, tuple[str, int]]:
-    import argparse
-
-    try:
-        title, address = text.split("=", 1)
-        host, port = address.rsplit(":", 1)
-        return title.strip(), (host.strip("[] "), int(port))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected AE=host:port, got {text!r}") from None
-
-
-def add_cli(subparsers) -> None:
-    """Register ``dimse`` (the `serve dimse` command) on an argparse subparsers object."""
-    p = subparsers.add_parser("dimse", help="serve the archive over DICOM DIMSE (C-ECHO/STORE/FIND/GET/MOVE)",
-                              description="Run a DICOM SCP for an archive (pynetdicom).")
-    p.add_argument("--archive", "-a", default=os.environ.get("PACSCORE_ARCHIVE", "archive"), metavar="DIR",
-                   help="archive folder (default: $PACSCORE_ARCHIVE or ./archive)")
-    p.add_argument("--blobs", default=None, help="blob store URL (default: file blobs in the archive)")
-    p.add_argument("--ae", default="PACSCORE", help="our AE title (default PACSCORE)")
-    p.add_argument("--port", type=int, default=11112, help="TCP port (default 11112)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--move-dest", action="append", default=[], type=_move_dest, metavar="AE=HOST:PORT",
-                   help="a C-MOVE destination (repeatable)")
-    p.add_argument("--allow", action="append", default=None, metavar="AE",
-                   help="a calling AE title allowed to associate (repeatable; default: any)")
-    p.add_argument("--max-pdu", type=int, default=DEFAULT_MAX_PDU, help="max PDU we receive (0: unlimited)")
-    p.add_argument("--max-results", type=int, default=None, help="C-FIND: refuse (A700) above this many matches")
-    p.add_argument("--invalid-keys", choices=("nomatch", "error"), default=None,
-                   help="C-FIND keys invalid for their VR: match nothing or fail (A900)")
-    p.add_argument("--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE",
-                   help=OPTION_HELP)
-    p.add_argument("--acse-timeout", type=float, default=30)
-    p.add_argument("--dimse-timeout", type=float, default=30)
-    p.add_argument("--network-timeout", type=float, default=60)
-    p.add_argument("--tls-cert", help="PEM certificate: serve over TLS")
-    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
-    p.add_argument("--tls-ca", help="PEM CA bundle: require client certificates signed by it")
-    p.add_argument("--log-phi", action="store_true", help="log identifier values and UIDs (patient data)")
-    p.add_argument("--no-nodelay", action="store_true", help="leave Nagle's algorithm on (for measurements)")
-    p.set_defaults(func=main_serve)
-
-
-def main_serve(args) -> int:
-    """Run ``serve dimse`` from parsed arguments; returns the process exit code."""
-    import pacscore
-
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("pacscore.dimse")
-    if log.getEffectiveLevel() > logging.INFO:  # a server should say who connected and what they asked
-        log.setLevel(logging.INFO)
-    ssl_context = None
-    if args.tls_cert or args.tls_key:
-        if not (args.tls_cert and args.tls_key):
-            print("serve dimse: --tls-cert and --tls-key go together")
-            return 2
-        ssl_context = tls_context(args.tls_cert, args.tls_key, args.tls_ca)
-    elif args.tls_ca:
-        print("serve dimse: --tls-ca needs --tls-cert and --tls-key")
-        return 2
-    _stop_on_sigterm()
-    with pacscore.open(args.archive, blobs=getattr(args, "blobs", None), create=False) as arc:
-        try:
-            serve(arc, args.ae, args.port, args.host, move_destinations=dict(args.move_dest),
-                  allowed_calling_aets=args.allow, max_pdu=args.max_pdu, acse_timeout=args.acse_timeout,
-                  dimse_timeout=args.dimse_timeout, network_timeout=args.network_timeout,
-                  ssl_context=ssl_context, block=True, max_results=args.max_results,
-                  invalid_keys=args.invalid_keys, log_phi=args.log_phi, tcp_nodelay=not args.no_nodelay,
-                  find_options=dict(getattr(args, "option", None) or []))
-        except KeyboardInterrupt:
-            pass
-        except OSError as exc:
-            print(f"serve dimse: cannot listen on {args.host}:{args.port}: {exc}")
-            return 1
-    return 0
-
-
-def _stop_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so that `serve dimse` shuts down and closes the archive."""
-    import signal
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread
-        pass

@@ -49,7 +49,7 @@ PENDING_SOME = 0xFF01
 CANCEL = 0xFE00
 
 
-@dataclass
+@dataclass(frozen=True)
 class DimseConfig:
     """Everything the handlers need to know; ``handlers(archive, **config)`` takes these names."""
 

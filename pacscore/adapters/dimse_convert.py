@@ -264,7 +264,7 @@ def prepare_for_peer(data: bytes, stored_ts: str, accepted: Sequence[str]) -> tu
                 f"cannot decompress {stored.name}: {first[-1] if first else type(exc).__name__}"
             ) from exc
         how += "".join(f" without {where}" for where in removed)
-    if how.startswith("decompress") and target.is_little_endian or how == "reencode":
+    if (how.startswith("decompress") and target.is_little_endian) or how == "reencode":
         # pynetdicom re-encodes between the little endian syntaxes itself; check the one it uses
         check_encoding(ds, target)
         return ds, how

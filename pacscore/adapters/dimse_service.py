@@ -44,7 +44,7 @@ class DimseService(RetrieveHandlers):
     def __init__(self, archive, config: DimseConfig) -> None:
         self.archive = archive
         self.config = config
-        self._states: "weakref.WeakKeyDictionary[object, AssocState]" = weakref.WeakKeyDictionary()
+        self._states: weakref.WeakKeyDictionary[object, AssocState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
 

@@ -1,7 +1,9 @@
 """The framework-neutral DICOMweb core: a request in, a response out, no HTTP server involved.
 
 ``DicomWebService.handle(WebRequest) -> WebResponse`` routes QIDO-RS, WADO-RS and STOW-RS
-requests to the Archive API. A request is the method, the path below the DICOMweb root, the
+requests to the Archive API through the route table ``ROUTES`` (the request and response types
+are in ``web_http``, which the services import instead of this module, so that they never
+import the router that calls them). A request is the method, the path below the DICOMweb root, the
 query parameters as a list of (name, value) pairs, the headers and an iterator of body chunks;
 a response is a status, a list of headers and a body (bytes or an iterator of bytes that is
 pulled lazily, so WADO-RS streams instance by instance). Everything here is synchronous and
@@ -11,20 +13,27 @@ threads (see ``pacscore.adapters.dicomweb``); a WSGI server could call it direct
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
-import re
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping
 
 from ..errors import NotFound, PacsError, QueryError, StorageError
+from . import web_qido, web_stow, web_wado
+from .web_http import (
+    DICOM_JSON,
+    UID_RE,
+    HttpError,
+    WebRequest,
+    WebResponse,
+    check_uid,
+    json_response,
+    uid_segment,
+    warning,
+)
 
 LOG = logging.getLogger("pacscore.dicomweb")
-
-DICOM_JSON = "application/dicom+json"
-UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 #: limits (bytes / results) used when create_app / DicomWebService are not told otherwise
 DEFAULT_MAX_BODY = 2 * 1024 ** 3          # a whole STOW-RS request
@@ -34,70 +43,6 @@ DEFAULT_LIMIT = 1_000                     # QIDO-RS page size when the request g
 DEFAULT_SPOOL = 16 * 1024 * 1024          # a STOW-RS part above this goes to a temporary file
 
 Auth = Callable[[Mapping[str, str]], "bool | None"]
-
-
-@dataclass
-class WebRequest:
-    """One HTTP request, as the core sees it.
-
-    ``path`` is below the DICOMweb root (``/studies/1.2.3/series``); ``headers`` has lower-case
-    names; ``base_url`` is the absolute URL of the DICOMweb root, used for Retrieve URLs and
-    BulkDataURIs (``http://host:8042/dicomweb``).
-    """
-
-    method: str
-    path: str
-    query: list[tuple[str, str]] = field(default_factory=list)
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: Iterable[bytes] = ()
-    base_url: str = ""
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        return self.headers.get(name.lower(), default)
-
-
-@dataclass
-class WebResponse:
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes | Iterator[bytes] = b""
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-
-class HttpError(Exception):
-    """An error answer: the status, a reason (sent as text/plain) and extra headers."""
-
-    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers or []
-        super().__init__(f"{status}: {reason}")
-
-    def response(self) -> WebResponse:
-        body = (self.reason.rstrip() + "\n").encode("utf-8")
-        return WebResponse(self.status, [("Content-Type", "text/plain; charset=utf-8"), *self.headers], body)
-
-
-def json_response(payload: object, status: int = 200, headers: list[tuple[str, str]] | None = None,
-                  content_type: str = DICOM_JSON) -> WebResponse:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return WebResponse(status, [("Content-Type", content_type), *(headers or [])], body)
-
-
-def check_uid(value: str, what: str) -> str:
-    if len(value) > 64 or not UID_RE.match(value):
-        raise HttpError(400, f"{what} {value[:80]!r} is not a valid UID (digits and dots, at most 64 characters)")
-    return value
-
-
-def warning(service: str, text: str) -> tuple[str, str]:
-    """A ``Warning: 299 <service>: <text>`` header (PS3.18 8.3.4, RFC 7234 5.5)."""
-    return ("Warning", f"299 {service}: {text}")
 
 
 # -- authentication -------------------------------------------------------------------------
@@ -244,76 +189,142 @@ class DicomWebService:
             LOG.exception("unexpected error on %s %s", request.method, request.path)
             return HttpError(500, "internal server error").response()
 
-    # -- routing ----------------------------------------------------------------------------
     def _route(self, request: WebRequest) -> WebResponse:
-        from . import web_qido, web_stow, web_wado
-
-        method = request.method.upper()
-        if method == "HEAD":
-            method = "GET"
-        segs = [s for s in request.path.split("/") if s]
-        n = len(segs)
-
-        def allow(*methods: str) -> None:
-            if method not in methods:
-                raise HttpError(405, f"{request.method} is not supported on this resource",
-                                [("Allow", ", ".join(methods))])
-
-        if n == 0:
+        segs = request.segments()
+        if not segs:
             raise HttpError(404, "no such resource (try /studies, /series or /instances)")
-        head = segs[0]
-        if head in ("series", "instances") and n == 1:
-            allow("GET")
-            return web_qido.search(self, request, segs)
-        if head != "studies":
+        if len(segs) > 1 and segs[0] == "studies":
+            check_path_uids(segs, getattr(self.archive, "uid_policy", "lenient"))
+        method = "GET" if request.method.upper() == "HEAD" else request.method.upper()
+        matches = [(route, captured) for route in ROUTES if (captured := route.match(segs)) is not None]
+        if not matches:
             raise HttpError(404, f"no such resource: /{'/'.join(segs)}")
-        if n == 1:
-            allow("GET", "POST")
-            if method == "POST":
-                return web_stow.store(self, request, None)
-            return web_qido.search(self, request, segs)
-        study = check_uid(segs[1], "Study Instance UID")
-        if n == 2:
-            allow("GET", "POST")
-            if method == "POST":
-                return web_stow.store(self, request, study)
-            return web_wado.retrieve(self, request, study)
-        if n == 3 and segs[2] == "metadata":
-            allow("GET")
-            return web_wado.metadata(self, request, study)
-        if n == 3 and segs[2] in ("series", "instances"):
-            allow("GET")
-            return web_qido.search(self, request, segs)
-        if segs[2] != "series" or n < 4:
-            raise HttpError(404, f"no such resource: /{'/'.join(segs)}")
-        series = check_uid(segs[3], "Series Instance UID")
-        if n == 4:
-            allow("GET")
-            return web_wado.retrieve(self, request, study, series)
-        if n == 5 and segs[4] == "metadata":
-            allow("GET")
-            return web_wado.metadata(self, request, study, series)
-        if n == 5 and segs[4] == "instances":
-            allow("GET")
-            return web_qido.search(self, request, segs)
-        if segs[4] != "instances" or n < 6:
-            raise HttpError(404, f"no such resource: /{'/'.join(segs)}")
-        instance = check_uid(segs[5], "SOP Instance UID")
-        allow("GET")
-        if n == 6:
-            return web_wado.retrieve(self, request, study, series, instance)
-        if n == 7 and segs[6] == "metadata":
-            return web_wado.metadata(self, request, study, series, instance)
-        if n == 8 and segs[6] == "frames":
-            return web_wado.frames(self, request, study, series, instance, segs[7])
-        if n >= 8 and segs[6] == "bulkdata":
-            return web_wado.bulkdata(self, request, study, series, instance, segs[7:])
-        if n >= 7 and segs[6] in ("rendered", "thumbnail", "pixeldata"):
-            raise HttpError(501, f"the {segs[6]} resources are not implemented by this origin server")
-        raise HttpError(404, f"no such resource: /{'/'.join(segs)}")
+        for route, captured in matches:
+            if method in route.methods:
+                return route.handler(self, request, segs, **captured)
+        allowed = list(dict.fromkeys(m for route, _ in matches for m in route.methods))
+        raise HttpError(405, f"{request.method} is not supported on this resource", [("Allow", ", ".join(allowed))])
+
+
+# -- the route table ------------------------------------------------------------------------
+#: the UID segments of a path: (index of the segment naming the level, its name, what it holds)
+_UID_SLOTS = ((0, "studies", "Study Instance UID"), (2, "series", "Series Instance UID"),
+              (4, "instances", "SOP Instance UID"))
+
+
+def check_path_uids(segs: list[str], policy: str) -> None:
+    """400 for a UID in the path that no archive under ``policy`` can hold, before the route
+    is looked up (so "/studies/<bad>/anything" names the bad UID, not a missing resource)."""
+    for i, name, what in _UID_SLOTS:
+        if len(segs) <= i + 1 or segs[i] != name:
+            return
+        check_uid(segs[i + 1], what, policy)
+
+
+Handler = Callable[..., WebResponse]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One resource: path segments (literals, ``{name}`` for one segment, ``{name+}`` for one or
+    more, ``{name*}`` for zero or more at the end), the methods it answers and its handler,
+    called as ``handler(service, request, segs, **captured)``."""
+
+    pattern: tuple[str, ...]
+    methods: tuple[str, ...]
+    handler: Handler
+    _parts: tuple[tuple[str | None, str], ...] = field(init=False, repr=False, compare=False)
+    _tail: tuple[str, bool] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # the pattern, read once: (literal or None, capture name) per fixed segment, then the tail
+        *fixed, last = self.pattern
+        tail = last if last.endswith(("+}", "*}")) else None
+        parts = fixed if tail else self.pattern
+        object.__setattr__(self, "_parts", tuple((None, p[1:-1]) if p.startswith("{") else (p, "") for p in parts))
+        object.__setattr__(self, "_tail", None if tail is None else (tail[1:-2], tail.endswith("+}")))
+
+    def match(self, segs: list[str]) -> dict[str, object] | None:
+        parts, tail = self._parts, self._tail
+        if tail is None:
+            if len(segs) != len(parts):
+                return None
+        elif len(segs) < len(parts) + tail[1]:  # a "+" tail needs a segment
+            return None
+        captured: dict[str, object] = {}
+        for (literal, name), seg in zip(parts, segs):
+            if literal is None:
+                captured[name] = seg
+            elif literal != seg:
+                return None
+        if tail is not None:
+            captured[tail[0]] = segs[len(parts):]
+        return captured
+
+
+def _search(service, request, segs, **_uids) -> WebResponse:
+    return web_qido.search(service, request, segs)
+
+
+def _store(service, request, segs, study: str | None = None) -> WebResponse:
+    return web_stow.store(service, request, study)
+
+
+def _retrieve(service, request, segs, **uids) -> WebResponse:
+    return web_wado.retrieve(service, request, **uids)
+
+
+def _metadata(service, request, segs, **uids) -> WebResponse:
+    return web_wado.metadata(service, request, **uids)
+
+
+def _frames(service, request, segs, **captured) -> WebResponse:
+    return web_wado.frames(service, request, **captured)
+
+
+def _bulkdata(service, request, segs, **captured) -> WebResponse:
+    return web_wado.bulkdata(service, request, **captured)
+
+
+def _not_implemented(service, request, segs, **_captured) -> WebResponse:
+    raise HttpError(501, f"the {segs[6]} resources are not implemented by this origin server")
+
+
+def _no_such_resource(service, request, segs, **_captured) -> WebResponse:
+    raise HttpError(404, f"no such resource: /{'/'.join(segs)}")
+
+
+_STUDY = ("studies", "{study}")
+_SERIES = (*_STUDY, "series", "{series}")
+_INSTANCE = (*_SERIES, "instances", "{instance}")
+
+#: PS3.18 10.4 (WADO-RS), 10.5 (STOW-RS), 10.6 (QIDO-RS): every resource this origin server has
+ROUTES: tuple[Route, ...] = (
+    Route(("studies",), ("GET",), _search),
+    Route(("studies",), ("POST",), _store),
+    Route(("series",), ("GET",), _search),
+    Route(("instances",), ("GET",), _search),
+    Route(_STUDY, ("GET",), _retrieve),
+    Route(_STUDY, ("POST",), _store),
+    Route((*_STUDY, "metadata"), ("GET",), _metadata),
+    Route((*_STUDY, "series"), ("GET",), _search),
+    Route((*_STUDY, "instances"), ("GET",), _search),
+    Route(_SERIES, ("GET",), _retrieve),
+    Route((*_SERIES, "metadata"), ("GET",), _metadata),
+    Route((*_SERIES, "instances"), ("GET",), _search),
+    Route(_INSTANCE, ("GET",), _retrieve),
+    Route((*_INSTANCE, "metadata"), ("GET",), _metadata),
+    Route((*_INSTANCE, "frames", "{frame_list}"), ("GET",), _frames),
+    Route((*_INSTANCE, "bulkdata", "{path+}"), ("GET",), _bulkdata),
+    *(Route((*_INSTANCE, kind, "{rest*}"), ("GET",), _not_implemented)
+      for kind in ("rendered", "thumbnail", "pixeldata")),
+    # below an instance only GET is answered: another method is a 405 even where GET is a 404
+    Route((*_INSTANCE, "{rest+}"), ("GET",), _no_such_resource),
+)
 
 
 __all__ = [
     "WebRequest", "WebResponse", "HttpError", "DicomWebService", "ArchiveProvider", "Limits",
-    "bearer_token_auth", "json_response", "warning", "check_uid", "DICOM_JSON",
+    "bearer_token_auth", "json_response", "warning", "check_uid", "uid_segment", "DICOM_JSON", "UID_RE",
+    "Route", "ROUTES", "check_path_uids",
 ]

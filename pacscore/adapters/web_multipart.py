@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, cast
 
 CRLF = b"\r\n"
 #: largest part-header block we accept (all the part's header lines together)
@@ -204,55 +205,81 @@ def read_parts(chunks: Iterable[bytes], boundary: str, *, max_part: int | None =
     """
     if not boundary or len(boundary) > 200:
         raise MultipartError("the multipart boundary is missing or too long")
-    delim = b"\r\n--" + boundary.encode("latin-1")
-    keep = len(delim) + 4
-    source = iter(chunks)
-    # a leading CRLF lets the first boundary line match the delimiter even without a preamble
-    buf = bytearray(CRLF)
-    eof = False
+    reader = _BodyReader(chunks, b"\r\n--" + boundary.encode("latin-1"))
+    reader.skip_preamble()
+    while not reader.at_close_delimiter():
+        reader.skip_boundary_padding()
+        headers = reader.read_part_headers()
+        file, size = reader.read_part_content(max_part, spool)
+        yield Part(headers=headers, file=file, size=size)
 
-    def fill() -> bool:
-        nonlocal eof
-        while not eof:
-            chunk = next(source, None)
+
+class _BodyReader:
+    """The state of read_parts: a buffer over the body's chunks, filled only as a step needs.
+
+    Each step consumes its piece of the body from the buffer: the preamble with the first
+    delimiter, the padding after a delimiter, a part's headers, a part's content with the
+    delimiter that ends it (RFC 2046 5.1.1)."""
+
+    def __init__(self, chunks: Iterable[bytes], delimiter: bytes) -> None:
+        self.source = iter(chunks)
+        self.delim = delimiter
+        #: bytes kept back while scanning content, so a delimiter split across chunks is found
+        self.keep = len(delimiter) + 4
+        # a leading CRLF lets the first boundary line match the delimiter even without a preamble
+        self.buf = bytearray(CRLF)
+        self.eof = False
+
+    def fill(self) -> bool:
+        """Append the next non-empty chunk; False at the end of the body."""
+        while not self.eof:
+            chunk = next(self.source, None)
             if chunk is None:
-                eof = True
+                self.eof = True
                 return False
             if chunk:
-                buf.extend(chunk)
+                self.buf.extend(chunk)
                 return True
         return False
 
-    # the preamble, up to the first delimiter
-    scan = 0
-    while True:
-        idx = buf.find(delim, scan)
-        if idx >= 0:
-            del buf[:idx + len(delim)]
-            break
-        scan = max(0, len(buf) - len(delim) + 1)
-        if scan > 0:
-            del buf[:scan]
-            scan = 0
-        if not fill():
-            raise MultipartError("no multipart boundary found in the body")
+    def skip_preamble(self) -> None:
+        """Drop everything up to and including the first delimiter."""
+        buf, delim = self.buf, self.delim
+        scan = 0
+        while True:
+            idx = buf.find(delim, scan)
+            if idx >= 0:
+                del buf[:idx + len(delim)]
+                return
+            scan = max(0, len(buf) - len(delim) + 1)
+            if scan > 0:
+                del buf[:scan]
+                scan = 0
+            if not self.fill():
+                raise MultipartError("no multipart boundary found in the body")
 
-    while True:
-        # after a delimiter: "--" closes the body; otherwise padding up to CRLF
-        while len(buf) < 2 and fill():
+    def at_close_delimiter(self) -> bool:
+        """After a delimiter: "--" closes the body."""
+        while len(self.buf) < 2 and self.fill():
             pass
-        if buf[:2] == b"--":
-            return
+        return self.buf[:2] == b"--"
+
+    def skip_boundary_padding(self) -> None:
+        """After a delimiter that does not close the body: optional white space, then CRLF."""
+        buf = self.buf
         while True:
             eol = buf.find(CRLF)
             if eol >= 0:
                 if buf[:eol].strip(b" \t"):
                     raise MultipartError("unexpected data after a multipart boundary")
                 del buf[:eol + 2]
-                break
-            if len(buf) > 1024 or not fill():
+                return
+            if len(buf) > 1024 or not self.fill():
                 raise MultipartError("a multipart boundary line is not terminated by CRLF")
-        # the part's headers
+
+    def read_part_headers(self) -> dict[str, str]:
+        """The part's header block, up to the empty line (which may be the first line)."""
+        buf = self.buf
         while True:
             if buf[:2] == CRLF:
                 headers, start = {}, 2
@@ -263,38 +290,44 @@ def read_parts(chunks: Iterable[bytes], boundary: str, *, max_part: int | None =
                 break
             if len(buf) > MAX_PART_HEADERS:
                 raise MultipartError(f"part headers longer than {MAX_PART_HEADERS} bytes")
-            if not fill():
+            if not self.fill():
                 raise MultipartError("the body ends inside a part's headers")
         del buf[:start]
-        # the part's content, up to the next delimiter
-        file = tempfile.SpooledTemporaryFile(max_size=spool)
+        return headers
+
+    def read_part_content(self, max_part: int | None, spool: int) -> tuple[BinaryIO, int]:
+        """The part's content up to the next delimiter, spooled; (file at its start, size)."""
+        buf, delim = self.buf, self.delim
+        file = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=spool))
         size = 0
         try:
             scan = 0
             while True:
                 idx = buf.find(delim, scan)
                 if idx >= 0:
-                    size += idx
-                    if max_part is not None and size > max_part:
-                        raise PartTooLarge(max_part)
+                    size = _checked(size + idx, max_part)
                     file.write(buf[:idx])
                     del buf[:idx + len(delim)]
                     break
-                flush = len(buf) - keep
+                flush = len(buf) - self.keep
                 if flush > 0:
-                    size += flush
-                    if max_part is not None and size > max_part:
-                        raise PartTooLarge(max_part)
+                    size = _checked(size + flush, max_part)
                     file.write(buf[:flush])
                     del buf[:flush]
                 scan = max(0, len(buf) - len(delim) + 1)
-                if not fill():
+                if not self.fill():
                     raise MultipartError("the body ends inside a part (no closing boundary)")
         except BaseException:
             file.close()
             raise
         file.seek(0)
-        yield Part(headers=headers, file=file, size=size)
+        return file, size
+
+
+def _checked(size: int, max_part: int | None) -> int:
+    if max_part is not None and size > max_part:
+        raise PartTooLarge(max_part)
+    return size
 
 
 __all__ = [

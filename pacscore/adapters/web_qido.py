@@ -7,11 +7,11 @@ QIDO-RS search and an in-process ``find()`` with the same keys return the same m
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-from .web_core import DICOM_JSON, HttpError, WebRequest, WebResponse, check_uid, json_response, warning
+from .web_http import DICOM_JSON, HttpError, WebRequest, WebResponse, check_uid, json_response, uid_segment, warning
 from .web_multipart import media_matches, parse_accept
 
 # -- default returned attributes (PS3.18 10.6.3.3, MATCHING.md 8.5) ------------------------
@@ -186,49 +186,95 @@ def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keyword
     resource and the request's parameters (emptyvaluematching, ...) override them."""
     _, resource, fixed = resource_for(segs)
     query = merge_uid_lists(query)
-    identifier: dict = {}
-    explicit: set = set()
-    matched: set = set()
-    warnings: list[str] = []
+    params = _reserved_parameters(query)
+    keys = _matching_keys(query, fixed)
+    identifier, explicit = keys.identifier, keys.explicit
+    drop_if_empty = _add_includes(identifier, explicit, params, resource.level, model_keywords or _all_keywords)
+    identifier.update(fixed)
+    _add_defaults(identifier, explicit, drop_if_empty, resource)
     options = {"empty_value_matching": False, "multiple_value_matching": False, **(defaults or {}),
-               "combined_datetime": True, "relational": resource.relational, "invalid_keys": "error"}
-    limit = offset = None
-    includes: list[str] = []
-    include_all = False
-    empty = False
-    seen_reserved: set = set()
+               "combined_datetime": True, "relational": resource.relational, "invalid_keys": "error",
+               **params.options}
+    if keys.timezone_given:
+        options["timezone_adjustment"] = True
+    return Search(level=resource.level, identifier=identifier, options=options, limit=params.limit,
+                  offset=params.offset or 0, explicit=explicit, drop_if_empty=drop_if_empty,
+                  warnings=params.warnings, empty=keys.empty)
 
+
+@dataclass
+class _Parameters:
+    """The request's reserved parameters (PS3.18 8.3.4.1-8.3.4.6)."""
+
+    limit: int | None = None
+    offset: int | None = None
+    includes: list[str] = field(default_factory=list)
+    include_all: bool = False
+    #: the matching options the request sets (fuzzymatching, emptyvaluematching, ...)
+    options: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _reserved_parameters(query: list[tuple[str, str]]) -> _Parameters:
+    """limit, offset, includefield and the matching switches; each but includefield at most once."""
+    params = _Parameters()
+    seen: set = set()
     for name, value in query:
         lname = name.strip().lower()
-        if lname in RESERVED:
-            if lname != "includefield" and lname in seen_reserved:
-                raise HttpError(400, f"the {lname} parameter is given more than once")
-            seen_reserved.add(lname)
-            if lname == "limit":
-                limit = _uint("limit", value)
-            elif lname == "offset":
-                offset = _uint("offset", value)
-            elif lname == "fuzzymatching":
-                if _bool(lname, value):
-                    options["fuzzy_pn"] = True
-                    warnings.append("The fuzzymatching parameter is not supported. "
-                                    "Only literal matching has been performed.")
-            elif lname == "emptyvaluematching":
-                options["empty_value_matching"] = _bool(lname, value)
-            elif lname == "multiplevaluematching":
-                options["multiple_value_matching"] = _bool(lname, value)
-            else:
-                for item in value.split(","):
-                    item = item.strip()
-                    if not item:
-                        raise HttpError(400, "includefield has an empty attribute name")
-                    if item.lower() == "all":
-                        include_all = True
-                    else:
-                        includes.append(item)
+        if lname not in RESERVED:
             continue
-        if not _ATTRIBUTE_NAME.match(name):
-            continue  # not an attribute and not a QIDO-RS parameter: ignored (PS3.18 8.3)
+        if lname != "includefield" and lname in seen:
+            raise HttpError(400, f"the {lname} parameter is given more than once")
+        seen.add(lname)
+        if lname == "limit":
+            params.limit = _uint("limit", value)
+        elif lname == "offset":
+            params.offset = _uint("offset", value)
+        elif lname == "fuzzymatching":
+            if _bool(lname, value):
+                params.options["fuzzy_pn"] = True
+                params.warnings.append("The fuzzymatching parameter is not supported. "
+                                       "Only literal matching has been performed.")
+        elif lname == "emptyvaluematching":
+            params.options["empty_value_matching"] = _bool(lname, value)
+        elif lname == "multiplevaluematching":
+            params.options["multiple_value_matching"] = _bool(lname, value)
+        else:
+            _include_fields(params, value)
+    if params.include_all and params.includes:
+        raise HttpError(400, "includefield=all excludes any other includefield")
+    return params
+
+
+def _include_fields(params: _Parameters, value: str) -> None:
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            raise HttpError(400, "includefield has an empty attribute name")
+        if item.lower() == "all":
+            params.include_all = True
+        else:
+            params.includes.append(item)
+
+
+@dataclass
+class _Keys:
+    """The request's matching keys as an identifier, and what they say beyond it."""
+
+    identifier: dict = field(default_factory=dict)
+    explicit: set = field(default_factory=set)  # top-level keywords the client named
+    empty: bool = False                         # a key excludes the UID the path fixes
+    timezone_given: bool = False                # TimezoneOffsetFromUTC has a value (PS3.18 8.3.4.6)
+
+
+def _matching_keys(query: list[tuple[str, str]], fixed: dict[str, str]) -> _Keys:
+    """Every attribute parameter as a key; UID lists with "," become "\\"; a sequence is matched
+    through its item attributes only; any other parameter is ignored (PS3.18 8.3)."""
+    keys = _Keys()
+    matched: set = set()
+    for name, value in query:
+        if name.strip().lower() in RESERVED or not _ATTRIBUTE_NAME.match(name):
+            continue
         path = resolve(name)
         dotted = ".".join(k for k, _ in path)
         if dotted in matched:
@@ -244,27 +290,34 @@ def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keyword
         if len(path) == 1 and key in fixed:
             # the path fixes this UID: the parameter can only agree with it or exclude everything
             if value.strip() and fixed[key] not in value.split("\\"):
-                empty = True
+                keys.empty = True
             continue
-        explicit.add(path[0][0])
-        _put(identifier, path, value if vr != "SQ" else "", override=True)
+        keys.explicit.add(path[0][0])
+        _put(keys.identifier, path, value if vr != "SQ" else "", override=True)
         if key == "TimezoneOffsetFromUTC" and len(path) == 1 and value.strip():
-            options["timezone_adjustment"] = True
+            keys.timezone_given = True
+    return keys
 
-    if include_all and includes:
-        raise HttpError(400, "includefield=all excludes any other includefield")
-    for name in includes:
+
+def _add_includes(identifier: dict, explicit: set, params: _Parameters, level: str, model_keywords) -> set:
+    """Ask for the includefield attributes; returns the keywords to leave out when they come back
+    empty (those includefield=all adds)."""
+    for name in params.includes:
         path = resolve(name)
         explicit.add(path[0][0])
         _put(identifier, path, "", override=False)
     drop_if_empty: set = set()
-    if include_all:
-        for keyword in (model_keywords or _all_keywords)(resource.level):
+    if params.include_all:
+        for keyword in model_keywords(level):
             if keyword not in identifier:
                 identifier[keyword] = ""
                 drop_if_empty.add(keyword)
-    for key, uid in fixed.items():
-        identifier[key] = uid
+    return drop_if_empty
+
+
+def _add_defaults(identifier: dict, explicit: set, drop_if_empty: set, resource: Resource) -> None:
+    """The resource's default attributes (PS3.18 10.6.3.3); its conditional ones are left out of
+    an answer when empty, unless the client named them."""
     for level in resource.defaults:
         for keyword in DEFAULTS[level]:
             identifier.setdefault(keyword, "")
@@ -275,9 +328,6 @@ def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keyword
                 identifier.setdefault(keyword, "")
             if keyword not in explicit:
                 drop_if_empty.add(keyword)
-    return Search(level=resource.level, identifier=identifier, options=options, limit=limit,
-                  offset=offset or 0, explicit=explicit, drop_if_empty=drop_if_empty, warnings=warnings,
-                  empty=empty)
 
 
 def _all_keywords(level: str) -> tuple[str, ...]:
@@ -306,17 +356,17 @@ def retrieve_url(base_url: str, row: dict, level: str) -> str | None:
     study = uid(T_STUDY)
     if not study:
         return None
-    url = f"{base_url}/studies/{study}"
+    url = f"{base_url}/studies/{uid_segment(study)}"
     if level in ("SERIES", "IMAGE"):
         series = uid(T_SERIES)
         if not series:
             return None
-        url += f"/series/{series}"
+        url += f"/series/{uid_segment(series)}"
     if level == "IMAGE":
         sop = uid(T_SOP)
         if not sop:
             return None
-        url += f"/instances/{sop}"
+        url += f"/instances/{uid_segment(sop)}"
     return url
 
 

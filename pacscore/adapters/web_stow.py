@@ -24,7 +24,7 @@ import logging
 import pydicom
 
 from ..errors import IngestError, StorageError
-from .web_core import HttpError, WebRequest, WebResponse, json_response
+from .web_http import HttpError, WebRequest, WebResponse, json_response, uid_segment
 from .web_multipart import MultipartError, PartTooLarge, parse_media_type, read_parts
 
 LOG = logging.getLogger("pacscore.dicomweb")
@@ -121,7 +121,8 @@ def _store_part(archive, data: bytes, part_type: str, study: str | None, base_ur
         LOG.exception("STOW-RS: unexpected error storing %s", sop_uid or "an instance")
         return "failed", _failed(sop_class, sop_uid, FAIL_PROCESSING, f"{type(exc).__name__}"), None
     sop_uid = result.sop_instance_uid
-    url = (f"{base_url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+    url = (f"{base_url}/studies/{uid_segment(study_uid)}/series/{uid_segment(series_uid)}"
+           f"/instances/{uid_segment(sop_uid)}"
            if study_uid and series_uid else None)
     return "ok", _stored(sop_class, sop_uid, url), study_uid
 
@@ -178,7 +179,7 @@ def store(service, request: WebRequest, study: str | None) -> WebResponse:
         raise HttpError(400, "the request has no instances")
     answer: dict = {}
     target = study or (studies[0] if len(studies) == 1 else None)
-    answer["00081190"] = {"vr": "UR", "Value": [f"{base_url}/studies/{target}"]} if target and stored else {"vr": "UR"}
+    answer["00081190"] = {"vr": "UR", "Value": [f"{base_url}/studies/{uid_segment(target)}"]} if target and stored else {"vr": "UR"}
     if failed:
         answer["00081198"] = {"vr": "SQ", "Value": failed}
     if stored:

@@ -22,7 +22,7 @@ import logging
 import pydicom
 from pydicom.encaps import generate_frames
 
-from .web_core import DICOM_JSON, HttpError, WebRequest, WebResponse
+from .web_http import DICOM_JSON, HttpError, WebRequest, WebResponse, uid_segment
 from .web_multipart import media_matches, new_boundary, parse_accept, write_parts
 
 LOG = logging.getLogger("pacscore.dicomweb")
@@ -96,8 +96,9 @@ def _refs(service, study: str, series: str | None = None, instance: str | None =
 
 
 def instance_url(base_url: str, ref) -> str:
-    return (f"{base_url}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
-            f"/instances/{ref.sop_instance_uid}")
+    """The instance's WADO-RS URL, each UID one percent-encoded path segment."""
+    return (f"{base_url}/studies/{uid_segment(ref.study_instance_uid)}/series/{uid_segment(ref.series_instance_uid)}"
+            f"/instances/{uid_segment(ref.sop_instance_uid)}")
 
 
 # -- instances ------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ import datetime
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import model, values
 from ..index import segments
-from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB, patient_keys
+from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB, Index, patient_keys
 from ..index.secondary import (
     DEFAULT_INDEXED,
     GRAM_INDEXED,
@@ -30,11 +30,19 @@ from ..index.secondary import (
     normalise_pn,
     prefix,
 )
+from .keys import Query
 from .ranges import values_of
 from .ranges import walk as walk_range
 
-if TYPE_CHECKING:
-    from .execute import Executor  # execute.py imports this module
+
+class Executor(Protocol):
+    """What a plan reads of the query run it is made for (query/execute.py's Executor): the
+    index, its read transaction and the query. A protocol, so that this module needs nothing of
+    execute.py, which builds on it."""
+
+    index: Index
+    txn: Any
+    query: Query
 
 #: an index value range: (start, end inclusive or None, mode): mode False is one exact value,
 #: True a prefix, "range" the keys from start to end
