@@ -6,6 +6,7 @@
 Each benchmark also asserts its answer, so a plain run checks the paths agree. Compiled cases
 are skipped when the extension is not built (or PACSCORE_PURE=1).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,17 +31,26 @@ CODECS = [pytest.param(pure_records, id="pure"), pytest.param(_records, id="cyth
 
 T_NAME, T_ID, T_DATE, T_MODS, T_DESC = 0x00100010, 0x00100020, 0x00080020, 0x00080061, 0x00081030
 STUDY = {
-    0x00080005: ("CS", "ISO_IR 192"), T_DATE: ("DA", "20170412"), 0x00080030: ("TM", "101112"),
-    0x00080050: ("SH", "ACC00042"), T_MODS: ("CS", "CT\\PT"), T_DESC: ("LO", "PET-CT WHOLE BODY"),
-    T_NAME: ("PN", "Smith^John^^^"), T_ID: ("LO", "PID000042"), 0x00100030: ("DA", "19600101"),
-    0x0020000D: ("UI", "1.2.826.0.1.3680043.8.498.1234567890"), 0x00201206: ("IS", "3"),
-    0x00201208: ("IS", "412"), 0xFFFF0001: ("IN", "PID000042\x00"),
+    0x00080005: ("CS", "ISO_IR 192"),
+    T_DATE: ("DA", "20170412"),
+    0x00080030: ("TM", "101112"),
+    0x00080050: ("SH", "ACC00042"),
+    T_MODS: ("CS", "CT\\PT"),
+    T_DESC: ("LO", "PET-CT WHOLE BODY"),
+    T_NAME: ("PN", "Smith^John^^^"),
+    T_ID: ("LO", "PID000042"),
+    0x00100030: ("DA", "19600101"),
+    0x0020000D: ("UI", "1.2.826.0.1.3680043.8.498.1234567890"),
+    0x00201206: ("IS", "3"),
+    0x00201208: ("IS", "412"),
+    0xFFFF0001: ("IN", "PID000042\x00"),
     0x00081032: ("SQ", [{"CodeValue": "A", "CodeMeaning": "B"}]),
 }
 RAW = pure_records.encode(STUDY)
 #: a level of 2000 records for the scan benchmarks, one in 20 a match for "*ohn*"
-LEVEL = [pure_records.encode({**STUDY, T_NAME: ("PN", "Smith^John" if i % 20 == 0 else f"Doe^Jane{i}")})
-         for i in range(2000)]
+LEVEL = [
+    pure_records.encode({**STUDY, T_NAME: ("PN", "Smith^John" if i % 20 == 0 else f"Doe^Jane{i}")}) for i in range(2000)
+]
 
 
 @pytest.mark.parametrize("codec", CODECS)

@@ -5,6 +5,7 @@
 Gathers the real files pydicom and pydicom-data ship and a seeded generated data set, ingests
 them with a progress bar, then prints a few queries as tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,17 +20,41 @@ from pacscore.cli import format_table
 from .sample_data import gather
 
 QUERIES = [
-    ("Patients whose name starts with 'Doe' (wildcard, case-insensitive)", "STUDY",
-     {"PatientName": "doe*", "PatientID": "", "StudyDate": "", "ModalitiesInStudy": "", "StudyDescription": ""}, {}),
-    ("Studies from 2015 to 2017 (date range)", "STUDY",
-     {"StudyDate": "20150101-20171231", "PatientName": "", "ModalitiesInStudy": "",
-      "NumberOfStudyRelatedInstances": ""}, {}),
-    ("Studies with a CT or MR series (ModalitiesInStudy)", "STUDY",
-     {"ModalitiesInStudy": "CT\\MR", "PatientName": "", "StudyDate": "", "StudyDescription": ""}, {}),
-    ("Names with an ideographic group (PN wildcard per component group)", "STUDY",
-     {"PatientName": "*=?*", "PatientID": ""}, {}),
-    ("MR series anywhere (relational SERIES query)", "SERIES",
-     {"Modality": "MR", "SeriesDescription": "", "NumberOfSeriesRelatedInstances": ""}, {"relational": True}),
+    (
+        "Patients whose name starts with 'Doe' (wildcard, case-insensitive)",
+        "STUDY",
+        {"PatientName": "doe*", "PatientID": "", "StudyDate": "", "ModalitiesInStudy": "", "StudyDescription": ""},
+        {},
+    ),
+    (
+        "Studies from 2015 to 2017 (date range)",
+        "STUDY",
+        {
+            "StudyDate": "20150101-20171231",
+            "PatientName": "",
+            "ModalitiesInStudy": "",
+            "NumberOfStudyRelatedInstances": "",
+        },
+        {},
+    ),
+    (
+        "Studies with a CT or MR series (ModalitiesInStudy)",
+        "STUDY",
+        {"ModalitiesInStudy": "CT\\MR", "PatientName": "", "StudyDate": "", "StudyDescription": ""},
+        {},
+    ),
+    (
+        "Names with an ideographic group (PN wildcard per component group)",
+        "STUDY",
+        {"PatientName": "*=?*", "PatientID": ""},
+        {},
+    ),
+    (
+        "MR series anywhere (relational SERIES query)",
+        "SERIES",
+        {"Modality": "MR", "SeriesDescription": "", "NumberOfSeriesRelatedInstances": ""},
+        {"relational": True},
+    ),
 ]
 
 
@@ -57,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(report.rejected) > 5:
             print(f"  ... and {len(report.rejected) - 5} more")
         stats = arc.stats()
-        print(f"archive: {stats['patients']} patients, {stats['studies']} studies, {stats['series']} series, "
-              f"{stats['instances']} instances ({pacscore.IMPLEMENTATION} matcher)\n")
+        print(
+            f"archive: {stats['patients']} patients, {stats['studies']} studies, {stats['series']} series, "
+            f"{stats['instances']} instances ({pacscore.IMPLEMENTATION} matcher)\n"
+        )
         for title, level, identifier, options in QUERIES:
             t0 = time.perf_counter()
             total = arc.count(identifier, level=level, **options)
@@ -69,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             unknown = [r for r in rows if any(not r.get(k) for k in matched)]
             known = [r for r in rows if all(r.get(k) for k in matched)]
             keys = " ".join(f"{k}={v}" for k, v in identifier.items() if v)
-            print(f"== {title}\n   {level}: {keys}   ({total} matches in {ms:.1f} ms; "
-                  f"{len(unknown)} of them have no value for a matched key, which matches by PS3.4 C.2.2.1.2)")
+            print(
+                f"== {title}\n   {level}: {keys}   ({total} matches in {ms:.1f} ms; "
+                f"{len(unknown)} of them have no value for a matched key, which matches by PS3.4 C.2.2.1.2)"
+            )
             shown = (known + unknown)[: args.limit]
             print(format_table(shown))
             if total > len(shown):

@@ -16,6 +16,7 @@ every study — through:
 
 Prints a table and a JSON document (``--json`` writes it to a file too).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,12 @@ def instances_bytes(instances: int, seed: int):
 # ---- measurements --------------------------------------------------------------------------------
 def _stats(samples: list[float]) -> dict:
     s = sorted(samples)
-    return {"n": len(s), "median_ms": statistics.median(s) * 1e3,
-            "p95_ms": s[min(len(s) - 1, int(len(s) * 0.95))] * 1e3, "mean_ms": statistics.fmean(s) * 1e3}
+    return {
+        "n": len(s),
+        "median_ms": statistics.median(s) * 1e3,
+        "p95_ms": s[min(len(s) - 1, int(len(s) * 0.95))] * 1e3,
+        "mean_ms": statistics.fmean(s) * 1e3,
+    }
 
 
 def bench_inprocess(arc, query: dict, repeat: int) -> tuple[dict, int]:
@@ -61,8 +66,9 @@ def bench_inprocess(arc, query: dict, repeat: int) -> tuple[dict, int]:
     return _stats(times), n
 
 
-def bench_pynetdicom(port: int, query: dict, repeat: int, client_nodelay: bool,
-                     client_poll: float | None = None) -> tuple[dict, int]:
+def bench_pynetdicom(
+    port: int, query: dict, repeat: int, client_nodelay: bool, client_poll: float | None = None
+) -> tuple[dict, int]:
     from pynetdicom import AE, evt
 
     ae = AE("BENCHSCU")
@@ -127,8 +133,11 @@ def bench_findscu(port: int, query: dict, runs: int, repeat: int, nodelay_env: s
     subprocess.run(_findscu_args(port, query, repeat), env=env, capture_output=True, check=True)
     many = time.perf_counter() - t0
     per_query = max(0.0, (many - statistics.median(one)) / max(1, repeat - 1))
-    return {"process_median_ms": statistics.median(one) * 1e3, "per_query_in_association_ms": per_query * 1e3,
-            "repeat": repeat}
+    return {
+        "process_median_ms": statistics.median(one) * 1e3,
+        "per_query_in_association_ms": per_query * 1e3,
+        "repeat": repeat,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,8 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     if folder is None:
         tmp = tempfile.mkdtemp(prefix="pacscore-dimse-bench-")
         folder = os.path.join(tmp, "archive")
-    result: dict = {"instances": args.instances, "python": platform.python_version(),
-                    "implementation": pacscore.IMPLEMENTATION, "queries": {}}
+    result: dict = {
+        "instances": args.instances,
+        "python": platform.python_version(),
+        "implementation": pacscore.IMPLEMENTATION,
+        "queries": {},
+    }
     try:
         with pacscore.open(folder) as arc:
             if arc.count({}, level="IMAGE", relational=True) == 0:
@@ -161,18 +174,32 @@ def main(argv: list[str] | None = None) -> int:
             result["studies"] = len(studies)
             probe = studies[len(studies) // 2]
             queries = {
-                "point (1 study by UID)": {"StudyInstanceUID": probe["StudyInstanceUID"], "StudyDate": "",
-                                           "PatientName": ""},
-                "patient's studies": {"PatientID": probe["PatientID"], "StudyInstanceUID": "", "StudyDate": "",
-                                      "ModalitiesInStudy": ""},
-                "broad (every study)": {"StudyInstanceUID": "", "PatientName": "", "StudyDate": "",
-                                        "AccessionNumber": ""},
+                "point (1 study by UID)": {
+                    "StudyInstanceUID": probe["StudyInstanceUID"],
+                    "StudyDate": "",
+                    "PatientName": "",
+                },
+                "patient's studies": {
+                    "PatientID": probe["PatientID"],
+                    "StudyInstanceUID": "",
+                    "StudyDate": "",
+                    "ModalitiesInStudy": "",
+                },
+                "broad (every study)": {
+                    "StudyInstanceUID": "",
+                    "PatientName": "",
+                    "StudyDate": "",
+                    "AccessionNumber": "",
+                },
             }
             on = dimse.serve(arc, "PACSCORE", 0, block=False, tcp_nodelay=True)
             off = dimse.serve(arc, "PACSCORE", 0, block=False, tcp_nodelay=False)
             fast = dimse.serve(arc, "PACSCORE", 0, block=False, tcp_nodelay=True, poll_interval=0.0001)
-            result["servers"] = {"nodelay": "tcp_nodelay=True", "no nodelay": "tcp_nodelay=False",
-                                 "poll 0.1 ms": "tcp_nodelay=True, poll_interval=0.0001 (SCP and SCU DUL)"}
+            result["servers"] = {
+                "nodelay": "tcp_nodelay=True",
+                "no nodelay": "tcp_nodelay=False",
+                "poll 0.1 ms": "tcp_nodelay=True, poll_interval=0.0001 (SCP and SCU DUL)",
+            }
             have_findscu = FINDSCU is not None
             try:
                 for label, q in queries.items():
@@ -181,16 +208,20 @@ def main(argv: list[str] | None = None) -> int:
                     row["in-process"], n = bench_inprocess(arc, q, rep)
                     row["matches"] = n
                     for name, port, client, poll in (
-                            ("pynetdicom, nodelay both ends", on.server_address[1], True, None),
-                            ("pynetdicom, nodelay SCP only", on.server_address[1], False, None),
-                            ("pynetdicom, no nodelay", off.server_address[1], False, None),
-                            ("pynetdicom, nodelay, poll 0.1 ms", fast.server_address[1], True, 0.0001)):
+                        ("pynetdicom, nodelay both ends", on.server_address[1], True, None),
+                        ("pynetdicom, nodelay SCP only", on.server_address[1], False, None),
+                        ("pynetdicom, no nodelay", off.server_address[1], False, None),
+                        ("pynetdicom, nodelay, poll 0.1 ms", fast.server_address[1], True, 0.0001),
+                    ):
                         row[name], got = bench_pynetdicom(port, q, rep, client, poll)
                         assert got == n, f"{name}: {got} matches, in-process {n}"
                     if have_findscu:
                         reps = 50 if not label.startswith("broad") else 5
-                        for name, server, env in (("findscu, nodelay", on, "1"), ("findscu, no nodelay", off, "0"),
-                                                  ("findscu, nodelay, SCP poll 0.1 ms", fast, "1")):
+                        for name, server, env in (
+                            ("findscu, nodelay", on, "1"),
+                            ("findscu, no nodelay", off, "0"),
+                            ("findscu, nodelay, SCP poll 0.1 ms", fast, "1"),
+                        ):
                             row[name] = bench_findscu(server.server_address[1], q, args.findscu_runs, reps, env)
                     result["queries"][label] = row
             finally:
@@ -210,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(result: dict) -> None:
-    print(f"\nC-FIND, {result['instances']} instances, {result.get('studies')} studies, "
-          f"matcher: {result['implementation']}")
+    print(
+        f"\nC-FIND, {result['instances']} instances, {result.get('studies')} studies, "
+        f"matcher: {result['implementation']}"
+    )
     print(f"{'query':26} {'path':48} {'matches':>7} {'median ms':>10} {'p95 ms':>8} {'results/s':>10}")
     for label, row in result["queries"].items():
         n = row["matches"]
@@ -224,8 +257,10 @@ def print_table(result: dict) -> None:
             else:
                 print(f"{label:26} {path + ' (process)':48} {n:7d} {m['process_median_ms']:10.2f} {'':>8} {'':>10}")
                 per = m["per_query_in_association_ms"]
-                print(f"{label:26} {path + ' (per query)':48} {n:7d} {per:10.2f} {'':>8} "
-                      f"{(n / (per / 1e3) if per else 0):10.0f}")
+                print(
+                    f"{label:26} {path + ' (per query)':48} {n:7d} {per:10.2f} {'':>8} "
+                    f"{(n / (per / 1e3) if per else 0):10.0f}"
+                )
     print()
 
 

@@ -24,6 +24,7 @@ libFuzzer as ``crash-<sha1>``; replay one with ``python benchmarks/fuzz_ingest.p
 Without atheris installed, ``python benchmarks/fuzz_ingest.py --smoke N`` runs the same
 property over N random mutations of the seeds (no coverage guidance), useful as a quick check.
 """
+
 from __future__ import annotations
 
 import io
@@ -117,9 +118,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
         if op == 0:
             b[pos] ^= 1 << rng.randrange(8)
         elif op == 1:
-            b[pos:pos + 4] = rng.choice([b"\xff\xff\xff\xff", b"\xf0\xff\xff\xff", b"\x00\x00\x00\x00"])
+            b[pos : pos + 4] = rng.choice([b"\xff\xff\xff\xff", b"\xf0\xff\xff\xff", b"\x00\x00\x00\x00"])
         elif op == 2:
-            del b[pos:pos + rng.randint(1, 64)]
+            del b[pos : pos + rng.randint(1, 64)]
         elif op == 3:
             b[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
         else:

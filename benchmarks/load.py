@@ -27,6 +27,7 @@ the bytes sent; ``verify`` must be clean. ``run()`` returns the figures (and ``m
 them as JSON): per client kind the operations, errors, throughput and latency percentiles, and
 ``lost``, ``mismatched``, ``verify_ok``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,10 +111,16 @@ class Tally:
         def pct(p):
             return round(lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000, 2) if lat else None
 
-        return {"ops": len(lat), "errors": len(self.errors), "error_samples": sorted(set(self.errors))[:5],
-                "per_second": round(len(lat) / wall, 1) if wall else None,
-                "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
-                "max_ms": round(lat[-1] * 1000, 2) if lat else None}
+        return {
+            "ops": len(lat),
+            "errors": len(self.errors),
+            "error_samples": sorted(set(self.errors))[:5],
+            "per_second": round(len(lat) / wall, 1) if wall else None,
+            "p50_ms": pct(50),
+            "p95_ms": pct(95),
+            "p99_ms": pct(99),
+            "max_ms": round(lat[-1] * 1000, 2) if lat else None,
+        }
 
 
 def _kept_association(ae, assoc, port: int, tally: Tally):
@@ -148,8 +155,14 @@ def _find_client(port: int, stop: threading.Event, tally: Tally, seed: int, max_
         ds.QueryRetrieveLevel = "STUDY"
         for k, v in queries(rng).items():
             setattr(ds, k, v)
-        for k in ("StudyInstanceUID", "PatientName", "PatientID", "StudyDate", "ModalitiesInStudy",
-                  "NumberOfStudyRelatedInstances"):
+        for k in (
+            "StudyInstanceUID",
+            "PatientName",
+            "PatientID",
+            "StudyDate",
+            "ModalitiesInStudy",
+            "NumberOfStudyRelatedInstances",
+        ):
             if k not in ds:
                 setattr(ds, k, "")
         start = time.perf_counter()
@@ -192,8 +205,9 @@ def _qido_client(base: str, stop: threading.Event, tally: Tally, seed: int, max_
             tally.add(time.perf_counter() - start, error)
 
 
-def _store_client(port: int, stop: threading.Event, tally: Tally, sent: dict, seed: int, max_ops: int,
-                  sent_lock: threading.Lock) -> None:
+def _store_client(
+    port: int, stop: threading.Event, tally: Tally, sent: dict, seed: int, max_ops: int, sent_lock: threading.Lock
+) -> None:
     from pynetdicom import AE
     from pynetdicom.dsutils import encode
 
@@ -253,7 +267,7 @@ def _dataset_part(part10: bytes) -> bytes:
         group = struct.unpack_from("<H", part10, pos)[0]
         if group != 0x0002:
             return part10[pos:]
-        vr = part10[pos + 4:pos + 6]
+        vr = part10[pos + 4 : pos + 6]
         if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
             pos += 12 + struct.unpack_from("<I", part10, pos + 8)[0]
         else:
@@ -268,6 +282,7 @@ def _start_web(arc):
         import uvicorn
 
         from pacscore.adapters.dicomweb import create_app
+
         app = create_app(arc)
     except Exception as exc:
         logging.getLogger("benchmarks.load").warning("DICOMweb unavailable: %s", exc)
@@ -303,9 +318,19 @@ def _start_web(arc):
     return base, stop
 
 
-def run(folder=None, *, seconds: float = 10.0, find_clients: int = 4, qido_clients: int = 2, store_clients: int = 1,
-        prefill: int = 256, max_ops: int = 1_000_000, seed: int = 1, check_sample: int = 50,
-        client_processes: bool = False) -> dict:
+def run(
+    folder=None,
+    *,
+    seconds: float = 10.0,
+    find_clients: int = 4,
+    qido_clients: int = 2,
+    store_clients: int = 1,
+    prefill: int = 256,
+    max_ops: int = 1_000_000,
+    seed: int = 1,
+    check_sample: int = 50,
+    client_processes: bool = False,
+) -> dict:
     """Run the load for ``seconds`` against the archive in ``folder`` (a temporary one if None).
 
     ``client_processes``: run the C-FIND and QIDO-RS clients in their own (spawned) processes
@@ -314,8 +339,14 @@ def run(folder=None, *, seconds: float = 10.0, find_clients: int = 4, qido_clien
     if folder is None:
         tmp = tempfile.TemporaryDirectory(prefix="pacscore-load-")
         folder = tmp.name
-    result: dict = {"seconds": seconds, "find_clients": find_clients, "qido_clients": qido_clients,
-                    "store_clients": store_clients, "prefill": prefill, "client_processes": client_processes}
+    result: dict = {
+        "seconds": seconds,
+        "find_clients": find_clients,
+        "qido_clients": qido_clients,
+        "store_clients": store_clients,
+        "prefill": prefill,
+        "client_processes": client_processes,
+    }
     try:
         with pacscore.open(folder) as arc:
             report = arc.store_many([make_instance(i) for i in range(prefill)])
@@ -332,23 +363,33 @@ def run(folder=None, *, seconds: float = 10.0, find_clients: int = 4, qido_clien
             if client_processes:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
+
                 jobs = [("c_find", port, seed * 100 + n) for n in range(find_clients)]
                 if web is not None:
                     jobs += [("qido", web[0], seed * 200 + n) for n in range(qido_clients)]
-                pool = ProcessPoolExecutor(max_workers=max(1, len(jobs)),
-                                           mp_context=multiprocessing.get_context("spawn"))
+                pool = ProcessPoolExecutor(
+                    max_workers=max(1, len(jobs)), mp_context=multiprocessing.get_context("spawn")
+                )
                 futures = [(kind, pool.submit(_worker, kind, target, seconds, s, max_ops)) for kind, target, s in jobs]
                 threads = []
             else:
-                threads = [threading.Thread(target=_find_client, args=(port, stop, tallies["c_find"], seed * 100 + n,
-                                                                      max_ops)) for n in range(find_clients)]
+                threads = [
+                    threading.Thread(target=_find_client, args=(port, stop, tallies["c_find"], seed * 100 + n, max_ops))
+                    for n in range(find_clients)
+                ]
                 if web is not None:
-                    threads += [threading.Thread(target=_qido_client, args=(web[0], stop, tallies["qido"],
-                                                                           seed * 200 + n, max_ops))
-                                for n in range(qido_clients)]
-            threads += [threading.Thread(target=_store_client, args=(port, stop, tallies["c_store"], sent,
-                                                                    seed * 10 + n, max_ops, sent_lock))
-                        for n in range(store_clients)]
+                    threads += [
+                        threading.Thread(
+                            target=_qido_client, args=(web[0], stop, tallies["qido"], seed * 200 + n, max_ops)
+                        )
+                        for n in range(qido_clients)
+                    ]
+            threads += [
+                threading.Thread(
+                    target=_store_client, args=(port, stop, tallies["c_store"], sent, seed * 10 + n, max_ops, sent_lock)
+                )
+                for n in range(store_clients)
+            ]
             start = time.monotonic()
             for t in threads:
                 t.daemon = True
@@ -388,10 +429,18 @@ def run(folder=None, *, seconds: float = 10.0, find_clients: int = 4, qido_clien
             if web is not None:
                 web[1]()
             verify = arc.verify()
-            result.update({"acknowledged": len(sent), "lost": len(lost), "mismatched": len(mismatched),
-                           "not_found_over_dimse": len(unfound), "lost_samples": lost[:5],
-                           "mismatched_samples": mismatched[:5], "verify_ok": verify.ok and not verify.orphans,
-                           "instances_after": arc.count({}, level="IMAGE", relational=True)})
+            result.update(
+                {
+                    "acknowledged": len(sent),
+                    "lost": len(lost),
+                    "mismatched": len(mismatched),
+                    "not_found_over_dimse": len(unfound),
+                    "lost_samples": lost[:5],
+                    "mismatched_samples": mismatched[:5],
+                    "verify_ok": verify.ok and not verify.orphans,
+                    "instances_after": arc.count({}, level="IMAGE", relational=True),
+                }
+            )
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -434,15 +483,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-ops", type=int, default=1_000_000, help="per client, a bound on its loop")
     p.add_argument("--archive", default=None, help="archive folder (default: a temporary one)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--client-processes", action="store_true",
-                   help="run C-FIND and QIDO-RS clients in their own processes (not threads of the servers' one)")
+    p.add_argument(
+        "--client-processes",
+        action="store_true",
+        help="run C-FIND and QIDO-RS clients in their own processes (not threads of the servers' one)",
+    )
     p.add_argument("--json", default=None, help="also write the result here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
-    result = run(args.archive, seconds=args.seconds, find_clients=args.find_clients, qido_clients=args.qido_clients,
-                 store_clients=args.store_clients, prefill=args.prefill, max_ops=args.max_ops, seed=args.seed,
-                 client_processes=args.client_processes)
+    result = run(
+        args.archive,
+        seconds=args.seconds,
+        find_clients=args.find_clients,
+        qido_clients=args.qido_clients,
+        store_clients=args.store_clients,
+        prefill=args.prefill,
+        max_ops=args.max_ops,
+        seed=args.seed,
+        client_processes=args.client_processes,
+    )
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:

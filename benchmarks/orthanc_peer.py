@@ -29,6 +29,7 @@ off by default.
 The JSON holds the exact commands run (``commands``), their exit codes, Orthanc's version and
 plugins, and the parsed output of the pacscore command (``result``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,11 @@ ORTHANC_AE, ORTHANC_DICOM, ORTHANC_HTTP = "ORTHANC", 4242, 8042
 PACSCORE_AE, PACSCORE_DIMSE, PACSCORE_WEB = "PACSCORE", 11112, 8043
 CALLING_AES = ("PACSCORE-TEST", "PACSCORE-BENCH")
 #: where Debian's orthanc-dicomweb puts the plugin
-PLUGIN_GLOBS = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so*", "/usr/lib/orthanc/libOrthancDicomWeb.so*",
-                "/usr/lib/*/orthanc/plugins/libOrthancDicomWeb.so*")
+PLUGIN_GLOBS = (
+    "/usr/share/orthanc/plugins/libOrthancDicomWeb.so*",
+    "/usr/lib/orthanc/libOrthancDicomWeb.so*",
+    "/usr/lib/*/orthanc/plugins/libOrthancDicomWeb.so*",
+)
 NO_PLUGIN = 3  # exit code of ``qido`` when the DICOMweb plugin is not installed
 
 
@@ -100,23 +104,47 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
 class OrthancServer:
     """Orthanc started from ``config`` in ``folder`` (this network namespace must be loopback only)."""
 
-    def __init__(self, folder: Path, *, dicom_port: int = ORTHANC_DICOM, http_port: int = ORTHANC_HTTP,
-                 calling_aes=CALLING_AES, dicomweb: bool = True, nodelay: bool = False, **extra) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        dicom_port: int = ORTHANC_DICOM,
+        http_port: int = ORTHANC_HTTP,
+        calling_aes=CALLING_AES,
+        dicomweb: bool = True,
+        nodelay: bool = False,
+        **extra,
+    ) -> None:
         if not _private_network():
             raise RuntimeError("refusing to start Orthanc: this network namespace has more than loopback")
         self.folder, self.dicom_port, self.http_port = Path(folder), dicom_port, http_port
         plugin = dicomweb_plugin() if dicomweb else None
         self.config = {
-            "Name": "pacscore-interop", "StorageDirectory": str(self.folder / "db"),
-            "IndexDirectory": str(self.folder / "db"), "StorageCompression": False,
-            "HttpServerEnabled": True, "HttpPort": http_port, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "HttpCompressionEnabled": False, "SslEnabled": False,
-            "DicomServerEnabled": True, "DicomAet": ORTHANC_AE, "DicomPort": dicom_port,
-            "DicomCheckCalledAet": False, "DicomAlwaysAllowStore": True, "DicomAlwaysAllowEcho": True,
-            "DicomCheckModalityHost": False, "DicomScpTimeout": 60, "UnknownSopClassAccepted": True,
+            "Name": "pacscore-interop",
+            "StorageDirectory": str(self.folder / "db"),
+            "IndexDirectory": str(self.folder / "db"),
+            "StorageCompression": False,
+            "HttpServerEnabled": True,
+            "HttpPort": http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "HttpCompressionEnabled": False,
+            "SslEnabled": False,
+            "DicomServerEnabled": True,
+            "DicomAet": ORTHANC_AE,
+            "DicomPort": dicom_port,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowEcho": True,
+            "DicomCheckModalityHost": False,
+            "DicomScpTimeout": 60,
+            "UnknownSopClassAccepted": True,
             "DicomModalities": {ae.lower(): [ae, "127.0.0.1", 104] for ae in calling_aes},
-            "DefaultEncoding": "Utf8", "LimitFindResults": 0, "LimitFindInstances": 0,
-            "SaveJobs": False, "Plugins": [plugin] if plugin else [],
+            "DefaultEncoding": "Utf8",
+            "LimitFindResults": 0,
+            "LimitFindInstances": 0,
+            "SaveJobs": False,
+            "Plugins": [plugin] if plugin else [],
             "DicomWeb": {"Enable": bool(plugin), "Root": "/dicom-web/", "EnableWado": True, "Ssl": False},
             **extra,
         }
@@ -126,8 +154,9 @@ class OrthancServer:
         env.pop("TCP_NODELAY", None)
         if nodelay:  # DCMTK (Orthanc's DICOM layer) switches Nagle off on its sockets when this is set
             env["TCP_NODELAY"] = "1"
-        self.proc = subprocess.Popen(["Orthanc", str(self.folder / "orthanc.json")], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            ["Orthanc", str(self.folder / "orthanc.json")], env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         try:
             wait_port(http_port, self.proc)
             wait_port(dicom_port, self.proc)
@@ -190,13 +219,26 @@ class PacscoreServer:
             args = ["serve", "dimse", "--archive", str(folder), "--ae", PACSCORE_AE, "--port", str(port)]
             self.target = f"dimse://{PACSCORE_AE}@127.0.0.1:{port}"
         else:
-            args = ["serve", "web", "--archive", str(folder), "--port", str(port), "--max-results", "100000",
-                    "--default-limit", "100000", "--log-level", "warning"]
+            args = [
+                "serve",
+                "web",
+                "--archive",
+                str(folder),
+                "--port",
+                str(port),
+                "--max-results",
+                "100000",
+                "--default-limit",
+                "100000",
+                "--log-level",
+                "warning",
+            ]
             self.target = f"http://127.0.0.1:{port}/dicomweb"
         self.command = ["pacscore", *args]
         self.log = open(str(folder) + f".{kind}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "pacscore", *args], cwd=ROOT, env=_env(),
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pacscore", *args], cwd=ROOT, env=_env(), stdout=self.log, stderr=subprocess.STDOUT
+        )
         try:
             wait_port(port, self.proc)
         except Exception:
@@ -209,8 +251,9 @@ class PacscoreServer:
 
 def run_pacscore(args: list[str], timeout: float = 900) -> tuple[int, object, str]:
     """``pacscore ARGS`` as a child process: (exit code, parsed JSON stdout or None, stderr tail)."""
-    proc = subprocess.run([sys.executable, "-m", "pacscore", *args], cwd=ROOT, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pacscore", *args], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
     try:
         parsed = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -220,8 +263,7 @@ def run_pacscore(args: list[str], timeout: float = 900) -> tuple[int, object, st
 
 def _inside(args) -> int:
     if not _private_network():
-        print("orthanc_peer: refusing to start Orthanc: this network namespace has more than loopback",
-              file=sys.stderr)
+        print("orthanc_peer: refusing to start Orthanc: this network namespace has more than loopback", file=sys.stderr)
         return 2
     out: dict = {"subcommand": args.cmd, "commands": []}
     code = 0
@@ -235,8 +277,17 @@ def _inside(args) -> int:
             out["orthanc_version"] = orthanc.system.get("Version")
             out["orthanc_plugins"] = orthanc.plugins
             if args.cmd == "conformance":
-                cmd = ["conformance", orthanc.dicom_target, "--seed", str(args.seed), "--queries", str(args.queries),
-                       "--calling-ae", CALLING_AES[0], "--json"]
+                cmd = [
+                    "conformance",
+                    orthanc.dicom_target,
+                    "--seed",
+                    str(args.seed),
+                    "--queries",
+                    str(args.queries),
+                    "--calling-ae",
+                    CALLING_AES[0],
+                    "--json",
+                ]
             else:
                 if args.cmd == "qido" and orthanc.dicomweb_target is None:
                     out["skipped"] = "Orthanc's DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)"
@@ -247,9 +298,23 @@ def _inside(args) -> int:
                 servers.append(server)
                 out["commands"].append(" ".join(server.command).replace(str(tmp), "$TMP"))
                 other = orthanc.dicom_target if kind == "dimse" else orthanc.dicomweb_target
-                cmd = ["bench", server.target, "--compare", other, "--generate", str(args.instances),
-                       "--seed", str(args.seed), "--repeat", str(args.repeat), "--clients", str(args.clients),
-                       "--calling-ae", CALLING_AES[1], "--json"]
+                cmd = [
+                    "bench",
+                    server.target,
+                    "--compare",
+                    other,
+                    "--generate",
+                    str(args.instances),
+                    "--seed",
+                    str(args.seed),
+                    "--repeat",
+                    str(args.repeat),
+                    "--clients",
+                    str(args.clients),
+                    "--calling-ae",
+                    CALLING_AES[1],
+                    "--json",
+                ]
             out["commands"].append(" ".join(["pacscore", *map(_quote_if_needed, cmd)]))
             t0 = time.perf_counter()
             code, out["result"], out["stderr"] = run_pacscore(cmd)
@@ -273,15 +338,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--orthanc-nodelay", action="store_true",
-                        help="start Orthanc with TCP_NODELAY=1 (DCMTK then switches Nagle off on its sockets)")
+    common.add_argument(
+        "--orthanc-nodelay",
+        action="store_true",
+        help="start Orthanc with TCP_NODELAY=1 (DCMTK then switches Nagle off on its sockets)",
+    )
     p = sub.add_parser("conformance", parents=[common], help="pacscore conformance against Orthanc's C-FIND SCP")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--queries", type=int, default=70)
     for name in ("bench", "qido"):
-        p = sub.add_parser(name, parents=[common],
-                           help=("C-FIND: pacscore's DIMSE adapter vs Orthanc" if name == "bench" else
-                                 "QIDO-RS: pacscore's DICOMweb adapter vs Orthanc's DICOMweb plugin"))
+        p = sub.add_parser(
+            name,
+            parents=[common],
+            help=(
+                "C-FIND: pacscore's DIMSE adapter vs Orthanc"
+                if name == "bench"
+                else "QIDO-RS: pacscore's DICOMweb adapter vs Orthanc's DICOMweb plugin"
+            ),
+        )
         p.add_argument("--instances", type=int, default=300)
         p.add_argument("--seed", type=int, default=1)
         p.add_argument("--repeat", type=int, default=3)
@@ -293,8 +367,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.in_netns:
         return _inside(args)
-    inner = " ".join([sys.executable, "-m", "benchmarks.orthanc_peer", "--in-netns",
-                      *map(_quote, [a for a in argv if a != "--in-netns"])])
+    inner = " ".join(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.orthanc_peer",
+            "--in-netns",
+            *map(_quote, [a for a in argv if a != "--in-netns"]),
+        ]
+    )
     return subprocess.call(["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {inner}"], cwd=ROOT, env=_env())
 
 

@@ -11,6 +11,7 @@ instances (Orthanc through POST /instances), then runs ``benchmarks.run.QUERY_SU
 Orthanc/pacscore for each query and for ingest. Skips with a message when Orthanc is not
 installed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,10 +54,19 @@ class Orthanc:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         config = {
-            "Name": "pacscore-peer", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
-            "HttpPort": PORT, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "Plugins": [], "LimitFindResults": 0, "LimitFindInstances": 0,
-            "StorageCompression": False, "SaveJobs": False, "HttpCompressionEnabled": False,
+            "Name": "pacscore-peer",
+            "StorageDirectory": str(folder / "db"),
+            "IndexDirectory": str(folder / "db"),
+            "HttpPort": PORT,
+            "DicomServerEnabled": False,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "Plugins": [],
+            "LimitFindResults": 0,
+            "LimitFindInstances": 0,
+            "StorageCompression": False,
+            "SaveJobs": False,
+            "HttpCompressionEnabled": False,
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = open(folder / "orthanc.log", "w")
@@ -72,8 +82,9 @@ class Orthanc:
         raise RuntimeError("Orthanc did not start; see " + str(folder / "orthanc.log"))
 
     def request(self, method: str, path: str, body: bytes | None = None) -> object:
-        headers = {"Content-Type": "application/dicom" if method == "POST" and path == "/instances"
-                   else "application/json"}
+        headers = {
+            "Content-Type": "application/dicom" if method == "POST" and path == "/instances" else "application/json"
+        }
         self.conn.request(method, path, body=body, headers=headers)
         resp = self.conn.getresponse()
         data = resp.read()
@@ -114,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if shutil.which("Orthanc") is None:
-        print("peers: Orthanc is not installed (apt-get install orthanc); skipping the peer comparison",
-              file=sys.stderr)
+        print(
+            "peers: Orthanc is not installed (apt-get install orthanc); skipping the peer comparison", file=sys.stderr
+        )
         return 0
     if not args.in_netns:
         return _reexec_in_private_network([a for a in argv if a != "--in-netns"])
@@ -148,28 +160,46 @@ def main(argv: list[str] | None = None) -> int:
             with pacscore.open(tmp / "archive") as arc:
                 for name, ident, level, opts in run.resolve_suite(arc):
                     p_times, p_res = run.time_query(
-                        lambda: list(arc.find(ident, level=level, format="json", **opts)), args.min_time)
+                        lambda: list(arc.find(ident, level=level, format="json", **opts)), args.min_time
+                    )
                     o_times, o_res = run.time_query(lambda: orthanc.find(ident, level), args.min_time)
                     p, o = run.summarise(p_times), run.summarise(o_times)
-                    rows.append({"name": name, "level": level, "pacscore_matches": len(p_res),
-                                 "orthanc_matches": len(o_res), "pacscore_median_ms": p["median_ms"],
-                                 "pacscore_p95_ms": p["p95_ms"], "orthanc_median_ms": o["median_ms"],
-                                 "orthanc_p95_ms": o["p95_ms"],
-                                 "ratio": round(o["median_ms"] / p["median_ms"], 2) if p["median_ms"] else None})
+                    rows.append(
+                        {
+                            "name": name,
+                            "level": level,
+                            "pacscore_matches": len(p_res),
+                            "orthanc_matches": len(o_res),
+                            "pacscore_median_ms": p["median_ms"],
+                            "pacscore_p95_ms": p["p95_ms"],
+                            "orthanc_median_ms": o["median_ms"],
+                            "orthanc_p95_ms": o["p95_ms"],
+                            "ratio": round(o["median_ms"] / p["median_ms"], 2) if p["median_ms"] else None,
+                        }
+                    )
         finally:
             orthanc.close()
-    result = {"pacscore": built, "orthanc": ingest, "orthanc_version": "1.10",
-              "ingest_ratio": round(built["ingest_per_s"] / ingest["ingest_per_s"], 2),
-              "implementation": pacscore.IMPLEMENTATION, "queries": rows}
+    result = {
+        "pacscore": built,
+        "orthanc": ingest,
+        "orthanc_version": "1.10",
+        "ingest_ratio": round(built["ingest_per_s"] / ingest["ingest_per_s"], 2),
+        "implementation": pacscore.IMPLEMENTATION,
+        "queries": rows,
+    }
     (out / "peers.json").write_text(json.dumps(result, indent=2))
-    lines = [f"{built['instances']} instances; ingest pacscore {built['ingest_per_s']}/s, Orthanc "
-             f"{ingest['ingest_per_s']}/s (pacscore/Orthanc {result['ingest_ratio']})", "",
-             "| query | level | matches pacscore / Orthanc | pacscore median ms | Orthanc median ms "
-             "| Orthanc/pacscore |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        f"{built['instances']} instances; ingest pacscore {built['ingest_per_s']}/s, Orthanc "
+        f"{ingest['ingest_per_s']}/s (pacscore/Orthanc {result['ingest_ratio']})",
+        "",
+        "| query | level | matches pacscore / Orthanc | pacscore median ms | Orthanc median ms | Orthanc/pacscore |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['level']} | {r['pacscore_matches']} / {r['orthanc_matches']} | "
-                     f"{r['pacscore_median_ms']} | {r['orthanc_median_ms']} | {r['ratio']} |")
+        lines.append(
+            f"| {r['name']} | {r['level']} | {r['pacscore_matches']} / {r['orthanc_matches']} | "
+            f"{r['pacscore_median_ms']} | {r['orthanc_median_ms']} | {r['ratio']} |"
+        )
     (out / "peers.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -15,6 +15,7 @@ otherwise), serves it with uvicorn in a child process (the app of
 
 Prints a table and a JSON document (``--json`` writes it to a file too).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,8 +84,12 @@ def start_server(folder: str, limit: int) -> tuple[subprocess.Popen, str]:
 # ---- measurements -------------------------------------------------------------------------------
 def _stats(samples: list[float]) -> dict:
     s = sorted(samples)
-    return {"n": len(s), "median_ms": statistics.median(s) * 1e3,
-            "p95_ms": s[min(len(s) - 1, int(len(s) * 0.95))] * 1e3, "mean_ms": statistics.fmean(s) * 1e3}
+    return {
+        "n": len(s),
+        "median_ms": statistics.median(s) * 1e3,
+        "p95_ms": s[min(len(s) - 1, int(len(s) * 0.95))] * 1e3,
+        "mean_ms": statistics.fmean(s) * 1e3,
+    }
 
 
 def _timed(fn, repeat: int) -> tuple[dict, int]:
@@ -128,8 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     if folder is None:
         tmp = tempfile.mkdtemp(prefix="pacscore-qido-bench-")
         folder = os.path.join(tmp, "archive")
-    result: dict = {"instances": args.instances, "python": platform.python_version(), "machine": platform.machine(),
-                    "cpus": os.cpu_count(), "implementation": pacscore.IMPLEMENTATION, "queries": {}}
+    result: dict = {
+        "instances": args.instances,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "implementation": pacscore.IMPLEMENTATION,
+        "queries": {},
+    }
     proc = None
     try:
         with pacscore.open(folder) as arc:
@@ -150,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             http = httpx.Client(timeout=60)
             try:
                 from dicomweb_client.api import DICOMwebClient
+
                 dwc = DICOMwebClient(url=url)
             except ImportError:
                 dwc = None
@@ -161,12 +173,18 @@ def main(argv: list[str] | None = None) -> int:
                     row: dict = {"request": path + ("?" + "&".join(f"{k}={v}" for k, v in params) if params else "")}
 
                     def inprocess(parsed=parsed):
-                        return len(list(arc.find(parsed.identifier, level=parsed.level, format="json",
-                                                 **parsed.options)))
+                        return len(
+                            list(arc.find(parsed.identifier, level=parsed.level, format="json", **parsed.options))
+                        )
 
                     def core(path=path, params=params):
-                        request = WebRequest("GET", path, list(params), {"accept": "application/dicom+json"},
-                                             base_url="http://bench" + PREFIX)
+                        request = WebRequest(
+                            "GET",
+                            path,
+                            list(params),
+                            {"accept": "application/dicom+json"},
+                            base_url="http://bench" + PREFIX,
+                        )
                         answer = service.handle(request)
                         return 0 if answer.status == 204 else len(json.loads(answer.body))
 
@@ -182,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                     row["http (httpx)"], got = _timed(over_http, rep)
                     assert got == n, f"{label}: http {got}, in-process {n}"
                     if dwc is not None:
+
                         def with_dwc(path=path, params=params):
                             return len(dwc._http_get_application_json(url + path, params=dict(params)))
 
@@ -209,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(result: dict) -> None:
-    print(f"\nQIDO-RS vs in-process find(): {result['instances']} instances, {result.get('studies')} studies, "
-          f"{result['implementation']} matcher, Python {result['python']}\n")
+    print(
+        f"\nQIDO-RS vs in-process find(): {result['instances']} instances, {result.get('studies')} studies, "
+        f"{result['implementation']} matcher, Python {result['python']}\n"
+    )
     columns = ["in-process find()", "core handle()", "http (httpx)", "http (dicomweb-client)"]
     head = f"{'query':32} {'matches':>7}  " + "  ".join(f"{c:>22}" for c in columns)
     print(head)

@@ -15,6 +15,7 @@ archive itself, live in pacscore.testing.suite (``pacscore bench`` runs the same
 outside a checkout); the data come from pacscore.testing.generate. benchmarks/peers.py runs the
 same suite elsewhere.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,21 @@ from pathlib import Path
 from pacscore.testing.generate import config_for, generate_records
 from pacscore.testing.suite import QUERY_SUITE, resolve_suite
 
-__all__ = ["QUERY_SUITE", "resolve_suite", "write_sample", "build", "time_query", "summarise", "run_suite",
-           "index_size", "markdown", "main"]
+__all__ = [
+    "QUERY_SUITE",
+    "resolve_suite",
+    "write_sample",
+    "build",
+    "time_query",
+    "summarise",
+    "run_suite",
+    "index_size",
+    "markdown",
+    "main",
+]
 
 # ---------------------------------------------------------------- building the archive
+
 
 def write_sample(dest: Path, instances: int, seed: int = 1) -> list[Path]:
     """Write the first ``instances`` generated instances as files under ``dest``
@@ -53,8 +65,9 @@ def write_sample(dest: Path, instances: int, seed: int = 1) -> list[Path]:
     return paths
 
 
-def build(folder: Path, instances: int, seed: int = 1, batch: int = 1000, workers: int | None = None,
-          keep_files: bool = False) -> dict:
+def build(
+    folder: Path, instances: int, seed: int = 1, batch: int = 1000, workers: int | None = None, keep_files: bool = False
+) -> dict:
     """Write ``instances`` generated instances as files beside ``folder``, then ingest that
     folder with one store_many call (``workers`` parse processes; None: store_many's default,
     one per core up to 4; 1: in this process). Only the ingest is timed. With ``keep_files``
@@ -78,15 +91,21 @@ def build(folder: Path, instances: int, seed: int = 1, batch: int = 1000, worker
     stored = len(report.stored)
     if not keep_files:
         shutil.rmtree(files)
-    return {"instances": stored, "files": [str(p) for p in paths] if keep_files else len(paths),
-            "patients": config_for(instances, seed).patients,
-            "seed": seed, "workers": workers or "default", "source": "files",
-            "ingest_seconds": round(t2 - t1, 2),
-            "ingest_per_s": round(stored / (t2 - t1), 1) if t2 > t1 else None,
-            "generate_seconds": round(t1 - t0, 2)}
+    return {
+        "instances": stored,
+        "files": [str(p) for p in paths] if keep_files else len(paths),
+        "patients": config_for(instances, seed).patients,
+        "seed": seed,
+        "workers": workers or "default",
+        "source": "files",
+        "ingest_seconds": round(t2 - t1, 2),
+        "ingest_per_s": round(stored / (t2 - t1), 1) if t2 > t1 else None,
+        "generate_seconds": round(t1 - t0, 2),
+    }
 
 
 # ---------------------------------------------------------------- running the suite
+
 
 def time_query(fn, min_time: float = 0.4, min_runs: int = 5, max_runs: int = 200) -> tuple[list[float], object]:
     """Run ``fn`` once to warm up, then until ``min_time`` has passed; the per-run seconds."""
@@ -104,8 +123,12 @@ def summarise(times: list[float]) -> dict:
     times = sorted(times)
     p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
     median = statistics.median(times)
-    return {"median_ms": round(median * 1000, 3), "p95_ms": round(p95 * 1000, 3),
-            "qps": round(1 / median, 1) if median else None, "runs": len(times)}
+    return {
+        "median_ms": round(median * 1000, 3),
+        "p95_ms": round(p95 * 1000, 3),
+        "qps": round(1 / median, 1) if median else None,
+        "runs": len(times),
+    }
 
 
 def run_suite(folder: Path, min_time: float = 0.4, options: dict | None = None) -> dict:
@@ -117,9 +140,17 @@ def run_suite(folder: Path, min_time: float = 0.4, options: dict | None = None) 
         for name, ident, level, opts in resolve_suite(arc):
             opts = {**opts, **(options or {})}
             times, matches = time_query(lambda: list(arc.find(ident, level=level, format="json", **opts)), min_time)
-            out["queries"].append({"name": name, "level": level, "identifier": ident, "options": opts,
-                                   "matches": len(matches), "plan": arc.explain(ident, level=level, **opts),
-                                   **summarise(times)})
+            out["queries"].append(
+                {
+                    "name": name,
+                    "level": level,
+                    "identifier": ident,
+                    "options": opts,
+                    "matches": len(matches),
+                    "plan": arc.explain(ident, level=level, **opts),
+                    **summarise(times),
+                }
+            )
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 
@@ -160,8 +191,10 @@ def markdown(result: dict) -> str:
     for q in result["suite"]["queries"]:
         plan = q["plan"]["plan"] + (f" ({q['plan']['candidates']})" if q["plan"].get("candidates") is not None else "")
         ratio = q.get("pure_ratio")
-        lines.append(f"| {q['name']} | {q['level']} | {q['matches']} | {plan} | {q['median_ms']} | {q['p95_ms']} | "
-                     f"{q['qps']} | {'' if ratio is None else ratio} |")
+        lines.append(
+            f"| {q['name']} | {q['level']} | {q['matches']} | {plan} | {q['median_ms']} | {q['p95_ms']} | "
+            f"{q['qps']} | {'' if ratio is None else ratio} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -171,15 +204,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="bench-out")
     parser.add_argument("--keep", help="build the archive in this folder (kept) instead of a temporary one")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="parse processes for ingest (default: store_many's, one per core up to 4)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parse processes for ingest (default: store_many's, one per core up to 4)",
+    )
     parser.add_argument("--pure-ratio", action="store_true", help="rerun the suite with PACSCORE_PURE=1")
     parser.add_argument("--min-time", type=float, default=0.4, help="seconds spent per query (after warm-up)")
-    parser.add_argument("--suite-only", metavar="ARCHIVE",
-                        help="only run the suite on an archive built before (--keep); prints JSON")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="with --suite-only: a matching option for every query, e.g. "
-                             "empty_record_matches=false (Orthanc's semantics: empty values match no key)")
+    parser.add_argument(
+        "--suite-only", metavar="ARCHIVE", help="only run the suite on an archive built before (--keep); prints JSON"
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --suite-only: a matching option for every query, e.g. "
+        "empty_record_matches=false (Orthanc's semantics: empty values match no key)",
+    )
     args = parser.parse_args(argv)
 
     if args.suite_only:
@@ -208,10 +251,14 @@ def main(argv: list[str] | None = None) -> int:
                 q["pure_median_ms"] = p["median_ms"]
                 q["pure_ratio"] = round(p["median_ms"] / q["median_ms"], 2) if q["median_ms"] else None
         sizes = index_size(folder)
-    result = {"build": build_info, "suite": suite, **sizes,
-              "index_bytes_per_instance": round(sizes["index_used_bytes"] / max(build_info["instances"], 1), 1),
-              "build_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-              "cores": os.cpu_count()}
+    result = {
+        "build": build_info,
+        "suite": suite,
+        **sizes,
+        "index_bytes_per_instance": round(sizes["index_used_bytes"] / max(build_info["instances"], 1), 1),
+        "build_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cores": os.cpu_count(),
+    }
     (out / "results.json").write_text(json.dumps(result, indent=2))
     (out / "results.md").write_text(markdown(result))
     print(markdown(result))

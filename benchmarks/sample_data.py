@@ -23,6 +23,7 @@ Reasons for odd files start with a category and a colon, so tests can choose wha
 ``bad-vr``        a top-level value that does not conform to its VR (e.g. IS "1A")
 ``unreadable``    pydicom raised while reading
 """
+
 from __future__ import annotations
 
 import functools
@@ -107,8 +108,12 @@ def _classify(path: Path) -> str | None:
                 return "no-uids: a DICOMDIR (media directory), not an instance"
             return f"no-uids: no {', '.join(missing)}"
         for raw in ds.elements():
-            if (isinstance(raw, RawDataElement) and raw.length != _UNDEFINED and raw.value is not None
-                    and len(raw.value) < raw.length):
+            if (
+                isinstance(raw, RawDataElement)
+                and raw.length != _UNDEFINED
+                and raw.value is not None
+                and len(raw.value) < raw.length
+            ):
                 return f"truncated: {raw.tag} has {len(raw.value)} of its {raw.length} bytes"
         for keyword in _HIERARCHY:
             value = str(ds[keyword].value)
@@ -163,8 +168,9 @@ def invalid_dicom_files() -> list[tuple[Path, str]]:
     return [(path, why) for _, _, path, why in _survey() if why is not None]
 
 
-def gather(dest: Path, generated_patients: int = 50, seed: int = 0, include_invalid: bool = False,
-           symlink: bool = False) -> dict[str, int]:
+def gather(
+    dest: Path, generated_patients: int = 50, seed: int = 0, include_invalid: bool = False, symlink: bool = False
+) -> dict[str, int]:
     """Copy the real files into ``dest/real/<source>/...`` and generate into ``dest/generated``.
 
     Copies (not links) by default, so an archive or a user touching the gathered files can

@@ -8,6 +8,7 @@ hides the scan.
 Run it on an archive built with ``python -m benchmarks.run --keep ARCHIVE``; docs/benchmarks.md
 ("Third pass") has the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,12 @@ from pacscore.query import plan as plan_module
 #: combined date-time range of the query suite
 SCANS = [
     ("STUDY, PatientName *zzzq*", {"PatientName": "*zzzq*"}, "STUDY", {}),
-    ("STUDY, combined date+time", {"StudyDate": "20150101-20151231", "StudyTime": "080000-120000"}, "STUDY",
-     {"combined_datetime": True}),
+    (
+        "STUDY, combined date+time",
+        {"StudyDate": "20150101-20151231", "StudyTime": "080000-120000"},
+        "STUDY",
+        {"combined_datetime": True},
+    ),
     ("SERIES, SeriesDescription *ZZZQ*", {"SeriesDescription": "*ZZZQ*"}, "SERIES", {"relational": True}),
 ]
 
@@ -60,9 +65,16 @@ def _measure(arc, runs: int) -> list[dict]:
             arc.count(identifier, level=level, **options)
             times.append(time.perf_counter() - start)
         median = sorted(times)[len(times) // 2]
-        out.append({"scan": name, "plan": plan, "records": records, "matches": matches,
-                    "median_ms": round(median * 1000, 3),
-                    "records_per_s": round(records / median) if median else None})
+        out.append(
+            {
+                "scan": name,
+                "plan": plan,
+                "records": records,
+                "matches": matches,
+                "median_ms": round(median * 1000, 3),
+                "records_per_s": round(records / median) if median else None,
+            }
+        )
     return out
 
 
@@ -76,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     impl = "cython" if fast.LIVE else "pure"
     print(json.dumps({"implementation": impl, "scans": rows}))
     for r in rows:
-        print(f"{impl} | {r['scan']} | {r['plan']} | {r['records']} records | {r['matches']} matches | "
-              f"{r['median_ms']} ms | {r['records_per_s'] / 1e6:.2f} M records/s")
+        print(
+            f"{impl} | {r['scan']} | {r['plan']} | {r['records']} records | {r['matches']} matches | "
+            f"{r['median_ms']} ms | {r['records_per_s'] / 1e6:.2f} M records/s"
+        )
     return 0
 
 

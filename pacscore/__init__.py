@@ -7,6 +7,7 @@ Store DICOM of any modality, query it with the exact C-FIND semantics of PS3.4, 
 ...     arc.store("ct.dcm")
 ...     studies = list(arc.find({"PatientName": "SMI*", "StudyDate": ""}, level="STUDY"))
 """
+
 from __future__ import annotations
 
 import os
@@ -31,11 +32,29 @@ from .query.oracle import match  # noqa: E402
 def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None = None, progress: bool = False):
     """Bring an archive back from a backup folder into ``folder``, verify it, return ``(archive, report)``."""
     from .recovery import restore as _restore
+
     return _restore(src, folder, blobs=blobs, progress=progress)
 
 
 __all__ = [
-    "Archive", "open", "restore", "match", "MatchOptions", "IMPLEMENTATION", "StoreResult", "IngestReport",
-    "InstanceRef", "Move", "VerifyReport", "BackupReport", "PacsError", "IngestError", "QueryError", "NotFound",
-    "ArchiveNotFound", "ConfigError", "StorageError", "__version__",
+    "Archive",
+    "open",
+    "restore",
+    "match",
+    "MatchOptions",
+    "IMPLEMENTATION",
+    "StoreResult",
+    "IngestReport",
+    "InstanceRef",
+    "Move",
+    "VerifyReport",
+    "BackupReport",
+    "PacsError",
+    "IngestError",
+    "QueryError",
+    "NotFound",
+    "ArchiveNotFound",
+    "ConfigError",
+    "StorageError",
+    "__version__",
 ]

@@ -1,4 +1,5 @@
 """``python -m pacscore``: the pacscore command."""
+
 import sys
 
 from .cli import main

@@ -6,6 +6,7 @@ pure twins or the extension is not built (an install with ``PACSCORE_NO_EXT=1``,
 without a compiler). ``state()`` reports each twin truthfully, for ``pacscore.IMPLEMENTATION``
 and bug reports.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -56,6 +57,6 @@ def state() -> dict[str, str]:
 
 
 def summary() -> str:
-    """"cython" when every twin is compiled, "pure" when none is, else "mixed"."""
+    """ "cython" when every twin is compiled, "pure" when none is, else "mixed"."""
     states = {s == "cython" for s in state().values()}
     return "cython" if states == {True} else "pure" if states == {False} else "mixed"

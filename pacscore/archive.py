@@ -5,6 +5,7 @@ a crash leaves at worst an orphan blob (``verify(repair=True)`` removes it), nev
 without its bytes. Blob keys carry the content checksum, so replacing an instance writes a new
 blob and deletes the old one only after the index commit.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,8 +49,14 @@ BATCH_INSTANCES = 500
 BATCH_BYTES = 256 * 1024 * 1024
 
 
-def open(folder: str | os.PathLike, blobs: str | None = None, *, create: bool = True, readonly: bool = False,
-         **handle_options) -> Archive:
+def open(
+    folder: str | os.PathLike,
+    blobs: str | None = None,
+    *,
+    create: bool = True,
+    readonly: bool = False,
+    **handle_options,
+) -> Archive:
     """Open the archive in ``folder`` (an LMDB index and, by default, file blobs), creating it
     unless ``create=False``; ``readonly=True`` opens an existing one for reading only.
 
@@ -68,17 +75,28 @@ _UNSET = object()
 class Archive:
     """The embedded PACS: store, find, count, get, instances, metadata, delete."""
 
-    def __init__(self, folder: str | os.PathLike, blobs: str | None = None, *, extra_tags: Iterable = (),
-                 on_conflict: str | None = None, uid_policy: str | None = None, create: bool = True,
-                 readonly: bool = False, **options) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        blobs: str | None = None,
+        *,
+        extra_tags: Iterable = (),
+        on_conflict: str | None = None,
+        uid_policy: str | None = None,
+        create: bool = True,
+        readonly: bool = False,
+        **options,
+    ) -> None:
         self.folder = Path(folder)
         self.readonly = readonly
         self._closed = True
         index_path = self.folder / "index"
         new = not (index_path / "data.mdb").exists()
         if new and (readonly or not create):
-            raise ArchiveNotFound(f"no archive in {self.folder} (no index/data.mdb there); create one with "
-                                  f"`pacscore init --archive {self.folder}` or pacscore.open()")
+            raise ArchiveNotFound(
+                f"no archive in {self.folder} (no index/data.mdb there); create one with "
+                f"`pacscore init --archive {self.folder}` or pacscore.open()"
+            )
         if new:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.index = Index(index_path, readonly=readonly)
@@ -88,8 +106,11 @@ class Archive:
                 stored = stored.replace(blobs=blobs)
                 self.index.save_settings(stored.to_json())
             elif not readonly and has_secrets(self.index.settings().get("blobs") or ""):
-                log.warning("removing the credentials an earlier pacscore kept in the blob store URL of %s; "
-                            "they now come from the environment (docs/security.md)", self.folder)
+                log.warning(
+                    "removing the credentials an earlier pacscore kept in the blob store URL of %s; "
+                    "they now come from the environment (docs/security.md)",
+                    self.folder,
+                )
                 self.index.save_settings(stored.to_json())
             self._stored = stored
             self.settings = self._handle_settings(stored, blobs, on_conflict, uid_policy, options)
@@ -122,10 +143,13 @@ class Archive:
             self.configure(extra_tags=sorted(set(self.extra_tags) | wanted))
             return
         names = ", ".join(model.keyword_of(t) or f"{t:08X}" for t in sorted(missing))
-        raise ConfigError("extra_tags", f"{names} not indexed in {self.folder}, which holds instances: index "
-                          f"{'them' if len(missing) > 1 else 'it'} with arc.configure(extra_tags=[...]) or "
-                          f"`pacscore reindex --archive {self.folder} --add {names.replace(', ', ' --add ')}` "
-                          f"(backfills from the index's records)")
+        raise ConfigError(
+            "extra_tags",
+            f"{names} not indexed in {self.folder}, which holds instances: index "
+            f"{'them' if len(missing) > 1 else 'it'} with arc.configure(extra_tags=[...]) or "
+            f"`pacscore reindex --archive {self.folder} --add {names.replace(', ', ' --add ')}` "
+            f"(backfills from the index's records)",
+        )
 
     def _is_empty(self) -> bool:
         with self.index.read() as txn:
@@ -162,8 +186,16 @@ class Archive:
         out["extra_tags"] = [model.keyword_of(t) or f"{t:08X}" for t in self.extra_tags]
         return out
 
-    def configure(self, *, blobs=_UNSET, on_conflict=_UNSET, uid_policy=_UNSET, extra_tags=_UNSET,
-                  progress: bool = False, **options) -> dict:
+    def configure(
+        self,
+        *,
+        blobs=_UNSET,
+        on_conflict=_UNSET,
+        uid_policy=_UNSET,
+        extra_tags=_UNSET,
+        progress: bool = False,
+        **options,
+    ) -> dict:
         """Change what the archive keeps; this handle runs with the change too. Returns
         ``stored_settings()``.
 
@@ -181,8 +213,9 @@ class Archive:
         stored = self._stored.replace(**changes)  # validated before anything is written
         if extra_tags is not _UNSET:
             tags = [parse_tag(t) if not isinstance(t, int) else int(t) for t in _as_list_any(extra_tags)]
-            self._write_txn(lambda txn: set_indexed(txn, self.index.db, self.index.indexed_tags(txn), tags,
-                                                    progress=progress))
+            self._write_txn(
+                lambda txn: set_indexed(txn, self.index.db, self.index.indexed_tags(txn), tags, progress=progress)
+            )
         if changes:
             new_blobs = open_blobstore(stored.blobs, root=self.folder) if "blobs" in changes else None
             self.index.save_settings(stored.to_json())
@@ -219,11 +252,13 @@ class Archive:
     # -- writing ----------------------------------------------------------------------------
     def _write(self, fn):
         """Run ``fn(writer)`` in one write transaction, growing the map when it is full."""
+
         def apply(txn):
             writer = Writer(self.index, txn)
             result = fn(writer)
             writer.flush()
             return result
+
         return self._write_txn(apply)
 
     def _write_txn(self, fn):
@@ -252,8 +287,11 @@ class Archive:
         report = self._store_parsed([parsed])
         for status in ("stored", "replaced", "duplicates", "kept"):
             if getattr(report, status):
-                return StoreResult(parsed.sop_instance_uid, {"duplicates": "duplicate"}.get(status, status),
-                                   report.moved[0] if report.moved else None)
+                return StoreResult(
+                    parsed.sop_instance_uid,
+                    {"duplicates": "duplicate"}.get(status, status),
+                    report.moved[0] if report.moved else None,
+                )
         raise IngestError(report.rejected[0][0], report.rejected[0][1])
 
     def _store_parsed(self, batch: list[ingest.ParsedInstance], report: IngestReport | None = None) -> IngestReport:
@@ -263,8 +301,10 @@ class Archive:
             for p in batch:
                 raw = txn.get(p.sop_instance_uid.encode(), db=self.index.db("instance"))
                 if raw is not None:
-                    existing[p.sop_instance_uid] = (records.get_value(raw, T_CHECKSUM),
-                                                    records.get_value(raw, T_BLOBKEY))
+                    existing[p.sop_instance_uid] = (
+                        records.get_value(raw, T_CHECKSUM),
+                        records.get_value(raw, T_BLOBKEY),
+                    )
         todo: list[ingest.ParsedInstance] = []
         seen: dict[str, tuple[str, str]] = {}  # SOP Instance UID -> (checksum, blob key) in this batch
         for p in batch:
@@ -283,8 +323,12 @@ class Archive:
                 report.kept.append(p.sop_instance_uid)
                 continue
             if old is not None and self.on_conflict == "error":
-                report.rejected.append((p.sop_instance_uid, "an instance with this SOP Instance UID is stored "
-                                                            "with different content (on_conflict='error')"))
+                report.rejected.append(
+                    (
+                        p.sop_instance_uid,
+                        "an instance with this SOP Instance UID is stored with different content (on_conflict='error')",
+                    )
+                )
                 continue
             seen[p.sop_instance_uid] = (p.checksum, _blob_key(p))
             todo.append(p)
@@ -353,8 +397,9 @@ class Archive:
         except Exception as exc:  # an orphan is harmless; never hide the caller's own outcome
             log.warning("could not remove blobs %s: %s", keys[:3], exc)
 
-    def store_many(self, sources: object, *, workers: int | None = None, progress: bool = False,
-                   batch_size: int = BATCH_INSTANCES) -> IngestReport:
+    def store_many(
+        self, sources: object, *, workers: int | None = None, progress: bool = False, batch_size: int = BATCH_INSTANCES
+    ) -> IngestReport:
         """Store files, folders (walked recursively), bytes or Datasets; returns an IngestReport.
 
         Headers are parsed in ``workers`` processes; instances are committed in batches. Files
@@ -399,8 +444,17 @@ class Archive:
         opts = self.options.replace(**options) if options else self.options
         return build_query(identifier, level, model_name, opts)
 
-    def find(self, identifier: object, level: str | None = None, model: str = "STUDY", *,
-             limit: int | None = None, offset: int = 0, format: str = "dataset", **options) -> Iterator:
+    def find(
+        self,
+        identifier: object,
+        level: str | None = None,
+        model: str = "STUDY",
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        format: str = "dataset",
+        **options,
+    ) -> Iterator:
         """Matches of a C-FIND identifier, streamed, in a deterministic order.
 
         >>> for ds in arc.find({"PatientName": "SMI*", "StudyDate": "20150101-"}, level="STUDY"):
@@ -439,8 +493,9 @@ class Archive:
         plan["conditions"] = {lvl: [f"{c.keyword} {c.kind}" for c in conds] for lvl, conds in query.conditions.items()}
         return plan
 
-    def unsupported_keys(self, identifier: object, level: str | None = None, model: str = "STUDY",
-                         **options) -> list[str]:
+    def unsupported_keys(
+        self, identifier: object, level: str | None = None, model: str = "STUDY", **options
+    ) -> list[str]:
         """Keys of the identifier that are neither matched nor returned (C-FIND FF01)."""
         return list(self._query(identifier, level, model, options).ignored)
 
@@ -462,8 +517,9 @@ class Archive:
         try:
             data = self.blobs.get(key)
         except KeyError:
-            raise StorageError(f"the blob of instance {sop_instance_uid} is missing from the blob store "
-                               f"(run verify)") from None
+            raise StorageError(
+                f"the blob of instance {sop_instance_uid} is missing from the blob store (run verify)"
+            ) from None
         if verify and ingest.checksum(data) != records.get_value(rec, T_CHECKSUM):
             raise StorageError(f"the blob of instance {sop_instance_uid} is corrupted: checksum mismatch (run verify)")
         return data
@@ -476,8 +532,9 @@ class Archive:
         try:
             return self.blobs.open(records.get_value(rec, T_BLOBKEY))
         except KeyError:
-            raise StorageError(f"the blob of instance {sop_instance_uid} is missing from the blob store "
-                               f"(run verify)") from None
+            raise StorageError(
+                f"the blob of instance {sop_instance_uid} is missing from the blob store (run verify)"
+            ) from None
 
     def instances(self, patient=None, study=None, series=None, instance=None) -> list[InstanceRef]:
         """What a C-GET or WADO-RS would send for the given entities (UIDs or lists of them)."""
@@ -513,9 +570,15 @@ class Archive:
                         size=int(records.get_value(rec, T_SIZE)),
                         instance_number=number,
                     )
-        return sorted(out.values(), key=lambda r: (r.study_instance_uid, r.series_instance_uid,
-                                                   r.instance_number if r.instance_number is not None else 1 << 62,
-                                                   r.sop_instance_uid))
+        return sorted(
+            out.values(),
+            key=lambda r: (
+                r.study_instance_uid,
+                r.series_instance_uid,
+                r.instance_number if r.instance_number is not None else 1 << 62,
+                r.sop_instance_uid,
+            ),
+        )
 
     def header(self, sop_instance_uid: str) -> Dataset:
         """The instance's header as a pydicom Dataset (no pixel or bulk data), without the blob."""
@@ -582,11 +645,13 @@ class Archive:
     def verify(self, repair: bool = False, checksums: bool = True):
         """Every entry has its blob with the right size and checksum; orphans listed (removed with repair)."""
         from .maintenance import verify
+
         return verify(self, repair=repair, checksums=checksums)
 
     def backup(self, dest: str | os.PathLike, progress: bool = False):
         """A consistent hot backup into ``dest``; incremental when ``dest`` holds an earlier one."""
         from .maintenance import backup
+
         return backup(self, dest, progress=progress)
 
     def stats(self) -> dict:
@@ -612,11 +677,16 @@ class Archive:
                         break
         info = self.index.env.info()
         counts["instances"] = counts.pop("images")
-        return {**counts, "blob_bytes": size,
-                "index_bytes": (self.index.path / "data.mdb").stat().st_size, "map_size": info["map_size"],
-                "patient_disagreements": disagreements, "blobs": self.blobs.url,
-                # entities stored under a UID that is not digits and dots (uid_policy="lenient")
-                "nonconformant_uids": nonconformant}
+        return {
+            **counts,
+            "blob_bytes": size,
+            "index_bytes": (self.index.path / "data.mdb").stat().st_size,
+            "map_size": info["map_size"],
+            "patient_disagreements": disagreements,
+            "blobs": self.blobs.url,
+            # entities stored under a UID that is not digits and dots (uid_policy="lenient")
+            "nonconformant_uids": nonconformant,
+        }
 
 
 _PLURAL = {"PATIENT": "patients", "STUDY": "studies", "SERIES": "series", "IMAGE": "images"}
@@ -647,6 +717,7 @@ def _given(absent: object, **values: object) -> dict:
 def _default_indexed(tags: set[int]) -> set[int]:
     """The tags that every level they live on indexes by default (nothing to add for them)."""
     from .index.extra_tags import index_levels
+
     return {t for t in tags if all(t in DEFAULT_INDEXED.get(lv, ()) for lv in index_levels(t))}
 
 

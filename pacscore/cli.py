@@ -6,6 +6,7 @@ restore, serve, bench, conformance.
     pacscore find --archive DIR --level STUDY PatientName='SMI*' StudyDate=20150101- ModalitiesInStudy=
     pacscore get --archive DIR SOP_INSTANCE_UID -o out.dcm
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,7 @@ def open_for(args, *, create: bool = False, readonly: bool = False):
     command on a folder without an archive fails naming it and leaves nothing behind; read-only
     commands open the index read-only (no upgrade, no write). ``--blobs`` applies to this run."""
     from .archive import open as open_archive
+
     return open_archive(args.archive, blobs=getattr(args, "blobs", None), create=create, readonly=readonly)
 
 
@@ -71,8 +73,17 @@ def cmd_find(args) -> int:
         if args.explain:
             print(json.dumps(arc.explain(identifier, level=args.level, model=args.model, **options), indent=2))
             return 0
-        results = list(arc.find(identifier, level=args.level, model=args.model, limit=args.limit,
-                                offset=args.offset, format="json" if args.json else "dict", **options))
+        results = list(
+            arc.find(
+                identifier,
+                level=args.level,
+                model=args.model,
+                limit=args.limit,
+                offset=args.offset,
+                format="json" if args.json else "dict",
+                **options,
+            )
+        )
     if args.json:
         json.dump(results, sys.stdout, indent=1, ensure_ascii=False)
         print()
@@ -108,6 +119,7 @@ def format_table(rows: list[dict], max_width: int = 40, wide: bool = False) -> s
 
 def _is_uid(keyword: str) -> bool:
     from . import model
+
     try:
         return model.vr_of(parse_tag(keyword)) == "UI"
     except ValueError:
@@ -193,11 +205,14 @@ def cmd_reindex(args) -> int:
 
 
 def _add_maintenance(sub, archive_arg) -> None:
-    p = sub.add_parser("verify", help="check every entry against its blob; list orphan blobs",
-                       description="Exit status: 0 clean; 1 damaged (an instance cannot be read back "
-                                   "intact); 2 error (no archive, bad arguments); 3 orphans only (nothing "
-                                   "lost; --repair removes them); 4 degraded (every instance readable, but a "
-                                   "mirror side lacks copies or cannot be reached).")
+    p = sub.add_parser(
+        "verify",
+        help="check every entry against its blob; list orphan blobs",
+        description="Exit status: 0 clean; 1 damaged (an instance cannot be read back "
+        "intact); 2 error (no archive, bad arguments); 3 orphans only (nothing "
+        "lost; --repair removes them); 4 degraded (every instance readable, but a "
+        "mirror side lacks copies or cannot be reached).",
+    )
     archive_arg(p)
     p.add_argument("--repair", action="store_true", help="remove orphan blobs")
     p.add_argument("--no-checksums", action="store_true", help="check sizes only")
@@ -217,6 +232,7 @@ def _add_maintenance(sub, archive_arg) -> None:
 
 def _cmd_verify(args) -> int:
     from .maintenance import verify
+
     with open_for(args, readonly=not args.repair) as arc:
         report = verify(arc, repair=args.repair, checksums=not args.no_checksums)
     print(report.summary())
@@ -225,6 +241,7 @@ def _cmd_verify(args) -> int:
 
 def _cmd_backup(args) -> int:
     from .maintenance import backup
+
     with open_for(args, readonly=True) as arc:
         print(backup(arc, args.dest, progress=not args.quiet))
     return 0
@@ -232,14 +249,22 @@ def _cmd_backup(args) -> int:
 
 def _cmd_restore(args) -> int:
     from .recovery import restore
+
     archive, report = restore(args.src, args.folder, blobs=args.blobs, progress=not args.quiet)
     archive.close()
     print(report.summary())
     return report.exit_status
 
 
-def _optional(sub, module: str, attr: str, extra: str, packages: tuple[str, ...], commands: tuple[str, ...],
-              prog: str = "pacscore") -> None:
+def _optional(
+    sub,
+    module: str,
+    attr: str,
+    extra: str,
+    packages: tuple[str, ...],
+    commands: tuple[str, ...],
+    prog: str = "pacscore",
+) -> None:
     """Add the ``commands`` that ``pacscore.<module>.<attr>(sub)`` registers, when the ``packages``
     (import names) of the ``extra`` are installed; otherwise add them anyway as commands that exit
     2 naming what to install, so that a missing extra is said, not a command silently gone.
@@ -256,12 +281,15 @@ def _optional(sub, module: str, attr: str, extra: str, packages: tuple[str, ...]
         return
     needs = " and ".join(missing)
     for command in commands:
-        message = (f"{prog} {command}: needs {needs}, which {'is' if len(missing) == 1 else 'are'} not installed: "
-                   f'pip install "pacscore[{extra}]"')
+        message = (
+            f"{prog} {command}: needs {needs}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+            f'pip install "pacscore[{extra}]"'
+        )
         # no argument starts with NUL, so every argument (--help, an option) lands in ``args``
         # and the command can say what to install instead of failing on a usage error
-        p = sub.add_parser(command, help=f"(needs pacscore[{extra}])", description=message,
-                           prefix_chars="\0", add_help=False)
+        p = sub.add_parser(
+            command, help=f"(needs pacscore[{extra}])", description=message, prefix_chars="\0", add_help=False
+        )
         p.add_argument("args", nargs="*")
 
         def refuse(args, message: str = message) -> int:
@@ -277,8 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def archive_arg(p):
-        p.add_argument("--archive", "-a", default=os.environ.get("PACSCORE_ARCHIVE", "archive"),
-                       help="archive folder (default: $PACSCORE_ARCHIVE or ./archive)")
+        p.add_argument(
+            "--archive",
+            "-a",
+            default=os.environ.get("PACSCORE_ARCHIVE", "archive"),
+            help="archive folder (default: $PACSCORE_ARCHIVE or ./archive)",
+        )
         p.add_argument("--blobs", default=None, help="blob store URL (default: file blobs in the archive)")
 
     p = sub.add_parser("ingest", help="store files and folders")
@@ -323,11 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-tag", action="append", metavar="TAG", help="an attribute to index beyond the defaults")
     p.set_defaults(func=cmd_init)
 
-    p = sub.add_parser("config", help="show or change the settings the archive keeps",
-                       description="Without NAME=VALUE: print the settings every open of the archive starts "
-                                   "from. With them: change those settings (the only command that does). "
-                                   "Names: blobs, on_conflict, uid_policy, extra_tags (comma-separated) and "
-                                   "the matching options (docs/matching.md).")
+    p = sub.add_parser(
+        "config",
+        help="show or change the settings the archive keeps",
+        description="Without NAME=VALUE: print the settings every open of the archive starts "
+        "from. With them: change those settings (the only command that does). "
+        "Names: blobs, on_conflict, uid_policy, extra_tags (comma-separated) and "
+        "the matching options (docs/matching.md).",
+    )
     archive_arg(p)
     p.add_argument("settings", nargs="*", metavar="NAME=VALUE")
     p.add_argument("--reset", action="append", metavar="NAME", help="set NAME back to its default")
@@ -342,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reindex)
 
     from .testing.cli import add_bench_cli
+
     _add_maintenance(sub, archive_arg)
     add_bench_cli(sub)
     _optional(sub, "testing.cli", "add_conformance_cli", "conformance", ("hypothesis",), ("conformance",))
@@ -362,8 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         args.keys += rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     try:
         return int(args.func(args) or 0)
     except (PacsError, ValueError, KeyError) as exc:

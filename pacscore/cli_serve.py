@@ -5,6 +5,7 @@ command line; this module turns arguments into their configuration. ``pacscore.c
 each command only when its extra is installed (else it says what to install), so each adapter
 is imported inside the function that registers or runs its command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,24 +31,48 @@ def add_dimse_cli(subparsers) -> None:
     """Register ``dimse`` (the `serve dimse` command) on an argparse subparsers object."""
     from .adapters.dimse import DEFAULT_MAX_PDU
 
-    p = subparsers.add_parser("dimse", help="serve the archive over DICOM DIMSE (C-ECHO/STORE/FIND/GET/MOVE)",
-                              description="Run a DICOM SCP for an archive (pynetdicom).")
-    p.add_argument("--archive", "-a", default=os.environ.get("PACSCORE_ARCHIVE", "archive"), metavar="DIR",
-                   help="archive folder (default: $PACSCORE_ARCHIVE or ./archive)")
+    p = subparsers.add_parser(
+        "dimse",
+        help="serve the archive over DICOM DIMSE (C-ECHO/STORE/FIND/GET/MOVE)",
+        description="Run a DICOM SCP for an archive (pynetdicom).",
+    )
+    p.add_argument(
+        "--archive",
+        "-a",
+        default=os.environ.get("PACSCORE_ARCHIVE", "archive"),
+        metavar="DIR",
+        help="archive folder (default: $PACSCORE_ARCHIVE or ./archive)",
+    )
     p.add_argument("--blobs", default=None, help="blob store URL (default: file blobs in the archive)")
     p.add_argument("--ae", default="PACSCORE", help="our AE title (default PACSCORE)")
     p.add_argument("--port", type=int, default=11112, help="TCP port (default 11112; 0: any free port, logged)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--move-dest", action="append", default=[], type=_move_dest, metavar="AE=HOST:PORT",
-                   help="a C-MOVE destination (repeatable)")
-    p.add_argument("--allow", action="append", default=None, metavar="AE",
-                   help="a calling AE title allowed to associate (repeatable; default: any)")
+    p.add_argument(
+        "--move-dest",
+        action="append",
+        default=[],
+        type=_move_dest,
+        metavar="AE=HOST:PORT",
+        help="a C-MOVE destination (repeatable)",
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=None,
+        metavar="AE",
+        help="a calling AE title allowed to associate (repeatable; default: any)",
+    )
     p.add_argument("--max-pdu", type=int, default=DEFAULT_MAX_PDU, help="max PDU we receive (0: unlimited)")
     p.add_argument("--max-results", type=int, default=None, help="C-FIND: refuse (A700) above this many matches")
-    p.add_argument("--invalid-keys", choices=("nomatch", "error"), default=None,
-                   help="C-FIND keys invalid for their VR: match nothing or fail (A900)")
-    p.add_argument("--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE",
-                   help=OPTION_HELP)
+    p.add_argument(
+        "--invalid-keys",
+        choices=("nomatch", "error"),
+        default=None,
+        help="C-FIND keys invalid for their VR: match nothing or fail (A900)",
+    )
+    p.add_argument(
+        "--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE", help=OPTION_HELP
+    )
     p.add_argument("--acse-timeout", type=float, default=30)
     p.add_argument("--dimse-timeout", type=float, default=30)
     p.add_argument("--network-timeout", type=float, default=60)
@@ -64,11 +89,23 @@ def dimse_config(args, ssl_context=None):
     from .adapters.dimse import ServeConfig
 
     return ServeConfig.from_options(
-        args.ae, args.port, args.host, move_destinations=dict(args.move_dest), allowed_calling_aets=args.allow,
-        max_pdu=args.max_pdu, acse_timeout=args.acse_timeout, dimse_timeout=args.dimse_timeout,
-        network_timeout=args.network_timeout, ssl_context=ssl_context, block=True, max_results=args.max_results,
-        invalid_keys=args.invalid_keys, log_phi=args.log_phi, tcp_nodelay=not args.no_nodelay,
-        find_options=dict(getattr(args, "option", None) or []))
+        args.ae,
+        args.port,
+        args.host,
+        move_destinations=dict(args.move_dest),
+        allowed_calling_aets=args.allow,
+        max_pdu=args.max_pdu,
+        acse_timeout=args.acse_timeout,
+        dimse_timeout=args.dimse_timeout,
+        network_timeout=args.network_timeout,
+        ssl_context=ssl_context,
+        block=True,
+        max_results=args.max_results,
+        invalid_keys=args.invalid_keys,
+        log_phi=args.log_phi,
+        tcp_nodelay=not args.no_nodelay,
+        find_options=dict(getattr(args, "option", None) or []),
+    )
 
 
 def main_serve_dimse(args) -> int:
@@ -119,8 +156,8 @@ def _stop_on_sigterm() -> None:
 
 # -- serve web --------------------------------------------------------------------------------
 def _size(text: str) -> int:
-    """"512M", "2G", "1048576" -> bytes."""
-    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+    """ "512M", "2G", "1048576" -> bytes."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
     t = text.strip().upper().removesuffix("B")
     factor = units.get(t[-1:], 1)
     number = t[:-1] if t[-1:] in units else t
@@ -137,25 +174,43 @@ def add_web_cli(subparsers) -> None:
     """Register ``web`` (the `serve web` command) on an argparse subparsers object."""
     from .adapters.web_core import DEFAULT_LIMIT, DEFAULT_MAX_BODY, DEFAULT_MAX_PART, DEFAULT_MAX_RESULTS
 
-    p = subparsers.add_parser("web", help="serve the archive over HTTP as DICOMweb (QIDO-RS, WADO-RS, STOW-RS)",
-                              description="Run a DICOMweb origin server for an archive (Starlette on uvicorn). "
-                                          "QIDO-RS studies are at http://HOST:PORT/dicomweb/studies.")
+    p = subparsers.add_parser(
+        "web",
+        help="serve the archive over HTTP as DICOMweb (QIDO-RS, WADO-RS, STOW-RS)",
+        description="Run a DICOMweb origin server for an archive (Starlette on uvicorn). "
+        "QIDO-RS studies are at http://HOST:PORT/dicomweb/studies.",
+    )
     p.add_argument("--archive", required=True, metavar="DIR", help="archive folder")
     p.add_argument("--port", type=int, default=8042, help="TCP port (default 8042)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--token", default=os.environ.get("PACSCORE_WEB_TOKEN") or None,
-                   help="require 'Authorization: Bearer TOKEN' (default: $PACSCORE_WEB_TOKEN; none: no auth)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("PACSCORE_WEB_TOKEN") or None,
+        help="require 'Authorization: Bearer TOKEN' (default: $PACSCORE_WEB_TOKEN; none: no auth)",
+    )
     p.add_argument("--prefix", default="/dicomweb", help="URL path of the DICOMweb root (default /dicomweb)")
-    p.add_argument("--base-url", default=None,
-                   help="the root URL clients see (behind a proxy), used in Retrieve URLs and BulkDataURIs")
+    p.add_argument(
+        "--base-url",
+        default=None,
+        help="the root URL clients see (behind a proxy), used in Retrieve URLs and BulkDataURIs",
+    )
     p.add_argument("--max-body", type=_size, default=DEFAULT_MAX_BODY, help="STOW-RS request limit (default 2G)")
     p.add_argument("--max-part", type=_size, default=DEFAULT_MAX_PART, help="STOW-RS per-instance limit (default 1G)")
-    p.add_argument("--max-results", type=int, default=DEFAULT_MAX_RESULTS,
-                   help=f"most results in one QIDO-RS response (default {DEFAULT_MAX_RESULTS})")
-    p.add_argument("--default-limit", type=int, default=DEFAULT_LIMIT,
-                   help=f"QIDO-RS page size without a limit parameter (default {DEFAULT_LIMIT})")
-    p.add_argument("--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE",
-                   help=OPTION_HELP)
+    p.add_argument(
+        "--max-results",
+        type=int,
+        default=DEFAULT_MAX_RESULTS,
+        help=f"most results in one QIDO-RS response (default {DEFAULT_MAX_RESULTS})",
+    )
+    p.add_argument(
+        "--default-limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help=f"QIDO-RS page size without a limit parameter (default {DEFAULT_LIMIT})",
+    )
+    p.add_argument(
+        "--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE", help=OPTION_HELP
+    )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=main_serve_web)
 
@@ -189,18 +244,29 @@ def main_serve_web(args) -> int:
     auth = bearer_token_auth(args.token) if args.token else None
     if auth is None and not _loopback(args.host):
         logging.getLogger("pacscore.dicomweb").warning(
-            "serving %s without authentication on %s: anyone who reaches it can read and store", args.archive, args.host)
+            "serving %s without authentication on %s: anyone who reaches it can read and store", args.archive, args.host
+        )
     try:
-        app = create_app(args.archive, prefix=args.prefix, auth=auth, max_body=args.max_body,
-                         max_part=args.max_part, max_results=args.max_results,
-                         default_limit=args.default_limit, base_url=args.base_url,
-                         find_options=dict(getattr(args, "option", None) or []))
+        app = create_app(
+            args.archive,
+            prefix=args.prefix,
+            auth=auth,
+            max_body=args.max_body,
+            max_part=args.max_part,
+            max_results=args.max_results,
+            default_limit=args.default_limit,
+            base_url=args.base_url,
+            find_options=dict(getattr(args, "option", None) or []),
+        )
     except ValueError as exc:
         print(f"serve web: {exc}")
         return 2
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
-    print(f"pacscore DICOMweb on http://{args.host}:{args.port}{prefix} (archive {args.archive}"
-          f"{', bearer token required' if auth else ''})", flush=True)
+    print(
+        f"pacscore DICOMweb on http://{args.host}:{args.port}{prefix} (archive {args.archive}"
+        f"{', bearer token required' if auth else ''})",
+        flush=True,
+    )
     try:
         uvicorn.run(app, host=args.host, port=args.port, access_log=True, log_level=args.log_level)
     except SystemExit as exc:  # uvicorn exits when it cannot bind

@@ -5,6 +5,7 @@ picklable ``ParsedInstance``; it never touches the archive. Text is decoded by
 SpecificCharacterSet here (pydicom knows ISO 2022 and GB18030), so the index holds UTF-8 and
 queries never decode.
 """
+
 from __future__ import annotations
 
 import functools
@@ -147,13 +148,19 @@ def parse_bytes(data: bytes, src: str = "<bytes>", uid_policy: str = "lenient") 
     parsed = _parse_bytes(data, src)
     parsed.source = src
     parsed.nonconformant_uids = tuple(
-        kw for kw, uid in zip(_UID_KEYWORDS, (parsed.sop_instance_uid, parsed.study_instance_uid,
-                                              parsed.series_instance_uid))
-        if not is_conformant_uid(uid))
+        kw
+        for kw, uid in zip(
+            _UID_KEYWORDS, (parsed.sop_instance_uid, parsed.study_instance_uid, parsed.series_instance_uid)
+        )
+        if not is_conformant_uid(uid)
+    )
     key_size = len(parsed.patient_key.encode("utf-8", "surrogatepass"))
     if key_size > MAX_PATIENT_KEY_BYTES:  # else LMDB refuses the key at commit: a StorageError
-        raise IngestError(src, f"PatientID and IssuerOfPatientID are {key_size} bytes together, longer than the "
-                               f"{MAX_PATIENT_KEY_BYTES} bytes the index keeps for a patient")
+        raise IngestError(
+            src,
+            f"PatientID and IssuerOfPatientID are {key_size} bytes together, longer than the "
+            f"{MAX_PATIENT_KEY_BYTES} bytes the index keeps for a patient",
+        )
     check_uid_policy(parsed, uid_policy)
     for level in parsed.levels.values():
         _drop_large_sequences(level)
@@ -170,10 +177,15 @@ def check_uid_policy(parsed: ParsedInstance, uid_policy: str) -> None:
     not digits and dots (the archive also calls this for instances parsed elsewhere)."""
     if uid_policy == "strict" and parsed.nonconformant_uids:
         kw = parsed.nonconformant_uids[0]
-        uid = {"SOPInstanceUID": parsed.sop_instance_uid, "StudyInstanceUID": parsed.study_instance_uid,
-               "SeriesInstanceUID": parsed.series_instance_uid}[kw]
-        raise IngestError(parsed.source or "<bytes>", f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, "
-                                                      f"at most 64 characters (uid_policy='strict')")
+        uid = {
+            "SOPInstanceUID": parsed.sop_instance_uid,
+            "StudyInstanceUID": parsed.study_instance_uid,
+            "SeriesInstanceUID": parsed.series_instance_uid,
+        }[kw]
+        raise IngestError(
+            parsed.source or "<bytes>",
+            f"invalid {kw} {uid[:80]!r}: a UID is digits and dots, at most 64 characters (uid_policy='strict')",
+        )
 
 
 def _drop_large_sequences(level: dict[int, tuple[str, object]]) -> None:
@@ -244,8 +256,7 @@ def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
     reader declines it (the reference path then reads it with pydicom)."""
     if _read_file is None:  # not built, or PACSCORE_PURE=1 (the caller checks this first)
         return None
-    got = _read_file(data, _charset_of, _LEVEL_INDEX, model.ALL_COMPUTED, model.vr_of, model.keyword_of,
-                     BULK_THRESHOLD)
+    got = _read_file(data, _charset_of, _LEVEL_INDEX, model.ALL_COMPUTED, model.vr_of, model.keyword_of, BULK_THRESHOLD)
     if got is None:
         return None
     _meta_end, syntax, found, header_end, texts = got
@@ -259,16 +270,28 @@ def _fast_parse(data: bytes, src: str) -> ParsedInstance | None:
     _check_complete(data, header_end, syntax, src)
     _check_uids(src, sop_uid, study_uid, series_uid)
     levels = dict(zip(model.LEVELS, found))
-    return _instance(levels, [], data, data[:header_end], header_end, syntax, sop_uid,
-                     texts.get(model.T_SOP_CLASS, "").strip(" \x00"), study_uid, series_uid,
-                     texts.get(model.T_PATIENT_ID, "").strip(" \x00"),
-                     texts.get(model.T_ISSUER, "").strip(" \x00"))
+    return _instance(
+        levels,
+        [],
+        data,
+        data[:header_end],
+        header_end,
+        syntax,
+        sop_uid,
+        texts.get(model.T_SOP_CLASS, "").strip(" \x00"),
+        study_uid,
+        series_uid,
+        texts.get(model.T_PATIENT_ID, "").strip(" \x00"),
+        texts.get(model.T_ISSUER, "").strip(" \x00"),
+    )
 
 
 #: tag -> index of its level in model.LEVELS, for the tags not kept at IMAGE
-_LEVEL_INDEX = {tag: model.LEVELS.index(model.storage_level(tag))
-                for tag in (model.PATIENT_TAGS | model.STUDY_TAGS | model.SERIES_TAGS | model.ALL_COMPUTED)
-                if model.storage_level(tag) != "IMAGE"}
+_LEVEL_INDEX = {
+    tag: model.LEVELS.index(model.storage_level(tag))
+    for tag in (model.PATIENT_TAGS | model.STUDY_TAGS | model.SERIES_TAGS | model.ALL_COMPUTED)
+    if model.storage_level(tag) != "IMAGE"
+}
 _CHARSETS: dict[bytes | None, Charset] = {}
 
 
@@ -291,6 +314,7 @@ def _looks_like_dataset(ds: Dataset) -> bool:
 
 def _guess_syntax(ds: Dataset) -> UID:
     from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if implicit:
         return ImplicitVRLittleEndian
@@ -306,12 +330,12 @@ def _file_meta_end(data: bytes) -> tuple[int, str]:
     pos, syntax = 132, ""
     while pos + 12 <= len(data) and struct.unpack_from("<H", data, pos)[0] == 0x0002:
         elem = struct.unpack_from("<H", data, pos + 2)[0]
-        if data[pos + 4:pos + 6] in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+        if data[pos + 4 : pos + 6] in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
             start, length = pos + 12, struct.unpack_from("<I", data, pos + 8)[0]
         else:
             start, length = pos + 8, struct.unpack_from("<H", data, pos + 6)[0]
         if elem == 0x0010:
-            syntax = data[start:start + length].decode("latin-1").strip(" \x00")
+            syntax = data[start : start + length].decode("latin-1").strip(" \x00")
         pos = start + length
     return pos, syntax
 
@@ -355,7 +379,7 @@ def _walk_problem(data: bytes, pos: int, implicit: bool, big: bool) -> tuple | N
             if elem == 0xE000 and length != 0xFFFFFFFF:
                 pos += length
             continue
-        vr = data[pos + 4:pos + 6]
+        vr = data[pos + 4 : pos + 6]
         if implicit or not (vr.isalpha() and vr.isupper()):
             # implicit VR (some writers encode pixel data so whatever the transfer syntax says)
             length = struct.unpack_from(endian + "I", data, pos + 4)[0]
@@ -386,14 +410,14 @@ def _check_complete(data: bytes, pos: int, syntax: str, src: str) -> None:
     truncated. pydicom accepts a value cut short at the end of the file, so the header is
     walked too, not only what follows it."""
     from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
     problem = _walk(data, pos, syntax == ImplicitVRLittleEndian, syntax == ExplicitVRBigEndian)
     if problem is None:
         return
     if problem[0] == "cut":
         raise IngestError(src, f"truncated: an element header is cut off at byte {problem[1]}")
     _, group, elem, length, remain = problem
-    raise IngestError(src, f"truncated: element ({group:04X},{elem:04X}) declares {length} bytes, "
-                           f"{remain} remain")
+    raise IngestError(src, f"truncated: element ({group:04X},{elem:04X}) declares {length} bytes, {remain} remain")
 
 
 def _text(ds: Dataset, tag: int) -> str:
@@ -429,20 +453,28 @@ def _charset_terms(value: Any) -> list[str] | None:
 
 
 def _check_uids(src: str, sop_uid: str, study_uid: str, series_uid: str) -> None:
-    missing = [kw for kw, v in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid),
-                                ("SeriesInstanceUID", series_uid)) if not v]
+    missing = [
+        kw
+        for kw, v in (("SOPInstanceUID", sop_uid), ("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid))
+        if not v
+    ]
     if missing:
-        raise IngestError(src, f"missing {', '.join(missing)}: "
-                               "an instance needs its Study, Series and SOP Instance UID")
+        raise IngestError(
+            src, f"missing {', '.join(missing)}: an instance needs its Study, Series and SOP Instance UID"
+        )
     # any other value is kept (uid_policy decides later); these two cannot identify one entity
     for kw, uid in zip(_UID_KEYWORDS, (sop_uid, study_uid, series_uid)):
         if "\\" in uid:
-            raise IngestError(src, f"invalid {kw} {uid[:80]!r}: several values (a backslash) where one UID "
-                                   f"identifies the entity")
+            raise IngestError(
+                src, f"invalid {kw} {uid[:80]!r}: several values (a backslash) where one UID identifies the entity"
+            )
         size = len(uid.encode("utf-8", "surrogatepass"))
         if size > MAX_UID_BYTES:
-            raise IngestError(src, f"invalid {kw} {uid[:80]!r}...: {size} bytes, longer than the "
-                                   f"{MAX_UID_BYTES} bytes the index keeps for a UID")
+            raise IngestError(
+                src,
+                f"invalid {kw} {uid[:80]!r}...: {size} bytes, longer than the "
+                f"{MAX_UID_BYTES} bytes the index keeps for a UID",
+            )
 
 
 def uid_value(raw: str) -> str:
@@ -456,8 +488,10 @@ def uid_value(raw: str) -> str:
 
 
 def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> ParsedInstance:
-    sop_uid = uid_value(_text(ds, model.T_SOP_UID)
-                        or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or ""))
+    sop_uid = uid_value(
+        _text(ds, model.T_SOP_UID)
+        or str(getattr(ds.get("file_meta", None) or {}, "MediaStorageSOPInstanceUID", "") or "")
+    )
     study_uid = uid_value(_text(ds, model.T_STUDY_UID))
     series_uid = uid_value(_text(ds, model.T_SERIES_UID))
     _check_uids(src, sop_uid, study_uid, series_uid)
@@ -486,13 +520,36 @@ def _split(ds: Dataset, data: bytes, header_end: int, syntax: str, src: str) -> 
     header = data[:header_end]
     if has_bulk or syntax == DeflatedExplicitVRLittleEndian:
         header = _header_without_bulk(ds)
-    return _instance(levels, bulk, data, header, header_end, syntax, sop_uid, _text(ds, model.T_SOP_CLASS),
-                     study_uid, series_uid, _text(ds, model.T_PATIENT_ID), _text(ds, model.T_ISSUER))
+    return _instance(
+        levels,
+        bulk,
+        data,
+        header,
+        header_end,
+        syntax,
+        sop_uid,
+        _text(ds, model.T_SOP_CLASS),
+        study_uid,
+        series_uid,
+        _text(ds, model.T_PATIENT_ID),
+        _text(ds, model.T_ISSUER),
+    )
 
 
-def _instance(levels: dict, bulk: list[str], data: bytes, header: bytes, header_end: int, syntax: str,
-              sop_uid: str, sop_class: str, study_uid: str, series_uid: str, patient_id: str,
-              issuer: str) -> ParsedInstance:
+def _instance(
+    levels: dict,
+    bulk: list[str],
+    data: bytes,
+    header: bytes,
+    header_end: int,
+    syntax: str,
+    sop_uid: str,
+    sop_class: str,
+    study_uid: str,
+    series_uid: str,
+    patient_id: str,
+    issuer: str,
+) -> ParsedInstance:
     """The ParsedInstance of a data set read by either path."""
     levels["IMAGE"][model.T_CHARSET] = ("CS", "ISO_IR 192")
     pixel = _pixel_element(data, header_end, syntax)
@@ -520,8 +577,9 @@ _PIXEL_TAGS = {0x7FE00010: "OW", 0x7FE00008: "OF", 0x7FE00009: "OD"}
 
 
 def _pixel_element(data: bytes, pos: int, syntax: str) -> str | None:
-    """"TTTTTTTT:VR" of the pixel data element where the header stops, if there is one."""
+    """ "TTTTTTTT:VR" of the pixel data element where the header stops, if there is one."""
     from pydicom.uid import ExplicitVRBigEndian
+
     if pos + 8 > len(data):
         return None
     endian = ">" if syntax == ExplicitVRBigEndian else "<"
@@ -529,7 +587,7 @@ def _pixel_element(data: bytes, pos: int, syntax: str) -> str | None:
     tag = group << 16 | elem
     if tag not in _PIXEL_TAGS:
         return None
-    code = data[pos + 4:pos + 6]
+    code = data[pos + 4 : pos + 6]
     vr = code.decode("ascii") if code.isalpha() and code.isupper() else _PIXEL_TAGS[tag]
     return f"{tag:08X}:{vr}"
 
@@ -551,7 +609,7 @@ def _header_without_bulk(ds: Dataset) -> bytes:
 
 
 _NUMERIC_FORMATS = {"US": "H", "UL": "I", "SS": "h", "SL": "i", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
-_PN_DELIMS = {0x5E, 0x3D, 0x5C}   # ^ = \ : where ISO 2022 switches back to the default set
+_PN_DELIMS = {0x5E, 0x3D, 0x5C}  # ^ = \ : where ISO 2022 switches back to the default set
 _TEXT_DELIMS = {0x5C, 0x0D, 0x0A, 0x09, 0x0C}
 
 
@@ -588,8 +646,9 @@ class Charset:
         return charset.decode_bytes(raw, self.encodings, _PN_DELIMS if vr == "PN" else _TEXT_DELIMS)
 
 
-def element_value(ds: Dataset, tag: int, depth: int = 0, cs: Charset | None = None,
-                  raw: Any = None) -> tuple[str, object] | None:
+def element_value(
+    ds: Dataset, tag: int, depth: int = 0, cs: Charset | None = None, raw: Any = None
+) -> tuple[str, object] | None:
     """``(vr, value)`` of one element as the index keeps it, or None for bulk/binary data.
 
     Raw elements are converted here, straight from their bytes (pydicom's own conversion costs

@@ -12,6 +12,7 @@ LMDB write transaction) and only when no entry references it and no live writer 
 so under that lock every blob in flight is visible as such. The guarantees and the exit codes of
 ``pacscore verify`` are in docs/reliability.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,14 +57,15 @@ EXIT_STATUS = {"clean": 0, "damaged": 1, "orphans": 3, "degraded": 4}
 @dataclass
 class SideReport:
     """What verify found on one store holding a full copy (a side of a mirror)."""
+
     url: str
-    missing: list[str] = field(default_factory=list)     # instances whose copy is not on this side
+    missing: list[str] = field(default_factory=list)  # instances whose copy is not on this side
     wrong_size: list[str] = field(default_factory=list)
     corrupted: list[str] = field(default_factory=list)
     errors: int = 0
     first_error: str | None = None
-    down: bool = False       # failed DOWN_AFTER times in a row: not asked again in this run
-    unchecked: int = 0       # copies not checked because the side was down
+    down: bool = False  # failed DOWN_AFTER times in a row: not asked again in this run
+    unchecked: int = 0  # copies not checked because the side was down
 
     @property
     def healthy(self) -> bool:
@@ -74,24 +76,29 @@ class SideReport:
 class VerifyReport:
     instances: int = 0
     checked_bytes: int = 0
-    missing: list[str] = field(default_factory=list)        # entries whose blob is gone
+    missing: list[str] = field(default_factory=list)  # entries whose blob is gone
     wrong_size: list[str] = field(default_factory=list)
-    corrupted: list[str] = field(default_factory=list)      # checksum mismatch
-    unreachable: list[str] = field(default_factory=list)    # no copy could be read: store errors
-    orphans: list[str] = field(default_factory=list)        # blobs no entry points at
+    corrupted: list[str] = field(default_factory=list)  # checksum mismatch
+    unreachable: list[str] = field(default_factory=list)  # no copy could be read: store errors
+    orphans: list[str] = field(default_factory=list)  # blobs no entry points at
     removed_orphans: int = 0
-    in_flight: list[str] = field(default_factory=list)      # unreferenced blobs a live writer is committing
+    in_flight: list[str] = field(default_factory=list)  # unreferenced blobs a live writer is committing
     journal_cleaned: int = 0  # blobs of dead writers removed through the pending-blob journal
-    sides: list[SideReport] = field(default_factory=list)   # one per full copy (two for a mirror)
-    notes: list[str] = field(default_factory=list)          # checks skipped, and why
+    sides: list[SideReport] = field(default_factory=list)  # one per full copy (two for a mirror)
+    notes: list[str] = field(default_factory=list)  # checks skipped, and why
     segment_problems: list[str] = field(default_factory=list)  # scan segments that disagree with the records
     rebuilt_segments: list[str] = field(default_factory=list)  # levels whose segments repair rebuilt
 
     @property
     def damaged(self) -> bool:
         """An instance cannot be read back intact (or the scan segments are wrong)."""
-        return bool(self.missing or self.wrong_size or self.corrupted or self.unreachable
-                    or (self.segment_problems and not self.rebuilt_segments))
+        return bool(
+            self.missing
+            or self.wrong_size
+            or self.corrupted
+            or self.unreachable
+            or (self.segment_problems and not self.rebuilt_segments)
+        )
 
     @property
     def degraded(self) -> bool:
@@ -120,14 +127,18 @@ class VerifyReport:
         return EXIT_STATUS[self.status]
 
     def summary(self) -> str:
-        lines = [f"instances checked: {self.instances} ({self.checked_bytes} bytes)",
-                 f"missing blobs:     {len(self.missing)}", f"wrong size:        {len(self.wrong_size)}",
-                 f"corrupted:         {len(self.corrupted)}", f"unreachable:       {len(self.unreachable)}",
-                 f"orphan blobs:      {len(self.orphans)}"
-                 + (f" (removed {self.removed_orphans})" if self.removed_orphans else ""),
-                 f"in flight:         {len(self.in_flight)} (blobs a live writer is committing: left alone)",
-                 f"scan segments:     {len(self.segment_problems)} problems"
-                 + (f" (rebuilt {', '.join(self.rebuilt_segments)})" if self.rebuilt_segments else "")]
+        lines = [
+            f"instances checked: {self.instances} ({self.checked_bytes} bytes)",
+            f"missing blobs:     {len(self.missing)}",
+            f"wrong size:        {len(self.wrong_size)}",
+            f"corrupted:         {len(self.corrupted)}",
+            f"unreachable:       {len(self.unreachable)}",
+            f"orphan blobs:      {len(self.orphans)}"
+            + (f" (removed {self.removed_orphans})" if self.removed_orphans else ""),
+            f"in flight:         {len(self.in_flight)} (blobs a live writer is committing: left alone)",
+            f"scan segments:     {len(self.segment_problems)} problems"
+            + (f" (rebuilt {', '.join(self.rebuilt_segments)})" if self.rebuilt_segments else ""),
+        ]
         if self.journal_cleaned:
             lines.append(f"dead writers:      {self.journal_cleaned} journaled blobs removed")
         for name in ("missing", "wrong_size", "corrupted", "unreachable", "orphans", "segment_problems"):
@@ -135,9 +146,14 @@ class VerifyReport:
                 lines.append(f"  {name}: {uid}")
         if len(self.sides) > 1 or any(side.errors for side in self.sides):
             for side in self.sides:
-                state = "ok" if side.healthy else (
-                    f"{len(side.missing)} missing, {len(side.wrong_size)} wrong size, {len(side.corrupted)} corrupted, "
-                    f"{side.errors} errors" + (f" (down: {side.unchecked} copies not checked)" if side.down else ""))
+                state = (
+                    "ok"
+                    if side.healthy
+                    else (
+                        f"{len(side.missing)} missing, {len(side.wrong_size)} wrong size, {len(side.corrupted)} corrupted, "
+                        f"{side.errors} errors" + (f" (down: {side.unchecked} copies not checked)" if side.down else "")
+                    )
+                )
                 lines.append(f"side {side.url}: {state}")
                 if side.first_error:
                     lines.append(f"  first error: {side.first_error}")
@@ -146,9 +162,14 @@ class VerifyReport:
                         lines.append(f"  {name}: {uid}")
         for note in self.notes:
             lines.append(f"note: {note}")
-        lines.append({"clean": "OK", "orphans": "ORPHANS ONLY: nothing lost; `pacscore verify --repair` removes them",
-                      "degraded": "DEGRADED: every instance readable, but a copy is missing or unreachable",
-                      "damaged": "DAMAGED: instances cannot be read back intact"}[self.status])
+        lines.append(
+            {
+                "clean": "OK",
+                "orphans": "ORPHANS ONLY: nothing lost; `pacscore verify --repair` removes them",
+                "degraded": "DEGRADED: every instance readable, but a copy is missing or unreachable",
+                "damaged": "DAMAGED: instances cannot be read back intact",
+            }[self.status]
+        )
         return "\n".join(lines)
 
 
@@ -166,8 +187,14 @@ def _entry_chunks(index: Index, size: int | None = None) -> Iterator[list[tuple[
                 found = cur.next()
             while found and len(chunk) < size:
                 key, rec = bytes(cur.key()), cur.value()
-                chunk.append((key.decode(), records.get_value(rec, T_BLOBKEY), int(records.get_value(rec, T_SIZE)),
-                              records.get_value(rec, T_CHECKSUM)))
+                chunk.append(
+                    (
+                        key.decode(),
+                        records.get_value(rec, T_BLOBKEY),
+                        int(records.get_value(rec, T_SIZE)),
+                        records.get_value(rec, T_CHECKSUM),
+                    )
+                )
                 after = key
                 found = cur.next()
         if not chunk:
@@ -185,13 +212,14 @@ def entries(index: Index) -> Iterator[tuple[str, str, int, str]]:
 
 # -- removing unreferenced blobs safely ------------------------------------------------------------
 
+
 @dataclass
 class Removal:
     removed: list[str] = field(default_factory=list)
     referenced: list[str] = field(default_factory=list)  # an entry points at it (stored meanwhile)
-    in_flight: list[str] = field(default_factory=list)   # a live writer journaled it
-    failed: list[str] = field(default_factory=list)      # the store refused the delete
-    left: list[str] = field(default_factory=list)        # an orphan on a store that cannot delete
+    in_flight: list[str] = field(default_factory=list)  # a live writer journaled it
+    failed: list[str] = field(default_factory=list)  # the store refused the delete
+    left: list[str] = field(default_factory=list)  # an orphan on a store that cannot delete
 
 
 def _referenced(txn, index: Index, key: str) -> bool:
@@ -202,8 +230,12 @@ def _referenced(txn, index: Index, key: str) -> bool:
 
 def _live_keys(txn, index: Index, besides: bytes | None = None) -> set[str]:
     now = time.time()
-    return {key for entry in pending.entries(txn, index.db("meta"))
-            if entry.token != besides and pending.is_live(entry, now) for key in entry.keys}
+    return {
+        key
+        for entry in pending.entries(txn, index.db("meta"))
+        if entry.token != besides and pending.is_live(entry, now)
+        for key in entry.keys
+    }
 
 
 def _begin_write(index: Index):
@@ -214,8 +246,9 @@ def _begin_write(index: Index):
         return index.env.begin(write=True)
 
 
-def remove_unreferenced(index: Index, delete: Callable[[str], None] | None, keys: Iterable[str],
-                        token: bytes | None = None) -> Removal:
+def remove_unreferenced(
+    index: Index, delete: Callable[[str], None] | None, keys: Iterable[str], token: bytes | None = None
+) -> Removal:
     """Delete the blobs of ``keys`` that no entry references and no live writer has journaled,
     deciding and deleting while holding the index's writer lock, so that no writer can journal
     or index one of them meanwhile; then drop the journal entry ``token`` (kept, naming the
@@ -247,8 +280,7 @@ def _own(token: bytes) -> bool:
     return token.startswith(pending.PREFIX) and token.split(b"/")[2] == str(os.getpid()).encode()
 
 
-def _decide(txn, index: Index, delete: Callable[[str], None] | None, keys: list[str], token,
-            outcome: Removal) -> None:
+def _decide(txn, index: Index, delete: Callable[[str], None] | None, keys: list[str], token, outcome: Removal) -> None:
     live = _live_keys(txn, index, besides=token)
     for key in keys:
         if _referenced(txn, index, key):
@@ -296,6 +328,7 @@ def deleter(store: BlobStore) -> Callable[[str], None] | None:
 
 # -- verify ----------------------------------------------------------------------------------------
 
+
 class _Side:
     """Checks one full copy, counting its failures; a side that keeps failing is left alone."""
 
@@ -334,8 +367,9 @@ class _Side:
         return result
 
 
-def _check_entry(sides: list[_Side], uid: str, key: str, size: int, digest: str, checksums: bool,
-                 report: VerifyReport) -> None:
+def _check_entry(
+    sides: list[_Side], uid: str, key: str, size: int, digest: str, checksums: bool, report: VerifyReport
+) -> None:
     results = [side.check(key, size, digest, checksums, report) for side in sides]
     if "ok" in results:
         if len(sides) > 1:
@@ -359,8 +393,10 @@ def _listed(sides: list[_Side], referenced: set[str], report: VerifyReport) -> d
     for side in sides:
         url = side.report.url
         if not side.store.supports_listing:
-            report.notes.append(f"{url} cannot list its blobs: orphan search skipped there "
-                                "(orphans journaled by dead writers are still found)")
+            report.notes.append(
+                f"{url} cannot list its blobs: orphan search skipped there "
+                "(orphans journaled by dead writers are still found)"
+            )
             continue
         if side.report.down:
             report.notes.append(f"{url} is unreachable: orphan search skipped there")
@@ -382,8 +418,13 @@ def _journaled(archive, sides: list[_Side], found: dict[str, list[_Side]]) -> No
     index = archive.index
     with index.read() as txn:
         now = time.time()
-        keys = [key for entry in pending.entries(txn, index.db("meta")) if not pending.is_live(entry, now)
-                for key in entry.keys if key not in found]
+        keys = [
+            key
+            for entry in pending.entries(txn, index.db("meta"))
+            if not pending.is_live(entry, now)
+            for key in entry.keys
+            if key not in found
+        ]
     for key in dict.fromkeys(keys):
         holders = []
         for side in sides:
@@ -427,8 +468,9 @@ def verify(archive, repair: bool = False, checksums: bool = True) -> VerifyRepor
 def _recheck_damage(index: Index, report: VerifyReport) -> None:
     """Drop damage of instances deleted or replaced while verify ran (each chunk was its own
     snapshot): only an entry that still points at the bad blob is damaged."""
-    bad = [(name, uid) for name in ("missing", "wrong_size", "corrupted", "unreachable")
-           for uid in getattr(report, name)]
+    bad = [
+        (name, uid) for name in ("missing", "wrong_size", "corrupted", "unreachable") for uid in getattr(report, name)
+    ]
     if not bad:
         return
     gone = set()
@@ -441,8 +483,9 @@ def _recheck_damage(index: Index, report: VerifyReport) -> None:
             setattr(report, name, [uid for uid in getattr(report, name) if uid not in gone])
 
 
-def _settle_orphans(archive, sides: list[_Side], found: dict[str, list[_Side]], report: VerifyReport,
-                    repair: bool) -> None:
+def _settle_orphans(
+    archive, sides: list[_Side], found: dict[str, list[_Side]], report: VerifyReport, repair: bool
+) -> None:
     """Decide each candidate against a fresh look at the index (entries and the journal):
     stored meanwhile, in flight, or an orphan; ``repair`` removes the orphans."""
     candidates = sorted(found)
@@ -451,6 +494,7 @@ def _settle_orphans(archive, sides: list[_Side], found: dict[str, list[_Side]], 
     if repair and candidates and not can_delete:
         report.notes.append(f"{archive.blobs.url} cannot delete blobs: orphans left in place")
     if repair and can_delete and not index.readonly:
+
         def delete(key: str) -> None:
             failure = None
             for side in found[key]:
@@ -462,7 +506,7 @@ def _settle_orphans(archive, sides: list[_Side], found: dict[str, list[_Side]], 
                 raise failure
 
         for start in range(0, len(candidates), REMOVE_CHUNK):
-            outcome = remove_unreferenced(index, delete, candidates[start:start + REMOVE_CHUNK])
+            outcome = remove_unreferenced(index, delete, candidates[start : start + REMOVE_CHUNK])
             report.orphans += outcome.removed + outcome.failed
             report.removed_orphans += len(outcome.removed)
             report.in_flight += outcome.in_flight
@@ -507,8 +551,10 @@ class BackupReport:
     seconds: float = 0.0
 
     def __str__(self) -> str:
-        return (f"backup: {self.instances} instances, {self.copied} blobs copied ({self.bytes_copied} bytes), "
-                f"{self.skipped} already there, {len(self.vanished)} deleted meanwhile, {self.seconds:.1f} s")
+        return (
+            f"backup: {self.instances} instances, {self.copied} blobs copied ({self.bytes_copied} bytes), "
+            f"{self.skipped} already there, {len(self.vanished)} deleted meanwhile, {self.seconds:.1f} s"
+        )
 
 
 def backup(archive, dest: str | os.PathLike, progress: bool = False) -> BackupReport:
@@ -553,9 +599,17 @@ def backup(archive, dest: str | os.PathLike, progress: bool = False) -> BackupRe
         staging.rename(target)
         if old.exists():
             shutil.rmtree(old)
-        (dest / "manifest.json").write_text(json.dumps({
-            "format": "pacscore-backup-1", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "instances": report.instances, "source": str(archive.folder.name)}, indent=1))
+        (dest / "manifest.json").write_text(
+            json.dumps(
+                {
+                    "format": "pacscore-backup-1",
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "instances": report.instances,
+                    "source": str(archive.folder.name),
+                },
+                indent=1,
+            )
+        )
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -572,5 +626,16 @@ def drop_journal(index: Index) -> None:
             pending.remove(txn, index.db("meta"), entry.token)
 
 
-__all__ = ["EXIT_STATUS", "BackupReport", "SideReport", "VerifyReport", "backup", "clean_pending", "deleter",
-           "remove_unreferenced", "verify", "drop_journal", "entries"]
+__all__ = [
+    "EXIT_STATUS",
+    "BackupReport",
+    "SideReport",
+    "VerifyReport",
+    "backup",
+    "clean_pending",
+    "deleter",
+    "remove_unreferenced",
+    "verify",
+    "drop_journal",
+    "entries",
+]

@@ -4,6 +4,7 @@ Which attributes belong to which level decides where ingest files them and which
 may use at each level. Patient Root has four levels; Study Root folds the patient attributes into
 the study level; Patient/Study Only stops at STUDY.
 """
+
 from __future__ import annotations
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -19,9 +20,15 @@ MODELS: dict[str, tuple[str, ...]] = {
     "PATIENT_STUDY_ONLY": ("PATIENT", "STUDY"),
 }
 MODEL_ALIASES = {
-    "PATIENT_ROOT": "PATIENT", "STUDY_ROOT": "STUDY", "P": "PATIENT", "S": "STUDY",
-    "PATIENT": "PATIENT", "STUDY": "STUDY", "PATIENT_STUDY_ONLY": "PATIENT_STUDY_ONLY",
-    "PATIENTSTUDYONLY": "PATIENT_STUDY_ONLY", "O": "PATIENT_STUDY_ONLY",
+    "PATIENT_ROOT": "PATIENT",
+    "STUDY_ROOT": "STUDY",
+    "P": "PATIENT",
+    "S": "STUDY",
+    "PATIENT": "PATIENT",
+    "STUDY": "STUDY",
+    "PATIENT_STUDY_ONLY": "PATIENT_STUDY_ONLY",
+    "PATIENTSTUDYONLY": "PATIENT_STUDY_ONLY",
+    "O": "PATIENT_STUDY_ONLY",
 }
 
 T_PATIENT_ID = 0x00100020
@@ -45,41 +52,112 @@ UNIQUE_KEY = {"PATIENT": T_PATIENT_ID, "STUDY": T_STUDY_UID, "SERIES": T_SERIES_
 NEVER_MATCHED = frozenset({T_CHARSET, T_QR_LEVEL, 0x00080053, T_TZ})
 
 PATIENT_KEYWORDS = (
-    "PatientName", "PatientID", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence",
-    "ReferencedPatientSequence", "PatientBirthDate", "PatientBirthTime", "PatientSex",
-    "OtherPatientIDsSequence", "OtherPatientNames", "EthnicGroup", "PatientComments",
-    "PatientBirthName", "PatientMotherBirthName", "PatientAddress", "PatientTelephoneNumbers",
-    "PatientSpeciesDescription", "PatientBreedDescription", "ResponsiblePerson",
-    "ResponsibleOrganization", "PatientIdentityRemoved", "DeidentificationMethod",
-    "QualityControlSubject", "StrainDescription", "PatientReligiousPreference",
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "IssuerOfPatientIDQualifiersSequence",
+    "ReferencedPatientSequence",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientSex",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "EthnicGroup",
+    "PatientComments",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientSpeciesDescription",
+    "PatientBreedDescription",
+    "ResponsiblePerson",
+    "ResponsibleOrganization",
+    "PatientIdentityRemoved",
+    "DeidentificationMethod",
+    "QualityControlSubject",
+    "StrainDescription",
+    "PatientReligiousPreference",
 )
 #: computed at the patient level (C.3.4)
 PATIENT_COMPUTED = ("NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances")
 
 STUDY_KEYWORDS = (
-    "StudyDate", "StudyTime", "AccessionNumber", "IssuerOfAccessionNumberSequence", "StudyID",
-    "StudyInstanceUID", "ReferringPhysicianName", "StudyDescription", "ProcedureCodeSequence",
-    "NameOfPhysiciansReadingStudy", "AdmittingDiagnosesDescription", "ReferencedStudySequence",
-    "PatientAge", "PatientSize", "PatientWeight", "Occupation", "AdditionalPatientHistory",
-    "OtherStudyNumbers", "PhysiciansOfRecord", "RequestingPhysician", "RequestedProcedureDescription",
-    "ReasonForTheRequestedProcedure", "StudyComments", "PatientSizeCodeSequence",
-    "MedicalAlerts", "Allergies", "SmokingStatus", "PregnancyStatus", "LastMenstrualDate",
-    "AdmissionID", "ConsultingPhysicianName", "RequestedProcedureID", "StudyStatusID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "IssuerOfAccessionNumberSequence",
+    "StudyID",
+    "StudyInstanceUID",
+    "ReferringPhysicianName",
+    "StudyDescription",
+    "ProcedureCodeSequence",
+    "NameOfPhysiciansReadingStudy",
+    "AdmittingDiagnosesDescription",
+    "ReferencedStudySequence",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "Occupation",
+    "AdditionalPatientHistory",
+    "OtherStudyNumbers",
+    "PhysiciansOfRecord",
+    "RequestingPhysician",
+    "RequestedProcedureDescription",
+    "ReasonForTheRequestedProcedure",
+    "StudyComments",
+    "PatientSizeCodeSequence",
+    "MedicalAlerts",
+    "Allergies",
+    "SmokingStatus",
+    "PregnancyStatus",
+    "LastMenstrualDate",
+    "AdmissionID",
+    "ConsultingPhysicianName",
+    "RequestedProcedureID",
+    "StudyStatusID",
 )
 STUDY_COMPUTED = (
-    "ModalitiesInStudy", "SOPClassesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+    "ModalitiesInStudy",
+    "SOPClassesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
 )
 
 SERIES_KEYWORDS = (
-    "Modality", "SeriesNumber", "SeriesInstanceUID", "SeriesDescription", "SeriesDate", "SeriesTime",
-    "BodyPartExamined", "ProtocolName", "Laterality", "PatientPosition", "OperatorsName",
-    "PerformingPhysicianName", "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
-    "PerformedProcedureStepID", "PerformedProcedureStepDescription", "RequestAttributesSequence",
-    "FrameOfReferenceUID", "PositionReferenceIndicator", "Manufacturer", "ManufacturerModelName",
-    "InstitutionName", "InstitutionAddress", "StationName", "InstitutionalDepartmentName",
-    "DeviceSerialNumber", "SoftwareVersions", "SeriesDescriptionCodeSequence",
-    "ReferencedPerformedProcedureStepSequence", "AnatomicalOrientationType", "SmallestPixelValueInSeries",
-    "LargestPixelValueInSeries", "RelatedSeriesSequence", "SeriesType",
+    "Modality",
+    "SeriesNumber",
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "SeriesDate",
+    "SeriesTime",
+    "BodyPartExamined",
+    "ProtocolName",
+    "Laterality",
+    "PatientPosition",
+    "OperatorsName",
+    "PerformingPhysicianName",
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+    "PerformedProcedureStepID",
+    "PerformedProcedureStepDescription",
+    "RequestAttributesSequence",
+    "FrameOfReferenceUID",
+    "PositionReferenceIndicator",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "InstitutionName",
+    "InstitutionAddress",
+    "StationName",
+    "InstitutionalDepartmentName",
+    "DeviceSerialNumber",
+    "SoftwareVersions",
+    "SeriesDescriptionCodeSequence",
+    "ReferencedPerformedProcedureStepSequence",
+    "AnatomicalOrientationType",
+    "SmallestPixelValueInSeries",
+    "LargestPixelValueInSeries",
+    "RelatedSeriesSequence",
+    "SeriesType",
 )
 SERIES_COMPUTED = ("NumberOfSeriesRelatedInstances",)
 
@@ -88,14 +166,40 @@ IMAGE_COMPUTED = ("AvailableTransferSyntaxUID",)
 #: the required and common optional keys of the IMAGE level kept in the instance record; other
 #: image attributes are answered from the stored header
 IMAGE_KEYWORDS = (
-    "InstanceNumber", "SOPInstanceUID", "SOPClassUID", "RelatedGeneralSOPClassUID",
-    "ConceptNameCodeSequence", "ContentTemplateSequence", "ContainerIdentifier",
-    "SpecimenDescriptionSequence", "AlternateRepresentationSequence", "ContentDate", "ContentTime",
-    "AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime", "AcquisitionNumber", "ImageType",
-    "Rows", "Columns", "BitsAllocated", "NumberOfFrames", "ImageComments", "InstanceCreationDate",
-    "InstanceCreationTime", "CompletionFlag", "VerificationFlag", "DocumentTitle",
-    "MIMETypeOfEncapsulatedDocument", "ReferencedSeriesSequence", "PresentationCreationDate",
-    "ContentLabel", "ContentDescription", "ImageLaterality", "ViewPosition", "TimezoneOffsetFromUTC",
+    "InstanceNumber",
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "RelatedGeneralSOPClassUID",
+    "ConceptNameCodeSequence",
+    "ContentTemplateSequence",
+    "ContainerIdentifier",
+    "SpecimenDescriptionSequence",
+    "AlternateRepresentationSequence",
+    "ContentDate",
+    "ContentTime",
+    "AcquisitionDate",
+    "AcquisitionTime",
+    "AcquisitionDateTime",
+    "AcquisitionNumber",
+    "ImageType",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "NumberOfFrames",
+    "ImageComments",
+    "InstanceCreationDate",
+    "InstanceCreationTime",
+    "CompletionFlag",
+    "VerificationFlag",
+    "DocumentTitle",
+    "MIMETypeOfEncapsulatedDocument",
+    "ReferencedSeriesSequence",
+    "PresentationCreationDate",
+    "ContentLabel",
+    "ContentDescription",
+    "ImageLaterality",
+    "ViewPosition",
+    "TimezoneOffsetFromUTC",
     "SpecificCharacterSet",
 )
 
@@ -170,8 +274,10 @@ def normalise_level(level: str, model: str) -> str:
     if name == "INSTANCE":
         name = "IMAGE"
     if name not in MODELS[model]:
-        raise QueryError("QueryRetrieveLevel", f"unknown level {level!r} for the {model} root model "
-                         f"(levels: {', '.join(MODELS[model])})")
+        raise QueryError(
+            "QueryRetrieveLevel",
+            f"unknown level {level!r} for the {model} root model (levels: {', '.join(MODELS[model])})",
+        )
     return name
 
 

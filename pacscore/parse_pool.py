@@ -1,6 +1,7 @@
 """Parsing many sources for ``store_many``: folders walked in a stable order, headers parsed in
 worker processes with a bounded number of chunks in flight, outcomes in input order, one bad
 file never stopping the rest."""
+
 from __future__ import annotations
 
 import collections
@@ -62,6 +63,7 @@ def parse_all(items: Iterator[object], workers: int | None) -> Iterator[Outcome]
             yield parse_one(item)
         return
     import multiprocessing
+
     # fork: the workers only parse (they never touch the index, whose pid guard would reopen
     # it anyway) and it works from any caller, even a script without a __main__ guard
     methods = multiprocessing.get_all_start_methods()

@@ -1,4 +1,5 @@
 """An optional progress bar (tqdm when installed, else nothing): long jobs show where they are."""
+
 from __future__ import annotations
 
 

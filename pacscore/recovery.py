@@ -1,6 +1,7 @@
 """Disaster recovery: an archive brought back from a backup folder (maintenance.backup), then
 verified. Its own module because it makes an Archive from maintenance's pieces: maintenance
 itself never needs the Archive class, so neither imports the other in a cycle."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ from .progress import progress_bar
 from .settings import public_url
 
 
-def restore(src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None = None,
-            progress: bool = False) -> tuple[Archive, VerifyReport]:
+def restore(
+    src: str | os.PathLike, folder: str | os.PathLike, blobs: str | None = None, progress: bool = False
+) -> tuple[Archive, VerifyReport]:
     """Bring an archive back from a backup into ``folder`` (which must not hold an archive),
     then verify it. Returns ``(archive, verify_report)``; ``blobs`` is the restored archive's
     blob store (its credentials, if any, are not kept: docs/security.md)."""

@@ -1,5 +1,6 @@
 """What storing reports back: one instance's outcome, a batch's report, a moved instance, and
 the reference to a stored instance that a retrieve sends (the public result types)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,8 +34,12 @@ class Move:
         if self.from_series != self.to_series:
             changes.append(f"series {self.from_series!r} -> {self.to_series!r}")
         if self.from_patient != self.to_patient:
-            changes.insert(0, f"patient {_patient_label(self.from_patient)!r} -> {_patient_label(self.to_patient)!r}"
-                           if phi else "to another patient")
+            changes.insert(
+                0,
+                f"patient {_patient_label(self.from_patient)!r} -> {_patient_label(self.to_patient)!r}"
+                if phi
+                else "to another patient",
+            )
         return f"instance {self.sop_instance_uid} moved: {', '.join(changes)}"
 
 
@@ -62,8 +67,10 @@ class IngestReport:
     moved: list[Move] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (f"stored {len(self.stored)}, replaced {len(self.replaced)}, duplicates {len(self.duplicates)}, "
-                f"kept {len(self.kept)}, moved {len(self.moved)}, rejected {len(self.rejected)}")
+        return (
+            f"stored {len(self.stored)}, replaced {len(self.replaced)}, duplicates {len(self.duplicates)}, "
+            f"kept {len(self.kept)}, moved {len(self.moved)}, rejected {len(self.rejected)}"
+        )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ The extra indexed attributes are not kept here: they belong to the index itself
 A blob store URL is stored without secrets (``public_url``): credentials come from the
 environment (for ``s3:``, boto3's usual chain) and never reach the index or a backup of it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,19 @@ from .query.options import MatchOptions
 CONFLICT_POLICIES = ("replace", "keep", "error")
 
 #: query parameters of a blob store URL that carry secrets (never persisted)
-SECRET_PARAMS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "password",
-                           "secret", "token", "access_key", "secret_key", "key"})
+SECRET_PARAMS = frozenset(
+    {
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "password",
+        "secret",
+        "token",
+        "access_key",
+        "secret_key",
+        "key",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,6 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
-
 
 
 def match_options(options: dict[str, Any]) -> MatchOptions:
@@ -133,8 +144,13 @@ def public_url(url: str) -> str:
         return "mirror:" + "|".join(public_url(part) for part in rest.split("|"))
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
-    query = urllib.parse.urlencode([(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-                                    if k.lower() not in SECRET_PARAMS])
+    query = urllib.parse.urlencode(
+        [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+            if k.lower() not in SECRET_PARAMS
+        ]
+    )
     if netloc == parts.netloc and query == parts.query:
         return url  # nothing secret: keep the URL exactly as written
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

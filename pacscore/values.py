@@ -10,6 +10,7 @@ become integer intervals ``(floor, ceil)`` in microseconds (docs/matching.md §3
 
 Invalid input raises ValueError with a reason a person can read.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -20,12 +21,33 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 __all__ = [
-    "TEXT_VRS", "LEADING_SIGNIFICANT", "WILDCARD_VRS", "TEMPORAL_VRS", "MATCHED_VRS",
-    "US", "SECOND", "MINUTE", "HOUR", "DAY",
-    "strip_padding", "split_values", "is_empty", "nfc", "fold_case",
-    "parse_pn", "pn_groups", "normalize_pn",
-    "parse_offset", "parse_da", "parse_tm", "parse_dt", "parse_temporal", "split_range", "combine_da_tm",
-    "parse_number", "parse_at",
+    "TEXT_VRS",
+    "LEADING_SIGNIFICANT",
+    "WILDCARD_VRS",
+    "TEMPORAL_VRS",
+    "MATCHED_VRS",
+    "US",
+    "SECOND",
+    "MINUTE",
+    "HOUR",
+    "DAY",
+    "strip_padding",
+    "split_values",
+    "is_empty",
+    "nfc",
+    "fold_case",
+    "parse_pn",
+    "pn_groups",
+    "normalize_pn",
+    "parse_offset",
+    "parse_da",
+    "parse_tm",
+    "parse_dt",
+    "parse_temporal",
+    "split_range",
+    "combine_da_tm",
+    "parse_number",
+    "parse_at",
 ]
 
 #: Single-valued text VRs: the backslash is an ordinary character (PS3.5 6.2).
@@ -46,6 +68,7 @@ DAY = 24 * HOUR
 
 
 # ---------------------------------------------------------------- padding, values, text
+
 
 def strip_padding(vr: str, value: str) -> str:
     """One value without its padding: trailing spaces/NULs always, leading spaces except for
@@ -102,6 +125,7 @@ def fold_case(text: str) -> str:
 
 # ---------------------------------------------------------------- person names
 
+
 def parse_pn(value: str, *, strict: bool = False) -> tuple[tuple[str, ...], ...]:
     """A PN value as groups (Alphabetic, Ideographic, Phonetic) of components, each component
     trimmed, trailing empty components and groups dropped (PS3.5 6.2.1).
@@ -128,8 +152,10 @@ def parse_pn(value: str, *, strict: bool = False) -> tuple[tuple[str, ...], ...]
 
 def pn_groups(value: str, *, strict: bool = False) -> tuple[str, ...]:
     """The normalised component groups of a PN value as strings ('^'-joined components)."""
-    if not strict and value and not (
-        " " in value or "\0" in value or "^^" in value or "^=" in value or value.endswith(("^", "="))
+    if (
+        not strict
+        and value
+        and not (" " in value or "\0" in value or "^^" in value or "^=" in value or value.endswith(("^", "=")))
     ):
         return tuple(value.split("="))  # already normal: the common case, kept cheap
     return tuple("^".join(g) for g in parse_pn(value, strict=strict))
@@ -291,7 +317,7 @@ def split_range(vr: str, text: str) -> tuple[str | None, str | None]:
     for i, ch in enumerate(s):
         if ch != "-":
             continue
-        left, right = s[:i].strip(" "), s[i + 1:].strip(" ")
+        left, right = s[:i].strip(" "), s[i + 1 :].strip(" ")
         if not left and not right:
             continue
         bad = [part for part in (left, right) if part and not _valid(vr, part)]

@@ -1,4 +1,5 @@
 """Shared fixtures and the Hypothesis profiles (HYPOTHESIS_PROFILE=dev|ci|long)."""
+
 from __future__ import annotations
 
 import os
@@ -64,9 +65,9 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         endpoint = f"http://127.0.0.1:{line}"
         import boto3
 
-        boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing-secret"
-        ).client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing-secret").client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1"
+        ).create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
         proc.terminate()

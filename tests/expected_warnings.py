@@ -4,6 +4,7 @@ Each mark ignores named pydicom messages from one pydicom module, and only in th
 carry it: an unexpected warning (a new message, another module, a test that should not warn)
 still shows in pytest's summary.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,11 @@ def _pydicom(module: str, *messages: str) -> pytest.MarkDecorator:
 
 
 #: UIDs that are not digits and dots, or longer than 64 bytes (PS3.5 Section 9.1), built on purpose
-BAD_UIDS = _pydicom("valuerep", "Invalid value for VR UI",
-                    r"The value length \(\d+\) exceeds the maximum length of 64 allowed for VR UI")
+BAD_UIDS = _pydicom(
+    "valuerep",
+    "Invalid value for VR UI",
+    r"The value length \(\d+\) exceeds the maximum length of 64 allowed for VR UI",
+)
 #: dates that are not DA (PS3.5 Section 6.2): "2015", the old "2015.03.04", "not a date"
 BAD_DATES = _pydicom("valuerep", "Invalid value for VR DA")
 #: LO values over 64 characters (PS3.5 Section 6.2)
@@ -27,8 +31,13 @@ BAD_CS = _pydicom("valuerep", "Invalid value for VR CS")
 #: own test files, damaged data)
 VR_MISMATCH = _pydicom("filereader", "Expected (explicit|implicit) VR, but found (explicit|implicit) VR")
 #: unknown, invalid or undecodable Specific Character Set (0008,0005) (PS3.5 Section 6.1)
-BAD_CHARSETS = _pydicom("charset", "Unknown encoding", "Incorrect value for Specific Character Set",
-                        "Failed to decode byte string", "Failed to encode value")
+BAD_CHARSETS = _pydicom(
+    "charset",
+    "Unknown encoding",
+    "Incorrect value for Specific Character Set",
+    "Failed to decode byte string",
+    "Failed to encode value",
+)
 #: fuzzed bytes: any complaint of any pydicom module is expected (pacscore's own warnings and
 #: other packages' still show)
 FUZZED = pytest.mark.filterwarnings("ignore::UserWarning:pydicom")

@@ -1,5 +1,6 @@
 """Small DICOM instances built in the tests, the real files pydicom ships, and the URLs of the
 session's S3 test server (the ``s3_endpoint`` fixture)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,18 +15,39 @@ CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 
-def make_instance(*, sop: str, study: str = "1.2.3", series: str = "1.2.3.1", patient_id: str = "P1",
-                  patient_name: str = "Doe^John", modality: str = "CT", study_date: str = "20200115",
-                  study_time: str = "101500", instance_number: str = "1", sop_class: str = CT_IMAGE,
-                  charset: str | None = None, **extra) -> Dataset:
+def make_instance(
+    *,
+    sop: str,
+    study: str = "1.2.3",
+    series: str = "1.2.3.1",
+    patient_id: str = "P1",
+    patient_name: str = "Doe^John",
+    modality: str = "CT",
+    study_date: str = "20200115",
+    study_time: str = "101500",
+    instance_number: str = "1",
+    sop_class: str = CT_IMAGE,
+    charset: str | None = None,
+    **extra,
+) -> Dataset:
     """A minimal but valid instance; ``None`` for an attribute leaves it out."""
     ds = Dataset()
     values = {
-        "SpecificCharacterSet": charset, "SOPClassUID": sop_class, "SOPInstanceUID": sop,
-        "StudyInstanceUID": study, "SeriesInstanceUID": series, "PatientID": patient_id,
-        "PatientName": patient_name, "Modality": modality, "StudyDate": study_date, "StudyTime": study_time,
-        "InstanceNumber": instance_number, "SeriesNumber": "1", "AccessionNumber": "A" + study[-4:],
-        "StudyID": "S1", **extra,
+        "SpecificCharacterSet": charset,
+        "SOPClassUID": sop_class,
+        "SOPInstanceUID": sop,
+        "StudyInstanceUID": study,
+        "SeriesInstanceUID": series,
+        "PatientID": patient_id,
+        "PatientName": patient_name,
+        "Modality": modality,
+        "StudyDate": study_date,
+        "StudyTime": study_time,
+        "InstanceNumber": instance_number,
+        "SeriesNumber": "1",
+        "AccessionNumber": "A" + study[-4:],
+        "StudyID": "S1",
+        **extra,
     }
     for keyword, value in values.items():
         if value is not None:
@@ -45,6 +67,7 @@ def to_bytes(ds: Dataset) -> bytes:
 
 def pydicom_test_files() -> Path:
     import pydicom.data
+
     return Path(pydicom.data.__file__).parent / "test_files"
 
 

@@ -1,4 +1,5 @@
 """The archive core: store, find, count, get, instances, metadata, delete, store_many, errors."""
+
 from __future__ import annotations
 
 import io
@@ -16,16 +17,64 @@ from .factories import MR_IMAGE, make_instance, pydicom_test_files, to_bytes
 
 
 def three_studies(arc):
-    arc.store(make_instance(sop="1.2.3.1.1", study="1.2.3", series="1.2.3.1", patient_id="P1",
-                            patient_name="Smith^John", modality="CT", study_date="20150304"))
-    arc.store(make_instance(sop="1.2.3.1.2", study="1.2.3", series="1.2.3.1", patient_id="P1",
-                            patient_name="Smith^John", modality="CT", study_date="20150304", instance_number="2"))
-    arc.store(make_instance(sop="1.2.3.2.1", study="1.2.3", series="1.2.3.2", patient_id="P1",
-                            patient_name="Smith^John", modality="MR", sop_class=MR_IMAGE, study_date="20150304"))
-    arc.store(make_instance(sop="1.2.4.1.1", study="1.2.4", series="1.2.4.1", patient_id="P1",
-                            patient_name="Smith^John", modality="MR", sop_class=MR_IMAGE, study_date="20180101"))
-    arc.store(make_instance(sop="1.2.5.1.1", study="1.2.5", series="1.2.5.1", patient_id="P2",
-                            patient_name="Jones^Ann", modality="US", study_date="20200220"))
+    arc.store(
+        make_instance(
+            sop="1.2.3.1.1",
+            study="1.2.3",
+            series="1.2.3.1",
+            patient_id="P1",
+            patient_name="Smith^John",
+            modality="CT",
+            study_date="20150304",
+        )
+    )
+    arc.store(
+        make_instance(
+            sop="1.2.3.1.2",
+            study="1.2.3",
+            series="1.2.3.1",
+            patient_id="P1",
+            patient_name="Smith^John",
+            modality="CT",
+            study_date="20150304",
+            instance_number="2",
+        )
+    )
+    arc.store(
+        make_instance(
+            sop="1.2.3.2.1",
+            study="1.2.3",
+            series="1.2.3.2",
+            patient_id="P1",
+            patient_name="Smith^John",
+            modality="MR",
+            sop_class=MR_IMAGE,
+            study_date="20150304",
+        )
+    )
+    arc.store(
+        make_instance(
+            sop="1.2.4.1.1",
+            study="1.2.4",
+            series="1.2.4.1",
+            patient_id="P1",
+            patient_name="Smith^John",
+            modality="MR",
+            sop_class=MR_IMAGE,
+            study_date="20180101",
+        )
+    )
+    arc.store(
+        make_instance(
+            sop="1.2.5.1.1",
+            study="1.2.5",
+            series="1.2.5.1",
+            patient_id="P2",
+            patient_name="Jones^Ann",
+            modality="US",
+            study_date="20200220",
+        )
+    )
 
 
 def uids(results, key="StudyInstanceUID"):
@@ -91,8 +140,18 @@ def test_get_unknown_raises_not_found(arc):
 
 def test_find_study_level_returns_requested_and_unique_keys(arc):
     three_studies(arc)
-    results = list(arc.find({"PatientName": "SMI*", "StudyDate": "", "ModalitiesInStudy": "",
-                             "NumberOfStudyRelatedInstances": "", "StudyDescription": ""}, level="STUDY"))
+    results = list(
+        arc.find(
+            {
+                "PatientName": "SMI*",
+                "StudyDate": "",
+                "ModalitiesInStudy": "",
+                "NumberOfStudyRelatedInstances": "",
+                "StudyDescription": "",
+            },
+            level="STUDY",
+        )
+    )
     assert uids(results) == ["1.2.3", "1.2.4"]
     first = results[0]
     assert first.ModalitiesInStudy == ["CT", "MR"]
@@ -113,24 +172,31 @@ def test_find_date_range_and_modalities(arc):
 
 def test_find_series_and_image_levels_are_hierarchical(arc):
     three_studies(arc)
-    series = list(arc.find({"StudyInstanceUID": "1.2.3", "Modality": "", "NumberOfSeriesRelatedInstances": ""},
-                           level="SERIES"))
+    series = list(
+        arc.find({"StudyInstanceUID": "1.2.3", "Modality": "", "NumberOfSeriesRelatedInstances": ""}, level="SERIES")
+    )
     assert uids(series, "SeriesInstanceUID") == ["1.2.3.1", "1.2.3.2"]
     assert series[0].StudyInstanceUID == "1.2.3"
     assert series[0].NumberOfSeriesRelatedInstances == 2
-    images = list(arc.find({"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.1", "InstanceNumber": "2"},
-                           level="IMAGE"))
+    images = list(
+        arc.find({"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.1", "InstanceNumber": "2"}, level="IMAGE")
+    )
     assert uids(images, "SOPInstanceUID") == ["1.2.3.1.2"]
     with pytest.raises(QueryError, match="StudyInstanceUID"):
         list(arc.find({"Modality": "CT"}, level="SERIES"))
-    assert uids(arc.find({"Modality": "MR"}, level="SERIES", relational=True), "SeriesInstanceUID") == \
-        ["1.2.3.2", "1.2.4.1"]
+    assert uids(arc.find({"Modality": "MR"}, level="SERIES", relational=True), "SeriesInstanceUID") == [
+        "1.2.3.2",
+        "1.2.4.1",
+    ]
 
 
 def test_patient_root_model(arc):
     three_studies(arc)
-    patients = list(arc.find({"PatientID": "", "PatientName": "", "NumberOfPatientRelatedStudies": ""},
-                             level="PATIENT", model="PATIENT"))
+    patients = list(
+        arc.find(
+            {"PatientID": "", "PatientName": "", "NumberOfPatientRelatedStudies": ""}, level="PATIENT", model="PATIENT"
+        )
+    )
     assert [(p.PatientID, p.NumberOfPatientRelatedStudies) for p in patients] == [("P1", 2), ("P2", 1)]
     studies = list(arc.find({"PatientID": "P1", "StudyInstanceUID": ""}, level="STUDY", model="PATIENT"))
     assert uids(studies) == ["1.2.3", "1.2.4"]
@@ -158,8 +224,11 @@ def test_dataset_identifier_equals_dict_identifier(arc):
     ds.PatientName = "smi*"
     ds.StudyDate = "20100101-20190101"
     ds.StudyInstanceUID = ""
-    assert uids(arc.find(ds)) == uids(arc.find({"PatientName": "smi*", "StudyDate": "20100101-20190101"},
-                                               level="STUDY")) == ["1.2.3", "1.2.4"]
+    assert (
+        uids(arc.find(ds))
+        == uids(arc.find({"PatientName": "smi*", "StudyDate": "20100101-20190101"}, level="STUDY"))
+        == ["1.2.3", "1.2.4"]
+    )
 
 
 def test_limit_offset_page_deterministically(arc):
@@ -184,12 +253,23 @@ def test_pages_across_result_batches_and_the_gc_is_left_on(arc, monkeypatch):
     monkeypatch.setattr(results, "RESULT_BATCH", 4)
     monkeypatch.setattr(paging, "RESULT_BATCH", 4)
     arc.store_many([to_bytes(make_instance(sop=f"1.4.{i}", study="1.4", series="1.4.1")) for i in range(11)])
-    everything = [r["SOPInstanceUID"] for r in arc.find({"StudyInstanceUID": "1.4", "SeriesInstanceUID": "1.4.1",
-                                                         "SOPInstanceUID": ""}, level="IMAGE", format="dict")]
+    everything = [
+        r["SOPInstanceUID"]
+        for r in arc.find(
+            {"StudyInstanceUID": "1.4", "SeriesInstanceUID": "1.4.1", "SOPInstanceUID": ""},
+            level="IMAGE",
+            format="dict",
+        )
+    ]
     assert len(everything) == 11
     for offset, limit in [(0, 4), (0, 8), (3, 5), (9, 10), (0, None), (4, None), (11, 3), (2, 0)]:
-        found = arc.find({"StudyInstanceUID": "1.4", "SeriesInstanceUID": "1.4.1", "SOPInstanceUID": ""},
-                         level="IMAGE", format="dict", offset=offset, limit=limit)
+        found = arc.find(
+            {"StudyInstanceUID": "1.4", "SeriesInstanceUID": "1.4.1", "SOPInstanceUID": ""},
+            level="IMAGE",
+            format="dict",
+            offset=offset,
+            limit=limit,
+        )
         got = []
         for row in found:
             assert gc.isenabled()
@@ -205,8 +285,11 @@ def test_pages_across_result_batches_and_the_gc_is_left_on(arc, monkeypatch):
 
 def test_count_never_builds_results_and_equals_find(arc):
     three_studies(arc)
-    for ident, level in (({}, "STUDY"), ({"StudyInstanceUID": "1.2.3"}, "SERIES"),
-                         ({"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.1"}, "IMAGE")):
+    for ident, level in (
+        ({}, "STUDY"),
+        ({"StudyInstanceUID": "1.2.3"}, "SERIES"),
+        ({"StudyInstanceUID": "1.2.3", "SeriesInstanceUID": "1.2.3.1"}, "IMAGE"),
+    ):
         assert arc.count(ident, level=level) == len(list(arc.find(ident, level=level)))
 
 
@@ -223,14 +306,28 @@ def test_instances_lists_what_a_retrieve_sends(arc):
 def test_delete_keeps_computed_attributes_right(arc):
     three_studies(arc)
     assert arc.delete(series="1.2.3.2") == 1
-    study = next(arc.find({"StudyInstanceUID": "1.2.3", "ModalitiesInStudy": "",
-                           "NumberOfStudyRelatedSeries": "", "NumberOfStudyRelatedInstances": ""}, level="STUDY"))
+    study = next(
+        arc.find(
+            {
+                "StudyInstanceUID": "1.2.3",
+                "ModalitiesInStudy": "",
+                "NumberOfStudyRelatedSeries": "",
+                "NumberOfStudyRelatedInstances": "",
+            },
+            level="STUDY",
+        )
+    )
     assert study.ModalitiesInStudy == "CT"
     assert (study.NumberOfStudyRelatedSeries, study.NumberOfStudyRelatedInstances) == (1, 2)
     assert arc.delete(instance="1.2.3.1.1") == 1
     assert arc.delete(study="1.2.4") == 1
-    patient = next(arc.find({"PatientID": "P1", "NumberOfPatientRelatedStudies": "",
-                             "NumberOfPatientRelatedInstances": ""}, level="PATIENT", model="PATIENT"))
+    patient = next(
+        arc.find(
+            {"PatientID": "P1", "NumberOfPatientRelatedStudies": "", "NumberOfPatientRelatedInstances": ""},
+            level="PATIENT",
+            model="PATIENT",
+        )
+    )
     assert (patient.NumberOfPatientRelatedStudies, patient.NumberOfPatientRelatedInstances) == (1, 1)
     assert arc.delete(patient="P1") == 1
     assert uids(arc.find({}, level="STUDY")) == ["1.2.5"]
@@ -304,12 +401,15 @@ def test_store_many_real_files_with_workers(arc):
     assert arc.count({}, level="IMAGE", relational=True) == len(report.stored)
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("MR_truncated.dcm", "truncated"),
-    ("README.txt", "not DICOM"),
-    ("JPEGLSNearLossless_08.dcm", "missing StudyInstanceUID"),
-    ("empty_charset_LEI.dcm", "missing SOPInstanceUID"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("MR_truncated.dcm", "truncated"),
+        ("README.txt", "not DICOM"),
+        ("JPEGLSNearLossless_08.dcm", "missing StudyInstanceUID"),
+        ("empty_charset_LEI.dcm", "missing SOPInstanceUID"),
+    ],
+)
 def test_bad_files_get_clear_errors_and_write_nothing(arc, name, reason):
     arc.store(make_instance(sop="1.5.1"))
     path = pydicom_test_files() / name
@@ -320,11 +420,14 @@ def test_bad_files_get_clear_errors_and_write_nothing(arc, name, reason):
     assert len(list(arc.blobs.keys())) == 1
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "not DICOM"),
-    (b"\x00" * 128 + b"DICM" + b"\x02\x00", "missing|truncated|unreadable"),
-    (b"hello world, this is text", "not DICOM"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "not DICOM"),
+        (b"\x00" * 128 + b"DICM" + b"\x02\x00", "missing|truncated|unreadable"),
+        (b"hello world, this is text", "not DICOM"),
+    ],
+)
 def test_bad_bytes_get_clear_errors(arc, data, reason):
     with pytest.raises(IngestError, match=reason):
         arc.store(data)
@@ -344,13 +447,16 @@ def test_truncated_at_many_offsets_never_half_writes(arc):
     assert arc.get("1.6.1") == data
 
 
-@pytest.mark.parametrize("identifier, level, attribute", [
-    ({}, "FOO", "QueryRetrieveLevel"),
-    ({"NoSuchKeyword": "x"}, "STUDY", "NoSuchKeyword"),
-    ({"PatientName": 42}, "STUDY", "PatientName"),
-    ({"StudyDate": {"a": 1}}, "STUDY", "StudyDate"),
-    ({}, None, "QueryRetrieveLevel"),
-])
+@pytest.mark.parametrize(
+    "identifier, level, attribute",
+    [
+        ({}, "FOO", "QueryRetrieveLevel"),
+        ({"NoSuchKeyword": "x"}, "STUDY", "NoSuchKeyword"),
+        ({"PatientName": 42}, "STUDY", "PatientName"),
+        ({"StudyDate": {"a": 1}}, "STUDY", "StudyDate"),
+        ({}, None, "QueryRetrieveLevel"),
+    ],
+)
 def test_malformed_identifiers_raise_query_error(arc, identifier, level, attribute):
     with pytest.raises(QueryError) as err:
         list(arc.find(identifier, level=level))
@@ -374,13 +480,36 @@ def test_unknown_option_is_refused(arc):
 
 
 def test_non_ascii_names_in_several_character_sets(arc):
-    arc.store(make_instance(sop="1.7.1", study="1.7", series="1.7.1", patient_id="J1",
-                            patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう",
-                            charset=["ISO 2022 IR 6", "ISO 2022 IR 87"]))
-    arc.store(make_instance(sop="1.8.1", study="1.8", series="1.8.1", patient_id="C1",
-                            patient_name="Wang^XiaoDong=王^小东", charset="GB18030"))
-    arc.store(make_instance(sop="1.9.1", study="1.9", series="1.9.1", patient_id="G1",
-                            patient_name="Müller^Jürgen", charset="ISO_IR 100"))
+    arc.store(
+        make_instance(
+            sop="1.7.1",
+            study="1.7",
+            series="1.7.1",
+            patient_id="J1",
+            patient_name="Yamada^Tarou=山田^太郎=やまだ^たろう",
+            charset=["ISO 2022 IR 6", "ISO 2022 IR 87"],
+        )
+    )
+    arc.store(
+        make_instance(
+            sop="1.8.1",
+            study="1.8",
+            series="1.8.1",
+            patient_id="C1",
+            patient_name="Wang^XiaoDong=王^小东",
+            charset="GB18030",
+        )
+    )
+    arc.store(
+        make_instance(
+            sop="1.9.1",
+            study="1.9",
+            series="1.9.1",
+            patient_id="G1",
+            patient_name="Müller^Jürgen",
+            charset="ISO_IR 100",
+        )
+    )
     got = {d.PatientID: str(d.PatientName) for d in arc.find({"PatientName": "", "PatientID": ""}, level="STUDY")}
     assert got == {"J1": "Yamada^Tarou=山田^太郎=やまだ^たろう", "C1": "Wang^XiaoDong=王^小东", "G1": "Müller^Jürgen"}
     assert uids(arc.find({"PatientName": "MÜLLER*"}, level="STUDY")) == ["1.9"]
@@ -388,10 +517,26 @@ def test_non_ascii_names_in_several_character_sets(arc):
 
 
 def test_patient_disagreement_each_study_keeps_its_own(arc):
-    arc.store(make_instance(sop="1.10.1", study="1.10", series="1.10.1", patient_id="P9", patient_name="Old^Name",
-                            PatientBirthDate="19700101"))
-    arc.store(make_instance(sop="1.11.1", study="1.11", series="1.11.1", patient_id="P9", patient_name="New^Name",
-                            PatientBirthDate="19700102"))
+    arc.store(
+        make_instance(
+            sop="1.10.1",
+            study="1.10",
+            series="1.10.1",
+            patient_id="P9",
+            patient_name="Old^Name",
+            PatientBirthDate="19700101",
+        )
+    )
+    arc.store(
+        make_instance(
+            sop="1.11.1",
+            study="1.11",
+            series="1.11.1",
+            patient_id="P9",
+            patient_name="New^Name",
+            PatientBirthDate="19700102",
+        )
+    )
     studies = {s.StudyInstanceUID: str(s.PatientName) for s in arc.find({"PatientName": ""}, level="STUDY")}
     assert studies == {"1.10": "Old^Name", "1.11": "New^Name"}
     patient = next(arc.find({"PatientID": "P9", "PatientName": ""}, level="PATIENT", model="PATIENT"))
@@ -453,13 +598,13 @@ def test_queries_free_their_read_transactions_without_the_cyclic_gc(arc):
     import gc
 
     for i in range(6):
-        arc.store(make_instance(sop=f"1.7.{i}", study=f"1.7.{i % 3}", series=f"1.7.{i % 3}.1",
-                                patient_name=f"Doe^{i}"))
-    queries = [({"PatientName": "*o*", "StudyDate": "", "PatientID": ""}, "STUDY", {}),
-               ({"StudyDate": "20200101-", "StudyTime": "0000-", "PatientName": ""}, "STUDY",
-                {"combined_datetime": True}),
-               ({"Modality": "CT", "SeriesDescription": ""}, "SERIES", {"relational": True}),
-               ({"StudyInstanceUID": "1.7.1", "SeriesInstanceUID": "1.7.1.1", "SOPInstanceUID": ""}, "IMAGE", {})]
+        arc.store(make_instance(sop=f"1.7.{i}", study=f"1.7.{i % 3}", series=f"1.7.{i % 3}.1", patient_name=f"Doe^{i}"))
+    queries = [
+        ({"PatientName": "*o*", "StudyDate": "", "PatientID": ""}, "STUDY", {}),
+        ({"StudyDate": "20200101-", "StudyTime": "0000-", "PatientName": ""}, "STUDY", {"combined_datetime": True}),
+        ({"Modality": "CT", "SeriesDescription": ""}, "SERIES", {"relational": True}),
+        ({"StudyInstanceUID": "1.7.1", "SeriesInstanceUID": "1.7.1.1", "SOPInstanceUID": ""}, "IMAGE", {}),
+    ]
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -1,5 +1,6 @@
 """The scale harness (benchmarks/run.py) on a small archive: the suite resolves its keys from the
 archive, and ``--option`` applies matching options to every query of it."""
+
 import pytest
 
 from benchmarks import run
@@ -28,6 +29,9 @@ def test_suite_runs_and_options_reach_every_query(small_archive):
 
 def test_option_parsing():
     assert run._parse_options(["empty_record_matches=false", "local_timezone=+0100", "relational=TRUE"]) == {
-        "empty_record_matches": False, "local_timezone": "+0100", "relational": True}
+        "empty_record_matches": False,
+        "local_timezone": "+0100",
+        "relational": True,
+    }
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         run._parse_options(["empty_record_matches"])

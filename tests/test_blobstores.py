@@ -1,5 +1,6 @@
 """Every built-in blob store passes the conformance kit; plus URLs, the registry and each
 store's own promises (sharding, temp files, map growth, fork, S3 errors, mirroring)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """`pacscore conformance` and `pacscore bench` (pacscore.testing.conformance / bench / cli)."""
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,15 @@ def test_archive_folder_conforms(tmp_path, capsys):
     report = json.loads(out)
     assert rc == 0, report["groups"]
     assert report["deviations"] == 0 and report["queries"] >= 210 and report["stored"] > 0
-    assert set(report["queries_per_rule"]) == {"single", "wildcard", "range", "uid_list", "universal",
-                                               "multi_value", "combined"}
+    assert set(report["queries_per_rule"]) == {
+        "single",
+        "wildcard",
+        "range",
+        "uid_list",
+        "universal",
+        "multi_value",
+        "combined",
+    }
 
 
 def test_no_store_reuses_the_same_seeded_data(tmp_path):
@@ -53,8 +61,23 @@ def test_no_store_reuses_the_same_seeded_data(tmp_path):
 def test_a_wrong_expectation_is_reported_with_a_small_example(tmp_path, capsys):
     # the archive compares names case-insensitively; told to expect "sensitive", the runner
     # must find PN deviations, shrink them, and exit 1
-    rc, out = run_cli(["conformance", str(tmp_path / "a"), "--seed", "2", "--queries", "120", "--rules",
-                       "wildcard", "--levels", "STUDY", "--pn-case", "sensitive"], capsys)
+    rc, out = run_cli(
+        [
+            "conformance",
+            str(tmp_path / "a"),
+            "--seed",
+            "2",
+            "--queries",
+            "120",
+            "--rules",
+            "wildcard",
+            "--levels",
+            "STUDY",
+            "--pn-case",
+            "sensitive",
+        ],
+        capsys,
+    )
     assert rc == 1
     assert "wildcard" in out and "Name=" in out and "group(s) of deviations" in out
 
@@ -69,8 +92,9 @@ def test_dimse_adapter_conforms(served, capsys):
 def test_bench_archive_and_dimse_in_one_invocation(served, capsys):
     folder, url = served
     # --generate stores benchmarks.generate data through both targets (here the same archive)
-    rc, out = run_cli(["bench", folder, "--compare", url, "--generate", "120", "--clients", "2", "--repeat", "1",
-                       "--json"], capsys)
+    rc, out = run_cli(
+        ["bench", folder, "--compare", url, "--generate", "120", "--clients", "2", "--repeat", "1", "--json"], capsys
+    )
     result = json.loads(out)
     assert rc == 0
     first, second = result["results"]

@@ -1,5 +1,6 @@
 """An index whose own links point at a missing record is reported as damaged, naming the entity,
 and the store that found it writes nothing (the writer used to fail with a bare TypeError)."""
+
 from __future__ import annotations
 
 import pytest

@@ -4,6 +4,7 @@ Ingest keeps such UIDs under the default (lenient) ``uid_policy``; the URLs the 
 percent-encode each UID path segment and the router splits the raw path before decoding it, so a
 UID holding "/" or a space is still one segment (PS3.18 8.2: a UID is one path segment).
 """
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,17 @@ from pacscore.adapters.web_http import HttpError, check_uid, uid_segment
 STUDY = "study/with a slash"
 SERIES = "series 1"
 SOP = "sop/1#%"  # no "?" or "*": in a UID key those are wild cards, refused for VR UI
-PIXELS = {"Rows": 2, "Columns": 2, "BitsAllocated": 8, "BitsStored": 8, "HighBit": 7, "SamplesPerPixel": 1,
-          "PhotometricInterpretation": "MONOCHROME2", "PixelRepresentation": 0, "PixelData": b"\x01\x02\x03\x04"}
+PIXELS = {
+    "Rows": 2,
+    "Columns": 2,
+    "BitsAllocated": 8,
+    "BitsStored": 8,
+    "HighBit": 7,
+    "SamplesPerPixel": 1,
+    "PhotometricInterpretation": "MONOCHROME2",
+    "PixelRepresentation": 0,
+    "PixelData": b"\x01\x02\x03\x04",
+}
 
 
 def odd_instance(sop: str = SOP, study: str = STUDY, series: str = SERIES) -> pydicom.Dataset:
@@ -39,8 +49,9 @@ def odd_instance(sop: str = SOP, study: str = STUDY, series: str = SERIES) -> py
 
 
 def multipart(part: bytes, boundary: str = "b0undary") -> tuple[bytes, dict]:
-    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part
-            + f"\r\n--{boundary}--\r\n".encode())
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
 
 
@@ -64,8 +75,16 @@ def test_uid_segment_encodes_only_what_a_conformant_uid_never_has():
     assert uid_segment("a/b c%") == "a%2Fb%20c%25"
 
 
-@pytest.mark.parametrize("uid, needle", [("", "empty"), ("1\\2", "backslash"), ("1\x002", "control"),
-                                         ("1\n2", "control"), ("9" * 257, "longer than the 256 bytes")])
+@pytest.mark.parametrize(
+    "uid, needle",
+    [
+        ("", "empty"),
+        ("1\\2", "backslash"),
+        ("1\x002", "control"),
+        ("1\n2", "control"),
+        ("9" * 257, "longer than the 256 bytes"),
+    ],
+)
 def test_check_uid_lenient_refuses_what_no_archive_holds(uid, needle):
     with pytest.raises(HttpError) as caught:
         check_uid(uid, "Study Instance UID")
@@ -86,8 +105,10 @@ def test_qido_finds_it_and_its_retrieve_url_works_with_dicomweb_client(odd):
     found = client.search_for_instances(search_filters={"SOPInstanceUID": SOP})
     assert len(found) == 1
     retrieve_url = found[0]["00081190"]["Value"][0]
-    assert retrieve_url == f"{url}/studies/{quote(STUDY, safe='')}/series/{quote(SERIES, safe='')}" \
-                           f"/instances/{quote(SOP, safe='')}"
+    assert (
+        retrieve_url == f"{url}/studies/{quote(STUDY, safe='')}/series/{quote(SERIES, safe='')}"
+        f"/instances/{quote(SOP, safe='')}"
+    )
     assert fetch(client, retrieve_url) == [arc.get(SOP)]
     studies = client.search_for_studies(search_filters={"StudyInstanceUID": STUDY})
     assert studies[0]["00081190"]["Value"][0] == f"{url}/studies/{quote(STUDY, safe='')}"
@@ -145,17 +166,23 @@ def test_a_uid_outside_the_policy_is_400_strict_or_404_lenient(tmp_path):
         assert [r.sop_instance_uid for r in arc.instances(study="1.2.3")] == ["1.2.3.1.1"]
 
 
-@pytest.mark.parametrize("scope, tail, expected", [
-    # the raw path keeps %2F inside a segment; the mount point and prefix are skipped by count
-    ({"path": "/pacs/dicomweb/studies/a/b", "raw_path": b"/pacs/dicomweb/studies/a%2Fb"}, "studies/a/b",
-     "/studies/a%2Fb"),
-    ({"path": "/dicomweb", "raw_path": b"/dicomweb"}, "", "/"),
-    ({"path": "/studies/1.2/", "raw_path": b"/studies/1.2/"}, "studies/1.2/", "/studies/1.2/"),
-    # no raw_path (a server that does not send it): the decoded path, each segment encoded again
-    ({"path": "/dicomweb/studies/a b"}, "studies/a b", "/studies/a%20b"),
-    # a raw_path that does not decode to the tail is not trusted
-    ({"path": "/dicomweb/studies/x", "raw_path": b"/elsewhere/y"}, "studies/x", "/studies/x"),
-])
+@pytest.mark.parametrize(
+    "scope, tail, expected",
+    [
+        # the raw path keeps %2F inside a segment; the mount point and prefix are skipped by count
+        (
+            {"path": "/pacs/dicomweb/studies/a/b", "raw_path": b"/pacs/dicomweb/studies/a%2Fb"},
+            "studies/a/b",
+            "/studies/a%2Fb",
+        ),
+        ({"path": "/dicomweb", "raw_path": b"/dicomweb"}, "", "/"),
+        ({"path": "/studies/1.2/", "raw_path": b"/studies/1.2/"}, "studies/1.2/", "/studies/1.2/"),
+        # no raw_path (a server that does not send it): the decoded path, each segment encoded again
+        ({"path": "/dicomweb/studies/a b"}, "studies/a b", "/studies/a%20b"),
+        # a raw_path that does not decode to the tail is not trusted
+        ({"path": "/dicomweb/studies/x", "raw_path": b"/elsewhere/y"}, "studies/x", "/studies/x"),
+    ],
+)
 def test_the_path_below_the_root_is_taken_raw(scope, tail, expected):
     from pacscore.adapters.dicomweb import _raw_tail
 

@@ -18,6 +18,7 @@ examples run on the wheel's pure-Python twins.
 A block that cannot run on its own (it needs an S3 endpoint, a remote PACS, a package of yours)
 has ``<!-- not run: the reason -->`` on the line before its fence; the reason must be given.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,15 @@ def blocks(page: Path) -> list[Block]:
         end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
         before = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         marker = NOT_RUN.match(before.strip())
-        found.append(Block(page, i + 1, opening.group(1), "\n".join(lines[i + 1:end]) + "\n",
-                           marker.group("reason") if marker else None))
+        found.append(
+            Block(
+                page,
+                i + 1,
+                opening.group(1),
+                "\n".join(lines[i + 1 : end]) + "\n",
+                marker.group("reason") if marker else None,
+            )
+        )
         i = end + 1
     return found
 
@@ -97,7 +105,7 @@ def commands(block: Block) -> list[Command]:
             line = line[2:].strip()
         status = re.fullmatch(r"echo \$\?\s*", line)
         if status and out:
-            following = block.text.splitlines()[offset:offset + 1]
+            following = block.text.splitlines()[offset : offset + 1]
             out[-1].expect = int(following[0].strip())
             continue
         line = _without_comment(line)
@@ -121,15 +129,22 @@ def _without_comment(line: str) -> str:
 
 def test_the_extractor_reads_markers_statuses_and_comments(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("text\n\n<!-- not run: needs an S3 endpoint -->\n```python\nx = 1\n```\n"
-                    "```console\n$ pacscore find --archive a/ PatientName='A#B'   # the name\nout\n"
-                    "$ echo $?\n1\n$ pip install pacscore\n```\n```sh\npacscore stats --archive a/\nmake demo\n```\n")
+    page.write_text(
+        "text\n\n<!-- not run: needs an S3 endpoint -->\n```python\nx = 1\n```\n"
+        "```console\n$ pacscore find --archive a/ PatientName='A#B'   # the name\nout\n"
+        "$ echo $?\n1\n$ pip install pacscore\n```\n```sh\npacscore stats --archive a/\nmake demo\n```\n"
+    )
     page_blocks = blocks(page)
-    assert [(b.lang, b.not_run) for b in page_blocks] == [("python", "needs an S3 endpoint"), ("console", None),
-                                                          ("sh", None)]
+    assert [(b.lang, b.not_run) for b in page_blocks] == [
+        ("python", "needs an S3 endpoint"),
+        ("console", None),
+        ("sh", None),
+    ]
     found = [c for b in page_blocks[1:] for c in commands(b)]
-    assert [(c.line, c.expect) for c in found] == [("pacscore find --archive a/ PatientName='A#B'", 1),
-                                                   ("pacscore stats --archive a/", 0)]
+    assert [(c.line, c.expect) for c in found] == [
+        ("pacscore find --archive a/ PatientName='A#B'", 1),
+        ("pacscore stats --archive a/", 0),
+    ]
 
 
 def test_a_served_port_is_swapped_only_where_it_is_a_whole_number():
@@ -157,8 +172,15 @@ def test_the_api_reference_names_every_public_name_and_field():
     named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", code + " ".join(re.findall(r"`([^`]+)`", prose))))
     public = {name for name in dir(pacscore.Archive) if not name.startswith("_")}
     public |= set(pacscore.__all__) | {"restore", "ArchiveNotFound", "ConfigError"}
-    for kind in (pacscore.StoreResult, pacscore.IngestReport, pacscore.InstanceRef, Move, VerifyReport,
-                 SideReport, BackupReport):
+    for kind in (
+        pacscore.StoreResult,
+        pacscore.IngestReport,
+        pacscore.InstanceRef,
+        Move,
+        VerifyReport,
+        SideReport,
+        BackupReport,
+    ):
         public |= {field.name for field in dataclasses.fields(kind)}
     public |= {name for name in vars(VerifyReport) if isinstance(vars(VerifyReport)[name], property)}
     public |= {name for name in vars(errors) if isinstance(vars(errors)[name], type)}
@@ -167,16 +189,26 @@ def test_the_api_reference_names_every_public_name_and_field():
 
 # ---------------------------------------------------------------- the data a page finds
 
+
 def _write_data(folder: Path) -> None:
     from pacscore.testing.generate import GeneratorConfig, write_files
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "ct.dcm").write_bytes(to_bytes(make_instance(
-        sop="1.2.3.4.5", study="1.2.3", series="1.2.3.4", patient_id="P1", patient_name="SMITH^JOHN")))
-    (folder / "image.dcm").write_bytes(to_bytes(make_instance(
-        sop="1.2.3.4.6", study="1.2.3", series="1.2.3.4", patient_id="P1", patient_name="SMITH^JOHN")))
-    (folder / "x.dcm").write_bytes(to_bytes(make_instance(
-        sop="1.2.3.5.1", study="1.2.3", series="1.2.3.5", patient_id="P1", patient_name="SMITH^JOHN")))
+    (folder / "ct.dcm").write_bytes(
+        to_bytes(
+            make_instance(sop="1.2.3.4.5", study="1.2.3", series="1.2.3.4", patient_id="P1", patient_name="SMITH^JOHN")
+        )
+    )
+    (folder / "image.dcm").write_bytes(
+        to_bytes(
+            make_instance(sop="1.2.3.4.6", study="1.2.3", series="1.2.3.4", patient_id="P1", patient_name="SMITH^JOHN")
+        )
+    )
+    (folder / "x.dcm").write_bytes(
+        to_bytes(
+            make_instance(sop="1.2.3.5.1", study="1.2.3", series="1.2.3.5", patient_id="P1", patient_name="SMITH^JOHN")
+        )
+    )
     small = {"studies_per_patient": (1, 2), "series_per_study": (1, 2), "instances_per_series": (1, 3)}
     write_files(GeneratorConfig(patients=4, seed=1, **small), folder / "incoming")
     (folder / "incoming" / "ct.dcm").write_bytes((folder / "ct.dcm").read_bytes())
@@ -184,6 +216,7 @@ def _write_data(folder: Path) -> None:
 
 
 # ---------------------------------------------------------------- the user's environment
+
 
 @pytest.fixture(scope="module")
 def user(tmp_path_factory) -> UserEnv:
@@ -199,7 +232,7 @@ def user(tmp_path_factory) -> UserEnv:
     return env
 
 
-RUNNER = '''\
+RUNNER = """\
 import json, sys, traceback
 namespace = {"__name__": "__main__"}
 for where, code in json.load(open(sys.argv[1])):
@@ -209,7 +242,7 @@ for where, code in json.load(open(sys.argv[1])):
         print(f"the block at {where} failed:", file=sys.stderr)
         traceback.print_exc()
         sys.exit(1)
-'''
+"""
 
 
 PYTHON_PAGES = [p for p in PAGES if any(b.lang == "python" and b.not_run is None for b in blocks(p))]
@@ -243,10 +276,15 @@ def test_the_commands_run(page, user, tmp_path):
                 if line.split()[:2] == ["pacscore", "serve"]:
                     servers.append(_serve(user, line, work, ports, command.where))
                     continue
-                proc = subprocess.run(line, shell=True, cwd=work, env=user.env, capture_output=True, text=True,
-                                      check=False)
-                assert proc.returncode == command.expect, (command.where, line, proc.stdout[-3000:],
-                                                           proc.stderr[-3000:])
+                proc = subprocess.run(
+                    line, shell=True, cwd=work, env=user.env, capture_output=True, text=True, check=False
+                )
+                assert proc.returncode == command.expect, (
+                    command.where,
+                    line,
+                    proc.stdout[-3000:],
+                    proc.stderr[-3000:],
+                )
     finally:
         for server in servers:
             _stop(server)
@@ -265,8 +303,16 @@ def _serve(user: UserEnv, line: str, work: Path, ports: dict[str, str], where: s
     assert written, (where, "a serve command needs --port for the test to find it")
     ports[written.group(1)] = str(_free_port())
     line = _with_ports(line, {written.group(1): ports[written.group(1)]})
-    server = subprocess.Popen(line, shell=True, cwd=work, env=user.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        line,
+        shell=True,
+        cwd=work,
+        env=user.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     port = int(ports[written.group(1)])
     deadline = time.monotonic() + SERVER_READY_SECONDS
     while time.monotonic() < deadline:

@@ -1,6 +1,7 @@
 """The index never loses a match: an attribute indexed after instances were stored finds them all,
 because its entries are backfilled from the records; the list of indexed attributes lives in the
 index, so every handle and every process writes and plans with the same one."""
+
 from __future__ import annotations
 
 import json
@@ -22,19 +23,21 @@ BODY_PART = 0x00180015
 
 
 def stations(arc):
-    arc.store(make_instance(sop="1.3.1.1", study="1.3.1", series="1.3.1.1", StationName="STATION1",
-                            BodyPartExamined="CHEST"))
-    arc.store(make_instance(sop="1.3.2.1", study="1.3.2", series="1.3.2.1", StationName="STATION2",
-                            BodyPartExamined="HEAD"))
-    arc.store(make_instance(sop="1.3.3.1", study="1.3.3", series="1.3.3.1", StationName="",
-                            BodyPartExamined=None))
+    arc.store(
+        make_instance(sop="1.3.1.1", study="1.3.1", series="1.3.1.1", StationName="STATION1", BodyPartExamined="CHEST")
+    )
+    arc.store(
+        make_instance(sop="1.3.2.1", study="1.3.2", series="1.3.2.1", StationName="STATION2", BodyPartExamined="HEAD")
+    )
+    arc.store(make_instance(sop="1.3.3.1", study="1.3.3", series="1.3.3.1", StationName="", BodyPartExamined=None))
 
 
 def sops(arc, identifier, level="SERIES", **options):
     """The unique keys of the matches (StationName and BodyPartExamined are series attributes;
     relational: keys at any level without the unique keys above)."""
-    return sorted(r[_UNIQUE[level]] for r in arc.find(identifier, level=level, format="dict", relational=True,
-                                                       **options))
+    return sorted(
+        r[_UNIQUE[level]] for r in arc.find(identifier, level=level, format="dict", relational=True, **options)
+    )
 
 
 _UNIQUE = {"STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
@@ -107,8 +110,9 @@ def test_reindex_command_adds_and_removes(tmp_path, capsys):
     assert "NoSuchKeyword" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("tag, message", [("ReferencedImageSequence", "sequence"),
-                                          (0xFFFF0001, "not an attribute that can be indexed")])
+@pytest.mark.parametrize(
+    "tag, message", [("ReferencedImageSequence", "sequence"), (0xFFFF0001, "not an attribute that can be indexed")]
+)
 def test_a_tag_that_cannot_be_indexed_is_refused(tmp_path, tag, message):
     with pacscore.open(tmp_path / "a") as arc:
         with pytest.raises(QueryError, match=message):
@@ -143,10 +147,12 @@ def test_an_archive_of_schema_4_gets_its_extra_tags_backfilled_at_the_first_writ
 VALUES = ["STATION1", "station1", "STATION2", "ST*", "", None, "  ", "A\\STATION1", "Ünïcode"]
 BODY = ["CHEST", "HEAD", "", None, "CHEST\\HEAD"]
 SEXES = ["M", "F", "O", "", None]
-KEYS = [("IMAGE", "StationName", ["STATION1", "station1", "ST*", "*1", "", "Ünïcode", "STATION?"]),
-        ("IMAGE", "BodyPartExamined", ["CHEST", "HEAD", "C*", ""]),
-        ("STUDY", "PatientSex", ["M", "F", "", "O"]),
-        ("SERIES", "BodyPartExamined", ["CHEST", ""])]
+KEYS = [
+    ("IMAGE", "StationName", ["STATION1", "station1", "ST*", "*1", "", "Ünïcode", "STATION?"]),
+    ("IMAGE", "BodyPartExamined", ["CHEST", "HEAD", "C*", ""]),
+    ("STUDY", "PatientSex", ["M", "F", "", "O"]),
+    ("SERIES", "BodyPartExamined", ["CHEST", ""]),
+]
 TAGS = ["StationName", "BodyPartExamined", "PatientSex"]
 
 
@@ -156,9 +162,17 @@ def archives(draw):
     for s in range(draw(st.integers(1, 5))):
         sex = draw(st.sampled_from(SEXES))
         for i in range(draw(st.integers(1, 3))):
-            out.append(dict(sop=f"1.4.{s}.{i}", study=f"1.4.{s}", series=f"1.4.{s}.1", patient_id=f"P{s % 3}",
-                            PatientSex=sex, StationName=draw(st.sampled_from(VALUES)),
-                            BodyPartExamined=draw(st.sampled_from(BODY))))
+            out.append(
+                dict(
+                    sop=f"1.4.{s}.{i}",
+                    study=f"1.4.{s}",
+                    series=f"1.4.{s}.1",
+                    patient_id=f"P{s % 3}",
+                    PatientSex=sex,
+                    StationName=draw(st.sampled_from(VALUES)),
+                    BodyPartExamined=draw(st.sampled_from(BODY)),
+                )
+            )
     return out
 
 

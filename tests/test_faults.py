@@ -4,6 +4,7 @@ slots of killed processes, and two processes writing one archive at once.
 Each test states what is lost (nothing acknowledged) and what state the archive is left in
 (``verify`` clean, still writable). Figures are in docs/reliability.md.
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,8 +33,14 @@ SMALL_MAP = 64 * 1024
 
 def _inst(i: int, study: str = "1.5", comment: str | None = None):
     extra = {"PatientComments": comment} if comment else {}
-    return make_instance(sop=f"{study}.{i % 5}.{i}", study=study, series=f"{study}.{i % 5}",
-                         patient_id="P" + study, patient_name=f"N{i % 3}^X", **extra)
+    return make_instance(
+        sop=f"{study}.{i % 5}.{i}",
+        study=study,
+        series=f"{study}.{i % 5}",
+        patient_id="P" + study,
+        patient_name=f"N{i % 3}^X",
+        **extra,
+    )
 
 
 def _count(arc) -> int:
@@ -41,6 +48,7 @@ def _count(arc) -> int:
 
 
 # -- the LMDB map fills up ---------------------------------------------------------------------
+
 
 def test_map_full_grows_and_loses_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(lmdb_index, "INITIAL_MAP_SIZE", SMALL_MAP)
@@ -100,14 +108,18 @@ def test_map_grown_by_another_process_is_adopted(tmp_path, monkeypatch):
     folder = tmp_path / "a"
     with pacscore.open(folder) as arc:  # a long-lived reader/writer (a DIMSE server, say)
         arc.store(_inst(0))
-        subprocess.run([sys.executable, "-c", GROWER.format(tests=TESTS, small=SMALL_MAP, folder=str(folder), n=300)],
-                       check=True, timeout=60)
-        assert _count(arc) == 301          # raises lmdb.MapResizedError today
+        subprocess.run(
+            [sys.executable, "-c", GROWER.format(tests=TESTS, small=SMALL_MAP, folder=str(folder), n=300)],
+            check=True,
+            timeout=60,
+        )
+        assert _count(arc) == 301  # raises lmdb.MapResizedError today
         arc.store(_inst(1))
         assert arc.get("1.9.299")
 
 
 # -- the disk fills up -------------------------------------------------------------------------
+
 
 class FillingBlobStore(FileBlobStore):
     """A file store whose disk is 'full' after ``budget`` more puts (class-wide, so a test
@@ -263,6 +275,7 @@ def test_disk_full_real_tmpfs_index(tiny_fs, tmp_path):
 
 # -- corrupted or missing blobs ----------------------------------------------------------------
 
+
 def test_damaged_blobs_are_reported_and_refused(tmp_path):
     with pacscore.open(tmp_path / "a") as arc:
         uids = [arc.store(_inst(i)).sop_instance_uid for i in range(8)]
@@ -353,16 +366,18 @@ def test_stale_reader_slots_of_killed_processes_are_cleared(tmp_path):
             arc.store(_inst(i))
         pids = []
         for _ in range(3):
-            proc = subprocess.Popen([sys.executable, "-c", READER.format(folder=str(folder))],
-                                    stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", READER.format(folder=str(folder))], stdout=subprocess.PIPE, text=True
+            )
             pids.append(int(proc.stdout.readline()))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         # each child's open cleared the previous child's slot; the last one is stale now
         assert pids[-1] in _reader_pids(arc.index.env.readers())
         assert not set(pids[:-1]) & _reader_pids(arc.index.env.readers())
-        subprocess.run([sys.executable, "-c", f"import pacscore; pacscore.open({str(folder)!r}).close()"],
-                       check=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", f"import pacscore; pacscore.open({str(folder)!r}).close()"], check=True, timeout=60
+        )
         assert not set(pids) & _reader_pids(arc.index.env.readers())
         # with the stale snapshot gone, rewriting reuses pages: the file stays bounded
         before = (folder / "index" / "data.mdb").stat().st_size
@@ -396,9 +411,15 @@ def test_two_processes_write_one_archive(tmp_path):
     with pacscore.open(folder) as arc:
         arc.store(_inst(0))
     n = 150
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER.format(tests=TESTS, folder=str(folder), n=n, tag=tag)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for tag in (21, 22)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER.format(tests=TESTS, folder=str(folder), n=n, tag=tag)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in (21, 22)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     for p, (_out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-2000:]
@@ -409,8 +430,9 @@ def test_two_processes_write_one_archive(tmp_path):
             assert arc.get(uid)
         assert _count(arc) == 2 * n + 1
         for tag in (21, 22):
-            study = arc.find({"StudyInstanceUID": f"1.{tag}", "NumberOfStudyRelatedInstances": ""},
-                             level="STUDY", format="dict")
+            study = arc.find(
+                {"StudyInstanceUID": f"1.{tag}", "NumberOfStudyRelatedInstances": ""}, level="STUDY", format="dict"
+            )
             assert [s["NumberOfStudyRelatedInstances"] for s in study] == [str(n)]
         report = arc.verify()
         assert report.ok and not report.orphans, report.summary()
@@ -420,10 +442,17 @@ def test_writer_killed_while_another_keeps_writing(tmp_path):
     folder = tmp_path / "a"
     with pacscore.open(folder) as arc:
         arc.store(_inst(0))
-    survivor = subprocess.Popen([sys.executable, "-c", WRITER.format(tests=TESTS, folder=str(folder), n=200, tag=31)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    victim = subprocess.Popen([sys.executable, "-c", WRITER.format(tests=TESTS, folder=str(folder), n=100000, tag=32)],
-                              stdout=subprocess.PIPE, text=True)
+    survivor = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(tests=TESTS, folder=str(folder), n=200, tag=31)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    victim = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(tests=TESTS, folder=str(folder), n=100000, tag=32)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     victim_acks = []
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:

@@ -1,4 +1,5 @@
 """The synthetic data set generator: deterministic, valid Part 10, consistent hierarchy, realistic."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,18 @@ from pacscore.testing.generate import (
 
 ROOT = Path(__file__).resolve().parents[1]
 UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
-STUDY_KEYS = ("StudyDate", "StudyTime", "AccessionNumber", "StudyDescription", "StudyID",
-              "ReferringPhysicianName", "PatientName", "PatientID", "PatientBirthDate", "PatientSex")
+STUDY_KEYS = (
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyDescription",
+    "StudyID",
+    "ReferringPhysicianName",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+)
 
 
 def parse(data: bytes) -> pydicom.Dataset:
@@ -57,35 +68,47 @@ def test_same_seed_same_bytes_different_seed_different():
 
 
 def test_deterministic_across_processes_and_hash_seeds():
-    code = ("import hashlib, sys; from pacscore.testing.generate import GeneratorConfig, generate_bytes\n"
-            "h = hashlib.sha256()\n"
-            "for uid, data in generate_bytes(GeneratorConfig(patients=6, seed=3)): "
-            "h.update(uid.encode()); h.update(data)\n"
-            "print(h.hexdigest())")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout.strip()
+    code = (
+        "import hashlib, sys; from pacscore.testing.generate import GeneratorConfig, generate_bytes\n"
+        "h = hashlib.sha256()\n"
+        "for uid, data in generate_bytes(GeneratorConfig(patients=6, seed=3)): "
+        "h.update(uid.encode()); h.update(data)\n"
+        "print(h.hexdigest())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+    ).stdout.strip()
     assert out == digest(GeneratorConfig(patients=6, seed=3))
 
 
 def test_more_patients_extend_fewer():
     small = list(generate_bytes(GeneratorConfig(patients=4, seed=2)))
     large = list(generate_bytes(GeneratorConfig(patients=9, seed=2)))
-    assert large[:len(small)] == small
+    assert large[: len(small)] == small
 
 
-@pytest.mark.parametrize("config", [
-    GeneratorConfig(patients=0),
-    GeneratorConfig(patients=25, seed=1),
-    GeneratorConfig(patients=10, studies_per_patient=(2, 2), series_per_study=(3, 3), instances_per_series=(4, 4)),
-    GeneratorConfig(patients=12, seed=9, instances_per_series=(5, 40)),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        GeneratorConfig(patients=0),
+        GeneratorConfig(patients=25, seed=1),
+        GeneratorConfig(patients=10, studies_per_patient=(2, 2), series_per_study=(3, 3), instances_per_series=(4, 4)),
+        GeneratorConfig(patients=12, seed=9, instances_per_series=(5, 40)),
+    ],
+)
 def test_count_instances_matches(config):
     assert count_instances(config) == sum(1 for _ in generate_bytes(config))
 
 
 def test_fixed_shape_counts():
-    config = GeneratorConfig(patients=3, studies_per_patient=(2, 2), series_per_study=(1, 1),
-                             instances_per_series=(5, 5), seed=4)
+    config = GeneratorConfig(
+        patients=3, studies_per_patient=(2, 2), series_per_study=(1, 1), instances_per_series=(5, 5), seed=4
+    )
     records = list(generate_records(config))
     assert len({r.patient_id for r in records}) == 3
     assert len({r.study_uid for r in records}) == 6
@@ -108,8 +131,12 @@ def test_every_instance_is_valid_part10_with_a_consistent_hierarchy():
             assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
             assert ds.StudyInstanceUID == record.study_uid and ds.SeriesInstanceUID == record.series_uid
             assert ds.PatientID == record.patient_id
-            for uid in (ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID,
-                        ds.file_meta.ImplementationClassUID):
+            for uid in (
+                ds.SOPInstanceUID,
+                ds.SeriesInstanceUID,
+                ds.StudyInstanceUID,
+                ds.file_meta.ImplementationClassUID,
+            ):
                 assert len(uid) <= 64 and UID.fullmatch(uid)
             assert record.sop_uid not in sops
             sops.add(record.sop_uid)
@@ -130,8 +157,10 @@ def test_modalities_sop_classes_and_pixels():
         if ds.Modality in ("SR", "DOC"):
             assert "PixelData" not in ds
             if ds.Modality == "DOC":
-                assert (ds.EncapsulatedDocument.startswith(b"%PDF-")
-                        and ds.MIMETypeOfEncapsulatedDocument == "application/pdf")
+                assert (
+                    ds.EncapsulatedDocument.startswith(b"%PDF-")
+                    and ds.MIMETypeOfEncapsulatedDocument == "application/pdf"
+                )
             else:
                 assert ds.ContentSequence[0].ValueType == "TEXT"
         else:
@@ -145,8 +174,15 @@ def test_modalities_sop_classes_and_pixels():
 
 
 def test_non_ascii_names_round_trip_with_their_character_set():
-    config = GeneratorConfig(patients=250, seed=13, non_ascii_fraction=1.0, empty_fraction=0.0,
-                             studies_per_patient=(1, 1), series_per_study=(1, 1), instances_per_series=(1, 1))
+    config = GeneratorConfig(
+        patients=250,
+        seed=13,
+        non_ascii_fraction=1.0,
+        empty_fraction=0.0,
+        studies_per_patient=(1, 1),
+        series_per_study=(1, 1),
+        instances_per_series=(1, 1),
+    )
     charsets = Counter()
     for _, data in generate_bytes(config):
         ds = parse(data)
@@ -156,26 +192,36 @@ def test_non_ascii_names_round_trip_with_their_character_set():
         assert name in NON_ASCII_NAMES and not name.isascii()
         assert PersonName(name).encode(convert_encodings(charset)) == raw.rstrip(b" ")
         charsets[charset if isinstance(charset, str) else "\\".join(charset)] += 1
-    assert {"ISO_IR 100", "ISO_IR 126", "ISO_IR 144", "ISO_IR 192", "GB18030",
-            "ISO 2022 IR 6\\ISO 2022 IR 87", "\\ISO 2022 IR 149"} <= set(charsets)
+    assert {
+        "ISO_IR 100",
+        "ISO_IR 126",
+        "ISO_IR 144",
+        "ISO_IR 192",
+        "GB18030",
+        "ISO 2022 IR 6\\ISO 2022 IR 87",
+        "\\ISO 2022 IR 149",
+    } <= set(charsets)
 
 
 def test_ascii_and_non_ascii_mix():
-    datasets = list(generate_datasets(GeneratorConfig(patients=80, seed=21, non_ascii_fraction=0.3,
-                                                      instances_per_series=(1, 1))))
+    datasets = list(
+        generate_datasets(GeneratorConfig(patients=80, seed=21, non_ascii_fraction=0.3, instances_per_series=(1, 1)))
+    )
     names = {str(ds.PatientName) for ds in datasets}
     assert any(n.isascii() and n for n in names) and any(not n.isascii() for n in names)
     assert all(isinstance(ds, pydicom.Dataset) and ds.file_meta.TransferSyntaxUID for ds in datasets)
     assert any(ds.get("IssuerOfPatientID") for ds in datasets)
     assert any("." in ds.get("StudyTime", "") for ds in datasets) and any(
-        len(ds.get("StudyTime", "")) == 6 for ds in datasets)
+        len(ds.get("StudyTime", "")) == 6 for ds in datasets
+    )
 
 
 def test_empty_fraction_leaves_values_empty_or_absent():
     def states(fraction):
         result = Counter()
-        for _, data in generate_bytes(GeneratorConfig(patients=60, seed=3, empty_fraction=fraction,
-                                                      instances_per_series=(1, 1))):
+        for _, data in generate_bytes(
+            GeneratorConfig(patients=60, seed=3, empty_fraction=fraction, instances_per_series=(1, 1))
+        ):
             ds = parse(data)
             for keyword in OPTIONAL_KEYWORDS:
                 if keyword not in ds:
@@ -200,8 +246,11 @@ def test_write_files_layout(tmp_path):
     assert len(files) == count_instances(config)
     for path in files[:20]:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        assert path.relative_to(tmp_path).parts == (ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                                    f"{ds.SOPInstanceUID}.dcm")
+        assert path.relative_to(tmp_path).parts == (
+            ds.StudyInstanceUID,
+            ds.SeriesInstanceUID,
+            f"{ds.SOPInstanceUID}.dcm",
+        )
 
 
 @pytest.mark.skipif(not shutil.which("dcmftest") or not shutil.which("dcmdump"), reason="DCMTK not installed")
@@ -215,10 +264,16 @@ def test_dcmtk_accepts_the_files(tmp_path):
         assert result.returncode == 0 and not result.stderr
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"patients": -1}, {"patients": 1, "studies_per_patient": (0, 2)}, {"patients": 1, "series_per_study": (3, 2)},
-    {"patients": 1, "start_year": 2020, "end_year": 2010}, {"patients": 1, "empty_fraction": 1.5},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"patients": -1},
+        {"patients": 1, "studies_per_patient": (0, 2)},
+        {"patients": 1, "series_per_study": (3, 2)},
+        {"patients": 1, "start_year": 2020, "end_year": 2010},
+        {"patients": 1, "empty_fraction": 1.5},
+    ],
+)
 def test_bad_configs_are_rejected(kwargs):
     with pytest.raises(ValueError):
         GeneratorConfig(**kwargs)

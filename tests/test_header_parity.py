@@ -3,6 +3,7 @@ dcmread and ingest's element conversion): for every input, ``parse_bytes`` gives
 ParsedInstance, or the same error, whichever path reads it. The reader declines what it is not
 sure of; the tests also check that it does read the common cases (else they would prove nothing).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -90,6 +91,7 @@ def test_generated_instances_are_read_by_the_compiled_reader():
 
 # -- data sets made element by element ------------------------------------------------------
 
+
 def _tags_by_vr() -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for tag, entry in DicomDictionary.items():
@@ -103,8 +105,13 @@ def _tags_by_vr() -> dict[str, list[int]]:
 TAGS = _tags_by_vr()
 IDENTIFIERS = {0x00080016: "1.2.840.10008.5.1.4.1.1.7", 0x00080018: None, 0x0020000D: None, 0x0020000E: None}
 CHARSETS = [None, b"", b"ISO_IR 100", b"ISO_IR 192", b"ISO_IR 144", b"\\ISO 2022 IR 87", b"ISO_IR 13", b"GB18030"]
-TEXT_BYTES = st.binary(max_size=24) | st.text("AZaz09 ^=\\.-", max_size=20).map(str.encode) | st.sampled_from(
-    [b"M\xfcller^Hans ", "Иванов^Иван".encode(), b"\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B", b"ab \x00", b"  "])
+TEXT_BYTES = (
+    st.binary(max_size=24)
+    | st.text("AZaz09 ^=\\.-", max_size=20).map(str.encode)
+    | st.sampled_from(
+        [b"M\xfcller^Hans ", "Иванов^Иван".encode(), b"\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B", b"ab \x00", b"  "]
+    )
+)
 
 
 def _element(tag: int, vr: str, value: bytes, implicit: bool, undefined: bool = False) -> bytes:
@@ -147,8 +154,9 @@ def sequences(draw, implicit: bool, depth: int) -> bytes:
         if draw(st.booleans()):
             items.append(struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body)
         else:
-            items.append(struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + body
-                         + struct.pack("<HHI", 0xFFFE, 0xE00D, 0))
+            items.append(
+                struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + body + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+            )
     return b"".join(items)
 
 
@@ -162,8 +170,9 @@ def element_lists(draw, implicit: bool, depth: int, max_size: int) -> bytes:
             tag = draw(st.sampled_from(TAGS["SQ"]))
             body = draw(sequences(implicit, depth))
             undefined = draw(st.booleans())
-            chosen[tag] = _element(tag, "SQ", body + (struct.pack("<HHI", 0xFFFE, 0xE0DD, 0) if undefined else b""),
-                                   implicit, undefined)
+            chosen[tag] = _element(
+                tag, "SQ", body + (struct.pack("<HHI", 0xFFFE, 0xE0DD, 0) if undefined else b""), implicit, undefined
+            )
             continue
         tag = draw(st.sampled_from(TAGS[vr]) | st.sampled_from([0x00091010, 0x00291020]))
         if implicit and tag & 0x10000:
@@ -194,10 +203,12 @@ def part10_files(draw) -> bytes:
         pixels = draw(st.binary(max_size=16))
         data_set += _element(0x7FE00010, "OW", _pad(pixels, "OW"), implicit)
     sop = elements.get(0x00080018, b"")[-10:]
-    meta = (_element(0x00020001, "OB", b"\x00\x01", False)
-            + _element(0x00020002, "UI", _pad(b"1.2.840.10008.5.1.4.1.1.7", "UI"), False)
-            + _element(0x00020003, "UI", _pad(sop or b"1.2.3", "UI"), False)
-            + _element(0x00020010, "UI", _pad(syntax.encode(), "UI"), False))
+    meta = (
+        _element(0x00020001, "OB", b"\x00\x01", False)
+        + _element(0x00020002, "UI", _pad(b"1.2.840.10008.5.1.4.1.1.7", "UI"), False)
+        + _element(0x00020003, "UI", _pad(sop or b"1.2.3", "UI"), False)
+        + _element(0x00020010, "UI", _pad(syntax.encode(), "UI"), False)
+    )
     meta = _element(0x00020000, "UL", struct.pack("<I", len(meta)), False) + meta
     return b"\x00" * 128 + b"DICM" + meta + data_set
 
@@ -227,8 +238,11 @@ def test_generated_data_sets_are_mostly_read_by_the_compiled_reader():
     """Guard against a reader that declines everything (the parity tests would still pass)."""
     from hypothesis import find
 
-    found = find(part10_files(), lambda d: read_by_fast_path(d) and b"\xfe\xff\x00\xe0" in d[132:],
-                 settings=settings(max_examples=2000, database=None))
+    found = find(
+        part10_files(),
+        lambda d: read_by_fast_path(d) and b"\xfe\xff\x00\xe0" in d[132:],
+        settings=settings(max_examples=2000, database=None),
+    )
     assert read_by_fast_path(found)
 
 
@@ -240,9 +254,11 @@ def test_arbitrary_bytes_after_the_prefix_give_the_reference_answer(data):
 
 # -- what ingest keeps whichever reader reads it (issue 16) -------------------------------------
 
+
 def _data_store_files() -> list:
     import importlib.util
     from pathlib import Path
+
     spec = importlib.util.find_spec("data_store")  # pydicom-data
     if spec is None or not spec.submodule_search_locations:
         return []
@@ -255,13 +271,26 @@ def test_pydicom_data_files_give_the_reference_answer(path):
     assert_same(path.read_bytes())
 
 
-@pytest.mark.parametrize("uid", ["dccc9599087131742838cc1162a630fea87ba9bf61ac09bfda90d4adfa5ddaed", "a/b",
-                                 "..", "1.2 3", "\t1.2.3\n", "1.2.\u00fc", "1." + "2" * 100, "1." + "2" * 300,
-                                 "1.2\\3.4", "1.2.3\x00x"])
+@pytest.mark.parametrize(
+    "uid",
+    [
+        "dccc9599087131742838cc1162a630fea87ba9bf61ac09bfda90d4adfa5ddaed",
+        "a/b",
+        "..",
+        "1.2 3",
+        "\t1.2.3\n",
+        "1.2.\u00fc",
+        "1." + "2" * 100,
+        "1." + "2" * 300,
+        "1.2\\3.4",
+        "1.2.3\x00x",
+    ],
+)
 @pytest.mark.parametrize("keyword", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
 @BAD_UIDS
 def test_non_conformant_uids_give_the_reference_answer(uid, keyword):
     from .factories import make_instance, to_bytes
+
     ds = make_instance(sop="1.2.3.4")
     setattr(ds, keyword, uid)
     if keyword == "SOPInstanceUID":
@@ -280,6 +309,7 @@ def test_large_sequences_are_left_out_alike(items):
     from pydicom.sequence import Sequence
 
     from .factories import make_instance, to_bytes
+
     ds = make_instance(sop="1.2.3.4")
     ds.ProcedureCodeSequence = Sequence([Dataset() for _ in range(items)])
     for i, item in enumerate(ds.ProcedureCodeSequence):

@@ -1,4 +1,5 @@
 """The "hierarchical" vectors of shared/vectors/matching.json, run through a real archive."""
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,19 @@ def expected(vector) -> bool:
 def test_hierarchical_vector(vector, tmp_path):
     value = vector["value"]
     attrs = {**value["patient"], **value["study"], **value["series"], **value["instance"]}
-    ds = make_instance(sop=attrs.pop("SOPInstanceUID"), study=attrs.pop("StudyInstanceUID"),
-                       series=attrs.pop("SeriesInstanceUID"), patient_id=attrs.pop("PatientID"),
-                       patient_name=attrs.pop("PatientName", None), modality=attrs.pop("Modality", None),
-                       study_date=attrs.pop("StudyDate", None), study_time=None, instance_number=None,
-                       sop_class=attrs.pop("SOPClassUID", "1.2.840.10008.5.1.4.1.1.2"), **attrs)
+    ds = make_instance(
+        sop=attrs.pop("SOPInstanceUID"),
+        study=attrs.pop("StudyInstanceUID"),
+        series=attrs.pop("SeriesInstanceUID"),
+        patient_id=attrs.pop("PatientID"),
+        patient_name=attrs.pop("PatientName", None),
+        modality=attrs.pop("Modality", None),
+        study_date=attrs.pop("StudyDate", None),
+        study_time=None,
+        instance_number=None,
+        sop_class=attrs.pop("SOPClassUID", "1.2.840.10008.5.1.4.1.1.2"),
+        **attrs,
+    )
     key = dict(vector["key"])
     level = key.pop("QueryRetrieveLevel")
     model = {"PATIENT_ROOT": "PATIENT", "STUDY_ROOT": "STUDY"}[vector.get("model", "STUDY_ROOT")]

@@ -5,6 +5,7 @@ IngestError, in bounded time and memory, and the archive stays consistent (a sto
 after works, ``verify`` is clean). Queries raise only QueryError or answer; QIDO-RS answers only
 2xx/4xx. Wild card matching stays linear (counted in steps, not seconds).
 """
+
 from __future__ import annotations
 
 import io
@@ -39,8 +40,9 @@ def _el(group: int, elem: int, vr: bytes, length: int) -> bytes:
     return struct.pack("<HH2sHI", group, elem, vr, 0, length)
 
 
-ITEM, ITEM_END, SEQ_END = (struct.pack("<HHI", 0xFFFE, e, length) for e, length in
-                           ((0xE000, 0xFFFFFFFF), (0xE00D, 0), (0xE0DD, 0)))
+ITEM, ITEM_END, SEQ_END = (
+    struct.pack("<HHI", 0xFFFE, e, length) for e, length in ((0xE000, 0xFFFFFFFF), (0xE00D, 0), (0xE0DD, 0))
+)
 
 
 def nested_sequences(depth: int) -> bytes:
@@ -82,6 +84,7 @@ def store_or_refuse(arc, data: bytes) -> str:
 
 # -- truncation ----------------------------------------------------------------------------------
 
+
 @BAD_UIDS
 @BAD_CHARSETS
 def test_truncated_at_every_offset_never_crashes(checked_arc):
@@ -114,13 +117,15 @@ def test_truncated_ct_header_is_refused():
 
 # -- huge declared lengths, deep nesting ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("where", ["pixel", "item"])
 def test_huge_declared_lengths_are_refused_in_bounded_memory(where):
     if where == "pixel":
         data = BASE + _el(0x7FE0, 0x0010, b"OB", 0xFFFFFFF0) + b"\0" * 16
     else:  # a defined-length item claiming 4 GiB inside an undefined-length sequence
-        data = (BASE + _el(0x0040, 0xA730, b"SQ", 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFF0)
-                + b"\0" * 32)
+        data = (
+            BASE + _el(0x0040, 0xA730, b"SQ", 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFF0) + b"\0" * 32
+        )
     tracemalloc.start()
     try:
         out = attempt(data)
@@ -149,6 +154,7 @@ def test_deeply_nested_sequences(checked_arc, depth):
 
 # -- character sets and VRs ----------------------------------------------------------------------
 
+
 def with_name(charset: str | None, raw_name: bytes) -> bytes:
     ds = make_instance(sop="1.2.3.9", study="1.2.3", series="1.2.3.1", charset=charset, patient_name="Doe^John")
     data = to_bytes(ds)
@@ -158,33 +164,40 @@ def with_name(charset: str | None, raw_name: bytes) -> bytes:
     return data.replace(old, b"PN" + struct.pack("<H", len(padded)) + padded)
 
 
-@pytest.mark.parametrize("charset,raw,expect", [
-    ("ISO_IR 192", b"Bad\xff\xfe^\xc3(", "Bad\ufffd\ufffd^\ufffd("),  # invalid UTF-8: replaced, kept
-    ("ISO_IR 999", b"Caf\xe9^X", "Caf\xe9^X"),                     # unknown: default repertoire
-    ("ISO 2022 IR 87", b"\x1b$B\xff\xff^Y", None),                 # broken escape sequence
-    ("GB18030", b"\x81\x30^Z", None),                               # incomplete multi-byte
-    ("ISO_IR 100\\ISO_IR 999\\X", b"M\xfcller^A", None),          # multi-valued garbage
-])
+@pytest.mark.parametrize(
+    "charset,raw,expect",
+    [
+        ("ISO_IR 192", b"Bad\xff\xfe^\xc3(", "Bad\ufffd\ufffd^\ufffd("),  # invalid UTF-8: replaced, kept
+        ("ISO_IR 999", b"Caf\xe9^X", "Caf\xe9^X"),  # unknown: default repertoire
+        ("ISO 2022 IR 87", b"\x1b$B\xff\xff^Y", None),  # broken escape sequence
+        ("GB18030", b"\x81\x30^Z", None),  # incomplete multi-byte
+        ("ISO_IR 100\\ISO_IR 999\\X", b"M\xfcller^A", None),  # multi-valued garbage
+    ],
+)
 @BAD_CHARSETS
 def test_bad_character_data_is_stored_and_queryable(checked_arc, charset, raw, expect):
     data = with_name(charset, raw)
     assert store_or_refuse(checked_arc, data) in ("stored", "replaced")
-    [row] = checked_arc.find({"SOPInstanceUID": "1.2.3.9", "PatientName": ""}, level="IMAGE", relational=True,
-                             format="dict")
+    [row] = checked_arc.find(
+        {"SOPInstanceUID": "1.2.3.9", "PatientName": ""}, level="IMAGE", relational=True, format="dict"
+    )
     assert isinstance(row["PatientName"], str)
     if expect is not None:
         assert row["PatientName"] == expect
     row["PatientName"].encode("utf-8")  # always valid Unicode out
 
 
-@pytest.mark.parametrize("old,new", [
-    (b"DA\x08\x0020200115", b"US\x08\x0020200115"),                     # a date sent as US
-    (b"PN\x08\x00Doe^John", b"SQ\x00\x00\x08\x00\x00\x00Doe^John"),     # a name sent as a sequence
-    (b"PN\x08\x00Doe^John", b"FD\x08\x00Doe^John"),
-    (b"PN\x08\x00Doe^John", b"XX\x08\x00Doe^John"),                     # no such VR
-    (b"UI\x08\x001.2.3.4\x00", b"UI\x08\x001.2.3.\x00\x00"),            # a UID with a trailing dot
-    (b"CS\x02\x00CT", b"CS\x02\x00\xff\xfe"),                           # CS outside its repertoire
-])
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        (b"DA\x08\x0020200115", b"US\x08\x0020200115"),  # a date sent as US
+        (b"PN\x08\x00Doe^John", b"SQ\x00\x00\x08\x00\x00\x00Doe^John"),  # a name sent as a sequence
+        (b"PN\x08\x00Doe^John", b"FD\x08\x00Doe^John"),
+        (b"PN\x08\x00Doe^John", b"XX\x08\x00Doe^John"),  # no such VR
+        (b"UI\x08\x001.2.3.4\x00", b"UI\x08\x001.2.3.\x00\x00"),  # a UID with a trailing dot
+        (b"CS\x02\x00CT", b"CS\x02\x00\xff\xfe"),  # CS outside its repertoire
+    ],
+)
 @BAD_CS
 @BAD_DATES
 def test_wrong_vrs_are_stored_or_refused(checked_arc, old, new):
@@ -196,6 +209,7 @@ def test_wrong_vrs_are_stored_or_refused(checked_arc, old, new):
 
 
 # -- deflate bomb --------------------------------------------------------------------------------
+
 
 def deflate_bomb(inflated: int) -> bytes:
     """A Part-10 file in Deflated Explicit VR LE whose ~1 MB body inflates to ``inflated`` bytes."""
@@ -245,12 +259,16 @@ def bomb(tmp_path_factory):
 
 def _run_bomb(path) -> str:
     # the child may use its baseline plus 384 MiB of address space, far less than the bomb
-    baseline = subprocess.run([sys.executable, "-c", "import pacscore, pydicom;"
-                               "print(open('/proc/self/statm').read().split()[0])"],
-                              capture_output=True, text=True, check=True)
+    baseline = subprocess.run(
+        [sys.executable, "-c", "import pacscore, pydicom;print(open('/proc/self/statm').read().split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     limit = int(baseline.stdout) * resource.getpagesize() + (384 << 20)
-    proc = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(path), str(limit)], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", BOMB_CHILD, str(path), str(limit)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]  # no crash, even at the limit
     return proc.stdout.strip()
 
@@ -288,14 +306,15 @@ def mutated(draw):
         elif kind == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
         elif kind == "delete":
-            del data[pos:pos + draw(st.integers(1, 16))]
+            del data[pos : pos + draw(st.integers(1, 16))]
         else:  # a 2- or 4-byte length field somewhere: make it huge
-            data[pos:pos + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\xf0\xff\xff\xff", b"\xff\xff\x00\x00"]))
+            data[pos : pos + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\xf0\xff\xff\xff", b"\xff\xff\x00\x00"]))
     return bytes(data)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=mutated())
 @FUZZED
 def test_fuzz_mutated_files(checked_arc, data):
@@ -304,14 +323,58 @@ def test_fuzz_mutated_files(checked_arc, data):
 
 # -- identifiers -----------------------------------------------------------------------------------
 
-KEYS = ["PatientName", "PatientID", "StudyDate", "StudyTime", "ModalitiesInStudy", "Modality", "SOPInstanceUID",
-        "StudyInstanceUID", "ReferencedStudySequence", "00100010", 0x00080020, "0009xx10", "NoSuchKeyword",
-        "PixelData", "QueryRetrieveLevel", "SpecificCharacterSet", "(0010,0020)", "", "00100010x", "7FE00010",
-        "NumberOfStudyRelatedInstances", "AccessionNumber", "PatientBirthDate", "IssuerOfPatientID"]
+KEYS = [
+    "PatientName",
+    "PatientID",
+    "StudyDate",
+    "StudyTime",
+    "ModalitiesInStudy",
+    "Modality",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "ReferencedStudySequence",
+    "00100010",
+    0x00080020,
+    "0009xx10",
+    "NoSuchKeyword",
+    "PixelData",
+    "QueryRetrieveLevel",
+    "SpecificCharacterSet",
+    "(0010,0020)",
+    "",
+    "00100010x",
+    "7FE00010",
+    "NumberOfStudyRelatedInstances",
+    "AccessionNumber",
+    "PatientBirthDate",
+    "IssuerOfPatientID",
+]
 VALUES = st.one_of(
-    st.text(max_size=40), st.sampled_from(["*", "?", "\\", "-", "20200101-", "-20200101", "2020-01", "a*b?c", "=",
-                                           "\\\\", "^^^", "20201301", "1.2.*", "*" * 50, "\x00", "\ud7ff"]),
-    st.integers(), st.none(), st.binary(max_size=8), st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "*",
+            "?",
+            "\\",
+            "-",
+            "20200101-",
+            "-20200101",
+            "2020-01",
+            "a*b?c",
+            "=",
+            "\\\\",
+            "^^^",
+            "20201301",
+            "1.2.*",
+            "*" * 50,
+            "\x00",
+            "\ud7ff",
+        ]
+    ),
+    st.integers(),
+    st.none(),
+    st.binary(max_size=8),
+    st.floats(allow_nan=True),
     st.lists(st.dictionaries(st.sampled_from(KEYS[:6]), st.text(max_size=5), max_size=3), max_size=2),
 )
 
@@ -320,18 +383,31 @@ VALUES = st.one_of(
 def query_arc(tmp_path_factory):
     with pacscore.open(tmp_path_factory.mktemp("q")) as a:
         for i in range(30):
-            a.store(make_instance(sop=f"1.3.{i % 4}.{i}", study=f"1.3.{i % 4}", series=f"1.3.{i % 4}.{i % 2}",
-                                  patient_id=f"P{i % 3}", patient_name=f"Name{i % 5}^G",
-                                  study_date=f"2020010{i % 9 + 1}", modality=["CT", "MR"][i % 2]))
+            a.store(
+                make_instance(
+                    sop=f"1.3.{i % 4}.{i}",
+                    study=f"1.3.{i % 4}",
+                    series=f"1.3.{i % 4}.{i % 2}",
+                    patient_id=f"P{i % 3}",
+                    patient_name=f"Name{i % 5}^G",
+                    study_date=f"2020010{i % 9 + 1}",
+                    modality=["CT", "MR"][i % 2],
+                )
+            )
         yield a
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(identifier=st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6),
-       level=st.sampled_from([None, "PATIENT", "STUDY", "SERIES", "IMAGE", "FRAME", "", 3]),
-       model=st.sampled_from(["STUDY", "PATIENT", "PATIENT_STUDY_ONLY", "NOPE"]),
-       options=st.dictionaries(st.sampled_from(["relational", "invalid_keys", "fuzzy_pn", "pn_case_insensitive"]),
-                               st.sampled_from([True, False, "error", "nomatch", "x", None]), max_size=2))
+@given(
+    identifier=st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6),
+    level=st.sampled_from([None, "PATIENT", "STUDY", "SERIES", "IMAGE", "FRAME", "", 3]),
+    model=st.sampled_from(["STUDY", "PATIENT", "PATIENT_STUDY_ONLY", "NOPE"]),
+    options=st.dictionaries(
+        st.sampled_from(["relational", "invalid_keys", "fuzzy_pn", "pn_case_insensitive"]),
+        st.sampled_from([True, False, "error", "nomatch", "x", None]),
+        max_size=2,
+    ),
+)
 def test_fuzz_identifier_dicts(query_arc, identifier, level, model, options):
     try:
         answers = list(query_arc.find(identifier, level=level, model=model, **options))
@@ -341,13 +417,32 @@ def test_fuzz_identifier_dicts(query_arc, identifier, level, model, options):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(elements=st.lists(st.tuples(st.sampled_from([0x00100010, 0x00100020, 0x00080020, 0x00080052, 0x00080060,
-                                                     0x0020000D, 0x00081110, 0x00091001, 0x7FE00010]),
-                                   st.sampled_from(["PN", "LO", "DA", "CS", "UI", "SQ", "OB", "US", "UN"]),
-                                   st.binary(max_size=12)), max_size=6))
+@given(
+    elements=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    0x00100010,
+                    0x00100020,
+                    0x00080020,
+                    0x00080052,
+                    0x00080060,
+                    0x0020000D,
+                    0x00081110,
+                    0x00091001,
+                    0x7FE00010,
+                ]
+            ),
+            st.sampled_from(["PN", "LO", "DA", "CS", "UI", "SQ", "OB", "US", "UN"]),
+            st.binary(max_size=12),
+        ),
+        max_size=6,
+    )
+)
 @FUZZED
 def test_fuzz_identifier_datasets(query_arc, elements):
     from pydicom.dataelem import RawDataElement
+
     ds = Dataset()
     for tag, vr, value in elements:
         ds._dict[pydicom.tag.Tag(tag)] = RawDataElement(pydicom.tag.Tag(tag), vr, len(value), value, 0, False, True)
@@ -364,14 +459,17 @@ def test_fuzz_identifier_datasets(query_arc, elements):
 
 def _raw_dataset(tag: int, vr: str, value: bytes) -> Dataset:
     from pydicom.dataelem import RawDataElement
+
     ds = Dataset()
     ds._dict[pydicom.tag.Tag(tag)] = RawDataElement(pydicom.tag.Tag(tag), vr, len(value), value, 0, False, True)
     ds.QueryRetrieveLevel = "STUDY"
     return ds
 
 
-@pytest.mark.parametrize("tag,vr,value", [(0x00100010, "US", b"\0" * 9), (0x00100010, "SQ", b"\0" * 9),
-                                          (0x00081110, "SQ", b"\xfe\xff\x00\xe0\xff\xff")])
+@pytest.mark.parametrize(
+    "tag,vr,value",
+    [(0x00100010, "US", b"\0" * 9), (0x00100010, "SQ", b"\0" * 9), (0x00081110, "SQ", b"\xfe\xff\x00\xe0\xff\xff")],
+)
 def test_undecodable_identifier_dataset_is_a_query_error(query_arc, tag, vr, value):
     with pytest.raises(QueryError):
         list(query_arc.find(_raw_dataset(tag, vr, value)))
@@ -379,11 +477,17 @@ def test_undecodable_identifier_dataset_is_a_query_error(query_arc, tag, vr, val
 
 def test_very_large_identifiers_are_answered_quickly(query_arc):
     from pydicom.datadict import keyword_dict
+
     many = {kw: "" for kw in list(keyword_dict)[:5000]}
     many.update({f"0009{i:04X}": "" for i in range(5000)})  # private: not matched, reported
     assert len(many) == 10000
-    for identifier in (many, {"PatientName": "N" * (1 << 20)}, {"PatientName": "*N" * (1 << 19)},
-                       {"StudyDescription": "*a" * (1 << 19)}, {"PatientID": "\\".join(["P1"] * 100000)}):
+    for identifier in (
+        many,
+        {"PatientName": "N" * (1 << 20)},
+        {"PatientName": "*N" * (1 << 19)},
+        {"StudyDescription": "*a" * (1 << 19)},
+        {"PatientID": "\\".join(["P1"] * 100000)},
+    ):
         start = time.monotonic()
         try:
             list(query_arc.find(identifier, level="STUDY"))
@@ -394,12 +498,16 @@ def test_very_large_identifiers_are_answered_quickly(query_arc):
 
 # -- wild cards stay linear ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern", [
-    "*" + "a*" * 30 + "b",          # classic backtracking killer
-    "*" + "a?" * 20 + "c*",         # '?' segments that almost match everywhere
-    "*a*a*a*a*a*a*a*a*a*a*a*a*ab",
-    "?" * 10 + "*" + "aa*" * 10 + "?",
-])
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "*" + "a*" * 30 + "b",  # classic backtracking killer
+        "*" + "a?" * 20 + "c*",  # '?' segments that almost match everywhere
+        "*a*a*a*a*a*a*a*a*a*a*a*a*ab",
+        "?" * 10 + "*" + "aa*" * 10 + "?",
+    ],
+)
 def test_wildcard_steps_are_linear(pattern):
     compiled = WildcardPattern(pattern)
     steps = {}
@@ -416,34 +524,76 @@ def test_wildcard_steps_are_linear(pattern):
 
 # -- QIDO-RS parameters ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def qido(query_arc):
     pytest.importorskip("starlette", reason="the web extra is not installed")
     from starlette.testclient import TestClient
 
     from pacscore.adapters.dicomweb import create_app
+
     with TestClient(create_app(query_arc), raise_server_exceptions=False) as client:
         assert client.get("/dicomweb/studies").status_code in (200, 204)
         yield client
 
 
-PARAM_NAMES = ["PatientName", "PatientID", "StudyDate", "00100010", "includefield", "limit", "offset", "fuzzymatching",
-               "Modality", "StudyInstanceUID", "00080020", "ModalitiesInStudy", "nosuch", "SOPInstanceUID", "", "=",
-               "ReferencedStudySequence.ReferencedSOPInstanceUID", "0020000D"]
-PATHS = ["/dicomweb/studies", "/dicomweb/series", "/dicomweb/instances", "/dicomweb/studies/1.3.0/series",
-         "/dicomweb/studies/1.3.0/instances", "/dicomweb/studies/1.3.0/series/1.3.0.0/instances",
-         "/dicomweb/studies/..%2F..%2Fetc/series", "/dicomweb/studies/%00/instances"]
+PARAM_NAMES = [
+    "PatientName",
+    "PatientID",
+    "StudyDate",
+    "00100010",
+    "includefield",
+    "limit",
+    "offset",
+    "fuzzymatching",
+    "Modality",
+    "StudyInstanceUID",
+    "00080020",
+    "ModalitiesInStudy",
+    "nosuch",
+    "SOPInstanceUID",
+    "",
+    "=",
+    "ReferencedStudySequence.ReferencedSOPInstanceUID",
+    "0020000D",
+]
+PATHS = [
+    "/dicomweb/studies",
+    "/dicomweb/series",
+    "/dicomweb/instances",
+    "/dicomweb/studies/1.3.0/series",
+    "/dicomweb/studies/1.3.0/instances",
+    "/dicomweb/studies/1.3.0/series/1.3.0.0/instances",
+    "/dicomweb/studies/..%2F..%2Fetc/series",
+    "/dicomweb/studies/%00/instances",
+]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(path=st.sampled_from(PATHS),
-       params=st.lists(st.tuples(st.sampled_from(PARAM_NAMES),
-                                 st.one_of(st.text(max_size=30),
-                                           st.sampled_from(["-1", "99999999999999999999", "all",
-                                                            "true", "*", "0", "1e9", "%", "\x00"]))),
-                       max_size=5),
-       accept=st.sampled_from(["application/dicom+json", "application/json", "*/*", "text/html", "multipart/related",
-                               "application/dicom+xml", ""]))
+@given(
+    path=st.sampled_from(PATHS),
+    params=st.lists(
+        st.tuples(
+            st.sampled_from(PARAM_NAMES),
+            st.one_of(
+                st.text(max_size=30),
+                st.sampled_from(["-1", "99999999999999999999", "all", "true", "*", "0", "1e9", "%", "\x00"]),
+            ),
+        ),
+        max_size=5,
+    ),
+    accept=st.sampled_from(
+        [
+            "application/dicom+json",
+            "application/json",
+            "*/*",
+            "text/html",
+            "multipart/related",
+            "application/dicom+xml",
+            "",
+        ]
+    ),
+)
 def test_fuzz_qido_parameters(qido, path, params, accept):
     headers = {"Accept": accept} if accept else {}
     response = qido.get(path, params=params, headers=headers)

@@ -1,4 +1,5 @@
 """One module (pacscore/_impl.py) chooses compiled or pure code for every twin and says so truthfully."""
+
 from __future__ import annotations
 
 import json
@@ -12,14 +13,17 @@ from pacscore import _impl
 
 
 def _state(env_extra: dict, prelude: str = "") -> dict:
-    code = (f"import sys\n{prelude}\nimport json, pacscore, pacscore._impl as i\n"
-            "from pacscore.index import codec\nfrom pacscore.query import fast, ranges\nfrom pacscore import ingest\n"
-            "print(json.dumps({'summary': pacscore.IMPLEMENTATION, 'state': i.state(), 'codec': codec.IMPLEMENTATION,"
-            " 'fast': fast.LIVE, 'walk_pure': ingest._walk is ingest._walk_problem,"
-            " 'ranges_pure': ranges.walk is ranges.walk_range_pure}))")
+    code = (
+        f"import sys\n{prelude}\nimport json, pacscore, pacscore._impl as i\n"
+        "from pacscore.index import codec\nfrom pacscore.query import fast, ranges\nfrom pacscore import ingest\n"
+        "print(json.dumps({'summary': pacscore.IMPLEMENTATION, 'state': i.state(), 'codec': codec.IMPLEMENTATION,"
+        " 'fast': fast.LIVE, 'walk_pure': ingest._walk is ingest._walk_problem,"
+        " 'ranges_pure': ranges.walk is ranges.walk_range_pure}))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PACSCORE_PURE"}
-    out = subprocess.run([sys.executable, "-c", code], env={**env, **env_extra}, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**env, **env_extra}, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 

@@ -1,5 +1,6 @@
 """Ingest decodes text straight from the bytes; it must agree with pydicom's own decoding for
 every attribute of every real and generated file (ISO 2022, GB18030, UTF-8, Latin-1, ...)."""
+
 from __future__ import annotations
 
 import io
@@ -43,15 +44,19 @@ def test_fast_conversion_equals_pydicom_conversion():
     assert checked > 10000
 
 
-@pytest.mark.parametrize("charset, name", [
-    (["ISO 2022 IR 6", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),
-    (["", "ISO 2022 IR 149"], "Hong^Gildong=洪^吉洞=홍^길동"),
-    ("GB18030", "Wang^XiaoDong=王^小东"),
-    ("ISO_IR 144", "Иванов^Иван"),
-    ("ISO_IR 126", "Παπαδόπουλος^Νίκος"),
-    ("ISO_IR 192", "Ødegård^Åse"),
-])
+@pytest.mark.parametrize(
+    "charset, name",
+    [
+        (["ISO 2022 IR 6", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+        (["", "ISO 2022 IR 149"], "Hong^Gildong=洪^吉洞=홍^길동"),
+        ("GB18030", "Wang^XiaoDong=王^小东"),
+        ("ISO_IR 144", "Иванов^Иван"),
+        ("ISO_IR 126", "Παπαδόπουλος^Νίκος"),
+        ("ISO_IR 192", "Ødegård^Åse"),
+    ],
+)
 def test_names_are_indexed_as_unicode(charset, name):
     from .factories import make_instance, to_bytes
+
     parsed = ingest.parse_bytes(to_bytes(make_instance(sop="1.2.3.4", patient_name=name, charset=charset)))
     assert parsed.levels["PATIENT"][0x00100010] == ("PN", name)

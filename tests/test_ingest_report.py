@@ -1,6 +1,7 @@
 """What ingest reports: "kept" under on_conflict="keep", replacements that move an instance to
 another patient, study or series, sequences too large for a level record (MAX_SEQUENCE_BYTES),
 the exit status of ``pacscore ingest`` and the level names of ``stats``."""
+
 from __future__ import annotations
 
 import logging
@@ -44,16 +45,22 @@ def test_a_replacement_that_moves_an_instance_is_reported_and_logged(tmp_path, c
             result = arc.store(moved)
         assert result.status == "replaced"
         assert result.moved == Move("1.5.1", "P1\x00", "1.5", "1.5.1", "P2\x00", "1.6", "1.6.1")
-        assert str(result.moved) == ("instance 1.5.1 moved: patient 'P1' -> 'P2', study '1.5' -> '1.6', "
-                                     "series '1.5.1' -> '1.6.1'")
+        assert str(result.moved) == (
+            "instance 1.5.1 moved: patient 'P1' -> 'P2', study '1.5' -> '1.6', series '1.5.1' -> '1.6.1'"
+        )
         logged = [r for r in caplog.records if r.levelno == logging.WARNING and "1.5.1 moved" in r.getMessage()]
         assert len(logged) == 1 and "study '1.5' -> '1.6'" in logged[0].getMessage()
         assert "P1" not in logged[0].getMessage()  # a patient ID is PHI: the report has it, not the log
         # a replacement in place is no move
-        assert arc.store(make_instance(sop="1.5.1", study="1.6", series="1.6.1", patient_id="P2",
-                                       patient_name="Roe^J")).moved is None
-        report = arc.store_many([to_bytes(make_instance(sop="1.5.1", study="1.6", series="1.6.2",
-                                                        patient_id="P2"))], workers=1)
+        assert (
+            arc.store(
+                make_instance(sop="1.5.1", study="1.6", series="1.6.1", patient_id="P2", patient_name="Roe^J")
+            ).moved
+            is None
+        )
+        report = arc.store_many(
+            [to_bytes(make_instance(sop="1.5.1", study="1.6", series="1.6.2", patient_id="P2"))], workers=1
+        )
         assert report.replaced == ["1.5.1"] and len(report.moved) == 1
         assert str(report.moved[0]) == "instance 1.5.1 moved: series '1.6.1' -> '1.6.2'"
         assert "moved 1" in str(report)
@@ -87,8 +94,12 @@ def test_max_sequence_bytes_keeps_large_sequences_out_of_level_records(tmp_path,
     data = to_bytes(ds)
     parsed = ingest.parse(data)
     in_records = any(0x00081032 in level for level in parsed.levels.values())
-    size = ingest._json_size([dict(CodeValue=f"C{i:05d}", CodingSchemeDesignator="99TEST",
-                                   CodeMeaning=f"meaning number {i}") for i in range(items)])
+    size = ingest._json_size(
+        [
+            dict(CodeValue=f"C{i:05d}", CodingSchemeDesignator="99TEST", CodeMeaning=f"meaning number {i}")
+            for i in range(items)
+        ]
+    )
     assert in_records == (size <= ingest.MAX_SEQUENCE_BYTES)
     assert in_records == (items == 20)
     with pacscore.open(tmp_path / "a") as arc:

@@ -1,6 +1,7 @@
 """A short run of benchmarks/load.py: concurrent C-FIND (and QIDO-RS when the DICOMweb adapter
 works) with a C-STORE stream; nothing acknowledged is lost and every stored data set is the
 bytes that were sent. The long run and its figures: docs/reliability.md."""
+
 from __future__ import annotations
 
 import logging
@@ -10,8 +11,16 @@ from benchmarks import load
 
 def test_short_load_loses_nothing(tmp_path):
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
-    result = load.run(tmp_path / "a", seconds=6, find_clients=3, qido_clients=2, store_clients=2, prefill=64,
-                      max_ops=5000, check_sample=20)
+    result = load.run(
+        tmp_path / "a",
+        seconds=6,
+        find_clients=3,
+        qido_clients=2,
+        store_clients=2,
+        prefill=64,
+        max_ops=5000,
+        check_sample=20,
+    )
     assert result["hung_clients"] == 0
     assert result["c_store"]["ops"] > 10 and result["c_find"]["ops"] > 10, result
     assert result["c_find"]["errors"] == 0 and result["c_store"]["errors"] == 0, result

@@ -1,4 +1,5 @@
 """verify, backup, restore, and crash safety (blob before index)."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,15 @@ from .factories import make_instance, pydicom_test_files
 
 def fill(arc, n=20, study="1.5"):
     for i in range(n):
-        arc.store(make_instance(sop=f"{study}.{i % 3}.{i}", study=study, series=f"{study}.{i % 3}",
-                                patient_id="P" + study, patient_name=f"N{i % 2}^X"))
+        arc.store(
+            make_instance(
+                sop=f"{study}.{i % 3}.{i}",
+                study=study,
+                series=f"{study}.{i % 3}",
+                patient_id="P" + study,
+                patient_name=f"N{i % 2}^X",
+            )
+        )
 
 
 def test_verify_clean_archive_is_ok(tmp_path):
@@ -66,20 +74,24 @@ def test_backup_delete_restore_gives_identical_instances_and_answers(tmp_path):
         arc.store_many(sorted(pydicom_test_files().glob("*.dcm"))[:30])
         query = {"PatientName": "", "StudyDate": "", "ModalitiesInStudy": "", "NumberOfStudyRelatedInstances": ""}
         answers = list(arc.find(query, level="STUDY", format="json"))
-        blobs = {r.sop_instance_uid: arc.get(r.sop_instance_uid)
-                 for r in arc.instances(study=[a["0020000D"]["Value"][0] for a in answers])}
+        blobs = {
+            r.sop_instance_uid: arc.get(r.sop_instance_uid)
+            for r in arc.instances(study=[a["0020000D"]["Value"][0] for a in answers])
+        }
         first = arc.backup(tmp_path / "backup")
         assert first.copied == first.instances == len(blobs)
         arc.store(make_instance(sop="1.6.0.1", study="1.6", series="1.6.0"))
         second = arc.backup(tmp_path / "backup")
         assert second.copied == 1 and second.skipped == first.instances
     import shutil
+
     shutil.rmtree(src)
     restored, report = pacscore.restore(tmp_path / "backup", tmp_path / "b")
     with restored:
         assert report.ok and report.instances == len(blobs) + 1
-        assert [a for a in restored.find(query, level="STUDY", format="json")
-                if a["0020000D"]["Value"][0] != "1.6"] == answers
+        assert [
+            a for a in restored.find(query, level="STUDY", format="json") if a["0020000D"]["Value"][0] != "1.6"
+        ] == answers
         for uid, data in blobs.items():
             assert restored.get(uid) == data
     with pytest.raises(pacscore.PacsError, match="already holds"):
@@ -132,8 +144,9 @@ CHILD = textwrap.dedent("""
 def test_sigkill_during_ingest_loses_nothing_acknowledged(tmp_path, seed):
     folder = tmp_path / "a"
     tests = os.path.dirname(__file__)
-    proc = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=tests, folder=str(folder))],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(tests=tests, folder=str(folder))], stdout=subprocess.PIPE, text=True
+    )
     acknowledged = []
     deadline = time.monotonic() + random.Random(seed).uniform(0.8, 2.5)
     while time.monotonic() < deadline:
@@ -324,8 +337,10 @@ def test_verify_exit_status_tells_orphans_from_damage(tmp_path, capsys):
     assert "ORPHANS ONLY: nothing lost" in capsys.readouterr().out
     assert cli(["verify", "--archive", folder, "--repair"]) == 0
     register_blobstore("downfile", DownStore)
-    assert cli(["verify", "--archive", folder,
-                "--blobs", f"mirror:{(tmp_path / 'a' / 'blobs').as_uri()}|downfile:copy"]) == 4
+    assert (
+        cli(["verify", "--archive", folder, "--blobs", f"mirror:{(tmp_path / 'a' / 'blobs').as_uri()}|downfile:copy"])
+        == 4
+    )
     assert "DEGRADED" in capsys.readouterr().out
     with pacscore.open(folder, blobs="mirror:file:blobs|file:copy") as arc:
         lost = min(arc.blobs.primary.keys())

@@ -8,6 +8,7 @@ command line against it, stops Orthanc and prints JSON, which the tests check.
 
 The deviations asserted here are the ones docs/matching.md §7 documents for Orthanc.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,13 +32,20 @@ TM_KEYS = {"StudyTime", "SeriesTime", "ContentTime", "AcquisitionTime", "Patient
 
 def drive(*args: str, timeout: float = 150) -> tuple[int, dict]:
     """Run ``benchmarks.orthanc_peer ARGS`` (in its own network namespace); (exit code, JSON)."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.orthanc_peer", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.orthanc_peer", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     try:
         out = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        pytest.fail(f"orthanc_peer {' '.join(args)} printed no JSON (exit {proc.returncode}):\n"
-                    f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        pytest.fail(
+            f"orthanc_peer {' '.join(args)} printed no JSON (exit {proc.returncode}):\n"
+            f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc.returncode, out
 
 
@@ -74,11 +82,18 @@ def documented_kind(group: dict) -> str | None:
     if group["extra"]:
         # the one excluded record Orthanc returns: a PN wild card matched against the whole value,
         # every component group joined by '=', instead of group by group
-        if cat == "wildcard" and not missing and len(keys) == 1 and "PatientName" in keys and all(
+        if (
+            cat == "wildcard"
+            and not missing
+            and len(keys) == 1
+            and "PatientName" in keys
+            and all(
                 "=" in r["stored"]["PatientName"]
                 and orthanc_wildcard(keys["PatientName"].upper(), r["stored"]["PatientName"].upper())
                 and not pacscore.match("combined", {"PatientName": keys["PatientName"]}, r["stored"])
-                for r in group["extra"]):
+                for r in group["extra"]
+            )
+        ):
             return "PN wild card matched across component groups"
         return None
     if not missing:
@@ -98,9 +113,12 @@ def documented_kind(group: dict) -> str | None:
     blank = lambda r: any(r["stored"].get(kw) in (None, "") for kw in keys)  # noqa: E731
     plain = [r for r in missing if not blank(r)]
     if cat == "wildcard":
-        (kw, key), = keys.items() if len(keys) == 1 else ((None, ""),)
-        if "?" in key and plain and all(
-                not orthanc_wildcard(key, r["stored"][kw]) and not r["stored"][kw].isascii() for r in plain):
+        ((kw, key),) = keys.items() if len(keys) == 1 else ((None, ""),)
+        if (
+            "?" in key
+            and plain
+            and all(not orthanc_wildcard(key, r["stored"][kw]) and not r["stored"][kw].isascii() for r in plain)
+        ):
             return "`?` matches one UTF-8 byte"
         return None
     if cat in ("range", "combined"):
@@ -138,14 +156,14 @@ def test_conformance_of_orthanc_cfind():
         keys = keys_of(g)
         stored = next((r["stored"] for r in g["missing"] if all(r["stored"].get(kw) for kw in keys)), None)
         if kinds[g["category"]] == "`?` matches one UTF-8 byte":
-            (kw, key), = keys.items()
+            ((kw, key),) = keys.items()
             value = stored[kw]
             assert pacscore.match("combined", keys, stored) is True  # '?' is one character (C.2.2.2.4)
             assert len(key) == len(value) and not orthanc_wildcard(key, value)
             assert len(value.encode()) > len(value)  # ... and one of them takes more than one byte
             rechecked += 1
         elif kinds[g["category"]] == "TM range bounds compared as strings" and g["category"] == "range":
-            (kw, key), = keys.items()
+            ((kw, key),) = keys.items()
             value = stored[kw]
             assert pacscore.match("TM", key, value) is True  # TM bounds by meaning: '10' covers 10:08:26
             assert tm_string_range_excludes(key, value)

@@ -1,6 +1,7 @@
 """What a user of the built package gets: commands whose extra is missing say what to install,
 pacscore.testing loads without pytest, one version source, and (slow) a wheel built from this
 tree, installed in a fresh virtual environment outside the repository, runs the tutorials."""
+
 from __future__ import annotations
 
 import importlib.abc
@@ -25,11 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- cli._optional
 
-@pytest.mark.parametrize("blocked, argv, extra", [
-    (["pynetdicom"], ["serve", "dimse", "--archive", "ARC", "--port", "11112"], "dimse"),
-    (["starlette", "uvicorn"], ["serve", "web", "--archive", "ARC", "--help"], "web"),
-    (["hypothesis"], ["conformance", "ARC", "--queries", "10"], "conformance"),
-])
+
+@pytest.mark.parametrize(
+    "blocked, argv, extra",
+    [
+        (["pynetdicom"], ["serve", "dimse", "--archive", "ARC", "--port", "11112"], "dimse"),
+        (["starlette", "uvicorn"], ["serve", "web", "--archive", "ARC", "--help"], "web"),
+        (["hypothesis"], ["conformance", "ARC", "--queries", "10"], "conformance"),
+    ],
+)
 def test_a_command_whose_extra_is_missing_says_what_to_install(blocked, argv, extra, tmp_path, monkeypatch, capsys):
     folder = tmp_path / "arc"
     with pacscore.open(folder) as arc:
@@ -45,12 +50,16 @@ def test_a_command_whose_extra_is_missing_says_what_to_install(blocked, argv, ex
         assert arc.stats()["instances"] == 1
 
 
-@pytest.mark.parametrize("blocked, argv, extra", [
-    ("pynetdicom", ["bench", "dimse://PACS@127.0.0.1:9", "--data", "ARC", "--repeat", "1"], "dimse"),
-    ("httpx", ["conformance", "http://127.0.0.1:9/dicomweb", "--queries", "7"], "web"),
-])
-def test_a_remote_target_without_its_client_package_says_what_to_install(blocked, argv, extra, tmp_path,
-                                                                        monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "blocked, argv, extra",
+    [
+        ("pynetdicom", ["bench", "dimse://PACS@127.0.0.1:9", "--data", "ARC", "--repeat", "1"], "dimse"),
+        ("httpx", ["conformance", "http://127.0.0.1:9/dicomweb", "--queries", "7"], "web"),
+    ],
+)
+def test_a_remote_target_without_its_client_package_says_what_to_install(
+    blocked, argv, extra, tmp_path, monkeypatch, capsys
+):
     folder = tmp_path / "arc"
     with pacscore.open(folder) as arc:
         arc.store(_instance())
@@ -87,10 +96,13 @@ class _FailingImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         raise self.error
 
 
-@pytest.mark.parametrize("error", [
-    ImportError("cannot import name 'DimseConfig' from 'pacscore.adapters.dimse_service'"),
-    ModuleNotFoundError("No module named 'pacscore.adapters.dimse_gone'", name="pacscore.adapters.dimse_gone"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ImportError("cannot import name 'DimseConfig' from 'pacscore.adapters.dimse_service'"),
+        ModuleNotFoundError("No module named 'pacscore.adapters.dimse_gone'", name="pacscore.adapters.dimse_gone"),
+    ],
+)
 def test_an_import_error_in_pacscore_itself_is_not_a_missing_extra(error, monkeypatch):
     monkeypatch.delitem(sys.modules, "pacscore.adapters.dimse", raising=False)
     monkeypatch.setattr(sys, "meta_path", [_FailingImport("pacscore.adapters.dimse", error), *sys.meta_path])
@@ -115,14 +127,16 @@ def test_pacscore_testing_needs_neither_pytest_nor_hypothesis_for_bench(tmp_path
         "    print('BlobStoreTests needs', exc.name)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "errors 0" in proc.stdout
     assert "BlobStoreTests needs pytest" in proc.stdout
 
 
 # ---------------------------------------------------------------- metadata
+
 
 def test_the_version_has_one_source():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -148,6 +162,7 @@ def test_the_benchmark_scripts_use_the_package_code():
 
 
 # ---------------------------------------------------------------- the built package (slow)
+
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
@@ -182,8 +197,11 @@ def test_a_wheel_user_runs_ingest_bench_and_conformance(dist, tmp_path):
     bin_dir = env_dir / "bin"
     work = tmp_path / "work"
     work.mkdir()
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": os.environ.get("HOME", str(tmp_path)),
-           "LANG": "C.UTF-8"}  # no PYTHONPATH: nothing of the repository is importable
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "LANG": "C.UTF-8",
+    }  # no PYTHONPATH: nothing of the repository is importable
 
     def run(*argv: str, expect: int = 0) -> subprocess.CompletedProcess:
         proc = subprocess.run(list(argv), cwd=work, env=env, capture_output=True, text=True, check=False)
@@ -194,8 +212,12 @@ def test_a_wheel_user_runs_ingest_bench_and_conformance(dist, tmp_path):
     where = run("python", "-c", "import pacscore; print(pacscore.__file__)").stdout
     assert str(env_dir) in where and str(ROOT) not in where
     assert "numpy" in run("python", "-c", "import numpy", expect=1).stderr
-    count = run("python", "-c", "from pacscore.testing.generate import GeneratorConfig, write_files\n"
-                                "print(write_files(GeneratorConfig(patients=4, seed=3), 'files'))").stdout
+    count = run(
+        "python",
+        "-c",
+        "from pacscore.testing.generate import GeneratorConfig, write_files\n"
+        "print(write_files(GeneratorConfig(patients=4, seed=3), 'files'))",
+    ).stdout
     assert f"stored {int(count)}," in run("pacscore", "ingest", "--archive", "arc", "-q", "files").stdout
     bench = run("pacscore", "bench", "arc", "--repeat", "1").stdout
     assert "arc: 1 client(s)" in bench and "errors 0" in bench and "PatientName prefix" in bench
@@ -213,12 +235,17 @@ def test_a_wheel_user_runs_ingest_bench_and_conformance(dist, tmp_path):
     assert "--port" in run("pacscore", "serve", "dimse", "--help").stdout
     conformance = run("pacscore", "conformance", "conf", "--seed", "1", "--queries", "28").stdout
     assert "no deviation from the reference matcher" in conformance
-    versions = run("python", "-c", "import importlib.metadata as m, pacscore\n"
-                                   "print(m.version('pacscore'), pacscore.__version__, pacscore.IMPLEMENTATION)")
+    versions = run(
+        "python",
+        "-c",
+        "import importlib.metadata as m, pacscore\n"
+        "print(m.version('pacscore'), pacscore.__version__, pacscore.IMPLEMENTATION)",
+    )
     installed, declared, implementation = versions.stdout.split()
     assert installed == declared == pacscore.__version__ and implementation == "cython"
 
 
 def _instance():
     from .factories import make_instance
+
     return make_instance(sop="1.2.3.1.1", study="1.2.3", series="1.2.3.1", patient_id="P1", patient_name="Doe^Jane")

@@ -3,6 +3,7 @@ byte-identical (a bare data set, without the Part-10 header, comes back wrapped 
 the files below that are not DICOM instances an archive can place: each is listed with why, and
 must be rejected with that reason (so the list cannot hide a regression). The folders are listed
 directly: pydicom's get_testdata_files() with a pattern may reach for the network."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,31 +36,49 @@ TRUNCATED = "truncated"
 #: relative path -> the start of the rejection reason, with why the file is not an instance to keep
 NOT_INSTANCES = {
     # not DICOM at all: documentation, JSON, dumps, an ICC profile, a gzip file
-    "test_files/README.txt": NOT_DICOM, "test_files/dicomdirtests/README.txt": NOT_DICOM,
-    "test_files/dicomdirtests/TINY_ALPHA/README": NOT_DICOM, "charset_files/FileInfo.txt": NOT_DICOM,
-    "palettes/README.md": NOT_DICOM, "test_files/test1.json": NOT_DICOM, "test_files/test_PN.json": NOT_DICOM,
-    "test_files/rtplan.dump": NOT_DICOM, "test_files/rtstruct.dump": NOT_DICOM,
-    "test_files/crayons.icc": NOT_DICOM, "test_files/zipMR.gz": NOT_DICOM,
+    "test_files/README.txt": NOT_DICOM,
+    "test_files/dicomdirtests/README.txt": NOT_DICOM,
+    "test_files/dicomdirtests/TINY_ALPHA/README": NOT_DICOM,
+    "charset_files/FileInfo.txt": NOT_DICOM,
+    "palettes/README.md": NOT_DICOM,
+    "test_files/test1.json": NOT_DICOM,
+    "test_files/test_PN.json": NOT_DICOM,
+    "test_files/rtplan.dump": NOT_DICOM,
+    "test_files/rtstruct.dump": NOT_DICOM,
+    "test_files/crayons.icc": NOT_DICOM,
+    "test_files/zipMR.gz": NOT_DICOM,
     # a data set of one element with an invalid VR, no Part-10 prefix, no UID
     "test_files/no_meta.dcm": NOT_DICOM,
     # media directories (PS3.10 7.2, Media Storage Directory), not composite instances
-    "test_files/dicomdirtests/DICOMDIR": NO_PLACE, "test_files/dicomdirtests/DICOMDIR-bigEnd": NO_PLACE,
-    "test_files/dicomdirtests/DICOMDIR-empty.dcm": NO_PLACE, "test_files/dicomdirtests/DICOMDIR-implicit": NO_PLACE,
+    "test_files/dicomdirtests/DICOMDIR": NO_PLACE,
+    "test_files/dicomdirtests/DICOMDIR-bigEnd": NO_PLACE,
+    "test_files/dicomdirtests/DICOMDIR-empty.dcm": NO_PLACE,
+    "test_files/dicomdirtests/DICOMDIR-implicit": NO_PLACE,
     "test_files/dicomdirtests/DICOMDIR-nooffset": NO_PLACE,
     "test_files/dicomdirtests/DICOMDIR-nopatient": NO_PLACE,
-    "test_files/dicomdirtests/DICOMDIR-reordered": NO_PLACE, "test_files/dicomdirtests/TINY_ALPHA/DICOMDIR": NO_PLACE,
+    "test_files/dicomdirtests/DICOMDIR-reordered": NO_PLACE,
+    "test_files/dicomdirtests/TINY_ALPHA/DICOMDIR": NO_PLACE,
     # Color Palette IOD instances (PS3.3 A.58): no patient, study or series modules
-    **{f"palettes/{name}.dcm": NO_PLACE for name in ("fall", "hotiron", "hotmetalblue", "pet", "pet20step",
-                                                     "spring", "summer", "winter")},
+    **{
+        f"palettes/{name}.dcm": NO_PLACE
+        for name in ("fall", "hotiron", "hotmetalblue", "pet", "pet20step", "spring", "summer", "winter")
+    },
     # fragments made to test a reader (a few elements, no Study and Series Instance UID)
-    "charset_files/chrSQEncoding.dcm": NO_PLACE, "charset_files/chrSQEncoding1.dcm": NO_PLACE,
-    "test_files/JPEGLSNearLossless_08.dcm": NO_PLACE, "test_files/JPEGLSNearLossless_16.dcm": NO_PLACE,
-    "test_files/SC_rgb_jls_lossy_line.dcm": NO_PLACE, "test_files/SC_rgb_jls_lossy_sample.dcm": NO_PLACE,
-    "test_files/UN_sequence.dcm": NO_PLACE, "test_files/empty_charset_LEI.dcm": NO_PLACE,
-    "test_files/meta_missing_tsyntax.dcm": NO_PLACE, "test_files/nested_priv_SQ.dcm": NO_PLACE,
-    "test_files/no_meta_group_length.dcm": NO_PLACE, "test_files/priv_SQ.dcm": NO_PLACE,
+    "charset_files/chrSQEncoding.dcm": NO_PLACE,
+    "charset_files/chrSQEncoding1.dcm": NO_PLACE,
+    "test_files/JPEGLSNearLossless_08.dcm": NO_PLACE,
+    "test_files/JPEGLSNearLossless_16.dcm": NO_PLACE,
+    "test_files/SC_rgb_jls_lossy_line.dcm": NO_PLACE,
+    "test_files/SC_rgb_jls_lossy_sample.dcm": NO_PLACE,
+    "test_files/UN_sequence.dcm": NO_PLACE,
+    "test_files/empty_charset_LEI.dcm": NO_PLACE,
+    "test_files/meta_missing_tsyntax.dcm": NO_PLACE,
+    "test_files/nested_priv_SQ.dcm": NO_PLACE,
+    "test_files/no_meta_group_length.dcm": NO_PLACE,
+    "test_files/priv_SQ.dcm": NO_PLACE,
     # copies cut short on purpose: storing them would keep a broken image
-    "test_files/MR_truncated.dcm": TRUNCATED, "test_files/rtplan_truncated.dcm": TRUNCATED,
+    "test_files/MR_truncated.dcm": TRUNCATED,
+    "test_files/rtplan_truncated.dcm": TRUNCATED,
 }
 
 

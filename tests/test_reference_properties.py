@@ -1,4 +1,5 @@
 """Properties of the reference matcher, checked by Hypothesis against independent models."""
+
 import re
 import unicodedata
 from datetime import date, datetime, time, timedelta, timezone
@@ -34,6 +35,7 @@ def nfc(s: str) -> str:
 
 # ---------------------------------------------------------------- wild cards
 
+
 @given(patterns, texts)
 def test_wildcard_pattern_agrees_with_an_anchored_regex(pattern, text):
     compiled = WildcardPattern(pattern)
@@ -50,8 +52,10 @@ def test_wildcard_key_on_lt_agrees_with_the_regex_model(pattern, text):
     assert match("LT", pattern, text, empty_record_matches=False) == expected
 
 
-@given(st.text(plain, min_size=1, max_size=8).map(lambda s: s + "*"),
-       st.lists(st.text(plain, max_size=8), min_size=1, max_size=4))
+@given(
+    st.text(plain, min_size=1, max_size=8).map(lambda s: s + "*"),
+    st.lists(st.text(plain, max_size=8), min_size=1, max_size=4),
+)
 def test_wildcard_applies_to_each_stored_value(pattern, values):
     pattern, values = nfc(pattern).strip(" "), [nfc(v).strip(" ") for v in values]
     assume(pattern.strip("*") and "\\".join(values).strip(" "))
@@ -141,8 +145,12 @@ def tm_bounds(t: time, precision: int) -> tuple[timedelta, timedelta]:
     return base, base + unit - timedelta(microseconds=1)
 
 
-@given(st.one_of(st.none(), st.tuples(times, precisions)), st.one_of(st.none(), st.tuples(times, precisions)),
-       times, precisions)
+@given(
+    st.one_of(st.none(), st.tuples(times, precisions)),
+    st.one_of(st.none(), st.tuples(times, precisions)),
+    times,
+    precisions,
+)
 def test_tm_range_agrees_with_the_interval_model(lo, hi, stored, stored_precision):
     assume(lo is not None or hi is not None)
     key = (tm_text(*lo) if lo else "") + "-" + (tm_text(*hi) if hi else "")
@@ -157,8 +165,11 @@ def test_tm_range_agrees_with_the_interval_model(lo, hi, stored, stored_precisio
 
 
 offsets = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
-aware = st.builds(lambda dt, tz: dt.replace(tzinfo=tz),
-                  st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2100, 12, 30)), offsets)
+aware = st.builds(
+    lambda dt, tz: dt.replace(tzinfo=tz),
+    st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2100, 12, 30)),
+    offsets,
+)
 
 
 def dt_text(dt: datetime) -> str:
@@ -177,6 +188,7 @@ def test_dt_range_with_offsets_agrees_with_aware_datetimes(lo, hi, stored):
 
 
 # ---------------------------------------------------------------- any valid value equals itself
+
 
 def _text(alphabet: str, min_size: int = 1, max_size: int = 16):
     return st.text(st.sampled_from(list(alphabet)), min_size=min_size, max_size=max_size)
@@ -200,8 +212,12 @@ VALID = {
     "PN": st.lists(st.lists(pn_component, max_size=5).map("^".join), min_size=1, max_size=3).map("=".join),
     "DA": dates.map(lambda d: f"{d:%Y%m%d}"),
     "TM": st.tuples(times, precisions).map(lambda tp: tm_text(*tp)),
-    "DT": st.builds(lambda dt, cut, zone: dt_text(dt)[:cut] + zone, aware,
-                    st.sampled_from([4, 6, 8, 10, 12, 14, 16, 21]), st.sampled_from(["", "+0000", "+0530", "+1400"])),
+    "DT": st.builds(
+        lambda dt, cut, zone: dt_text(dt)[:cut] + zone,
+        aware,
+        st.sampled_from([4, 6, 8, 10, 12, 14, 16, 21]),
+        st.sampled_from(["", "+0000", "+0530", "+1400"]),
+    ),
     "IS": st.integers(-(2**31), 2**31 - 1).map(str),
     "DS": st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-1e6, max_value=1e6).map(str),
     "UI": uid,
@@ -220,6 +236,7 @@ def test_any_valid_value_matches_itself_as_a_single_key(vr, data):
 
 # ---------------------------------------------------------------- UID lists
 
+
 @given(st.lists(uid, min_size=1, max_size=5), st.one_of(uid, st.sampled_from(["1.2.3", ""])), st.booleans())
 def test_uid_list_is_the_union_of_single_uids(uids, stored, pick):
     if pick:
@@ -231,8 +248,10 @@ def test_uid_list_is_the_union_of_single_uids(uids, stored, pick):
 
 INVALID = st.one_of(
     st.tuples(st.just("DA"), st.sampled_from(["*", "2020*", "20201301", "2020", "20200101-2020013x", "--"])),
-    st.tuples(st.just("DA"), st.tuples(dates, dates).filter(lambda p: p[0] > p[1])
-              .map(lambda p: f"{p[0]:%Y%m%d}-{p[1]:%Y%m%d}")),
+    st.tuples(
+        st.just("DA"),
+        st.tuples(dates, dates).filter(lambda p: p[0] > p[1]).map(lambda p: f"{p[0]:%Y%m%d}-{p[1]:%Y%m%d}"),
+    ),
     st.tuples(st.just("TM"), st.sampled_from(["2200-0200", "25", "10*", "1000-1100-1200", "1060"])),
     st.tuples(st.just("DT"), st.sampled_from(["2007-0100-0200", "2020*", "20200101-0500", "2020-2019"])),
     st.tuples(st.sampled_from(["UI", "IS", "DS", "AS", "AT"]), st.sampled_from(["1*", "?", "1.2.*", "04?Y"])),

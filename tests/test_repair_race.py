@@ -6,6 +6,7 @@ journaled blob of a live writer alone; the journal of a writer that died names i
 the next writable open removes them without walking the store. Each test below builds the
 interleaving that lost data (or left orphans) before the journal existed.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,9 @@ TESTS = os.path.dirname(__file__)
 
 def _inst(i: int, study: str = "1.5", comment: str | None = None):
     extra = {"PatientComments": comment} if comment else {}
-    return make_instance(sop=f"{study}.{i % 3}.{i}", study=study, series=f"{study}.{i % 3}",
-                         patient_id="P" + study, **extra)
+    return make_instance(
+        sop=f"{study}.{i % 3}.{i}", study=study, series=f"{study}.{i % 3}", patient_id="P" + study, **extra
+    )
 
 
 def _journal(arc) -> list[pending.Pending]:
@@ -40,11 +42,13 @@ def _journal(arc) -> list[pending.Pending]:
 def _blob_keys(folder) -> set[str]:
     """The blob keys on disk, read without opening the archive (an open cleans the journal)."""
     from pacscore.blobs.file import FileBlobStore
+
     with FileBlobStore(folder / "blobs") as store:
         return set(store.keys())
 
 
 # -- the exact interleaving: repair between the blob write and the index commit -----------------
+
 
 def test_repair_between_blob_write_and_commit_keeps_the_bytes(tmp_path):
     """verify(repair=True) runs after put_many returned and before the index commit: the blobs
@@ -66,7 +70,7 @@ def test_repair_between_blob_write_and_commit_keeps_the_bytes(tmp_path):
         report = arc.store_many(list(sent.values()), batch_size=5)
         del store.put_many
         assert sorted(report.stored) == sorted(sent)
-        (during, keys), = reports
+        ((during, keys),) = reports
         assert sorted(during.in_flight) == sorted(keys) and not during.orphans, during.summary()
         assert during.removed_orphans == 0 and not during.damaged
         for uid, data in sent.items():
@@ -163,8 +167,12 @@ def test_repair_loop_beside_a_storing_process(tmp_path):
     n = 150
     with pacscore.open(folder) as arc:
         arc.store(_inst(0))
-        proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER.format(tests=TESTS, folder=str(folder), n=n)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SLOW_WRITER.format(tests=TESTS, folder=str(folder), n=n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         rounds, seen_in_flight = 0, 0
         try:
             first = proc.stdout.readline().strip()  # the writer is up: repair from now on
@@ -221,8 +229,13 @@ KILLED = textwrap.dedent("""
 
 
 def _run_killed(folder, where: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", KILLED.format(tests=TESTS, folder=str(folder), where=where)],
-                          check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED.format(tests=TESTS, folder=str(folder), where=where)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL and "dying" in proc.stdout, proc.stderr[-2000:]
 
 
@@ -278,8 +291,13 @@ def test_open_and_repair_leave_a_live_writers_blobs_alone(tmp_path):
     folder = tmp_path / "a"
     with pacscore.open(folder) as arc:
         arc.store(_inst(0))
-    proc = subprocess.Popen([sys.executable, "-c", PAUSED.format(tests=TESTS, folder=str(folder))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSED.format(tests=TESTS, folder=str(folder))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "written"
         with pacscore.open(folder) as arc:
@@ -304,6 +322,7 @@ def test_open_and_repair_leave_a_live_writers_blobs_alone(tmp_path):
 
 # -- liveness of journal entries -----------------------------------------------------------------
 
+
 def _entry(pid: int, start: str = "", host: str | None = None, age: float = 0.0, token: bytes = b"pending/x"):
     return pending.Pending(token, host or pending._HOST, pid, start, time.time() - age, ("k_1",))
 
@@ -311,14 +330,14 @@ def _entry(pid: int, start: str = "", host: str | None = None, age: float = 0.0,
 def test_journal_entry_liveness():
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    assert not pending.is_live(_entry(dead.pid))                  # the writer's pid is gone
+    assert not pending.is_live(_entry(dead.pid))  # the writer's pid is gone
     parent = os.getppid()
     assert pending.is_live(_entry(parent, pending._start_time(parent)))
-    if pending._start_time(parent):                                # /proc tells start times apart
-        assert not pending.is_live(_entry(parent, "1"))           # a recycled pid is not the writer
+    if pending._start_time(parent):  # /proc tells start times apart
+        assert not pending.is_live(_entry(parent, "1"))  # a recycled pid is not the writer
     assert pending.is_live(_entry(12345, host="elsewhere", age=60))
     assert not pending.is_live(_entry(12345, host="elsewhere", age=pending.OTHER_HOST_GRACE + 1))
-    token = pending.new_token()                                    # this process: its own registry
+    token = pending.new_token()  # this process: its own registry
     assert pending.is_live(_entry(os.getpid(), token=token))
     pending.forget(token)
     assert not pending.is_live(_entry(os.getpid(), token=token))
@@ -355,7 +374,8 @@ def test_remove_unreferenced_keeps_referenced_and_in_flight_blobs(tmp_path):
         try:
             arc._write(lambda w: pending.record(w.txn, arc.index.db("meta"), token, ["1.5.9.9_00000000000000aa"]))
             outcome = maintenance.remove_unreferenced(
-                arc.index, arc.blobs.delete, [indexed, "1.5.9.9_00000000000000aa", "1.5.9.8_00000000000000bb"])
+                arc.index, arc.blobs.delete, [indexed, "1.5.9.9_00000000000000aa", "1.5.9.8_00000000000000bb"]
+            )
         finally:
             pending.forget(token)
         assert outcome.referenced == [indexed] and outcome.in_flight == ["1.5.9.9_00000000000000aa"]
@@ -391,6 +411,7 @@ def test_backup_and_restore_carry_no_journal(tmp_path):
         del store.put_many
         assert _journal(arc) == []
     from pacscore.index.lmdb_index import Index
+
     copy = Index(tmp_path / "backup" / "index", readonly=True)
     try:
         with copy.read() as txn:

@@ -1,4 +1,5 @@
 """The gatherer of real DICOM files shipped by pydicom and pydicom-data."""
+
 from __future__ import annotations
 
 import socket
@@ -11,8 +12,17 @@ from benchmarks import sample_data
 from benchmarks.sample_data import gather, invalid_dicom_files, real_dicom_files
 from pacscore.testing.generate import GeneratorConfig, count_instances
 
-CATEGORIES = {"not-dicom", "no-file-meta", "bad-file-meta", "no-uids", "bad-uid", "truncated", "malformed",
-              "bad-vr", "unreadable"}
+CATEGORIES = {
+    "not-dicom",
+    "no-file-meta",
+    "bad-file-meta",
+    "no-uids",
+    "bad-uid",
+    "truncated",
+    "malformed",
+    "bad-vr",
+    "unreadable",
+}
 
 
 def test_real_files_are_many_and_have_the_hierarchy_uids():
@@ -50,8 +60,13 @@ def test_invalid_files_have_reasons_and_are_disjoint_from_valid():
 
 def test_known_oddities_are_classified():
     reasons = {path.name: reason for path, reason in invalid_dicom_files()}
-    expected = {"MR_truncated.dcm": "truncated", "no_meta.dcm": "no-file-meta", "badVR.dcm": "bad-vr",
-                "README.txt": "not-dicom", "DICOMDIR": "no-uids"}
+    expected = {
+        "MR_truncated.dcm": "truncated",
+        "no_meta.dcm": "no-file-meta",
+        "badVR.dcm": "bad-vr",
+        "README.txt": "not-dicom",
+        "DICOMDIR": "no-uids",
+    }
     for name, category in expected.items():
         if name in reasons:
             assert reasons[name].startswith(category + ":"), (name, reasons[name])

@@ -1,6 +1,7 @@
 """Security controls: no path traversal (UIDs, blob keys, CLI, DICOMweb paths), the DIMSE
 calling-AE allowlist, TLS with client certificates, and no patient data in the DIMSE adapter's
 logs at default settings. The threat model is docs/security.md."""
+
 from __future__ import annotations
 
 import datetime
@@ -22,8 +23,19 @@ from pacscore.cli import main as cli
 from .expected_warnings import BAD_DATES, BAD_UIDS
 from .factories import make_instance, to_bytes
 
-TRAVERSALS = ["../../etc/passwd", "..", "../canary", "/etc/passwd", "a/../../b", "..\\..\\x", "1.2/../../3",
-              "1.2.3\x00../x", "~root", "%2e%2e%2fx", "\n../x"]
+TRAVERSALS = [
+    "../../etc/passwd",
+    "..",
+    "../canary",
+    "/etc/passwd",
+    "a/../../b",
+    "..\\..\\x",
+    "1.2/../../3",
+    "1.2.3\x00../x",
+    "~root",
+    "%2e%2e%2fx",
+    "\n../x",
+]
 
 
 @pytest.fixture
@@ -39,8 +51,13 @@ def canary_arc(arc, tmp_path):
 @pytest.mark.parametrize("key", TRAVERSALS)
 def test_blob_keys_cannot_escape_the_store(tmp_path, key):
     store = FileBlobStore(tmp_path / "blobs")
-    for call in (lambda: validate_key(key), lambda: store.put(key, b"x"), lambda: store.get(key),
-                 lambda: store.delete(key), lambda: store.size(key)):
+    for call in (
+        lambda: validate_key(key),
+        lambda: store.put(key, b"x"),
+        lambda: store.get(key),
+        lambda: store.delete(key),
+        lambda: store.size(key),
+    ):
         with pytest.raises(ValueError):
             call()
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
@@ -56,8 +73,9 @@ def test_uids_with_path_syntax_are_stored_under_a_safe_key(canary_arc, tmp_path,
     assert canary_arc.get(uid) == data
     keys = [k for k in canary_arc.blobs.keys() if k.startswith("u-")]
     assert len(keys) == 1 and validate_key(keys[0])
-    assert all(p.resolve().is_relative_to(canary_arc.folder.resolve()) for p in tmp_path.rglob("*")
-               if p.name != "canary")
+    assert all(
+        p.resolve().is_relative_to(canary_arc.folder.resolve()) for p in tmp_path.rglob("*") if p.name != "canary"
+    )
     assert canary_arc.delete(instance=uid) == 1
 
 
@@ -102,17 +120,22 @@ def test_dicomweb_paths_cannot_traverse(canary_arc):
     from starlette.testclient import TestClient
 
     from pacscore.adapters.dicomweb import create_app
+
     with TestClient(create_app(canary_arc), raise_server_exceptions=False) as client:
-        for path in ("/dicomweb/studies/..%2F..%2Fcanary",
-                     "/dicomweb/studies/1.2.3/series/1.2.3.1/instances/..%2F..%2Fcanary",
-                     "/dicomweb/studies/1.2.3/series/1.2.3.1/instances/%2Fetc%2Fpasswd",
-                     "/dicomweb/../../canary", "/dicomweb/studies/1.2.3/series/..%2f..%2f/instances"):
-            response = client.get(path, headers={"Accept": "multipart/related; type=\"application/dicom\""})
+        for path in (
+            "/dicomweb/studies/..%2F..%2Fcanary",
+            "/dicomweb/studies/1.2.3/series/1.2.3.1/instances/..%2F..%2Fcanary",
+            "/dicomweb/studies/1.2.3/series/1.2.3.1/instances/%2Fetc%2Fpasswd",
+            "/dicomweb/../../canary",
+            "/dicomweb/studies/1.2.3/series/..%2f..%2f/instances",
+        ):
+            response = client.get(path, headers={"Accept": 'multipart/related; type="application/dicom"'})
             assert 400 <= response.status_code < 500, (path, response.status_code)
             assert b"secret" not in response.content and b"root:" not in response.content
 
 
 # -- DIMSE: calling-AE allowlist ------------------------------------------------------------------
+
 
 def _requestor(title: str) -> AE:
     ae = AE(ae_title=title)
@@ -143,6 +166,7 @@ def test_calling_ae_allowlist(canary_arc):
 
 # -- TLS with client certificates -----------------------------------------------------------------
 
+
 def _make_pki(folder):
     crypto = pytest.importorskip("cryptography")
     del crypto
@@ -157,26 +181,38 @@ def _make_pki(folder):
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
     def cert(subject, key, issuer, issuer_key, ca=False, server=False):
-        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if ca:
-            builder = builder.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                                            critical=True)
+            builder = builder.add_extension(
+                x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+            )
         else:
             usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
             builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
         return builder.sign(issuer_key, hashes.SHA256())
 
     def write(stem, key, crt):
-        (folder / f"{stem}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                               serialization.PrivateFormat.PKCS8,
-                                                               serialization.NoEncryption()))
+        (folder / f"{stem}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         (folder / f"{stem}.pem").write_bytes(crt.public_bytes(serialization.Encoding.PEM))
 
     keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("ca", "rogue", "server", "client", "intruder")}
@@ -186,7 +222,8 @@ def _make_pki(folder):
     write("client", keys["client"], cert("GOODSCU", keys["client"], "pacscore test CA", keys["ca"]))
     write("intruder", keys["intruder"], cert("EVILSCU", keys["intruder"], "rogue CA", keys["rogue"]))
     return {n: (folder / f"{n}.pem", folder / f"{n}.key") for n in ("server", "client", "intruder")} | {
-        "ca": folder / "ca.pem"}
+        "ca": folder / "ca.pem"
+    }
 
 
 def test_tls_requires_a_client_certificate_from_the_ca(canary_arc, tmp_path):
@@ -211,11 +248,11 @@ def test_tls_requires_a_client_certificate_from_the_ca(canary_arc, tmp_path):
             assoc.release()
 
     try:
-        assert echo(client_ctx("client"))            # a certificate from our CA: served
-        assert not echo(client_ctx())                # no certificate: refused
-        assert not echo(client_ctx("intruder"))      # a certificate from another CA: refused
+        assert echo(client_ctx("client"))  # a certificate from our CA: served
+        assert not echo(client_ctx())  # no certificate: refused
+        assert not echo(client_ctx("intruder"))  # a certificate from another CA: refused
         plain = _requestor("GOODSCU").associate("127.0.0.1", port, ae_title="PACSCORE")
-        assert not plain.is_established              # no TLS at all: refused
+        assert not plain.is_established  # no TLS at all: refused
         # and the client refuses a server it cannot verify
         other = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         other.load_cert_chain(str(pki["client"][0]), str(pki["client"][1]))
@@ -225,6 +262,7 @@ def test_tls_requires_a_client_certificate_from_the_ca(canary_arc, tmp_path):
 
 
 # -- no patient data in logs ------------------------------------------------------------------------
+
 
 class _Collect(logging.Handler):
     def __init__(self):
@@ -242,6 +280,7 @@ class _Collect(logging.Handler):
 @BAD_DATES
 def test_patient_data_absent_from_dimse_logs_by_default(tmp_path, level):
     from pydicom.dataset import Dataset
+
     name, pid = "Zyxwvut^Secretname", "PIDSECRET77"
     handler = _Collect()
     loggers = [logging.getLogger(n) for n in ("pacscore", "pynetdicom")]
@@ -258,7 +297,7 @@ def test_patient_data_absent_from_dimse_logs_by_default(tmp_path, level):
                 ds = make_instance(sop="1.2.3.77", study="1.2.3", series="1.2.3.1", patient_name=name, patient_id=pid)
                 assert assoc.send_c_store(ds).Status == 0
                 bad = make_instance(sop="1.2.3.78", study="1.2.3", series="", patient_name=name, patient_id=pid)
-                assert assoc.send_c_store(bad).Status != 0           # refused: the reason must not leak PHI
+                assert assoc.send_c_store(bad).Status != 0  # refused: the reason must not leak PHI
                 query = Dataset()
                 query.QueryRetrieveLevel = "STUDY"
                 query.PatientName, query.PatientID, query.StudyInstanceUID = name, pid, ""

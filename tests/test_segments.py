@@ -1,5 +1,6 @@
 """Scan segments (index/segments.py): always the exact copy of a level's records, in key order,
 through random batches of puts and deletes, splits, upgrades from version 1 and damage."""
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,10 @@ def test_batches_keep_the_segments_equal_to_the_records(batches, target):
                     got = [(k, bytes(r)) for v in segments.values(txn, seg, "STUDY") for k, r in segments.entries(v)]
                     assert got == sorted(model.items())
                     # no segment above the split size, none of another level visible
-                    assert all(len(bytes(v)) <= segments.SPLIT_BYTES or len(segments.decode(v)) == 1
-                               for v in segments.values(txn, seg, "STUDY"))
+                    assert all(
+                        len(bytes(v)) <= segments.SPLIT_BYTES or len(segments.decode(v)) == 1
+                        for v in segments.values(txn, seg, "STUDY")
+                    )
                     assert list(segments.values(txn, seg, "SERIES")) == []
             env.close()
     finally:
@@ -98,9 +101,16 @@ def test_compiled_scan_rejects_a_damaged_segment():
 def _store(arc, n_studies: int, per_study: int = 2) -> None:
     for s in range(n_studies):
         for i in range(per_study):
-            arc.store(make_instance(sop=f"1.2.9.{s}.{i}", study=f"1.2.9.{s}", series=f"1.2.9.{s}.0",
-                                    patient_id=f"P{s % 7}", patient_name=f"Name{s % 5}^Given",
-                                    study_date=f"2020{1 + s % 12:02d}15"))
+            arc.store(
+                make_instance(
+                    sop=f"1.2.9.{s}.{i}",
+                    study=f"1.2.9.{s}",
+                    series=f"1.2.9.{s}.0",
+                    patient_id=f"P{s % 7}",
+                    patient_name=f"Name{s % 5}^Given",
+                    study_date=f"2020{1 + s % 12:02d}15",
+                )
+            )
 
 
 def test_archive_writes_and_deletes_keep_segments_exact(tmp_path, monkeypatch):
@@ -116,8 +126,10 @@ def test_archive_writes_and_deletes_keep_segments_exact(tmp_path, monkeypatch):
         with arc.index.read() as txn:
             n = sum(1 for _ in segments.values(txn, arc.index.db("segments"), "STUDY"))
         assert n > 5  # the small sizes did split
-        got = [r["StudyInstanceUID"]
-               for r in arc.find({"PatientName": "*ame3*", "StudyInstanceUID": ""}, level="STUDY", format="dict")]
+        got = [
+            r["StudyInstanceUID"]
+            for r in arc.find({"PatientName": "*ame3*", "StudyInstanceUID": ""}, level="STUDY", format="dict")
+        ]
         plan = arc.explain({"PatientName": "*ame3*"}, level="STUDY")
         assert plan["plan"] == "scan" and plan["segments"] is True
         assert arc.explain({"SOPClassUID": "1.2*"}, level="IMAGE", relational=True)["segments"] is False
@@ -138,8 +150,10 @@ def test_a_version_1_archive_is_upgraded_at_open(tmp_path):
     folder = tmp_path / "old"
     with pacscore.open(folder) as arc:
         _store(arc, 12)
-        before = [r["StudyInstanceUID"]
-                  for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY", format="dict")]
+        before = [
+            r["StudyInstanceUID"]
+            for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY", format="dict")
+        ]
     _downgrade_to_version_1(folder)
     index = Index(folder / "index", readonly=True)  # read-only: no upgrade, scans the level databases
     try:
@@ -152,9 +166,10 @@ def test_a_version_1_archive_is_upgraded_at_open(tmp_path):
     with pacscore.open(folder) as arc:
         assert arc.index.segmented
         assert verify(arc).segment_problems == []
-        assert [r["StudyInstanceUID"]
-                for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY",
-                                  format="dict")] == before
+        assert [
+            r["StudyInstanceUID"]
+            for r in arc.find({"PatientName": "*ame1*", "StudyInstanceUID": ""}, level="STUDY", format="dict")
+        ] == before
         with arc.index.read() as txn:
             assert txn.get(b"schema", db=arc.index.db("meta")) == str(SCHEMA_VERSION).encode()
 
@@ -194,8 +209,14 @@ def test_a_version_2_archive_gets_its_trigram_entries_at_open(tmp_path):
     key = {"SeriesDescription": "*ESC 1*", "SeriesInstanceUID": ""}
     with pacscore.open(folder) as arc:
         for i in range(12):
-            arc.store(make_instance(sop=f"1.2.7.{i}.1", study="1.2.7", series=f"1.2.7.{i}",
-                                    SeriesDescription=f"DESC {i}" if i % 4 else None))
+            arc.store(
+                make_instance(
+                    sop=f"1.2.7.{i}.1",
+                    study="1.2.7",
+                    series=f"1.2.7.{i}",
+                    SeriesDescription=f"DESC {i}" if i % 4 else None,
+                )
+            )
         before = [r["SeriesInstanceUID"] for r in arc.find(key, level="SERIES", relational=True, format="dict")]
     assert before == ["1.2.7.0", "1.2.7.1", "1.2.7.10", "1.2.7.11", "1.2.7.4", "1.2.7.8"]
     assert _downgrade_to_version_2(folder) > 12
@@ -246,8 +267,16 @@ def test_the_scan_rate_benchmark_measures_real_scans(tmp_path, capsys):
 
     with pacscore.open(tmp_path / "a") as arc:
         _store(arc, 9)
-        arc.store(make_instance(sop="1.2.8.1", study="1.2.8", series="1.2.8.0", patient_name=None,
-                                study_date="20150601", study_time="090000"))
+        arc.store(
+            make_instance(
+                sop="1.2.8.1",
+                study="1.2.8",
+                series="1.2.8.0",
+                patient_name=None,
+                study_date="20150601",
+                study_time="090000",
+            )
+        )
         rows = scan_rate.measure(arc, runs=2)
         for row, (_, identifier, level, options) in zip(rows, scan_rate.SCANS):
             assert row["plan"] == "scan" and row["records"] >= row["matches"]

@@ -1,6 +1,7 @@
 """Settings change only when asked: what open() or a command line is given applies to that handle;
 `configure()` / `pacscore config` are the only writers; read-only commands create nothing;
 credentials never reach the index."""
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,8 @@ def stored(folder) -> dict:
 
 
 def two_studies(arc):
-    arc.store(make_instance(sop="1.5.1.1", study="1.5.1", series="1.5.1.1", patient_id="P1",
-                            patient_name="Smith^John"))
-    arc.store(make_instance(sop="1.5.2.1", study="1.5.2", series="1.5.2.1", patient_id="",
-                            patient_name="Empty^Id"))
+    arc.store(make_instance(sop="1.5.1.1", study="1.5.1", series="1.5.1.1", patient_id="P1", patient_name="Smith^John"))
+    arc.store(make_instance(sop="1.5.2.1", study="1.5.2", series="1.5.2.1", patient_id="", patient_name="Empty^Id"))
 
 
 def test_matching_options_given_to_open_apply_to_that_handle_only(tmp_path):
@@ -67,12 +66,15 @@ def test_configure_persists_and_applies_to_the_handle(tmp_path):
     assert stored(tmp_path / "a")["options"] == {"pn_case_insensitive": False}
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"on_conflict": "overwrite"}, "on_conflict"),
-    ({"uid_policy": "loose"}, "uid_policy"),
-    ({"no_such_option": True}, "no_such_option"),
-    ({"empty_record_matches": "nope"}, "empty_record_matches"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"on_conflict": "overwrite"}, "on_conflict"),
+        ({"uid_policy": "loose"}, "uid_policy"),
+        ({"no_such_option": True}, "no_such_option"),
+        ({"empty_record_matches": "nope"}, "empty_record_matches"),
+    ],
+)
 def test_a_bad_setting_names_itself_and_changes_nothing(tmp_path, changes, message):
     with pacscore.open(tmp_path / "a") as arc:
         arc.configure(on_conflict="keep")
@@ -115,11 +117,21 @@ def test_config_command_shows_and_changes_settings(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["config", "--archive", str(folder)]) == 0
     assert json.loads(capsys.readouterr().out) == {"extra_tags": []}
-    assert cli(["config", "--archive", str(folder), "on_conflict=keep", "empty_record_matches=false",
-                "extra_tags=StationName"]) == 0
+    assert (
+        cli(
+            [
+                "config",
+                "--archive",
+                str(folder),
+                "on_conflict=keep",
+                "empty_record_matches=false",
+                "extra_tags=StationName",
+            ]
+        )
+        == 0
+    )
     shown = json.loads(capsys.readouterr().out)
-    assert shown == {"on_conflict": "keep", "options": {"empty_record_matches": False},
-                     "extra_tags": ["StationName"]}
+    assert shown == {"on_conflict": "keep", "options": {"empty_record_matches": False}, "extra_tags": ["StationName"]}
     assert cli(["find", "--archive", str(folder), "PatientID=P1", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 1
     assert cli(["config", "--archive", str(folder), "--reset", "empty_record_matches"]) == 0
@@ -134,11 +146,21 @@ def test_config_command_rejects_a_bad_value(tmp_path, capsys):
     assert stored(tmp_path / "a") == {}
 
 
-@pytest.mark.parametrize("command", [
-    ["find", "PatientID=1"], ["stats"], ["get", "1.2.3"], ["delete", "--study", "1.2.3"], ["config"],
-    ["reindex", "--add", "StationName"], ["verify"], ["verify", "--repair"], ["backup", "DEST"],
-    ["bench", "--repeat", "1"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["find", "PatientID=1"],
+        ["stats"],
+        ["get", "1.2.3"],
+        ["delete", "--study", "1.2.3"],
+        ["config"],
+        ["reindex", "--add", "StationName"],
+        ["verify"],
+        ["verify", "--repair"],
+        ["backup", "DEST"],
+        ["bench", "--repeat", "1"],
+    ],
+)
 def test_commands_on_a_folder_without_an_archive_fail_and_create_nothing(tmp_path, capsys, command):
     folder = tmp_path / "typo"
     command = [str(tmp_path / "dest") if c == "DEST" else c for c in command]
@@ -153,9 +175,12 @@ def test_commands_on_a_folder_without_an_archive_fail_and_create_nothing(tmp_pat
 def test_serve_on_a_folder_without_an_archive_fails_and_creates_nothing(tmp_path, protocol):
     pytest.importorskip("pynetdicom" if protocol == "dimse" else "starlette")
     folder = tmp_path / "typo"
-    proc = subprocess.run([sys.executable, "-m", "pacscore", "serve", protocol, "--archive", str(folder),
-                           "--port", "0"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pacscore", "serve", protocol, "--archive", str(folder), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no archive in" in proc.stdout + proc.stderr
     assert not folder.exists()
@@ -209,8 +234,10 @@ def test_a_read_only_open_first_does_not_break_later_writes_in_the_process(tmp_p
         assert sorted(r.StudyInstanceUID for r in arc.find({}, level="STUDY")) == ["1.5.1", "1.8"]
 
 
-S3_WITH_SECRETS = ("s3://bucket/prefix?endpoint_url=http%3A%2F%2F127.0.0.1%3A9&region=eu-west-1"
-                   "&aws_access_key_id=AKIDSECRETVALUE&aws_secret_access_key=SHHHSECRETKEY")
+S3_WITH_SECRETS = (
+    "s3://bucket/prefix?endpoint_url=http%3A%2F%2F127.0.0.1%3A9&region=eu-west-1"
+    "&aws_access_key_id=AKIDSECRETVALUE&aws_secret_access_key=SHHHSECRETKEY"
+)
 
 
 def test_public_url_drops_credentials_and_keeps_the_rest():
@@ -253,8 +280,23 @@ def test_find_keys_may_follow_options(tmp_path, capsys):
     with pacscore.open(tmp_path / "a") as arc:
         two_studies(arc)
     capsys.readouterr()
-    assert cli(["find", "--archive", str(tmp_path / "a"), "PatientID=P1", "--level", "STUDY",
-                "PatientName=", "--json", "-o", "empty_record_matches=false"]) == 0
+    assert (
+        cli(
+            [
+                "find",
+                "--archive",
+                str(tmp_path / "a"),
+                "PatientID=P1",
+                "--level",
+                "STUDY",
+                "PatientName=",
+                "--json",
+                "-o",
+                "empty_record_matches=false",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [r["00100010"]["Value"][0]["Alphabetic"] for r in rows] == ["Smith^John"]
     with pytest.raises(SystemExit) as exit_:
@@ -267,8 +309,7 @@ def test_find_prints_whole_uids(tmp_path, capsys):
     long_uid = "1.2.826.0.1.3680043.8.498." + "1234567890" * 3 + "12345678"
     assert len(long_uid) == 64
     with pacscore.open(tmp_path / "a") as arc:
-        arc.store(make_instance(sop="1.9.1.1", study=long_uid, series="1.9.1",
-                                StudyDescription="D" * 70))
+        arc.store(make_instance(sop="1.9.1.1", study=long_uid, series="1.9.1", StudyDescription="D" * 70))
     capsys.readouterr()
     assert cli(["find", "--archive", str(tmp_path / "a"), "StudyDescription="]) == 0
     out = capsys.readouterr().out
@@ -278,8 +319,12 @@ def test_find_prints_whole_uids(tmp_path, capsys):
 
 
 def test_stats_command_exits_2_naming_a_missing_archive_from_a_subprocess(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pacscore", "stats", "--archive", str(tmp_path / "typo")],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pacscore", "stats", "--archive", str(tmp_path / "typo")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "no archive in" in proc.stderr
     assert not (tmp_path / "typo").exists()
 

@@ -1,5 +1,6 @@
 """The public Hypothesis strategies (pacscore.testing.strategies): valid values, keys the
 matcher accepts, identifiers the archive accepts, studies the archive stores."""
+
 from __future__ import annotations
 
 import re
@@ -41,7 +42,7 @@ def check_value(vr: str, v: str) -> None:
     elif vr in ("IS", "DS"):
         parse_number(vr, v)
         if vr == "IS":
-            assert -(2 ** 31) <= int(v) < 2 ** 31
+            assert -(2**31) <= int(v) < 2**31
     elif vr == "CS":
         assert re.fullmatch(r"[A-Z0-9_ ]+", v)
 
@@ -73,8 +74,9 @@ def test_every_precision_and_script_appears():
         assert set(name) - {"^"} <= set(ps.SCRIPTS[script])
 
 
-KEY_CASES = [(vr, rule) for vr in ("DA", "TM", "DT", "PN", "UI", "CS", "LO", "SH", "AE", "IS", "DS")
-             for rule in ps.rules_for(vr)] + [("SQ", "sequence")]
+KEY_CASES = [
+    (vr, rule) for vr in ("DA", "TM", "DT", "PN", "UI", "CS", "LO", "SH", "AE", "IS", "DS") for rule in ps.rules_for(vr)
+] + [("SQ", "sequence")]
 
 
 @pytest.mark.parametrize("vr,rule", KEY_CASES, ids=[f"{v}-{r}" for v, r in KEY_CASES])

@@ -1,5 +1,6 @@
 """The bench query suite (pacscore.testing.suite) fills its keys from any archive: names in any
 script, archives without accession numbers, and says so when an archive holds no study."""
+
 from __future__ import annotations
 
 import itertools

@@ -1,6 +1,7 @@
 """UIDs that are not digits and dots (PS3.5 9.1): kept by default (uid_policy="lenient"),
 refused with uid_policy="strict", never used raw in a blob key, counted in stats. The threat
 model and the key scheme are in docs/security.md."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,10 +21,10 @@ from .factories import make_instance, s3_prefix_for, s3_url, to_bytes
 pytestmark = BAD_UIDS
 
 
-
 def _pydicom_data_folder() -> Path:
     """pydicom-data's files (the data_store package), listed without its network manager."""
     import importlib.util
+
     spec = importlib.util.find_spec("data_store")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("pydicom-data is not installed")
@@ -33,8 +34,17 @@ def _pydicom_data_folder() -> Path:
 HASH_UID_FILE = "bad_sequence.dcm"  # its SOP Instance UID is a 64-character hex hash
 
 #: UIDs real senders and hostile ones produce; each must get a safe key in every store
-ODD_UIDS = ["dccc9599087131742838cc1162a630fea87ba9bf61ac09bfda90d4adfa5ddaed", "a/b", "..", "1.2 3",
-            "1.2.\u00fc", "1." + "2" * 100, "1.2.3\x00x", "./-_", "1.2.03"]
+ODD_UIDS = [
+    "dccc9599087131742838cc1162a630fea87ba9bf61ac09bfda90d4adfa5ddaed",
+    "a/b",
+    "..",
+    "1.2 3",
+    "1.2.\u00fc",
+    "1." + "2" * 100,
+    "1.2.3\x00x",
+    "./-_",
+    "1.2.03",
+]
 
 
 def test_a_real_file_with_a_hash_as_uid_is_stored_and_reads_back(tmp_path):
@@ -130,8 +140,18 @@ def test_a_uid_too_long_for_the_index_is_refused_naming_it(tmp_path, keyword):
         assert arc.store(data).status == "stored"
         sop = "1." + "3" * 254 if arg == "sop" else "1.2.3.4"
         assert arc.get(sop) == data
-        assert len(arc.instances(**{"sop": {"instance": sop}, "study": {"study": "1." + "3" * 254},
-                                    "series": {"series": "1." + "3" * 254}}[arg])) == 1
+        assert (
+            len(
+                arc.instances(
+                    **{
+                        "sop": {"instance": sop},
+                        "study": {"study": "1." + "3" * 254},
+                        "series": {"series": "1." + "3" * 254},
+                    }[arg]
+                )
+            )
+            == 1
+        )
 
 
 def test_a_long_non_ascii_uid_is_measured_in_utf8_bytes(tmp_path):
@@ -147,11 +167,9 @@ def test_stats_count_the_entities_with_nonconformant_uids(tmp_path):
         arc.store(make_instance(sop="1.2.3.4"))
         arc.store(make_instance(sop="x.1", study="study-x", series="series-x"))
         arc.store(make_instance(sop="x.2", study="study-x", series="1.2.3.9"))
-        assert arc.stats()["nonconformant_uids"] == {"SOPInstanceUID": 2, "SeriesInstanceUID": 1,
-                                                     "StudyInstanceUID": 1}
+        assert arc.stats()["nonconformant_uids"] == {"SOPInstanceUID": 2, "SeriesInstanceUID": 1, "StudyInstanceUID": 1}
         arc.delete(study="study-x")
-        assert arc.stats()["nonconformant_uids"] == {"SOPInstanceUID": 0, "SeriesInstanceUID": 0,
-                                                     "StudyInstanceUID": 0}
+        assert arc.stats()["nonconformant_uids"] == {"SOPInstanceUID": 0, "SeriesInstanceUID": 0, "StudyInstanceUID": 0}
 
 
 def test_uids_are_stripped_as_lookups_strip_them(tmp_path):

@@ -2,6 +2,7 @@
 apart from the empty and absent values, so that a plan skips the empty ones when they cannot
 match (``empty_record_matches=False``) and still visits these; and an archive of schema 3 gets
 them at its first writable open, with exactly the entries a fresh index has."""
+
 from __future__ import annotations
 
 import lmdb
@@ -26,26 +27,44 @@ pytestmark = BAD_DATES
 STUDIES = [
     ("Smith^John", "20150304", "A1"),
     ("Smith^Anna", "20150305", "A2"),
-    ("", "", ""),                          # empty: matches any key by default, none otherwise
-    (None, None, None),                    # absent: likewise
-    ("  ", "2015.03.04", "A1\\"),          # blank name (stored empty), retired date form, an empty piece
-    ("=山田^太郎", "2015", " "),             # no alphabetic group, a date the index cannot file, blank
+    ("", "", ""),  # empty: matches any key by default, none otherwise
+    (None, None, None),  # absent: likewise
+    ("  ", "2015.03.04", "A1\\"),  # blank name (stored empty), retired date form, an empty piece
+    ("=山田^太郎", "2015", " "),  # no alphabetic group, a date the index cannot file, blank
     ("Jones", "20191231", "A3"),
 ]
 #: keyword -> (studies filed as empty or absent, studies filed as unindexable)
-FILED = {"PatientName": ({b"1.5.2", b"1.5.3", b"1.5.4"}, {b"1.5.5"}),
-         "StudyDate": ({b"1.5.2", b"1.5.3"}, {b"1.5.5"}),  # 2015.03.04 is filed as the date it is
-         "AccessionNumber": ({b"1.5.2", b"1.5.3", b"1.5.5"}, {b"1.5.4"})}
-KEYS = [("PatientName", "PN", "SMITH*"), ("PatientName", "PN", "smith^john"), ("StudyDate", "DA", "20150304"),
-        ("StudyDate", "DA", "20150101-20151231"), ("StudyDate", "DA", "20150301-"), ("AccessionNumber", "SH", "A1"),
-        ("AccessionNumber", "SH", "A*")]
+FILED = {
+    "PatientName": ({b"1.5.2", b"1.5.3", b"1.5.4"}, {b"1.5.5"}),
+    "StudyDate": ({b"1.5.2", b"1.5.3"}, {b"1.5.5"}),  # 2015.03.04 is filed as the date it is
+    "AccessionNumber": ({b"1.5.2", b"1.5.3", b"1.5.5"}, {b"1.5.4"}),
+}
+KEYS = [
+    ("PatientName", "PN", "SMITH*"),
+    ("PatientName", "PN", "smith^john"),
+    ("StudyDate", "DA", "20150304"),
+    ("StudyDate", "DA", "20150101-20151231"),
+    ("StudyDate", "DA", "20150301-"),
+    ("AccessionNumber", "SH", "A1"),
+    ("AccessionNumber", "SH", "A*"),
+]
 FIELDS = {"PatientName": 0, "StudyDate": 1, "AccessionNumber": 2}
 
 
 def _store(arc) -> None:
     for i, (name, date, accession) in enumerate(STUDIES):
-        arc.store(make_instance(sop=f"1.5.{i}.1.1", study=f"1.5.{i}", series=f"1.5.{i}.1", patient_id=f"P{i}",
-                                patient_name=name, study_date=date, AccessionNumber=accession, charset="ISO_IR 192"))
+        arc.store(
+            make_instance(
+                sop=f"1.5.{i}.1.1",
+                study=f"1.5.{i}",
+                series=f"1.5.{i}.1",
+                patient_id=f"P{i}",
+                patient_name=name,
+                study_date=date,
+                AccessionNumber=accession,
+                charset="ISO_IR 192",
+            )
+        )
 
 
 #: SeriesDescription of the series of a second study: empty, absent, blank, text, a sequence
@@ -54,8 +73,13 @@ DESCRIPTIONS = ["", None, "   ", "CT CHEST", "MR BRAIN", "SEQ"]
 
 def _store_series(arc) -> None:
     for i, description in enumerate(DESCRIPTIONS):
-        ds = make_instance(sop=f"1.6.1.{i}.1", study="1.6.1", series=f"1.6.1.{i}", patient_id="Q",
-                           SeriesDescription=None if description == "SEQ" else description)
+        ds = make_instance(
+            sop=f"1.6.1.{i}.1",
+            study="1.6.1",
+            series=f"1.6.1.{i}",
+            patient_id="Q",
+            SeriesDescription=None if description == "SEQ" else description,
+        )
         if description == "SEQ":  # a sequence where text belongs: its items' text can still match
             item = Dataset()
             item.CodeValue = "CHEST"
@@ -64,8 +88,14 @@ def _store_series(arc) -> None:
 
 
 def _expected(keyword: str, vr: str, key: str, empty: bool) -> list[str]:
-    return sorted((f"1.5.{i}" for i, study in enumerate(STUDIES)
-                   if pacscore.match(vr, key, study[FIELDS[keyword]], empty_record_matches=empty)), key=str.encode)
+    return sorted(
+        (
+            f"1.5.{i}"
+            for i, study in enumerate(STUDIES)
+            if pacscore.match(vr, key, study[FIELDS[keyword]], empty_record_matches=empty)
+        ),
+        key=str.encode,
+    )
 
 
 def _idx_entries(folder) -> list[tuple[bytes, bytes]]:
@@ -152,8 +182,9 @@ def test_a_version_3_archive_gets_its_unindexable_entries_at_open(tmp_path):
         with arc.index.read() as txn:
             assert txn.get(b"schema", db=arc.index.db("meta")) == str(SCHEMA_VERSION).encode()
         for empty in (True, False):
-            got = [r["StudyInstanceUID"] for r in arc.find(ident, level="STUDY", format="dict",
-                                                         empty_record_matches=empty)]
+            got = [
+                r["StudyInstanceUID"] for r in arc.find(ident, level="STUDY", format="dict", empty_record_matches=empty)
+            ]
             assert got == _expected("AccessionNumber", "SH", "A1", empty)
     assert _idx_entries(folder) == fresh  # the upgrade made exactly the entries a fresh index has
 
@@ -168,8 +199,9 @@ def test_trigram_plans_visit_empty_descriptions_only_when_they_can_match(tmp_pat
         assert arc.explain(ident, level="SERIES", **opts)["steps"][0].endswith("(trigrams)")
         got = [r["SeriesInstanceUID"] for r in arc.find(ident, level="SERIES", format="dict", **opts)]
         stored = [[{"CodeValue": "CHEST"}] if d == "SEQ" else d for d in DESCRIPTIONS]
-        assert got == [f"1.6.1.{i}" for i, d in enumerate(stored)
-                       if pacscore.match("LO", key, d, empty_record_matches=empty)]
+        assert got == [
+            f"1.6.1.{i}" for i, d in enumerate(stored) if pacscore.match("LO", key, d, empty_record_matches=empty)
+        ]
         with arc.index.read() as txn:
             query = build_query(ident, "SERIES", "STUDY", MatchOptions(**opts))
             with Executor(arc.index, txn, query) as executor:

@@ -1,4 +1,5 @@
 """The value parsers of pacscore.values: padding, multi-values, PN, dates and times, numbers."""
+
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -36,6 +37,7 @@ def micros(dt: datetime) -> int:
 
 
 # ---------------------------------------------------------------- padding and values
+
 
 @pytest.mark.parametrize(
     "vr, raw, clean",
@@ -77,6 +79,7 @@ def test_nfc_precomposes_and_fold_case_keeps_one_code_point_per_character():
 
 # ---------------------------------------------------------------- person names
 
+
 def test_parse_pn_trims_components_and_drops_trailing_empties():
     assert parse_pn("Doe ^John^^^") == (("Doe", "John"),)
     assert parse_pn("Wang^XiaoDong=王^小東=") == (("Wang", "XiaoDong"), ("王", "小東"))
@@ -98,6 +101,7 @@ def test_parse_pn_strict_refuses_too_many_groups_or_components():
 
 
 # ---------------------------------------------------------------- dates
+
 
 def test_parse_da_gives_the_whole_day():
     floor, ceil = parse_da("20200115")
@@ -126,6 +130,7 @@ def test_parse_da_rejects_bad_dates_with_a_reason(text, reason):
 
 # ---------------------------------------------------------------- times
 
+
 @pytest.mark.parametrize(
     "text, floor, span",
     [
@@ -145,8 +150,16 @@ def test_parse_tm_interval_covers_its_precision(text, floor, span):
 
 @pytest.mark.parametrize(
     "text, reason",
-    [("24", "hour 24"), ("1060", "minute 60"), ("103061", "second 61"), ("103000.1234567", "not a time"),
-     ("1", "not a time"), ("103000.", "not a time"), ("10h", "not a time"), ("", "not a time")],
+    [
+        ("24", "hour 24"),
+        ("1060", "minute 60"),
+        ("103061", "second 61"),
+        ("103000.1234567", "not a time"),
+        ("1", "not a time"),
+        ("103000.", "not a time"),
+        ("10h", "not a time"),
+        ("", "not a time"),
+    ],
 )
 def test_parse_tm_rejects_bad_times(text, reason):
     with pytest.raises(ValueError, match=reason):
@@ -154,6 +167,7 @@ def test_parse_tm_rejects_bad_times(text, reason):
 
 
 # ---------------------------------------------------------------- date-times and offsets
+
 
 def test_parse_offset():
     assert parse_offset("+0100") == HOUR
@@ -184,9 +198,15 @@ def test_parse_dt_applies_offsets():
 
 @pytest.mark.parametrize(
     "text, reason",
-    [("20", "not a date-time"), ("2020133", "not a date-time"), ("202013", "month 13"),
-     ("20200101250000", "hour 25"), ("20200101+2500", "outside"), ("2020.01.01", "not a date-time"),
-     ("20200101120000.1234567", "not a date-time")],
+    [
+        ("20", "not a date-time"),
+        ("2020133", "not a date-time"),
+        ("202013", "month 13"),
+        ("20200101250000", "hour 25"),
+        ("20200101+2500", "outside"),
+        ("2020.01.01", "not a date-time"),
+        ("20200101120000.1234567", "not a date-time"),
+    ],
 )
 def test_parse_dt_rejects_bad_values(text, reason):
     with pytest.raises(ValueError, match=reason):
@@ -194,6 +214,7 @@ def test_parse_dt_rejects_bad_values(text, reason):
 
 
 # ---------------------------------------------------------------- ranges
+
 
 def test_split_range_forms():
     assert split_range("DA", "20200101-20200131") == ("20200101", "20200131")
@@ -205,7 +226,9 @@ def test_split_range_forms():
 
 def test_split_range_dt_uses_the_unique_valid_hyphen():
     assert split_range("DT", "20200101100000-0500-20200101120000-0500") == (
-        "20200101100000-0500", "20200101120000-0500")
+        "20200101100000-0500",
+        "20200101120000-0500",
+    )
     assert split_range("DT", "-20200101-0500") == (None, "20200101-0500")
     assert split_range("DT", "20200101-0500-") == ("20200101-0500", None)
 
@@ -227,6 +250,7 @@ def test_combine_da_tm():
 
 
 # ---------------------------------------------------------------- numbers and tags
+
 
 def test_parse_number():
     assert parse_number("IS", "+7") == parse_number("IS", "007") == Decimal(7)

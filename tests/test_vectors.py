@@ -1,5 +1,6 @@
 """The matching vectors (tests/vectors/matching.json; docs/matching.md §1), every one but the hierarchical ones, through
 the public oracle; and the compiled Conditions the archive uses, on the same vectors."""
+
 import json
 import logging
 import os
@@ -16,8 +17,11 @@ from pacscore.query.oracle import match
 def _vectors_file() -> Path | None:
     """The vectors: $PACSCORE_VECTORS, a copy under tests/, or the shared folder beside the repo."""
     here = Path(__file__).resolve().parent
-    candidates = [os.environ.get("PACSCORE_VECTORS"), here / "vectors" / "matching.json",
-                  here.parent.parent / "shared" / "vectors" / "matching.json"]
+    candidates = [
+        os.environ.get("PACSCORE_VECTORS"),
+        here / "vectors" / "matching.json",
+        here.parent.parent / "shared" / "vectors" / "matching.json",
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -106,8 +110,10 @@ def test_condition_kind_and_key_values(vr, key, kind, key_values):
 
 
 def test_kinds_of_negotiated_and_invalid_keys():
-    assert (compile_condition("X", 1 << 16, "CS", "CT\\PT", MatchOptions(multiple_value_matching=True)).kind
-            == "multi_value")
+    assert (
+        compile_condition("X", 1 << 16, "CS", "CT\\PT", MatchOptions(multiple_value_matching=True)).kind
+        == "multi_value"
+    )
     assert compile_condition("X", 1 << 16, "LO", '""', MatchOptions(empty_value_matching=True)).kind == "empty_value"
     assert compile_condition("X", 1 << 16, "DA", "2020", MatchOptions()).kind == "never"
     with pytest.raises(QueryError) as info:
@@ -124,8 +130,12 @@ def test_a_key_of_the_wrong_type_is_always_a_query_error():
 
 def test_combined_condition_reads_date_and_time():
     options = MatchOptions(combined_datetime=True)
-    keys = [("StudyDate", STUDY_DATE, "DA", "20060705-20060707"), ("StudyTime", STUDY_TIME, "TM", "1000-1800"),
-            ("SpecificCharacterSet", 0x00080005, "CS", "ISO_IR 192"), ("Modality", 0x00080060, "CS", "")]
+    keys = [
+        ("StudyDate", STUDY_DATE, "DA", "20060705-20060707"),
+        ("StudyTime", STUDY_TIME, "TM", "1000-1800"),
+        ("SpecificCharacterSet", 0x00080005, "CS", "ISO_IR 192"),
+        ("Modality", 0x00080060, "CS", ""),
+    ]
     [condition] = compile_conditions(keys, options)
     assert condition.kind == "combined" and condition.keyword == "combined:StudyDate+StudyTime"
     assert condition.tags == (STUDY_DATE, STUDY_TIME)
@@ -164,8 +174,11 @@ def test_timezone_adjustment_wraps_around_midnight():
 
 def test_timezone_adjustment_moves_the_date_with_combined_matching():
     options = MatchOptions(timezone_adjustment=True, combined_datetime=True)
-    keys = [("StudyDate", STUDY_DATE, "DA", "20200102-20200102"), ("StudyTime", STUDY_TIME, "TM", "0000-0100"),
-            ("TimezoneOffsetFromUTC", TZ, "SH", "+0200")]
+    keys = [
+        ("StudyDate", STUDY_DATE, "DA", "20200102-20200102"),
+        ("StudyTime", STUDY_TIME, "TM", "0000-0100"),
+        ("TimezoneOffsetFromUTC", TZ, "SH", "+0200"),
+    ]
     [condition] = compile_conditions(keys, options)
     assert condition.tags == (STUDY_DATE, STUDY_TIME, TZ)
     assert condition.test("20200101", "2230", "+0000")
@@ -177,8 +190,9 @@ def test_an_invalid_key_timezone_offset_matches_nothing_or_raises():
     conditions = compile_conditions([("StudyTime", STUDY_TIME, "TM", "1000-1100")], options, timezone_offset="+25")
     assert any(c.kind == "never" for c in conditions)
     with pytest.raises(QueryError):
-        compile_conditions([("StudyTime", STUDY_TIME, "TM", "1000")], options.replace(invalid_keys="error"),
-                           timezone_offset="+25")
+        compile_conditions(
+            [("StudyTime", STUDY_TIME, "TM", "1000")], options.replace(invalid_keys="error"), timezone_offset="+25"
+        )
 
 
 def test_sequence_condition_with_nested_item_keys():

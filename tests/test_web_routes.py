@@ -1,5 +1,6 @@
 """The DICOMweb route table: which service answers which method on which path (PS3.18 10.4-10.6),
 and the 404 / 405 / 501 / 400 answers around it, without an archive or an HTTP server."""
+
 from __future__ import annotations
 
 import types
@@ -23,8 +24,9 @@ def calls(monkeypatch):
     monkeypatch.setattr(web_qido, "search", lambda service, request, segs: seen.append(("search", *segs)))
     monkeypatch.setattr(web_stow, "store", lambda service, request, study: seen.append(("store", study)))
     for name in ("retrieve", "metadata", "frames", "bulkdata"):
-        monkeypatch.setattr(web_wado, name, lambda service, request, *args, name=name, **kw:
-                            seen.append((name, *args, *kw.values())))
+        monkeypatch.setattr(
+            web_wado, name, lambda service, request, *args, name=name, **kw: seen.append((name, *args, *kw.values()))
+        )
     return seen
 
 
@@ -35,43 +37,49 @@ def route(method: str, path: str, policy: str = "lenient"):
 I = "/studies/1.2/series/1.2.3/instances/1.2.3.4"
 
 
-@pytest.mark.parametrize("method, path, expected", [
-    ("GET", "/studies", ("search", "studies")),
-    ("POST", "/studies", ("store", None)),
-    ("GET", "/series", ("search", "series")),
-    ("GET", "/instances", ("search", "instances")),
-    ("POST", "/studies/1.2", ("store", "1.2")),
-    ("HEAD", "/studies/1.2", ("retrieve", "1.2")),
-    ("GET", "/studies/1.2/metadata", ("metadata", "1.2")),
-    ("GET", "/studies/1.2/instances", ("search", "studies", "1.2", "instances")),
-    ("GET", "/studies/1.2/series/1.2.3", ("retrieve", "1.2", "1.2.3")),
-    ("GET", "/studies/1.2/series/1.2.3/instances", ("search", "studies", "1.2", "series", "1.2.3", "instances")),
-    ("GET", I, ("retrieve", "1.2", "1.2.3", "1.2.3.4")),
-    ("GET", I + "/metadata", ("metadata", "1.2", "1.2.3", "1.2.3.4")),
-    ("GET", I + "/frames/1,2", ("frames", "1.2", "1.2.3", "1.2.3.4", "1,2")),
-    ("GET", I + "/bulkdata/7FE00010", ("bulkdata", "1.2", "1.2.3", "1.2.3.4", ["7FE00010"])),
-    ("GET", "/studies/a%2Fb/series/c%20d", ("retrieve", "a/b", "c d")),  # decoded after the split
-])
+@pytest.mark.parametrize(
+    "method, path, expected",
+    [
+        ("GET", "/studies", ("search", "studies")),
+        ("POST", "/studies", ("store", None)),
+        ("GET", "/series", ("search", "series")),
+        ("GET", "/instances", ("search", "instances")),
+        ("POST", "/studies/1.2", ("store", "1.2")),
+        ("HEAD", "/studies/1.2", ("retrieve", "1.2")),
+        ("GET", "/studies/1.2/metadata", ("metadata", "1.2")),
+        ("GET", "/studies/1.2/instances", ("search", "studies", "1.2", "instances")),
+        ("GET", "/studies/1.2/series/1.2.3", ("retrieve", "1.2", "1.2.3")),
+        ("GET", "/studies/1.2/series/1.2.3/instances", ("search", "studies", "1.2", "series", "1.2.3", "instances")),
+        ("GET", I, ("retrieve", "1.2", "1.2.3", "1.2.3.4")),
+        ("GET", I + "/metadata", ("metadata", "1.2", "1.2.3", "1.2.3.4")),
+        ("GET", I + "/frames/1,2", ("frames", "1.2", "1.2.3", "1.2.3.4", "1,2")),
+        ("GET", I + "/bulkdata/7FE00010", ("bulkdata", "1.2", "1.2.3", "1.2.3.4", ["7FE00010"])),
+        ("GET", "/studies/a%2Fb/series/c%20d", ("retrieve", "a/b", "c d")),  # decoded after the split
+    ],
+)
 def test_each_resource_reaches_its_service(calls, method, path, expected):
     route(method, path)
     assert calls == [expected]
 
 
-@pytest.mark.parametrize("method, path, status, allow", [
-    ("GET", "/", 404, None),
-    ("GET", "/patients", 404, None),
-    ("GET", "/series/1.2", 404, None),
-    ("GET", "/studies/1.2/rendered", 404, None),
-    ("GET", I + "/frames/1/2", 404, None),
-    ("HEAD", I + "/bulkdata", 404, None),  # bulk data needs its tag
-    ("GET", I + "/rendered", 501, None),
-    ("GET", I + "/thumbnail/x", 501, None),
-    ("DELETE", "/studies", 405, "GET, POST"),
-    ("PUT", "/studies/1.2", 405, "GET, POST"),
-    ("POST", "/series", 405, "GET"),
-    ("POST", I, 405, "GET"),
-    ("POST", I + "/anything/else", 405, "GET"),  # below an instance only GET is answered
-])
+@pytest.mark.parametrize(
+    "method, path, status, allow",
+    [
+        ("GET", "/", 404, None),
+        ("GET", "/patients", 404, None),
+        ("GET", "/series/1.2", 404, None),
+        ("GET", "/studies/1.2/rendered", 404, None),
+        ("GET", I + "/frames/1/2", 404, None),
+        ("HEAD", I + "/bulkdata", 404, None),  # bulk data needs its tag
+        ("GET", I + "/rendered", 501, None),
+        ("GET", I + "/thumbnail/x", 501, None),
+        ("DELETE", "/studies", 405, "GET, POST"),
+        ("PUT", "/studies/1.2", 405, "GET, POST"),
+        ("POST", "/series", 405, "GET"),
+        ("POST", I, 405, "GET"),
+        ("POST", I + "/anything/else", 405, "GET"),  # below an instance only GET is answered
+    ],
+)
 def test_unknown_resources_and_methods(calls, method, path, status, allow):
     with pytest.raises(HttpError) as caught:
         route(method, path)
@@ -79,9 +87,14 @@ def test_unknown_resources_and_methods(calls, method, path, status, allow):
     assert dict(caught.value.headers).get("Allow") == allow
 
 
-@pytest.mark.parametrize("path, what", [("/studies/a%5Cb", "Study Instance UID"),
-                                        ("/studies/1.2/series/x%00y/instances", "Series Instance UID"),
-                                        ("/studies/1.2/series/1.3/instances/%0A/metadata", "SOP Instance UID")])
+@pytest.mark.parametrize(
+    "path, what",
+    [
+        ("/studies/a%5Cb", "Study Instance UID"),
+        ("/studies/1.2/series/x%00y/instances", "Series Instance UID"),
+        ("/studies/1.2/series/1.3/instances/%0A/metadata", "SOP Instance UID"),
+    ],
+)
 def test_a_uid_no_archive_holds_is_400_before_any_route(calls, path, what):
     with pytest.raises(HttpError) as caught:
         route("GET", path)

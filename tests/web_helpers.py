@@ -1,4 +1,5 @@
 """Serving an ASGI app for a test: uvicorn binds port 0 itself and the test reads the port it got."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,9 @@ def serving(app) -> Iterator[int]:
 
     uvicorn binds port 0, so the kernel picks a free port and no other process can take it
     between a pick and a bind; the port is read from the listening socket once it is up."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
-                            lifespan="off", timeout_keep_alive=30)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

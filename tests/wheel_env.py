@@ -1,6 +1,7 @@
 """The built package as a user gets it, shared by the test modules that need it: an sdist and a
 wheel built once per test session from this tree, and fresh virtual environments outside the
 repository with that wheel installed (nothing of the repository importable)."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,13 @@ def built_dist(tmp_path_factory) -> Path:
         out = tmp_path_factory.mktemp("dist")
         env = {k: v for k, v in os.environ.items() if k not in ("PACSCORE_NO_EXT", "PYTHONPATH")}
         # python -m build: the "build" package of the test extra
-        proc = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-                              capture_output=True, text=True, env=env, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         log = proc.stdout + proc.stderr
         assert proc.returncode == 0, log[-4000:]
         assert "Deprecat" not in log, [line for line in log.splitlines() if "eprecat" in line]
@@ -45,14 +51,18 @@ class UserEnv:
         self.work = home / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True)
-        self.env = {"PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
-                    "HOME": os.environ.get("HOME", str(home)), "LANG": "C.UTF-8"}
+        self.env = {
+            "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
+            "HOME": os.environ.get("HOME", str(home)),
+            "LANG": "C.UTF-8",
+        }
 
     def install(self, requirement: str) -> None:
         self.run(str(self.bin / "python"), "-m", "pip", "install", "--quiet", requirement)
 
     def run(self, *argv: str, expect: int = 0, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run(list(argv), cwd=cwd or self.work, env=self.env, capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(
+            list(argv), cwd=cwd or self.work, env=self.env, capture_output=True, text=True, check=False
+        )
         assert proc.returncode == expect, (argv, proc.stdout[-3000:], proc.stderr[-3000:])
         return proc

@@ -1,4 +1,5 @@
 """Type stubs of the compiled matcher kernels (pacscore/query/fast.py builds them)."""
+
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -11,8 +12,18 @@ class FieldTest:
     tag: int
     empty: bool
     fallback: Callable[[Any], bool]
-    def __init__(self, tag: int, mode: int, keys: Iterable[Any], empty: bool, strip_lead: bool, split: bool,
-                 fold: bool, fallback: Callable[[Any], bool], carets: Any = None) -> None: ...
+    def __init__(
+        self,
+        tag: int,
+        mode: int,
+        keys: Iterable[Any],
+        empty: bool,
+        strip_lead: bool,
+        split: bool,
+        fold: bool,
+        fallback: Callable[[Any], bool],
+        carets: Any = None,
+    ) -> None: ...
     def test_record(self, rec: bytes) -> bool: ...
     def __call__(self, stored: Any) -> bool: ...
 
@@ -20,8 +31,16 @@ class CombinedTest:
     dtag: int
     ttag: int
     fallback: Callable[[Any, Any], bool]
-    def __init__(self, dtag: int, ttag: int, lo: int | None, hi: int | None, offset: int, empty: bool,
-                 fallback: Callable[[Any, Any], bool]) -> None: ...
+    def __init__(
+        self,
+        dtag: int,
+        ttag: int,
+        lo: int | None,
+        hi: int | None,
+        offset: int,
+        empty: bool,
+        fallback: Callable[[Any, Any], bool],
+    ) -> None: ...
     def test_record(self, rec: bytes) -> bool: ...
     def __call__(self, stored_date: Any, stored_time: Any = None) -> bool: ...
 

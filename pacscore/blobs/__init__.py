@@ -15,6 +15,7 @@ backend (boto3 for ``s3://``) costs nothing until it is asked for.
 >>> store.get("1.2.3")
 b'DICM'
 """
+
 from __future__ import annotations
 
 import importlib
@@ -96,9 +97,7 @@ def get_blobstore_class(scheme: str) -> type[BlobStore]:
         module, _, name = _BUILTIN[scheme].partition(":")
         cls = getattr(importlib.import_module(module), name)
     else:
-        raise ValueError(
-            f"unknown blob store scheme {scheme!r}; known schemes: {', '.join(known_schemes())}"
-        )
+        raise ValueError(f"unknown blob store scheme {scheme!r}; known schemes: {', '.join(known_schemes())}")
     with _lock:
         # Cache the loaded class, unless a registration raced us (a registration wins).
         return _registered.setdefault(scheme, cls)

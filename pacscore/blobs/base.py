@@ -9,6 +9,7 @@ Keys are validated here, once, with one rule for every backend: a key is a singl
 component that cannot climb out of a folder, name a hidden file, or smuggle a separator, a NUL
 or a URL delimiter into an object name.
 """
+
 from __future__ import annotations
 
 import abc

@@ -8,6 +8,7 @@ A put writes a temp file beside its target, fsyncs it, renames it over the targe
 the folder: the rename is the atomic step, the two fsyncs make it durable. Temp files are
 dot-names, which no key can be, so one left by a crash is never listed or read as a blob.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -274,9 +275,9 @@ def _subfolders(path: Path) -> list[Path]:
     try:
         with os.scandir(path) as entries:
             return sorted(
-                Path(e.path) for e in entries
+                Path(e.path)
+                for e in entries
                 if len(e.name) == 2 and e.is_dir() and all(c in "0123456789abcdef" for c in e.name)
             )
     except FileNotFoundError:
         return []
-

@@ -18,6 +18,7 @@ LMDB's rules, and how this module keeps them:
   same way with the size the file already has.
 - *Durable on commit*: ``sync`` and ``metasync`` stay on.
 """
+
 from __future__ import annotations
 
 import os
@@ -85,8 +86,13 @@ class _Handle:
 
     def __init__(self, path: Path, map_size: int) -> None:
         self.env = lmdb.open(
-            str(path), map_size=map_size, subdir=True, max_dbs=0,
-            sync=True, metasync=True, readahead=False,  # blobs are read one at a time
+            str(path),
+            map_size=map_size,
+            subdir=True,
+            max_dbs=0,
+            sync=True,
+            metasync=True,
+            readahead=False,  # blobs are read one at a time
         )
         self.gate = _Gate()
         self.write_lock = threading.Lock()  # LMDB serialises writers anyway; keep waits in Python
@@ -236,6 +242,7 @@ class LmdbBlobStore(BlobStore):
         # works would pin old pages (the file grows) and block a map resize in this process.
         after: bytes | None = None
         while True:
+
             def op(env: lmdb.Environment) -> list[bytes]:
                 with env.begin() as txn:
                     cursor = txn.cursor()

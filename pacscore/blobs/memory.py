@@ -2,6 +2,7 @@
 
 Each ``open_blobstore("memory://")`` is a new, empty store; nothing outlives ``close()``.
 """
+
 from __future__ import annotations
 
 import threading

@@ -8,6 +8,7 @@ added to a running archive, a failed disk) is read from the other.
 The two URLs are split at the first ``|``, so mirrors nest on the right:
 ``mirror:A|mirror:B|C`` keeps three copies.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -81,9 +82,7 @@ class MirrorBlobStore(BlobStore):
         try:
             self.secondary.put(key, data)
         except StorageError as exc:
-            raise StorageError(
-                f"{self.url}: put {key!r}: only the primary copy was written: {exc}"
-            ) from exc
+            raise StorageError(f"{self.url}: put {key!r}: only the primary copy was written: {exc}") from exc
 
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
         return self._first(key, lambda s: s.get(key, start, end))

@@ -9,6 +9,7 @@ S3 writes are atomic per object and durable once acknowledged, which is the whol
 ranged reads are native (HTTP ``Range``). A boto3 client is made per process, because clients
 may be shared between threads but not across ``fork()``.
 """
+
 from __future__ import annotations
 
 import os
@@ -81,8 +82,7 @@ class S3BlobStore(BlobStore):
         for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
             if name not in _PUBLIC_PARAMS + _SECRET_PARAMS:
                 raise ValueError(
-                    f"{_redact(url)!r}: unknown parameter {name!r}; "
-                    f"known: {', '.join(_PUBLIC_PARAMS + _SECRET_PARAMS)}"
+                    f"{_redact(url)!r}: unknown parameter {name!r}; known: {', '.join(_PUBLIC_PARAMS + _SECRET_PARAMS)}"
                 )
             params[name] = value
         return cls(parts.netloc, urllib.parse.unquote(parts.path), **params)
@@ -187,7 +187,7 @@ class S3BlobStore(BlobStore):
             if page is None:
                 return
             for item in page.get("Contents", ()):
-                name = item["Key"][len(folder):]
+                name = item["Key"][len(folder) :]
                 if is_valid_key(name):
                     yield name
 
@@ -200,7 +200,6 @@ class S3BlobStore(BlobStore):
 
 def _code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
 
 
 def _redact(url: str) -> str:

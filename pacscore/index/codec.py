@@ -3,6 +3,7 @@
 ``PACSCORE_PURE=1`` forces the pure-Python twin (records.py); both give identical answers,
 which tests/test_impl_parity.py checks on generated records.
 """
+
 from __future__ import annotations
 
 from .. import _impl

@@ -9,6 +9,7 @@ change; readers keep their snapshot and see the new entries and the new list tog
 other writers wait (LMDB has one writer), so none can store an instance that misses the new
 attribute's entry.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,9 @@ def check_tag(tag: int) -> None:
         raise QueryError(model.keyword_of(tag) or f"{tag:08X}", "a sequence cannot be an indexed attribute")
 
 
-def set_indexed(txn, db_of: Callable[[str], object], current: Iterable[int], tags: Iterable[int],
-                progress: bool = False) -> tuple[list[int], list[int]]:
+def set_indexed(
+    txn, db_of: Callable[[str], object], current: Iterable[int], tags: Iterable[int], progress: bool = False
+) -> tuple[list[int], list[int]]:
     """Make ``tags`` the extra indexed attributes inside the write transaction ``txn``, where
     ``current`` are indexed now (``Index.indexed_tags(txn)``) and ``db_of`` names the databases.
 
@@ -73,8 +75,12 @@ def backfill(txn, db_of: Callable[[str], object], tag: int, progress: bool = Fal
     for level in _levels_to_file(tag):
         db = db_of(LEVEL_DB[level])
         total = txn.stat(db)["entries"]
-        bar = progress_bar(total, progress and total > 10_000, unit="record",
-                           desc=f"index {model.keyword_of(tag) or f'{tag:08X}'} ({level.lower()})")
+        bar = progress_bar(
+            total,
+            progress and total > 10_000,
+            unit="record",
+            desc=f"index {model.keyword_of(tag) or f'{tag:08X}'} ({level.lower()})",
+        )
         entries: list[tuple[bytes, bytes]] = []
         for key, raw in txn.cursor(db=db).iternext(keys=True, values=True):
             key = bytes(key)

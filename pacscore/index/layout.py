@@ -5,6 +5,7 @@ index needs another one just for a name: the environment (lmdb_index.py), the en
 (secondary.py), the segments (segments.py), the writer and the migrations all depend on this
 module, and on nothing of each other's for it.
 """
+
 from __future__ import annotations
 
 #: 2: scan segments; 3: trigram entries (secondary.GRAM_INDEXED); 4: entries of values the index

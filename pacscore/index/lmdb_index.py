@@ -16,6 +16,7 @@ Databases (all keys and values are bytes; UIDs and patient keys are UTF-8):
 One Environment per process: LMDB forbids carrying one across fork(), so ``Index.env`` reopens
 when the pid changes.
 """
+
 from __future__ import annotations
 
 import json
@@ -128,9 +129,18 @@ class Index:
         lmdb_readonly = self.readonly and not (os.access(data, os.W_OK) and os.access(self.path, os.W_OK))
         size = self._map_size or max(INITIAL_MAP_SIZE, data.stat().st_size * 2 if existing else 0)
         try:
-            env = lmdb.open(str(self.path), map_size=size, max_dbs=len(DB_NAMES) + 2, subdir=True,
-                            readonly=lmdb_readonly, lock=True, max_readers=256, metasync=True, sync=True,
-                            create=not self.readonly)
+            env = lmdb.open(
+                str(self.path),
+                map_size=size,
+                max_dbs=len(DB_NAMES) + 2,
+                subdir=True,
+                readonly=lmdb_readonly,
+                lock=True,
+                max_readers=256,
+                metasync=True,
+                sync=True,
+                create=not self.readonly,
+            )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the index at {self.path}: {exc}") from None
         shared = _Shared(env, {}, lmdb_readonly)
@@ -167,8 +177,10 @@ class Index:
         environment, by the first writable Index (the dict of databases is shared, so Index
         objects opened read-only before see the upgrade too)."""
         if shared.lmdb_readonly:
-            raise StorageError(f"the index at {self.path} is open read-only in this process (its files are "
-                               f"not writable): it cannot be opened for writing")
+            raise StorageError(
+                f"the index at {self.path} is open read-only in this process (its files are "
+                f"not writable): it cannot be opened for writing"
+            )
         env = shared.env
         dbs: dict[str, Any] = {}
         with env.begin(write=True) as txn:
@@ -193,8 +205,9 @@ class Index:
     def _check_version(self, env, version: int) -> None:
         if not 1 <= version <= SCHEMA_VERSION:
             env.close()
-            raise StorageError(f"index schema version {version} at {self.path}; "
-                               f"this pacscore reads versions 1 to {SCHEMA_VERSION}")
+            raise StorageError(
+                f"index schema version {version} at {self.path}; this pacscore reads versions 1 to {SCHEMA_VERSION}"
+            )
 
     def grow(self) -> None:
         """Double the map size (called outside any transaction after MapFullError)."""

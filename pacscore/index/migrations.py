@@ -5,6 +5,7 @@ Each step reads what the older layout kept and writes what the newer one adds, f
 alone (never from the blobs); a read-only open leaves an older archive as it is, and the
 readers handle every version they accept (docs/storage-layout.md).
 """
+
 from __future__ import annotations
 
 import json

@@ -14,6 +14,7 @@ so older archives and older readers are unaffected), values JSON ``{"host", "pid
 "time", "keys"}``. ``start`` is the process's start time since boot (Linux ``/proc``; empty
 elsewhere), so a recycled pid is not taken for the writer that died.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,8 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["OTHER_HOST_GRACE", "PREFIX", "Pending", "entries", "forget", "is_live", "new_token", "record",
-           "remove"]
+__all__ = ["OTHER_HOST_GRACE", "PREFIX", "Pending", "entries", "forget", "is_live", "new_token", "record", "remove"]
 
 PREFIX = b"pending/"
 #: An entry written on another host cannot be checked for a live process; it is taken as stale
@@ -43,6 +43,7 @@ _LIVE_LOCK = threading.Lock()
 @dataclass(frozen=True)
 class Pending:
     """One journal entry: the blobs one writer may leave unreferenced."""
+
     token: bytes
     host: str
     pid: int
@@ -59,7 +60,7 @@ def _start_time(pid: int) -> str:
     except OSError:
         return ""
     # the command name (field 2) may hold spaces and parentheses: count fields after the last ')'
-    fields = stat[stat.rfind(b")") + 2:].split()
+    fields = stat[stat.rfind(b")") + 2 :].split()
     return fields[19].decode() if len(fields) > 19 else ""
 
 
@@ -86,9 +87,12 @@ def forget(token: bytes) -> None:
 
 def record(txn, meta_db, token: bytes, keys: list[str]) -> None:
     """Write (or rewrite) the journal entry ``token`` naming ``keys``, in the caller's transaction."""
-    host, pid, start, _ = token[len(PREFIX):].decode().split("/")
-    txn.put(token, json.dumps({"host": host, "pid": int(pid), "start": start, "time": time.time(),
-                               "keys": list(keys)}).encode(), db=meta_db)
+    host, pid, start, _ = token[len(PREFIX) :].decode().split("/")
+    txn.put(
+        token,
+        json.dumps({"host": host, "pid": int(pid), "start": start, "time": time.time(), "keys": list(keys)}).encode(),
+        db=meta_db,
+    )
 
 
 def remove(txn, meta_db, token: bytes) -> None:
@@ -107,8 +111,14 @@ def entries(txn, meta_db) -> Iterator[Pending]:
             return
         try:
             doc = json.loads(bytes(value))
-            yield Pending(key, str(doc["host"]), int(doc["pid"]), str(doc.get("start", "")),
-                          float(doc.get("time", 0.0)), tuple(str(k) for k in doc["keys"]))
+            yield Pending(
+                key,
+                str(doc["host"]),
+                int(doc["pid"]),
+                str(doc.get("start", "")),
+                float(doc.get("time", 0.0)),
+                tuple(str(k) for k in doc["keys"]),
+            )
         except (ValueError, KeyError, TypeError):
             yield Pending(key, "", 0, "", 0.0, ())
 

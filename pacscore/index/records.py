@@ -11,6 +11,7 @@ Reading one field is a binary search over the fixed-width table and one slice, s
 test a key without decoding the rest of the record (the reason for the layout).
 Multi-valued text keeps DICOM's backslash; sequences are lists of item dicts keyword -> value.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,7 @@ def decode(buf: bytes | memoryview) -> dict[int, tuple[str, object]]:
         tag, vr, end = _ENTRY.unpack_from(buf, _HEAD.size + i * _ENTRY_SIZE)
         if start > end or base + end > len(buf):
             raise struct.error("record payload is truncated")
-        out[tag] = (vr.decode("ascii"), _decode_value(vr, buf[base + start:base + end]))
+        out[tag] = (vr.decode("ascii"), _decode_value(vr, buf[base + start : base + end]))
         start = end
     return out
 
@@ -77,7 +78,7 @@ def get(buf: bytes | memoryview, tag: int) -> tuple[str, object] | None:
             start = _ENTRY.unpack_from(buf, _HEAD.size + (mid - 1) * _ENTRY_SIZE)[2] if mid else 0
             if start > end or base + end > len(buf):
                 raise struct.error("record is truncated or malformed")
-            return vr.decode("ascii"), _decode_value(vr, buf[base + start:base + end])
+            return vr.decode("ascii"), _decode_value(vr, buf[base + start : base + end])
         if t < tag:
             lo = mid + 1
         else:

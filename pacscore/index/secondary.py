@@ -9,6 +9,7 @@ YYYYMMDD, a name without an alphabetic group, an empty or blank piece of a multi
 gets the prefix + ``UNINDEXABLE`` instead: every plan visits those, and visits the empty ones
 only when an empty value can match the key (``empty_record_matches``).
 """
+
 from __future__ import annotations
 
 import struct
@@ -23,8 +24,15 @@ UNINDEXABLE = b"\xff"
 #: level -> tags indexed by default
 DEFAULT_INDEXED: dict[str, tuple[int, ...]] = {
     "PATIENT": (model.T_PATIENT_ID, model.T_PATIENT_NAME, 0x00100030),
-    "STUDY": (model.T_PATIENT_ID, model.T_PATIENT_NAME, 0x00080020, 0x00080050, model.T_MODALITIES_IN_STUDY,
-              0x00200010, 0x00100030),
+    "STUDY": (
+        model.T_PATIENT_ID,
+        model.T_PATIENT_NAME,
+        0x00080020,
+        0x00080050,
+        model.T_MODALITIES_IN_STUDY,
+        0x00200010,
+        0x00100030,
+    ),
     "SERIES": (model.T_MODALITY, model.T_SERIES_UID),
     "IMAGE": (model.T_SOP_CLASS,),
 }
@@ -33,7 +41,7 @@ DEFAULT_INDEXED: dict[str, tuple[int, ...]] = {
 #: level -> LO attributes whose values are also indexed by their trigrams, so that a wild card
 #: with a literal run of three or more characters (``*ESOPHAGUS*``) need not scan the level
 GRAM_INDEXED: dict[str, tuple[int, ...]] = {
-    "STUDY": (0x00081030,),   # StudyDescription
+    "STUDY": (0x00081030,),  # StudyDescription
     "SERIES": (0x0008103E,),  # SeriesDescription
 }
 GRAM = 3
@@ -77,7 +85,7 @@ def gram_prefix(level: str, tag: int) -> bytes:
 
 def grams(text: str) -> set[str]:
     """The trigrams (of code points) of one NFC value."""
-    return {text[i:i + GRAM] for i in range(len(text) - GRAM + 1)}
+    return {text[i : i + GRAM] for i in range(len(text) - GRAM + 1)}
 
 
 def _is_text(field: tuple) -> bool:

@@ -17,6 +17,7 @@ becomes empty is removed. IMAGE records are not segmented: instance-level querie
 series or study to navigate from, and a second copy of every instance record would cost ingest
 speed and a third of the index size.
 """
+
 from __future__ import annotations
 
 import struct
@@ -57,7 +58,7 @@ def entries(value) -> Iterator[tuple[bytes, memoryview]]:
         end = start + klen + rlen
         if end > size:
             raise SegmentError(f"segment entry at byte {pos} runs past the end ({end} > {size})")
-        yield bytes(view[start:start + klen]), view[start + klen:end]
+        yield bytes(view[start : start + klen]), view[start + klen : end]
         pos = end
 
 
@@ -186,9 +187,11 @@ def check(txn, db, level_db, level: str) -> list[str]:
             missing, n_stored = missing + 1, n_stored + 1
             rec = next(stored, None)
     if missing or extra or different:
-        problems.append(f"{level} segments disagree with the {LEVEL_DB[level]} records: "
-                        f"{missing} missing, {extra} extra, {different} different, "
-                        f"{n_packed} vs {n_stored} entries")
+        problems.append(
+            f"{level} segments disagree with the {LEVEL_DB[level]} records: "
+            f"{missing} missing, {extra} extra, {different} different, "
+            f"{n_packed} vs {n_stored} entries"
+        )
     return problems
 
 
@@ -221,5 +224,4 @@ def _checked_items(txn, db, level: str, problems: list[str]) -> Iterator[tuple[b
             yield item
 
 
-__all__ = ["SEGMENTED_LEVELS", "SegmentError", "apply", "check", "decode", "encode", "entries", "rebuild",
-           "values"]
+__all__ = ["SEGMENTED_LEVELS", "SegmentError", "apply", "check", "decode", "encode", "entries", "rebuild", "values"]

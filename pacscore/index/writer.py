@@ -5,6 +5,7 @@ of PS3.4 C.3.4 (ModalitiesInStudy, NumberOf...Related...) current, so queries re
 other stored attribute. Records touched several times in a batch are decoded once and encoded
 once at commit (``flush``).
 """
+
 from __future__ import annotations
 
 import time
@@ -61,8 +62,9 @@ class Writer:
         as such (naming the entity) rather than as a TypeError deep in the writer."""
         rec = self.load(level, key)
         if rec is None:
-            raise StorageError(f"the index is damaged: {what} ({level} {key.decode('utf-8', 'replace')}) "
-                               f"is missing (run verify)")
+            raise StorageError(
+                f"the index is damaged: {what} ({level} {key.decode('utf-8', 'replace')}) is missing (run verify)"
+            )
         return rec
 
     def save(self, level: str, key: bytes, rec: dict | None) -> None:
@@ -294,5 +296,14 @@ def header_bytes(txn, index, sop_uid: str) -> bytes | None:
     return None if raw is None else zlib.decompress(bytes(raw))
 
 
-__all__ = ["Writer", "T_PARENT", "T_SIZE", "T_CHECKSUM", "T_STUDY", "T_PATIENT", "is_internal",
-           "header_bytes", "patient_key"]
+__all__ = [
+    "Writer",
+    "T_PARENT",
+    "T_SIZE",
+    "T_CHECKSUM",
+    "T_STUDY",
+    "T_PATIENT",
+    "is_internal",
+    "header_bytes",
+    "patient_key",
+]

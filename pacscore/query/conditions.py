@@ -4,6 +4,7 @@ Compile once per query, test many records: each Condition holds a ``test(*stored
 with the key already parsed (dates to intervals, patterns to segments, names folded), one
 argument per stored attribute it reads. The rules themselves live in ``reference``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,8 +58,9 @@ def _never(*_stored: object) -> bool:
     return False
 
 
-def _invalid(keyword: str, tags: tuple[int, ...], vr: str, key: object, reason: str,
-             options: MatchOptions) -> Condition:
+def _invalid(
+    keyword: str, tags: tuple[int, ...], vr: str, key: object, reason: str, options: MatchOptions
+) -> Condition:
     """An invalid key (docs/matching.md §5): QueryError, or a condition that matches nothing."""
     if options.invalid_keys == "error":
         raise QueryError(keyword, reason)
@@ -74,8 +76,11 @@ def _key_text(keyword: str, key: object) -> str:
         return key
     if isinstance(key, (int, float, Decimal)) and not isinstance(key, bool):
         return str(key)
-    if isinstance(key, Sequence) and not isinstance(key, (bytes, bytearray)) and all(
-            isinstance(v, (str, int, float, Decimal)) and not isinstance(v, bool) for v in key):
+    if (
+        isinstance(key, Sequence)
+        and not isinstance(key, (bytes, bytearray))
+        and all(isinstance(v, (str, int, float, Decimal)) and not isinstance(v, bool) for v in key)
+    ):
         return "\\".join(str(v) for v in key)
     raise QueryError(keyword, f"a key value must be a string, not {type(key).__name__}")
 
@@ -110,8 +115,9 @@ def _local(options: MatchOptions) -> int:
         raise QueryError("local_timezone", str(exc)) from None
 
 
-def _stored_test(vr: str, values_test: Callable, options: MatchOptions, local: int,
-                 with_tz: bool) -> Callable[..., bool]:
+def _stored_test(
+    vr: str, values_test: Callable, options: MatchOptions, local: int, with_tz: bool
+) -> Callable[..., bool]:
     """Wraps a values test with C.2.2.1.2 (an empty or absent value matches when
     ``empty_record_matches``) and, with ``with_tz``, the record's Timezone Offset From UTC."""
     empty = options.empty_record_matches
@@ -128,6 +134,7 @@ def _stored_test(vr: str, values_test: Callable, options: MatchOptions, local: i
         return values_test(split_values(vr, stored), offset)
 
     if with_tz:
+
         def test_tz(stored: object, stored_tz: object = None) -> bool:
             if stored is None:
                 return empty
@@ -166,8 +173,9 @@ def _item_vr(sequence_keyword: str, keyword: str, item_vrs: Mapping[str, str] | 
     try:
         return dictionary_VR(keyword)
     except (KeyError, ValueError):
-        raise QueryError(keyword,
-                         f"unknown attribute in the {sequence_keyword} item: give its VR in item_vrs") from None
+        raise QueryError(
+            keyword, f"unknown attribute in the {sequence_keyword} item: give its VR in item_vrs"
+        ) from None
 
 
 def _compile_sequence(
@@ -207,8 +215,15 @@ def _compile_sequence(
 
 
 def _compile(
-    keyword: str, tag: int, vr: str, key: object, options: MatchOptions,
-    item_vrs: Mapping[str, str] | None, zone: Zone, local: int, with_tz: bool,
+    keyword: str,
+    tag: int,
+    vr: str,
+    key: object,
+    options: MatchOptions,
+    item_vrs: Mapping[str, str] | None,
+    zone: Zone,
+    local: int,
+    with_tz: bool,
 ) -> Condition | None:
     if vr == "SQ":
         return _compile_sequence(keyword, tag, key, options, item_vrs, local)
@@ -254,9 +269,7 @@ def _first(stored: object) -> str | None:
     return first or None
 
 
-def _compile_combined(
-    date: tuple, time: tuple, options: MatchOptions, zone: Zone, local: int
-) -> Condition:
+def _compile_combined(date: tuple, time: tuple, options: MatchOptions, zone: Zone, local: int) -> Condition:
     """Combined Date Time Matching (C.2.2.2.5.4) of a DA and a TM range key of the same form.
     Stored DA/TM pairs are single-valued in every Q/R model; only their first values are read."""
     (d_kw, d_tag, _, d_key), (t_kw, t_tag, _, t_key) = date, time
@@ -306,8 +319,9 @@ def compile_conditions(
             try:
                 key_offset = parse_offset(timezone_offset.split("\\")[0])
             except ValueError as exc:
-                conditions.append(_invalid("TimezoneOffsetFromUTC", (TIMEZONE_OFFSET_TAG,), "SH", timezone_offset,
-                                           str(exc), options))
+                conditions.append(
+                    _invalid("TimezoneOffsetFromUTC", (TIMEZONE_OFFSET_TAG,), "SH", timezone_offset, str(exc), options)
+                )
         zone = Zone(key_offset, adjust=True)
     keys = [k for k in keys if k[1] not in NEVER_MATCHED_TAGS and k[1] >> 16 >= 0x0008]
     paired: set[str] = set()

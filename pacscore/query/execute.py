@@ -5,6 +5,7 @@ ancestors, a secondary index, or a scan of the level. Every candidate is verifie
 condition of its level and of its ancestors: the index proposes, the matcher decides. Candidates
 are visited in ascending unique-key order, so answers are deterministic and pages are stable.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -53,7 +54,7 @@ class Executor:
         self.index = index
         self.txn = txn
         self.query = query
-        self._cache: dict[tuple[str, bytes], bytes | None] = {}   # ancestors only
+        self._cache: dict[tuple[str, bytes], bytes | None] = {}  # ancestors only
         self._verdict: dict[tuple[str, bytes], bool] = {}
         self._dbs = {level: index.db(db) for level, db in LEVEL_DB.items()}
         self.test: Callable[[str, bytes], bool] = fast.record_tester(query, self._pure_test)  # compiled when built
@@ -139,8 +140,9 @@ class Executor:
             ancestors = self.ancestors(target, rec) if target != "PATIENT" else {}
             if any(lvl not in ancestors for lvl in upper):
                 continue
-            if not all(self.test_cached(lvl, self._key_of(lvl, ancestors, target, rec), ancestors[lvl])
-                       for lvl in upper):
+            if not all(
+                self.test_cached(lvl, self._key_of(lvl, ancestors, target, rec), ancestors[lvl]) for lvl in upper
+            ):
                 continue
             yield Match(target, key, {target: rec, **ancestors})
 
@@ -174,7 +176,7 @@ class Executor:
             fetch = record_test(target).fetch
             get, db = self.txn.get, self._dbs[target]
             for i in range(0, len(keys), 1024):
-                yield fetch(get, keys[i:i + 1024], db, with_keys)
+                yield fetch(get, keys[i : i + 1024], db, with_keys)
             return
         test = self.test
         # the plan yields (key, record) with the record possibly a buffer into the map: test in

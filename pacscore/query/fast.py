@@ -21,6 +21,7 @@ the reference applies ``empty_record_matches`` (conditions._stored_test), so the
 disagree. Anything the kernels cannot settle on ASCII bytes (non-ASCII text, which needs NFC
 and case folding; person names not in normal form; SQ fields) is handed to ``cond.test``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -78,8 +79,9 @@ def _build(cond, options=None):
                 return None
             patterns.append(fold(groups[0]))
             carets.append(groups[0].count("^"))
-        return _match.FieldTest(cond.tags[0], _match.MODES["pn_wildcard"], patterns,
-                                fold=options.pn_case_insensitive, carets=carets, **args)
+        return _match.FieldTest(
+            cond.tags[0], _match.MODES["pn_wildcard"], patterns, fold=options.pn_case_insensitive, carets=carets, **args
+        )
     return None
 
 

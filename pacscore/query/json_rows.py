@@ -17,6 +17,7 @@ Specs (tuples, the first item says the kind):
 - ``(CALL, hexkey, fn)``: ``fn(match)`` gives the attribute, or None to leave it out (time zone
   offsets, filtered sequences).
 """
+
 from __future__ import annotations
 
 from ..index import records as pure_records

@@ -3,6 +3,7 @@
 This is where a malformed identifier is refused with a QueryError naming the attribute and the
 reason; everything after it can trust the Query.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,8 @@ class Query:
     level: str
     model: str
     options: MatchOptions
-    levels: tuple[str, ...]                        # the model's levels down to the target level
-    keys: list[Key]                                # every accepted key, in identifier order
+    levels: tuple[str, ...]  # the model's levels down to the target level
+    keys: list[Key]  # every accepted key, in identifier order
     conditions: dict[str, list[Condition]] = field(default_factory=dict)
     timezone_offset: str | None = None
     ignored: list[str] = field(default_factory=list)  # keys below the level (not matched, not returned)
@@ -136,8 +137,9 @@ def identifier_items(identifier: object) -> tuple[list[tuple[int, object]], str 
                 elem = identifier[element_tag]
                 pairs.append((int(elem.tag), element_string(elem)))
             except Exception as exc:  # pydicom cannot decode the value: a malformed identifier
-                raise QueryError(model.keyword_of(int(element_tag)),
-                                 f"cannot decode the value: {type(exc).__name__}: {exc}") from None
+                raise QueryError(
+                    model.keyword_of(int(element_tag)), f"cannot decode the value: {type(exc).__name__}: {exc}"
+                ) from None
     elif isinstance(identifier, dict):
         pairs = [(parse_tag(k), v) for k, v in identifier.items()]
     else:
@@ -160,8 +162,9 @@ def build_query(identifier: object, level: str | None, model_name: str, options:
     pairs, id_level = identifier_items(identifier)
     if level is None:
         if id_level is None:
-            raise QueryError("QueryRetrieveLevel",
-                             "no query level: pass level= or put QueryRetrieveLevel in the identifier")
+            raise QueryError(
+                "QueryRetrieveLevel", "no query level: pass level= or put QueryRetrieveLevel in the identifier"
+            )
         level = id_level
     target = model.normalise_level(level, mdl)
     levels = model.MODELS[mdl][: model.MODELS[mdl].index(target) + 1]
@@ -208,5 +211,7 @@ def _check_hierarchy(query: Query) -> None:
     for lvl in query.ancestors:
         if not query.keys_at(lvl):
             unique = model.keyword_of(model.UNIQUE_KEY[lvl])
-            raise QueryError(unique, f"a hierarchical {query.level} query needs the {unique} of the {lvl} level "
-                                     f"(or relational queries)")
+            raise QueryError(
+                unique,
+                f"a hierarchical {query.level} query needs the {unique} of the {lvl} level (or relational queries)",
+            )

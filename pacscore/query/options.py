@@ -3,6 +3,7 @@
 The names are those of the matching vectors (tests/vectors/matching.json); the same names are accepted by
 ``pacscore.match``, ``Archive.find`` / ``count`` and as archive defaults.
 """
+
 from __future__ import annotations
 
 import dataclasses

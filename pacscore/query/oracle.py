@@ -4,6 +4,7 @@ implements the matching rules elsewhere (docs/matching.md).
 It compiles the key as the archive does (query/conditions.py, on the rules of
 query/reference.py) and tests the value with the reference alone: no index, no compiled kernel.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -21,9 +22,7 @@ DICOM_VRS = frozenset(
 _SKIPPED = frozenset(keyword_for_tag(tag) for tag in NEVER_MATCHED)
 
 
-def match(
-    vr: str, key: object, value: object, item_vrs: Mapping[str, str] | None = None, **options: object
-) -> bool:
+def match(vr: str, key: object, value: object, item_vrs: Mapping[str, str] | None = None, **options: object) -> bool:
     """Does a stored ``value`` match ``key`` under PS3.4 C.2.2 (and pacscore's §9 choices)?
 
     ``value`` is a DICOM string, ``""`` (zero length), None (absent) or, for SQ, a list of item
@@ -57,4 +56,6 @@ def match(
         keys.append((keyword, tag, (item_vrs or {}).get(keyword) or dictionary_VR(tag), key_value))
     conditions = compile_conditions(keys, opts, timezone_offset=key.get("TimezoneOffsetFromUTC"))
     return all(c.test(*(value.get(keyword_for_tag(t)) for t in c.tags)) for c in conditions)
+
+
 __all__ = ["match", "DICOM_VRS"]

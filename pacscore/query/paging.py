@@ -1,6 +1,7 @@
 """Paging of query results: matches to built rows, ``offset`` skipped and ``limit`` kept without
 building a row for any other, in lists (a list costs the caller less than a generator
 resumption per row)."""
+
 from __future__ import annotations
 
 from itertools import islice
@@ -19,6 +20,7 @@ def rows(executor, builder, limit: int | None, offset: int):
 
         def build_many(part):
             return [build(m) for m in part]
+
     yield from paged(batches, build_many, limit, offset)
 
 

@@ -9,6 +9,7 @@ Access paths, most selective first:
 Every path only proposes; execute.py verifies each candidate, so a plan can never lose a match,
 only cost time. Candidate keys are always visited in ascending order.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -44,6 +45,7 @@ class Executor(Protocol):
     txn: Any
     query: Query
 
+
 #: an index value range: (start, end inclusive or None, mode): mode False is one exact value,
 #: True a prefix, "range" the keys from start to end
 Range = tuple[bytes, bytes | None, bool | str]
@@ -56,7 +58,7 @@ _DAY = datetime.timedelta(days=1)
 
 @dataclass
 class Plan:
-    kind: str                       # "unique", "navigate", "index", "scan"
+    kind: str  # "unique", "navigate", "index", "scan"
     detail: str
     keys: list[bytes] | None = None  # the candidate keys (sorted); None = scan
     executor: Executor = None  # type: ignore[assignment]  # every plan is made for (and given) its Executor
@@ -84,8 +86,12 @@ class Plan:
         return ex.txn.cursor(db=db).iternext(keys=True, values=True)
 
     def describe(self) -> dict:
-        out = {"plan": self.kind, "detail": self.detail, "candidates": None if self.keys is None else len(self.keys),
-               "steps": self.steps}
+        out = {
+            "plan": self.kind,
+            "detail": self.detail,
+            "candidates": None if self.keys is None else len(self.keys),
+            "steps": self.steps,
+        }
         if self.keys is None:
             out["segments"] = self.segmented  # the scan reads the packed segments of the level
         return out
@@ -136,6 +142,7 @@ def _children(ex, level: str, key: bytes) -> list[bytes]:
 
 # -- secondary indexes -------------------------------------------------------------------------
 
+
 def _index_plan(ex) -> Plan | None:
     q = ex.query
     level = q.level
@@ -149,8 +156,12 @@ def _index_plan(ex) -> Plan | None:
     steps = []
     gram_tags = GRAM_INDEXED.get(level, ()) if ex.index.grams else ()
     for cond in q.conditions.get(level, ()):
-        if (len(cond.tags) == 1 and cond.tags[0] in gram_tags and cond.vr in ("LO", "SH")
-                and cond.tags[0] not in indexed):
+        if (
+            len(cond.tags) == 1
+            and cond.tags[0] in gram_tags
+            and cond.vr in ("LO", "SH")
+            and cond.tags[0] not in indexed
+        ):
             found, kind = _collect_grams(ex, level, cond, cap), " (trigrams)"
         elif cond.tags[0] in indexed and (len(cond.tags) == 1 or cond.kind == "combined"):
             ranges = _ranges_for(cond, q.options)
@@ -214,7 +225,7 @@ def _combined_date_range(date_key: str) -> list[Range] | None:
     bounds widened by a day each way (a key's UTC offset moves its bounds by up to 14 hours)."""
     if date_key.count("-") > 1:
         return None
-    first, _, last = (date_key.partition("-") if "-" in date_key else (date_key, "", date_key))
+    first, _, last = date_key.partition("-") if "-" in date_key else (date_key, "", date_key)
     first, last = first.strip(" "), last.strip(" ")
     if (first and not _DA8.match(first)) or (last and not _DA8.match(last)) or not (first or last):
         return None

@@ -6,6 +6,7 @@ key's duplicates) to bytes. ``pacscore._ext._ranges`` holds their compiled twins
 (tests/test_impl_parity.py gives both the same walks); ``walk`` and ``values_of`` are whichever
 is in use (the pure ones under ``PACSCORE_PURE=1``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -13,8 +14,9 @@ from collections.abc import Iterable
 from .. import _impl
 
 
-def walk_range_pure(it: Iterable, head: bytes, lo: bytes, hi: bytes | None, prefix: bool, found: set[bytes],
-                    cap: int) -> bool:
+def walk_range_pure(
+    it: Iterable, head: bytes, lo: bytes, hi: bytes | None, prefix: bool, found: set[bytes], cap: int
+) -> bool:
     """Add the values of ``it``'s (key, value) pairs to ``found`` while the key starts with
     ``lo`` (``prefix``) or starts with ``head`` and is at most ``hi``; False once ``found``
     holds more than ``cap`` values, else True."""

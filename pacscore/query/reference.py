@@ -11,6 +11,7 @@ its answers. Each rule function turns a key into a test over stored values:
 record's timezone; ``pacscore.match`` (query/oracle.py) is the public oracle over the shapes of the
 test vectors.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,10 +39,28 @@ ValueTest = Callable[[str, int], bool]
 ValuesTest = Callable[[Sequence[str], int], bool]
 
 __all__ = [
-    "Zone", "WildcardPattern", "classify", "single_value", "exact_value", "person_name",
-    "temporal_value", "numeric_value", "tag_value", "uid_list", "wildcard", "person_name_wildcard",
-    "range_value", "range_form", "combined_datetime", "value_test", "any_value", "any_key_value",
-    "multiple_values", "key_test", "sequence", "empty_value",
+    "Zone",
+    "WildcardPattern",
+    "classify",
+    "single_value",
+    "exact_value",
+    "person_name",
+    "temporal_value",
+    "numeric_value",
+    "tag_value",
+    "uid_list",
+    "wildcard",
+    "person_name_wildcard",
+    "range_value",
+    "range_form",
+    "combined_datetime",
+    "value_test",
+    "any_value",
+    "any_key_value",
+    "multiple_values",
+    "key_test",
+    "sequence",
+    "empty_value",
 ]
 
 
@@ -55,6 +74,7 @@ class Zone:
 
 
 # ---------------------------------------------------------------- decision table
+
 
 def classify(vr: str, value: str) -> str:
     """The matching type of one key value, padding removed (PS3.4 C.2.2.2; docs/matching.md §2):
@@ -71,6 +91,7 @@ def classify(vr: str, value: str) -> str:
 
 
 # ---------------------------------------------------------------- single value matching
+
 
 def single_value(vr: str, value: str, options: MatchOptions, zone: Zone = Zone()) -> ValueTest:
     """Single Value Matching (PS3.4 C.2.2.2.1): exact and case-sensitive, except PN (C.2.2.2.1.1),
@@ -212,6 +233,7 @@ def tag_value(value: str) -> ValueTest:
 
 # ---------------------------------------------------------------- list of UID matching
 
+
 def uid_list(uids: Iterable[str]) -> ValueTest:
     """List of UID Matching (PS3.4 C.2.2.2.2): each UID of the list may generate a match."""
     wanted = frozenset(uids)
@@ -226,6 +248,7 @@ def uid_list(uids: Iterable[str]) -> ValueTest:
 
 
 # ---------------------------------------------------------------- wild card matching
+
 
 class _Segment:
     """A run of a pattern between two '*': literal pieces at fixed offsets, '?' between them."""
@@ -359,8 +382,10 @@ def person_name_wildcard(pattern: str, options: MatchOptions) -> ValueTest:
 
     if len(groups) <= 1:
         if not compiled:
+
             def anything(v: str, _offset: int = 0) -> bool:
                 return True
+
             return anything
         _, only, carets = compiled[0]
         any_group = options.pn_match_all_groups
@@ -381,6 +406,7 @@ def person_name_wildcard(pattern: str, options: MatchOptions) -> ValueTest:
 
 
 # ---------------------------------------------------------------- range matching
+
 
 def range_value(vr: str, value: str, zone: Zone = Zone()) -> ValueTest:
     """Range Matching (PS3.4 C.2.2.2.5) of DA, TM and DT: ``v1-v2``, ``-v2``, ``v1-``, bounds
@@ -444,8 +470,10 @@ def combined_datetime(
 
 # ---------------------------------------------------------------- several values
 
+
 def any_value(test: ValueTest) -> ValuesTest:
     """A multi-valued stored attribute matches if any of its values does (PS3.4 C.2.2.3)."""
+
     def values_test(values: Sequence[str], offset: int) -> bool:
         for v in values:
             if test(v, offset):
@@ -470,6 +498,7 @@ def any_key_value(tests: Sequence[ValueTest]) -> ValuesTest:
 def multiple_values(tests: Sequence[ValueTest]) -> ValuesTest:
     """Multiple Value Matching (PS3.4 C.2.2.2.8, negotiated): every key value must match some
     stored value, in any order (``CT\\PT`` needs both)."""
+
     def values_test(values: Sequence[str], offset: int) -> bool:
         return all(any(t(v, offset) for v in values) for t in tests)
 
@@ -511,6 +540,7 @@ def key_test(
 
 
 # ---------------------------------------------------------------- sequences and empty values
+
 
 def sequence(
     item_tests: Sequence[tuple[str, Callable[[object], bool]]], options: MatchOptions

@@ -4,6 +4,7 @@
 from the records without pydicom (what QIDO-RS needs, and much cheaper); ``dict`` gives
 keyword -> value. Only the page that is returned is ever built.
 """
+
 from __future__ import annotations
 
 import gc
@@ -56,6 +57,7 @@ def gc_paused() -> Iterator[None]:
 
 def _item_vr(keyword: str) -> str:
     from pydicom.datadict import tag_for_keyword
+
     tag = tag_for_keyword(keyword)
     if tag is None:
         try:
@@ -79,8 +81,7 @@ class ResultBuilder:
                 item_keys = list(key.value[0])
                 self._seq_filters[key.tag] = (cond, item_keys)
         requested = {(k.tag) for k in query.keys}
-        self._uniques = [(lvl, model.UNIQUE_KEY[lvl]) for lvl in query.levels
-                         if model.UNIQUE_KEY[lvl] not in requested]
+        self._uniques = [(lvl, model.UNIQUE_KEY[lvl]) for lvl in query.levels if model.UNIQUE_KEY[lvl] not in requested]
         if fmt == "json":
             self._specs, self._rec_levels = self._row_plan()
             self._rec_levels_read = tuple(lvl or query.level for lvl in self._rec_levels)
@@ -88,8 +89,10 @@ class ResultBuilder:
 
     def fields(self, match: Match) -> list[tuple[int, str, object]]:
         """(tag, vr, value) of the response; value "" when unknown."""
-        out: list[tuple[int, str, object]] = [(model.T_CHARSET, "CS", CHARSET),
-                                              (model.T_QR_LEVEL, "CS", self.query.level)]
+        out: list[tuple[int, str, object]] = [
+            (model.T_CHARSET, "CS", CHARSET),
+            (model.T_QR_LEVEL, "CS", self.query.level),
+        ]
         for lvl, tag in self._uniques:
             rec = match.record(lvl)
             value = records.get_value(rec, tag) if rec is not None else None
@@ -116,8 +119,7 @@ class ResultBuilder:
         vr, value = field
         if vr == "SQ" and key.tag in self._seq_filters:
             cond, item_keys = self._seq_filters[key.tag]
-            value = [{k: item.get(k, "") for k in item_keys} for item in value
-                     if cond is None or cond.test([item])]
+            value = [{k: item.get(k, "") for k in item_keys} for item in value if cond is None or cond.test([item])]
         return (key.tag, json_rows.out_vr(key.vr, vr), value)
 
     # -- the JSON fast path ---------------------------------------------------------------
@@ -127,14 +129,16 @@ class ResultBuilder:
         own = levels.index(self.query.level)
         specs: list[tuple[int, tuple]] = [
             (model.T_CHARSET, (json_rows.CONSTANT, f"{model.T_CHARSET:08X}", "CS", CHARSET)),
-            (model.T_QR_LEVEL, (json_rows.CONSTANT, f"{model.T_QR_LEVEL:08X}", "CS", self.query.level))]
+            (model.T_QR_LEVEL, (json_rows.CONSTANT, f"{model.T_QR_LEVEL:08X}", "CS", self.query.level)),
+        ]
         for lvl, tag in self._uniques:
             pointer = _POINTERS.get((self.query.level, lvl))
             if pointer is not None:
                 specs.append((tag, (json_rows.UNIQUE, f"{tag:08X}", own, pointer, "UI")))
             else:
-                specs.append((tag, (json_rows.UNIQUE, f"{tag:08X}", levels.index(lvl), tag,
-                                    "LO" if lvl == "PATIENT" else "UI")))
+                specs.append(
+                    (tag, (json_rows.UNIQUE, f"{tag:08X}", levels.index(lvl), tag, "LO" if lvl == "PATIENT" else "UI"))
+                )
         for key in self.query.keys:
             pointer = _POINTERS.get((self.query.level, key.level))
             if key.tag == model.T_TZ or key.tag in self._seq_filters or key.level not in levels:
@@ -152,6 +156,7 @@ class ResultBuilder:
         def attribute(match: Match):
             field = self._key_field(match, key)
             return None if field is None else json_attribute(field[1], field[2])
+
         return attribute
 
     def _json_match(self, match: Match) -> dict:
@@ -200,6 +205,7 @@ def _element(tag: int, vr: str, value: Any) -> DataElement:
             ids = Dataset()
             for kw, v in item.items():
                 from pydicom.datadict import tag_for_keyword
+
                 t = tag_for_keyword(kw)
                 if t is None:
                     try:
@@ -230,8 +236,9 @@ def json_attribute(vr: str, value: Any) -> dict:
     if vr == "IN":
         vr = "LO"
     if vr == "SQ":
-        items = [{f"{_item_tag(k):08X}": json_attribute(_item_vr(k), v) for k, v in item.items()}
-                 for item in (value or [])]
+        items = [
+            {f"{_item_tag(k):08X}": json_attribute(_item_vr(k), v) for k, v in item.items()} for item in (value or [])
+        ]
         return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
     if value is None or value == "":
         return {"vr": vr}
@@ -273,6 +280,7 @@ def _number(text: str, kind):
 
 def _item_tag(keyword: str) -> int:
     from pydicom.datadict import tag_for_keyword
+
     tag = tag_for_keyword(keyword)
     return tag if tag is not None else int(keyword, 16)
 

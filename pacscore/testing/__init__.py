@@ -4,6 +4,7 @@ Nothing is imported up front: ``pacscore bench`` and ``pacscore conformance`` lo
 modules, which need no pytest (conformance needs Hypothesis: ``pacscore[conformance]``), and
 ``BlobStoreTests`` imports pytest only when asked for (``pacscore[testing]``).
 """
+
 from __future__ import annotations
 
 __all__ = ["BlobStoreTests"]

@@ -15,6 +15,7 @@ when it is an archive folder, or from ``--data ARCHIVE`` (the archive the remote
 serves, or one holding the same instances). ``--generate N`` instead builds N instances with
 pacscore.testing.generate, stores them into a temporary archive and through every target.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,6 +32,7 @@ __all__ = ["load_suite", "bench_target", "run_bench", "table", "add_arguments", 
 def load_suite(archive):
     """QUERY_SUITE resolved against ``archive``."""
     from .suite import resolve_suite
+
     return resolve_suite(archive)
 
 
@@ -42,13 +44,26 @@ def _pct(sorted_ms: list[float], p: float) -> float | None:
 
 def _summary(ms: list[float], errors: int, seconds: float) -> dict:
     s = sorted(ms)
-    return {"queries": len(s), "errors": errors, "p50_ms": _pct(s, 50), "p95_ms": _pct(s, 95), "p99_ms": _pct(s, 99),
-            "mean_ms": round(statistics.fmean(s), 3) if s else None,
-            "qps": round(len(s) / seconds, 1) if seconds else None}
+    return {
+        "queries": len(s),
+        "errors": errors,
+        "p50_ms": _pct(s, 50),
+        "p95_ms": _pct(s, 95),
+        "p99_ms": _pct(s, 99),
+        "mean_ms": round(statistics.fmean(s), 3) if s else None,
+        "qps": round(len(s) / seconds, 1) if seconds else None,
+    }
 
 
-def bench_target(text: str, suite, *, clients: int = 1, duration: float | None = None, repeat: int | None = None,
-                 calling_ae: str = "PACSCORE-BENCH") -> dict:
+def bench_target(
+    text: str,
+    suite,
+    *,
+    clients: int = 1,
+    duration: float | None = None,
+    repeat: int | None = None,
+    calling_ae: str = "PACSCORE-BENCH",
+) -> dict:
     """Run ``suite`` against ``text`` with ``clients`` threads; the summary dict."""
     if duration is None and repeat is None:
         repeat = 3
@@ -108,16 +123,35 @@ def bench_target(text: str, suite, *, clients: int = 1, duration: float | None =
         for tgt in targets:
             tgt.close()
     every = [ms for v in per_query.values() for ms in v]
-    return {"target": text, "clients": clients, "seconds": round(seconds, 3),
-            **_summary(every, sum(errors.values()), seconds),
-            "per_query": [{"name": name, "level": level, "matches": matches.get(name),
-                           **_summary(per_query[name], errors[name], seconds)} for name, _, level, _ in suite],
-            "error_messages": messages}
+    return {
+        "target": text,
+        "clients": clients,
+        "seconds": round(seconds, 3),
+        **_summary(every, sum(errors.values()), seconds),
+        "per_query": [
+            {
+                "name": name,
+                "level": level,
+                "matches": matches.get(name),
+                **_summary(per_query[name], errors[name], seconds),
+            }
+            for name, _, level, _ in suite
+        ],
+        "error_messages": messages,
+    }
 
 
-def run_bench(targets: list[str], *, data: str | None = None, generate: int | None = None, seed: int = 1,
-              clients: int = 1, duration: float | None = None, repeat: int | None = None,
-              calling_ae: str = "PACSCORE-BENCH") -> dict:
+def run_bench(
+    targets: list[str],
+    *,
+    data: str | None = None,
+    generate: int | None = None,
+    seed: int = 1,
+    clients: int = 1,
+    duration: float | None = None,
+    repeat: int | None = None,
+    calling_ae: str = "PACSCORE-BENCH",
+) -> dict:
     """Bench each of ``targets`` (the first is the baseline); adds ``ratios`` when there are two."""
     import tempfile
 
@@ -152,17 +186,30 @@ def run_bench(targets: list[str], *, data: str | None = None, generate: int | No
             suite = load_suite(arc)
         finally:
             release_archive(arc, owned)
-        results = [bench_target(t, suite, clients=clients, duration=duration, repeat=repeat, calling_ae=calling_ae)
-                   for t in targets]
-    out = {"suite_from": "generated" if generate else source, "clients": clients, "duration": duration,
-           "repeat": repeat, "implementation": pacscore.IMPLEMENTATION, "results": results}
+        results = [
+            bench_target(t, suite, clients=clients, duration=duration, repeat=repeat, calling_ae=calling_ae)
+            for t in targets
+        ]
+    out = {
+        "suite_from": "generated" if generate else source,
+        "clients": clients,
+        "duration": duration,
+        "repeat": repeat,
+        "implementation": pacscore.IMPLEMENTATION,
+        "results": results,
+    }
     if len(results) == 2:
         a, b = results
         ratio = lambda x, y: round(y / x, 2) if x and y else None  # noqa: E731
-        out["ratios"] = {"qps": ratio(a["qps"], b["qps"]), "p50": ratio(a["p50_ms"], b["p50_ms"]),
-                         "p95": ratio(a["p95_ms"], b["p95_ms"]), "p99": ratio(a["p99_ms"], b["p99_ms"]),
-                         "per_query_p50": {qa["name"]: ratio(qa["p50_ms"], qb["p50_ms"])
-                                           for qa, qb in zip(a["per_query"], b["per_query"])}}
+        out["ratios"] = {
+            "qps": ratio(a["qps"], b["qps"]),
+            "p50": ratio(a["p50_ms"], b["p50_ms"]),
+            "p95": ratio(a["p95_ms"], b["p95_ms"]),
+            "p99": ratio(a["p99_ms"], b["p99_ms"]),
+            "per_query_p50": {
+                qa["name"]: ratio(qa["p50_ms"], qb["p50_ms"]) for qa, qb in zip(a["per_query"], b["per_query"])
+            },
+        }
     return out
 
 
@@ -170,13 +217,25 @@ def table(result: dict) -> str:
     """The result as readable text: one block per target, then the ratios."""
     lines = []
     for r in result["results"]:
-        lines.append(f"{r['target']}: {r['clients']} client(s), {r['queries']} queries in {r['seconds']} s, "
-                     f"{r['qps']} q/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, "
-                     f"errors {r['errors']}")
+        lines.append(
+            f"{r['target']}: {r['clients']} client(s), {r['queries']} queries in {r['seconds']} s, "
+            f"{r['qps']} q/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, "
+            f"errors {r['errors']}"
+        )
         rows = [("query", "level", "matches", "n", "p50 ms", "p95 ms", "p99 ms", "errors")]
         for q in r["per_query"]:
-            rows.append((q["name"], q["level"], str(q["matches"]), str(q["queries"]), str(q["p50_ms"]),
-                         str(q["p95_ms"]), str(q["p99_ms"]), str(q["errors"])))
+            rows.append(
+                (
+                    q["name"],
+                    q["level"],
+                    str(q["matches"]),
+                    str(q["queries"]),
+                    str(q["p50_ms"]),
+                    str(q["p95_ms"]),
+                    str(q["p99_ms"]),
+                    str(q["errors"]),
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for n, row in enumerate(rows):
             cells = (c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
@@ -202,8 +261,12 @@ def add_arguments(p) -> None:
     g.add_argument("--duration", type=float, help="seconds per target")
     g.add_argument("--repeat", type=int, help="passes over the suite per client (default 3)")
     p.add_argument("--data", metavar="ARCHIVE", help="archive with the targets' data, to fill the suite's values")
-    p.add_argument("--generate", type=int, metavar="N",
-                   help="generate N instances (pacscore.testing.generate) and store them through every target first")
+    p.add_argument(
+        "--generate",
+        type=int,
+        metavar="N",
+        help="generate N instances (pacscore.testing.generate) and store them through every target first",
+    )
     p.add_argument("--seed", type=int, default=1, help="generator seed for --generate (default 1)")
     p.add_argument("--calling-ae", default="PACSCORE-BENCH", help="our AE title for DIMSE targets")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -214,8 +277,16 @@ def main(args) -> int:
 
     warnings.filterwarnings("ignore", module="pydicom")
     targets = [args.target] + ([args.compare] if args.compare else [])
-    result = run_bench(targets, data=args.data, generate=args.generate, seed=args.seed, clients=max(1, args.clients),
-                       duration=args.duration, repeat=args.repeat, calling_ae=args.calling_ae)
+    result = run_bench(
+        targets,
+        data=args.data,
+        generate=args.generate,
+        seed=args.seed,
+        clients=max(1, args.clients),
+        duration=args.duration,
+        repeat=args.repeat,
+        calling_ae=args.calling_ae,
+    )
     if args.json:
         json.dump(result, sys.stdout, indent=1)
         print()

@@ -13,6 +13,7 @@ Tests of a capability the store does not claim (``supports_listing``, ``supports
 ``durable``) are skipped. Override ``reopen_store`` if reopening needs more than calling
 ``make_store`` again with the same folder.
 """
+
 from __future__ import annotations
 
 import threading
@@ -31,8 +32,20 @@ UID = "1.2.840.113619.2.55.3.604688119.868.1249343495.1"
 RANGE_BLOB = bytes(range(256)) * 4  # 1 KiB whose every offset holds a recognisable byte
 
 INVALID_KEYS = [
-    "../etc/passwd", "a/b", "a\\b", "", ".", "..", ".hidden", "x" * 200, "a\x00b",
-    "a b", "a\nb", "a:b", "a?b", "é",
+    "../etc/passwd",
+    "a/b",
+    "a\\b",
+    "",
+    ".",
+    "..",
+    ".hidden",
+    "x" * 200,
+    "a\x00b",
+    "a b",
+    "a\nb",
+    "a:b",
+    "a?b",
+    "é",
 ]
 VALID_KEYS = [UID, "1", "a-b_c.D", "-", "_x", "x" * 128, "1.2.3."]
 
@@ -128,7 +141,7 @@ class BlobStoreTests:
         assert store.size(UID) == len(data)
         assert store.get(UID) == data
         middle = 3 * 1024 * 1024 + 7
-        assert store.get(UID, middle, middle + 1000) == data[middle:middle + 1000]
+        assert store.get(UID, middle, middle + 1000) == data[middle : middle + 1000]
 
     @pytest.mark.parametrize("key", VALID_KEYS)
     def test_valid_key_forms(self, store: BlobStore, key: str) -> None:
@@ -146,18 +159,18 @@ class BlobStoreTests:
     @pytest.mark.parametrize(
         ("start", "end"),
         [
-            (100, None),     # start only
-            (None, 100),     # end only
-            (10, 20),        # both
+            (100, None),  # start only
+            (None, 100),  # end only
+            (10, 20),  # both
             (0, 1),
-            (1023, 1024),    # the last byte
-            (0, 1024),       # the whole blob, asked for as a range
-            (5, 5),          # empty range
-            (20, 10),        # end before start: empty, as slicing
+            (1023, 1024),  # the last byte
+            (0, 1024),  # the whole blob, asked for as a range
+            (5, 5),  # empty range
+            (20, 10),  # end before start: empty, as slicing
             (0, 0),
-            (1000, 5000),    # end beyond the end: cut short
-            (1024, None),    # start at the end
-            (2000, None),    # start beyond the end
+            (1000, 5000),  # end beyond the end: cut short
+            (1024, None),  # start at the end
+            (2000, None),  # start beyond the end
             (2000, 3000),
         ],
     )

@@ -14,6 +14,7 @@ for QIDO-RS only. Every query whose answer differs is a deviation, grouped by wh
 the rule of the key, or the stored value it met (empty, absent, multi-valued). Hypothesis
 shrinks each group to its smallest example.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,9 @@ class Reference:
             rec["ModalitiesInStudy"] = "\\".join(sorted(modalities[study]))
             s = self.records["SERIES"].setdefault(series, {kw: _value(ds, kw) for kw in ATTRIBUTES["SERIES"]})
             s["_study"] = study
-            i = self.records["IMAGE"].setdefault(str(ds.SOPInstanceUID),
-                                                 {kw: _value(ds, kw) for kw in ATTRIBUTES["IMAGE"]})
+            i = self.records["IMAGE"].setdefault(
+                str(ds.SOPInstanceUID), {kw: _value(ds, kw) for kw in ATTRIBUTES["IMAGE"]}
+            )
             i["_study"], i["_series"] = study, series
 
     def pool(self, level: str, kw: str) -> list[str]:
@@ -123,10 +125,15 @@ class Deviation:
     error: str | None = None
 
     def to_dict(self) -> dict:
-        return {"category": self.category, "rule": self.rule, "level": self.query.level,
-                "identifier": self.query.identifier(), "error": self.error,
-                "missing": [{"uid": u, "stored": s} for u, s in self.missing],
-                "extra": [{"uid": u, "stored": s} for u, s in self.extra]}
+        return {
+            "category": self.category,
+            "rule": self.rule,
+            "level": self.query.level,
+            "identifier": self.query.identifier(),
+            "error": self.error,
+            "missing": [{"uid": u, "stored": s} for u, s in self.missing],
+            "extra": [{"uid": u, "stored": s} for u, s in self.extra],
+        }
 
 
 class _Found(AssertionError):
@@ -144,7 +151,7 @@ def _raise(dev: Deviation):
 
 
 def _stored_kind(query: Query, rec: dict) -> str | None:
-    """"absent", "empty" or "multi-valued" for a record's key attribute(s), None if plain."""
+    """ "absent", "empty" or "multi-valued" for a record's key attribute(s), None if plain."""
     kinds = set()
     for kw, key in query.keys.items():
         if key == "":
@@ -188,16 +195,27 @@ class Report:
         return not self.smallest
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "seed": self.seed, "queries": self.queries, "stored": self.stored,
-                "options": self.options, "queries_per_rule": self.per_rule, "deviations": len(self.smallest),
-                "groups": [{"category": c, "deviating_queries": self.deviating[c], **d.to_dict()}
-                           for c, d in sorted(self.smallest.items())]}
+        return {
+            "target": self.target,
+            "seed": self.seed,
+            "queries": self.queries,
+            "stored": self.stored,
+            "options": self.options,
+            "queries_per_rule": self.per_rule,
+            "deviations": len(self.smallest),
+            "groups": [
+                {"category": c, "deviating_queries": self.deviating[c], **d.to_dict()}
+                for c, d in sorted(self.smallest.items())
+            ],
+        }
 
     def table(self) -> str:
-        lines = [f"conformance of {self.target}: {self.queries} queries (seed {self.seed}), "
-                 f"{self.stored} instances stored" if self.stored else
-                 f"conformance of {self.target}: {self.queries} queries (seed {self.seed})",
-                 "queries per rule: " + ", ".join(f"{r} {n}" for r, n in self.per_rule.items())]
+        lines = [
+            f"conformance of {self.target}: {self.queries} queries (seed {self.seed}), {self.stored} instances stored"
+            if self.stored
+            else f"conformance of {self.target}: {self.queries} queries (seed {self.seed})",
+            "queries per rule: " + ", ".join(f"{r} {n}" for r, n in self.per_rule.items()),
+        ]
         if self.ok:
             lines.append("no deviation from the reference matcher")
             return "\n".join(lines)
@@ -239,12 +257,17 @@ def query_strategy(rule: str, reference: Reference, levels=LEVELS) -> st.SearchS
             if level != "STUDY":
                 return st.nothing()
             form = st.sampled_from(["closed", "open_start", "open_end"])
-            return form.flatmap(lambda f: st.tuples(
-                ps.range_keys("DA", reference.pool("STUDY", "StudyDate"), form=f),
-                ps.range_keys("TM", reference.pool("STUDY", "StudyTime") or None, form=f))).map(
-                lambda t: Query(rule, level, {"StudyDate": t[0], "StudyTime": t[1]}))
-        attrs = [kw for kw, vr in ATTRIBUTES[level].items() if rule in ps.rules_for(vr)
-                 and not (rule == "uid_list" and kw == "StudyInstanceUID" and level != "STUDY")]
+            return form.flatmap(
+                lambda f: st.tuples(
+                    ps.range_keys("DA", reference.pool("STUDY", "StudyDate"), form=f),
+                    ps.range_keys("TM", reference.pool("STUDY", "StudyTime") or None, form=f),
+                )
+            ).map(lambda t: Query(rule, level, {"StudyDate": t[0], "StudyTime": t[1]}))
+        attrs = [
+            kw
+            for kw, vr in ATTRIBUTES[level].items()
+            if rule in ps.rules_for(vr) and not (rule == "uid_list" and kw == "StudyInstanceUID" and level != "STUDY")
+        ]
         if rule in ("single", "multi_value"):
             attrs = [kw for kw in attrs if kw != UNIQUE[level] or rule == "single"]
         if not attrs:
@@ -268,14 +291,23 @@ def query_strategy(rule: str, reference: Reference, levels=LEVELS) -> st.SearchS
     return st.sampled_from(usable).flatmap(at_level)
 
 
-def run_conformance(target: str, *, seed: int = 0, queries: int = 200, rules=RULES, levels=LEVELS,
-                    pn_case: str = "insensitive", calling_ae: str = "PACSCORE-TEST", store: bool = True,
-                    patients: int = 6, progress=None) -> Report:
+def run_conformance(
+    target: str,
+    *,
+    seed: int = 0,
+    queries: int = 200,
+    rules=RULES,
+    levels=LEVELS,
+    pn_case: str = "insensitive",
+    calling_ae: str = "PACSCORE-TEST",
+    store: bool = True,
+    patients: int = 6,
+    progress=None,
+) -> Report:
     """Run the differential conformance test against ``target``; returns a Report."""
     tgt = open_target(target, calling_ae=calling_ae, create=True)
     data = ps.draw_seeded(ps.data_sets(patients=patients), seed)
-    options = {"pn_case_insensitive": pn_case == "insensitive",
-               "combined_datetime": tgt.kind == "qido"}
+    options = {"pn_case_insensitive": pn_case == "insensitive", "combined_datetime": tgt.kind == "qido"}
     reference = Reference(data, **options)
     report = Report(target=target, seed=seed, options={**options, "model": "STUDY", "levels": list(levels)})
     try:
@@ -289,9 +321,14 @@ def run_conformance(target: str, *, seed: int = 0, queries: int = 200, rules=RUL
             ran = [0]
 
             @hseed(seed)
-            @settings(max_examples=per_rule, database=None, deadline=None,
-                      suppress_health_check=list(HealthCheck), report_multiple_bugs=True,
-                      phases=[Phase.generate, Phase.shrink])
+            @settings(
+                max_examples=per_rule,
+                database=None,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                report_multiple_bugs=True,
+                phases=[Phase.generate, Phase.shrink],
+            )
             @given(query_strategy(rule, reference, levels))
             def check(q: Query) -> None:
                 ran[0] += 1
@@ -357,8 +394,12 @@ def add_arguments(p) -> None:
     p.add_argument("--queries", type=int, default=200, help="queries in all, spread over the rules (default 200)")
     p.add_argument("--rules", default=",".join(RULES), help=f"comma-separated rules (default {','.join(RULES)})")
     p.add_argument("--levels", default=",".join(LEVELS), help="comma-separated levels (default STUDY,SERIES,IMAGE)")
-    p.add_argument("--pn-case", choices=("insensitive", "sensitive"), default="insensitive",
-                   help="how the target is expected to compare person names (default insensitive)")
+    p.add_argument(
+        "--pn-case",
+        choices=("insensitive", "sensitive"),
+        default="insensitive",
+        help="how the target is expected to compare person names (default insensitive)",
+    )
     p.add_argument("--calling-ae", default="PACSCORE-TEST", help="our AE title for DIMSE targets")
     p.add_argument("--patients", type=int, default=6, help="patients in the generated data set (default 6)")
     p.add_argument("--no-store", action="store_true", help="the target already holds the data set of this seed")
@@ -376,9 +417,17 @@ def main(args) -> int:
             print(f"  {rule}: {n} queries, {bad} deviating", file=sys.stderr)
 
     report = run_conformance(
-        args.target, seed=args.seed, queries=args.queries, rules=[r for r in args.rules.split(",") if r],
-        levels=[lv.upper() for lv in args.levels.split(",") if lv], pn_case=args.pn_case,
-        calling_ae=args.calling_ae, store=not args.no_store, patients=args.patients, progress=progress)
+        args.target,
+        seed=args.seed,
+        queries=args.queries,
+        rules=[r for r in args.rules.split(",") if r],
+        levels=[lv.upper() for lv in args.levels.split(",") if lv],
+        pn_case=args.pn_case,
+        calling_ae=args.calling_ae,
+        store=not args.no_store,
+        patients=args.patients,
+        progress=progress,
+    )
     if args.json:
         print(json.dumps(report.to_dict(), indent=1, ensure_ascii=False))
     else:

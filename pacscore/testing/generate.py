@@ -21,6 +21,7 @@ is separate from the *values* stream, so :func:`count_instances` replays only th
 UIDs are ``2.25.<128-bit hash>`` of the configuration and the entity's position. A larger
 ``patients`` with the same other settings yields the smaller data set as its prefix.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -43,8 +44,17 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.valuerep import PersonName
 
 __all__ = [
-    "GeneratorConfig", "generate_datasets", "generate_bytes", "generate_records", "write_files",
-    "count_instances", "config_for", "first_instances", "Record", "MODALITY_SOP_CLASSES", "OPTIONAL_KEYWORDS",
+    "GeneratorConfig",
+    "generate_datasets",
+    "generate_bytes",
+    "generate_records",
+    "write_files",
+    "count_instances",
+    "config_for",
+    "first_instances",
+    "Record",
+    "MODALITY_SOP_CLASSES",
+    "OPTIONAL_KEYWORDS",
     "NON_ASCII_NAMES",
 ]
 
@@ -77,12 +87,13 @@ class GeneratorConfig:
                 raise ValueError(f"{name} must be within [0, 1]")
 
     def _structure_key(self) -> str:
-        return (f"{self.seed}|{self.studies_per_patient}|{self.series_per_study}|"
-                f"{self.instances_per_series}")
+        return f"{self.seed}|{self.studies_per_patient}|{self.series_per_study}|{self.instances_per_series}"
 
     def _values_key(self) -> str:
-        return (f"{self._structure_key()}|{self.start_year}|{self.end_year}|"
-                f"{self.non_ascii_fraction!r}|{self.empty_fraction!r}")
+        return (
+            f"{self._structure_key()}|{self.start_year}|{self.end_year}|"
+            f"{self.non_ascii_fraction!r}|{self.empty_fraction!r}"
+        )
 
 
 class Record(NamedTuple):
@@ -124,85 +135,144 @@ _PRIMARY_CUM = tuple(itertools.accumulate((22, 16, 13, 8, 12, 6, 3, 3, 3, 4, 3, 
 
 #: Optional (Type 2/3) attributes that ``empty_fraction`` may leave empty or absent.
 OPTIONAL_KEYWORDS: tuple[str, ...] = (
-    "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "PatientWeight",
-    "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName", "StudyDescription",
-    "StudyID", "InstitutionName", "SeriesDate", "SeriesTime", "SeriesDescription",
-    "BodyPartExamined", "SeriesNumber", "Manufacturer", "StationName", "OperatorsName",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "PatientWeight",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "StudyDescription",
+    "StudyID",
+    "InstitutionName",
+    "SeriesDate",
+    "SeriesTime",
+    "SeriesDescription",
+    "BodyPartExamined",
+    "SeriesNumber",
+    "Manufacturer",
+    "StationName",
+    "OperatorsName",
     "ProtocolName",
 )
 
 # (StudyDescription, BodyPartExamined, series descriptions) per primary modality.
 _STUDIES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
-    "CT": (("CT CHEST W/O CONTRAST", "CHEST", ("SCOUT", "AXIAL 5MM", "AXIAL 1.25MM LUNG", "CORONAL MPR 3MM")),
-           ("CT ABDOMEN PELVIS W CONTRAST", "ABDOMEN", ("SCOUT", "PORTAL VENOUS 5MM", "CORONAL 3MM", "DELAYED")),
-           ("CT HEAD W/O CONTRAST", "HEAD", ("SCOUT", "AXIAL 5MM BRAIN", "AXIAL BONE")),
-           ("CTA CHEST PE PROTOCOL", "CHEST", ("SCOUT", "CTA 1MM", "MIP AXIAL")),
-           ("CT LUMBAR SPINE", "LSPINE", ("SCOUT", "SAG BONE", "AXIAL 2MM"))),
-    "MR": (("MR BRAIN", "BRAIN", ("T1 SAG", "T2 AX", "FLAIR AX", "DWI", "ADC", "SWI")),
-           ("MR BRAIN W/WO CONTRAST", "BRAIN", ("T1 AX PRE", "T2 FLAIR", "T1 AX POST", "T1 MPRAGE POST")),
-           ("MR KNEE LEFT", "KNEE", ("PD FS COR", "PD SAG", "T1 COR", "T2 FS AX")),
-           ("MR LUMBAR SPINE", "LSPINE", ("T2 SAG", "T1 SAG", "STIR SAG", "T2 AX")),
-           ("MR PROSTATE MULTIPARAMETRIC", "PROSTATE", ("T2 TSE AX", "DWI b1400", "ADC", "DCE")),
-           ("MRA HEAD", "HEAD", ("TOF 3D", "MIP"))),
-    "US": (("US ABDOMEN COMPLETE", "ABDOMEN", ("LIVER", "KIDNEYS", "GALLBLADDER")),
-           ("US THYROID", "NECK", ("THYROID",)),
-           ("US OB 2ND TRIMESTER", "PELVIS", ("BIOMETRY", "ANATOMY")),
-           ("US RENAL", "KIDNEY", ("RIGHT KIDNEY", "LEFT KIDNEY"))),
-    "CR": (("XR CHEST 2 VIEWS", "CHEST", ("PA", "LATERAL")),
-           ("XR HAND LEFT 3 VIEWS", "HAND", ("PA", "OBLIQUE", "LATERAL")),
-           ("XR SKULL", "SKULL", ("AP", "LATERAL"))),
-    "DX": (("DX CHEST PA", "CHEST", ("PA",)),
-           ("DX KNEE RIGHT 2 VIEWS", "KNEE", ("AP", "LATERAL")),
-           ("DX PELVIS AP", "PELVIS", ("AP",)),
-           ("DX ANKLE LEFT 3 VIEWS", "ANKLE", ("AP", "MORTISE", "LATERAL"))),
-    "MG": (("MAMMO SCREENING BILATERAL", "BREAST", ("R CC", "L CC", "R MLO", "L MLO")),
-           ("MG DIAGNOSTIC LEFT", "BREAST", ("L CC", "L MLO", "L SPOT"))),
-    "PT": (("PET/CT WHOLE BODY FDG", "WHOLEBODY", ("PET WB AC", "CT AC", "PET WB NAC", "CT DIAGNOSTIC")),
-           ("PET/CT BRAIN FDG", "BRAIN", ("PET BRAIN", "CT AC"))),
-    "NM": (("NM BONE SCAN WHOLE BODY", "WHOLEBODY", ("ANT", "POST")),
-           ("NM THYROID SCAN", "THYROID", ("ANT", "PINHOLE")),
-           ("NM MYOCARDIAL PERFUSION", "HEART", ("STRESS", "REST"))),
-    "XA": (("XA CORONARY ANGIOGRAPHY", "HEART", ("LAO 30", "RAO 30", "LV GRAM")),
-           ("XA CEREBRAL ANGIOGRAM", "HEAD", ("ICA RIGHT", "ICA LEFT", "VERTEBRAL"))),
-    "ES": (("COLONOSCOPY", "COLON", ("CECUM", "TRANSVERSE", "SIGMOID")),
-           ("UPPER GI ENDOSCOPY", "STOMACH", ("ESOPHAGUS", "STOMACH", "DUODENUM")),
-           ("BRONCHOSCOPY", "LUNG", ("TRACHEA", "RIGHT MAIN BRONCHUS"))),
+    "CT": (
+        ("CT CHEST W/O CONTRAST", "CHEST", ("SCOUT", "AXIAL 5MM", "AXIAL 1.25MM LUNG", "CORONAL MPR 3MM")),
+        ("CT ABDOMEN PELVIS W CONTRAST", "ABDOMEN", ("SCOUT", "PORTAL VENOUS 5MM", "CORONAL 3MM", "DELAYED")),
+        ("CT HEAD W/O CONTRAST", "HEAD", ("SCOUT", "AXIAL 5MM BRAIN", "AXIAL BONE")),
+        ("CTA CHEST PE PROTOCOL", "CHEST", ("SCOUT", "CTA 1MM", "MIP AXIAL")),
+        ("CT LUMBAR SPINE", "LSPINE", ("SCOUT", "SAG BONE", "AXIAL 2MM")),
+    ),
+    "MR": (
+        ("MR BRAIN", "BRAIN", ("T1 SAG", "T2 AX", "FLAIR AX", "DWI", "ADC", "SWI")),
+        ("MR BRAIN W/WO CONTRAST", "BRAIN", ("T1 AX PRE", "T2 FLAIR", "T1 AX POST", "T1 MPRAGE POST")),
+        ("MR KNEE LEFT", "KNEE", ("PD FS COR", "PD SAG", "T1 COR", "T2 FS AX")),
+        ("MR LUMBAR SPINE", "LSPINE", ("T2 SAG", "T1 SAG", "STIR SAG", "T2 AX")),
+        ("MR PROSTATE MULTIPARAMETRIC", "PROSTATE", ("T2 TSE AX", "DWI b1400", "ADC", "DCE")),
+        ("MRA HEAD", "HEAD", ("TOF 3D", "MIP")),
+    ),
+    "US": (
+        ("US ABDOMEN COMPLETE", "ABDOMEN", ("LIVER", "KIDNEYS", "GALLBLADDER")),
+        ("US THYROID", "NECK", ("THYROID",)),
+        ("US OB 2ND TRIMESTER", "PELVIS", ("BIOMETRY", "ANATOMY")),
+        ("US RENAL", "KIDNEY", ("RIGHT KIDNEY", "LEFT KIDNEY")),
+    ),
+    "CR": (
+        ("XR CHEST 2 VIEWS", "CHEST", ("PA", "LATERAL")),
+        ("XR HAND LEFT 3 VIEWS", "HAND", ("PA", "OBLIQUE", "LATERAL")),
+        ("XR SKULL", "SKULL", ("AP", "LATERAL")),
+    ),
+    "DX": (
+        ("DX CHEST PA", "CHEST", ("PA",)),
+        ("DX KNEE RIGHT 2 VIEWS", "KNEE", ("AP", "LATERAL")),
+        ("DX PELVIS AP", "PELVIS", ("AP",)),
+        ("DX ANKLE LEFT 3 VIEWS", "ANKLE", ("AP", "MORTISE", "LATERAL")),
+    ),
+    "MG": (
+        ("MAMMO SCREENING BILATERAL", "BREAST", ("R CC", "L CC", "R MLO", "L MLO")),
+        ("MG DIAGNOSTIC LEFT", "BREAST", ("L CC", "L MLO", "L SPOT")),
+    ),
+    "PT": (
+        ("PET/CT WHOLE BODY FDG", "WHOLEBODY", ("PET WB AC", "CT AC", "PET WB NAC", "CT DIAGNOSTIC")),
+        ("PET/CT BRAIN FDG", "BRAIN", ("PET BRAIN", "CT AC")),
+    ),
+    "NM": (
+        ("NM BONE SCAN WHOLE BODY", "WHOLEBODY", ("ANT", "POST")),
+        ("NM THYROID SCAN", "THYROID", ("ANT", "PINHOLE")),
+        ("NM MYOCARDIAL PERFUSION", "HEART", ("STRESS", "REST")),
+    ),
+    "XA": (
+        ("XA CORONARY ANGIOGRAPHY", "HEART", ("LAO 30", "RAO 30", "LV GRAM")),
+        ("XA CEREBRAL ANGIOGRAM", "HEAD", ("ICA RIGHT", "ICA LEFT", "VERTEBRAL")),
+    ),
+    "ES": (
+        ("COLONOSCOPY", "COLON", ("CECUM", "TRANSVERSE", "SIGMOID")),
+        ("UPPER GI ENDOSCOPY", "STOMACH", ("ESOPHAGUS", "STOMACH", "DUODENUM")),
+        ("BRONCHOSCOPY", "LUNG", ("TRACHEA", "RIGHT MAIN BRONCHUS")),
+    ),
     "OT": (("OUTSIDE IMAGES", "", ("SCREEN CAPTURE", "KEY IMAGES")),),
     "SR": (("RADIOLOGY REPORT", "", ("REPORT",)),),
     "DOC": (("SCANNED DOCUMENTS", "", ("REQUISITION", "CONSENT FORM")),),
 }
 # Descriptions of the extra series a study may carry beside its primary modality.
-_EXTRA_SERIES = {"SR": ("REPORT", "Structured Report"), "DOC": ("REQUISITION SCAN", "PDF REPORT"),
-                 "OT": ("DOSE REPORT", "KEY IMAGES", "SCREEN SAVE")}
+_EXTRA_SERIES = {
+    "SR": ("REPORT", "Structured Report"),
+    "DOC": ("REQUISITION SCAN", "PDF REPORT"),
+    "OT": ("DOSE REPORT", "KEY IMAGES", "SCREEN SAVE"),
+}
 
 # Localised study descriptions (used for some patients whose names are in that script).
 _LOCAL_STUDIES: dict[str, dict[str, tuple[str, ...]]] = {
-    "latin": {"CT": ("CT THORAX NATIV", "TC TÓRAX SIN CONTRASTE"), "MR": ("MRT SCHÄDEL", "IRM CÉRÉBRALE"),
-              "CR": ("RÖNTGEN THORAX PA",), "DX": ("RÖNTGEN KNIE RECHTS",),
-              "US": ("ÉCHOGRAPHIE ABDOMINALE", "SONOGRAFIE ABDOMEN")},
+    "latin": {
+        "CT": ("CT THORAX NATIV", "TC TÓRAX SIN CONTRASTE"),
+        "MR": ("MRT SCHÄDEL", "IRM CÉRÉBRALE"),
+        "CR": ("RÖNTGEN THORAX PA",),
+        "DX": ("RÖNTGEN KNIE RECHTS",),
+        "US": ("ÉCHOGRAPHIE ABDOMINALE", "SONOGRAFIE ABDOMEN"),
+    },
     "greek": {"CT": ("ΑΞΟΝΙΚΗ ΘΩΡΑΚΟΣ",), "MR": ("ΜΑΓΝΗΤΙΚΗ ΕΓΚΕΦΑΛΟΥ",)},
-    "cyrillic": {"CT": ("КТ ОРГАНОВ ГРУДНОЙ КЛЕТКИ",), "MR": ("МРТ ГОЛОВНОГО МОЗГА",),
-                 "DX": ("РЕНТГЕНОГРАФИЯ ГРУДНОЙ КЛЕТКИ",)},
+    "cyrillic": {
+        "CT": ("КТ ОРГАНОВ ГРУДНОЙ КЛЕТКИ",),
+        "MR": ("МРТ ГОЛОВНОГО МОЗГА",),
+        "DX": ("РЕНТГЕНОГРАФИЯ ГРУДНОЙ КЛЕТКИ",),
+    },
     "japanese": {"CT": ("胸部単純CT",), "MR": ("頭部MRI",), "US": ("腹部超音波",)},
     "korean": {"CT": ("흉부 CT",), "MR": ("뇌 MRI",)},
     "chinese": {"CT": ("胸部CT平扫",), "MR": ("头颅MRI",), "US": ("腹部超声",)},
 }
 _LOCAL_IMPRESSION = {
     "latin": "Kein pathologischer Befund. Übrige Strukturen unauffällig.",
-    "greek": "Χωρίς παθολογικά ευρήματα.", "cyrillic": "Патологических изменений не выявлено.",
-    "japanese": "異常所見なし。", "korean": "특이 소견 없음.", "chinese": "未见明显异常。",
+    "greek": "Χωρίς παθολογικά ευρήματα.",
+    "cyrillic": "Патологических изменений не выявлено.",
+    "japanese": "異常所見なし。",
+    "korean": "특이 소견 없음.",
+    "chinese": "未见明显异常。",
 }
 _INSTITUTIONS = {
     "ascii": ("GENERAL HOSPITAL", "St. Mary's Medical Center", "CITY IMAGING CENTER", "Radiology Associates"),
     "latin": ("Universitätsklinikum Nord", "Hôpital Saint-Louis", "Hospital São João"),
-    "greek": ("Νοσοκομείο Ευαγγελισμός",), "cyrillic": ("Городская больница №1",),
-    "japanese": ("東京中央病院",), "korean": ("서울중앙병원",), "chinese": ("北京协和医院",),
+    "greek": ("Νοσοκομείο Ευαγγελισμός",),
+    "cyrillic": ("Городская больница №1",),
+    "japanese": ("東京中央病院",),
+    "korean": ("서울중앙병원",),
+    "chinese": ("北京协和医院",),
 }
 _EQUIPMENT = {
-    "CT": (("SIEMENS", "SOMATOM Definition AS"), ("GE MEDICAL SYSTEMS", "LightSpeed VCT"),
-           ("Philips", "Brilliance 64"), ("TOSHIBA", "Aquilion ONE")),
-    "MR": (("SIEMENS", "MAGNETOM Skyra"), ("GE MEDICAL SYSTEMS", "SIGNA Premier"),
-           ("Philips Medical Systems", "Ingenia")),
+    "CT": (
+        ("SIEMENS", "SOMATOM Definition AS"),
+        ("GE MEDICAL SYSTEMS", "LightSpeed VCT"),
+        ("Philips", "Brilliance 64"),
+        ("TOSHIBA", "Aquilion ONE"),
+    ),
+    "MR": (
+        ("SIEMENS", "MAGNETOM Skyra"),
+        ("GE MEDICAL SYSTEMS", "SIGNA Premier"),
+        ("Philips Medical Systems", "Ingenia"),
+    ),
     "US": (("GE Healthcare", "LOGIQ E9"), ("Philips", "EPIQ 7")),
     "CR": (("FUJIFILM Corporation", "FCR PROFECT"), ("Carestream Health", "DirectView CR 975")),
     "DX": (("Agfa", "DX-D 600"), ("SIEMENS", "Ysio Max")),
@@ -211,62 +281,231 @@ _EQUIPMENT = {
     "NM": (("SIEMENS NM", "Symbia T2"), ("GE MEDICAL SYSTEMS", "Infinia")),
     "XA": (("Philips Medical Systems", "Allura Xper FD20"), ("SIEMENS", "AXIOM-Artis")),
     "ES": (("OLYMPUS", "EVIS EXERA III"), ("PENTAX Medical", "EPK-i7010")),
-    "OT": (("PACSCORE", "Secondary Capture"),), "SR": (("PACSCORE", "Reporting"),),
+    "OT": (("PACSCORE", "Secondary Capture"),),
+    "SR": (("PACSCORE", "Reporting"),),
     "DOC": (("PACSCORE", "Document Scanner"),),
 }
 _IMAGE_TYPES = {
     "CT": ("ORIGINAL\\PRIMARY\\AXIAL", "DERIVED\\SECONDARY\\REFORMATTED", "ORIGINAL\\PRIMARY\\LOCALIZER"),
     "MR": ("ORIGINAL\\PRIMARY\\M\\ND", "ORIGINAL\\PRIMARY\\M\\NORM\\DIS2D", "DERIVED\\PRIMARY\\DIFFUSION\\ADC"),
-    "PT": ("ORIGINAL\\PRIMARY",), "NM": ("ORIGINAL\\PRIMARY\\STATIC\\EMISSION",),
-    "US": ("ORIGINAL\\PRIMARY\\ABDOMINAL", "DERIVED\\PRIMARY"), "CR": ("ORIGINAL\\PRIMARY",),
-    "DX": ("ORIGINAL\\PRIMARY",), "MG": ("ORIGINAL\\PRIMARY",), "XA": ("ORIGINAL\\PRIMARY\\SINGLE PLANE",),
-    "ES": ("ORIGINAL\\PRIMARY",), "OT": ("DERIVED\\SECONDARY",),
+    "PT": ("ORIGINAL\\PRIMARY",),
+    "NM": ("ORIGINAL\\PRIMARY\\STATIC\\EMISSION",),
+    "US": ("ORIGINAL\\PRIMARY\\ABDOMINAL", "DERIVED\\PRIMARY"),
+    "CR": ("ORIGINAL\\PRIMARY",),
+    "DX": ("ORIGINAL\\PRIMARY",),
+    "MG": ("ORIGINAL\\PRIMARY",),
+    "XA": ("ORIGINAL\\PRIMARY\\SINGLE PLANE",),
+    "ES": ("ORIGINAL\\PRIMARY",),
+    "OT": ("DERIVED\\SECONDARY",),
 }
 
 # --------------------------------------------------------------------------------------------
 # Names in several scripts
 # --------------------------------------------------------------------------------------------
 
-_ASCII_FAMILY = ("DOE", "SMITH", "JOHNSON", "WILLIAMS", "BROWN", "JONES", "GARCIA", "MILLER", "DAVIS",
-                 "RODRIGUEZ", "MARTINEZ", "LOPEZ", "WILSON", "ANDERSON", "THOMAS", "TAYLOR", "MOORE",
-                 "JACKSON", "MARTIN", "LEE", "THOMPSON", "WHITE", "HARRIS", "CLARK", "LEWIS", "WALKER",
-                 "YOUNG", "ALLEN", "O'BRIEN", "MCDONALD", "VAN DER BERG", "NGUYEN", "PATEL", "KHAN",
-                 "SCHMIDT", "ROSSI", "JANSSEN", "NOVAK", "SMITH-JONES")
-_ASCII_GIVEN = ("JOHN", "JANE", "MARY", "ROBERT", "PATRICIA", "MICHAEL", "LINDA", "DAVID", "ELIZABETH",
-                "JAMES", "JENNIFER", "WILLIAM", "SUSAN", "RICHARD", "SARAH", "KAREN", "DANIEL", "NANCY",
-                "PAUL", "LISA", "MARK", "EMMA", "OLIVER", "SOPHIA", "LIAM", "AVA", "NOAH", "MIA", "LUCAS")
-_LATIN_FAMILY = ("Müller", "Gonçalves", "Ødegård", "Sørensen", "Núñez", "Fernández", "Lefèvre", "Björk",
-                 "Jäger", "Østergaard", "Pérez", "Weiß", "Nováková", "Dvořák", "Łukasiewicz", "Kovačević",
-                 "Šimić", "Ångström")
-_LATIN_GIVEN = ("Jürgen", "João", "Åse", "Bjørn", "José", "María", "Hélène", "Märta", "Zoë", "François",
-                "Ólafur", "Antonín", "Paweł", "Ivana", "Søren", "Inês", "Günther", "Agnès")
+_ASCII_FAMILY = (
+    "DOE",
+    "SMITH",
+    "JOHNSON",
+    "WILLIAMS",
+    "BROWN",
+    "JONES",
+    "GARCIA",
+    "MILLER",
+    "DAVIS",
+    "RODRIGUEZ",
+    "MARTINEZ",
+    "LOPEZ",
+    "WILSON",
+    "ANDERSON",
+    "THOMAS",
+    "TAYLOR",
+    "MOORE",
+    "JACKSON",
+    "MARTIN",
+    "LEE",
+    "THOMPSON",
+    "WHITE",
+    "HARRIS",
+    "CLARK",
+    "LEWIS",
+    "WALKER",
+    "YOUNG",
+    "ALLEN",
+    "O'BRIEN",
+    "MCDONALD",
+    "VAN DER BERG",
+    "NGUYEN",
+    "PATEL",
+    "KHAN",
+    "SCHMIDT",
+    "ROSSI",
+    "JANSSEN",
+    "NOVAK",
+    "SMITH-JONES",
+)
+_ASCII_GIVEN = (
+    "JOHN",
+    "JANE",
+    "MARY",
+    "ROBERT",
+    "PATRICIA",
+    "MICHAEL",
+    "LINDA",
+    "DAVID",
+    "ELIZABETH",
+    "JAMES",
+    "JENNIFER",
+    "WILLIAM",
+    "SUSAN",
+    "RICHARD",
+    "SARAH",
+    "KAREN",
+    "DANIEL",
+    "NANCY",
+    "PAUL",
+    "LISA",
+    "MARK",
+    "EMMA",
+    "OLIVER",
+    "SOPHIA",
+    "LIAM",
+    "AVA",
+    "NOAH",
+    "MIA",
+    "LUCAS",
+)
+_LATIN_FAMILY = (
+    "Müller",
+    "Gonçalves",
+    "Ødegård",
+    "Sørensen",
+    "Núñez",
+    "Fernández",
+    "Lefèvre",
+    "Björk",
+    "Jäger",
+    "Østergaard",
+    "Pérez",
+    "Weiß",
+    "Nováková",
+    "Dvořák",
+    "Łukasiewicz",
+    "Kovačević",
+    "Šimić",
+    "Ångström",
+)
+_LATIN_GIVEN = (
+    "Jürgen",
+    "João",
+    "Åse",
+    "Bjørn",
+    "José",
+    "María",
+    "Hélène",
+    "Märta",
+    "Zoë",
+    "François",
+    "Ólafur",
+    "Antonín",
+    "Paweł",
+    "Ivana",
+    "Søren",
+    "Inês",
+    "Günther",
+    "Agnès",
+)
 # (native, romanised) pairs; the romanised form makes a first (alphabetic) component group.
-_GREEK_FAMILY = (("Παπαδόπουλος", "Papadopoulos"), ("Νικολάου", "Nikolaou"), ("Γεωργίου", "Georgiou"),
-                 ("Κωνσταντίνου", "Konstantinou"), ("Οικονόμου", "Oikonomou"), ("Δημητρίου", "Dimitriou"))
-_GREEK_GIVEN = (("Γιώργος", "Giorgos"), ("Ελένη", "Eleni"), ("Δημήτρης", "Dimitris"), ("Μαρία", "Maria"),
-                ("Νίκος", "Nikos"), ("Σοφία", "Sofia"))
-_CYRILLIC_FAMILY = (("Иванов", "Ivanov"), ("Петрова", "Petrova"), ("Смирнов", "Smirnov"),
-                    ("Кузнецова", "Kuznetsova"), ("Попов", "Popov"), ("Соколова", "Sokolova"),
-                    ("Шевченко", "Shevchenko"))
-_CYRILLIC_GIVEN = (("Сергей", "Sergei"), ("Анна", "Anna"), ("Дмитрий", "Dmitrii"), ("Ольга", "Olga"),
-                   ("Алексей", "Aleksei"), ("Наталья", "Natalia"))
+_GREEK_FAMILY = (
+    ("Παπαδόπουλος", "Papadopoulos"),
+    ("Νικολάου", "Nikolaou"),
+    ("Γεωργίου", "Georgiou"),
+    ("Κωνσταντίνου", "Konstantinou"),
+    ("Οικονόμου", "Oikonomou"),
+    ("Δημητρίου", "Dimitriou"),
+)
+_GREEK_GIVEN = (
+    ("Γιώργος", "Giorgos"),
+    ("Ελένη", "Eleni"),
+    ("Δημήτρης", "Dimitris"),
+    ("Μαρία", "Maria"),
+    ("Νίκος", "Nikos"),
+    ("Σοφία", "Sofia"),
+)
+_CYRILLIC_FAMILY = (
+    ("Иванов", "Ivanov"),
+    ("Петрова", "Petrova"),
+    ("Смирнов", "Smirnov"),
+    ("Кузнецова", "Kuznetsova"),
+    ("Попов", "Popov"),
+    ("Соколова", "Sokolova"),
+    ("Шевченко", "Shevchenko"),
+)
+_CYRILLIC_GIVEN = (
+    ("Сергей", "Sergei"),
+    ("Анна", "Anna"),
+    ("Дмитрий", "Dmitrii"),
+    ("Ольга", "Olga"),
+    ("Алексей", "Aleksei"),
+    ("Наталья", "Natalia"),
+)
 # (romaji, kanji, hiragana): PN groups alphabetic=ideographic=phonetic, as in PS3.5 H.3.
-_JAPANESE_FAMILY = (("Yamada", "山田", "やまだ"), ("Tanaka", "田中", "たなか"), ("Suzuki", "鈴木", "すずき"),
-                    ("Sato", "佐藤", "さとう"), ("Takahashi", "高橋", "たかはし"), ("Watanabe", "渡辺", "わたなべ"),
-                    ("Ito", "伊藤", "いとう"), ("Nakamura", "中村", "なかむら"))
-_JAPANESE_GIVEN = (("Tarou", "太郎", "たろう"), ("Hanako", "花子", "はなこ"), ("Ichiro", "一郎", "いちろう"),
-                   ("Yuki", "由紀", "ゆき"), ("Kenji", "健二", "けんじ"), ("Akiko", "明子", "あきこ"),
-                   ("Hiroshi", "博", "ひろし"))
+_JAPANESE_FAMILY = (
+    ("Yamada", "山田", "やまだ"),
+    ("Tanaka", "田中", "たなか"),
+    ("Suzuki", "鈴木", "すずき"),
+    ("Sato", "佐藤", "さとう"),
+    ("Takahashi", "高橋", "たかはし"),
+    ("Watanabe", "渡辺", "わたなべ"),
+    ("Ito", "伊藤", "いとう"),
+    ("Nakamura", "中村", "なかむら"),
+)
+_JAPANESE_GIVEN = (
+    ("Tarou", "太郎", "たろう"),
+    ("Hanako", "花子", "はなこ"),
+    ("Ichiro", "一郎", "いちろう"),
+    ("Yuki", "由紀", "ゆき"),
+    ("Kenji", "健二", "けんじ"),
+    ("Akiko", "明子", "あきこ"),
+    ("Hiroshi", "博", "ひろし"),
+)
 # (romanised, hanja, hangul): PS3.5 I.2 style.
-_KOREAN_FAMILY = (("Hong", "洪", "홍"), ("Kim", "金", "김"), ("Lee", "李", "이"), ("Park", "朴", "박"),
-                  ("Choi", "崔", "최"), ("Jung", "鄭", "정"))
-_KOREAN_GIVEN = (("Gildong", "吉洞", "길동"), ("Minsu", "敏洙", "민수"), ("Jiyeon", "智娟", "지연"),
-                 ("Hyejin", "惠珍", "혜진"), ("Sujin", "秀珍", "수진"))
+_KOREAN_FAMILY = (
+    ("Hong", "洪", "홍"),
+    ("Kim", "金", "김"),
+    ("Lee", "李", "이"),
+    ("Park", "朴", "박"),
+    ("Choi", "崔", "최"),
+    ("Jung", "鄭", "정"),
+)
+_KOREAN_GIVEN = (
+    ("Gildong", "吉洞", "길동"),
+    ("Minsu", "敏洙", "민수"),
+    ("Jiyeon", "智娟", "지연"),
+    ("Hyejin", "惠珍", "혜진"),
+    ("Sujin", "秀珍", "수진"),
+)
 # (pinyin, hanzi): PS3.5 J style (the phonetic group left out).
-_CHINESE_FAMILY = (("Wang", "王"), ("Li", "李"), ("Zhang", "张"), ("Liu", "刘"), ("Chen", "陈"),
-                   ("Yang", "杨"), ("Zhao", "赵"), ("Huang", "黄"))
-_CHINESE_GIVEN = (("XiaoDong", "小东"), ("Na", "娜"), ("Wei", "伟"), ("Yang", "洋"), ("Jing", "静"),
-                  ("Min", "敏"), ("Lei", "磊"), ("Fang", "芳"))
+_CHINESE_FAMILY = (
+    ("Wang", "王"),
+    ("Li", "李"),
+    ("Zhang", "张"),
+    ("Liu", "刘"),
+    ("Chen", "陈"),
+    ("Yang", "杨"),
+    ("Zhao", "赵"),
+    ("Huang", "黄"),
+)
+_CHINESE_GIVEN = (
+    ("XiaoDong", "小东"),
+    ("Na", "娜"),
+    ("Wei", "伟"),
+    ("Yang", "洋"),
+    ("Jing", "静"),
+    ("Min", "敏"),
+    ("Lei", "磊"),
+    ("Fang", "芳"),
+)
 
 # Non-ASCII scripts and their relative weights among non-ASCII patients.
 _SCRIPTS = ("latin", "greek", "cyrillic", "japanese", "korean", "chinese")
@@ -432,9 +671,11 @@ _PREAMBLE = b"\0" * 128 + b"DICM"
 def _meta_parts(sop_class: str) -> tuple[bytes, bytes]:
     """The file meta elements before and after (0002,0003) for one SOP class."""
     head = _element(0x00020001, "OB", b"\x00\x01") + _element(0x00020002, "UI", _ui(sop_class))
-    tail = (_element(0x00020010, "UI", _ui(_uids.ExplicitVRLittleEndian))
-            + _element(0x00020012, "UI", _ui(_IMPLEMENTATION_CLASS_UID))
-            + _element(0x00020013, "SH", _IMPLEMENTATION_VERSION))
+    tail = (
+        _element(0x00020010, "UI", _ui(_uids.ExplicitVRLittleEndian))
+        + _element(0x00020012, "UI", _ui(_IMPLEMENTATION_CLASS_UID))
+        + _element(0x00020013, "SH", _IMPLEMENTATION_VERSION)
+    )
     return head, tail
 
 
@@ -442,8 +683,7 @@ def _part10(sop_class: str, sop_uid_value: bytes, body: bytes) -> bytes:
     head, tail = _meta_parts(sop_class)
     uid_el = _element(0x00020003, "UI", sop_uid_value)
     group_length = len(head) + len(uid_el) + len(tail)
-    return b"".join((_PREAMBLE, _element(0x00020000, "UL", struct.pack("<I", group_length)),
-                     head, uid_el, tail, body))
+    return b"".join((_PREAMBLE, _element(0x00020000, "UL", struct.pack("<I", group_length)), head, uid_el, tail, body))
 
 
 class _Writer:
@@ -515,7 +755,7 @@ def _tm(seconds: float, style: int) -> str:
     if style == 3:
         return f"{h:02d}{m:02d}"
     digits = 6 if style == 1 else 3
-    frac = min(int((seconds - whole) * 10 ** digits), 10 ** digits - 1)
+    frac = min(int((seconds - whole) * 10**digits), 10**digits - 1)
     return f"{h:02d}{m:02d}{s:02d}.{frac:0{digits}d}"
 
 
@@ -597,8 +837,13 @@ class _Patient:
     birth: int
 
 
-def _make_patient(config: GeneratorConfig, rng: random.Random, index: int,
-                  plan: list[tuple[str, list[tuple[str, int]]]], first_study: int) -> _Patient:
+def _make_patient(
+    config: GeneratorConfig,
+    rng: random.Random,
+    index: int,
+    plan: list[tuple[str, list[tuple[str, int]]]],
+    first_study: int,
+) -> _Patient:
     script = "ascii"
     if rng.random() < config.non_ascii_fraction:
         script = rng.choices(_SCRIPTS, cum_weights=_SCRIPT_CUM)[0]
@@ -657,8 +902,14 @@ def _make_study(patient: _Patient, primary: str, date: int, uid: str) -> _Study:
     w.opt(out, "StudyDate", _da(date), absent=False)
     w.opt(out, "StudyTime", _tm(start, time_style), absent=False)
     year = _dt.date.fromordinal(date).year
-    accession = rng.choice((f"A{year}{rng.randrange(10 ** 6):06d}", f"{rng.randrange(10 ** 10):010d}",
-                            f"ACC-{rng.randrange(10 ** 7)}", f"RAD{year % 100:02d}{rng.randrange(10 ** 5):05d}"))
+    accession = rng.choice(
+        (
+            f"A{year}{rng.randrange(10**6):06d}",
+            f"{rng.randrange(10**10):010d}",
+            f"ACC-{rng.randrange(10**7)}",
+            f"RAD{year % 100:02d}{rng.randrange(10**5):05d}",
+        )
+    )
     w.opt(out, "AccessionNumber", accession, absent=False)
     description = catalog[0]
     local = _LOCAL_STUDIES.get(patient.script, {}).get(primary)
@@ -699,8 +950,11 @@ def _make_series(patient: _Patient, study: _Study, modality: str, number: int, u
     w.put(out, "SeriesInstanceUID", _ui(uid))
     w.opt(out, "SeriesNumber", str(number if rng.random() < 0.9 else number * 100 + 1), absent=False)
     primary_descriptions = study.catalog[2]
-    if (modality in _EXTRA_SERIES
-            and study.catalog[0] not in ("RADIOLOGY REPORT", "SCANNED DOCUMENTS", "OUTSIDE IMAGES")):
+    if modality in _EXTRA_SERIES and study.catalog[0] not in (
+        "RADIOLOGY REPORT",
+        "SCANNED DOCUMENTS",
+        "OUTSIDE IMAGES",
+    ):
         description = rng.choice(_EXTRA_SERIES[modality])
     else:
         description = primary_descriptions[(number - 1) % len(primary_descriptions)]
@@ -778,8 +1032,9 @@ def _image_content(w: _Writer, out: dict[int, bytes], modality: str, description
         w.put(out, "RescaleIntercept", "0" if signed else "-1024")
         w.put(out, "RescaleSlope", "1")
         w.put(out, "RescaleType", "HU")
-        center, width = rng.choice((("40", "400"), ("-600", "1500"), ("40\\-600", "400\\1500"),
-                                    ("35\\700", "80\\3200")))
+        center, width = rng.choice(
+            (("40", "400"), ("-600", "1500"), ("40\\-600", "400\\1500"), ("35\\700", "80\\3200"))
+        )
         w.put(out, "WindowCenter", center)
         w.put(out, "WindowWidth", width)
     elif modality == "MR":
@@ -823,8 +1078,12 @@ def _geometry(w: _Writer, out: dict[int, bytes], modality: str, series_uid: str)
     w.put(out, "PixelSpacing", f"{spacing:g}\\{spacing:g}")
     thickness = rng.choice((0.625, 1.25, 2.5, 3.0, 5.0))
     w.put(out, "SliceThickness", f"{thickness:g}")
-    return (round(rng.uniform(-250, -150), 3), round(rng.uniform(-250, -150), 3),
-            round(rng.uniform(-400, 100), 2), thickness if rng.random() < 0.5 else -thickness)
+    return (
+        round(rng.uniform(-250, -150), 3),
+        round(rng.uniform(-250, -150), 3),
+        round(rng.uniform(-400, 100), 2),
+        thickness if rng.random() < 0.5 else -thickness,
+    )
 
 
 def _sr_content(w: _Writer, out: dict[int, bytes], script: str, title: str) -> None:
@@ -833,8 +1092,14 @@ def _sr_content(w: _Writer, out: dict[int, bytes], script: str, title: str) -> N
     impression = "No acute abnormality."
     if script in _LOCAL_IMPRESSION and rng.random() < 0.5:
         impression = _LOCAL_IMPRESSION[script]
-    finding = rng.choice(("Lungs are clear. No pleural effusion.", "Normal study for age.",
-                          "Mild degenerative changes. No fracture.", "Stable 4 mm nodule, right upper lobe."))
+    finding = rng.choice(
+        (
+            "Lungs are clear. No pleural effusion.",
+            "Normal study for age.",
+            "Mild degenerative changes. No fracture.",
+            "Stable 4 mm nodule, right upper lobe.",
+        )
+    )
     w.put(out, "ValueType", "CONTAINER")
     tag = _kw("ConceptNameCodeSequence")[0]
     out[tag] = _sequence(tag, [w.code("11528-7", "LN", "Radiology Report")])
@@ -862,12 +1127,14 @@ def _tiny_pdf(title: str) -> bytes:
     """A one-page PDF with correct cross-reference offsets, so viewers open it."""
     text = title.replace("\\", "").replace("(", "").replace(")", "")
     stream = f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode("latin-1", "replace")
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
-               b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-               b"/Resources << /Font << /F1 5 0 R >> >> >>",
-               b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
     pdf = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, 1):

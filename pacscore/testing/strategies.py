@@ -23,6 +23,7 @@ stored value means what it says. Every key strategy produces keys ``pacscore.mat
 Importing this module needs only ``hypothesis`` and ``pydicom`` (not pytest): import it by its
 full path, ``pacscore.testing.strategies``.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -36,11 +37,39 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from ..values import parse_temporal, split_range
 
 __all__ = [
-    "VALUE_VRS", "RULES", "SCRIPTS", "LEVELS", "MODELS", "LEVEL_ATTRIBUTES", "SOP_CLASSES",
-    "values", "dates", "times", "datetimes", "utc_offsets", "person_names", "uids", "code_strings",
-    "long_strings", "short_strings", "ae_titles", "integer_strings", "decimal_strings",
-    "single_keys", "wildcard_keys", "range_keys", "uid_list_keys", "universal_keys", "multi_value_keys",
-    "sequence_keys", "matching_keys", "rules_for", "identifiers", "studies", "data_sets", "draw_seeded",
+    "VALUE_VRS",
+    "RULES",
+    "SCRIPTS",
+    "LEVELS",
+    "MODELS",
+    "LEVEL_ATTRIBUTES",
+    "SOP_CLASSES",
+    "values",
+    "dates",
+    "times",
+    "datetimes",
+    "utc_offsets",
+    "person_names",
+    "uids",
+    "code_strings",
+    "long_strings",
+    "short_strings",
+    "ae_titles",
+    "integer_strings",
+    "decimal_strings",
+    "single_keys",
+    "wildcard_keys",
+    "range_keys",
+    "uid_list_keys",
+    "universal_keys",
+    "multi_value_keys",
+    "sequence_keys",
+    "matching_keys",
+    "rules_for",
+    "identifiers",
+    "studies",
+    "data_sets",
+    "draw_seeded",
 ]
 
 #: The VRs ``values`` knows.
@@ -74,11 +103,15 @@ def _no_edge_spaces(s: str) -> bool:
 
 
 def _text(alphabet: str, min_size: int, max_size: int) -> st.SearchStrategy[str]:
-    return st.text(alphabet, min_size=min_size, max_size=max_size).filter(_no_edge_spaces).filter(
-        lambda s: len(s) >= min_size)
+    return (
+        st.text(alphabet, min_size=min_size, max_size=max_size)
+        .filter(_no_edge_spaces)
+        .filter(lambda s: len(s) >= min_size)
+    )
 
 
 # ---------------------------------------------------------------- values per VR
+
 
 def dates(min_year: int = 1900, max_year: int = 2099) -> st.SearchStrategy[str]:
     """DA values ``YYYYMMDD``."""
@@ -97,15 +130,17 @@ def times(draw, precision: int | None = None) -> str:
         text += f"{draw(st.integers(0, 59)):02d}"
     if p >= 4:
         digits = draw(st.integers(1, 6))
-        text += "." + str(draw(st.integers(0, 10 ** digits - 1))).zfill(digits)
+        text += "." + str(draw(st.integers(0, 10**digits - 1))).zfill(digits)
     return text
 
 
 def utc_offsets() -> st.SearchStrategy[str]:
     """UTC offsets ``&HHMM`` from -1200 to +1400 (the minutes real zones use)."""
-    return st.tuples(st.integers(-12, 14), st.sampled_from([0, 30, 45])).filter(
-        lambda t: not (t[0] in (-12, 14) and t[1])).map(
-        lambda t: f"{'-' if t[0] < 0 else '+'}{abs(t[0]):02d}{t[1]:02d}")
+    return (
+        st.tuples(st.integers(-12, 14), st.sampled_from([0, 30, 45]))
+        .filter(lambda t: not (t[0] in (-12, 14) and t[1]))
+        .map(lambda t: f"{'-' if t[0] < 0 else '+'}{abs(t[0]):02d}{t[1]:02d}")
+    )
 
 
 @st.composite
@@ -151,7 +186,7 @@ def uids(draw, root: str | None = None, max_length: int = 64) -> str:
     """UIDs: dot-separated numeric components without leading zeros, at most ``max_length``
     (64) characters."""
     prefix = root or draw(st.sampled_from(["1.2.826.0.1.3680043.9", "2.25", "1.3.6.1.4.1.5962", "1.2.840.99"]))
-    parts = draw(st.lists(st.integers(0, 10 ** 12), min_size=1, max_size=6))
+    parts = draw(st.lists(st.integers(0, 10**12), min_size=1, max_size=6))
     uid = prefix
     for p in parts:
         if len(uid) + 1 + len(str(p)) > max_length:
@@ -182,21 +217,34 @@ def ae_titles() -> st.SearchStrategy[str]:
 
 def integer_strings() -> st.SearchStrategy[str]:
     """IS values: -2^31..2^31-1 written as DICOM allows (sign, leading zeros), at most 12 chars."""
-    return st.tuples(st.integers(-(2 ** 31), 2 ** 31 - 1), st.sampled_from(["", "+", "0", "00"])).map(
-        lambda t: (str(t[0]) if t[0] < 0 or t[1] in ("",) else
-                   ("+" + str(t[0]) if t[1] == "+" else t[1] + str(t[0])))).filter(lambda s: len(s) <= 12)
+    return (
+        st.tuples(st.integers(-(2**31), 2**31 - 1), st.sampled_from(["", "+", "0", "00"]))
+        .map(
+            lambda t: str(t[0]) if t[0] < 0 or t[1] in ("",) else ("+" + str(t[0]) if t[1] == "+" else t[1] + str(t[0]))
+        )
+        .filter(lambda s: len(s) <= 12)
+    )
 
 
 def decimal_strings() -> st.SearchStrategy[str]:
     """DS values: fixed or exponent notation, at most 16 characters."""
-    fixed = st.decimals(min_value=-10 ** 6, max_value=10 ** 6, places=4, allow_nan=False, allow_infinity=False).map(str)
+    fixed = st.decimals(min_value=-(10**6), max_value=10**6, places=4, allow_nan=False, allow_infinity=False).map(str)
     expo = st.tuples(st.integers(-999, 999), st.integers(-30, 30)).map(lambda t: f"{t[0]}E{t[1]:+d}")
     return st.one_of(fixed, expo, st.integers(-999, 999).map(str)).filter(lambda s: len(s) <= 16)
 
 
 _VALUE_STRATEGIES: dict[str, Callable[[], st.SearchStrategy[str]]] = {
-    "DA": dates, "TM": times, "DT": datetimes, "PN": person_names, "UI": uids, "CS": code_strings,
-    "LO": long_strings, "SH": short_strings, "AE": ae_titles, "IS": integer_strings, "DS": decimal_strings,
+    "DA": dates,
+    "TM": times,
+    "DT": datetimes,
+    "PN": person_names,
+    "UI": uids,
+    "CS": code_strings,
+    "LO": long_strings,
+    "SH": short_strings,
+    "AE": ae_titles,
+    "IS": integer_strings,
+    "DS": decimal_strings,
 }
 
 
@@ -210,6 +258,7 @@ def values(vr: str) -> st.SearchStrategy[str]:
 
 # ---------------------------------------------------------------- matching keys per rule
 
+
 def _base(vr: str, stored: list[str] | None) -> st.SearchStrategy[str]:
     pool = [v for v in (stored or []) if v]
     return st.sampled_from(pool) if pool else values(vr)
@@ -221,7 +270,8 @@ def single_keys(vr: str, stored: list[str] | None = None) -> st.SearchStrategy[s
     base = _base(vr, stored)
     if vr == "PN":
         return st.tuples(base, st.sampled_from(["same", "upper", "lower"])).map(
-            lambda t: t[0] if t[1] == "same" else getattr(t[0], t[1])())
+            lambda t: t[0] if t[1] == "same" else getattr(t[0], t[1])()
+        )
     if vr == "DT":  # a '-' makes a DT key a range (C.2.2.2.5): no negative offsets here
         return _bounds(vr, stored).map(lambda v: v[:-5] if len(v) > 5 and v[-5] == "-" else v)
     if vr in ("DA", "TM"):
@@ -403,14 +453,31 @@ def matching_keys(vr: str, rule: str | None = None, stored: list[str] | None = N
 #: Root the patient's attributes belong to the STUDY level (PS3.4 C.6.2).
 LEVEL_ATTRIBUTES: dict[str, dict[str, str]] = {
     "PATIENT": {"PatientName": "PN", "PatientID": "LO", "PatientBirthDate": "DA", "PatientSex": "CS"},
-    "STUDY": {"StudyInstanceUID": "UI", "StudyDate": "DA", "StudyTime": "TM", "AccessionNumber": "SH",
-              "StudyID": "SH", "StudyDescription": "LO", "ReferringPhysicianName": "PN", "ModalitiesInStudy": "CS"},
-    "SERIES": {"SeriesInstanceUID": "UI", "Modality": "CS", "SeriesNumber": "IS", "SeriesDescription": "LO",
-               "BodyPartExamined": "CS"},
+    "STUDY": {
+        "StudyInstanceUID": "UI",
+        "StudyDate": "DA",
+        "StudyTime": "TM",
+        "AccessionNumber": "SH",
+        "StudyID": "SH",
+        "StudyDescription": "LO",
+        "ReferringPhysicianName": "PN",
+        "ModalitiesInStudy": "CS",
+    },
+    "SERIES": {
+        "SeriesInstanceUID": "UI",
+        "Modality": "CS",
+        "SeriesNumber": "IS",
+        "SeriesDescription": "LO",
+        "BodyPartExamined": "CS",
+    },
     "IMAGE": {"SOPInstanceUID": "UI", "SOPClassUID": "UI", "InstanceNumber": "IS"},
 }
-UNIQUE_KEYS = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
-               "IMAGE": "SOPInstanceUID"}
+UNIQUE_KEYS = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
 
 
 def level_attributes(level: str, model: str = "STUDY") -> dict[str, str]:
@@ -449,8 +516,11 @@ def identifiers(draw, level: str | None = None, model: str | None = None) -> dic
 
 #: Modality -> SOP Class UID of the generated instances.
 SOP_CLASSES = {
-    "CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4", "US": "1.2.840.10008.5.1.4.1.1.6.1",
-    "CR": "1.2.840.10008.5.1.4.1.1.1", "OT": "1.2.840.10008.5.1.4.1.1.7",
+    "CT": "1.2.840.10008.5.1.4.1.1.2",
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "US": "1.2.840.10008.5.1.4.1.1.6.1",
+    "CR": "1.2.840.10008.5.1.4.1.1.1",
+    "OT": "1.2.840.10008.5.1.4.1.1.7",
 }
 _WORDS = ["CHEST", "HEAD", "ABDOMEN", "Knee left", "Thorax", "Schädel", "Контроль", "follow-up", "AXIAL 5mm", "T1 SAG"]
 _BODY = ["CHEST", "HEAD", "ABDOMEN", "KNEE", "SPINE"]
@@ -497,8 +567,9 @@ def _patient(draw, empty: float = 0.15) -> dict:
 
 
 @st.composite
-def studies(draw, patient: dict | None = None, max_series: int = 3, max_instances: int = 3,
-            empty: float = 0.15) -> list[Dataset]:
+def studies(
+    draw, patient: dict | None = None, max_series: int = 3, max_instances: int = 3, empty: float = 0.15
+) -> list[Dataset]:
     """One study as a list of pydicom Datasets (Part-10 ready: file_meta, ISO_IR 192): 1 to
     ``max_series`` series of 1 to ``max_instances`` instances, patient, study and series
     attributes of every matched VR, optional ones empty ("") or absent with probability ``empty``."""
@@ -530,8 +601,9 @@ def studies(draw, patient: dict | None = None, max_series: int = 3, max_instance
 
 
 @st.composite
-def data_sets(draw, patients: int = 5, studies_per_patient: tuple[int, int] = (1, 3), empty: float = 0.15
-              ) -> list[Dataset]:
+def data_sets(
+    draw, patients: int = 5, studies_per_patient: tuple[int, int] = (1, 3), empty: float = 0.15
+) -> list[Dataset]:
     """Several patients with several studies each, as one flat list of Datasets (unique UIDs)."""
     out: list[Dataset] = []
     seen: set[str] = set()
@@ -559,6 +631,7 @@ def seeded_generation():
     is changed."""
     try:
         from hypothesis.internal.conjecture import providers
+
         constants = providers.Constants
         cache = providers.CONSTANTS_CACHE
         original = providers._get_local_constants
@@ -584,8 +657,9 @@ def draw_seeded(strategy: st.SearchStrategy, seed: int):
     box: list = []
 
     @hseed(seed)
-    @settings(max_examples=1, database=None, phases=[Phase.generate], deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=1, database=None, phases=[Phase.generate], deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(strategy)
     def grab(x):
         if not box:
@@ -596,4 +670,3 @@ def draw_seeded(strategy: st.SearchStrategy, seed: int):
     if not box:  # pragma: no cover - filters rejected everything
         raise RuntimeError("the strategy produced no example")
     return box[0]
-

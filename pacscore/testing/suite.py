@@ -4,6 +4,7 @@
 values of the archive itself (a patient, a study, a series picked at fixed positions), so the
 suite fits whatever data the archive holds: generated, real, or names in any script.
 """
+
 from __future__ import annotations
 
 __all__ = ["QUERY_SUITE", "resolve_suite"]
@@ -17,17 +18,44 @@ QUERY_SUITE: list[tuple[str, dict, str, dict]] = [
     ("StudyDate single", {"StudyDate": "{study_date}", "PatientName": ""}, "STUDY", {}),
     ("StudyDate closed range", {"StudyDate": "{year}0101-{year}0331", "PatientName": ""}, "STUDY", {}),
     ("StudyDate open range", {"StudyDate": "{late_year}0601-", "PatientName": ""}, "STUDY", {}),
-    ("StudyDate+StudyTime combined", {"StudyDate": "{year}0101-{year}1231", "StudyTime": "080000-120000",
-                                      "PatientName": ""}, "STUDY", {"combined_datetime": True}),
+    (
+        "StudyDate+StudyTime combined",
+        {"StudyDate": "{year}0101-{year}1231", "StudyTime": "080000-120000", "PatientName": ""},
+        "STUDY",
+        {"combined_datetime": True},
+    ),
     ("ModalitiesInStudy", {"ModalitiesInStudy": "{modality}", "PatientID": ""}, "STUDY", {}),
     ("StudyInstanceUID list", {"StudyInstanceUID": "{study_uids}", "PatientID": ""}, "STUDY", {}),
     ("AccessionNumber", {"AccessionNumber": "{accession}", "PatientID": ""}, "STUDY", {}),
-    ("SeriesDescription wildcard", {"SeriesDescription": "*{series_word}*", "Modality": ""}, "SERIES",
-     {"relational": True}),
-    ("instances of one series", {"StudyInstanceUID": "{study_uid}", "SeriesInstanceUID": "{series_uid}",
-                                 "SOPInstanceUID": "", "InstanceNumber": ""}, "IMAGE", {}),
-    ("broad: all studies since 2005", {"StudyDate": "20050101-", "PatientName": "", "PatientID": "",
-                                       "ModalitiesInStudy": "", "NumberOfStudyRelatedInstances": ""}, "STUDY", {}),
+    (
+        "SeriesDescription wildcard",
+        {"SeriesDescription": "*{series_word}*", "Modality": ""},
+        "SERIES",
+        {"relational": True},
+    ),
+    (
+        "instances of one series",
+        {
+            "StudyInstanceUID": "{study_uid}",
+            "SeriesInstanceUID": "{series_uid}",
+            "SOPInstanceUID": "",
+            "InstanceNumber": "",
+        },
+        "IMAGE",
+        {},
+    ),
+    (
+        "broad: all studies since 2005",
+        {
+            "StudyDate": "20050101-",
+            "PatientName": "",
+            "PatientID": "",
+            "ModalitiesInStudy": "",
+            "NumberOfStudyRelatedInstances": "",
+        },
+        "STUDY",
+        {},
+    ),
 ]
 
 
@@ -104,5 +132,7 @@ def resolve_suite(arc, suite=QUERY_SUITE) -> list[tuple[str, dict, str, dict]]:
         "study_uid": codec.get_value(srec, 0xFFFF0001),
         "series_uid": skey.decode(),
     }
-    return [(name, {k: v.format(**values) if isinstance(v, str) else v for k, v in ident.items()}, level, dict(opts))
-            for name, ident, level, opts in suite]
+    return [
+        (name, {k: v.format(**values) if isinstance(v, str) else v for k, v in ident.items()}, level, dict(opts))
+        for name, ident, level, opts in suite
+    ]

@@ -5,6 +5,7 @@ Each target can ``store`` a list of pydicom Datasets (arc.store / C-STORE / STOW
 ``find(level, identifier)`` -> list of result dicts keyword -> str (Study Root model; the
 identifier holds the unique keys of the levels above as single values).
 """
+
 from __future__ import annotations
 
 import io
@@ -16,8 +17,18 @@ from urllib.parse import urlsplit
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
-__all__ = ["TargetError", "Target", "use_archive", "acquire_archive", "release_archive", "ArchiveTarget", "DimseTarget",
-           "QidoTarget", "open_target", "UNIQUE"]
+__all__ = [
+    "TargetError",
+    "Target",
+    "use_archive",
+    "acquire_archive",
+    "release_archive",
+    "ArchiveTarget",
+    "DimseTarget",
+    "QidoTarget",
+    "open_target",
+    "UNIQUE",
+]
 
 UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -266,14 +277,19 @@ class QidoTarget(Target):
         for start in range(0, len(datasets), batch):
             boundary = uuid.uuid4().hex
             body = io.BytesIO()
-            for ds in datasets[start:start + batch]:
+            for ds in datasets[start : start + batch]:
                 body.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
                 body.write(_part10(ds))
                 body.write(b"\r\n")
             body.write(f"--{boundary}--\r\n".encode())
-            r = self.client.post(f"{self.text}/studies", content=body.getvalue(), headers={
-                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-                "Accept": "application/dicom+json"})
+            r = self.client.post(
+                f"{self.text}/studies",
+                content=body.getvalue(),
+                headers={
+                    "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+                    "Accept": "application/dicom+json",
+                },
+            )
             if r.status_code not in (200, 202):
                 raise TargetError(f"STOW-RS: HTTP {r.status_code} {r.text[:200]}")
         return len(datasets)
@@ -297,8 +313,13 @@ class QidoTarget(Target):
         elif level == "SERIES":
             path = f"/studies/{study}/series" if study else "/series"
         else:
-            path = (f"/studies/{study}/series/{series}/instances" if series
-                    else f"/studies/{study}/instances" if study else "/instances")
+            path = (
+                f"/studies/{study}/series/{series}/instances"
+                if series
+                else f"/studies/{study}/instances"
+                if study
+                else "/instances"
+            )
         if path.count("/") < {"STUDY": 1, "SERIES": 3, "IMAGE": 5}[level] and not relational:
             raise TargetError(f"a {level} query without the UIDs above it is relational")
         params: list[tuple[str, Any]] = [("limit", "100000")]  # Any: httpx's list of (name, primitive)
@@ -346,8 +367,9 @@ def _require_client(kind: str) -> None:
         raise PacsError(f'a {kind} target needs {package}, which is not installed: pip install "pacscore[{extra}]"')
 
 
-def open_target(text: str, *, calling_ae: str = "PACSCORE-TEST", headers: dict | None = None,
-                create: bool = False) -> Target:
+def open_target(
+    text: str, *, calling_ae: str = "PACSCORE-TEST", headers: dict | None = None, create: bool = False
+) -> Target:
     """A target from its spelling: ``dimse://AE@host:port``, ``http(s)://...`` or a folder (an
     archive that must exist, unless ``create``: the caller stores its data set into it)."""
     if text.startswith("dimse://"):
