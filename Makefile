@@ -22,6 +22,7 @@ demo: $(STAMP)
 # (.ruff_cache, .mypy_cache), so a second run checks only what changed.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pacscore benchmarks tests
+	$(VENV)/bin/ruff format --check pacscore benchmarks tests
 	$(VENV)/bin/mypy
 
 # Rewrites files in place: not part of `test`.

@@ -150,8 +150,9 @@ class VerifyReport:
                     "ok"
                     if side.healthy
                     else (
-                        f"{len(side.missing)} missing, {len(side.wrong_size)} wrong size, {len(side.corrupted)} corrupted, "
-                        f"{side.errors} errors" + (f" (down: {side.unchecked} copies not checked)" if side.down else "")
+                        f"{len(side.missing)} missing, {len(side.wrong_size)} wrong size, "
+                        f"{len(side.corrupted)} corrupted, {side.errors} errors"
+                        + (f" (down: {side.unchecked} copies not checked)" if side.down else "")
                     )
                 )
                 lines.append(f"side {side.url}: {state}")

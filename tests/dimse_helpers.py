@@ -1,4 +1,5 @@
 """Test data and client runners for tests/test_dimse.py (and benchmarks/dimse_bench.py)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -54,10 +55,25 @@ def pydicom_test_files() -> Path:
     return Path(pydicom.data.__file__).parent / "test_files"
 
 
-def make_instance(*, sop: str, study: str, series: str, patient_id: str, patient_name: str, modality: str,
-                  study_date: str, study_time: str, instance_number: int, series_number: int = 1,
-                  sop_class: str = CT_IMAGE, accession: str = "", description: str = "",
-                  birth_date: str = "", sex: str = "", rows: int = 4) -> Dataset:
+def make_instance(
+    *,
+    sop: str,
+    study: str,
+    series: str,
+    patient_id: str,
+    patient_name: str,
+    modality: str,
+    study_date: str,
+    study_time: str,
+    instance_number: int,
+    series_number: int = 1,
+    sop_class: str = CT_IMAGE,
+    accession: str = "",
+    description: str = "",
+    birth_date: str = "",
+    sex: str = "",
+    rows: int = 4,
+) -> Dataset:
     """A small but complete image instance (16-bit, rows x rows) in explicit VR little endian."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
@@ -111,17 +127,42 @@ def generated_instances() -> list[Dataset]:
     study_b = dict(study=STUDY_B, study_date="20200102", study_time="003000", accession="ACC-B", description="Chest")
     study_c = dict(study=STUDY_C, study_date="20200105", study_time="120000", accession="ACC-C", description="Knee")
     for i in range(3):
-        out.append(make_instance(sop=f"{SERIES_A1}.{i + 1}", series=SERIES_A1, modality="CT", instance_number=i + 1,
-                                 **one, **study_a))
+        out.append(
+            make_instance(
+                sop=f"{SERIES_A1}.{i + 1}", series=SERIES_A1, modality="CT", instance_number=i + 1, **one, **study_a
+            )
+        )
     for i in range(2):
-        out.append(make_instance(sop=f"{SERIES_A2}.{i + 1}", series=SERIES_A2, modality="MR", sop_class=MR_IMAGE,
-                                 series_number=2, instance_number=i + 1, **one, **study_a))
+        out.append(
+            make_instance(
+                sop=f"{SERIES_A2}.{i + 1}",
+                series=SERIES_A2,
+                modality="MR",
+                sop_class=MR_IMAGE,
+                series_number=2,
+                instance_number=i + 1,
+                **one,
+                **study_a,
+            )
+        )
     for i in range(2):
-        out.append(make_instance(sop=f"{SERIES_B1}.{i + 1}", series=SERIES_B1, modality="CT", instance_number=i + 1,
-                                 **two, **study_b))
+        out.append(
+            make_instance(
+                sop=f"{SERIES_B1}.{i + 1}", series=SERIES_B1, modality="CT", instance_number=i + 1, **two, **study_b
+            )
+        )
     for i in range(2):
-        out.append(make_instance(sop=f"{SERIES_C1}.{i + 1}", series=SERIES_C1, modality="MR", sop_class=MR_IMAGE,
-                                 instance_number=i + 1, **two, **study_c))
+        out.append(
+            make_instance(
+                sop=f"{SERIES_C1}.{i + 1}",
+                series=SERIES_C1,
+                modality="MR",
+                sop_class=MR_IMAGE,
+                instance_number=i + 1,
+                **two,
+                **study_c,
+            )
+        )
     return out
 
 
@@ -145,7 +186,7 @@ def dataset_bytes(part10: bytes) -> bytes:
     assert part10[128:132] == b"DICM", "not a Part-10 file"
     assert part10[132:136] == b"\x02\x00\x00\x00" and part10[136:138] == b"UL", "no group length"
     length = int.from_bytes(part10[140:144], "little")
-    return part10[144 + length:]
+    return part10[144 + length :]
 
 
 @contextlib.contextmanager
@@ -197,8 +238,9 @@ def _storescp_on(args: list[str], port: int, timeout: float) -> subprocess.Popen
     """storescp answering on ``port``, or None when the port was taken."""
     from pynetdicom import AE
 
-    proc = subprocess.Popen([dcmtk("storescp"), *args, str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=dcmtk_env())
+    proc = subprocess.Popen(
+        [dcmtk("storescp"), *args, str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dcmtk_env()
+    )
     ae = AE(ae_title="PROBE")
     ae.add_requested_context("1.2.840.10008.1.1")
     ae.acse_timeout = ae.network_timeout = ae.connection_timeout = 2
@@ -244,14 +286,36 @@ def key_args(keys: dict) -> list[str]:
     return out
 
 
-def findscu(port: int, model_flag: str, level: str, keys: dict, out_dir: Path, aet: str = "FINDSCU",
-            extra: list[str] | None = None) -> tuple[subprocess.CompletedProcess, list[Dataset]]:
+def findscu(
+    port: int,
+    model_flag: str,
+    level: str,
+    keys: dict,
+    out_dir: Path,
+    aet: str = "FINDSCU",
+    extra: list[str] | None = None,
+) -> tuple[subprocess.CompletedProcess, list[Dataset]]:
     """Run findscu with -X and return the process and the response identifiers, in order."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for f in out_dir.glob("rsp*.dcm"):
         f.unlink()
-    args = ["findscu", model_flag, "-aet", aet, "-aec", "PACSCORE", "-X", "-od", str(out_dir),
-            "-k", f"QueryRetrieveLevel={level}", *key_args(keys), *(extra or []), "127.0.0.1", str(port)]
+    args = [
+        "findscu",
+        model_flag,
+        "-aet",
+        aet,
+        "-aec",
+        "PACSCORE",
+        "-X",
+        "-od",
+        str(out_dir),
+        "-k",
+        f"QueryRetrieveLevel={level}",
+        *key_args(keys),
+        *(extra or []),
+        "127.0.0.1",
+        str(port),
+    ]
     proc = run(args)
     found = [pydicom.dcmread(f) for f in sorted(out_dir.glob("rsp*.dcm"))]
     return proc, found

@@ -6,6 +6,7 @@ still encapsulated; DCMTK's getscu could not write it ("PixelData larger (429496
 remaining bytes"). Every encapsulated Pixel Data, nested ones included, is now decoded (or its
 sequence removed), and every converted data set is checked in the transfer syntax it is sent in.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,16 @@ from pacscore.adapters.dimse_convert import ConversionError, check_encoding, pre
 from .dimse_helpers import dcmtk, pydicom_test_files, run
 
 HAVE_GETSCU = dcmtk("getscu") is not None
-ICON_KEYS = ("SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated", "BitsStored",
-             "HighBit", "PixelRepresentation")
+ICON_KEYS = (
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+)
 NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 
 
@@ -124,9 +133,25 @@ def serve(arc, **config):
 
 def getscu(port: int, studies: list[str], out: Path):
     out.mkdir(exist_ok=True)
-    return run(["getscu", "-S", "-aet", "GETSCU", "-aec", "PACSCORE", "-od", str(out),
-                "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=" + "\\".join(studies),
-                "127.0.0.1", str(port)], timeout=300)
+    return run(
+        [
+            "getscu",
+            "-S",
+            "-aet",
+            "GETSCU",
+            "-aec",
+            "PACSCORE",
+            "-od",
+            str(out),
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            "StudyInstanceUID=" + "\\".join(studies),
+            "127.0.0.1",
+            str(port),
+        ],
+        timeout=300,
+    )
 
 
 @pytest.mark.interop
@@ -161,8 +186,13 @@ def real_files() -> list[Path]:
     except ImportError:
         pass
     skip = {".txt", ".json", ".gz", ".icc", ".dump", ".md", ".py", ".pyc"}
-    return sorted(p for root in roots if root.is_dir() for p in root.rglob("*")
-                  if p.is_file() and p.suffix.lower() not in skip and "__pycache__" not in p.parts)
+    return sorted(
+        p
+        for root in roots
+        if root.is_dir()
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() not in skip and "__pycache__" not in p.parts
+    )
 
 
 def rounds(files: list[Path]) -> list[list[tuple[Path, str, str]]]:
@@ -219,8 +249,10 @@ def test_getscu_over_every_real_file_gets_readable_native_data_sets(tmp_path, ca
                 continue
             reasons = re.findall(rf"cannot send {re.escape(sop)}: (.*)", log)
             assert reasons, f"{source.name} neither arrived nor was reported"
-            assert re.match(r"cannot decompress|the peer accepted|the stored data set does not parse",
-                            reasons[0]), (source.name, reasons)
+            assert re.match(r"cannot decompress|the peer accepted|the stored data set does not parse", reasons[0]), (
+                source.name,
+                reasons,
+            )
         received += len(arrived)
     assert received >= stored_total // 2, (received, stored_total)
 
@@ -233,8 +265,9 @@ def _stored(arc, path: Path) -> bool:
         return False
 
 
-@pytest.mark.parametrize("accepted", [[pydicom.uid.JPEG2000, ExplicitVRLittleEndian], [ExplicitVRLittleEndian]],
-                         ids=["as-is", "decompress"])
+@pytest.mark.parametrize(
+    "accepted", [[pydicom.uid.JPEG2000, ExplicitVRLittleEndian], [ExplicitVRLittleEndian]], ids=["as-is", "decompress"]
+)
 def test_a_stored_instance_that_no_longer_parses_counts_as_failed(tmp_path, accepted):
     """pydicom reads a truncated file back as an empty Dataset, which pynetdicom skipped without
     counting it: a C-GET of one instance sent as it is stored answered success with nothing
@@ -252,9 +285,13 @@ def test_a_stored_instance_that_no_longer_parses_counts_as_failed(tmp_path, acce
             ae = AE("PYGET")
             ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
             ae.add_requested_context(head.SOPClassUID, accepted)
-            assoc = ae.associate("127.0.0.1", server.server_address[1], ae_title="PACSCORE",
-                                 ext_neg=[build_role(head.SOPClassUID, scp_role=True)],
-                                 evt_handlers=[(evt.EVT_C_STORE, lambda e: 0x0000)])
+            assoc = ae.associate(
+                "127.0.0.1",
+                server.server_address[1],
+                ae_title="PACSCORE",
+                ext_neg=[build_role(head.SOPClassUID, scp_role=True)],
+                evt_handlers=[(evt.EVT_C_STORE, lambda e: 0x0000)],
+            )
             query = Dataset()
             query.QueryRetrieveLevel = "STUDY"
             query.StudyInstanceUID = head.StudyInstanceUID

@@ -6,6 +6,7 @@ bearer token (``/auth``), one with small STOW-RS limits (``/small``) and one ope
 a folder (``/lazy``). The main archive holds pydicom's bundled test files and small generated
 instances; answers are compared with ``Archive.find`` / ``Archive.get`` on the same archive.
 """
+
 from __future__ import annotations
 
 import io
@@ -36,9 +37,20 @@ pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"  # never get_testdata_files(): it may hit the network
 #: stored in-process before the server starts (distinct SOP Instance UIDs)
 PREFILL = [
-    "CT_small.dcm", "MR_small_RLE.dcm", "rtdose.dcm", "JPEG-lossy.dcm", "JPEG2000.dcm", "SC_rgb_rle_2frame.dcm",
-    "image_dfl.dcm", "examples_ybr_color.dcm", "liver_1frame.dcm", "waveform_ecg.dcm", "test-SR.dcm",
-    "rtplan.dcm", "SC_rgb_small_odd.dcm", "examples_overlay.dcm",
+    "CT_small.dcm",
+    "MR_small_RLE.dcm",
+    "rtdose.dcm",
+    "JPEG-lossy.dcm",
+    "JPEG2000.dcm",
+    "SC_rgb_rle_2frame.dcm",
+    "image_dfl.dcm",
+    "examples_ybr_color.dcm",
+    "liver_1frame.dcm",
+    "waveform_ecg.dcm",
+    "test-SR.dcm",
+    "rtplan.dcm",
+    "SC_rgb_small_odd.dcm",
+    "examples_overlay.dcm",
 ]
 #: sent by dicomweb-client's store_instances (as re-encoded datasets)
 STOW_CLIENT = ["SC_rgb_jpeg_dcmtk.dcm", "693_J2KI.dcm", "reportsi.dcm", "examples_palette.dcm"]
@@ -50,19 +62,61 @@ JSON = {"Accept": "application/dicom+json"}
 ANY_SYNTAX = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
 
 # PS3.18 Tables 10.6.3-3/-4/-5: required default attributes
-STUDY_R = ["00080020", "00080030", "00080050", "00080061", "00080090", "00100010", "00100020", "00100030",
-           "00100040", "0020000D", "00200010", "00201206", "00201208", "00081190"]
+STUDY_R = [
+    "00080020",
+    "00080030",
+    "00080050",
+    "00080061",
+    "00080090",
+    "00100010",
+    "00100020",
+    "00100030",
+    "00100040",
+    "0020000D",
+    "00200010",
+    "00201206",
+    "00201208",
+    "00081190",
+]
 SERIES_R = ["00080060", "0020000E", "00200011", "00201209", "00081190"]
 INSTANCE_R = ["00080016", "00080018", "00200013", "00081190"]
-STUDY_KEYS = ["StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
-              "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID",
-              "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "StudyInstanceUID",
-              "TimezoneOffsetFromUTC"]
-SERIES_KEYS = ["Modality", "SeriesInstanceUID", "SeriesNumber", "NumberOfSeriesRelatedInstances",
-               "TimezoneOffsetFromUTC", "SeriesDescription", "PerformedProcedureStepStartDate",
-               "PerformedProcedureStepStartTime"]
-INSTANCE_KEYS = ["SOPClassUID", "SOPInstanceUID", "InstanceNumber", "TimezoneOffsetFromUTC", "Rows", "Columns",
-                 "BitsAllocated", "NumberOfFrames", "AvailableTransferSyntaxUID"]
+STUDY_KEYS = [
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ModalitiesInStudy",
+    "ReferringPhysicianName",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+    "StudyInstanceUID",
+    "TimezoneOffsetFromUTC",
+]
+SERIES_KEYS = [
+    "Modality",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "NumberOfSeriesRelatedInstances",
+    "TimezoneOffsetFromUTC",
+    "SeriesDescription",
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+]
+INSTANCE_KEYS = [
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "InstanceNumber",
+    "TimezoneOffsetFromUTC",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "NumberOfFrames",
+    "AvailableTransferSyntaxUID",
+]
 
 G = "1.2.826.0.1.3680043.10.999"  # generated UIDs live below this root
 
@@ -88,10 +142,20 @@ def generated() -> list[pydicom.Dataset]:
                 item.RequestedProcedureID = "RP1"
                 extra["RequestAttributesSequence"] = [item]
             for i in range(1, count + 1):
-                ds = make_instance(sop=f"{series_uid}.{i}", study=study, series=series_uid, patient_id=pid,
-                                   patient_name=name, modality=modality, study_date=date, study_time=tm,
-                                   instance_number=str(i), SeriesDescription=f"{modality} series {n}",
-                                   StudyDescription=f"study {s}", **extra)
+                ds = make_instance(
+                    sop=f"{series_uid}.{i}",
+                    study=study,
+                    series=series_uid,
+                    patient_id=pid,
+                    patient_name=name,
+                    modality=modality,
+                    study_date=date,
+                    study_time=tm,
+                    instance_number=str(i),
+                    SeriesDescription=f"{modality} series {n}",
+                    StudyDescription=f"study {s}",
+                    **extra,
+                )
                 ds.SeriesNumber = str(n)
                 ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 4, 4, 8, 8, 7
                 ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 0
@@ -128,12 +192,16 @@ def server(tmp_path_factory):
         arc.store(ds)
     lazy_folder = tmp_path_factory.mktemp("dicomweb-lazy")
     lazy = create_app(str(lazy_folder))
-    parent = Starlette(routes=[
-        Mount("/auth", app=create_app(arc, auth=bearer_token_auth(TOKEN))),
-        Mount("/small", app=create_app(arc, max_body=64 * 1024, max_part=32 * 1024, max_results=3, default_limit=2)),
-        Mount("/lazy", app=lazy),
-        Mount("", app=create_app(arc)),
-    ])
+    parent = Starlette(
+        routes=[
+            Mount("/auth", app=create_app(arc, auth=bearer_token_auth(TOKEN))),
+            Mount(
+                "/small", app=create_app(arc, max_body=64 * 1024, max_part=32 * 1024, max_results=3, default_limit=2)
+            ),
+            Mount("/lazy", app=lazy),
+            Mount("", app=create_app(arc)),
+        ]
+    )
     with serving(parent) as port:
         s = Server(port, arc, lazy_folder)
         try:
@@ -145,8 +213,10 @@ def server(tmp_path_factory):
 
 
 def instance_url(server, ref) -> str:
-    return (f"{server.url}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
-            f"/instances/{ref.sop_instance_uid}")
+    return (
+        f"{server.url}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
+        f"/instances/{ref.sop_instance_uid}"
+    )
 
 
 def all_refs(arc) -> list:
@@ -180,7 +250,7 @@ def parts_of(response: httpx.Response) -> list[tuple[dict, bytes]]:
     """Split a multipart/related response (independent of the server's own parser)."""
     ctype = response.headers["content-type"]
     assert ctype.startswith("multipart/related")
-    boundary = [p.split("=", 1)[1].strip('"') for p in ctype.split(";") if p.strip().startswith("boundary=")][0]
+    boundary = next(p.split("=", 1)[1].strip('"') for p in ctype.split(";") if p.strip().startswith("boundary="))
     body = response.content
     assert body.endswith(f"--{boundary}--\r\n".encode())
     out = []
@@ -200,16 +270,19 @@ def parts_of(response: httpx.Response) -> list[tuple[dict, bytes]]:
 # QIDO-RS
 # ------------------------------------------------------------------------------------------
 @pytest.mark.interop
-@pytest.mark.parametrize("filters", [
-    {},
-    {"PatientName": "DOE*"},
-    {"PatientName": "doe^j*"},
-    {"StudyDate": "20200101-20211231"},
-    {"StudyDate": "20221231", "StudyTime": "2200-2330"},
-    {"ModalitiesInStudy": "CT"},
-    {"PatientID": "P3"},
-    {"StudyInstanceUID": f"{G}.1,{G}.3"},
-])
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"PatientName": "DOE*"},
+        {"PatientName": "doe^j*"},
+        {"StudyDate": "20200101-20211231"},
+        {"StudyDate": "20221231", "StudyTime": "2200-2330"},
+        {"ModalitiesInStudy": "CT"},
+        {"PatientID": "P3"},
+        {"StudyInstanceUID": f"{G}.1,{G}.3"},
+    ],
+)
 def test_qido_studies_equal_archive_find(server, filters):
     client = server.client()
     got = client.search_for_studies(search_filters=dict(filters))
@@ -231,8 +304,11 @@ def test_qido_series_and_instances_equal_archive_find(server):
     req_item = [{"ScheduledProcedureStepID": "", "RequestedProcedureID": ""}]
     # hierarchical: the series of a study
     got = client.search_for_series(study_instance_uid=study)
-    expected = find_json(arc, {"StudyInstanceUID": study, **{k: "" for k in SERIES_KEYS},
-                               "RequestAttributesSequence": req_item}, "SERIES")
+    expected = find_json(
+        arc,
+        {"StudyInstanceUID": study, **{k: "" for k in SERIES_KEYS}, "RequestAttributesSequence": req_item},
+        "SERIES",
+    )
     assert len(got) == 2
     assert_same_as_find(got, expected, "0020000E")
     assert got[0]["00400275"]["Value"][0]["00400009"]["Value"] == ["SPS1"]
@@ -241,8 +317,9 @@ def test_qido_series_and_instances_equal_archive_find(server):
         assert all(tag in row for tag in SERIES_R)
     # hierarchical: the instances of a series
     got = client.search_for_instances(study_instance_uid=study, series_instance_uid=series)
-    expected = find_json(arc, {"StudyInstanceUID": study, "SeriesInstanceUID": series,
-                               **{k: "" for k in INSTANCE_KEYS}}, "IMAGE")
+    expected = find_json(
+        arc, {"StudyInstanceUID": study, "SeriesInstanceUID": series, **{k: "" for k in INSTANCE_KEYS}}, "IMAGE"
+    )
     assert [uid_of(r, "00080018") for r in got] == [f"{series}.{i}" for i in (1, 2, 3)]
     assert_same_as_find(got, expected, "00080018")
     assert got[0]["00081190"]["Value"] == [f"{server.url}/studies/{study}/series/{series}/instances/{series}.1"]
@@ -250,15 +327,33 @@ def test_qido_series_and_instances_equal_archive_find(server):
         assert all(tag in row for tag in INSTANCE_R)
     # relational: the instances of a study (series defaults too), filtered on a series attribute
     got = client.search_for_instances(study_instance_uid=f"{G}.3", search_filters={"Modality": "CT"})
-    expected = find_json(arc, {**{k: "" for k in INSTANCE_KEYS}, **{k: "" for k in SERIES_KEYS},
-                               "RequestAttributesSequence": req_item, "StudyInstanceUID": f"{G}.3", "Modality": "CT"},
-                         "IMAGE", relational=True)
+    expected = find_json(
+        arc,
+        {
+            **{k: "" for k in INSTANCE_KEYS},
+            **{k: "" for k in SERIES_KEYS},
+            "RequestAttributesSequence": req_item,
+            "StudyInstanceUID": f"{G}.3",
+            "Modality": "CT",
+        },
+        "IMAGE",
+        relational=True,
+    )
     assert len(got) == 2
     assert_same_as_find(got, expected, "00080018")
     # relational: all series (study defaults too) and all instances
     got = client.search_for_series(search_filters={"PatientName": "DOE^JOHN", "AccessionNumber": "A99.1"})
-    expected = find_json(arc, {**{k: "" for k in SERIES_KEYS + STUDY_KEYS}, "RequestAttributesSequence": req_item,
-                               "PatientName": "DOE^JOHN", "AccessionNumber": "A99.1"}, "SERIES", relational=True)
+    expected = find_json(
+        arc,
+        {
+            **{k: "" for k in SERIES_KEYS + STUDY_KEYS},
+            "RequestAttributesSequence": req_item,
+            "PatientName": "DOE^JOHN",
+            "AccessionNumber": "A99.1",
+        },
+        "SERIES",
+        relational=True,
+    )
     assert len(got) == 2 and all(tag in got[0] for tag in STUDY_R + SERIES_R)
     assert_same_as_find(got, expected, "0020000E")
     got = client.search_for_instances(search_filters={"StudyInstanceUID": f"{G}.2"})
@@ -278,8 +373,7 @@ def test_qido_paging_limit_offset_and_remaining_warning(server):
     assert [uid_of(r, "0020000D") for r in paged] == [uid_of(r, "0020000D") for r in everything]
     r = server.http.get(f"{server.url}/studies", params={"limit": 2, "offset": 1}, headers=JSON)
     assert r.status_code == 200 and len(r.json()) == 2
-    assert r.headers["warning"] == (f"299 {server.url}: There are {total - 3} additional results "
-                                    "that can be requested")
+    assert r.headers["warning"] == (f"299 {server.url}: There are {total - 3} additional results that can be requested")
     last = server.http.get(f"{server.url}/studies", params={"offset": total - 1}, headers=JSON)
     assert last.status_code == 200 and len(last.json()) == 1 and "warning" not in last.headers
     past = server.http.get(f"{server.url}/studies", params={"offset": total}, headers=JSON)
@@ -296,9 +390,15 @@ def test_qido_paging_limit_offset_and_remaining_warning(server):
 def test_qido_parameters(server):
     http, url = server.http, server.url
     # includefield: a list, repeated, by keyword or tag; series attributes are not returned at study level
-    r = http.get(f"{url}/studies", params=[("StudyInstanceUID", f"{G}.1"),
-                                           ("includefield", "StudyDescription,00081030"),
-                                           ("includefield", "Modality")], headers=JSON)
+    r = http.get(
+        f"{url}/studies",
+        params=[
+            ("StudyInstanceUID", f"{G}.1"),
+            ("includefield", "StudyDescription,00081030"),
+            ("includefield", "Modality"),
+        ],
+        headers=JSON,
+    )
     row = r.json()[0]
     assert row["00081030"]["Value"] == ["study 1"] and "00080060" not in row
     # includefield=all: every stored study attribute, empty ones left out
@@ -317,19 +417,33 @@ def test_qido_parameters(server):
     assert [uid_of(x, "0020000E") for x in r.json()] == [f"{G}.1.1", f"{G}.1.2"]
     # fuzzymatching: literal matching and the prescribed warning
     mine = ",".join(f"{G}.{i}" for i in range(1, 5))
-    r = http.get(f"{url}/studies", headers=JSON,
-                 params={"PatientName": "doe^john", "fuzzymatching": "true", "StudyInstanceUID": mine})
+    r = http.get(
+        f"{url}/studies",
+        headers=JSON,
+        params={"PatientName": "doe^john", "fuzzymatching": "true", "StudyInstanceUID": mine},
+    )
     # an empty stored name matches any name key (empty_record_matches, MATCHING.md 9.6)
     assert r.status_code == 200 and [uid_of(x, "0020000D") for x in r.json()] == [f"{G}.1", f"{G}.4"]
-    assert r.headers["warning"] == (f"299 {url}: The fuzzymatching parameter is not supported. "
-                                    "Only literal matching has been performed.")
+    assert r.headers["warning"] == (
+        f"299 {url}: The fuzzymatching parameter is not supported. Only literal matching has been performed."
+    )
     # emptyvaluematching: '""' matches only empty names when asked for
-    r = http.get(f"{url}/studies", params={"PatientName": '""', "emptyvaluematching": "true",
-                                           "StudyInstanceUID": ",".join(f"{G}.{i}" for i in range(1, 5))}, headers=JSON)
+    r = http.get(
+        f"{url}/studies",
+        params={
+            "PatientName": '""',
+            "emptyvaluematching": "true",
+            "StudyInstanceUID": ",".join(f"{G}.{i}" for i in range(1, 5)),
+        },
+        headers=JSON,
+    )
     assert [uid_of(x, "0020000D") for x in r.json()] == [f"{G}.4"]
     # unsupported parameters are ignored; the accept query parameter is honoured
-    r = http.get(f"{url}/studies", params={"PatientID": "P2", "_": "123", "accept": "application/json"},
-                 headers={"Accept": "text/html"})
+    r = http.get(
+        f"{url}/studies",
+        params={"PatientID": "P2", "_": "123", "accept": "application/json"},
+        headers={"Accept": "text/html"},
+    )
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     # a fixed study in the path and a UID list that excludes it: nothing
     r = http.get(f"{url}/studies/{G}.1/series", params={"StudyInstanceUID": f"{G}.2"}, headers=JSON)
@@ -339,19 +453,22 @@ def test_qido_parameters(server):
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("params, needle", [
-    ({"StudyDate": "2020"}, "StudyDate"),
-    ({"StudyDate": "20201301"}, "StudyDate"),
-    ({"StudyDate": "20211231-20200101"}, "reversed"),
-    ({"NoSuchKeyword": "x"}, "NoSuchKeyword"),
-    ({"RequestAttributesSequence.NoSuchThing": "x"}, "NoSuchThing"),
-    ({"PatientName.PatientID": "x"}, "not a sequence"),
-    ({"limit": "ten"}, "limit"),
-    ({"offset": "-1"}, "offset"),
-    ({"fuzzymatching": "maybe"}, "fuzzymatching"),
-    ({"includefield": "all,PatientName"}, "all"),
-    ({"StudyInstanceUID": "1.2.*"}, "StudyInstanceUID"),
-])
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        ({"StudyDate": "2020"}, "StudyDate"),
+        ({"StudyDate": "20201301"}, "StudyDate"),
+        ({"StudyDate": "20211231-20200101"}, "reversed"),
+        ({"NoSuchKeyword": "x"}, "NoSuchKeyword"),
+        ({"RequestAttributesSequence.NoSuchThing": "x"}, "NoSuchThing"),
+        ({"PatientName.PatientID": "x"}, "not a sequence"),
+        ({"limit": "ten"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"fuzzymatching": "maybe"}, "fuzzymatching"),
+        ({"includefield": "all,PatientName"}, "all"),
+        ({"StudyInstanceUID": "1.2.*"}, "StudyInstanceUID"),
+    ],
+)
 def test_qido_bad_requests_are_400_with_the_reason(server, params, needle):
     r = server.http.get(f"{server.url}/studies", params=params, headers=JSON)
     assert r.status_code == 400, r.text
@@ -373,18 +490,32 @@ def test_qido_uid_list_as_repeated_parameters(server):
     assert study_uids([("StudyInstanceUID", s) for s in studies]) == studies
     assert study_uids([("0020000D", studies[0]), ("StudyInstanceUID", studies[1]), ("limit", "10")]) == studies
     assert study_uids([("StudyInstanceUID", studies[0]), ("StudyInstanceUID", f"{G}.2,{G}.4")]) == sorted(
-        studies[:1] + [f"{G}.2", f"{G}.4"])
-    series = [r["SeriesInstanceUID"] for r in server.arc.find({"StudyInstanceUID": studies[0],
-                                                               "SeriesInstanceUID": ""}, level="SERIES", format="dict")]
-    r = server.http.get(f"{server.url}/studies/{studies[0]}/series", headers=JSON,
-                        params=[("SeriesInstanceUID", series[0]), ("SeriesInstanceUID", f"{G}.9.9")])
+        studies[:1] + [f"{G}.2", f"{G}.4"]
+    )
+    series = [
+        r["SeriesInstanceUID"]
+        for r in server.arc.find(
+            {"StudyInstanceUID": studies[0], "SeriesInstanceUID": ""}, level="SERIES", format="dict"
+        )
+    ]
+    r = server.http.get(
+        f"{server.url}/studies/{studies[0]}/series",
+        headers=JSON,
+        params=[("SeriesInstanceUID", series[0]), ("SeriesInstanceUID", f"{G}.9.9")],
+    )
     assert r.status_code == 200 and [row["0020000E"]["Value"][0] for row in r.json()] == [series[0]]
     # the path fixes the study: a list of UIDs that holds it keeps the answer, one without it empties it
-    got = server.http.get(f"{server.url}/studies/{studies[0]}/series", headers=JSON,
-                          params=[("StudyInstanceUID", studies[1]), ("StudyInstanceUID", studies[0])])
+    got = server.http.get(
+        f"{server.url}/studies/{studies[0]}/series",
+        headers=JSON,
+        params=[("StudyInstanceUID", studies[1]), ("StudyInstanceUID", studies[0])],
+    )
     assert got.status_code == 200 and len(got.json()) == len(series)
-    none = server.http.get(f"{server.url}/studies/{studies[0]}/series", headers=JSON,
-                           params=[("StudyInstanceUID", studies[1]), ("StudyInstanceUID", f"{G}.2")])
+    none = server.http.get(
+        f"{server.url}/studies/{studies[0]}/series",
+        headers=JSON,
+        params=[("StudyInstanceUID", studies[1]), ("StudyInstanceUID", f"{G}.2")],
+    )
     assert none.status_code == 204
     r = server.http.get(f"{server.url}/studies", params=[("PatientID", "P1"), ("PatientID", "P2")], headers=JSON)
     assert r.status_code == 400 and "repeated" in r.text
@@ -433,15 +564,24 @@ def test_wado_bytes_identical_with_any_transfer_syntax_and_default_conversion(se
         headers, data = parts[0]
         assert data == arc.get(ref.sop_instance_uid)
         assert headers["content-type"] == f"application/dicom; transfer-syntax={ref.transfer_syntax_uid}"
-    assert {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.5",
-            "1.2.840.10008.1.2.4.50"} <= set(by_ts)
+    assert {
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.5",
+        "1.2.840.10008.1.2.4.50",
+    } <= set(by_ts)
     # no transfer-syntax parameter: Explicit VR Little Endian where it needs no pixel decoding
-    for ts, expect in (("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"), ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.1"),
-                       ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1"), ("1.2.840.10008.1.2.5", "1.2.840.10008.1.2.5")):
+    for ts, expect in (
+        ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"),
+        ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.1"),
+        ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1"),
+        ("1.2.840.10008.1.2.5", "1.2.840.10008.1.2.5"),
+    ):
         ref = by_ts[ts]
         url = instance_url(server, ref)
         plain = {"Accept": 'multipart/related; type="application/dicom"'}
-        (headers, data), = parts_of(server.http.get(url, headers=plain))
+        ((headers, data),) = parts_of(server.http.get(url, headers=plain))
         assert headers["content-type"].endswith(f"transfer-syntax={expect}")
         sent = pydicom.dcmread(io.BytesIO(data))
         assert sent.file_meta.TransferSyntaxUID == expect
@@ -451,10 +591,12 @@ def test_wado_bytes_identical_with_any_transfer_syntax_and_default_conversion(se
             assert data == arc.get(ref.sop_instance_uid)
     # a whole study through dicomweb-client, asking for Explicit VR Little Endian explicitly
     ref = by_ts["1.2.840.10008.1.2"]
-    got = server.client().retrieve_study(ref.study_instance_uid,
-                                         media_types=(("application/dicom", "1.2.840.10008.1.2.1"),))
-    assert {ds.SOPInstanceUID for ds in got} == {r.sop_instance_uid
-                                                 for r in arc.instances(study=ref.study_instance_uid)}
+    got = server.client().retrieve_study(
+        ref.study_instance_uid, media_types=(("application/dicom", "1.2.840.10008.1.2.1"),)
+    )
+    assert {ds.SOPInstanceUID for ds in got} == {
+        r.sop_instance_uid for r in arc.instances(study=ref.study_instance_uid)
+    }
 
 
 @pytest.mark.interop
@@ -496,8 +638,10 @@ def test_wado_metadata_and_bulkdata_uris_resolve(server):
             assert "7FE00010" not in meta
             continue
         uri = meta["7FE00010"]["BulkDataURI"]
-        assert uri == (f"{server.url}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
-                       f"/instances/{ref.sop_instance_uid}/bulkdata/7FE00010")
+        assert uri == (
+            f"{server.url}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
+            f"/instances/{ref.sop_instance_uid}/bulkdata/7FE00010"
+        )
         got = client.retrieve_bulkdata(uri)
         ts = original.file_meta.TransferSyntaxUID
         if ts.is_encapsulated:
@@ -524,25 +668,34 @@ def test_wado_frames_native_and_encapsulated(server):
     # native, implicit VR, 15 frames of 32-bit dose
     ds, ref = original("rtdose.dcm")
     size = ds.Rows * ds.Columns * ds.BitsAllocated // 8
-    frames = client.retrieve_instance_frames(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid,
-                                             frame_numbers=[1, 3, 15])
-    assert frames == [ds.PixelData[(n - 1) * size:n * size] for n in (1, 3, 15)]
+    frames = client.retrieve_instance_frames(
+        ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid, frame_numbers=[1, 3, 15]
+    )
+    assert frames == [ds.PixelData[(n - 1) * size : n * size] for n in (1, 3, 15)]
     # 1-bit segmentation frame
     ds, ref = original("liver_1frame.dcm")
-    frames = client.retrieve_instance_frames(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid,
-                                             frame_numbers=[1], media_types=("application/octet-stream",))
-    assert frames[0] == ds.PixelData[:ds.Rows * ds.Columns // 8]
+    frames = client.retrieve_instance_frames(
+        ref.study_instance_uid,
+        ref.series_instance_uid,
+        ref.sop_instance_uid,
+        frame_numbers=[1],
+        media_types=("application/octet-stream",),
+    )
+    assert frames[0] == ds.PixelData[: ds.Rows * ds.Columns // 8]
     # JPEG baseline, 30 frames, and RLE, 2 frames: the stored fragments, with their media types
     for name, media in (("examples_ybr_color.dcm", "image/jpeg"), ("SC_rgb_rle_2frame.dcm", "image/dicom-rle")):
         ds, ref = original(name)
         n = int(ds.NumberOfFrames)
         expected = list(generate_frames(ds.PixelData, number_of_frames=n))
-        got = client.retrieve_instance_frames(ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid,
-                                              frame_numbers=[n, 1])
+        got = client.retrieve_instance_frames(
+            ref.study_instance_uid, ref.series_instance_uid, ref.sop_instance_uid, frame_numbers=[n, 1]
+        )
         assert got == [expected[n - 1], expected[0]]
-        url = (f"{server.url}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
-               f"/instances/{ref.sop_instance_uid}/frames/2")
-        (headers, data), = parts_of(server.http.get(url, headers={"Accept": f'multipart/related; type="{media}"'}))
+        url = (
+            f"{server.url}/studies/{ref.study_instance_uid}/series/{ref.series_instance_uid}"
+            f"/instances/{ref.sop_instance_uid}/frames/2"
+        )
+        ((headers, data),) = parts_of(server.http.get(url, headers={"Accept": f'multipart/related; type="{media}"'}))
         assert headers["content-type"] == f"{media}; transfer-syntax={ds.file_meta.TransferSyntaxUID}"
         assert data == expected[1]
 
@@ -561,10 +714,12 @@ def test_stow_with_dicomweb_client_then_retrieve(server):
     assert "FailedSOPSequence" not in answer
     for item, ds in zip(stored, datasets):
         assert item.ReferencedSOPClassUID == ds.SOPClassUID
-        assert item.RetrieveURL == (f"{server.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-                                    f"/instances/{ds.SOPInstanceUID}")
-        back = client.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID,
-                                        media_types=(("application/dicom", "*"),))
+        assert item.RetrieveURL == (
+            f"{server.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+        )
+        back = client.retrieve_instance(
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, media_types=(("application/dicom", "*"),)
+        )
         assert back.SOPInstanceUID == ds.SOPInstanceUID
         assert back.PixelData == ds.PixelData if "PixelData" in ds else True
         assert back == pydicom.dcmread(io.BytesIO(server.arc.get(ds.SOPInstanceUID)))
@@ -589,12 +744,12 @@ def test_stow_raw_files_are_retrieved_byte_identical_and_failures_reported(serve
     assert r.status_code == 202, r.text
     answer = pydicom.Dataset.from_json(r.json())
     assert len(answer.ReferencedSOPSequence) == 3
-    failed, = answer.FailedSOPSequence
+    (failed,) = answer.FailedSOPSequence
     assert failed.FailureReason == 0xC000 and "StudyInstanceUID" in failed.ErrorComment
     for data, item in zip(raw, answer.ReferencedSOPSequence):
         ds = pydicom.dcmread(io.BytesIO(data))
         assert item.ReferencedSOPInstanceUID == ds.SOPInstanceUID
-        (headers, sent), = parts_of(server.http.get(item.RetrieveURL, headers=ANY_SYNTAX))
+        ((_headers, sent),) = parts_of(server.http.get(item.RetrieveURL, headers=ANY_SYNTAX))
         assert sent == data
     # the same again: duplicates are successes
     r = server.http.post(f"{server.url}/studies", content=multipart_body(raw[:2]), headers={"Content-Type": STOW_TYPE})
@@ -604,8 +759,9 @@ def test_stow_raw_files_are_retrieved_byte_identical_and_failures_reported(serve
 @pytest.mark.interop
 def test_stow_into_a_study_rejects_other_studies(server):
     study = f"{G}.2"
-    ours = make_instance(sop=f"{study}.1.99", study=study, series=f"{study}.1", patient_id="P2",
-                         patient_name="DOE^JANE", modality="MR")
+    ours = make_instance(
+        sop=f"{study}.1.99", study=study, series=f"{study}.1", patient_id="P2", patient_name="DOE^JANE", modality="MR"
+    )
     other = make_instance(sop=f"{G}.5.1.1", study=f"{G}.5", series=f"{G}.5.1")
     body = multipart_body([to_bytes(ours), to_bytes(other)])
     r = server.http.post(f"{server.url}/studies/{study}", content=body, headers={"Content-Type": STOW_TYPE})
@@ -613,7 +769,7 @@ def test_stow_into_a_study_rejects_other_studies(server):
     answer = pydicom.Dataset.from_json(r.json())
     assert answer.RetrieveURL == f"{server.url}/studies/{study}"
     assert [i.ReferencedSOPInstanceUID for i in answer.ReferencedSOPSequence] == [ours.SOPInstanceUID]
-    failed, = answer.FailedSOPSequence
+    (failed,) = answer.FailedSOPSequence
     assert failed.ReferencedSOPInstanceUID == other.SOPInstanceUID and failed.FailureReason == 0xC409
     assert server.arc.count({"SOPInstanceUID": other.SOPInstanceUID}, level="IMAGE", relational=True) == 0
     # every instance failing: 409, which dicomweb-client raises
@@ -628,8 +784,11 @@ def test_stow_errors_415_400_413(server):
     one = to_bytes(make_instance(sop=f"{G}.6.1.1", study=f"{G}.6", series=f"{G}.6.1"))
     r = http.post(f"{url}/studies", content=one, headers={"Content-Type": "application/dicom"})
     assert r.status_code == 415
-    r = http.post(f"{url}/studies", content=one,
-                  headers={"Content-Type": 'multipart/related; type="application/dicom+json"; boundary=x'})
+    r = http.post(
+        f"{url}/studies",
+        content=one,
+        headers={"Content-Type": 'multipart/related; type="application/dicom+json"; boundary=x'},
+    )
     assert r.status_code == 415
     r = http.post(f"{url}/studies", content=b"garbage", headers={"Content-Type": STOW_TYPE})
     assert r.status_code == 400 and "boundary" in r.text
@@ -638,19 +797,23 @@ def test_stow_errors_415_400_413(server):
     assert r.status_code == 400
     # /small: 64 KiB per request, 32 KiB per part
     big = (TEST_FILES / "examples_overlay.dcm").read_bytes()[:100_000]
-    r = http.post(f"{server.root}/small/dicomweb/studies", content=multipart_body([big]),
-                  headers={"Content-Type": STOW_TYPE})
+    r = http.post(
+        f"{server.root}/small/dicomweb/studies", content=multipart_body([big]), headers={"Content-Type": STOW_TYPE}
+    )
     assert r.status_code == 413 and "65536" in r.text
 
     def chunked():  # no Content-Length: the limit is found while reading
         body = multipart_body([big])
         for i in range(0, len(body), 8192):
-            yield body[i:i + 8192]
+            yield body[i : i + 8192]
 
     r = http.post(f"{server.root}/small/dicomweb/studies", content=chunked(), headers={"Content-Type": STOW_TYPE})
     assert r.status_code == 413
-    r = http.post(f"{server.root}/small/dicomweb/studies", content=multipart_body([one, b"\0" * 40_000]),
-                  headers={"Content-Type": STOW_TYPE})
+    r = http.post(
+        f"{server.root}/small/dicomweb/studies",
+        content=multipart_body([one, b"\0" * 40_000]),
+        headers={"Content-Type": STOW_TYPE},
+    )
     assert r.status_code == 413 and "32768" in r.text and "1 instance(s) were stored" in r.text
 
 
@@ -722,9 +885,11 @@ def test_find_options_apply_per_search_whatever_the_archive_was_opened_with(tmp_
         assert studies(lenient, [("PatientID", '""')]) == ["1.2.4"]
         assert studies(lenient, [("PatientID", '""'), ("emptyvaluematching", "false")]) == []
         assert arc.options.empty_record_matches is True  # the archive's own setting is untouched
-        for bad, needle in (({"no_such_option": True}, "no_such_option"),
-                            ({"empty_record_matches": "no"}, "true or false"),
-                            ({"relational": True}, "per request")):
+        for bad, needle in (
+            ({"no_such_option": True}, "no_such_option"),
+            ({"empty_record_matches": "no"}, "true or false"),
+            ({"relational": True}, "per request"),
+        ):
             with pytest.raises(ValueError, match=needle):
                 create_app(arc, find_options=bad)
 
@@ -738,12 +903,18 @@ def test_cli_registers_serve_web():
     sub = parser.add_subparsers(dest="protocol")
     add_web_cli(sub)
     args = parser.parse_args(["web", "--archive", "arc", "--token", "x", "--max-body", "10M"])
-    assert (args.port, args.host, args.prefix, args.token, args.max_body) == (8042, "127.0.0.1", "/dicomweb", "x",
-                                                                              10 * 1024 ** 2)
+    assert (args.port, args.host, args.prefix, args.token, args.max_body) == (
+        8042,
+        "127.0.0.1",
+        "/dicomweb",
+        "x",
+        10 * 1024**2,
+    )
     assert args.func.__name__ == "main_serve_web"
     assert args.option == []
-    args = parser.parse_args(["web", "--archive", "arc", "--option", "empty_record_matches=false",
-                              "-o", "pn_case_insensitive=true"])
+    args = parser.parse_args(
+        ["web", "--archive", "arc", "--option", "empty_record_matches=false", "-o", "pn_case_insensitive=true"]
+    )
     assert dict(args.option) == {"empty_record_matches": False, "pn_case_insensitive": True}
     with pytest.raises(SystemExit):
         parser.parse_args(["web", "--archive", "arc", "--option", "empty_records=false"])
@@ -761,7 +932,7 @@ def test_multipart_reader_any_chunking(seed):
     chunks, i = [], 0
     while i < len(body):
         n = rnd.randint(1, 64)
-        chunks.append(body[i:i + n])
+        chunks.append(body[i : i + n])
         i += n
     got = [(p.content_type, p.read()) for p in web_multipart.read_parts(iter(chunks), boundary, spool=1024)]
     assert got == [("application/dicom", p) for p in parts]
@@ -779,10 +950,14 @@ def test_multipart_reader_limits_and_errors():
 
 
 def test_accept_parsing():
-    ranges = web_multipart.parse_accept('multipart/related; type="application/dicom"; transfer-syntax=*; q=0.5, '
-                                        'multipart/related; type="application/dicom", application/json; q=0')
+    ranges = web_multipart.parse_accept(
+        'multipart/related; type="application/dicom"; transfer-syntax=*; q=0.5, '
+        'multipart/related; type="application/dicom", application/json; q=0'
+    )
     assert [(r.media_type, r.params.get("transfer-syntax"), r.q) for r in ranges] == [
-        ("multipart/related", None, 1.0), ("multipart/related", "*", 0.5)]
+        ("multipart/related", None, 1.0),
+        ("multipart/related", "*", 0.5),
+    ]
     assert web_multipart.parse_accept(None)[0].media_type == "*/*"
 
 
@@ -821,15 +996,17 @@ def test_qido_target_sends_relational_queries_and_uid_lists(server):
 
     target = QidoTarget(server.url)
     try:
-        studies = [r["StudyInstanceUID"] for r in server.arc.find({"StudyInstanceUID": ""}, level="STUDY",
-                                                                     format="dict")][:3]
+        studies = [
+            r["StudyInstanceUID"] for r in server.arc.find({"StudyInstanceUID": ""}, level="STUDY", format="dict")
+        ][:3]
         assert len(studies) == 3
         rows = target.find("STUDY", {"StudyInstanceUID": "\\".join(studies)})
         assert sorted(r["StudyInstanceUID"] for r in rows) == sorted(studies)
 
         keys = {"Modality": "MR", "SeriesInstanceUID": ""}
-        expected = sorted(r["SeriesInstanceUID"] for r in server.arc.find(keys, level="SERIES", format="dict",
-                                                                          relational=True))
+        expected = sorted(
+            r["SeriesInstanceUID"] for r in server.arc.find(keys, level="SERIES", format="dict", relational=True)
+        )
         assert expected
         got = sorted(r["SeriesInstanceUID"] for r in target.find("SERIES", dict(keys), relational=True))
         assert got == expected

@@ -22,11 +22,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")  # what starlette's TestClient drives the app with
 dicomweb_client = pytest.importorskip("dicomweb_client")
-from dicomweb_client.api import DICOMwebClient
-from starlette.testclient import TestClient
+from dicomweb_client.api import DICOMwebClient  # noqa: E402
+from starlette.testclient import TestClient  # noqa: E402
 
-from pacscore.adapters.dicomweb import create_app
-from pacscore.adapters.web_http import HttpError, check_uid, uid_segment
+from pacscore.adapters.dicomweb import create_app  # noqa: E402
+from pacscore.adapters.web_http import HttpError, check_uid, uid_segment  # noqa: E402
 
 STUDY = "study/with a slash"
 SERIES = "series 1"

@@ -3,6 +3,7 @@
 One archive (pydicom's bundled files + generated instances) is served on a free port for the
 whole module; the tests that write (C-STORE) get a fresh archive and SCP of their own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -105,10 +106,17 @@ def pystore_dest():
 @pytest.fixture(scope="module")
 def scp(arc, pystore_dest):
     with refusing_port() as nobody:
-        server = dimse.serve(arc, "PACSCORE", 0, "127.0.0.1", block=False, move_destinations={
-            "PYSTORE": ("127.0.0.1", pystore_dest["port"]),
-            "NOBODY": ("127.0.0.1", nobody),
-        })
+        server = dimse.serve(
+            arc,
+            "PACSCORE",
+            0,
+            "127.0.0.1",
+            block=False,
+            move_destinations={
+                "PYSTORE": ("127.0.0.1", pystore_dest["port"]),
+                "NOBODY": ("127.0.0.1", nobody),
+            },
+        )
         yield {"port": server.server_address[1], "server": server}
         server.shutdown()
 
@@ -201,8 +209,9 @@ def test_disallowed_calling_ae_is_rejected_with_reason_3(arc):
 
 def test_handlers_on_own_ae_reject_unknown_calling_ae(arc):
     ae = dimse.make_ae("OWNAE")
-    server = ae.start_server(("127.0.0.1", 0), block=False,
-                             evt_handlers=dimse.handlers(arc, allowed_calling_aets=["GOODSCU"]))
+    server = ae.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=dimse.handlers(arc, allowed_calling_aets=["GOODSCU"])
+    )
     try:
         requestor = AE("INTRUDER")
         requestor.add_requested_context(Verification)
@@ -227,9 +236,15 @@ def test_echoscu_with_disallowed_title_fails(arc):
 
 # ---- C-STORE ---------------------------------------------------------------------------------
 #: storescu's option to propose each compressed syntax (plus the uncompressed ones)
-STORESCU_PROPOSE = {"1.2.840.10008.1.2.4.50": "-xy", "1.2.840.10008.1.2.4.51": "-xx", "1.2.840.10008.1.2.4.70": "-xs",
-                    "1.2.840.10008.1.2.4.90": "-xv", "1.2.840.10008.1.2.4.91": "-xw", "1.2.840.10008.1.2.5": "-xr",
-                    "1.2.840.10008.1.2.1.99": "-xd"}
+STORESCU_PROPOSE = {
+    "1.2.840.10008.1.2.4.50": "-xy",
+    "1.2.840.10008.1.2.4.51": "-xx",
+    "1.2.840.10008.1.2.4.70": "-xs",
+    "1.2.840.10008.1.2.4.90": "-xv",
+    "1.2.840.10008.1.2.4.91": "-xw",
+    "1.2.840.10008.1.2.5": "-xr",
+    "1.2.840.10008.1.2.1.99": "-xd",
+}
 
 
 def without_group_lengths(ds: Dataset, drop=(0xFFFCFFFC,)) -> Dataset:
@@ -267,8 +282,22 @@ def test_storescu_folder_lands_byte_identical(fresh, data_folder, tmp_path):
     try:
         for port in (fresh["port"], reference.port):
             for flag, inputs in runs:
-                proc = run(["storescu", "-aet", "STORESCU", "-aec", "PACSCORE", "-R", "+sd", flag,
-                            "127.0.0.1", str(port), *inputs], timeout=60)
+                proc = run(
+                    [
+                        "storescu",
+                        "-aet",
+                        "STORESCU",
+                        "-aec",
+                        "PACSCORE",
+                        "-R",
+                        "+sd",
+                        flag,
+                        "127.0.0.1",
+                        str(port),
+                        *inputs,
+                    ],
+                    timeout=60,
+                )
                 assert proc.returncode == 0, proc.stderr
         received = wait_for_files(wire, len(files))
     finally:
@@ -302,10 +331,14 @@ def test_storescu_folder_lands_byte_identical(fresh, data_folder, tmp_path):
 def test_pynetdicom_store_keeps_bytes_and_reports_ingest_errors(fresh, data_folder):
     arc = fresh["arc"]
     names = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "ExplVR_BigEnd.dcm"]
-    contexts = [(CTImageStorage, [ExplicitVRLittleEndian]), (MRImageStorage, [ExplicitVRLittleEndian]),
-                ("1.2.840.10008.5.1.4.1.1.481.5", [ImplicitVRLittleEndian]),
-                (SecondaryCaptureImageStorage, [JPEG2000]), (SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.5"]),
-                (UltrasoundImageStorage, [ExplicitVRBigEndian])]
+    contexts = [
+        (CTImageStorage, [ExplicitVRLittleEndian]),
+        (MRImageStorage, [ExplicitVRLittleEndian]),
+        ("1.2.840.10008.5.1.4.1.1.481.5", [ImplicitVRLittleEndian]),
+        (SecondaryCaptureImageStorage, [JPEG2000]),
+        (SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.5"]),
+        (UltrasoundImageStorage, [ExplicitVRBigEndian]),
+    ]
     assoc = associate(fresh["port"], *contexts)
     try:
         for name in names:
@@ -320,9 +353,17 @@ def test_pynetdicom_store_keeps_bytes_and_reports_ingest_errors(fresh, data_fold
             else:
                 assert dataset_bytes(stored) == dataset_bytes(path.read_bytes()), name
         # an instance the archive cannot file: no Study Instance UID -> C000 with the reason
-        bad = make_instance(sop="1.2.826.0.1.3680043.9.7777.99.1", study="x", series="1.2.3.4", patient_id="P",
-                            patient_name="A^B", modality="CT", study_date="20200101", study_time="1000",
-                            instance_number=1)
+        bad = make_instance(
+            sop="1.2.826.0.1.3680043.9.7777.99.1",
+            study="x",
+            series="1.2.3.4",
+            patient_id="P",
+            patient_name="A^B",
+            modality="CT",
+            study_date="20200101",
+            study_time="1000",
+            instance_number=1,
+        )
         del bad.StudyInstanceUID
         rsp = assoc.send_c_store(bad)
         assert 0xC000 <= rsp.Status <= 0xCFFF
@@ -351,8 +392,16 @@ def test_non_patient_sop_classes_are_not_advertised(fresh, tmp_path):
         assoc.release()
     assert fresh["arc"].count({}, level="IMAGE", relational=True) == 0
     if dcmtk("storescu"):
-        proc = run(["storescu", "-aec", "PACSCORE", "127.0.0.1", str(fresh["port"]),
-                    str(pydicom_test_files().parent / "palettes" / "hotiron.dcm")])
+        proc = run(
+            [
+                "storescu",
+                "-aec",
+                "PACSCORE",
+                "127.0.0.1",
+                str(fresh["port"]),
+                str(pydicom_test_files().parent / "palettes" / "hotiron.dcm"),
+            ]
+        )
         assert "no presentation context" in (proc.stdout + proc.stderr).lower(), proc.stderr
 
 
@@ -366,9 +415,18 @@ def test_client_dropping_mid_store_leaves_archive_consistent(fresh, how):
     closes its socket, from inside pynetdicom's sending thread, so the cut is mid-transfer."""
     arc = fresh["arc"]
     before = arc.count({}, level="IMAGE", relational=True)
-    big = make_instance(sop="1.2.826.0.1.3680043.9.7777.98.1", study="1.2.826.0.1.3680043.9.7777.98",
-                        series="1.2.826.0.1.3680043.9.7777.98.0", patient_id="BIG", patient_name="Big^Data",
-                        modality="CT", study_date="20200101", study_time="1000", instance_number=1, rows=2048)
+    big = make_instance(
+        sop="1.2.826.0.1.3680043.9.7777.98.1",
+        study="1.2.826.0.1.3680043.9.7777.98",
+        series="1.2.826.0.1.3680043.9.7777.98.0",
+        patient_id="BIG",
+        patient_name="Big^Data",
+        modality="CT",
+        study_date="20200101",
+        study_time="1000",
+        instance_number=1,
+        rows=2048,
+    )
     sent = {"n": 0}
 
     def on_pdu_sent(event):
@@ -403,37 +461,126 @@ def test_client_dropping_mid_store_leaves_archive_consistent(fresh, how):
 
 # ---- C-FIND ----------------------------------------------------------------------------------
 FIND_CASES = [
-    ("-P", "PATIENT", "PATIENT", {"PatientName": "", "PatientID": "", "PatientBirthDate": "", "PatientSex": "",
-                                  "NumberOfPatientRelatedStudies": ""}),
+    (
+        "-P",
+        "PATIENT",
+        "PATIENT",
+        {
+            "PatientName": "",
+            "PatientID": "",
+            "PatientBirthDate": "",
+            "PatientSex": "",
+            "NumberOfPatientRelatedStudies": "",
+        },
+    ),
     ("-P", "PATIENT", "PATIENT", {"PatientName": "Compressed*", "PatientID": ""}),
-    ("-P", "PATIENT", "STUDY", {"PatientID": "GEN1", "StudyInstanceUID": "", "StudyDate": "", "StudyTime": "",
-                                "AccessionNumber": "", "StudyDescription": "", "ModalitiesInStudy": "",
-                                "NumberOfStudyRelatedInstances": ""}),
-    ("-P", "PATIENT", "SERIES", {"PatientID": "GEN1", "StudyInstanceUID": STUDY_A, "SeriesInstanceUID": "",
-                                 "Modality": "", "SeriesNumber": "", "NumberOfSeriesRelatedInstances": ""}),
-    ("-P", "PATIENT", "IMAGE", {"PatientID": "GEN1", "StudyInstanceUID": STUDY_A, "SeriesInstanceUID": SERIES_A1,
-                                "SOPInstanceUID": "", "SOPClassUID": "", "InstanceNumber": ""}),
-    ("-S", "STUDY", "STUDY", {"PatientName": "", "PatientID": "", "StudyInstanceUID": "", "StudyDate": "",
-                              "ModalitiesInStudy": "", "AccessionNumber": "", "NumberOfStudyRelatedSeries": ""}),
-    ("-S", "STUDY", "STUDY", {"PatientName": "compressed*", "StudyDate": "20040101-", "StudyInstanceUID": "",
-                              "ModalitiesInStudy": ""}),
-    ("-S", "STUDY", "SERIES", {"StudyInstanceUID": STUDY_A, "SeriesInstanceUID": "", "Modality": "",
-                               "SeriesNumber": "", "SeriesDescription": ""}),
+    (
+        "-P",
+        "PATIENT",
+        "STUDY",
+        {
+            "PatientID": "GEN1",
+            "StudyInstanceUID": "",
+            "StudyDate": "",
+            "StudyTime": "",
+            "AccessionNumber": "",
+            "StudyDescription": "",
+            "ModalitiesInStudy": "",
+            "NumberOfStudyRelatedInstances": "",
+        },
+    ),
+    (
+        "-P",
+        "PATIENT",
+        "SERIES",
+        {
+            "PatientID": "GEN1",
+            "StudyInstanceUID": STUDY_A,
+            "SeriesInstanceUID": "",
+            "Modality": "",
+            "SeriesNumber": "",
+            "NumberOfSeriesRelatedInstances": "",
+        },
+    ),
+    (
+        "-P",
+        "PATIENT",
+        "IMAGE",
+        {
+            "PatientID": "GEN1",
+            "StudyInstanceUID": STUDY_A,
+            "SeriesInstanceUID": SERIES_A1,
+            "SOPInstanceUID": "",
+            "SOPClassUID": "",
+            "InstanceNumber": "",
+        },
+    ),
+    (
+        "-S",
+        "STUDY",
+        "STUDY",
+        {
+            "PatientName": "",
+            "PatientID": "",
+            "StudyInstanceUID": "",
+            "StudyDate": "",
+            "ModalitiesInStudy": "",
+            "AccessionNumber": "",
+            "NumberOfStudyRelatedSeries": "",
+        },
+    ),
+    (
+        "-S",
+        "STUDY",
+        "STUDY",
+        {"PatientName": "compressed*", "StudyDate": "20040101-", "StudyInstanceUID": "", "ModalitiesInStudy": ""},
+    ),
+    (
+        "-S",
+        "STUDY",
+        "SERIES",
+        {
+            "StudyInstanceUID": STUDY_A,
+            "SeriesInstanceUID": "",
+            "Modality": "",
+            "SeriesNumber": "",
+            "SeriesDescription": "",
+        },
+    ),
     ("-S", "STUDY", "SERIES", {"StudyInstanceUID": STUDY_A, "SeriesInstanceUID": "", "Modality": "MR"}),
-    ("-S", "STUDY", "IMAGE", {"StudyInstanceUID": STUDY_A, "SeriesInstanceUID": SERIES_A2, "SOPInstanceUID": "",
-                              "InstanceNumber": "", "SOPClassUID": ""}),
+    (
+        "-S",
+        "STUDY",
+        "IMAGE",
+        {
+            "StudyInstanceUID": STUDY_A,
+            "SeriesInstanceUID": SERIES_A2,
+            "SOPInstanceUID": "",
+            "InstanceNumber": "",
+            "SOPClassUID": "",
+        },
+    ),
     ("-O", "PATIENT_STUDY_ONLY", "PATIENT", {"PatientName": "Gen*", "PatientID": "", "PatientSex": ""}),
-    ("-O", "PATIENT_STUDY_ONLY", "STUDY", {"PatientID": "GEN2", "StudyInstanceUID": "", "StudyDate": "",
-                                           "ModalitiesInStudy": ""}),
+    (
+        "-O",
+        "PATIENT_STUDY_ONLY",
+        "STUDY",
+        {"PatientID": "GEN2", "StudyInstanceUID": "", "StudyDate": "", "ModalitiesInStudy": ""},
+    ),
 ]
-UNIQUE = {"PATIENT": ["PatientID"], "STUDY": ["StudyInstanceUID"], "SERIES": ["StudyInstanceUID", "SeriesInstanceUID"],
-          "IMAGE": ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]}
+UNIQUE = {
+    "PATIENT": ["PatientID"],
+    "STUDY": ["StudyInstanceUID"],
+    "SERIES": ["StudyInstanceUID", "SeriesInstanceUID"],
+    "IMAGE": ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
+}
 
 
 @pytest.mark.interop
 @pytest.mark.skipif(not HAVE_DCMTK, reason="DCMTK findscu is not on PATH")
-@pytest.mark.parametrize("flag,model,level,keys", FIND_CASES,
-                         ids=[f"{c[1]}-{c[2]}-{i}" for i, c in enumerate(FIND_CASES)])
+@pytest.mark.parametrize(
+    "flag,model,level,keys", FIND_CASES, ids=[f"{c[1]}-{c[2]}-{i}" for i, c in enumerate(FIND_CASES)]
+)
 def test_findscu_equals_archive_find(scp, arc, tmp_path, flag, model, level, keys):
     proc, responses = findscu(scp["port"], flag, level, keys, tmp_path / "rsp")
     assert proc.returncode == 0, proc.stderr
@@ -446,21 +593,33 @@ def test_findscu_equals_archive_find(scp, arc, tmp_path, flag, model, level, key
 
 
 def test_pynetdicom_find_patient_root_and_unsupported_key_gives_ff01(scp, arc):
-    assoc = associate(scp["port"], PatientRootQueryRetrieveInformationModelFind,
-                      StudyRootQueryRetrieveInformationModelFind)
+    assoc = associate(
+        scp["port"], PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelFind
+    )
     try:
-        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "PATIENT", "PatientID": "GEN*", "PatientName": ""},
-                                     PatientRootQueryRetrieveInformationModelFind)
+        statuses, results = find_all(
+            assoc,
+            {"QueryRetrieveLevel": "PATIENT", "PatientID": "GEN*", "PatientName": ""},
+            PatientRootQueryRetrieveInformationModelFind,
+        )
         assert [r.PatientID for r in results] == [
-            d.PatientID for d in arc.find({"PatientID": "GEN*"}, level="PATIENT", model="PATIENT")]
+            d.PatientID for d in arc.find({"PatientID": "GEN*"}, level="PATIENT", model="PATIENT")
+        ]
         assert {"GEN1", "GEN2"} <= {r.PatientID for r in results}
         assert {s.Status for s in statuses[:-1]} == {0xFF00} and statuses[-1].Status == 0
         keys = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": STUDY_A, "ImageComments": ""}
         assert arc.unsupported_keys(keys, "STUDY", "STUDY")
         statuses, results = find_all(assoc, keys)
         assert len(results) == 1 and statuses[0].Status == 0xFF01
-        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": STUDY_A,
-                                             "InstanceAvailability": "", "RetrieveAETitle": ""})
+        statuses, results = find_all(
+            assoc,
+            {
+                "QueryRetrieveLevel": "STUDY",
+                "StudyInstanceUID": STUDY_A,
+                "InstanceAvailability": "",
+                "RetrieveAETitle": "",
+            },
+        )
         assert (results[0].InstanceAvailability, results[0].RetrieveAETitle) == ("ONLINE", "PACSCORE")
     finally:
         assoc.release()
@@ -487,11 +646,15 @@ def test_invalid_keys_policy_and_max_results(arc):
     server = dimse.serve(arc, "PACSCORE", 0, block=False, invalid_keys="error", max_results=3)
     try:
         assoc = associate(server.server_address[1], StudyRootQueryRetrieveInformationModelFind)
-        statuses, _ = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyDate": "2020-13-45", "StudyInstanceUID": ""})
+        statuses, _ = find_all(
+            assoc, {"QueryRetrieveLevel": "STUDY", "StudyDate": "2020-13-45", "StudyInstanceUID": ""}
+        )
         assert statuses[-1].Status == 0xA900 and "StudyDate" in statuses[-1].ErrorComment
         statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""})
         assert statuses[-1].Status == 0xA700 and results == []
-        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": f"{STUDY_A}\\{STUDY_B}"})
+        statuses, results = find_all(
+            assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": f"{STUDY_A}\\{STUDY_B}"}
+        )
         assert statuses[-1].Status == 0 and len(results) == 2
         assoc.release()
     finally:
@@ -500,8 +663,9 @@ def test_invalid_keys_policy_and_max_results(arc):
     port_server = dimse.serve(arc, "PACSCORE", 0, block=False)
     try:
         assoc = associate(port_server.server_address[1], StudyRootQueryRetrieveInformationModelFind)
-        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyDate": "2020-13-45",
-                                             "StudyInstanceUID": ""})
+        statuses, results = find_all(
+            assoc, {"QueryRetrieveLevel": "STUDY", "StudyDate": "2020-13-45", "StudyInstanceUID": ""}
+        )
         assert statuses[-1].Status == 0 and results == []
         assoc.release()
     finally:
@@ -511,11 +675,15 @@ def test_invalid_keys_policy_and_max_results(arc):
 def test_serve_takes_a_frozen_config_that_its_old_arguments_build(arc):
     import dataclasses
 
-    config = dimse.ServeConfig(ae_title="CFGSCP", port=0, block=False,
-                               handlers=dimse.DimseConfig(max_results=1, move_destinations={"X ": ("h", "104")}))
-    assert dimse.ServeConfig.from_options("CFGSCP", 0, block=False, max_results=1,
-                                          move_destinations={"X ": ("h", "104")}) == dataclasses.replace(
-        config, handlers=dataclasses.replace(config.handlers, move_destinations={"X": ("h", 104)}))
+    config = dimse.ServeConfig(
+        ae_title="CFGSCP",
+        port=0,
+        block=False,
+        handlers=dimse.DimseConfig(max_results=1, move_destinations={"X ": ("h", "104")}),
+    )
+    assert dimse.ServeConfig.from_options(
+        "CFGSCP", 0, block=False, max_results=1, move_destinations={"X ": ("h", "104")}
+    ) == dataclasses.replace(config, handlers=dataclasses.replace(config.handlers, move_destinations={"X": ("h", 104)}))
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.port = 1
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -645,8 +813,11 @@ def test_relational_query_only_when_negotiated(scp):
     statuses, results = find_all(plain, keys)
     plain.release()
     assert statuses[-1].Status == 0xA900 and results == []
-    rel = associate(scp["port"], StudyRootQueryRetrieveInformationModelFind,
-                    ext_neg=[ext(StudyRootQueryRetrieveInformationModelFind, b"\x01")])
+    rel = associate(
+        scp["port"],
+        StudyRootQueryRetrieveInformationModelFind,
+        ext_neg=[ext(StudyRootQueryRetrieveInformationModelFind, b"\x01")],
+    )
     try:
         assert rel.acceptor.sop_class_extended[StudyRootQueryRetrieveInformationModelFind] == b"\x01"
         statuses, results = find_all(rel, keys)
@@ -658,13 +829,20 @@ def test_relational_query_only_when_negotiated(scp):
 
 
 def test_combined_datetime_applies_when_negotiated(scp, arc):
-    keys = {"QueryRetrieveLevel": "STUDY", "StudyDate": "20200101-20200102", "StudyTime": "2300-0100",
-            "StudyInstanceUID": ""}
+    keys = {
+        "QueryRetrieveLevel": "STUDY",
+        "StudyDate": "20200101-20200102",
+        "StudyTime": "2300-0100",
+        "StudyInstanceUID": "",
+    }
     plain = associate(scp["port"], StudyRootQueryRetrieveInformationModelFind)
     _, separate = find_all(plain, keys)
     plain.release()
-    combined = associate(scp["port"], StudyRootQueryRetrieveInformationModelFind,
-                         ext_neg=[ext(StudyRootQueryRetrieveInformationModelFind, b"\x00\x01\x00\x00")])
+    combined = associate(
+        scp["port"],
+        StudyRootQueryRetrieveInformationModelFind,
+        ext_neg=[ext(StudyRootQueryRetrieveInformationModelFind, b"\x00\x01\x00\x00")],
+    )
     try:
         assert combined.acceptor.sop_class_extended[StudyRootQueryRetrieveInformationModelFind] == b"\x00\x01\x00\x00"
         _, together = find_all(combined, keys)
@@ -677,9 +855,15 @@ def test_combined_datetime_applies_when_negotiated(scp, arc):
 
 
 def test_extended_negotiation_reply_keeps_length_and_refuses_unknown_bytes(scp):
-    assoc = associate(scp["port"], StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove,
-                      ext_neg=[ext(StudyRootQueryRetrieveInformationModelFind, b"\x01\x01\x01\x01\x01"),
-                               ext(StudyRootQueryRetrieveInformationModelMove, b"\x01\x01")])
+    assoc = associate(
+        scp["port"],
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelMove,
+        ext_neg=[
+            ext(StudyRootQueryRetrieveInformationModelFind, b"\x01\x01\x01\x01\x01"),
+            ext(StudyRootQueryRetrieveInformationModelMove, b"\x01\x01"),
+        ],
+    )
     try:
         got = assoc.acceptor.sop_class_extended
         assert got[StudyRootQueryRetrieveInformationModelFind] == b"\x01\x01\x01\x01\x00"
@@ -694,8 +878,21 @@ def test_extended_negotiation_reply_keeps_length_and_refuses_unknown_bytes(scp):
 def test_getscu_retrieves_a_study(scp, arc, tmp_path):
     out = tmp_path / "get"
     out.mkdir()
-    proc = run(["getscu", "-S", "-aet", "GETSCU", "-aec", "PACSCORE", "-od", str(out),
-                *key_args({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": STUDY_A}), "127.0.0.1", str(scp["port"])])
+    proc = run(
+        [
+            "getscu",
+            "-S",
+            "-aet",
+            "GETSCU",
+            "-aec",
+            "PACSCORE",
+            "-od",
+            str(out),
+            *key_args({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": STUDY_A}),
+            "127.0.0.1",
+            str(scp["port"]),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     refs = arc.instances(study=STUDY_A)
     files = sorted(out.iterdir())
@@ -719,8 +916,13 @@ def _c_get(port, keys, contexts, roles):
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     for uid, syntaxes in contexts:
         ae.add_requested_context(uid, syntaxes)
-    assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE", ext_neg=[build_role(u, scp_role=True) for u in roles],
-                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = ae.associate(
+        "127.0.0.1",
+        port,
+        ae_title="PACSCORE",
+        ext_neg=[build_role(u, scp_role=True) for u in roles],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
     assert assoc.is_established
     ds = Dataset()
     for k, v in keys.items():
@@ -733,9 +935,12 @@ def _c_get(port, keys, contexts, roles):
 
 
 def test_c_get_decompresses_for_a_peer_without_the_stored_syntax_and_counts_failures(scp, data_folder):
-    statuses, received = _c_get(scp["port"], {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": NM_STUDY},
-                                [(SecondaryCaptureImageStorage, [ExplicitVRLittleEndian])],
-                                [SecondaryCaptureImageStorage])
+    statuses, received = _c_get(
+        scp["port"],
+        {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": NM_STUDY},
+        [(SecondaryCaptureImageStorage, [ExplicitVRLittleEndian])],
+        [SecondaryCaptureImageStorage],
+    )
     final = statuses[-1]
     # JPEG2000.dcm decompresses with Pillow; JPEG-lossy.dcm (12-bit JPEG extended) cannot
     assert final.Status == 0xB000
@@ -749,15 +954,22 @@ def test_c_get_decompresses_for_a_peer_without_the_stored_syntax_and_counts_fail
 
 
 def test_c_get_converts_between_little_and_big_endian(scp, data_folder):
-    statuses, received = _c_get(scp["port"], {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": US_BE_STUDY},
-                                [(UltrasoundImageStorage, [ImplicitVRLittleEndian])],
-                                [UltrasoundImageStorage])
+    statuses, received = _c_get(
+        scp["port"],
+        {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": US_BE_STUDY},
+        [(UltrasoundImageStorage, [ImplicitVRLittleEndian])],
+        [UltrasoundImageStorage],
+    )
     assert statuses[-1].Status == 0 and len(received) == 1
     original = pydicom.dcmread(data_folder / "ExplVR_BigEnd.dcm")
     assert received[0].file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     assert (received[0].pixel_array == original.pixel_array).all()
-    statuses, received = _c_get(scp["port"], {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": CT_SMALL_STUDY},
-                                [(CTImageStorage, [ExplicitVRBigEndian])], [CTImageStorage])
+    statuses, received = _c_get(
+        scp["port"],
+        {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": CT_SMALL_STUDY},
+        [(CTImageStorage, [ExplicitVRBigEndian])],
+        [CTImageStorage],
+    )
     assert statuses[-1].Status == 0 and len(received) == 1
     original = pydicom.dcmread(data_folder / "CT_small.dcm")
     assert received[0].file_meta.TransferSyntaxUID == ExplicitVRBigEndian
@@ -766,8 +978,12 @@ def test_c_get_converts_between_little_and_big_endian(scp, data_folder):
 
 
 def test_c_get_with_a_bad_identifier_fails_with_a900(scp):
-    statuses, received = _c_get(scp["port"], {"QueryRetrieveLevel": "NOPE", "StudyInstanceUID": STUDY_A},
-                                [(CTImageStorage, [ExplicitVRLittleEndian])], [CTImageStorage])
+    statuses, received = _c_get(
+        scp["port"],
+        {"QueryRetrieveLevel": "NOPE", "StudyInstanceUID": STUDY_A},
+        [(CTImageStorage, [ExplicitVRLittleEndian])],
+        [CTImageStorage],
+    )
     assert statuses[-1].Status == 0xA900 and received == []
 
 
@@ -780,12 +996,32 @@ def test_movescu_moves_a_series_to_storescp(arc, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="pacscore.dimse")  # the adapter's side, should it fail
     receiver = start_storescp(["-aet", "STORESCP", "+xa", "-od", str(out)])
     # an SCP of its own: the destination's port is known only once storescp has bound it
-    server = dimse.serve(arc, dimse.ServeConfig(port=0, block=False, handlers=dimse.DimseConfig(
-        move_destinations={"STORESCP": ("127.0.0.1", receiver.port)})))
+    server = dimse.serve(
+        arc,
+        dimse.ServeConfig(
+            port=0,
+            block=False,
+            handlers=dimse.DimseConfig(move_destinations={"STORESCP": ("127.0.0.1", receiver.port)}),
+        ),
+    )
     try:
-        proc = run(["movescu", "-S", "-aet", "MOVESCU", "-aec", "PACSCORE", "-aem", "STORESCP",
-                    *key_args({"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": STUDY_A,
-                               "SeriesInstanceUID": SERIES_A1}), "127.0.0.1", str(server.server_address[1])])
+        proc = run(
+            [
+                "movescu",
+                "-S",
+                "-aet",
+                "MOVESCU",
+                "-aec",
+                "PACSCORE",
+                "-aem",
+                "STORESCP",
+                *key_args(
+                    {"QueryRetrieveLevel": "SERIES", "StudyInstanceUID": STUDY_A, "SeriesInstanceUID": SERIES_A1}
+                ),
+                "127.0.0.1",
+                str(server.server_address[1]),
+            ]
+        )
         assert proc.returncode == 0, proc.stderr
         files = wait_for_files(out, 3)
     finally:
@@ -812,7 +1048,9 @@ def test_pynetdicom_move_to_known_unknown_and_unreachable_destinations(scp, pyst
     real = dimse_retrieve.set_nodelay
     monkeypatch.setattr(dimse_retrieve, "set_nodelay", spy)
     caplog.set_level(logging.INFO, logger="pacscore.dimse")
-    assoc = associate(scp["port"], PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove)
+    assoc = associate(
+        scp["port"], PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove
+    )
     ident = Dataset()
     ident.QueryRetrieveLevel = "STUDY"
     ident.PatientID = "GEN1"
@@ -824,7 +1062,8 @@ def test_pynetdicom_move_to_known_unknown_and_unreachable_destinations(scp, pyst
         assert nodelay and all(nodelay), "TCP_NODELAY not set on the C-MOVE sub-association"
         assert any("C-MOVE final 0x0000: completed 5, failed 0" in r.getMessage() for r in caplog.records)
         assert sorted(d.SOPInstanceUID for d in pystore_dest["received"]) == sorted(
-            d.SOPInstanceUID for d in generated_instances() if d.StudyInstanceUID == STUDY_A)
+            d.SOPInstanceUID for d in generated_instances() if d.StudyInstanceUID == STUDY_A
+        )
         statuses = [s for s, _ in assoc.send_c_move(ident, "STRANGER", PatientRootQueryRetrieveInformationModelMove)]
         assert statuses[-1].Status == 0xA801
         statuses = [s for s, _ in assoc.send_c_move(ident, "NOBODY", PatientRootQueryRetrieveInformationModelMove)]
@@ -848,10 +1087,16 @@ def _make_pki(folder):
     now = datetime.datetime.now(datetime.UTC)
 
     def cert(subject, key, issuer, issuer_key, ca=False, san=None):
-        b = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if san:
             b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
         return b.sign(issuer_key, hashes.SHA256())
@@ -866,17 +1111,24 @@ def _make_pki(folder):
         paths[f"{who}_cert"] = folder / f"{who}.pem"
         paths[f"{who}_key"] = folder / f"{who}.key"
         paths[f"{who}_cert"].write_bytes(c.public_bytes(serialization.Encoding.PEM))
-        paths[f"{who}_key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                          serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
+        paths[f"{who}_key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return paths
 
 
 def test_tls_with_client_certificates(arc, tmp_path):
     pytest.importorskip("cryptography")
     pki = _make_pki(tmp_path)
-    server = dimse.serve(arc, "PACSCORE", 0, block=False,
-                         ssl_context=dimse.tls_context(str(pki["server_cert"]), str(pki["server_key"]), str(pki["ca"])))
+    server = dimse.serve(
+        arc,
+        "PACSCORE",
+        0,
+        block=False,
+        ssl_context=dimse.tls_context(str(pki["server_cert"]), str(pki["server_key"]), str(pki["ca"])),
+    )
     port = server.server_address[1]
     try:
         client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca"]))
@@ -919,8 +1171,22 @@ def test_cli_registers_serve_dimse():
     sub = parser.add_subparsers(dest="command")
     serve_parser = sub.add_parser("serve")
     cli_serve.add_dimse_cli(serve_parser.add_subparsers(dest="protocol"))
-    args = parser.parse_args(["serve", "dimse", "--archive", "a", "--move-dest", "VIEWER=10.0.0.5:104",
-                              "--allow", "X", "--allow", "Y", "--port", "4242"])
+    args = parser.parse_args(
+        [
+            "serve",
+            "dimse",
+            "--archive",
+            "a",
+            "--move-dest",
+            "VIEWER=10.0.0.5:104",
+            "--allow",
+            "X",
+            "--allow",
+            "Y",
+            "--port",
+            "4242",
+        ]
+    )
     assert args.func is cli_serve.main_serve_dimse
     assert dict(args.move_dest) == {"VIEWER": ("10.0.0.5", 104)}
     assert args.allow == ["X", "Y"] and args.port == 4242 and args.ae == "PACSCORE"
@@ -933,24 +1199,51 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
     import subprocess
     import sys
 
-    no_id = make_instance(sop="1.2.826.0.1.3680043.9.7777.98.1.1", study="1.2.826.0.1.3680043.9.7777.98",
-                          series="1.2.826.0.1.3680043.9.7777.98.1", patient_id="", patient_name="", modality="OT",
-                          study_date="20200101", study_time="1000", instance_number=1)
+    no_id = make_instance(
+        sop="1.2.826.0.1.3680043.9.7777.98.1.1",
+        study="1.2.826.0.1.3680043.9.7777.98",
+        series="1.2.826.0.1.3680043.9.7777.98.1",
+        patient_id="",
+        patient_name="",
+        modality="OT",
+        study_date="20200101",
+        study_time="1000",
+        instance_number=1,
+    )
     with pacscore.open(tmp_path / "cli") as a:
         a.store(data_folder / "CT_small.dcm")
         a.store(dimse_helpers.to_bytes(no_id))
-    proc = subprocess.Popen([sys.executable, "-m", "pacscore", "serve", "dimse", "--archive", str(tmp_path / "cli"),
-                             "--port", "0", "--allow", "PYSCU", "--move-dest", "X=127.0.0.1:1",
-                             "--option", "empty_record_matches=false"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pacscore",
+            "serve",
+            "dimse",
+            "--archive",
+            str(tmp_path / "cli"),
+            "--port",
+            "0",
+            "--allow",
+            "PYSCU",
+            "--move-dest",
+            "X=127.0.0.1:1",
+            "--option",
+            "empty_record_matches=false",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     logged: list[str] = []
     reader = threading.Thread(target=read_lines, args=(proc.stderr, logged), daemon=True)
     reader.start()
     try:
         port = bound_port_logged(proc, logged)  # --port 0: the server binds a free port and logs it
         assoc = associate(port, StudyRootQueryRetrieveInformationModelFind)
-        statuses, results = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "",
-                                             "PatientID": "NO-SUCH-PATIENT"})
+        _, results = find_all(
+            assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "", "PatientID": "NO-SUCH-PATIENT"}
+        )
         _, every = find_all(assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""})
         assoc.release()
         assert results == []  # --option empty_record_matches=false: the study without PatientID stays out

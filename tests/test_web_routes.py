@@ -34,7 +34,7 @@ def route(method: str, path: str, policy: str = "lenient"):
     return web_core.DicomWebService._route(RecordingService(policy), WebRequest(method, path))
 
 
-I = "/studies/1.2/series/1.2.3/instances/1.2.3.4"
+INSTANCE = "/studies/1.2/series/1.2.3/instances/1.2.3.4"
 
 
 @pytest.mark.parametrize(
@@ -50,10 +50,10 @@ I = "/studies/1.2/series/1.2.3/instances/1.2.3.4"
         ("GET", "/studies/1.2/instances", ("search", "studies", "1.2", "instances")),
         ("GET", "/studies/1.2/series/1.2.3", ("retrieve", "1.2", "1.2.3")),
         ("GET", "/studies/1.2/series/1.2.3/instances", ("search", "studies", "1.2", "series", "1.2.3", "instances")),
-        ("GET", I, ("retrieve", "1.2", "1.2.3", "1.2.3.4")),
-        ("GET", I + "/metadata", ("metadata", "1.2", "1.2.3", "1.2.3.4")),
-        ("GET", I + "/frames/1,2", ("frames", "1.2", "1.2.3", "1.2.3.4", "1,2")),
-        ("GET", I + "/bulkdata/7FE00010", ("bulkdata", "1.2", "1.2.3", "1.2.3.4", ["7FE00010"])),
+        ("GET", INSTANCE, ("retrieve", "1.2", "1.2.3", "1.2.3.4")),
+        ("GET", INSTANCE + "/metadata", ("metadata", "1.2", "1.2.3", "1.2.3.4")),
+        ("GET", INSTANCE + "/frames/1,2", ("frames", "1.2", "1.2.3", "1.2.3.4", "1,2")),
+        ("GET", INSTANCE + "/bulkdata/7FE00010", ("bulkdata", "1.2", "1.2.3", "1.2.3.4", ["7FE00010"])),
         ("GET", "/studies/a%2Fb/series/c%20d", ("retrieve", "a/b", "c d")),  # decoded after the split
     ],
 )
@@ -69,15 +69,15 @@ def test_each_resource_reaches_its_service(calls, method, path, expected):
         ("GET", "/patients", 404, None),
         ("GET", "/series/1.2", 404, None),
         ("GET", "/studies/1.2/rendered", 404, None),
-        ("GET", I + "/frames/1/2", 404, None),
-        ("HEAD", I + "/bulkdata", 404, None),  # bulk data needs its tag
-        ("GET", I + "/rendered", 501, None),
-        ("GET", I + "/thumbnail/x", 501, None),
+        ("GET", INSTANCE + "/frames/1/2", 404, None),
+        ("HEAD", INSTANCE + "/bulkdata", 404, None),  # bulk data needs its tag
+        ("GET", INSTANCE + "/rendered", 501, None),
+        ("GET", INSTANCE + "/thumbnail/x", 501, None),
         ("DELETE", "/studies", 405, "GET, POST"),
         ("PUT", "/studies/1.2", 405, "GET, POST"),
         ("POST", "/series", 405, "GET"),
-        ("POST", I, 405, "GET"),
-        ("POST", I + "/anything/else", 405, "GET"),  # below an instance only GET is answered
+        ("POST", INSTANCE, 405, "GET"),
+        ("POST", INSTANCE + "/anything/else", 405, "GET"),  # below an instance only GET is answered
     ],
 )
 def test_unknown_resources_and_methods(calls, method, path, status, allow):

@@ -4,16 +4,19 @@
     app = create_app("archive/", auth=bearer_token_auth("s3cret"))   # any ASGI server
     # uvicorn module:app --port 8042  ->  http://127.0.0.1:8042/dicomweb/studies
 
-or ``pacscore serve web --archive archive/ --port 8042`` (the command lives in ``pacscore.cli_serve``). The app can be mounted inside another
-Starlette/FastAPI application (``Mount("/pacs", app=create_app(...))``); URLs it hands out
-(Retrieve URL, BulkDataURI) follow the mount point.
+or ``pacscore serve web --archive archive/ --port 8042`` (the command lives in
+``pacscore.cli_serve``). The app can be mounted inside another Starlette/FastAPI application
+(``Mount("/pacs", app=create_app(...))``); URLs it hands out (Retrieve URL, BulkDataURI) follow
+the mount point.
 
 The protocol work lives in framework-neutral modules (``web_http``: request, response, errors;
 ``web_core``: the route table, auth, limits; ``web_qido``, ``web_wado``, ``web_stow``: the three
-services; ``web_multipart``: multipart/related in and out). This module only bridges them to ASGI: every request runs in a worker thread
-(the archive blocks on LMDB and blob reads), the request body is pulled from the event loop
-chunk by chunk as the STOW-RS parser asks for it, and response bodies are streamed.
+services; ``web_multipart``: multipart/related in and out). This module only bridges them to
+ASGI: every request runs in a worker thread (the archive blocks on LMDB and blob reads), the
+request body is pulled from the event loop chunk by chunk as the STOW-RS parser asks for it, and
+response bodies are streamed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,9 +62,13 @@ def _request_base(request, root: str) -> str:
     url = request.url.replace(path=request.scope.get("root_path", "") or "/", query="", fragment="")
     server = request.scope.get("server")
     host = request.headers.get("host", "")
-    if (server and server[1] and ":" not in host.rsplit("]", 1)[-1]
-            and not any(h in request.headers for h in _FORWARDED)
-            and server[1] != _DEFAULT_PORTS.get(url.scheme)):
+    if (
+        server
+        and server[1]
+        and ":" not in host.rsplit("]", 1)[-1]
+        and not any(h in request.headers for h in _FORWARDED)
+        and server[1] != _DEFAULT_PORTS.get(url.scheme)
+    ):
         url = url.replace(port=server[1])
     base = str(url).rstrip("/")
     return base + root
@@ -80,7 +87,7 @@ def _raw_tail(scope, tail: str) -> str:
     path = scope.get("path", "")
     if not raw or not path.endswith(tail):
         return _quote_path(decoded)
-    head = path[:len(path) - len(tail)]
+    head = path[: len(path) - len(tail)]
     skip = head.count("/") + (0 if head.endswith("/") else 1)
     raw_tail = "/" + "/".join(raw.decode("latin-1").split("/")[skip:])
     if unquote(raw_tail) != decoded:
@@ -93,11 +100,20 @@ def _quote_path(decoded: str) -> str:
     return "/".join(quote(seg, safe="") for seg in decoded.split("/"))
 
 
-def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=None,
-               max_body: int = DEFAULT_MAX_BODY, max_part: int = DEFAULT_MAX_PART,
-               max_results: int = DEFAULT_MAX_RESULTS, default_limit: int = DEFAULT_LIMIT,
-               spool: int = DEFAULT_SPOOL, base_url: str | None = None, open_options: dict | None = None,
-               find_options: dict | None = None):
+def create_app(
+    archive_or_folder: object,
+    *,
+    prefix: str = "/dicomweb",
+    auth=None,
+    max_body: int = DEFAULT_MAX_BODY,
+    max_part: int = DEFAULT_MAX_PART,
+    max_results: int = DEFAULT_MAX_RESULTS,
+    default_limit: int = DEFAULT_LIMIT,
+    spool: int = DEFAULT_SPOOL,
+    base_url: str | None = None,
+    open_options: dict | None = None,
+    find_options: dict | None = None,
+):
     """A Starlette application serving DICOMweb under ``prefix`` for an archive.
 
     ``archive_or_folder``: a ``pacscore.Archive`` (used as it is; the caller closes it) or an
@@ -118,9 +134,17 @@ def create_app(archive_or_folder: object, *, prefix: str = "/dicomweb", auth=Non
     from starlette.responses import Response, StreamingResponse
     from starlette.routing import Route
 
-    service = DicomWebService(archive_or_folder, auth=auth, max_body=max_body, max_part=max_part,
-                              max_results=max_results, default_limit=default_limit, spool=spool,
-                              open_options=open_options, find_options=find_options)
+    service = DicomWebService(
+        archive_or_folder,
+        auth=auth,
+        max_body=max_body,
+        max_part=max_part,
+        max_results=max_results,
+        default_limit=default_limit,
+        spool=spool,
+        open_options=open_options,
+        find_options=find_options,
+    )
     root = "/" + prefix.strip("/") if prefix.strip("/") else ""
     fixed_base = base_url.rstrip("/") if base_url else None
 
@@ -195,5 +219,4 @@ def serve(archive_or_folder: object, host: str = "127.0.0.1", port: int = 8042, 
     uvicorn.run(create_app(archive_or_folder, **app_options), host=host, port=port, access_log=True)
 
 
-__all__ = ["create_app", "bearer_token_auth", "serve", "DicomWebService",
-           "WebRequest", "WebResponse", "HttpError"]
+__all__ = ["create_app", "bearer_token_auth", "serve", "DicomWebService", "WebRequest", "WebResponse", "HttpError"]

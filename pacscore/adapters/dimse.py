@@ -19,12 +19,14 @@ What the adapter does and does not do is in docs/conformance-dimse.md. Matching 
 Archive's; this module only translates: identifier Dataset -> ``Archive.find(ds, level, model,
 **negotiated options)``, results -> pending responses, exceptions -> statuses.
 """
+
 from __future__ import annotations
 
 import logging
 import ssl
 import threading
 from dataclasses import dataclass, field, fields, replace
+from typing import cast
 
 from pynetdicom import AE, build_context, evt
 from pynetdicom import _config as _pynetdicom_config
@@ -36,8 +38,16 @@ from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, Dimse
 from .match_options import check_options
 
 __all__ = [
-    "DimseConfig", "DimseService", "ServeConfig", "handlers", "serve", "make_ae", "supported_contexts",
-    "tls_context", "set_nodelay", "DEFAULT_MAX_PDU",
+    "DimseConfig",
+    "DimseService",
+    "ServeConfig",
+    "handlers",
+    "serve",
+    "make_ae",
+    "supported_contexts",
+    "tls_context",
+    "set_nodelay",
+    "DEFAULT_MAX_PDU",
 ]
 
 DEFAULT_MAX_PDU = 16382  # pynetdicom's default; 0 means unlimited
@@ -99,10 +109,17 @@ def supported_contexts(storage: bool = True, query_retrieve: bool = True) -> lis
     return contexts
 
 
-def make_ae(ae_title: str = "PACSCORE", *, allowed_calling_aets: list[str] | None = None,
-            max_pdu: int = DEFAULT_MAX_PDU, acse_timeout: float | None = 30, dimse_timeout: float | None = 30,
-            network_timeout: float | None = 60, connection_timeout: float | None = None,
-            max_associations: int = 10) -> AE:
+def make_ae(
+    ae_title: str = "PACSCORE",
+    *,
+    allowed_calling_aets: list[str] | None = None,
+    max_pdu: int = DEFAULT_MAX_PDU,
+    acse_timeout: float | None = 30,
+    dimse_timeout: float | None = 30,
+    network_timeout: float | None = 60,
+    connection_timeout: float | None = None,
+    max_associations: int = 10,
+) -> AE:
     """A pynetdicom AE configured with our contexts, timeouts and calling-AE restriction."""
     ae = AE(ae_title=ae_title)
     ae.maximum_pdu_size = max_pdu
@@ -114,7 +131,10 @@ def make_ae(ae_title: str = "PACSCORE", *, allowed_calling_aets: list[str] | Non
     if allowed_calling_aets is not None:
         ae.require_calling_aet = [a.strip() for a in allowed_calling_aets]
     for cx in supported_contexts():  # the supported_contexts setter would drop the roles
-        ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax, scu_role=cx.scu_role, scp_role=cx.scp_role)
+        # every context built by supported_contexts() names its abstract syntax
+        ae.add_supported_context(
+            cast(str, cx.abstract_syntax), cx.transfer_syntax, scu_role=cx.scu_role, scp_role=cx.scp_role
+        )
     return ae
 
 
@@ -141,8 +161,9 @@ class ServeConfig:
     handlers: DimseConfig = field(default_factory=DimseConfig)
 
     @classmethod
-    def from_options(cls, ae_title: str = "PACSCORE", port: int = 11112, host: str = "127.0.0.1",
-                     **options) -> ServeConfig:
+    def from_options(
+        cls, ae_title: str = "PACSCORE", port: int = 11112, host: str = "127.0.0.1", **options
+    ) -> ServeConfig:
         """A config from ``serve()``'s keyword arguments: this class's fields and DimseConfig's
         (TypeError naming any other)."""
         own = {f.name for f in fields(cls)} - {"handlers"}
@@ -169,8 +190,10 @@ def serve(archive, config: ServeConfig | str | None = None, *args, **options):
         return _run(archive, config)
     positional = (config, *args) if config is not None else args
     if len(positional) > len(_POSITIONAL):
-        raise TypeError(f"serve() takes at most {len(_POSITIONAL)} positional arguments after the archive "
-                        f"({', '.join(_POSITIONAL)})")
+        raise TypeError(
+            f"serve() takes at most {len(_POSITIONAL)} positional arguments after the archive "
+            f"({', '.join(_POSITIONAL)})"
+        )
     for name, value in zip(_POSITIONAL, positional):
         if name in options:
             raise TypeError(f"serve() got {name} twice, by position and by keyword")
@@ -187,18 +210,34 @@ def _run(archive, cfg: ServeConfig):
     if not handler_cfg.log_phi:
         _pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
         _pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
-    ae = make_ae(cfg.ae_title, allowed_calling_aets=handler_cfg.allowed_calling_aets, max_pdu=cfg.max_pdu,
-                 acse_timeout=cfg.acse_timeout, dimse_timeout=cfg.dimse_timeout,
-                 network_timeout=cfg.network_timeout, connection_timeout=cfg.connection_timeout,
-                 max_associations=cfg.max_associations)
+    ae = make_ae(
+        cfg.ae_title,
+        allowed_calling_aets=handler_cfg.allowed_calling_aets,
+        max_pdu=cfg.max_pdu,
+        acse_timeout=cfg.acse_timeout,
+        dimse_timeout=cfg.dimse_timeout,
+        network_timeout=cfg.network_timeout,
+        connection_timeout=cfg.connection_timeout,
+        max_associations=cfg.max_associations,
+    )
     # pynetdicom's public API: a threaded server that ae.shutdown() and server.shutdown() both stop
-    server = ae.start_server((cfg.host, int(cfg.port)), block=False, ssl_context=cfg.ssl_context,
-                             evt_handlers=DimseService(archive, handler_cfg).bindings())
+    server = ae.start_server(
+        (cfg.host, int(cfg.port)),
+        block=False,
+        ssl_context=cfg.ssl_context,
+        evt_handlers=DimseService(archive, handler_cfg).bindings(),
+    )
     assert server is not None  # start_server returns the server when it does not block
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)
-    LOG.info("serving %s as %s on %s:%s%s", archive, cfg.ae_title, cfg.host, server.server_address[1],
-             " (TLS)" if cfg.ssl_context else "")
+    LOG.info(
+        "serving %s as %s on %s:%s%s",
+        archive,
+        cfg.ae_title,
+        cfg.host,
+        server.server_address[1],
+        " (TLS)" if cfg.ssl_context else "",
+    )
     if not cfg.block:
         return server
     try:
@@ -215,10 +254,12 @@ def _unbind_debug_handlers(server) -> None:
     whether or not DEBUG is enabled; about a tenth of the SCP's CPU per C-FIND response."""
     from pynetdicom import _handlers as h
 
-    for event, handler in ((evt.EVT_DIMSE_RECV, h.standard_dimse_recv_handler),
-                           (evt.EVT_DIMSE_SENT, h.standard_dimse_sent_handler),
-                           (evt.EVT_PDU_RECV, h.standard_pdu_recv_handler),
-                           (evt.EVT_PDU_SENT, h.standard_pdu_sent_handler)):
+    for event, handler in (
+        (evt.EVT_DIMSE_RECV, h.standard_dimse_recv_handler),
+        (evt.EVT_DIMSE_SENT, h.standard_dimse_sent_handler),
+        (evt.EVT_PDU_RECV, h.standard_pdu_recv_handler),
+        (evt.EVT_PDU_SENT, h.standard_pdu_sent_handler),
+    ):
         try:
             server.unbind(event, handler)
         except Exception:  # not bound (LOG_HANDLER_LEVEL = "none")

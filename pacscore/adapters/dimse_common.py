@@ -1,4 +1,5 @@
 """Shared pieces of the DIMSE adapter: configuration, SOP class tables, status helpers."""
+
 from __future__ import annotations
 
 import logging
@@ -119,8 +120,12 @@ def status(code: int, comment: str | None = None, offending: int | None = None) 
     return ds
 
 
-_SUB_OPERATION_COUNTS = ("NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations",
-                         "NumberOfFailedSuboperations", "NumberOfWarningSuboperations")
+_SUB_OPERATION_COUNTS = (
+    "NumberOfRemainingSuboperations",
+    "NumberOfCompletedSuboperations",
+    "NumberOfFailedSuboperations",
+    "NumberOfWarningSuboperations",
+)
 
 
 def amend_response(message, answer: Dataset) -> None:

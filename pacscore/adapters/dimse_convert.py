@@ -19,10 +19,12 @@ Every converted data set is then checked: no value of undefined length but seque
 native transfer syntax, and it encodes and parses back in the transfer syntax it is sent in.
 No lossy or lossless *re*-compression is ever attempted.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from io import BytesIO
+from typing import BinaryIO, cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -65,7 +67,9 @@ class ConversionError(Exception):
 #: implant templates, defined procedure protocols, inventories): no Study or Series Instance
 #: UID, so the archive cannot file them; not advertised, so a peer learns it at association
 #: (context rejected: abstract syntax not supported) instead of from a C000 per instance
-NON_PATIENT_SOP_CLASSES: frozenset[str] = frozenset(str(cx.abstract_syntax) for cx in NonPatientObjectPresentationContexts)
+NON_PATIENT_SOP_CLASSES: frozenset[str] = frozenset(
+    str(cx.abstract_syntax) for cx in NonPatientObjectPresentationContexts
+)
 
 
 def storage_sop_classes() -> list[str]:
@@ -95,7 +99,7 @@ def move_contexts(pairs: Iterable[tuple[str, str]]) -> list[PresentationContext]
     base: list[PresentationContext] = []
     extra: list[PresentationContext] = []
     for sop_class, syntaxes in by_class.items():
-        uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+        uncompressed: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
         if ExplicitVRBigEndian in syntaxes:
             uncompressed.append(ExplicitVRBigEndian)
         if DeflatedExplicitVRLittleEndian in syntaxes:
@@ -156,7 +160,8 @@ def _swap_values(ds: Dataset) -> None:
 def _change_byte_order(ds: Dataset, target: UID) -> None:
     implicit, little = ds.original_encoding
     if implicit is None:
-        implicit, little = ds.file_meta.TransferSyntaxUID.is_implicit_VR, ds.file_meta.TransferSyntaxUID.is_little_endian
+        syntax = ds.file_meta.TransferSyntaxUID
+        implicit, little = syntax.is_implicit_VR, syntax.is_little_endian
     correct_ambiguous_vr(ds, bool(little))  # resolve "OB or OW" / "US or SS" in the source order
     if bool(little) != target.is_little_endian:
         _swap_values(ds)
@@ -231,7 +236,8 @@ def check_encoding(ds: Dataset, target: UID) -> None:
         fp = DicomBytesIO()
         fp.is_little_endian, fp.is_implicit_VR = target.is_little_endian, target.is_implicit_VR
         write_dataset(fp, ds)
-        parsed = read_dataset(DicomBytesIO(fp.getvalue()), target.is_implicit_VR, target.is_little_endian)
+        back = cast(BinaryIO, DicomBytesIO(fp.getvalue()))  # a DicomBytesIO is a binary file at run time
+        parsed = read_dataset(back, target.is_implicit_VR, target.is_little_endian)
         _undefined_lengths(parsed)  # iterating converts (and so checks) every raw element
     except Exception as exc:
         raise ConversionError(f"does not encode in {target.name}: {type(exc).__name__}: {exc}") from exc

@@ -5,9 +5,12 @@ then looked up with ``Archive.instances``; never matched like a C-FIND), then ha
 one Dataset per instance, read from the stored bytes and converted only when the peer did not
 accept the stored transfer syntax.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
@@ -31,6 +34,12 @@ class RetrieveHandlers:
     """C-GET / C-MOVE handlers; expects ``archive``, ``config``, ``state()``, ``_identifier()``,
     ``_options()``, ``_describe()``, ``_failure()`` and ``_log_failure()`` from DimseService."""
 
+    # what DimseService, which mixes this class in, provides
+    archive: Any
+    state: Callable[..., Any]
+    _failure: Callable[..., Any]
+    _log_failure: Callable[..., Any]
+
     def _collect(self, ident: Dataset, level: str, model: str, opts: dict) -> list:
         """The instances an identifier designates by its unique keys (raises QueryError)."""
         scope = retrieve_scope(ident, level, model, relational=bool(opts.get("relational")))
@@ -51,11 +60,23 @@ class RetrieveHandlers:
                 data = self.archive.get(ref.sop_instance_uid)
                 ds, how = prepare_for_peer(data, ref.transfer_syntax_uid, syntaxes)
                 if " without " in how:  # a nested image that could not be decoded was left out
-                    LOG.warning("assoc %d %s: %s %s sent after %s", st.number, st.peer, op,
-                                ref.sop_instance_uid if self.config.log_phi else "an instance", how)
+                    LOG.warning(
+                        "assoc %d %s: %s %s sent after %s",
+                        st.number,
+                        st.peer,
+                        op,
+                        ref.sop_instance_uid if self.config.log_phi else "an instance",
+                        how,
+                    )
                 elif how not in ("as-is", "reencode"):
-                    LOG.debug("assoc %d %s: %s %s sent after %s", st.number, st.peer, op,
-                              ref.sop_instance_uid if self.config.log_phi else "instance", how)
+                    LOG.debug(
+                        "assoc %d %s: %s %s sent after %s",
+                        st.number,
+                        st.peer,
+                        op,
+                        ref.sop_instance_uid if self.config.log_phi else "instance",
+                        how,
+                    )
             except Exception as exc:  # one instance that cannot be prepared fails alone
                 if self.config.log_phi:
                     uid, reason = ref.sop_instance_uid, str(exc)
@@ -137,8 +158,11 @@ class RetrieveHandlers:
         handlers = [(evt.EVT_ESTABLISHED, capture)]
         if self.config.tcp_nodelay:
             handlers.append((evt.EVT_CONN_OPEN, nodelay))
-        kwargs = {"evt_handlers": handlers, "max_pdu": self.config.move_max_pdu,
-                  "contexts": move_contexts((r.sop_class_uid, r.transfer_syntax_uid) for r in refs)}
+        kwargs = {
+            "evt_handlers": handlers,
+            "max_pdu": self.config.move_max_pdu,
+            "contexts": move_contexts((r.sop_class_uid, r.transfer_syntax_uid) for r in refs),
+        }
         if not refs:  # nothing to send: pynetdicom answers success without associating
             yield dest[0], int(dest[1]), kwargs
             LOG.info("assoc %d %s: %s -> 0 instances", st.number, st.peer, op)
@@ -151,6 +175,7 @@ class RetrieveHandlers:
         st.retrieve_started = t0
         yield len(refs)
         if refs:
+
             def contexts():
                 store = sub.get("assoc")
                 return store.accepted_contexts if store is not None else []
@@ -176,7 +201,14 @@ class RetrieveHandlers:
         if started is not None:
             took = f" in {(time.perf_counter() - started) * 1e3:.1f} ms"
             st.retrieve_started = None
-        LOG.info("assoc %d %s: %s final 0x%04X: completed %s, failed %s, warning %s%s", st.number, st.peer,
-                 "C-GET" if name == "C_GET_RSP" else "C-MOVE", code,
-                 cs.get("NumberOfCompletedSuboperations", "-"), cs.get("NumberOfFailedSuboperations", "-"),
-                 cs.get("NumberOfWarningSuboperations", "-"), took)
+        LOG.info(
+            "assoc %d %s: %s final 0x%04X: completed %s, failed %s, warning %s%s",
+            st.number,
+            st.peer,
+            "C-GET" if name == "C_GET_RSP" else "C-MOVE",
+            code,
+            cs.get("NumberOfCompletedSuboperations", "-"),
+            cs.get("NumberOfFailedSuboperations", "-"),
+            cs.get("NumberOfWarningSuboperations", "-"),
+            took,
+        )

@@ -5,6 +5,7 @@ C-FIND (here), C-GET and C-MOVE (dimse_retrieve), SOP Class Extended Negotiation
 association events used for the calling-AE check, TCP_NODELAY and the per-association log.
 Everything that is DICOM protocol lives here; every matching decision is the Archive's.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -121,8 +122,13 @@ class DimseService(RetrieveHandlers):
         if st.negotiated:
             parts = sorted({k for opts in st.negotiated.values() for k, v in opts.items() if v})
             neg = f", extended negotiation: {', '.join(parts) or 'none accepted'}"
-        LOG.info("assoc %d %s: established, %d presentation contexts accepted%s",
-                 st.number, st.peer, len(assoc.accepted_contexts), neg)
+        LOG.info(
+            "assoc %d %s: established, %d presentation contexts accepted%s",
+            st.number,
+            st.peer,
+            len(assoc.accepted_contexts),
+            neg,
+        )
 
     def on_rejected(self, event) -> None:
         if event.assoc.is_acceptor:
@@ -140,8 +146,15 @@ class DimseService(RetrieveHandlers):
             return
         how = "released" if event.event is evt.EVT_RELEASED else "aborted"
         extra = f", stored {st.stored}, store failures {st.store_failed}" if (st.stored or st.store_failed) else ""
-        LOG.info("assoc %d %s: %s after %d requests in %.1f s%s",
-                 st.number, st.peer, how, st.requests, time.perf_counter() - st.started, extra)
+        LOG.info(
+            "assoc %d %s: %s after %d requests in %.1f s%s",
+            st.number,
+            st.peer,
+            how,
+            st.requests,
+            time.perf_counter() - st.started,
+            extra,
+        )
 
     # ---- extended negotiation -------------------------------------------------------------
     def on_sop_extended(self, event) -> dict:
@@ -206,7 +219,7 @@ class DimseService(RetrieveHandlers):
             ident = event.identifier
             ident.QueryRetrieveLevel  # noqa: B018 - force the deferred decode
         except AttributeError:
-            raise QueryError("QueryRetrieveLevel", "missing from the identifier")
+            raise QueryError("QueryRetrieveLevel", "missing from the identifier") from None
         except Exception as exc:
             raise Undecodable(f"identifier cannot be decoded: {type(exc).__name__}") from exc
         level = str(ident.QueryRetrieveLevel or "").strip().upper()
@@ -267,8 +280,12 @@ class DimseService(RetrieveHandlers):
         except IngestError as exc:
             st.store_failed += 1
             reason = getattr(exc, "reason", str(exc))
-            LOG.warning("assoc %d %s: C-STORE refused 0xC000, %s", st.number, st.peer,
-                        reason if self.config.log_phi else type(exc).__name__ + " (details with log_phi)")
+            LOG.warning(
+                "assoc %d %s: C-STORE refused 0xC000, %s",
+                st.number,
+                st.peer,
+                reason if self.config.log_phi else type(exc).__name__ + " (details with log_phi)",
+            )
             return status(0xC000, f"cannot understand: {reason}")
         except (StorageError, OSError, MemoryError) as exc:
             st.store_failed += 1
@@ -280,8 +297,15 @@ class DimseService(RetrieveHandlers):
             return status(0x0110, f"processing failure: {type(exc).__name__}")
         st.stored += 1
         what = f" {result.sop_instance_uid}" if self.config.log_phi else ""
-        LOG.debug("assoc %d %s: C-STORE %s%s -> %s 0x0000 (%.1f ms)", st.number, st.peer,
-                  event.request.AffectedSOPClassUID.name, what, result.status, (time.perf_counter() - t0) * 1e3)
+        LOG.debug(
+            "assoc %d %s: C-STORE %s%s -> %s 0x0000 (%.1f ms)",
+            st.number,
+            st.peer,
+            event.request.AffectedSOPClassUID.name,
+            what,
+            result.status,
+            (time.perf_counter() - t0) * 1e3,
+        )
         return 0x0000
 
     # ---- C-FIND ----------------------------------------------------------------------------
@@ -350,5 +374,12 @@ class DimseService(RetrieveHandlers):
             close = getattr(results, "close", None)
             if close is not None:  # end the archive's read transaction now, not at garbage collection
                 close()
-            LOG.info("assoc %d %s: %s -> %d matches, %s (%.1f ms)", st.number, st.peer, op, sent, outcome,
-                     (time.perf_counter() - t0) * 1e3)
+            LOG.info(
+                "assoc %d %s: %s -> %d matches, %s (%.1f ms)",
+                st.number,
+                st.peer,
+                op,
+                sent,
+                outcome,
+                (time.perf_counter() - t0) * 1e3,
+            )

@@ -5,6 +5,7 @@ server's choice (for example ``empty_record_matches=false``, docs/matching.md) d
 on what the archive folder was opened with. Names are those of ``MatchOptions``; a value of
 ``true`` / ``false`` is a bool, anything else stays a string (as ``pacscore find --option``).
 """
+
 from __future__ import annotations
 
 from ..settings import match_options, parse_assignments
@@ -43,7 +44,9 @@ def option_argument(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-OPTION_HELP = ("a matching option for every query, e.g. empty_record_matches=false (repeatable; "
-               "names as `pacscore find --option`, docs/matching.md)")
+OPTION_HELP = (
+    "a matching option for every query, e.g. empty_record_matches=false (repeatable; "
+    "names as `pacscore find --option`, docs/matching.md)"
+)
 
 __all__ = ["parse_option", "check_options", "option_argument", "QIDO_FIXED", "OPTION_HELP"]

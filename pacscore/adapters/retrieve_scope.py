@@ -17,6 +17,7 @@ and the instances are looked up by UID:
 
 A key that breaks these rules raises QueryError naming it (the adapter answers A900).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,12 @@ from ..errors import QueryError
 from ..model import MODELS
 
 #: the level's unique key, as keyword (PS3.4 C.6.1.1, C.6.2.1)
-UNIQUE_KEYWORD = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
-                  "IMAGE": "SOPInstanceUID"}
+UNIQUE_KEYWORD = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
 #: Archive.instances argument of each level
 INSTANCES_ARG = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
 WILDCARDS = ("*", "?")
@@ -79,19 +84,18 @@ def retrieve_scope(ident: Dataset, level: str, model: str, *, relational: bool =
     """Check a C-MOVE / C-GET identifier and return what it designates (raises QueryError)."""
     levels = MODELS[model]
     if level not in levels:
-        raise QueryError("QueryRetrieveLevel", f"{level} is not a level of this model "
-                                               f"({', '.join(levels)})")
+        raise QueryError("QueryRetrieveLevel", f"{level} is not a level of this model ({', '.join(levels)})")
     keyword = UNIQUE_KEYWORD[level]
-    targets = _checked(keyword, _values(ident, keyword), many=level != "PATIENT",
-                       why=f"the unique key of a {level} retrieve")
+    targets = _checked(
+        keyword, _values(ident, keyword), many=level != "PATIENT", why=f"the unique key of a {level} retrieve"
+    )
     above: dict[str, str] = {}
-    for upper in levels[:levels.index(level)]:
+    for upper in levels[: levels.index(level)]:
         kw = UNIQUE_KEYWORD[upper]
         values = _values(ident, kw)
         if relational and not values:
             continue  # relational-retrieve: the levels above may be left out (C.4.2.2, C.4.3.2)
-        (above[kw],) = _checked(kw, values, many=False,
-                                why="needed unless relational-retrieve")
+        (above[kw],) = _checked(kw, values, many=False, why="needed unless relational-retrieve")
     issuer = None
     if "PatientID" in above or level == "PATIENT":
         given = _values(ident, "IssuerOfPatientID")

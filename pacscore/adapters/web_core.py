@@ -10,6 +10,7 @@ pulled lazily, so WADO-RS streams instance by instance). Everything here is sync
 blocking (LMDB, blob reads): an async server runs ``handle`` and the body iterator in worker
 threads (see ``pacscore.adapters.dicomweb``); a WSGI server could call it directly.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -18,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import NotFound, PacsError, QueryError, StorageError
 from . import web_qido, web_stow, web_wado
@@ -36,11 +38,11 @@ from .web_http import (
 LOG = logging.getLogger("pacscore.dicomweb")
 
 #: limits (bytes / results) used when create_app / DicomWebService are not told otherwise
-DEFAULT_MAX_BODY = 2 * 1024 ** 3          # a whole STOW-RS request
-DEFAULT_MAX_PART = 1024 ** 3              # one instance in a STOW-RS request
-DEFAULT_MAX_RESULTS = 10_000              # the most results one QIDO-RS response carries
-DEFAULT_LIMIT = 1_000                     # QIDO-RS page size when the request gives no limit
-DEFAULT_SPOOL = 16 * 1024 * 1024          # a STOW-RS part above this goes to a temporary file
+DEFAULT_MAX_BODY = 2 * 1024**3  # a whole STOW-RS request
+DEFAULT_MAX_PART = 1024**3  # one instance in a STOW-RS request
+DEFAULT_MAX_RESULTS = 10_000  # the most results one QIDO-RS response carries
+DEFAULT_LIMIT = 1_000  # QIDO-RS page size when the request gives no limit
+DEFAULT_SPOOL = 16 * 1024 * 1024  # a STOW-RS part above this goes to a temporary file
 
 Auth = Callable[[Mapping[str, str]], "bool | None"]
 
@@ -72,8 +74,9 @@ def _unauthorized(auth: Auth, outcome: bool | None) -> WebResponse:
     challenge = f'Bearer realm="{realm}"'
     if outcome is False:
         challenge += ', error="invalid_token"'
-    return HttpError(401, "authentication required" if outcome is None else "invalid credentials",
-                     [("WWW-Authenticate", challenge)]).response()
+    return HttpError(
+        401, "authentication required" if outcome is None else "invalid credentials", [("WWW-Authenticate", challenge)]
+    ).response()
 
 
 # -- the archive, opened lazily per process -------------------------------------------------
@@ -86,8 +89,8 @@ class ArchiveProvider:
 
     def __init__(self, archive_or_folder: object, **open_options) -> None:
         self._lock = threading.Lock()
-        self._archive = None
-        self._pid = None
+        self._archive: Any = None  # a pacscore.Archive (or any object with its methods)
+        self._pid: int | None = None
         if isinstance(archive_or_folder, (str, os.PathLike)):
             self.folder: str | None = os.fspath(archive_or_folder)
             self._options = open_options
@@ -111,6 +114,7 @@ class ArchiveProvider:
         with self._lock:
             if self._archive is None or self._pid != pid:
                 import pacscore  # late: keeps the adapter importable for tooling without the archive
+
                 # an environment inherited through fork() is abandoned, never closed, in the child
                 self._archive = pacscore.open(self.folder, **self._options)
                 self._pid = pid
@@ -137,23 +141,40 @@ class Limits:
 class DicomWebService:
     """QIDO-RS, WADO-RS and STOW-RS over one archive, independent of any HTTP framework."""
 
-    def __init__(self, archive_or_folder: object, *, auth: Auth | None = None,
-                 max_body: int = DEFAULT_MAX_BODY, max_part: int = DEFAULT_MAX_PART,
-                 max_results: int = DEFAULT_MAX_RESULTS, default_limit: int = DEFAULT_LIMIT,
-                 spool: int = DEFAULT_SPOOL, open_options: dict | None = None,
-                 find_options: dict | None = None) -> None:
+    def __init__(
+        self,
+        archive_or_folder: object,
+        *,
+        auth: Auth | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_part: int = DEFAULT_MAX_PART,
+        max_results: int = DEFAULT_MAX_RESULTS,
+        default_limit: int = DEFAULT_LIMIT,
+        spool: int = DEFAULT_SPOOL,
+        open_options: dict | None = None,
+        find_options: dict | None = None,
+    ) -> None:
         from .match_options import QIDO_FIXED, check_options
 
-        for name, value in (("max_body", max_body), ("max_part", max_part), ("max_results", max_results),
-                            ("default_limit", default_limit)):
+        for name, value in (
+            ("max_body", max_body),
+            ("max_part", max_part),
+            ("max_results", max_results),
+            ("default_limit", default_limit),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self.archives = ArchiveProvider(archive_or_folder, **(open_options or {}))
         self.auth = auth
         #: matching options of every QIDO-RS search; the request's own parameters win
         self.find_options = check_options(find_options, fixed=QIDO_FIXED)
-        self.limits = Limits(max_body=max_body, max_part=max_part, max_results=max_results,
-                             default_limit=min(default_limit, max_results), spool=spool)
+        self.limits = Limits(
+            max_body=max_body,
+            max_part=max_part,
+            max_results=max_results,
+            default_limit=min(default_limit, max_results),
+            spool=spool,
+        )
 
     @property
     def archive(self):
@@ -208,8 +229,11 @@ class DicomWebService:
 
 # -- the route table ------------------------------------------------------------------------
 #: the UID segments of a path: (index of the segment naming the level, its name, what it holds)
-_UID_SLOTS = ((0, "studies", "Study Instance UID"), (2, "series", "Series Instance UID"),
-              (4, "instances", "SOP Instance UID"))
+_UID_SLOTS = (
+    (0, "studies", "Study Instance UID"),
+    (2, "series", "Series Instance UID"),
+    (4, "instances", "SOP Instance UID"),
+)
 
 
 def check_path_uids(segs: list[str], policy: str) -> None:
@@ -258,7 +282,7 @@ class Route:
             elif literal != seg:
                 return None
         if tail is not None:
-            captured[tail[0]] = segs[len(parts):]
+            captured[tail[0]] = segs[len(parts) :]
         return captured
 
 
@@ -316,15 +340,30 @@ ROUTES: tuple[Route, ...] = (
     Route((*_INSTANCE, "metadata"), ("GET",), _metadata),
     Route((*_INSTANCE, "frames", "{frame_list}"), ("GET",), _frames),
     Route((*_INSTANCE, "bulkdata", "{path+}"), ("GET",), _bulkdata),
-    *(Route((*_INSTANCE, kind, "{rest*}"), ("GET",), _not_implemented)
-      for kind in ("rendered", "thumbnail", "pixeldata")),
+    *(
+        Route((*_INSTANCE, kind, "{rest*}"), ("GET",), _not_implemented)
+        for kind in ("rendered", "thumbnail", "pixeldata")
+    ),
     # below an instance only GET is answered: another method is a 405 even where GET is a 404
     Route((*_INSTANCE, "{rest+}"), ("GET",), _no_such_resource),
 )
 
 
 __all__ = [
-    "WebRequest", "WebResponse", "HttpError", "DicomWebService", "ArchiveProvider", "Limits",
-    "bearer_token_auth", "json_response", "warning", "check_uid", "uid_segment", "DICOM_JSON", "UID_RE",
-    "Route", "ROUTES", "check_path_uids",
+    "WebRequest",
+    "WebResponse",
+    "HttpError",
+    "DicomWebService",
+    "ArchiveProvider",
+    "Limits",
+    "bearer_token_auth",
+    "json_response",
+    "warning",
+    "check_uid",
+    "uid_segment",
+    "DICOM_JSON",
+    "UID_RE",
+    "Route",
+    "ROUTES",
+    "check_path_uids",
 ]

@@ -3,6 +3,7 @@
 Shared by the router (``web_core``) and the services (``web_qido``, ``web_wado``, ``web_stow``)
 and importing none of them, so that the services never import the router that calls them.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,9 @@ class HttpError(Exception):
         return WebResponse(self.status, [("Content-Type", "text/plain; charset=utf-8"), *self.headers], body)
 
 
-def json_response(payload: object, status: int = 200, headers: list[tuple[str, str]] | None = None,
-                  content_type: str = DICOM_JSON) -> WebResponse:
+def json_response(
+    payload: object, status: int = 200, headers: list[tuple[str, str]] | None = None, content_type: str = DICOM_JSON
+) -> WebResponse:
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return WebResponse(status, [("Content-Type", content_type), *(headers or [])], body)
 
@@ -93,8 +95,10 @@ def check_uid(value: str, what: str, policy: str = "lenient") -> str:
         raise HttpError(400, f"{what} is empty")
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > MAX_UID_BYTES:
-        raise HttpError(400, f"{what} {value[:80]!r}... is {size} bytes, longer than the {MAX_UID_BYTES} "
-                             "bytes a stored UID can have")
+        raise HttpError(
+            400,
+            f"{what} {value[:80]!r}... is {size} bytes, longer than the {MAX_UID_BYTES} bytes a stored UID can have",
+        )
     if "\\" in value:
         raise HttpError(400, f"{what} {value[:80]!r} has a backslash (a value separator), so it is not one UID")
     if any(unicodedata.category(c) == "Cc" for c in value):
@@ -113,5 +117,14 @@ def warning(service: str, text: str) -> tuple[str, str]:
     return ("Warning", f"299 {service}: {text}")
 
 
-__all__ = ["WebRequest", "WebResponse", "HttpError", "json_response", "check_uid", "uid_segment", "warning",
-           "DICOM_JSON", "UID_RE"]
+__all__ = [
+    "WebRequest",
+    "WebResponse",
+    "HttpError",
+    "json_response",
+    "check_uid",
+    "uid_segment",
+    "warning",
+    "DICOM_JSON",
+    "UID_RE",
+]

@@ -5,6 +5,7 @@ Nothing here knows about HTTP frameworks or the archive: the writer turns parts 
 iterator of byte chunks, the reader turns an iterator of byte chunks into parts, each part
 spooled (in memory up to a threshold, then to a temporary file) and never larger than a limit.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -82,7 +83,7 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
 class MediaRange:
     """One entry of an Accept header."""
 
-    media_type: str                      # lower case, e.g. "multipart/related", "*/*"
+    media_type: str  # lower case, e.g. "multipart/related", "*/*"
     params: dict = field(default_factory=dict)
     q: float = 1.0
 
@@ -147,9 +148,9 @@ def write_parts(boundary: str, parts: Iterable[tuple[list[tuple[str, str]], obje
         if isinstance(content, (bytes, bytearray, memoryview)):
             view = memoryview(content)
             for start in range(0, len(view), WRITE_CHUNK):
-                yield bytes(view[start:start + WRITE_CHUNK])
+                yield bytes(view[start : start + WRITE_CHUNK])
         else:
-            for chunk in content:
+            for chunk in cast(Iterable[bytes], content):
                 if chunk:
                     yield bytes(chunk)
         yield CRLF
@@ -194,8 +195,9 @@ def _parse_headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-def read_parts(chunks: Iterable[bytes], boundary: str, *, max_part: int | None = None,
-               spool: int = 8 * 1024 * 1024) -> Iterator[Part]:
+def read_parts(
+    chunks: Iterable[bytes], boundary: str, *, max_part: int | None = None, spool: int = 8 * 1024 * 1024
+) -> Iterator[Part]:
     """Parse a multipart body from an iterator of byte chunks, one part at a time.
 
     A part is yielded once it is complete; the next chunk is read only when the consumer asks
@@ -249,7 +251,7 @@ class _BodyReader:
         while True:
             idx = buf.find(delim, scan)
             if idx >= 0:
-                del buf[:idx + len(delim)]
+                del buf[: idx + len(delim)]
                 return
             scan = max(0, len(buf) - len(delim) + 1)
             if scan > 0:
@@ -272,7 +274,7 @@ class _BodyReader:
             if eol >= 0:
                 if buf[:eol].strip(b" \t"):
                     raise MultipartError("unexpected data after a multipart boundary")
-                del buf[:eol + 2]
+                del buf[: eol + 2]
                 return
             if len(buf) > 1024 or not self.fill():
                 raise MultipartError("a multipart boundary line is not terminated by CRLF")
@@ -298,7 +300,8 @@ class _BodyReader:
     def read_part_content(self, max_part: int | None, spool: int) -> tuple[BinaryIO, int]:
         """The part's content up to the next delimiter, spooled; (file at its start, size)."""
         buf, delim = self.buf, self.delim
-        file = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=spool))
+        # handed to the caller, who closes it (on an error below, it is closed here)
+        file = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=spool))  # noqa: SIM115
         size = 0
         try:
             scan = 0
@@ -307,7 +310,7 @@ class _BodyReader:
                 if idx >= 0:
                     size = _checked(size + idx, max_part)
                     file.write(buf[:idx])
-                    del buf[:idx + len(delim)]
+                    del buf[: idx + len(delim)]
                     break
                 flush = len(buf) - self.keep
                 if flush > 0:
@@ -331,6 +334,14 @@ def _checked(size: int, max_part: int | None) -> int:
 
 
 __all__ = [
-    "MultipartError", "PartTooLarge", "MediaRange", "Part", "parse_media_type", "parse_accept",
-    "media_matches", "new_boundary", "write_parts", "read_parts",
+    "MultipartError",
+    "PartTooLarge",
+    "MediaRange",
+    "Part",
+    "parse_media_type",
+    "parse_accept",
+    "media_matches",
+    "new_boundary",
+    "write_parts",
+    "read_parts",
 ]

@@ -4,6 +4,7 @@ The translation is protocol only: the matching is the archive's (``Archive.find`
 ``combined_datetime=True``, ``invalid_keys="error"`` and ``relational`` set per resource), so a
 QIDO-RS search and an in-process ``find()`` with the same keys return the same matches.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,20 +17,38 @@ from .web_multipart import media_matches, parse_accept
 
 # -- default returned attributes (PS3.18 10.6.3.3, MATCHING.md 8.5) ------------------------
 STUDY_DEFAULTS = (
-    "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID",
-    "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ModalitiesInStudy",
+    "ReferringPhysicianName",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+    "StudyInstanceUID",
 )
 SERIES_DEFAULTS = ("Modality", "SeriesInstanceUID", "SeriesNumber", "NumberOfSeriesRelatedInstances")
 INSTANCE_DEFAULTS = ("SOPClassUID", "SOPInstanceUID", "InstanceNumber")
 #: returned "if known": asked for, and left out of an answer when they come back empty
 STUDY_CONDITIONAL = ("TimezoneOffsetFromUTC",)
 SERIES_CONDITIONAL = (
-    "TimezoneOffsetFromUTC", "SeriesDescription", "PerformedProcedureStepStartDate",
-    "PerformedProcedureStepStartTime", "RequestAttributesSequence",
+    "TimezoneOffsetFromUTC",
+    "SeriesDescription",
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+    "RequestAttributesSequence",
 )
 INSTANCE_CONDITIONAL = (
-    "TimezoneOffsetFromUTC", "Rows", "Columns", "BitsAllocated", "NumberOfFrames", "AvailableTransferSyntaxUID",
+    "TimezoneOffsetFromUTC",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "NumberOfFrames",
+    "AvailableTransferSyntaxUID",
 )
 DEFAULTS = {"STUDY": STUDY_DEFAULTS, "SERIES": SERIES_DEFAULTS, "IMAGE": INSTANCE_DEFAULTS}
 CONDITIONAL = {"STUDY": STUDY_CONDITIONAL, "SERIES": SERIES_CONDITIONAL, "IMAGE": INSTANCE_CONDITIONAL}
@@ -116,7 +135,7 @@ def _put(identifier: dict, path: list[tuple[str, str]], value: object, *, overri
             current = [{}]
             container[key] = current
         container = current[0]
-    key, vr = path[-1]
+    key, _vr = path[-1]
     if override or key not in container:
         container[key] = value
     elif isinstance(value, list) and isinstance(container[key], list) and value and container[key]:
@@ -146,10 +165,10 @@ class Search:
     options: dict
     limit: int | None
     offset: int
-    explicit: set            # top-level keywords the client asked for (match or includefield)
-    drop_if_empty: set       # keywords left out of an answer when empty (conditional / "all")
+    explicit: set  # top-level keywords the client asked for (match or includefield)
+    drop_if_empty: set  # keywords left out of an answer when empty (conditional / "all")
     warnings: list[str]
-    empty: bool = False      # the request cannot match anything (fixed UID outside a UID list)
+    empty: bool = False  # the request cannot match anything (fixed UID outside a UID list)
 
 
 def merge_uid_lists(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -178,8 +197,9 @@ def merge_uid_lists(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keywords=None,
-                 defaults: dict | None = None) -> Search:
+def parse_search(
+    segs: list[str], query: list[tuple[str, str]], *, model_keywords=None, defaults: dict | None = None
+) -> Search:
     """Turn a QIDO-RS path and its query parameters into a Search (raises HttpError(400)).
 
     ``defaults``: the server's matching options (``create_app(find_options=...)``); the
@@ -192,14 +212,28 @@ def parse_search(segs: list[str], query: list[tuple[str, str]], *, model_keyword
     drop_if_empty = _add_includes(identifier, explicit, params, resource.level, model_keywords or _all_keywords)
     identifier.update(fixed)
     _add_defaults(identifier, explicit, drop_if_empty, resource)
-    options = {"empty_value_matching": False, "multiple_value_matching": False, **(defaults or {}),
-               "combined_datetime": True, "relational": resource.relational, "invalid_keys": "error",
-               **params.options}
+    options = {
+        "empty_value_matching": False,
+        "multiple_value_matching": False,
+        **(defaults or {}),
+        "combined_datetime": True,
+        "relational": resource.relational,
+        "invalid_keys": "error",
+        **params.options,
+    }
     if keys.timezone_given:
         options["timezone_adjustment"] = True
-    return Search(level=resource.level, identifier=identifier, options=options, limit=params.limit,
-                  offset=params.offset or 0, explicit=explicit, drop_if_empty=drop_if_empty,
-                  warnings=params.warnings, empty=keys.empty)
+    return Search(
+        level=resource.level,
+        identifier=identifier,
+        options=options,
+        limit=params.limit,
+        offset=params.offset or 0,
+        explicit=explicit,
+        drop_if_empty=drop_if_empty,
+        warnings=params.warnings,
+        empty=keys.empty,
+    )
 
 
 @dataclass
@@ -233,8 +267,9 @@ def _reserved_parameters(query: list[tuple[str, str]]) -> _Parameters:
         elif lname == "fuzzymatching":
             if _bool(lname, value):
                 params.options["fuzzy_pn"] = True
-                params.warnings.append("The fuzzymatching parameter is not supported. "
-                                       "Only literal matching has been performed.")
+                params.warnings.append(
+                    "The fuzzymatching parameter is not supported. Only literal matching has been performed."
+                )
         elif lname == "emptyvaluematching":
             params.options["empty_value_matching"] = _bool(lname, value)
         elif lname == "multiplevaluematching":
@@ -263,8 +298,8 @@ class _Keys:
 
     identifier: dict = field(default_factory=dict)
     explicit: set = field(default_factory=set)  # top-level keywords the client named
-    empty: bool = False                         # a key excludes the UID the path fixes
-    timezone_given: bool = False                # TimezoneOffsetFromUTC has a value (PS3.18 8.3.4.6)
+    empty: bool = False  # a key excludes the UID the path fixes
+    timezone_given: bool = False  # TimezoneOffsetFromUTC has a value (PS3.18 8.3.4.6)
 
 
 def _matching_keys(query: list[tuple[str, str]], fixed: dict[str, str]) -> _Keys:
@@ -283,8 +318,9 @@ def _matching_keys(query: list[tuple[str, str]], fixed: dict[str, str]) -> _Keys
         key, vr = path[-1]
         if vr == "SQ":
             if value.strip():
-                raise HttpError(400, f"{name}: a sequence is matched through its item attributes "
-                                     f"({key}.Attribute=value)")
+                raise HttpError(
+                    400, f"{name}: a sequence is matched through its item attributes ({key}.Attribute=value)"
+                )
         elif vr == "UI":
             value = "\\".join(v.strip() for v in value.split(","))
         if len(path) == 1 and key in fixed:
@@ -413,8 +449,17 @@ def search(service, request: WebRequest, segs: list[str]) -> WebResponse:
     if parsed.empty or limit == 0:
         return WebResponse(204, headers)
     archive = service.archive
-    rows = list(archive.find(parsed.identifier, level=parsed.level, model="STUDY", limit=limit + 1,
-                             offset=parsed.offset, format="json", **parsed.options))
+    rows = list(
+        archive.find(
+            parsed.identifier,
+            level=parsed.level,
+            model="STUDY",
+            limit=limit + 1,
+            offset=parsed.offset,
+            format="json",
+            **parsed.options,
+        )
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     if not rows:
@@ -429,5 +474,13 @@ def search(service, request: WebRequest, segs: list[str]) -> WebResponse:
     return json_response(answer, 200, headers, content_type=content_type)
 
 
-__all__ = ["search", "parse_search", "Search", "RESOURCES", "resolve", "STUDY_DEFAULTS", "SERIES_DEFAULTS",
-           "INSTANCE_DEFAULTS"]
+__all__ = [
+    "search",
+    "parse_search",
+    "Search",
+    "RESOURCES",
+    "resolve",
+    "STUDY_DEFAULTS",
+    "SERIES_DEFAULTS",
+    "INSTANCE_DEFAULTS",
+]

@@ -15,6 +15,7 @@ Failure Reason (0008,1197) values used (PS3.18 Table I.2-2 and the Cxxx range it
   0xA700  refused, out of resources (the host ran out of memory or disk space)
 Each failed item also carries Error Comment (0000,0902) with the reason in words.
 """
+
 from __future__ import annotations
 
 import errno
@@ -52,8 +53,12 @@ def _limited(chunks, limit: int):
 def _peek(data: bytes) -> tuple[str, str, str, str]:
     """(SOP Class UID, SOP Instance UID, Study Instance UID, Series Instance UID), "" when unknown."""
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True,
-                             specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
+        ds = pydicom.dcmread(
+            io.BytesIO(data),
+            stop_before_pixels=True,
+            force=True,
+            specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"],
+        )
     except Exception:
         return "", "", "", ""
 
@@ -72,9 +77,12 @@ def _ui(value: str) -> dict:
 
 
 def _failed(sop_class: str, sop_uid: str, reason_code: int, reason: str) -> dict:
-    return {"00000902": {"vr": "LO", "Value": [reason[:64]]} if reason else {"vr": "LO"},
-            "00081150": _ui(sop_class), "00081155": _ui(sop_uid),
-            "00081197": {"vr": "US", "Value": [reason_code]}}
+    return {
+        "00000902": {"vr": "LO", "Value": [reason[:64]]} if reason else {"vr": "LO"},
+        "00081150": _ui(sop_class),
+        "00081155": _ui(sop_uid),
+        "00081197": {"vr": "US", "Value": [reason_code]},
+    }
 
 
 def _stored(sop_class: str, sop_uid: str, url: str | None) -> dict:
@@ -87,21 +95,38 @@ def _store_part(archive, data: bytes, part_type: str, study: str | None, base_ur
     """Store one part; returns ("ok", item, study_uid) or ("failed", item, None)."""
     sop_class, sop_uid, study_uid, series_uid = _peek(data)
     if part_type and part_type not in ACCEPTED_PART_TYPES:
-        return "failed", _failed(sop_class, sop_uid, FAIL_CANNOT_UNDERSTAND,
-                                 f"part media type {part_type} is not application/dicom"), None
+        return (
+            "failed",
+            _failed(
+                sop_class, sop_uid, FAIL_CANNOT_UNDERSTAND, f"part media type {part_type} is not application/dicom"
+            ),
+            None,
+        )
     if study is not None and study_uid and study_uid != study:
-        return "failed", _failed(sop_class, sop_uid, FAIL_STUDY_MISMATCH,
-                                 "Study Instance UID differs from the study in the URL"), None
+        return (
+            "failed",
+            _failed(sop_class, sop_uid, FAIL_STUDY_MISMATCH, "Study Instance UID differs from the study in the URL"),
+            None,
+        )
     if study is not None and not study_uid:
         # the quick look found no study: let the archive's parser say why (or find it after all)
         from ..ingest import parse_bytes
+
         try:
             parsed = parse_bytes(data)
         except IngestError as exc:
             return "failed", _failed(sop_class, sop_uid, FAIL_CANNOT_UNDERSTAND, exc.reason), None
         if parsed.study_instance_uid != study:
-            return "failed", _failed(parsed.sop_class_uid, parsed.sop_instance_uid, FAIL_STUDY_MISMATCH,
-                                     "Study Instance UID differs from the study in the URL"), None
+            return (
+                "failed",
+                _failed(
+                    parsed.sop_class_uid,
+                    parsed.sop_instance_uid,
+                    FAIL_STUDY_MISMATCH,
+                    "Study Instance UID differs from the study in the URL",
+                ),
+                None,
+            )
         study_uid, series_uid = parsed.study_instance_uid, parsed.series_instance_uid
     try:
         result = archive.store(data)
@@ -121,21 +146,27 @@ def _store_part(archive, data: bytes, part_type: str, study: str | None, base_ur
         LOG.exception("STOW-RS: unexpected error storing %s", sop_uid or "an instance")
         return "failed", _failed(sop_class, sop_uid, FAIL_PROCESSING, f"{type(exc).__name__}"), None
     sop_uid = result.sop_instance_uid
-    url = (f"{base_url}/studies/{uid_segment(study_uid)}/series/{uid_segment(series_uid)}"
-           f"/instances/{uid_segment(sop_uid)}"
-           if study_uid and series_uid else None)
+    url = (
+        f"{base_url}/studies/{uid_segment(study_uid)}/series/{uid_segment(series_uid)}/instances/{uid_segment(sop_uid)}"
+        if study_uid and series_uid
+        else None
+    )
     return "ok", _stored(sop_class, sop_uid, url), study_uid
 
 
 def store(service, request: WebRequest, study: str | None) -> WebResponse:
     media, params = parse_media_type(request.header("content-type") or "")
     if media != "multipart/related":
-        raise HttpError(415, 'STOW-RS takes multipart/related; type="application/dicom" '
-                             f"(got {media or 'no Content-Type'})")
+        raise HttpError(
+            415, f'STOW-RS takes multipart/related; type="application/dicom" (got {media or "no Content-Type"})'
+        )
     root = params.get("type", "application/dicom").strip().lower()
     if root not in ACCEPTED_PART_TYPES:
-        raise HttpError(415, f'STOW-RS takes multipart/related; type="application/dicom" only (got type="{root}": '
-                             "metadata and bulk data requests are not supported)")
+        raise HttpError(
+            415,
+            f'STOW-RS takes multipart/related; type="application/dicom" only (got type="{root}": '
+            "metadata and bulk data requests are not supported)",
+        )
     boundary = params.get("boundary")
     if not boundary:
         raise HttpError(400, "the multipart/related Content-Type has no boundary parameter")
@@ -145,7 +176,9 @@ def store(service, request: WebRequest, study: str | None) -> WebResponse:
         raise HttpError(413, f"the request body ({int(length)} bytes) exceeds the limit of {limits.max_body} bytes")
     archive = service.archive
     base_url = request.base_url
-    stored, failed, studies = [], [], []
+    stored: list[dict] = []
+    failed: list[dict] = []
+    studies: list[str] = []
     parts_seen = 0
 
     def too_large(reason: str) -> HttpError:
@@ -153,8 +186,9 @@ def store(service, request: WebRequest, study: str | None) -> WebResponse:
         return HttpError(413, reason + done)
 
     try:
-        for part in read_parts(_limited(request.body, limits.max_body), boundary,
-                               max_part=limits.max_part, spool=limits.spool):
+        for part in read_parts(
+            _limited(request.body, limits.max_body), boundary, max_part=limits.max_part, spool=limits.spool
+        ):
             parts_seen += 1
             try:
                 part_type = parse_media_type(part.content_type)[0] if part.content_type else ""
@@ -179,7 +213,9 @@ def store(service, request: WebRequest, study: str | None) -> WebResponse:
         raise HttpError(400, "the request has no instances")
     answer: dict = {}
     target = study or (studies[0] if len(studies) == 1 else None)
-    answer["00081190"] = {"vr": "UR", "Value": [f"{base_url}/studies/{uid_segment(target)}"]} if target and stored else {"vr": "UR"}
+    answer["00081190"] = (
+        {"vr": "UR", "Value": [f"{base_url}/studies/{uid_segment(target)}"]} if target and stored else {"vr": "UR"}
+    )
     if failed:
         answer["00081198"] = {"vr": "SQ", "Value": failed}
     if stored:

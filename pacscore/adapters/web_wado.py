@@ -13,6 +13,7 @@ decoded: without a transfer-syntax parameter a compressed instance is sent as st
 PS3.18 allowance for lossy pixel data, extended to lossless compression; see
 docs/conformance-dicomweb.md); with an explicit syntax it cannot meet it answers 406.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,6 +22,7 @@ import logging
 
 import pydicom
 from pydicom.encaps import generate_frames
+from pydicom.uid import UID
 
 from .web_http import DICOM_JSON, HttpError, WebRequest, WebResponse, uid_segment
 from .web_multipart import media_matches, new_boundary, parse_accept, write_parts
@@ -80,8 +82,11 @@ def is_encapsulated(ts: str) -> bool:
 def _refs(service, study: str, series: str | None = None, instance: str | None = None) -> list:
     archive = service.archive
     if instance is not None:
-        refs = [r for r in archive.instances(instance=instance)
-                if r.study_instance_uid == study and r.series_instance_uid == series]
+        refs = [
+            r
+            for r in archive.instances(instance=instance)
+            if r.study_instance_uid == study and r.series_instance_uid == series
+        ]
         if not refs:
             raise HttpError(404, f"no instance {instance} in series {series} of study {study}")
     elif series is not None:
@@ -97,8 +102,10 @@ def _refs(service, study: str, series: str | None = None, instance: str | None =
 
 def instance_url(base_url: str, ref) -> str:
     """The instance's WADO-RS URL, each UID one percent-encoded path segment."""
-    return (f"{base_url}/studies/{uid_segment(ref.study_instance_uid)}/series/{uid_segment(ref.series_instance_uid)}"
-            f"/instances/{uid_segment(ref.sop_instance_uid)}")
+    return (
+        f"{base_url}/studies/{uid_segment(ref.study_instance_uid)}/series/{uid_segment(ref.series_instance_uid)}"
+        f"/instances/{uid_segment(ref.sop_instance_uid)}"
+    )
 
 
 # -- instances ------------------------------------------------------------------------------
@@ -139,14 +146,15 @@ def select_syntax(stored: str, choices: list[str | None]) -> str | None:
 def transcode(data: bytes, target: str) -> bytes:
     """Re-encode a native instance in ``target`` (Explicit/Implicit VR Little Endian)."""
     ds = pydicom.dcmread(io.BytesIO(data))
-    ds.file_meta.TransferSyntaxUID = target
+    ds.file_meta.TransferSyntaxUID = UID(target)
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
 
 
-def retrieve(service, request: WebRequest, study: str, series: str | None = None,
-             instance: str | None = None) -> WebResponse:
+def retrieve(
+    service, request: WebRequest, study: str, series: str | None = None, instance: str | None = None
+) -> WebResponse:
     choices = dicom_choices(_accept(request))
     if not choices:
         raise HttpError(406, 'this resource is available as multipart/related; type="application/dicom" only')
@@ -155,10 +163,13 @@ def retrieve(service, request: WebRequest, study: str, series: str | None = None
     for ref in refs:
         target = select_syntax(ref.transfer_syntax_uid, choices)
         if target is None:
-            raise HttpError(406, f"instance {ref.sop_instance_uid} is stored in transfer syntax "
-                                 f"{ref.transfer_syntax_uid}, which cannot be converted to any accepted "
-                                 f"transfer syntax without decoding its pixel data (accepted: "
-                                 f"{', '.join(c or 'default' for c in choices)})")
+            raise HttpError(
+                406,
+                f"instance {ref.sop_instance_uid} is stored in transfer syntax "
+                f"{ref.transfer_syntax_uid}, which cannot be converted to any accepted "
+                f"transfer syntax without decoding its pixel data (accepted: "
+                f"{', '.join(c or 'default' for c in choices)})",
+            )
         plan.append((ref, target))
     archive = service.archive
     base_url = request.base_url
@@ -172,11 +183,17 @@ def retrieve(service, request: WebRequest, study: str, series: str | None = None
                 try:
                     data, sent = transcode(data, target), target
                 except Exception as exc:  # never seen with native syntaxes; send what we have
-                    LOG.warning("could not transcode %s to %s (%s); sending it as stored",
-                                ref.sop_instance_uid, target, exc)
-            yield ([("Content-Type", f"application/dicom; transfer-syntax={sent}"),
+                    LOG.warning(
+                        "could not transcode %s to %s (%s); sending it as stored", ref.sop_instance_uid, target, exc
+                    )
+            yield (
+                [
+                    ("Content-Type", f"application/dicom; transfer-syntax={sent}"),
                     ("Content-Length", str(len(data))),
-                    ("Content-Location", instance_url(base_url, ref))], data)
+                    ("Content-Location", instance_url(base_url, ref)),
+                ],
+                data,
+            )
 
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
     return WebResponse(200, [("Content-Type", content_type)], write_parts(boundary, parts()))
@@ -201,8 +218,9 @@ def add_pixel_data_uri(meta: dict, ref, url: str) -> None:
     meta["7FE00010"] = {"vr": vr, "BulkDataURI": f"{url}/bulkdata/7FE00010"}
 
 
-def metadata(service, request: WebRequest, study: str, series: str | None = None,
-             instance: str | None = None) -> WebResponse:
+def metadata(
+    service, request: WebRequest, study: str, series: str | None = None, instance: str | None = None
+) -> WebResponse:
     content_type = _json_accepted(request)
     refs = _refs(service, study, series, instance)
     archive = service.archive
@@ -258,13 +276,15 @@ def _native_frames(ds, raw: bytes, stored_ts: str) -> list[bytes] | None:
     for i in range(count):
         start, end = i * frame_bits, (i + 1) * frame_bits
         if start % 8 == 0 and end % 8 == 0:
-            chunk = raw[start // 8:end // 8]
+            chunk = raw[start // 8 : end // 8]
         else:  # 1-bit data whose frames do not start on a byte: re-pack the bits
             import numpy as np
+
             bits_all = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
             chunk = np.packbits(bits_all[start:end], bitorder="little").tobytes()
         if stored_ts == EXPLICIT_BE and bits in (16, 32, 64):
             import numpy as np
+
             chunk = np.frombuffer(chunk, dtype=f">u{bits // 8}").astype(f"<u{bits // 8}").tobytes()
         frames.append(chunk)
     return frames
@@ -292,24 +312,34 @@ def _frames_response(accept, ds, elem, ref, numbers: list[int] | None) -> WebRes
     missing = [n for n in numbers if n > count]
     if missing:
         raise HttpError(404, f"frame {missing[0]} does not exist: instance {ref.sop_instance_uid} has {count} frame(s)")
-    raw = elem.value if isinstance(elem.value, (bytes, bytearray)) else bytes(elem.value or b"")
+    raw: bytes = elem.value if isinstance(elem.value, bytes) else bytes(elem.value or b"")
     if is_encapsulated(ts):
         media, label = FRAME_MEDIA.get(ts, OCTET), ts
         if not _frame_media_ok(accept, media, ts, native=False):
-            raise HttpError(406, f"the frames of {ref.sop_instance_uid} are stored as {media} "
-                                 f"(transfer syntax {ts}) and are not decoded by this origin server")
+            raise HttpError(
+                406,
+                f"the frames of {ref.sop_instance_uid} are stored as {media} "
+                f"(transfer syntax {ts}) and are not decoded by this origin server",
+            )
         frames = list(generate_frames(raw, number_of_frames=count))
     else:
         media, label = OCTET, EXPLICIT_LE
         if not _frame_media_ok(accept, media, EXPLICIT_LE, native=True):
             raise HttpError(406, "uncompressed frames are available as application/octet-stream only")
-        frames = _native_frames(ds, raw, ts)
-        if frames is None:
-            raise HttpError(404, f"instance {ref.sop_instance_uid} has no frame geometry "
-                                 "(Rows, Columns, BitsAllocated)")
+        native = _native_frames(ds, raw, ts)
+        if native is None:
+            raise HttpError(
+                404, f"instance {ref.sop_instance_uid} has no frame geometry (Rows, Columns, BitsAllocated)"
+            )
+        frames = native
     boundary = new_boundary()
-    parts = [([("Content-Type", f"{media}; transfer-syntax={label}"), ("Content-Length", str(len(frames[n - 1])))],
-              frames[n - 1]) for n in numbers]
+    parts = [
+        (
+            [("Content-Type", f"{media}; transfer-syntax={label}"), ("Content-Length", str(len(frames[n - 1])))],
+            frames[n - 1],
+        )
+        for n in numbers
+    ]
     content_type = f'multipart/related; type="{media}"; boundary={boundary}'
     return WebResponse(200, [("Content-Type", content_type)], write_parts(boundary, parts))
 
@@ -376,8 +406,9 @@ def bulkdata(service, request: WebRequest, study: str, series: str, instance: st
         data = _element_bytes(elem)
     boundary = new_boundary()
     parts = [([("Content-Type", f"{OCTET}; transfer-syntax={EXPLICIT_LE}"), ("Content-Length", str(len(data)))], data)]
-    return WebResponse(200, [("Content-Type", f'multipart/related; type="{OCTET}"; boundary={boundary}')],
-                       write_parts(boundary, parts))
+    return WebResponse(
+        200, [("Content-Type", f'multipart/related; type="{OCTET}"; boundary={boundary}')], write_parts(boundary, parts)
+    )
 
 
 __all__ = ["retrieve", "metadata", "frames", "bulkdata", "select_syntax", "dicom_choices", "transcode", "FRAME_MEDIA"]
