@@ -41,3 +41,8 @@ BAD_CHARSETS = _pydicom(
 #: fuzzed bytes: any complaint of any pydicom module is expected (pacscore's own warnings and
 #: other packages' still show)
 FUZZED = pytest.mark.filterwarnings("ignore::UserWarning:pydicom")
+#: the real files pydicom and pydicom-data ship, read as they are: some carry values outside
+#: their VR (over-long SH, "1A" as IS, hash UIDs); the tests that sweep all of them expect it
+REAL_FILE_VALUES = _pydicom("valuerep", "Invalid value for VR", r"The value length \(\d+\) exceeds the maximum length")
+#: a stored file cut short on purpose (a damaged blob read back)
+TRUNCATED = _pydicom("filereader", "End of file reached before delimiter")

@@ -27,6 +27,7 @@ from pacscore.adapters import dimse
 from pacscore.adapters.dimse_convert import ConversionError, check_encoding, prepare_for_peer
 
 from .dimse_helpers import dcmtk, pydicom_test_files, run
+from .expected_warnings import REAL_FILE_VALUES, TRUNCATED, VR_MISMATCH
 
 HAVE_GETSCU = dcmtk("getscu") is not None
 ICON_KEYS = (
@@ -217,6 +218,8 @@ def rounds(files: list[Path]) -> list[list[tuple[Path, str, str]]]:
 
 @pytest.mark.interop
 @pytest.mark.skipif(not HAVE_GETSCU, reason="DCMTK getscu is not on PATH")
+@REAL_FILE_VALUES
+@VR_MISMATCH
 def test_getscu_over_every_real_file_gets_readable_native_data_sets(tmp_path, caplog):
     """Each stored instance either arrives and reads back whole in a native transfer syntax,
     or fails as a sub-operation for a reason the SCP logs (no decoder, no context)."""
@@ -268,6 +271,7 @@ def _stored(arc, path: Path) -> bool:
 @pytest.mark.parametrize(
     "accepted", [[pydicom.uid.JPEG2000, ExplicitVRLittleEndian], [ExplicitVRLittleEndian]], ids=["as-is", "decompress"]
 )
+@TRUNCATED
 def test_a_stored_instance_that_no_longer_parses_counts_as_failed(tmp_path, accepted):
     """pydicom reads a truncated file back as an empty Dataset, which pynetdicom skipped without
     counting it: a C-GET of one instance sent as it is stored answered success with nothing

@@ -60,6 +60,7 @@ from .dimse_helpers import (
     wait_for_files,
     write_test_folder,
 )
+from .expected_warnings import BAD_DATES, BAD_UIDS
 
 HAVE_DCMTK = all(dcmtk(t) for t in ("echoscu", "storescu", "findscu", "getscu", "movescu", "storescp"))
 
@@ -259,6 +260,7 @@ def without_group_lengths(ds: Dataset, drop=(0xFFFCFFFC,)) -> Dataset:
 
 @pytest.mark.interop
 @pytest.mark.skipif(not HAVE_DCMTK, reason="DCMTK storescu/storescp are not on PATH")
+@BAD_UIDS
 def test_storescu_folder_lands_byte_identical(fresh, data_folder, tmp_path):
     """storescu re-encodes what it sends (sequence lengths, trailing padding), so the proof is
     against the wire: the same storescu runs against a bit-preserving storescp (+B) give the
@@ -328,6 +330,7 @@ def test_storescu_folder_lands_byte_identical(fresh, data_folder, tmp_path):
     assert kept >= len(files) - 1  # storescu sends the big endian file as explicit VR little endian
 
 
+@BAD_UIDS
 def test_pynetdicom_store_keeps_bytes_and_reports_ingest_errors(fresh, data_folder):
     arc = fresh["arc"]
     names = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "ExplVR_BigEnd.dcm"]
@@ -581,6 +584,7 @@ UNIQUE = {
 @pytest.mark.parametrize(
     "flag,model,level,keys", FIND_CASES, ids=[f"{c[1]}-{c[2]}-{i}" for i, c in enumerate(FIND_CASES)]
 )
+@BAD_DATES
 def test_findscu_equals_archive_find(scp, arc, tmp_path, flag, model, level, keys):
     proc, responses = findscu(scp["port"], flag, level, keys, tmp_path / "rsp")
     assert proc.returncode == 0, proc.stderr
@@ -642,6 +646,7 @@ def test_malformed_identifiers_get_a_failure_status_not_a_dropped_association(sc
         assoc.release()
 
 
+@BAD_DATES
 def test_invalid_keys_policy_and_max_results(arc):
     server = dimse.serve(arc, "PACSCORE", 0, block=False, invalid_keys="error", max_results=3)
     try:

@@ -28,6 +28,7 @@ from pacscore.adapters.retrieve_scope import retrieve_scope
 from pacscore.errors import QueryError
 
 from .dimse_helpers import dcmtk, key_args, make_instance, run, start_storescp, to_bytes
+from .expected_warnings import BAD_UIDS
 
 HAVE_DCMTK = all(dcmtk(t) for t in ("getscu", "movescu", "storescp"))
 
@@ -175,6 +176,7 @@ def test_c_move_for_an_unknown_patient_sends_nothing_not_the_studies_without_pat
 
 
 @pytest.mark.parametrize("value", ["", "*", "1.2.826.0.1.3680043.9.7778.*", "1.2.826.0.1.3680043.9.7778.?"])
+@BAD_UIDS
 def test_c_get_with_an_empty_or_wild_card_study_uid_retrieves_nothing(scp, value):
     status, got = c_get(scp, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": value})
     assert refused(status, "StudyInstanceUID") and status.OffendingElement == 0x0020000D
@@ -451,6 +453,7 @@ def test_movescu_for_an_unknown_patient_is_refused_and_storescp_gets_nothing(arc
 @pytest.mark.interop
 @pytest.mark.skipif(not HAVE_DCMTK, reason="DCMTK getscu is not on PATH")
 @pytest.mark.parametrize("value", ["", "*"])
+@BAD_UIDS
 def test_getscu_with_an_empty_or_wild_card_study_uid_writes_nothing(scp, tmp_path, value):
     proc = run(
         [
