@@ -405,7 +405,7 @@ def test_qido_parameters(server):
     r = http.get(f"{url}/studies", params={"StudyInstanceUID": f"{G}.1", "includefield": "all"}, headers=JSON)
     assert r.json()[0]["00081030"]["Value"] == ["study 1"]
     # a sequence path as a match key
-    # (a series without the sequence matches too: MATCHING.md 9.9)
+    # (a series without the sequence matches too: docs/matching.md §3, Sequence Matching)
     for sps in ("SPS1", "OTHER"):
         r = http.get(f"{url}/series", params={"RequestAttributesSequence.ScheduledProcedureStepID": sps}, headers=JSON)
         keys = {"SeriesInstanceUID": "", "RequestAttributesSequence": [{"ScheduledProcedureStepID": sps}]}
@@ -422,7 +422,7 @@ def test_qido_parameters(server):
         headers=JSON,
         params={"PatientName": "doe^john", "fuzzymatching": "true", "StudyInstanceUID": mine},
     )
-    # an empty stored name matches any name key (empty_record_matches, MATCHING.md 9.6)
+    # an empty stored name matches any name key (empty_record_matches, docs/matching.md §3)
     assert r.status_code == 200 and [uid_of(x, "0020000D") for x in r.json()] == [f"{G}.1", f"{G}.4"]
     assert r.headers["warning"] == (
         f"299 {url}: The fuzzymatching parameter is not supported. Only literal matching has been performed."

@@ -1,4 +1,4 @@
-"""The "hierarchical" vectors of shared/vectors/matching.json, run through a real archive."""
+"""The "hierarchical" vectors of tests/vectors/matching.json, run through a real archive."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from .web_http import DICOM_JSON, HttpError, WebRequest, WebResponse, check_uid, json_response, uid_segment, warning
 from .web_multipart import media_matches, parse_accept
 
-# -- default returned attributes (PS3.18 10.6.3.3, MATCHING.md 8.5) ------------------------
+# -- default returned attributes (PS3.18 10.6.3.3; docs/conformance-dicomweb.md) -------
 STUDY_DEFAULTS = (
     "StudyDate",
     "StudyTime",
@@ -75,7 +75,7 @@ class Resource:
     defaults: tuple[str, ...]
 
 
-#: PS3.18 Table 10.6.1-1 (MATCHING.md 8.1)
+#: PS3.18 Table 10.6.1-1 (docs/conformance-dicomweb.md)
 RESOURCES = {
     "/studies": Resource("STUDY", False, ("STUDY",)),
     "/studies/{study}/series": Resource("SERIES", False, ("SERIES",)),
