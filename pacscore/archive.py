@@ -29,9 +29,10 @@ from .errors import ArchiveNotFound, ConfigError, IngestError, NotFound, PacsErr
 from .index import codec as records
 from .index import pending
 from .index.extra_tags import set_indexed
+from .index.layout import T_BLOBKEY, T_BULK, T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY
 from .index.lmdb_index import LEVEL_DB, Index, patient_keys
 from .index.secondary import DEFAULT_INDEXED
-from .index.writer import T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY, Writer
+from .index.writer import Writer
 from .maintenance import clean_pending, deleter, remove_unreferenced
 from .parse_pool import expand_sources, parse_all
 from .progress import progress_bar
@@ -44,7 +45,6 @@ from .settings import Settings, has_secrets, match_options
 
 log = logging.getLogger("pacscore.archive")
 
-T_BLOBKEY = 0xFFFF0006
 BATCH_INSTANCES = 500
 BATCH_BYTES = 256 * 1024 * 1024
 
@@ -602,7 +602,7 @@ class Archive:
 
         out = ds.to_json_dict(bulk_data_threshold=ingest.BULK_THRESHOLD, bulk_data_element_handler=handler)
         with self.index.read() as txn:
-            bulk = records.get_value(self._instance_record(txn, sop_instance_uid), ingest.T_BULK)
+            bulk = records.get_value(self._instance_record(txn, sop_instance_uid), T_BULK)
         for entry in (bulk or "").split("\\"):
             if entry:
                 tag, _, vr = entry.partition(":")

@@ -29,6 +29,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEnd
 
 from . import _impl, model
 from .errors import IngestError
+from .index.layout import T_BULK
 from .values import TEXT_VRS
 
 #: elements longer than this are bulk data: kept in the blob, left out of the indexed header
@@ -572,7 +573,6 @@ def _instance(
     )
 
 
-T_BULK = 0xFFFF0008  # internal: the bulk elements left out of the indexed header
 _PIXEL_TAGS = {0x7FE00010: "OW", 0x7FE00008: "OF", 0x7FE00009: "OD"}
 
 

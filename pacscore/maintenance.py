@@ -33,14 +33,12 @@ from .blobs.file import FileBlobStore
 from .errors import PacsError
 from .index import codec as records
 from .index import pending, segments
+from .index.layout import T_BLOBKEY, T_CHECKSUM, T_SIZE
 from .index.lmdb_index import LEVEL_DB, Index
 from .progress import progress_bar
 
 log = logging.getLogger("pacscore.maintenance")
 
-T_SIZE = 0xFFFF0002
-T_CHECKSUM = 0xFFFF0003
-T_BLOBKEY = 0xFFFF0006
 
 #: Entries read per read transaction: verify never holds one snapshot across its blob reads (a
 #: long-lived reader pins old pages, and the LMDB file grows while writers work beside it).

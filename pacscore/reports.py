@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .index.writer import T_PARENT, T_PATIENT, T_STUDY
+from .index.layout import T_PARENT, T_PATIENT, T_STUDY
 
 
 @dataclass(frozen=True)

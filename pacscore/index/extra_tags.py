@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from .. import model
 from ..errors import QueryError
 from . import codec
-from .layout import INDEXED_TAGS, LEVEL_DB
+from .layout import INDEXED_TAGS, LEVEL_DB, is_internal
 from .secondary import DEFAULT_INDEXED, prefix, tag_entries
 
 #: entries written per putmulti: bounded memory on a large archive
@@ -33,7 +33,7 @@ def index_levels(tag: int) -> tuple[str, ...]:
 
 def check_tag(tag: int) -> None:
     """Refuse an attribute that cannot be an extra index: an internal pseudo-tag or a sequence."""
-    if tag >= 0xFFFF0000 or tag < 0x00080000:
+    if is_internal(tag) or tag < 0x00080000:
         raise QueryError(f"{tag:08X}", "not an attribute that can be indexed")
     if model.vr_of(tag) == "SQ":
         raise QueryError(model.keyword_of(tag) or f"{tag:08X}", "a sequence cannot be an indexed attribute")

@@ -30,6 +30,29 @@ SETTINGS_KEY = b"settings"
 INDEXED_TAGS = b"indexed_tags"
 
 
+# Reserved pseudo-tags of the internal fields of a record (VR "IN"); never returned or matched.
+INTERNAL_VR = "IN"
+#: the parent entity's key (a series' study UID, an instance's series UID, a study's patient key)
+T_PARENT = 0xFFFF0001
+#: an instance's blob size in bytes, and its checksum (ingest.checksum)
+T_SIZE = 0xFFFF0002
+T_CHECKSUM = 0xFFFF0003
+#: an instance's study UID and patient key (its series' parents, for one-step lookups)
+T_STUDY = 0xFFFF0004
+T_PATIENT = 0xFFFF0005
+#: an instance's blob key in the blob store
+T_BLOBKEY = 0xFFFF0006
+#: when a study last received an instance: which study's patient values are the latest
+T_SEQ = 0xFFFF0007
+#: the bulk elements left out of the indexed header ("tag:vr" list)
+T_BULK = 0xFFFF0008
+
+
+def is_internal(tag: int) -> bool:
+    """A pseudo-tag of an internal field (group FFFF)."""
+    return tag >= 0xFFFF0000
+
+
 def following(prefix: bytes) -> bytes | None:
     """The smallest key after every key that starts with ``prefix`` (None: there is none)."""
     trimmed = prefix.rstrip(b"\xff")

@@ -17,23 +17,21 @@ from ..errors import StorageError
 from ..ingest import ParsedInstance, patient_key
 from . import codec as records
 from . import segments
-from .layout import LEVEL_BYTE, LEVEL_DB
+from .layout import (
+    INTERNAL_VR,
+    LEVEL_BYTE,
+    LEVEL_DB,
+    T_CHECKSUM,
+    T_PARENT,
+    T_PATIENT,
+    T_SEQ,
+    T_SIZE,
+    T_STUDY,
+    is_internal,
+)
 from .secondary import index_entries
 
-# reserved pseudo-tags for internal fields; never returned or matched
-T_PARENT = 0xFFFF0001
-T_SIZE = 0xFFFF0002
-T_CHECKSUM = 0xFFFF0003
-T_STUDY = 0xFFFF0004
-T_PATIENT = 0xFFFF0005
-T_SEQ = 0xFFFF0007  # when a study last received an instance: which study's patient values are latest
-INTERNAL_VR = "IN"
-
 CHILD_LEVEL = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
-
-
-def is_internal(tag: int) -> bool:
-    return tag >= 0xFFFF0000
 
 
 class Writer:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from ..index import codec as records
+from ..index.layout import T_PARENT, T_PATIENT, T_STUDY
 from ..index.lmdb_index import LEVEL_DB
-from ..index.writer import T_PARENT, T_PATIENT, T_STUDY
 from . import fast
 from .keys import Query
 from .plan import Plan, choose_plan

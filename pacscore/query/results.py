@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 
 from .. import model
 from ..index import codec as records
-from ..index.writer import T_PARENT, T_STUDY
+from ..index.layout import T_PARENT, T_STUDY
 from ..values import TEXT_VRS
 from . import json_rows
 from .conditions import compile_condition

@@ -98,6 +98,7 @@ def _pick_study(studies: list[tuple[bytes, bytes]]) -> bytes:
 def resolve_suite(arc, suite=QUERY_SUITE) -> list[tuple[str, dict, str, dict]]:
     """The suite with its placeholders filled from the archive's own values."""
     from ..index import codec
+    from ..index.layout import T_PARENT
     from ..index.lmdb_index import LEVEL_DB
 
     def records(level: str) -> list[tuple[bytes, bytes]]:
@@ -129,7 +130,7 @@ def resolve_suite(arc, suite=QUERY_SUITE) -> list[tuple[str, dict, str, dict]]:
         "study_uids": "\\".join(k.decode() for k, _ in studies[:: max(1, len(studies) // 20)][:20]),
         "accession": codec.get_value(pick, 0x00080050) or "",
         "series_word": word,
-        "study_uid": codec.get_value(srec, 0xFFFF0001),
+        "study_uid": codec.get_value(srec, T_PARENT),
         "series_uid": skey.decode(),
     }
     return [
