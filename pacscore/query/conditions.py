@@ -28,6 +28,7 @@ from ..values import (
     split_values,
     strip_padding,
 )
+from .kinds import ConditionKind
 from .options import MatchOptions
 from .reference import Zone, combined_datetime, empty_value, key_test, range_form, sequence
 
@@ -48,7 +49,7 @@ class Condition:
     keyword: str
     tags: tuple[int, ...]
     vr: str
-    kind: str  # single uid_list wildcard range sequence multi_value empty_value combined never
+    kind: ConditionKind
     key: object
     key_values: tuple[str, ...]
     test: Callable[..., bool]
@@ -65,7 +66,7 @@ def _invalid(
     if options.invalid_keys == "error":
         raise QueryError(keyword, reason)
     log.warning("invalid key %s=%r matches nothing: %s", keyword, key, reason)
-    return Condition(keyword, tags, vr, "never", key, (), _never)
+    return Condition(keyword, tags, vr, ConditionKind.NEVER, key, (), _never)
 
 
 def _key_text(keyword: str, key: object) -> str:
@@ -153,10 +154,10 @@ def _stored_test(
 def _key_values(vr: str, kind: str, values: list[str], options: MatchOptions) -> tuple[str, ...]:
     """Normalised key values for index planning: exact strings (NFC), PN normalised (and folded
     when PN matching ignores case), AT as 8 upper-case hex digits, patterns and ranges as given."""
-    if vr == "PN" and kind in ("single", "multi_value"):
+    if vr == "PN" and kind in (ConditionKind.SINGLE, ConditionKind.MULTI_VALUE):
         fold = fold_case if options.pn_case_insensitive else (lambda s: s)
         return tuple("=".join(fold(g) for g in pn_groups(nfc(v))) for v in values)
-    if vr == "AT" and kind in ("single", "multi_value"):
+    if vr == "AT" and kind in (ConditionKind.SINGLE, ConditionKind.MULTI_VALUE):
         out = []
         for v in values:
             try:
@@ -206,12 +207,12 @@ def _compile_sequence(
         condition = _compile(item_keyword, item_tag, vr, item_key, options, item_vrs, Zone(local), local, False)
         if condition is None:
             continue
-        if condition.kind == "never":  # already reported by _invalid
-            return Condition(keyword, (tag,), "SQ", "never", key, (), _never)
+        if condition.kind == ConditionKind.NEVER:  # already reported by _invalid
+            return Condition(keyword, (tag,), "SQ", ConditionKind.NEVER, key, (), _never)
         tests.append((item_keyword, condition.test))
     if not tests:
         return None  # an empty item, or only universal item keys
-    return Condition(keyword, (tag,), "SQ", "sequence", key, (), sequence(tests, options))
+    return Condition(keyword, (tag,), "SQ", ConditionKind.SEQUENCE, key, (), sequence(tests, options))
 
 
 def _compile(
@@ -234,7 +235,7 @@ def _compile(
     if not stripped:
         return None  # Universal Matching (C.2.2.2.3)
     if options.empty_value_matching and stripped == '""':
-        return Condition(keyword, (tag,), vr, "empty_value", key, (), empty_value(vr))
+        return Condition(keyword, (tag,), vr, ConditionKind.EMPTY_VALUE, key, (), empty_value(vr))
     values = [v for v in split_values(vr, stripped) if v]  # an empty list item is ignored, §9 UID-007
     reads_tz = with_tz and vr in ("TM", "DT")
     tags = (tag, TIMEZONE_OFFSET_TAG) if reads_tz else (tag,)
@@ -246,7 +247,7 @@ def _compile(
         return None
     kind, values_test = found
     test = _stored_test(vr, values_test, options, local, reads_tz)
-    return Condition(keyword, tags, vr, kind, key, _key_values(vr, kind, values, options), test)
+    return Condition(keyword, tags, vr, ConditionKind(kind), key, _key_values(vr, kind, values, options), test)
 
 
 def compile_condition(
@@ -292,7 +293,7 @@ def _compile_combined(date: tuple, time: tuple, options: MatchOptions, zone: Zon
     if not adjust:  # what a compiled kernel needs to give the same answers (query/fast.py)
         test.combined = (rule.bounds, local, empty)  # type: ignore[attr-defined]  # function attributes
 
-    return Condition(keyword, tags, "DT", "combined", {d_kw: d_key, t_kw: t_key}, (d_text, t_text), test)
+    return Condition(keyword, tags, "DT", ConditionKind.COMBINED, {d_kw: d_key, t_kw: t_key}, (d_text, t_text), test)
 
 
 def compile_conditions(

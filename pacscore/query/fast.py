@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import _impl, values
+from .kinds import ConditionKind
 
 _match = _impl.compiled("_match")  # None: pure install or forced pure, nothing to accelerate
 
@@ -43,7 +44,7 @@ def _build(cond, options=None):
     if _match is None:
         return None
     combined = getattr(cond.test, "combined", None)
-    if cond.kind == "combined" and combined is not None and len(cond.tags) == 2:
+    if cond.kind == ConditionKind.COMBINED and combined is not None and len(cond.tags) == 2:
         (lo, hi), offset, empty = combined
         return _match.CombinedTest(cond.tags[0], cond.tags[1], lo, hi, offset, empty, cond.test)
     if len(cond.tags) != 1 or not cond.key_values:
@@ -53,22 +54,22 @@ def _build(cond, options=None):
     strip_lead = vr not in values.LEADING_SIGNIFICANT
     split = vr not in values.TEXT_VRS
     args = dict(empty=empty, strip_lead=strip_lead, split=split, fallback=cond.test)
-    if kind == "uid_list" and vr == "UI":
+    if kind == ConditionKind.UID_LIST and vr == "UI":
         # uid_list compares the key values as given; key_values are NFC'd, equal for ASCII
         if not all(v.isascii() for v in cond.key_values):
             return None
         return _match.FieldTest(cond.tags[0], _match.MODES["exact"], cond.key_values, fold=False, **args)
-    if kind == "single" and vr in _EXACT_VRS:
+    if kind == ConditionKind.SINGLE and vr in _EXACT_VRS:
         return _match.FieldTest(cond.tags[0], _match.MODES["exact"], cond.key_values, fold=False, **args)
-    if kind == "wildcard" and vr in values.WILDCARD_VRS and vr != "PN":
+    if kind == ConditionKind.WILDCARD and vr in values.WILDCARD_VRS and vr != "PN":
         # an exact key value beside a pattern is a pattern without wild cards: same answers
         return _match.FieldTest(cond.tags[0], _match.MODES["wildcard"], cond.key_values, fold=False, **args)
-    if vr == "DA" and kind in ("single", "range") and len(cond.key_values) == 1:
+    if vr == "DA" and kind in (ConditionKind.SINGLE, ConditionKind.RANGE) and len(cond.key_values) == 1:
         bounds = _da_bounds(kind, cond.key_values[0])
         if bounds is None:
             return None
         return _match.FieldTest(cond.tags[0], _match.MODES["da_range"], bounds, fold=False, **args)
-    if kind == "wildcard" and vr == "PN" and options is not None and not options.pn_match_all_groups:
+    if kind == ConditionKind.WILDCARD and vr == "PN" and options is not None and not options.pn_match_all_groups:
         fold = values.fold_case if options.pn_case_insensitive else (lambda s: s)
         patterns, carets = [], []
         for v in cond.key_values:
@@ -85,10 +86,10 @@ def _build(cond, options=None):
     return None
 
 
-def _da_bounds(kind: str, key: str) -> tuple[str, str] | None:
+def _da_bounds(kind: ConditionKind, key: str) -> tuple[str, str] | None:
     """``(low, high)`` of a DA single value or range as YYYYMMDD ("" for an open end), when
     both ends are plain valid dates (so that comparing the digits compares the days)."""
-    if kind == "single":
+    if kind == ConditionKind.SINGLE:
         low = high = key.strip(" \0")
     else:
         try:

@@ -21,8 +21,9 @@ Specs (tuples, the first item says the kind):
 from __future__ import annotations
 
 from ..index import records as pure_records
+from .kinds import SpecKind
 
-CONSTANT, UNIQUE, KEY, CALL = 0, 1, 2, 3
+CONSTANT, UNIQUE, KEY, CALL = SpecKind.CONSTANT, SpecKind.UNIQUE, SpecKind.KEY, SpecKind.CALL
 
 
 def out_vr(key_vr: str, stored_vr: str) -> str:

@@ -32,6 +32,7 @@ from ..index.secondary import (
     prefix,
 )
 from .keys import Query
+from .kinds import ConditionKind, PlanKind
 from .ranges import values_of
 from .ranges import walk as walk_range
 
@@ -58,7 +59,7 @@ _DAY = datetime.timedelta(days=1)
 
 @dataclass
 class Plan:
-    kind: str  # "unique", "navigate", "index", "scan"
+    kind: PlanKind
     detail: str
     keys: list[bytes] | None = None  # the candidate keys (sorted); None = scan
     executor: Executor = None  # type: ignore[assignment]  # every plan is made for (and given) its Executor
@@ -102,7 +103,7 @@ def choose_plan(ex) -> Plan:
     unique = _unique_values(q, q.level)
     if unique is not None:
         keys = sorted(set(_lookup_unique(ex, q.level, unique)))
-        return Plan("unique", f"{model.keyword_of(model.UNIQUE_KEY[q.level])} lookup", keys, ex)
+        return Plan(PlanKind.UNIQUE, f"{model.keyword_of(model.UNIQUE_KEY[q.level])} lookup", keys, ex)
     for lvl in q.ancestors:
         values = _unique_values(q, lvl)
         if values is not None:
@@ -111,15 +112,17 @@ def choose_plan(ex) -> Plan:
             while current != q.level:
                 keys = [c for k in keys for c in _children(ex, current, k)]
                 current = _DOWN[current]
-            return Plan("navigate", f"down from {model.keyword_of(model.UNIQUE_KEY[lvl])}", sorted(set(keys)), ex)
-    return _index_plan(ex) or Plan("scan", f"scan of the {q.level} level", None, ex)
+            return Plan(
+                PlanKind.NAVIGATE, f"down from {model.keyword_of(model.UNIQUE_KEY[lvl])}", sorted(set(keys)), ex
+            )
+    return _index_plan(ex) or Plan(PlanKind.SCAN, f"scan of the {q.level} level", None, ex)
 
 
 def _unique_values(q, level: str) -> list[str] | None:
     """The values of a single/UID-list condition on the level's unique key, if there is one."""
     tag = model.UNIQUE_KEY[level]
     for cond in q.conditions.get(level, ()):
-        if cond.tags == (tag,) and cond.kind in ("single", "uid_list") and cond.key_values:
+        if cond.tags == (tag,) and cond.kind in (ConditionKind.SINGLE, ConditionKind.UID_LIST) and cond.key_values:
             return list(cond.key_values)
     return None
 
@@ -163,7 +166,7 @@ def _index_plan(ex) -> Plan | None:
             and cond.tags[0] not in indexed
         ):
             found, kind = _collect_grams(ex, level, cond, cap), " (trigrams)"
-        elif cond.tags[0] in indexed and (len(cond.tags) == 1 or cond.kind == "combined"):
+        elif cond.tags[0] in indexed and (len(cond.tags) == 1 or cond.kind == ConditionKind.COMBINED):
             ranges = _ranges_for(cond, q.options)
             if ranges is None:
                 continue
@@ -178,20 +181,24 @@ def _index_plan(ex) -> Plan | None:
     if best is None:
         return None
     # a list of sorted runs (the trigram plan's) sorts in about linear time
-    return Plan("index", "secondary index", sorted(best), ex, steps)
+    return Plan(PlanKind.INDEX, "secondary index", sorted(best), ex, steps)
 
 
 def _ranges_for(cond, options) -> list[Range] | None:
     """Index value ranges (start, end inclusive, or prefix) that hold every possible match."""
     vr = cond.vr
-    if cond.kind in ("single", "uid_list", "multi_value") and vr in _EXACT_VRS:
+    if cond.kind in (ConditionKind.SINGLE, ConditionKind.UID_LIST, ConditionKind.MULTI_VALUE) and vr in _EXACT_VRS:
         return [(_enc(v.strip(" \x00")), None, False) for v in cond.key_values]
-    if vr == "PN" and not options.pn_match_all_groups and cond.kind in ("single", "wildcard", "multi_value"):
+    if (
+        vr == "PN"
+        and not options.pn_match_all_groups
+        and cond.kind in (ConditionKind.SINGLE, ConditionKind.WILDCARD, ConditionKind.MULTI_VALUE)
+    ):
         out: list[Range] = []
         for raw in str(cond.key).split("\\"):
             if "=" in raw:
                 return None
-            if cond.kind == "wildcard" or "*" in raw or "?" in raw:
+            if cond.kind == ConditionKind.WILDCARD or "*" in raw or "?" in raw:
                 lit = re.split(r"[*?]", raw, maxsplit=1)[0]
                 if not lit or any(c in lit for c in "^= ") or lit != lit.strip():
                     return None
@@ -199,7 +206,7 @@ def _ranges_for(cond, options) -> list[Range] | None:
             else:
                 out.append((_enc(normalise_pn(raw)), None, False))
         return out
-    if vr in _EXACT_VRS and cond.kind == "wildcard":
+    if vr in _EXACT_VRS and cond.kind == ConditionKind.WILDCARD:
         out = []
         for raw in str(cond.key).split("\\"):
             lit = re.split(r"[*?]", raw.lstrip(" "), maxsplit=1)[0]
@@ -207,13 +214,13 @@ def _ranges_for(cond, options) -> list[Range] | None:
                 return None
             out.append((_enc(lit), None, True))
         return out
-    if cond.kind == "combined" and not options.timezone_adjustment:
+    if cond.kind == ConditionKind.COMBINED and not options.timezone_adjustment:
         return _combined_date_range(cond.key_values[0])
-    if vr == "DA" and cond.kind in ("single", "range") and not options.timezone_adjustment:
+    if vr == "DA" and cond.kind in (ConditionKind.SINGLE, ConditionKind.RANGE) and not options.timezone_adjustment:
         text = str(cond.key).replace(" ", "")
         if "\\" in text:
             return None
-        lo, _, hi = text.partition("-") if cond.kind == "range" else (text, "", text)
+        lo, _, hi = text.partition("-") if cond.kind == ConditionKind.RANGE else (text, "", text)
         if (lo and not _DA8.match(lo)) or (hi and not _DA8.match(hi)):
             return None
         return [(_enc(lo), _enc(hi) if hi else b"\xff", "range")]
