@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 from ..index import codec as records
 from ..index.layout import T_PARENT, T_PATIENT, T_STUDY
-from ..index.lmdb_index import LEVEL_DB
+from ..index.snapshot import Snapshot
 from . import fast
 from .keys import Query
 from .plan import Plan, choose_plan
@@ -53,10 +53,10 @@ class Executor:
     def __init__(self, index, txn, query: Query) -> None:
         self.index = index
         self.txn = txn
+        self.snapshot = Snapshot(index, txn)
         self.query = query
         self._cache: dict[tuple[str, bytes], bytes | None] = {}  # ancestors only
         self._verdict: dict[tuple[str, bytes], bool] = {}
-        self._dbs = {level: index.db(db) for level, db in LEVEL_DB.items()}
         self.test: Callable[[str, bytes], bool] = fast.record_tester(query, self._pure_test)  # compiled when built
         self.plan: Plan = choose_plan(self)
 
@@ -75,13 +75,14 @@ class Executor:
         self.test = None  # type: ignore[assignment]  # closed: nothing tests after close()
         self._cache.clear()
         self.txn = None
+        self.snapshot = None  # type: ignore[assignment]  # closed: the transaction is let go
 
     # -- records ----------------------------------------------------------------------------
     def record(self, level: str, key: bytes) -> bytes | None:
         """An ancestor's record, read once per query (many children share it)."""
         ck = (level, key)
         if ck not in self._cache:
-            raw = self.txn.get(key, db=self._dbs[level])
+            raw = self.snapshot.record(level, key)
             self._cache[ck] = None if raw is None else bytes(raw)
         return self._cache[ck]
 
@@ -174,7 +175,7 @@ class Executor:
         if record_test is not None and keys is not None:  # past the scan above, keys come with the kernels
             # candidate keys from a plan: fetched and tested in a C loop, a batch at a time
             fetch = record_test(target).fetch
-            get, db = self.txn.get, self._dbs[target]
+            get, db = self.snapshot.getter(target)
             for i in range(0, len(keys), 1024):
                 yield fetch(get, keys[i : i + 1024], db, with_keys)
             return

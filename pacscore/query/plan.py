@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from .. import model, values
 from ..index import segments
-from ..index.lmdb_index import LEVEL_BYTE, LEVEL_DB, Index, patient_keys
+from ..index.lmdb_index import Index
 from ..index.secondary import (
     DEFAULT_INDEXED,
     GRAM_INDEXED,
@@ -31,19 +31,18 @@ from ..index.secondary import (
     normalise_pn,
     prefix,
 )
+from ..index.snapshot import Snapshot
 from .keys import Query
 from .kinds import ConditionKind, PlanKind
-from .ranges import values_of
-from .ranges import walk as walk_range
 
 
 class Executor(Protocol):
     """What a plan reads of the query run it is made for (query/execute.py's Executor): the
-    index, its read transaction and the query. A protocol, so that this module needs nothing of
-    execute.py, which builds on it."""
+    index, a snapshot of it (index/snapshot.py) and the query. A protocol, so that this module
+    needs nothing of execute.py, which builds on it."""
 
     index: Index
-    txn: Any
+    snapshot: Snapshot
     query: Query
 
 
@@ -73,18 +72,17 @@ class Plan:
 
     def segment_values(self) -> Iterator[object]:
         ex = self.executor
-        return segments.values(ex.txn, ex.index.db("segments"), ex.query.level)
+        return ex.snapshot.segment_values(ex.query.level)
 
     def candidates(self) -> Iterator[tuple[bytes, Any]]:
         """(key, record) pairs in ascending key order; the record may be a buffer."""
         ex = self.executor
-        db = ex.index.db(LEVEL_DB[ex.query.level])
         if self.keys is not None:
-            get = ex.txn.get
+            get, db = ex.snapshot.getter(ex.query.level)
             return ((k, get(k, db=db)) for k in self.keys)
         if self.segmented:
             return (entry for value in self.segment_values() for entry in segments.entries(value))
-        return ex.txn.cursor(db=db).iternext(keys=True, values=True)
+        return ex.snapshot.records(ex.query.level)
 
     def describe(self) -> dict:
         out = {
@@ -130,17 +128,16 @@ def _unique_values(q, level: str) -> list[str] | None:
 def _lookup_unique(ex, level: str, values: Iterable[str]) -> list[bytes]:
     out = []
     if level == "PATIENT":  # patient keys are PatientID \0 Issuer: every issuer of that ID
-        return [k for v in values for k in patient_keys(ex.txn, ex.index, v)]
-    db = ex.index.db(LEVEL_DB[level])
+        return [k for v in values for k in ex.snapshot.patient_keys(v)]
     for v in values:
         key = v.strip(" \x00").encode("utf-8")
-        if key and ex.txn.get(key, db=db) is not None:
+        if key and ex.snapshot.record(level, key) is not None:
             out.append(key)
     return out
 
 
 def _children(ex, level: str, key: bytes) -> list[bytes]:
-    return _dups(ex.txn.cursor(db=ex.index.db("children")), LEVEL_BYTE[level] + key)
+    return ex.snapshot.children(level, key)
 
 
 # -- secondary indexes -------------------------------------------------------------------------
@@ -149,8 +146,8 @@ def _children(ex, level: str, key: bytes) -> list[bytes]:
 def _index_plan(ex) -> Plan | None:
     q = ex.query
     level = q.level
-    indexed = set(DEFAULT_INDEXED.get(level, ())) | set(ex.index.indexed_by_level(ex.txn).get(level, ()))
-    total = ex.txn.stat(ex.index.db(LEVEL_DB[level]))["entries"]
+    indexed = set(DEFAULT_INDEXED.get(level, ())) | set(ex.snapshot.indexed_by_level().get(level, ()))
+    total = ex.snapshot.count(level)
     # past this many candidates a scan is cheaper (a fetched candidate costs three to five scanned
     # records), so the walk of an index range stops there and the level is scanned instead
     cap = max(256, total // 4)
@@ -265,11 +262,14 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
     run costs more than the few candidates it could remove; the matcher decides anyway. The
     empty-value and non-text entities hold no trigram, so they and a key value's entities never
     overlap."""
-    if cond.kind not in ("wildcard", "single", "multi_value") or not cond.key_values:
+    if (
+        cond.kind not in (ConditionKind.WILDCARD, ConditionKind.SINGLE, ConditionKind.MULTI_VALUE)
+        or not cond.key_values
+    ):
         return None
     head = gram_prefix(level, cond.tags[0])
-    cur = ex.txn.cursor(db=ex.index.db("idx"))
-    unfiled = _unfiled(ex, cur, head, _empty_can_match(cond))
+    snapshot = ex.snapshot
+    unfiled = _unfiled(ex, head, _empty_can_match(cond))
     per_value: list[list[bytes]] = []
     for key_value in cond.key_values:
         runs = [grams(run) for run in re.split(r"[*?]", values.nfc(values.strip_padding(cond.vr, key_value)))]
@@ -282,9 +282,10 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
             counts = []
             for gram in run:
                 key = head + gram.encode("utf-8", "surrogatepass")  # as the entries are written
-                if not cur.set_key(key):
+                count = snapshot.entity_count(key)
+                if count is None:
                     break  # a trigram no stored value has: this key value matches only the unfiled
-                counts.append((cur.count(), key))
+                counts.append((count, key))
             else:
                 rarest.append(min(counts))
                 continue
@@ -295,11 +296,11 @@ def _collect_grams(ex, level: str, cond, cap: int) -> list[bytes] | None:
         rarest.sort()
         if rarest[0][0] > cap:
             return None
-        matched: list[bytes] | set[bytes] = _dups(cur, rarest[0][1])  # the rarest: at most cap (above)
+        matched: list[bytes] | set[bytes] = snapshot.entities(rarest[0][1])  # the rarest: at most cap (above)
         for count, key in rarest[1:3]:
             if count > cap:
                 break  # reading a common trigram's entities would cost more than it saves
-            matched = set(matched).intersection(_dups(cur, key))
+            matched = set(matched).intersection(snapshot.entities(key))
         per_value.append(matched if isinstance(matched, list) else sorted(matched))
     if len(per_value) > 1:
         per_value = [sorted(set().union(*per_value))]
@@ -318,34 +319,28 @@ def _empty_can_match(cond) -> bool:
         return True
 
 
-def _dups(cur, key: bytes) -> list[bytes]:
-    """The values (entity keys) of one index key, in order; none when the key is absent."""
-    return values_of(cur.iternext_dup(keys=False, values=True)) if cur.set_key(key) else []
-
-
-def _unfiled(ex, cur, head: bytes, empties: bool) -> list[bytes]:
+def _unfiled(ex, head: bytes, empties: bool) -> list[bytes]:
     """The entities of a prefix that the index could not file by text: those with a value it
     cannot index, and (when ``empties``: they can match) those with an empty or absent value;
     the matcher decides on them. Before schema 4 both are under the bare prefix."""
+    entities = ex.snapshot.entities
     if not ex.index.splits_unindexable:
-        return _dups(cur, head)
-    return _dups(cur, head + UNINDEXABLE) + (_dups(cur, head) if empties else [])
+        return entities(head)
+    return entities(head + UNINDEXABLE) + (entities(head) if empties else [])
 
 
 def _collect(ex, head: bytes, ranges, cap: int, empties: bool = True) -> set[bytes] | None:
-    cur = ex.txn.cursor(db=ex.index.db("idx"))
-    found = set(_unfiled(ex, cur, head, empties))
+    snapshot = ex.snapshot
+    found = set(_unfiled(ex, head, empties))
     for start, end, mode in ranges:
         lo = head + start
         if mode is False:  # exact value
-            found.update(_dups(cur, lo))
+            found.update(snapshot.entities(lo))
         else:
             if start == b"" and mode is True:
                 return None
-            if not cur.set_range(lo if start else head + b"\x00"):
-                continue
             hi = head + end if mode == "range" else None
-            if not walk_range(cur.iternext(keys=True, values=True), head, lo, hi, mode is True, found, cap):
+            if not snapshot.walk(head, lo, hi, mode is True, found, cap):
                 return None
         if len(found) > cap:
             return None
