@@ -27,10 +27,10 @@ from . import ingest, model
 from .blobs import BlobStore, open_blobstore
 from .errors import ArchiveNotFound, ConfigError, IngestError, NotFound, PacsError, QueryError, StorageError
 from .index import codec as records
-from .index import pending
+from .index import pending, snapshot
 from .index.extra_tags import set_indexed
 from .index.layout import T_BLOBKEY, T_BULK, T_CHECKSUM, T_PARENT, T_PATIENT, T_SIZE, T_STUDY
-from .index.lmdb_index import LEVEL_DB, Index, patient_keys
+from .index.lmdb_index import LEVEL_DB, Index
 from .index.secondary import DEFAULT_INDEXED
 from .index.writer import Writer
 from .maintenance import clean_pending, deleter, remove_unreferenced
@@ -152,8 +152,8 @@ class Archive:
         )
 
     def _is_empty(self) -> bool:
-        with self.index.read() as txn:
-            return txn.stat(self.index.db("instance"))["entries"] == 0
+        with snapshot.read(self.index) as snap:
+            return snap.count("IMAGE") == 0
 
     # -- settings ---------------------------------------------------------------------------
     @property
@@ -177,8 +177,8 @@ class Archive:
     @property
     def extra_tags(self) -> list[int]:
         """The attributes indexed beyond the defaults, as the index keeps them."""
-        with self.index.read() as txn:
-            return list(self.index.indexed_tags(txn))
+        with snapshot.read(self.index) as snap:
+            return list(self.index.indexed_tags(snap.txn))
 
     def stored_settings(self) -> dict:
         """What the archive keeps and every open starts from (JSON-ready; extra tags by keyword)."""
@@ -297,9 +297,9 @@ class Archive:
     def _store_parsed(self, batch: list[ingest.ParsedInstance], report: IngestReport | None = None) -> IngestReport:
         report = report or IngestReport()
         existing = {}
-        with self.index.read() as txn:
+        with snapshot.read(self.index) as snap:
             for p in batch:
-                raw = txn.get(p.sop_instance_uid.encode(), db=self.index.db("instance"))
+                raw = snap.record("IMAGE", p.sop_instance_uid.encode())
                 if raw is not None:
                     existing[p.sop_instance_uid] = (
                         records.get_value(raw, T_CHECKSUM),
@@ -500,19 +500,19 @@ class Archive:
         return list(self._query(identifier, level, model, options).ignored)
 
     # -- retrieving -------------------------------------------------------------------------
-    def _instance_record(self, txn, sop_instance_uid: str) -> bytes:
+    def _instance_record(self, snap: snapshot.Snapshot, sop_instance_uid: str) -> bytes:
         if not isinstance(sop_instance_uid, str):
             raise NotFound(f"SOP Instance UID must be a string, not {type(sop_instance_uid).__name__}")
         key = _uid_key(sop_instance_uid)
-        raw = txn.get(key, db=self.index.db("instance")) if key is not None else None
+        raw = snap.record("IMAGE", key) if key is not None else None
         if raw is None:
             raise NotFound(f"no instance with SOP Instance UID {sop_instance_uid}")
         return bytes(raw)
 
     def get(self, sop_instance_uid: str, *, verify: bool = True) -> bytes:
         """The stored Part-10 bytes, exactly as received; the checksum is checked on the way."""
-        with self.index.read() as txn:
-            rec = self._instance_record(txn, sop_instance_uid)
+        with snapshot.read(self.index) as snap:
+            rec = self._instance_record(snap, sop_instance_uid)
         key = records.get_value(rec, T_BLOBKEY)
         try:
             data = self.blobs.get(key)
@@ -527,8 +527,8 @@ class Archive:
     def open_blob(self, sop_instance_uid: str) -> BinaryIO:
         """A readable file object over the stored bytes, streamed from the blob store where it
         can (the file store hands out the file itself); ``get`` is the checksum-verified read."""
-        with self.index.read() as txn:
-            rec = self._instance_record(txn, sop_instance_uid)
+        with snapshot.read(self.index) as snap:
+            rec = self._instance_record(snap, sop_instance_uid)
         try:
             return self.blobs.open(records.get_value(rec, T_BLOBKEY))
         except KeyError:
@@ -539,18 +539,17 @@ class Archive:
     def instances(self, patient=None, study=None, series=None, instance=None) -> list[InstanceRef]:
         """What a C-GET or WADO-RS would send for the given entities (UIDs or lists of them)."""
         out: dict[str, InstanceRef] = {}
-        with self.index.read() as txn:
-            writer = Writer(self.index, txn)
+        with snapshot.read(self.index) as snap:
             targets = []
             for level, values in (("PATIENT", patient), ("STUDY", study), ("SERIES", series), ("IMAGE", instance)):
                 for v in _as_list(values):
                     if level == "PATIENT":
-                        targets += [("PATIENT", k) for k in patient_keys(txn, self.index, v)]
+                        targets += [("PATIENT", k) for k in snap.patient_keys(v)]
                     elif (key := _uid_key(v)) is not None:
                         targets.append((level, key))
             for level, key in targets:
-                for sop in writer.instances_under(level, key):
-                    raw = txn.get(sop, db=self.index.db("instance"))
+                for sop in snap.instances_under(level, key):
+                    raw = snap.record("IMAGE", sop)
                     if raw is None:
                         continue
                     rec = bytes(raw)
@@ -582,10 +581,9 @@ class Archive:
 
     def header(self, sop_instance_uid: str) -> Dataset:
         """The instance's header as a pydicom Dataset (no pixel or bulk data), without the blob."""
-        with self.index.read() as txn:
-            self._instance_record(txn, sop_instance_uid)
-            raw = txn.get(sop_instance_uid.strip().encode(), db=self.index.db("header"))
-            data = zlib.decompress(bytes(raw))
+        with snapshot.read(self.index) as snap:
+            self._instance_record(snap, sop_instance_uid)
+            data = zlib.decompress(bytes(snap.header(sop_instance_uid.strip().encode())))
         return pydicom.dcmread(io.BytesIO(data), force=True)
 
     def metadata(self, sop_instance_uid: str, bulkdata_uri: Callable[[str], str | None] | None = None) -> dict:
@@ -601,8 +599,8 @@ class Archive:
             return uri(f"{int(elem.tag):08X}")
 
         out = ds.to_json_dict(bulk_data_threshold=ingest.BULK_THRESHOLD, bulk_data_element_handler=handler)
-        with self.index.read() as txn:
-            bulk = records.get_value(self._instance_record(txn, sop_instance_uid), T_BULK)
+        with snapshot.read(self.index) as snap:
+            bulk = records.get_value(self._instance_record(snap, sop_instance_uid), T_BULK)
         for entry in (bulk or "").split("\\"):
             if entry:
                 tag, _, vr = entry.partition(":")
@@ -655,20 +653,19 @@ class Archive:
         return backup(self, dest, progress=progress)
 
     def stats(self) -> dict:
-        with self.index.read() as txn:
-            counts = {_PLURAL[lvl]: txn.stat(self.index.db(db))["entries"] for lvl, db in LEVEL_DB.items()}
+        with snapshot.read(self.index) as snap:
+            counts = {_PLURAL[lvl]: snap.count(lvl) for lvl in LEVEL_DB}
             size = 0
             nonconformant = dict.fromkeys(("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"), 0)
-            for k, v in txn.cursor(db=self.index.db("instance")):
+            for k, v in snap.records("IMAGE"):
                 size += int(records.get_value(v, T_SIZE))
                 nonconformant["SOPInstanceUID"] += not ingest.is_conformant_uid(bytes(k).decode("utf-8"))
-            for kw, db in (("SeriesInstanceUID", "series"), ("StudyInstanceUID", "study")):
-                for k in txn.cursor(db=self.index.db(db)).iternext(values=False):
+            for kw, level in (("SeriesInstanceUID", "SERIES"), ("StudyInstanceUID", "STUDY")):
+                for k in snap.keys(level):
                     nonconformant[kw] += not ingest.is_conformant_uid(bytes(k).decode("utf-8"))
             disagreements = 0
-            pdb = self.index.db("patient")
-            for _, v in txn.cursor(db=self.index.db("study")):
-                prec = txn.get(records.get_value(v, T_PARENT).encode("utf-8"), db=pdb)
+            for _, v in snap.records("STUDY"):
+                prec = snap.record("PATIENT", records.get_value(v, T_PARENT).encode("utf-8"))
                 if prec is None:
                     continue
                 for tag in model.PATIENT_TAGS:

@@ -221,10 +221,27 @@ class Removal:
     left: list[str] = field(default_factory=list)  # an orphan on a store that cannot delete
 
 
-def _referenced(txn, index: Index, key: str) -> bool:
-    # blob keys are "<SOP Instance UID>_<checksum prefix>" (archive._blob_key): one point lookup
-    raw = txn.get(key.rpartition("_")[0].encode(), db=index.db("instance"))
-    return raw is not None and records.get_value(raw, T_BLOBKEY) == key
+class _References:
+    """Whether an entry of the snapshot ``txn`` references a blob key. A key of a conformant UID
+    is ``<SOP Instance UID>_<checksum prefix>`` (archive._blob_key): one point lookup. A key of
+    any other UID is hashed (``u-...``) and does not name its UID: those are answered from the
+    set of blob keys of the instances stored under such UIDs, read once, and only when asked."""
+
+    def __init__(self, txn, index: Index) -> None:
+        self.txn, self.index = txn, index
+        self._hashed: set[str] | None = None
+
+    def __call__(self, key: str) -> bool:
+        if not key.startswith("u-"):
+            raw = self.txn.get(key.rpartition("_")[0].encode(), db=self.index.db("instance"))
+            return raw is not None and records.get_value(raw, T_BLOBKEY) == key
+        if self._hashed is None:
+            self._hashed = {
+                records.get_value(rec, T_BLOBKEY)
+                for uid, rec in self.txn.cursor(db=self.index.db("instance"))
+                if not ingest.is_conformant_uid(bytes(uid).decode("utf-8", "surrogatepass"))
+            }
+        return key in self._hashed
 
 
 def _live_keys(txn, index: Index, besides: bytes | None = None) -> set[str]:
@@ -281,8 +298,9 @@ def _own(token: bytes) -> bool:
 
 def _decide(txn, index: Index, delete: Callable[[str], None] | None, keys: list[str], token, outcome: Removal) -> None:
     live = _live_keys(txn, index, besides=token)
+    referenced = _References(txn, index)
     for key in keys:
-        if _referenced(txn, index, key):
+        if referenced(key):
             outcome.referenced.append(key)
         elif key in live:
             outcome.in_flight.append(key)
@@ -514,8 +532,9 @@ def _settle_orphans(
         return
     with index.read() as txn:
         live = _live_keys(txn, index)
+        referenced = _References(txn, index)
         for key in candidates:
-            if _referenced(txn, index, key):
+            if referenced(key):
                 continue
             (report.in_flight if key in live else report.orphans).append(key)
 

@@ -441,3 +441,32 @@ def test_a_store_that_cannot_delete_leaves_orphans_reported_not_journaled(tmp_pa
         report = arc.verify(repair=True)
         assert report.status == "orphans" and report.exit_status == 3 and not report.removed_orphans
         assert any("cannot delete" in note for note in report.notes), report.summary()
+
+
+# -- blobs stored under hashed keys (UIDs that are not digits and dots) ------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")
+def test_repair_keeps_the_blob_of_an_instance_stored_under_a_hashed_key(tmp_path):
+    """A UID that is not digits and dots gets a hashed blob key (archive._blob_key), which does
+    not name its UID: the check "does an entry reference this blob?" must still find the entry,
+    or a repair that lists the blob as a candidate deletes a stored instance's bytes."""
+    from pacscore.maintenance import remove_unreferenced
+
+    with pacscore.open(tmp_path / "a") as arc:
+        arc.store(make_instance(sop="a-hash/uid with space", study="1.7", series="1.7.1"))
+        arc.store(make_instance(sop="1.7.1.2", study="1.7", series="1.7.1"))
+        keys = sorted(arc.blobs.keys())
+        hashed = [k for k in keys if k.startswith("u-")]
+        assert len(hashed) == 1
+        outcome = remove_unreferenced(arc.index, arc.blobs.delete, keys)
+        assert sorted(outcome.referenced) == keys and outcome.removed == []
+        assert arc.get("a-hash/uid with space")[128:132] == b"DICM"
+        report = arc.verify(repair=True)
+        assert report.ok and report.removed_orphans == 0, report.summary()
+        arc.blobs.put("u-orphan-0123456789abcdef_0123456789abcdef", b"left by a crash")
+        assert (
+            "u-orphan-0123456789abcdef_0123456789abcdef"
+            in remove_unreferenced(arc.index, arc.blobs.delete, ["u-orphan-0123456789abcdef_0123456789abcdef"]).removed
+        )
+        assert arc.get("a-hash/uid with space")[128:132] == b"DICM"

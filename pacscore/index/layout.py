@@ -23,6 +23,9 @@ LEVEL_DB = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE":
 #: level -> the byte that starts its keys in ``children``, ``idx`` and ``segments``
 LEVEL_BYTE = {"PATIENT": b"P", "STUDY": b"S", "SERIES": b"E", "IMAGE": b"I"}
 
+#: level -> the level of its children
+CHILD_LEVEL = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
+
 #: meta keys
 SCHEMA_KEY = b"schema"
 SETTINGS_KEY = b"settings"

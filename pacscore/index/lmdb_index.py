@@ -287,16 +287,3 @@ class _Shared:
         self.users = 1
         self.lmdb_readonly = lmdb_readonly
         self.writable = False  # databases created and schema upgraded by a writable Index
-
-
-def patient_keys(txn, index: Index, patient_id: str) -> list[bytes]:
-    """Every patient key with this PatientID (one per IssuerOfPatientID), in key order."""
-    head = patient_id.strip().encode("utf-8") + b"\x00"
-    cur = txn.cursor(db=index.db("patient"))
-    out = []
-    if cur.set_range(head):
-        for k in cur.iternext(keys=True, values=False):
-            if not bytes(k).startswith(head):
-                break
-            out.append(bytes(k))
-    return out

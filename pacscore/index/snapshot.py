@@ -9,16 +9,22 @@ in the compiled kernels, which take ``getter()`` and ``level_cursor()`` from her
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..query.ranges import values_of
 from ..query.ranges import walk as walk_range
 from . import segments
-from .layout import LEVEL_BYTE, LEVEL_DB
+from .layout import CHILD_LEVEL, LEVEL_BYTE, LEVEL_DB
+from .lmdb_index import Index
 
-if TYPE_CHECKING:  # a type only: lmdb_index needs nothing of this module
-    from .lmdb_index import Index
+
+@contextlib.contextmanager
+def read(index: Index) -> Iterator[Snapshot]:
+    """A snapshot of ``index`` for the length of a ``with`` block (one read transaction)."""
+    with index.read() as txn:
+        yield Snapshot(index, txn)
 
 
 class Snapshot:
@@ -86,6 +92,14 @@ class Snapshot:
     def children(self, level: str, key: bytes) -> list[bytes]:
         """The keys of an entity's children, in order."""
         return self._dups(self.txn.cursor(db=self.index.db("children")), LEVEL_BYTE[level] + key)
+
+    def instances_under(self, level: str, key: bytes) -> Iterator[bytes]:
+        """Every SOP Instance UID below one entity, in hierarchy order."""
+        if level == "IMAGE":
+            yield key
+            return
+        for child in self.children(level, key):
+            yield from self.instances_under(CHILD_LEVEL[level], child)
 
     # -- the secondary index --------------------------------------------------------------------
     def _cursor(self) -> Any:

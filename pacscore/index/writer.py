@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterable
 
 from .. import model
 from ..errors import StorageError
@@ -30,8 +29,7 @@ from .layout import (
     is_internal,
 )
 from .secondary import index_entries
-
-CHILD_LEVEL = {"PATIENT": "STUDY", "STUDY": "SERIES", "SERIES": "IMAGE"}
+from .snapshot import Snapshot
 
 
 class Writer:
@@ -111,11 +109,8 @@ class Writer:
         self.txn.delete(LEVEL_BYTE[level] + parent, child, db=self.index.db("children"))
 
     def children(self, level: str, parent: bytes) -> list[bytes]:
-        cur = self.txn.cursor(db=self.index.db("children"))
-        out = []
-        if cur.set_key(LEVEL_BYTE[level] + parent):
-            out = [bytes(v) for v in cur.iternext_dup()]
-        return out
+        """The children of an entity as this transaction sees them (written ones included)."""
+        return Snapshot(self.index, self.txn).children(level, parent)
 
     # -- ingest -----------------------------------------------------------------------------
     def add(self, inst: ParsedInstance) -> None:
@@ -248,14 +243,6 @@ class Writer:
                         classes.add(cls)
         study[model.T_MODALITIES_IN_STUDY] = ("CS", "\\".join(sorted(modalities)))
         study[model.T_SOP_CLASSES_IN_STUDY] = ("UI", "\\".join(sorted(classes)))
-
-    def instances_under(self, level: str, key: bytes) -> Iterable[bytes]:
-        """Every SOP Instance UID below one entity."""
-        if level == "IMAGE":
-            yield key
-            return
-        for child in self.children(level, key):
-            yield from self.instances_under(CHILD_LEVEL[level], child)
 
 
 def _replace_level_fields(rec: dict, fields: dict, computed: frozenset) -> None:
