@@ -32,7 +32,7 @@ from .blobs.base import BlobStore
 from .blobs.file import FileBlobStore
 from .errors import PacsError
 from .index import codec as records
-from .index import pending, segments
+from .index import pending, segments, snapshot
 from .index.layout import T_BLOBKEY, T_CHECKSUM, T_SIZE
 from .index.lmdb_index import LEVEL_DB, Index
 from .progress import progress_bar
@@ -179,13 +179,13 @@ def _entry_chunks(index: Index, size: int | None = None) -> Iterator[list[tuple[
     after: bytes | None = None
     while True:
         chunk: list[tuple[str, str, int, str]] = []
-        with index.read() as txn:
-            cur = txn.cursor(db=index.db("instance"))
-            found = cur.set_range(after) if after is not None else cur.first()
-            if found and after is not None and bytes(cur.key()) == after:
-                found = cur.next()
-            while found and len(chunk) < size:
-                key, rec = bytes(cur.key()), cur.value()
+        with snapshot.read(index) as snap:
+            for raw_key, rec in snap.records("IMAGE", start=after):
+                key = bytes(raw_key)
+                if key == after:
+                    continue  # the last key of the chunk before
+                if len(chunk) == size:
+                    break
                 chunk.append(
                     (
                         key.decode(),
@@ -195,7 +195,6 @@ def _entry_chunks(index: Index, size: int | None = None) -> Iterator[list[tuple[
                     )
                 )
                 after = key
-                found = cur.next()
         if not chunk:
             return
         yield chunk
@@ -228,17 +227,17 @@ class _References:
     set of blob keys of the instances stored under such UIDs, read once, and only when asked."""
 
     def __init__(self, txn, index: Index) -> None:
-        self.txn, self.index = txn, index
+        self.snap = snapshot.Snapshot(index, txn)
         self._hashed: set[str] | None = None
 
     def __call__(self, key: str) -> bool:
         if not key.startswith("u-"):
-            raw = self.txn.get(key.rpartition("_")[0].encode(), db=self.index.db("instance"))
+            raw = self.snap.record("IMAGE", key.rpartition("_")[0].encode())
             return raw is not None and records.get_value(raw, T_BLOBKEY) == key
         if self._hashed is None:
             self._hashed = {
                 records.get_value(rec, T_BLOBKEY)
-                for uid, rec in self.txn.cursor(db=self.index.db("instance"))
+                for uid, rec in self.snap.records("IMAGE")
                 if not ingest.is_conformant_uid(bytes(uid).decode("utf-8", "surrogatepass"))
             }
         return key in self._hashed
@@ -491,9 +490,9 @@ def _recheck_damage(index: Index, report: VerifyReport) -> None:
     if not bad:
         return
     gone = set()
-    with index.read() as txn:
+    with snapshot.read(index) as snap:
         for _name, uid in bad:
-            if txn.get(uid.encode(), db=index.db("instance")) is None:
+            if snap.record("IMAGE", uid.encode()) is None:
                 gone.add(uid)
     if gone:
         for name in ("missing", "wrong_size", "corrupted", "unreachable"):
