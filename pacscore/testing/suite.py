@@ -97,13 +97,12 @@ def _pick_study(studies: list[tuple[bytes, bytes]]) -> bytes:
 
 def resolve_suite(arc, suite=QUERY_SUITE) -> list[tuple[str, dict, str, dict]]:
     """The suite with its placeholders filled from the archive's own values."""
-    from ..index import codec
+    from ..index import codec, snapshot
     from ..index.layout import T_PARENT
-    from ..index.lmdb_index import LEVEL_DB
 
     def records(level: str) -> list[tuple[bytes, bytes]]:
-        with arc.index.read() as txn:
-            return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=arc.index.db(LEVEL_DB[level]))]
+        with snapshot.read(arc.index) as snap:
+            return [(bytes(k), bytes(v)) for k, v in snap.records(level)]
 
     studies = records("STUDY")
     pick = _pick_study(studies)
