@@ -37,6 +37,7 @@ class RetrieveHandlers:
     # what DimseService, which mixes this class in, provides
     archive: Any
     state: Callable[..., Any]
+    _request: Callable[..., tuple]
     _failure: Callable[..., Any]
     _log_failure: Callable[..., Any]
 
@@ -104,11 +105,7 @@ class RetrieveHandlers:
 
     def on_get(self, event):
         assoc = event.assoc
-        st = self.state(assoc)
-        st.requests += 1
-        t0 = time.perf_counter()
-        sop_class = str(event.request.AffectedSOPClassUID)
-        model = GET_MODELS.get(sop_class, "STUDY")
+        st, t0, sop_class, model = self._request(event, GET_MODELS, "STUDY")
         op = f"C-GET {MODEL_LABEL[model]}"
         try:
             ident, level = self._identifier(event)
@@ -127,11 +124,7 @@ class RetrieveHandlers:
 
     def on_move(self, event):
         assoc = event.assoc
-        st = self.state(assoc)
-        st.requests += 1
-        t0 = time.perf_counter()
-        sop_class = str(event.request.AffectedSOPClassUID)
-        model = MOVE_MODELS.get(sop_class, "STUDY")
+        st, t0, sop_class, model = self._request(event, MOVE_MODELS, "STUDY")
         dest_title = str(event.move_destination or "").strip()
         op = f"C-MOVE {MODEL_LABEL[model]} to {dest_title!r}"
         dest = self.config.move_destinations.get(dest_title)

@@ -83,6 +83,14 @@ class DimseService(RetrieveHandlers):
                 self._states[assoc] = st
             return st
 
+    def _request(self, event, models: dict, default: str | None = None) -> tuple:
+        """What every request handler starts with: its association's state (the request
+        counted), the start time, the SOP class asked for and the information model it names."""
+        st = self.state(event.assoc)
+        st.requests += 1
+        sop_class = str(event.request.AffectedSOPClassUID)
+        return st, time.perf_counter(), sop_class, models.get(sop_class, default)
+
     def _peer_title(self, assoc) -> str:
         title = (getattr(assoc.requestor, "ae_title", "") or "").strip()
         if not title and assoc.requestor.primitive is not None:
@@ -311,11 +319,7 @@ class DimseService(RetrieveHandlers):
     # ---- C-FIND ----------------------------------------------------------------------------
     def on_find(self, event):
         assoc = event.assoc
-        st = self.state(assoc)
-        st.requests += 1
-        t0 = time.perf_counter()
-        sop_class = str(event.request.AffectedSOPClassUID)
-        model = FIND_MODELS.get(sop_class)
+        st, t0, sop_class, model = self._request(event, FIND_MODELS)
         if model is None:
             LOG.info("assoc %d %s: C-FIND for unsupported SOP class %s", st.number, st.peer, sop_class)
             yield status(0xC000, "SOP class not served by this SCP"), None
