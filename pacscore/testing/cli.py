@@ -6,42 +6,26 @@ dependencies, conformance needs Hypothesis.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 __all__ = ["add_bench_cli", "add_conformance_cli"]
 
 
-def _conformance(args) -> int:
-    from .conformance import main
-
-    return main(args)
-
-
-def _bench(args) -> int:
-    from .bench import main
-
-    return main(args)
+X
+    """Register the command ``name`` whose arguments and ``main(args)`` live in ``module``."""
+    p = sub.add_parser(name, help=help, description=(module.__doc__ or "").split("\n\n")[0])
+    module.add_arguments(p)
+    p.set_defaults(func=module.main)
 
 
 def add_conformance_cli(sub) -> None:
     """Register ``conformance`` on the ``pacscore`` subparsers (imports Hypothesis)."""
-    from . import conformance
-
-    p = sub.add_parser(
-        "conformance",
-        help="differential test of a PACS's C-FIND/QIDO-RS matching rules",
-        description=(conformance.__doc__ or "").split("\n\n")[0],
-    )
-    conformance.add_arguments(p)
-    p.set_defaults(func=_conformance)
+    module = importlib.import_module("pacscore.testing.conformance")
+    _add(sub, "conformance", module, "differential test of a PACS's C-FIND/QIDO-RS matching rules")
 
 
 def add_bench_cli(sub) -> None:
     """Register ``bench`` on the ``pacscore`` subparsers."""
-    from . import bench
-
-    p = sub.add_parser(
-        "bench",
-        help="query throughput and latency of a PACS (the pacscore.testing.suite queries)",
-        description=(bench.__doc__ or "").split("\n\n")[0],
-    )
-    bench.add_arguments(p)
-    p.set_defaults(func=_bench)
+    module = importlib.import_module("pacscore.testing.bench")
+    _add(sub, "bench", module, "query throughput and latency of a PACS (the pacscore.testing.suite queries)")
