@@ -12,9 +12,9 @@ from types import ModuleType
 __all__ = ["add_bench_cli", "add_conformance_cli"]
 
 
-X
+def _add(sub, name: str, module: ModuleType, summary: str) -> None:
     """Register the command ``name`` whose arguments and ``main(args)`` live in ``module``."""
-    p = sub.add_parser(name, help=help, description=(module.__doc__ or "").split("\n\n")[0])
+    p = sub.add_parser(name, help=summary, description=(module.__doc__ or "").split("\n\n")[0])
     module.add_arguments(p)
     p.set_defaults(func=module.main)
 
