@@ -299,9 +299,7 @@ def _retrieve(service, request, segs, **uids) -> WebResponse:
 
 
 def _retrieve_or_zip(service, request, segs, **uids) -> WebResponse:
-    if web_zip.zip_range(request) is not None:
-        return web_zip.retrieve(service, request, **uids)
-    return web_wado.retrieve(service, request, **uids)
+    return web_zip.retrieve_study_or_series(service, request, **uids)
 
 
 def _wado_uri(service, request, segs) -> WebResponse:

@@ -91,8 +91,7 @@ def retrieve(service, request: WebRequest) -> WebResponse:
     data = service.archive.get(ref.sop_instance_uid)
     if target != ref.transfer_syntax_uid:
         data = transcode(data, target)
-    headers = [("Content-Type", DICOM), ("Content-Length", str(len(data)))]
-    return WebResponse(200, headers, data)
+    return WebResponse(200, [("Content-Type", DICOM)], data)
 
 
 __all__ = ["retrieve", "UID_PARAMETERS", "RENDERING_PARAMETERS"]

@@ -21,6 +21,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.fileset import FileSet
 from pydicom.uid import UID
 
+from . import web_wado
 from .web_http import HttpError, WebRequest, WebResponse
 from .web_multipart import MediaRange, parse_accept
 from .web_wado import dicom_choices, instance_refs, select_syntax, transcode
@@ -42,8 +43,7 @@ INVENTED = {
 def zip_range(request: WebRequest) -> MediaRange | None:
     """The Accept entry asking for a ZIP, when the client prefers it to multipart/related (the
     first entry, by quality, that either answer can meet decides; ``*/*`` means WADO-RS)."""
-    accept = next((v for n, v in request.query if n.lower() == "accept"), None) or request.header("accept")
-    for rng in parse_accept(accept):
+    for rng in parse_accept(_accept(request)):
         if rng.media_type == ZIP:
             return rng
         if dicom_choices(_as_header(rng)):
@@ -107,7 +107,7 @@ class _Sink:
         self._chunks: list[bytes] = []
         self._position = 0
 
-    def write(self, data) -> int:
+    def write(self, data: bytes) -> int:
         self._chunks.append(bytes(data))
         self._position += len(data)
         return len(data)
@@ -116,6 +116,9 @@ class _Sink:
         return self._position
 
     def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def take(self) -> bytes:
@@ -127,7 +130,7 @@ def zip_stream(archive, plan: list, dicomdir: bytes, paths: list[str]) -> Iterat
     """The ZIP, chunk by chunk: DICOMDIR first, then each instance read when it is reached."""
     sink = _Sink()
     stamp = time.localtime()[:6]
-    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as zf:  # type: ignore[arg-type]
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr(zipfile.ZipInfo("DICOMDIR", stamp), dicomdir)
         yield sink.take()
         for (ref, target), path in zip(plan, paths):
@@ -142,6 +145,21 @@ def zip_stream(archive, plan: list, dicomdir: bytes, paths: list[str]) -> Iterat
                     yield sink.take()
             yield sink.take()
     yield sink.take()
+
+
+def retrieve_study_or_series(service, request: WebRequest, study: str, series: str | None = None) -> WebResponse:
+    """WADO-RS of a study or series, as a ZIP when the Accept prefers it, else multipart/related."""
+    if zip_range(request) is not None:
+        return retrieve(service, request, study, series)
+    if not dicom_choices(_accept(request)):
+        raise HttpError(406, f'this resource is available as multipart/related; type="application/dicom" or {ZIP}')
+    uids = {"study": study} if series is None else {"study": study, "series": series}
+    return web_wado.retrieve(service, request, **uids)
+
+
+def _accept(request: WebRequest) -> str | None:
+    """The accept query parameter, else the Accept header (PS3.18 8.3.3.1)."""
+    return next((v for n, v in request.query if n.lower() == "accept"), None) or request.header("accept")
 
 
 def retrieve(service, request: WebRequest, study: str, series: str | None = None) -> WebResponse:
@@ -168,4 +186,4 @@ def retrieve(service, request: WebRequest, study: str, series: str | None = None
     return WebResponse(200, headers, zip_stream(archive, plan, dicomdir, paths))
 
 
-__all__ = ["retrieve", "zip_range", "build_dicomdir", "zip_stream", "ZIP"]
+__all__ = ["retrieve", "retrieve_study_or_series", "zip_range", "build_dicomdir", "zip_stream", "ZIP"]
