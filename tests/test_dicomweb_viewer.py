@@ -45,6 +45,8 @@ STUDIES = {
 IMPLICIT_STUDY = f"{ROOT}.7"  # stored in Implicit VR Little Endian
 JPEG_STUDY = f"{ROOT}.8"  # stored as JPEG Baseline (never decoded by the server)
 SPARSE_STUDY = f"{ROOT}.9"  # no StudyID, SeriesNumber or InstanceNumber (DICOMDIR type 1 keys)
+SR_STUDY = f"{ROOT}.10"  # an SR document without the keys of its DICOMDIR record
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 
 def _image(sop: str, study: str, series: str, **kw) -> pydicom.Dataset:
@@ -80,6 +82,16 @@ def instances() -> list[bytes]:
         )
         del sparse.StudyID, sparse.SeriesNumber
         out.append(to_bytes(sparse))
+    sr = make_instance(
+        sop=f"{SR_STUDY}.1.1",
+        study=SR_STUDY,
+        series=f"{SR_STUDY}.1",
+        patient_id="P10",
+        modality="SR",
+        study_date="20180101",
+        sop_class=BASIC_TEXT_SR,
+    )
+    out.append(to_bytes(sr))
     return out
 
 
@@ -348,6 +360,16 @@ def test_zip_accept_negotiation_and_errors(server):
     assert other_series.status_code == 404
 
 
+def test_zip_without_a_possible_dicomdir_is_406_naming_the_instance(server):
+    url = f"{server.url}/studies/{SR_STUDY}"
+    r = server.http.get(url, headers=ZIP)
+    assert r.status_code == 406
+    assert f"{SR_STUDY}.1.1" in r.text and "Completion Flag" in r.text and "multipart/related" in r.text
+    # the instance is still there and still retrievable as multipart/related
+    multipart = server.http.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'})
+    assert multipart.status_code == 200 and server.arc.get(f"{SR_STUDY}.1.1") in multipart.content
+
+
 def test_zip_is_streamed_instance_by_instance(server):
     """The answer is an iterator; no instance is read before the client pulls the ZIP."""
     reads: list[str] = []
@@ -397,7 +419,7 @@ def all_pages(server, path: str, size: int, **params) -> list[dict]:
 
 def test_qido_total_count_on_every_page(server):
     total = server.arc.count({}, level="STUDY")
-    assert total == 9
+    assert total == 10
     for params in ({}, {"limit": 2}, {"limit": 2, "offset": 4}, {"offset": total - 1}, {"offset": total + 5}):
         r = get_json(server, "/studies", **params)
         assert int(r.headers["x-total-count"]) == total, params
