@@ -370,8 +370,12 @@ def test_zip_without_a_possible_dicomdir_is_406_naming_the_instance(server):
     assert multipart.status_code == 200 and server.arc.get(f"{SR_STUDY}.1.1") in multipart.content
 
 
-def test_zip_is_streamed_instance_by_instance(server):
-    """The answer is an iterator; no instance is read before the client pulls the ZIP."""
+def test_zip_is_streamed_instance_by_instance(server, monkeypatch):
+    """The answer is an iterator; no instance is read before the client pulls the ZIP, and an
+    instance goes out in chunks (a small chunk size here, so that each instance takes several)."""
+    from pacscore.adapters import web_zip
+
+    monkeypatch.setattr(web_zip, "CHUNK", 100)
     reads: list[str] = []
 
     class CountingArchive:
@@ -396,6 +400,10 @@ def test_zip_is_streamed_instance_by_instance(server):
     assert len(reads) == 5
     with zipfile.ZipFile(io.BytesIO(first + rest)) as zf:
         assert len(zf.namelist()) == 6
+        for name in zf.namelist():
+            if name != "DICOMDIR":
+                data = zf.read(name)
+                assert data == server.arc.get(pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID)
 
 
 # -- QIDO-RS paging, total count and order ---------------------------------------------------
