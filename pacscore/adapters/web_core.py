@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NotFound, PacsError, QueryError, StorageError
-from . import web_qido, web_stow, web_wado
+from . import web_qido, web_stow, web_uri, web_wado, web_zip
 from .web_http import (
     DICOM_JSON,
     UID_RE,
@@ -298,6 +298,14 @@ def _retrieve(service, request, segs, **uids) -> WebResponse:
     return web_wado.retrieve(service, request, **uids)
 
 
+def _retrieve_or_zip(service, request, segs, **uids) -> WebResponse:
+    return web_zip.retrieve_study_or_series(service, request, **uids)
+
+
+def _wado_uri(service, request, segs) -> WebResponse:
+    return web_uri.retrieve(service, request)
+
+
 def _metadata(service, request, segs, **uids) -> WebResponse:
     return web_wado.metadata(service, request, **uids)
 
@@ -322,18 +330,20 @@ _STUDY = ("studies", "{study}")
 _SERIES = (*_STUDY, "series", "{series}")
 _INSTANCE = (*_SERIES, "instances", "{instance}")
 
-#: PS3.18 10.4 (WADO-RS), 10.5 (STOW-RS), 10.6 (QIDO-RS): every resource this origin server has
+#: PS3.18 10.4 (WADO-RS), 10.5 (STOW-RS), 10.6 (QIDO-RS), 9 (WADO-URI): every resource this
+#: origin server has
 ROUTES: tuple[Route, ...] = (
+    Route(("wado",), ("GET",), _wado_uri),
     Route(("studies",), ("GET",), _search),
     Route(("studies",), ("POST",), _store),
     Route(("series",), ("GET",), _search),
     Route(("instances",), ("GET",), _search),
-    Route(_STUDY, ("GET",), _retrieve),
+    Route(_STUDY, ("GET",), _retrieve_or_zip),
     Route(_STUDY, ("POST",), _store),
     Route((*_STUDY, "metadata"), ("GET",), _metadata),
     Route((*_STUDY, "series"), ("GET",), _search),
     Route((*_STUDY, "instances"), ("GET",), _search),
-    Route(_SERIES, ("GET",), _retrieve),
+    Route(_SERIES, ("GET",), _retrieve_or_zip),
     Route((*_SERIES, "metadata"), ("GET",), _metadata),
     Route((*_SERIES, "instances"), ("GET",), _search),
     Route(_INSTANCE, ("GET",), _retrieve),

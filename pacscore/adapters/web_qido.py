@@ -7,6 +7,7 @@ QIDO-RS search and an in-process ``find()`` with the same keys return the same m
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass, field
 
@@ -61,7 +62,19 @@ T_STUDY = "0020000D"
 T_SERIES = "0020000E"
 T_SOP = "00080018"
 
-RESERVED = ("limit", "offset", "includefield", "fuzzymatching", "emptyvaluematching", "multiplevaluematching")
+RESERVED = (
+    "limit",
+    "offset",
+    "includefield",
+    "fuzzymatching",
+    "emptyvaluematching",
+    "multiplevaluematching",
+    "orderby",
+)
+#: the attributes ``orderby`` sorts on (a pacscore extension; PS3.18 does not define ordering)
+ORDERABLE = ("StudyDate",)
+#: the unique key of each level: the tie-break of an ordered answer and how a page is fetched
+UNIQUE_KEYS = {"STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
 _ATTRIBUTE_NAME = re.compile(r"^([A-Z][A-Za-z0-9]*|[0-9A-Fa-f]{8})(\.([A-Z][A-Za-z0-9]*|[0-9A-Fa-f]{8}))*$")
 _UINT = re.compile(r"^[0-9]{1,12}$")
 
@@ -169,6 +182,15 @@ class Search:
     drop_if_empty: set  # keywords left out of an answer when empty (conditional / "all")
     warnings: list[str]
     empty: bool = False  # the request cannot match anything (fixed UID outside a UID list)
+    order: Order | None = None  # orderby, where it changes the order (None: unique-key order)
+
+
+@dataclass(frozen=True)
+class Order:
+    """``orderby=StudyDate`` / ``orderby=-StudyDate``: by the attribute, then in unique-key order."""
+
+    keyword: str
+    descending: bool
 
 
 def merge_uid_lists(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -233,7 +255,14 @@ def parse_search(
         drop_if_empty=drop_if_empty,
         warnings=params.warnings,
         empty=keys.empty,
+        order=params.order if params.order is not None and _order_applies(params.order, resource) else None,
     )
+
+
+def _order_applies(order: Order, resource: Resource) -> bool:
+    """Whether the order can differ from unique-key order: below one fixed study (a
+    non-relational series or instance search) every match has that study's StudyDate."""
+    return resource.level == "STUDY" or resource.relational
 
 
 @dataclass
@@ -247,6 +276,7 @@ class _Parameters:
     #: the matching options the request sets (fuzzymatching, emptyvaluematching, ...)
     options: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    order: Order | None = None
 
 
 def _reserved_parameters(query: list[tuple[str, str]]) -> _Parameters:
@@ -274,11 +304,24 @@ def _reserved_parameters(query: list[tuple[str, str]]) -> _Parameters:
             params.options["empty_value_matching"] = _bool(lname, value)
         elif lname == "multiplevaluematching":
             params.options["multiple_value_matching"] = _bool(lname, value)
+        elif lname == "orderby":
+            params.order = _order(value)
         else:
             _include_fields(params, value)
     if params.include_all and params.includes:
         raise HttpError(400, "includefield=all excludes any other includefield")
     return params
+
+
+def _order(value: str) -> Order:
+    text = value.strip()
+    descending = text.startswith("-")
+    keyword = text.lstrip("+-").strip()
+    if keyword not in ORDERABLE:
+        raise HttpError(
+            400, f"orderby: cannot order by {keyword!r} (this server orders by {', '.join(ORDERABLE)} only)"
+        )
+    return Order(keyword, descending)
 
 
 def _include_fields(params: _Parameters, value: str) -> None:
@@ -438,7 +481,10 @@ def _accept(request: WebRequest) -> str | None:
 
 
 def search(service, request: WebRequest, segs: list[str]) -> WebResponse:
-    """Answer a QIDO-RS request: 200 with a page of DICOM JSON, or 204 when it is empty."""
+    """Answer a QIDO-RS request: 200 with a page of DICOM JSON, or 204 when it is empty.
+
+    Every answer carries ``X-Total-Count``, the number of matches of the whole search (so a
+    client can show "page 3 of 12"); ``limit=0`` asks for that count alone."""
     content_type = _negotiate(request)
     parsed = parse_search(segs, request.query, defaults=service.find_options)
     limits = service.limits
@@ -446,32 +492,87 @@ def search(service, request: WebRequest, segs: list[str]) -> WebResponse:
     limit = min(limit, limits.max_results)
     service_uri = request.base_url or "pacscore"
     headers = [warning(service_uri, text) for text in parsed.warnings]
-    if parsed.empty or limit == 0:
-        return WebResponse(204, headers)
     archive = service.archive
-    rows = list(
-        archive.find(
-            parsed.identifier,
-            level=parsed.level,
-            model="STUDY",
-            limit=limit + 1,
-            offset=parsed.offset,
-            format="json",
-            **parsed.options,
-        )
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
+    if parsed.empty:
+        return WebResponse(204, [*headers, (TOTAL_COUNT, "0")])
+    if limit == 0:
+        return WebResponse(204, [*headers, (TOTAL_COUNT, str(_count(archive, parsed)))])
+    if parsed.order is not None:
+        rows, total = _ordered_page(archive, parsed, limit)
+    else:
+        rows, total = _page(archive, parsed, limit)
+    headers.append((TOTAL_COUNT, str(total)))
     if not rows:
         return WebResponse(204, headers)
-    if more:
-        total = archive.count(parsed.identifier, level=parsed.level, model="STUDY", **parsed.options)
-        remaining = total - parsed.offset - len(rows)
-        if remaining > 0:
-            headers.append(warning(service_uri, f"There are {remaining} additional results that can be requested"))
+    remaining = total - parsed.offset - len(rows)
+    if remaining > 0:
+        headers.append(warning(service_uri, f"There are {remaining} additional results that can be requested"))
     drop_tags = {_tag_hex(k) for k in parsed.drop_if_empty}
     answer = [finish_row(row, parsed, request.base_url, drop_tags) for row in rows]
     return json_response(answer, 200, headers, content_type=content_type)
+
+
+#: the response header with the number of matches of the whole search (docs/conformance-dicomweb.md)
+TOTAL_COUNT = "X-Total-Count"
+
+
+def _find(archive, parsed: Search, identifier: dict, **paging) -> list[dict]:
+    return list(archive.find(identifier, level=parsed.level, model="STUDY", format="json", **paging, **parsed.options))
+
+
+def _count(archive, parsed: Search) -> int:
+    return archive.count(parsed.identifier, level=parsed.level, model="STUDY", **parsed.options)
+
+
+def _page(archive, parsed: Search, limit: int) -> tuple[list[dict], int]:
+    """One page in unique-key order and the total; the archive counts (without building
+    results) only when the page alone does not tell the total."""
+    rows = _find(archive, parsed, parsed.identifier, limit=limit + 1, offset=parsed.offset)
+    if len(rows) > limit:
+        return rows[:limit], _count(archive, parsed)
+    if rows or parsed.offset == 0:
+        return rows, parsed.offset + len(rows)
+    return rows, _count(archive, parsed)  # past the end: the page says nothing of the total
+
+
+def _ordered_page(archive, parsed: Search, limit: int) -> tuple[list[dict], int]:
+    """One page ordered by ``parsed.order``, then by unique key, and the total.
+
+    A first pass asks every match for the sort attribute and the unique key only (a zero-length
+    key is universal matching, PS3.4 C.2.2.2.3, so dropping the return keys keeps the matches)
+    and keeps the best ``offset + limit`` of them; a second pass builds the full results of the
+    page alone, through the list of its unique keys."""
+    order = parsed.order
+    assert order is not None
+    unique = UNIQUE_KEYS[parsed.level]
+    keep = {order.keyword, unique}
+    light = {k: v for k, v in parsed.identifier.items() if v != "" or k in keep}
+    light.setdefault(order.keyword, "")
+    light.setdefault(unique, "")
+    sort_tag, unique_tag = _tag_hex(order.keyword), _tag_hex(unique)
+    total = 0
+
+    def keyed():
+        nonlocal total
+        for i, row in enumerate(_find(archive, parsed, light)):
+            total += 1
+            value = _first_value(row, sort_tag)
+            yield (value, -i if order.descending else i), _first_value(row, unique_tag)
+
+    wanted = parsed.offset + limit
+    select = heapq.nlargest if order.descending else heapq.nsmallest
+    best = select(wanted, keyed(), key=lambda item: item[0])
+    page = [uid for _, uid in best[parsed.offset :]]
+    if not page:
+        return [], total
+    rows = _find(archive, parsed, {**parsed.identifier, unique: "\\".join(page)})
+    by_uid = {_first_value(row, unique_tag): row for row in rows}
+    return [by_uid[uid] for uid in page if uid in by_uid], total
+
+
+def _first_value(row: dict, tag: str) -> str:
+    values = (row.get(tag) or {}).get("Value") or []
+    return str(values[0]) if values else ""
 
 
 __all__ = [

@@ -100,6 +100,11 @@ def _refs(service, study: str, series: str | None = None, instance: str | None =
     return refs
 
 
+#: the instances a study, series or instance path names (404 when the UIDs do not agree); shared
+#: with WADO-URI and the ZIP download
+instance_refs = _refs
+
+
 def instance_url(base_url: str, ref) -> str:
     """The instance's WADO-RS URL, each UID one percent-encoded path segment."""
     return (
@@ -411,4 +416,14 @@ def bulkdata(service, request: WebRequest, study: str, series: str, instance: st
     )
 
 
-__all__ = ["retrieve", "metadata", "frames", "bulkdata", "select_syntax", "dicom_choices", "transcode", "FRAME_MEDIA"]
+__all__ = [
+    "retrieve",
+    "instance_refs",
+    "metadata",
+    "frames",
+    "bulkdata",
+    "select_syntax",
+    "dicom_choices",
+    "transcode",
+    "FRAME_MEDIA",
+]
