@@ -449,10 +449,10 @@ class Archive:
         self,
         sources: object,
         *,
+        origin: Origin = API,
         workers: int | None = None,
         progress: bool = False,
         batch_size: int = BATCH_INSTANCES,
-        origin: Origin = API,
     ) -> IngestReport:
         """Store files, folders (walked recursively), bytes or Datasets; returns an IngestReport.
 

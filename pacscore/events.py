@@ -104,6 +104,13 @@ def _call(fn: Callable[..., Any], event: object) -> None:
         log.exception("event hook %s failed on a %s; ignored", hook_name(fn), type(event).__name__)
 
 
+def _call_each(hooks: tuple[Callable[..., Any], ...], events: list) -> None:
+    """Every hook on every event, event by event, in the order they were registered."""
+    for event in events:
+        for fn in hooks:
+            _call(fn, event)
+
+
 @dataclass
 class _Quiet:
     """A study inside its quiet period for one stable hook."""
@@ -182,17 +189,13 @@ class Hooks:
         events = list(events)
         if self._stable:
             self._start_quiet_periods(events)
-        for event in events:
-            for fn in self._stored:
-                _call(fn, event)
+        _call_each(self._stored, events)
 
     def deleted(self, events: Iterable[DeletedEvent]) -> None:
         events = list(events)
         if self._stable:
             self._forget(events)
-        for event in events:
-            for fn in self._deleted:
-                _call(fn, event)
+        _call_each(self._deleted, events)
 
     def _start_quiet_periods(self, events: list[StoredEvent]) -> None:
         now, wall = time.monotonic(), time.time()

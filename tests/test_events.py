@@ -317,11 +317,18 @@ def documented_block(page: Path, marker: str) -> str:
     return block
 
 
+def storescu(port: int, *files: Path):
+    """DCMTK's storescu as modality MODALITY1, sending ``files`` to PACSCORE on ``port``."""
+    from .dimse_helpers import run
+
+    return run(["storescu", "-aet", "MODALITY1", "-aec", "PACSCORE", "127.0.0.1", str(port), *map(str, files)])
+
+
 def test_documented_auto_routing_forwards_each_stable_study_once_byte_identical(tmp_path):
     pynetdicom = pytest.importorskip("pynetdicom")
     from pacscore.adapters import dimse
 
-    from .dimse_helpers import dataset_bytes, dcmtk, run
+    from .dimse_helpers import dataset_bytes, dcmtk
 
     if dcmtk("storescu") is None:
         pytest.skip("DCMTK's storescu is not on PATH")
@@ -354,20 +361,9 @@ def test_documented_auto_routing_forwards_each_stable_study_once_byte_identical(
             namespace["auto_route"](arc, "WORKSTATION", "127.0.0.1", dest.server_address[1], seconds=0.3)
             arc.on_study_stable(routed.append, seconds=0.3)  # registered after the router: runs after it
             server = dimse.serve(arc, "PACSCORE", 0, "127.0.0.1", block=False)
-            port = str(server.server_address[1])
+            port = server.server_address[1]
             try:
-                proc = run(
-                    [
-                        "storescu",
-                        "-aet",
-                        "MODALITY1",
-                        "-aec",
-                        "PACSCORE",
-                        "127.0.0.1",
-                        port,
-                        *map(str, sorted(files.iterdir())),
-                    ]
-                )
+                proc = storescu(port, *sorted(files.iterdir()))
                 assert proc.returncode == 0, proc.stderr
                 wait_until(lambda: len(routed) == 2, "two stable studies")
                 assert sorted(uid for uid, _ in received) == sorted(first)  # each instance once
@@ -379,20 +375,8 @@ def test_documented_auto_routing_forwards_each_stable_study_once_byte_identical(
                 late = files / "late"
                 late.mkdir()
                 (late / "new.dcm").write_bytes(instance("1.2.5.1.1", study="1.2.5"))
-                again = [str(files / f"{uid}.dcm") for uid in first if uid.startswith("1.2.3.")]
-                proc = run(
-                    [
-                        "storescu",
-                        "-aet",
-                        "MODALITY1",
-                        "-aec",
-                        "PACSCORE",
-                        "127.0.0.1",
-                        port,
-                        *again,
-                        str(late / "new.dcm"),
-                    ]
-                )
+                again = [files / f"{uid}.dcm" for uid in first if uid.startswith("1.2.3.")]
+                proc = storescu(port, *again, late / "new.dcm")
                 assert proc.returncode == 0, proc.stderr
                 wait_until(lambda: len(routed) == 3, "the third study")
                 assert routed[2].study_instance_uid == "1.2.5"
