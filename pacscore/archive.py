@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import lmdb
 import pydicom
@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset
 from . import ingest, model
 from .blobs import BlobStore, open_blobstore
 from .errors import ArchiveNotFound, ConfigError, IngestError, NotFound, PacsError, QueryError, StorageError
+from .events import API, DeletedEvent, Hook, Hooks, Origin, StoredEvent
 from .index import codec as records
 from .index import pending, snapshot
 from .index.extra_tags import set_indexed
@@ -90,6 +91,7 @@ class Archive:
         self.folder = Path(folder)
         self.readonly = readonly
         self._closed = True
+        self._hooks = Hooks(str(self.folder))
         index_path = self.folder / "index"
         new = not (index_path / "data.mdb").exists()
         if new and (readonly or not create):
@@ -235,6 +237,7 @@ class Archive:
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
+        self._hooks.close()  # first: a study-stable hook may still read the archive
         if not self._closed:
             self.blobs.close()
             self.index.close()
@@ -248,6 +251,28 @@ class Archive:
 
     def __repr__(self) -> str:
         return f"<pacscore.Archive {str(self.folder)!r}>"
+
+    # -- event hooks (pacscore/events.py) ---------------------------------------------------
+    def on_stored(self, fn: Hook) -> Hook:
+        """Call ``fn(StoredEvent)`` for every instance stored through this handle, after its
+        commit, in the storing thread; returns ``fn`` (so it works as a decorator)."""
+        return self._hooks.add_stored(fn)
+
+    def on_deleted(self, fn: Hook) -> Hook:
+        """Call ``fn(DeletedEvent)`` for every instance ``delete()`` removes, after the commit."""
+        return self._hooks.add_deleted(fn)
+
+    def on_study_stable(self, fn: Hook | None = None, *, seconds: float = 60.0) -> Any:
+        """Call ``fn(StudyStableEvent)`` once a study got no new instance (stored or replaced)
+        through this handle for ``seconds``, on this handle's timer thread; again after each
+        later quiet period. ``@arc.on_study_stable(seconds=30)`` works as a decorator too."""
+        if fn is None:
+            return lambda f: self._hooks.add_stable(f, seconds)
+        return self._hooks.add_stable(fn, seconds)
+
+    def remove_hook(self, fn: Callable[..., Any]) -> bool:
+        """Unregister ``fn`` from every event; whether it was registered."""
+        return self._hooks.remove(fn)
 
     # -- writing ----------------------------------------------------------------------------
     def _write(self, fn):
@@ -277,14 +302,15 @@ class Archive:
                 raise StorageError(f"index write failed: {exc}") from None
         raise StorageError("the index map could not grow enough")
 
-    def store(self, source: object) -> StoreResult:
+    def store(self, source: object, *, origin: Origin = API) -> StoreResult:
         """Store one instance (path, bytes, binary file object or pydicom Dataset).
 
         Storing the same SOP Instance UID again is idempotent: the same bytes are a no-op;
         different bytes replace the stored ones (``on_conflict="keep"`` / ``"error"`` otherwise).
+        ``origin`` is what the stored hooks are told (adapters say "dimse" or "stow").
         """
         parsed = ingest.parse(source, uid_policy=self.uid_policy)
-        report = self._store_parsed([parsed])
+        report = self._store_parsed([parsed], origin=origin)
         for status in ("stored", "replaced", "duplicates", "kept"):
             if getattr(report, status):
                 return StoreResult(
@@ -294,9 +320,12 @@ class Archive:
                 )
         raise IngestError(report.rejected[0][0], report.rejected[0][1])
 
-    def _store_parsed(self, batch: list[ingest.ParsedInstance], report: IngestReport | None = None) -> IngestReport:
+    def _store_parsed(
+        self, batch: list[ingest.ParsedInstance], report: IngestReport | None = None, origin: Origin = API
+    ) -> IngestReport:
         report = report or IngestReport()
         existing = {}
+        placed: dict[str, tuple[str, str, str]] = {}  # SOP Instance UID -> its stored (study, series, patient)
         with snapshot.read(self.index) as snap:
             for p in batch:
                 raw = snap.record("IMAGE", p.sop_instance_uid.encode())
@@ -305,6 +334,18 @@ class Archive:
                         records.get_value(raw, T_CHECKSUM),
                         records.get_value(raw, T_BLOBKEY),
                     )
+                    placed[p.sop_instance_uid] = tuple(
+                        records.get_value(raw, t) for t in (T_STUDY, T_PARENT, T_PATIENT)
+                    )
+        # what the stored hooks are told, in batch order: events for instances left as they
+        # were, indexes into the commit's outcome for the others
+        told: list[StoredEvent | int] = []
+
+        def unchanged(p: ingest.ParsedInstance, status: str) -> None:
+            if self._hooks.wants_stored:
+                where = placed.get(p.sop_instance_uid) or (p.study_instance_uid, p.series_instance_uid, p.patient_key)
+                told.append(StoredEvent(p.sop_instance_uid, *where, status, origin.source, origin.calling_ae))
+
         todo: list[ingest.ParsedInstance] = []
         seen: dict[str, tuple[str, str]] = {}  # SOP Instance UID -> (checksum, blob key) in this batch
         for p in batch:
@@ -318,9 +359,11 @@ class Archive:
                 if p.sop_instance_uid in existing and not self._blob_intact(old[1], len(p.data)):
                     self.blobs.put(old[1], p.data)  # same bytes, but the blob was lost or cut: heal it
                 report.duplicates.append(p.sop_instance_uid)
+                unchanged(p, "duplicate")
                 continue
             if old is not None and self.on_conflict == "keep":
                 report.kept.append(p.sop_instance_uid)
+                unchanged(p, "kept")
                 continue
             if old is not None and self.on_conflict == "error":
                 report.rejected.append(
@@ -331,8 +374,10 @@ class Archive:
                 )
                 continue
             seen[p.sop_instance_uid] = (p.checksum, _blob_key(p))
+            told.append(len(todo))
             todo.append(p)
         if not todo:
+            self._hooks.stored(e for e in told if isinstance(e, StoredEvent))
             return report
         # the blobs are journaled before they are written and until the commit that indexes them,
         # so that repair never takes them for orphans (index/pending.py)
@@ -351,7 +396,8 @@ class Archive:
                 writer.add(p)
                 rec = writer.load_existing("IMAGE", p.sop_instance_uid.encode(), "the instance just added")
                 rec[T_BLOBKEY] = ("IN", _blob_key(p))
-                outcome.append((p.sop_instance_uid, old is not None, move_between(p.sop_instance_uid, old, rec)))
+                where = (rec[T_STUDY][1], rec[T_PARENT][1], rec[T_PATIENT][1])
+                outcome.append((p.sop_instance_uid, old is not None, move_between(p.sop_instance_uid, old, rec), where))
             if replaced_blobs:  # the old blobs are unreferenced from this commit until discarded
                 pending.record(writer.txn, meta, token, replaced_blobs)
             else:
@@ -375,11 +421,13 @@ class Archive:
                 self._discard_journaled(token, replaced_blobs)
         finally:
             pending.forget(token)
-        for uid, was_replaced, move in outcome:
+        for uid, was_replaced, move, _where in outcome:
             (report.replaced if was_replaced else report.stored).append(uid)
             if move is not None:
                 report.moved.append(move)
                 log.warning("replacement %s", move.log_message())
+        if self._hooks.wants_stored:
+            self._hooks.stored(e if isinstance(e, StoredEvent) else _stored_event(outcome[e], origin) for e in told)
         return report
 
     def _blob_intact(self, key: str, size: int) -> bool:
@@ -398,7 +446,13 @@ class Archive:
             log.warning("could not remove blobs %s: %s", keys[:3], exc)
 
     def store_many(
-        self, sources: object, *, workers: int | None = None, progress: bool = False, batch_size: int = BATCH_INSTANCES
+        self,
+        sources: object,
+        *,
+        origin: Origin = API,
+        workers: int | None = None,
+        progress: bool = False,
+        batch_size: int = BATCH_INSTANCES,
     ) -> IngestReport:
         """Store files, folders (walked recursively), bytes or Datasets; returns an IngestReport.
 
@@ -406,6 +460,7 @@ class Archive:
         that are not DICOM are skipped and listed in ``report.rejected`` with the reason.
         ``sources`` may be any iterable (a generator too): it is read as ingest goes, with a
         bounded number of instances in flight, so memory does not grow with its length.
+        The stored hooks hear of each batch's instances after that batch's commit.
         """
         items = expand_sources(sources)
         report = IngestReport()
@@ -419,7 +474,7 @@ class Archive:
         def flush():
             nonlocal batch, batch_bytes
             if batch:
-                self._store_parsed(batch, report)
+                self._store_parsed(batch, report, origin)
                 batch, batch_bytes = [], 0
 
         try:
@@ -620,23 +675,29 @@ class Archive:
         meta = self.index.db("meta")
 
         def apply(writer: Writer):
-            keys = []
+            keys, gone = [], []
             for ref in refs:
                 old = writer.delete_instance(ref.sop_instance_uid)
                 if old is not None:
                     keys.append(old[T_BLOBKEY][1])
+                    gone.append(ref)
             if keys:  # unreferenced from this commit until discarded: journaled in the same commit
                 pending.record(writer.txn, meta, token, keys)
-            return keys
+            return keys, gone
 
         try:
-            blob_keys = self._write(apply)
+            blob_keys, gone = self._write(apply)
             # after the commit: a crash here leaves journaled orphans (removed at the next open),
             # never dangling entries
             if blob_keys:
                 self._discard_journaled(token, blob_keys)
         finally:
             pending.forget(token)
+        if self._hooks.wants_deleted:
+            self._hooks.deleted(
+                DeletedEvent(r.sop_instance_uid, r.study_instance_uid, r.series_instance_uid, r.patient_key)
+                for r in gone
+            )
         return len(blob_keys)
 
     # -- maintenance ------------------------------------------------------------------------
@@ -690,6 +751,12 @@ _PLURAL = {"PATIENT": "patients", "STUDY": "studies", "SERIES": "series", "IMAGE
 
 
 _SAFE_UID_CHARS = re.compile(r"[^0-9A-Za-z.]")
+
+
+def _stored_event(outcome: tuple, origin: Origin) -> StoredEvent:
+    uid, was_replaced, move, (study, series, patient) = outcome
+    status = "replaced" if was_replaced else "stored"
+    return StoredEvent(uid, study, series, patient, status, origin.source, origin.calling_ae, move)
 
 
 def _blob_key(p: ingest.ParsedInstance) -> str:

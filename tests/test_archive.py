@@ -380,10 +380,10 @@ def test_store_many_streams_a_generator_through_one_pool(arc, monkeypatch):
 
     real = arc._store_parsed
 
-    def store(batch, report=None):
+    def store(batch, *rest):
         if not seen_at_first_commit:
             seen_at_first_commit.append(len(taken))
-        return real(batch, report)
+        return real(batch, *rest)
 
     monkeypatch.setattr(arc, "_store_parsed", store)
     report = arc.store_many(sources(), workers=2, batch_size=100)

@@ -18,6 +18,7 @@ from pynetdicom import evt
 from pynetdicom.dsutils import encode_file_meta
 
 from ..errors import IngestError, QueryError, StorageError
+from ..events import Origin
 from .dimse_common import (
     CANCEL,
     FIND_EXT_OPTIONS,
@@ -284,7 +285,7 @@ class DimseService(RetrieveHandlers):
             if title:
                 meta.SourceApplicationEntityTitle = title
             data = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), event.encoded_dataset(include_meta=False)))
-            result = self.archive.store(data)
+            result = self.archive.store(data, origin=Origin("dimse", calling_ae=title or None))
         except IngestError as exc:
             st.store_failed += 1
             reason = getattr(exc, "reason", str(exc))

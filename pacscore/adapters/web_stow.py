@@ -25,6 +25,7 @@ import logging
 import pydicom
 
 from ..errors import IngestError, StorageError
+from ..events import STOW
 from .web_http import HttpError, WebRequest, WebResponse, json_response, uid_segment
 from .web_multipart import MultipartError, PartTooLarge, parse_media_type, read_parts
 
@@ -129,7 +130,7 @@ def _store_part(archive, data: bytes, part_type: str, study: str | None, base_ur
             )
         study_uid, series_uid = parsed.study_instance_uid, parsed.series_instance_uid
     try:
-        result = archive.store(data)
+        result = archive.store(data, origin=STOW)
     except IngestError as exc:
         return "failed", _failed(sop_class, sop_uid, FAIL_CANNOT_UNDERSTAND, exc.reason), None
     except MemoryError:
