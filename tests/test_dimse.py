@@ -61,6 +61,7 @@ from .dimse_helpers import (
     write_test_folder,
 )
 from .expected_warnings import BAD_DATES, BAD_UIDS
+from .pki import make_pki
 
 HAVE_DCMTK = all(dcmtk(t) for t in ("echoscu", "storescu", "findscu", "getscu", "movescu", "storescp"))
 
@@ -1078,66 +1079,20 @@ def test_pynetdicom_move_to_known_unknown_and_unreachable_destinations(scp, pyst
 
 
 # ---- TLS ---------------------------------------------------------------------------------------
-def _make_pki(folder):
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def cert(subject, key, issuer, issuer_key, ca=False, san=None):
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(name(subject))
-            .issuer_name(name(issuer))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if san:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
-        return b.sign(issuer_key, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = cert("test-ca", ca_key, "test-ca", ca_key, ca=True)
-    paths = {"ca": folder / "ca.pem"}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for who in ("server", "client"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        c = cert(who, key, "test-ca", ca_key, san="localhost")
-        paths[f"{who}_cert"] = folder / f"{who}.pem"
-        paths[f"{who}_key"] = folder / f"{who}.key"
-        paths[f"{who}_cert"].write_bytes(c.public_bytes(serialization.Encoding.PEM))
-        paths[f"{who}_key"].write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-    return paths
-
-
 def test_tls_with_client_certificates(arc, tmp_path):
     pytest.importorskip("cryptography")
-    pki = _make_pki(tmp_path)
+    pki = make_pki(tmp_path)
     server = dimse.serve(
         arc,
         "PACSCORE",
         0,
         block=False,
-        ssl_context=dimse.tls_context(str(pki["server_cert"]), str(pki["server_key"]), str(pki["ca"])),
+        ssl_context=dimse.tls_context(str(pki["server"][0]), str(pki["server"][1]), str(pki["ca"])),
     )
     port = server.server_address[1]
     try:
         client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca"]))
-        client.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
+        client.load_cert_chain(str(pki["client"][0]), str(pki["client"][1]))
         assoc = associate(port, Verification, tls_args=(client, "localhost"))
         assert assoc.send_c_echo().Status == 0
         assoc.release()

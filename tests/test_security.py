@@ -4,8 +4,6 @@ logs at default settings. The threat model is docs/security.md."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import logging
 import ssl
 
@@ -22,6 +20,7 @@ from pacscore.cli import main as cli
 
 from .expected_warnings import BAD_DATES, BAD_UIDS
 from .factories import make_instance, to_bytes
+from .pki import make_pki
 
 TRAVERSALS = [
     "../../etc/passwd",
@@ -167,67 +166,8 @@ def test_calling_ae_allowlist(canary_arc):
 # -- TLS with client certificates -----------------------------------------------------------------
 
 
-def _make_pki(folder):
-    crypto = pytest.importorskip("cryptography")
-    del crypto
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def cert(subject, key, issuer, issuer_key, ca=False, server=False):
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(subject))
-            .issuer_name(name(issuer))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if ca:
-            builder = builder.add_extension(
-                x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-            )
-        else:
-            usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-        return builder.sign(issuer_key, hashes.SHA256())
-
-    def write(stem, key, crt):
-        (folder / f"{stem}.key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        (folder / f"{stem}.pem").write_bytes(crt.public_bytes(serialization.Encoding.PEM))
-
-    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("ca", "rogue", "server", "client", "intruder")}
-    ca = cert("pacscore test CA", keys["ca"], "pacscore test CA", keys["ca"], ca=True)
-    write("ca", keys["ca"], ca)
-    write("server", keys["server"], cert("localhost", keys["server"], "pacscore test CA", keys["ca"], server=True))
-    write("client", keys["client"], cert("GOODSCU", keys["client"], "pacscore test CA", keys["ca"]))
-    write("intruder", keys["intruder"], cert("EVILSCU", keys["intruder"], "rogue CA", keys["rogue"]))
-    return {n: (folder / f"{n}.pem", folder / f"{n}.key") for n in ("server", "client", "intruder")} | {
-        "ca": folder / "ca.pem"
-    }
-
-
 def test_tls_requires_a_client_certificate_from_the_ca(canary_arc, tmp_path):
-    pki = _make_pki(tmp_path)
+    pki = make_pki(tmp_path)
     server_ctx = dimse.tls_context(str(pki["server"][0]), str(pki["server"][1]), str(pki["ca"]))
     server = dimse.serve(canary_arc, "PACSCORE", 0, block=False, ssl_context=server_ctx)
     port = server.server_address[1]
