@@ -10,9 +10,11 @@ from __future__ import annotations
 
 #: 2: scan segments; 3: trigram entries (secondary.GRAM_INDEXED); 4: entries of values the index
 #: cannot file by text apart from the empty ones (secondary.UNINDEXABLE); 5: the extra indexed
-#: tags in their own meta key, their entries backfilled (extra_tags.py). An older archive is
-#: upgraded at its first writable open (migrations.py); opened read-only it is read as it is
-SCHEMA_VERSION = 5
+#: tags in their own meta key, their entries backfilled (extra_tags.py); 6: TM and DT values
+#: filed by their first instant in a sortable form, StudyTime indexed (timekeys.py). An older
+#: archive is upgraded at its first writable open (migrations.py); opened read-only it is read
+#: as it is
+SCHEMA_VERSION = 6
 
 DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
 #: databases with sorted duplicate values

@@ -10,17 +10,32 @@ from __future__ import annotations
 
 import json
 
+from .. import model
 from . import codec
-from .extra_tags import backfill
+from .extra_tags import CHUNK, backfill, index_levels
 from .layout import INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SETTINGS_KEY, following
-from .secondary import GRAM_INDEXED, UNINDEXABLE, gram_entries, is_empty_field, is_empty_gram_field
+from .secondary import (
+    DEFAULT_INDEXED,
+    GRAM_INDEXED,
+    TIME_VRS,
+    UNINDEXABLE,
+    gram_entries,
+    is_empty_field,
+    is_empty_gram_field,
+    prefix,
+    tag_entries,
+)
 from .segments import SEGMENTED_LEVELS, rebuild
+
+#: the schema whose TM and DT entries are sortable instants (to_time_entries)
+TIME_ENTRIES_SCHEMA = 6
 
 
 def upgrade(txn, dbs: dict, version: int) -> None:
-    """Bring an index of schema ``version`` to the current one inside ``txn``."""
-    for step_from, step in ((1, to_segments), (2, to_grams), (3, to_unindexable), (4, to_indexed_tags)):
-        if version <= step_from:
+    """Bring an index of schema ``version`` to the current one inside ``txn``: each step of
+    ``STEPS`` whose target version is above ``version``, in order."""
+    for target, step in STEPS:
+        if version < target:
             step(txn, dbs)
 
 
@@ -87,3 +102,49 @@ def to_indexed_tags(txn, dbs) -> None:
     txn.put(INDEXED_TAGS, json.dumps(tags).encode(), db=dbs["meta"])
     if raw:
         txn.put(SETTINGS_KEY, json.dumps(settings, sort_keys=True).encode(), db=dbs["meta"])
+
+
+def to_time_entries(txn, dbs) -> None:
+    """Version 5 -> 6 (``TIME_ENTRIES_SCHEMA``): TM and DT values are filed by their first
+    instant in a sortable form (index/timekeys.py) and StudyTime is indexed by default. The
+    entries of StudyTime and of every extra indexed tag are rebuilt from the records: an extra
+    tag's values may be TM or DT (a private tag's VR is known only from its records), and its
+    old entries held the text. A tag that is now indexed by default leaves the extra list."""
+    meta = dbs["meta"]
+    raw = txn.get(INDEXED_TAGS, db=meta)
+    extra = [int(t) for t in json.loads(bytes(raw))] if raw else []
+    idx = txn.cursor(db=dbs["idx"])
+    for level, db in LEVEL_DB.items():
+        defaults = DEFAULT_INDEXED.get(level, ())
+        tags = sorted(
+            {t for t in defaults if model.vr_of(t) in TIME_VRS}
+            | {t for t in extra if level in index_levels(t) and t not in defaults}
+        )
+        for tag in tags:
+            head = prefix(level, tag)
+            while idx.set_range(head) and bytes(idx.key()).startswith(head):
+                idx.delete(dupdata=True)
+        if not tags:
+            continue
+        entries: list[tuple[bytes, bytes]] = []
+        for key, rec in txn.cursor(db=dbs[db]).iternext(keys=True, values=True):
+            key, fields = bytes(key), codec.decode(bytes(rec))
+            entries.extend((entry, key) for tag in tags for entry in tag_entries(level, tag, fields.get(tag)))
+            if len(entries) >= CHUNK:  # bounded memory for a large archive
+                idx.putmulti(sorted(entries), dupdata=True)
+                entries = []
+        idx.putmulti(sorted(entries), dupdata=True)
+    kept = [t for t in extra if not all(t in DEFAULT_INDEXED.get(lv, ()) for lv in index_levels(t))]
+    if raw is not None and kept != extra:
+        txn.put(INDEXED_TAGS, json.dumps(kept).encode(), db=meta)
+
+
+#: (the version a step brings an index to, the step), in order; a later step (a version 7)
+#: is appended here
+STEPS = (
+    (2, to_segments),
+    (3, to_grams),
+    (4, to_unindexable),
+    (5, to_indexed_tags),
+    (TIME_ENTRIES_SCHEMA, to_time_entries),
+)
