@@ -403,3 +403,16 @@ def test_the_upgrade_drops_studytime_from_the_extra_tags_now_that_it_is_a_defaul
         assert arc.extra_tags == []
         assert _found(arc, "-1200") == [0]
     assert _idx_entries(folder) == fresh
+
+
+def test_a_datetime_tag_added_later_is_backfilled_by_instant(tmp_path):
+    """``configure(extra_tags=...)`` on an archive that holds instances files their DT values by
+    instant at once, so the first range key on it is planned on the index and loses nothing."""
+    times = ["20200101120000-0500", "2019", "20200230", None, "20200101"]
+    with pacscore.open(tmp_path / "a") as arc:
+        _store_times(arc, times, "AcquisitionDateTime")
+        assert _plan(arc, "2020-", "IMAGE", "AcquisitionDateTime") == "scan"
+        arc.configure(extra_tags=["AcquisitionDateTime"])
+        for key in ["2020-", "-20191231", "20200101170000+0000"]:
+            assert _plan(arc, key, "IMAGE", "AcquisitionDateTime") == "index"
+            assert _found(arc, key, "IMAGE", "AcquisitionDateTime") == _expected("DT", times, key)
