@@ -416,3 +416,19 @@ def test_a_datetime_tag_added_later_is_backfilled_by_instant(tmp_path):
         for key in ["2020-", "-20191231", "20200101170000+0000"]:
             assert _plan(arc, key, "IMAGE", "AcquisitionDateTime") == "index"
             assert _found(arc, key, "IMAGE", "AcquisitionDateTime") == _expected("DT", times, key)
+
+
+def test_a_value_stored_under_another_vr_is_never_lost(tmp_path):
+    """A file may carry an attribute under a VR that is not its dictionary VR (explicit VR).
+    Keys are matched by the dictionary VR, so the index files a StudyTime sent as SH with the
+    values it cannot file (every plan visits them), and an AccessionNumber sent as TM by its
+    text, as the exact-value plan of an SH key reads it."""
+    with pacscore.open(tmp_path / "a") as arc:
+        ds = make_instance(sop="1.7.0.1.1", study="1.7.0", series="1.7.0.1", study_time=None, AccessionNumber=None)
+        ds.add_new(0x00080030, "SH", "0800")
+        ds.add_new(0x00080050, "TM", "0800")
+        arc.store(ds)
+        arc.store(make_instance(sop="1.7.1.1.1", study="1.7.1", series="1.7.1.1", study_time="0900"))
+        assert _found(arc, "-0800") == [0]
+        rows = arc.find({"AccessionNumber": "0800", "StudyInstanceUID": ""}, level="STUDY", format="dict")
+        assert [r["StudyInstanceUID"] for r in rows] == ["1.7.0"]

@@ -107,9 +107,9 @@ def to_indexed_tags(txn, dbs) -> None:
 def to_time_entries(txn, dbs) -> None:
     """Version 5 -> 6 (``TIME_ENTRIES_SCHEMA``): TM and DT values are filed by their first
     instant in a sortable form (index/timekeys.py) and StudyTime is indexed by default. The
-    entries of StudyTime and of every extra indexed tag are rebuilt from the records: an extra
-    tag's values may be TM or DT (a private tag's VR is known only from its records), and its
-    old entries held the text. A tag that is now indexed by default leaves the extra list."""
+    entries of every indexed tag whose dictionary VR is TM or DT (StudyTime, and any such extra
+    tag, whose old entries held the text) are rebuilt from the records; other tags file as
+    before. A tag that is now indexed by default leaves the extra list."""
     meta = dbs["meta"]
     raw = txn.get(INDEXED_TAGS, db=meta)
     extra = [int(t) for t in json.loads(bytes(raw))] if raw else []
@@ -117,8 +117,7 @@ def to_time_entries(txn, dbs) -> None:
     for level, db in LEVEL_DB.items():
         defaults = DEFAULT_INDEXED.get(level, ())
         tags = sorted(
-            {t for t in defaults if model.vr_of(t) in TIME_VRS}
-            | {t for t in extra if level in index_levels(t) and t not in defaults}
+            t for t in {*defaults, *(t for t in extra if level in index_levels(t))} if model.vr_of(t) in TIME_VRS
         )
         for tag in tags:
             head = prefix(level, tag)

@@ -149,4 +149,11 @@ def tag_entries(level: str, tag: int, field: tuple | None) -> set[bytes]:
         return {head}
     if not _is_text(field):
         return {head + UNINDEXABLE}
-    return {head + _encode(v) if v else head + UNINDEXABLE for v in normalise(field[0], field[1])}
+    vr, wanted = field[0], model.vr_of(tag)
+    if vr != wanted and (vr in TIME_VRS or wanted in TIME_VRS):
+        # keys are matched by the dictionary VR: a value sent under another VR (explicit VR)
+        # is filed where the plan of the dictionary VR finds it, or apart; never by instant
+        if wanted in TIME_VRS:
+            return {head + UNINDEXABLE}
+        vr = "UN"  # filed by its text, as the exact-value plans read it
+    return {head + _encode(v) if v else head + UNINDEXABLE for v in normalise(vr, field[1])}
