@@ -274,15 +274,13 @@ def test_a_bad_time_key_is_refused_by_name_and_bad_stored_times_change_nothing(t
 @given(
     st.lists(st.one_of(tm_values(), st.sampled_from(ODD_TIMES)), min_size=1, max_size=8),
     st.lists(range_keys(tm_values()), min_size=1, max_size=4),
-    st.booleans(),
+    st.fixed_dictionaries({"empty_record_matches": st.booleans(), "multiple_value_matching": st.booleans()}),
 )
-def test_time_index_answers_equal_the_reference(times, keys, empty):
+def test_time_index_answers_equal_the_reference(times, keys, options):
     with tempfile.TemporaryDirectory() as tmp, pacscore.open(tmp) as arc:
         _store_times(arc, times)
         for key in keys:
-            assert _found(arc, key, empty_record_matches=empty) == _expected(
-                "TM", times, key, empty_record_matches=empty
-            )
+            assert _found(arc, key, **options) == _expected("TM", times, key, **options)
 
 
 @settings(max_examples=30)
