@@ -336,10 +336,9 @@ def _downgrade_to_version_5(folder, stored: dict[bytes, str | None]) -> None:
     env.close()
 
 
-def test_the_time_entries_step_is_named_and_chained_last():
-    assert TIME_ENTRIES_SCHEMA == 6 == SCHEMA_VERSION
-    assert STEPS[-1] == (TIME_ENTRIES_SCHEMA, to_time_entries)
-    assert [target for target, _ in STEPS] == sorted(target for target, _ in STEPS)
+def test_the_time_entries_step_is_named_for_its_version():
+    assert TIME_ENTRIES_SCHEMA == 6 <= SCHEMA_VERSION
+    assert STEPS[TIME_ENTRIES_SCHEMA] is to_time_entries
 
 
 def test_a_schema_5_archive_answers_read_only_and_gets_its_time_entries_at_open(tmp_path):

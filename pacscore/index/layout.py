@@ -15,6 +15,8 @@ from __future__ import annotations
 #: archive is upgraded at its first writable open (migrations.py); opened read-only it is read
 #: as it is
 SCHEMA_VERSION = 6
+#: the version that brought the TM and DT entries filed by instant (its step in migrations.py)
+TIME_ENTRIES_SCHEMA = 6
 
 DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
 #: databases with sorted duplicate values

@@ -30,7 +30,6 @@ import lmdb
 from ..errors import StorageError
 from . import migrations
 from .layout import DB_NAMES, DUPSORT, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_KEY, SCHEMA_VERSION, SETTINGS_KEY  # noqa: F401 (re-exported: the index's names)
-from .migrations import TIME_ENTRIES_SCHEMA
 
 _VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
 
@@ -89,7 +88,7 @@ class Index:
         """Whether TM and DT values are filed by their first instant (schema 6), so that a
         time range is a walk of index keys; not in an older archive opened read-only."""
         self.env
-        return self._dbs.get(_VERSION, SCHEMA_VERSION) >= TIME_ENTRIES_SCHEMA
+        return self._dbs.get(_VERSION, SCHEMA_VERSION) >= migrations.TIME_ENTRIES_SCHEMA
 
     def db(self, name: str):
         self.env

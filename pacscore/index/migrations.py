@@ -13,7 +13,15 @@ import json
 from .. import model
 from . import codec
 from .extra_tags import CHUNK, backfill, index_levels
-from .layout import INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SETTINGS_KEY, following
+from .layout import (
+    INDEXED_TAGS,
+    LEVEL_BYTE,
+    LEVEL_DB,
+    SCHEMA_VERSION,
+    SETTINGS_KEY,
+    TIME_ENTRIES_SCHEMA,
+    following,
+)
 from .secondary import (
     DEFAULT_INDEXED,
     GRAM_INDEXED,
@@ -27,16 +35,14 @@ from .secondary import (
 )
 from .segments import SEGMENTED_LEVELS, rebuild
 
-#: the schema whose TM and DT entries are sortable instants (to_time_entries)
-TIME_ENTRIES_SCHEMA = 6
-
 
 def upgrade(txn, dbs: dict, version: int) -> None:
-    """Bring an index of schema ``version`` to the current one inside ``txn``: each step of
-    ``STEPS`` whose target version is above ``version``, in order."""
-    for target, step in STEPS:
-        if version < target:
-            step(txn, dbs)
+    """Bring an index of schema ``version`` to the current one inside ``txn``: every step into
+    a version above ``version``, in order. A version without a step (its change needs none, or
+    its step lives on another branch not merged yet) is passed over."""
+    for into in sorted(STEPS):
+        if version < into <= SCHEMA_VERSION:
+            STEPS[into](txn, dbs)
 
 
 def to_segments(txn, dbs) -> None:
@@ -138,12 +144,11 @@ def to_time_entries(txn, dbs) -> None:
         txn.put(INDEXED_TAGS, json.dumps(kept).encode(), db=meta)
 
 
-#: (the version a step brings an index to, the step), in order; a later step (a version 7)
-#: is appended here
-STEPS = (
-    (2, to_segments),
-    (3, to_grams),
-    (4, to_unindexable),
-    (5, to_indexed_tags),
-    (TIME_ENTRIES_SCHEMA, to_time_entries),
-)
+#: the version each step brings an index into -> the step
+STEPS = {
+    2: to_segments,
+    3: to_grams,
+    4: to_unindexable,
+    5: to_indexed_tags,
+    TIME_ENTRIES_SCHEMA: to_time_entries,
+}
