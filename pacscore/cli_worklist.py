@@ -19,7 +19,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from .errors import NotFound
-from .worklist import WorklistError
+from .worklist import WorklistError, items, match
 
 #: the columns of ``worklist list``: (heading, attribute of the item, attribute of its step)
 COLUMNS = (
@@ -43,10 +43,10 @@ def read_items(path: str | Path) -> list[object]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WorklistError(None, f"not JSON: {exc}") from None
-        items = data if isinstance(data, list) else [data]
-        if not items or not all(isinstance(item, dict) for item in items):
+        loaded = data if isinstance(data, list) else [data]
+        if not loaded or not all(isinstance(item, dict) for item in loaded):
             raise WorklistError(None, "a worklist JSON file holds one DICOM JSON object or a list of them")
-        return items
+        return loaded
     with open(path, "rb") as f:
         head = f.read(132)
     if head[128:132] != b"DICM" and not _starts_like_a_data_set(head):
@@ -74,13 +74,13 @@ def cmd_add(args) -> int:
     with _open(args) as arc:
         for path in args.files:
             try:
-                items = read_items(path)
+                loaded = read_items(path)
             except (WorklistError, OSError) as exc:
                 print(f"refused {path}: {exc}")
                 refused += 1
                 continue
-            for n, item in enumerate(items):
-                where = path if len(items) == 1 else f"{path}[{n}]"
+            for n, item in enumerate(loaded):
+                where = path if len(loaded) == 1 else f"{path}[{n}]"
                 try:
                     key = arc.worklist.add(item, replace=args.replace)
                 except WorklistError as exc:
@@ -99,11 +99,11 @@ def cmd_list(args) -> int:
     with _open(args, readonly=True) as arc:
         keys = arc.worklist.keys()
         if identifier:
-            chosen = {_key(d) for d in arc.worklist.find(_step_split(identifier), format="json")}
+            chosen = {items.item_key(d) for d in arc.worklist.find(match.keyed_identifier(identifier), format="json")}
             keys = [key for key in keys if key in chosen]
         if args.json:
-            items = [arc.worklist.get(key, format="json") for key in keys]
-            print(json.dumps(items, indent=1, ensure_ascii=False))
+            stored = [arc.worklist.get(key, format="json") for key in keys]
+            print(json.dumps(stored, indent=1, ensure_ascii=False))
             return 0
         rows = [[heading for heading, _, _ in COLUMNS]]
         for key in keys:
@@ -115,39 +115,6 @@ def cmd_list(args) -> int:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         print(f"{len(rows) - 1} item(s)", file=sys.stderr)
     return 0
-
-
-#: the attributes of the scheduled step a ``list`` filter may name by their own keyword
-STEP_KEYWORDS = frozenset(
-    {
-        "Modality",
-        "ScheduledStationAETitle",
-        "ScheduledStationName",
-        "ScheduledProcedureStepStartDate",
-        "ScheduledProcedureStepStartTime",
-        "ScheduledPerformingPhysicianName",
-        "ScheduledProcedureStepID",
-        "ScheduledProcedureStepStatus",
-        "ScheduledProcedureStepDescription",
-        "ScheduledProcedureStepLocation",
-    }
-)
-
-
-def _step_split(identifier: dict) -> dict:
-    """``list`` filters as an identifier: step attributes go into the scheduled step item, and
-    the item key (StudyInstanceUID) comes back so rows can be picked by key."""
-    top = {k: v for k, v in identifier.items() if k not in STEP_KEYWORDS}
-    step = {k: v for k, v in identifier.items() if k in STEP_KEYWORDS}
-    top.setdefault("StudyInstanceUID", "")
-    top["ScheduledProcedureStepSequence"] = [{"ScheduledProcedureStepID": "", **step}]
-    return top
-
-
-def _key(data: dict) -> str:
-    uid = (data.get("0020000D", {}).get("Value") or [""])[0]
-    steps = data.get("00400100", {}).get("Value") or [{}]
-    return f"{uid}:{(steps[0].get('00400009', {}).get('Value') or [''])[0]}"
 
 
 def _value(ds, step, top: str | None, in_step: str | None) -> object:

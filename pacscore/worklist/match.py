@@ -142,3 +142,52 @@ def build(identifier: object, options: MatchOptions) -> WorklistQuery:
 def _tag(keyword: str) -> int:
     tag = tag_for_keyword(keyword)
     return tag if tag is not None else int(keyword, 16)
+
+
+#: attributes of the scheduled step that a flat filter (CLI arguments, HTTP query parameters)
+#: may name by their own keyword
+STEP_KEYWORDS = frozenset(
+    {
+        "Modality",
+        "ScheduledStationAETitle",
+        "ScheduledStationName",
+        "ScheduledProcedureStepStartDate",
+        "ScheduledProcedureStepStartTime",
+        "ScheduledPerformingPhysicianName",
+        "ScheduledProcedureStepID",
+        "ScheduledProcedureStepStatus",
+        "ScheduledProcedureStepDescription",
+        "ScheduledProcedureStepLocation",
+    }
+)
+_SPS_NAMES = ("ScheduledProcedureStepSequence.", "00400100.")
+
+
+def flat_identifier(filters: Mapping[str, str]) -> dict:
+    """Flat ``name -> value`` filters as an identifier: a scheduled step attribute, named by its
+    keyword or as ``ScheduledProcedureStepSequence.<keyword>`` (or ``00400100.<tag>``), goes
+    into the step item; anything else is a key of the item itself."""
+    top: dict[str, object] = {}
+    step: dict[str, object] = {}
+    for name, value in filters.items():
+        if name.startswith(_SPS_NAMES):
+            step[name.split(".", 1)[1]] = value
+        elif name in STEP_KEYWORDS:
+            step[name] = value
+        else:
+            top[name] = value
+    if step:
+        top["ScheduledProcedureStepSequence"] = [step]
+    return top
+
+
+def keyed_identifier(filters: Mapping[str, str]) -> dict:
+    """``flat_identifier(filters)`` that also asks for what makes an item's key (Study
+    Instance UID and the step's ID), so that each response names its item (items.item_key)."""
+    identifier = flat_identifier(filters)
+    identifier.setdefault("StudyInstanceUID", "")
+    steps = identifier.get("ScheduledProcedureStepSequence")
+    if not isinstance(steps, list) or not steps or not isinstance(steps[0], Mapping):
+        steps = identifier["ScheduledProcedureStepSequence"] = [{}]
+    steps[0] = {"ScheduledProcedureStepID": "", **steps[0]}
+    return identifier
