@@ -377,3 +377,10 @@ def test_a_worklist_write_changes_neither_schema_nor_settings(tmp_path):
         before = meta(arc)
         arc.worklist.add(make_item())
         assert meta(arc) == before
+
+
+def test_a_step_key_of_two_items_uses_the_first_and_warns(wl, caplog):
+    identifier = {"PatientID": "", "ScheduledProcedureStepSequence": [{"Modality": "MR"}, {"Modality": "CT"}]}
+    with caplog.at_level("WARNING", logger="pacscore.query"):
+        assert ids(wl.find(identifier)) == ["P2"]
+    assert "only the first is used" in caplog.text
