@@ -384,3 +384,9 @@ def test_a_step_key_of_two_items_uses_the_first_and_warns(wl, caplog):
     with caplog.at_level("WARNING", logger="pacscore.query"):
         assert ids(wl.find(identifier)) == ["P2"]
     assert "only the first is used" in caplog.text
+
+
+def test_the_identifiers_timezone_places_step_times_with_timezone_adjustment(wl):
+    identifier = {"TimezoneOffsetFromUTC": "+0100", **step_key(ScheduledProcedureStepStartTime="1000-1100")}
+    assert ids(wl.find(identifier)) == []  # as written: 10:00 to 11:00
+    assert ids(wl.find(identifier, timezone_adjustment=True)) == ["P1"]  # 09:00 to 10:00 UTC: 09:30

@@ -142,7 +142,9 @@ def build(identifier: object, options: MatchOptions) -> WorklistQuery:
             item_tag = _tag(item_keyword)
             item_vr = model.vr_of(item_tag)
             step_specs.append((item_keyword, item_tag, item_vr, _value_of(item_tag, item_vr, value, item_keyword)))
-        conditions = compile_conditions(step_specs, options)
+        # the identifier's Timezone Offset From UTC places the step's key times too
+        zone = next((k.value for k in query.keys if k.tag == model.T_TZ and isinstance(k.value, str)), None)
+        conditions = compile_conditions(step_specs, options, timezone_offset=zone)
         query.step_conditions = conditions or None
     return query
 
