@@ -14,7 +14,7 @@ transaction, so a reader sees an item whole or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
@@ -31,7 +31,7 @@ FORMATS = ("dataset", "json")
 
 
 class Worklist:
-    """The worklist items of one archive: add, get, remove, find, set_step_status."""
+    """The worklist items of one archive: add, add_many, get, remove, find, set_step_status."""
 
     def __init__(self, archive: Archive) -> None:
         self._archive = archive
@@ -48,24 +48,48 @@ class Worklist:
         Otherwise WorklistError names the attribute and nothing is written. An item whose key is
         already there raises DuplicateItem, unless ``replace`` (then it replaces that item).
         A step without a status is stored as SCHEDULED."""
-        data = items.to_json(item)
-        step = items.step_of(data)
-        status = f"{items.T_STEP_STATUS:08X}"
-        if not items.text_of(step.get(status)):
-            step[status] = {"vr": "CS", "Value": ["SCHEDULED"]}
-        key = items.item_key(data)
+        return self.add_many([item], replace=replace)[0]
+
+    def add_many(self, items_: Iterable[Dataset | dict], *, replace: bool = False) -> list[str]:
+        """Add several items in one write transaction: all of them, or none when one is refused
+        (WorklistError naming it by its position, or DuplicateItem). Returns their keys, in order.
+        Two items of one call with the same key are refused as well, whatever ``replace``."""
+        checked: list[tuple[str, dict]] = []
+        given = list(items_)
+        for n, item in enumerate(given):
+            try:
+                data = items.to_json(item)
+            except WorklistError as exc:
+                if len(given) == 1:
+                    raise
+                raise WorklistError(
+                    f"item {n}: {exc.attribute}" if exc.attribute else f"item {n}", exc.reason
+                ) from None
+            step = items.step_of(data)
+            status = f"{items.T_STEP_STATUS:08X}"
+            if not items.text_of(step.get(status)):
+                step[status] = {"vr": "CS", "Value": ["SCHEDULED"]}
+            checked.append((items.item_key(data), data))
+        seen: set[str] = set()
+        for key, _ in checked:
+            if key in seen:
+                raise DuplicateItem(key, "given twice in one call")
+            seen.add(key)
         self._archive._check_writable("add a worklist item")
+        if not checked:
+            return []
         dbs = self._store.databases(create=True)
 
         def apply(txn) -> None:
-            if not replace and txn.get(key.encode(), db=dbs[0]) is not None:
-                raise DuplicateItem(
-                    key, "a worklist item with this key exists (add it with replace=True to replace it)"
-                )
-            self._store.put(txn, dbs, key, data)
+            for key, data in checked:
+                if not replace and txn.get(key.encode(), db=dbs[0]) is not None:
+                    raise DuplicateItem(
+                        key, "a worklist item with this key exists (add it with replace=True to replace it)"
+                    )
+                self._store.put(txn, dbs, key, data)
 
-        self._archive._write_txn(apply)
-        return key
+        self._archive._write_txn(apply)  # an exception aborts the transaction: nothing is added
+        return [key for key, _ in checked]
 
     def remove(self, key: str) -> None:
         """Remove the item ``key``; NotFound when there is none."""
