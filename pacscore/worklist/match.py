@@ -51,7 +51,7 @@ class WorklistQuery:
     #: the conditions on the scheduled step item; None when the identifier sets none
     step_conditions: list[Condition] | None = None
 
-    def matches(self, record: Mapping[int, object], steps: list[Mapping[int, object]]) -> list[int] | None:
+    def matches(self, record: items.Fields, steps: list[items.Fields]) -> list[int] | None:
         """The indexes of the matching scheduled steps, or None when the item does not match."""
         for cond in self.conditions:
             if not cond.test(*[record.get(t) for t in cond.tags]):
