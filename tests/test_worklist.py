@@ -291,6 +291,7 @@ def worklists(draw):
                 f"S{draw(st.integers(0, 2))}",
                 draw(MODALITIES) or "OT",
                 draw(DATES),
+                draw(st.sampled_from(["083000", "093000", "1000", ""])),
                 station=draw(STATIONS),
                 accession=draw(st.sampled_from(["A1", "A2", ""])),
                 status=draw(STATUSES),
@@ -314,6 +315,8 @@ def identifiers(draw):
     ):
         if draw(st.booleans()):
             step[keyword] = draw(values)
+    if draw(st.booleans()):
+        step["ScheduledProcedureStepStartTime"] = draw(st.sampled_from(["0900-", "-1000", "0930-1000", "1000-0900"]))
     top = {"PatientID": draw(st.sampled_from(["", "P1", "P2", "P*"]))}
     if draw(st.booleans()):
         top["AccessionNumber"] = draw(st.sampled_from(["A1", "A2", ""]))
@@ -321,16 +324,17 @@ def identifiers(draw):
 
 
 @BAD_DATES  # the retired form YYYY.MM.DD, which the matcher reads
-@given(items=worklists(), identifier=identifiers())
-def test_the_indexed_find_equals_a_scan_of_every_item(tmp_path_factory, items, identifier):
+@given(items=worklists(), identifier=identifiers(), combined=st.booleans())
+def test_the_indexed_find_equals_a_scan_of_every_item(tmp_path_factory, items, identifier, combined):
     with pacscore.open(tmp_path_factory.mktemp("wl")) as arc:
         for item in items:
             arc.worklist.add(item, replace=True)
-        indexed = arc.worklist.find(identifier, format="json")
+        options = {"combined_datetime": combined, "invalid_keys": "nomatch"}
+        indexed = arc.worklist.find(identifier, format="json", **options)
         original = WorklistQuery.candidates
         WorklistQuery.candidates = lambda self, txn, dbs: None  # type: ignore[method-assign]
         try:
-            scanned = arc.worklist.find(identifier, format="json")
+            scanned = arc.worklist.find(identifier, format="json", **options)
         finally:
             WorklistQuery.candidates = original  # type: ignore[method-assign]
         assert indexed == scanned

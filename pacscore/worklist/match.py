@@ -10,6 +10,7 @@ Scheduled Procedure Step Start Date and Time may be one combined range (C.2.2.2.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -100,14 +101,21 @@ def _lookup(txn, dbs, scope: bytes, cond: Condition, options: MatchOptions) -> s
         low, high = split_range("DA", text) if "-" in text else (text, text)
     except ValueError:
         return None  # the condition itself reports it
-    return WorklistStore.between(
-        txn,
-        dbs,
-        STEP,
-        next(iter(STEP_DATES)),
-        None if low is None else date_text(low),
-        None if high is None else date_text(high),
-    )
+    low, high = (None if v is None else date_text(v) for v in (low, high))
+    if cond.kind == ConditionKind.COMBINED:  # widened a day each way, as the Q/R planner does
+        low, high = _shifted(low, -1), _shifted(high, 1)
+    return WorklistStore.between(txn, dbs, STEP, next(iter(STEP_DATES)), low, high)
+
+
+def _shifted(day: str | None, days: int) -> str | None:
+    """``YYYYMMDD`` moved by ``days``; None (an open end) when there is none, or past the calendar."""
+    if day is None:
+        return None
+    try:
+        moved = datetime.date(int(day[:4]), int(day[4:6]), int(day[6:8])) + datetime.timedelta(days=days)
+    except (ValueError, OverflowError):
+        return None
+    return f"{moved.year:04d}{moved.month:02d}{moved.day:02d}"
 
 
 def build(identifier: object, options: MatchOptions) -> WorklistQuery:
