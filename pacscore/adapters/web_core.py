@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NotFound, PacsError, QueryError, StorageError
-from . import web_qido, web_stow, web_uri, web_wado, web_zip
+from . import web_qido, web_render, web_stow, web_uri, web_wado, web_zip
 from .web_http import (
     DICOM_JSON,
     UID_RE,
@@ -318,6 +318,14 @@ def _bulkdata(service, request, segs, **captured) -> WebResponse:
     return web_wado.bulkdata(service, request, **captured)
 
 
+def _rendered(service, request, segs, **captured) -> WebResponse:
+    return web_render.rendered(service, request, **captured)
+
+
+def _thumbnail(service, request, segs, **captured) -> WebResponse:
+    return web_render.thumbnail(service, request, **captured)
+
+
 def _not_implemented(service, request, segs, **_captured) -> WebResponse:
     raise HttpError(501, f"the {segs[6]} resources are not implemented by this origin server")
 
@@ -350,10 +358,13 @@ ROUTES: tuple[Route, ...] = (
     Route((*_INSTANCE, "metadata"), ("GET",), _metadata),
     Route((*_INSTANCE, "frames", "{frame_list}"), ("GET",), _frames),
     Route((*_INSTANCE, "bulkdata", "{path+}"), ("GET",), _bulkdata),
+    # PS3.18 10.4.1.1.3/10.4.1.1.4: rendered and thumbnail resources at every level
     *(
-        Route((*_INSTANCE, kind, "{rest*}"), ("GET",), _not_implemented)
-        for kind in ("rendered", "thumbnail", "pixeldata")
+        Route((*level, kind), ("GET",), handler)
+        for level in (_STUDY, _SERIES, _INSTANCE, (*_INSTANCE, "frames", "{frame_list}"))
+        for kind, handler in (("rendered", _rendered), ("thumbnail", _thumbnail))
     ),
+    Route((*_INSTANCE, "pixeldata", "{rest*}"), ("GET",), _not_implemented),
     # below an instance only GET is answered: another method is a 405 even where GET is a 404
     Route((*_INSTANCE, "{rest+}"), ("GET",), _no_such_resource),
 )

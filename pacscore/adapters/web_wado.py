@@ -233,7 +233,8 @@ def _pixel_element(ds):
     return None
 
 
-def _parse_frame_list(text: str) -> list[int]:
+def parse_frame_list(text: str) -> list[int]:
+    """The frame numbers of a ``{frame_list}`` path segment (400 unless integers from 1)."""
     numbers = []
     for item in text.split(","):
         item = item.strip()
@@ -269,7 +270,7 @@ def _frames_response(accept, ds, elem, ref, numbers: list[int] | None) -> WebRes
 
 
 def frames(service, request: WebRequest, study: str, series: str, instance: str, frame_list: str) -> WebResponse:
-    numbers = _parse_frame_list(frame_list)
+    numbers = parse_frame_list(frame_list)
     ref = _refs(service, study, series, instance)[0]
     ds = _load(service, ref)
     elem = _pixel_element(ds)
@@ -353,5 +354,7 @@ __all__ = [
     "select_syntax",
     "dicom_choices",
     "transcode",
+    "parse_frame_list",
+    "instance_url",
     "FRAME_MEDIA",
 ]

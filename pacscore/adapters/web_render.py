@@ -1,0 +1,284 @@
+"""Rendered and thumbnail resources (PS3.18 10.4.1.1.3 and 10.4.1.1.4; URI templates of
+PS3.18 Table 10.4.1-1): what a browser can show without a DICOM decoder.
+
+``.../rendered`` of an image instance or frame is a JPEG (the default) or a PNG, as the Accept
+header (or the ``accept`` parameter) asks; one image is the whole body, several (a multi-frame
+instance, a frame list, a series, a study) are a ``multipart/related`` body with one part per
+frame, each rendered when the client pulls it. An encapsulated document is rendered as its own
+media type (application/pdf), a Structured Report as text/html (the default) or text/plain. A
+series or study rendering holds its image instances only.
+
+``.../thumbnail`` is always one small image (128 x 128 unless a viewport says otherwise) of a
+representative frame: the middle frame of the instance; of a series, of its middle image
+instance (in Instance Number order); of a study, of its first series (by Series Number) that
+has images.
+
+Query parameters (PS3.18 8.3.5.1): ``quality`` (1..100, JPEG), ``viewport=vw,vh[,sx,sy,sw,sh]``,
+``window=center,width,function`` (grayscale images). ``annotation`` is not supported: the image
+is rendered without annotations and a 299 warning says so. Pixel work lives in
+``render_image``, documents in ``render_docs``; this module maps requests and statuses.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pydicom
+
+from . import render_docs, render_image
+from .render_image import IMAGE_MEDIA, RenderError, RenderOptions, Viewport
+from .web_http import HttpError, WebRequest, WebResponse, warning
+from .web_multipart import media_matches, new_boundary, parse_accept, write_parts
+from .web_wado import instance_refs, instance_url, parse_frame_list
+
+LOG = logging.getLogger("pacscore.dicomweb")
+
+THUMBNAIL_SIZE = 128
+IMAGE, DOCUMENT, REPORT = "image", "document", "report"
+
+
+# -- the request ----------------------------------------------------------------------------
+def _parameters(request: WebRequest) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in request.query:
+        if name in out and name in ("quality", "viewport", "window", "accept"):
+            raise HttpError(400, f"the {name} parameter is given more than once")
+        out[name] = value
+    return out
+
+
+def _accept(request: WebRequest, params: dict[str, str]) -> str | None:
+    return params.get("accept") or request.header("accept")
+
+
+def options(params: dict[str, str], media: str, thumbnail: bool = False) -> RenderOptions:
+    """The rendering options of a request (400 for a bad value)."""
+    try:
+        opts = RenderOptions(media=media)
+        if "quality" in params:
+            opts = replace(opts, quality=render_image.parse_quality(params["quality"]))
+        if "viewport" in params:
+            opts = replace(opts, viewport=render_image.parse_viewport(params["viewport"]))
+        elif thumbnail:
+            opts = replace(opts, viewport=Viewport(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        if "window" in params:
+            opts = replace(opts, window=render_image.parse_window(params["window"]))
+    except RenderError as exc:
+        raise HttpError(exc.status, exc.reason) from None
+    return opts
+
+
+def choose_media(accept: str | None, offered: tuple[str, ...], what: str) -> str:
+    """The first offered media type the Accept allows (in its order of preference), or a 406."""
+    for rng in parse_accept(accept):
+        inner = rng.params.get("type", "*/*") if rng.media_type == "multipart/related" else rng.media_type
+        for media in offered:
+            if media_matches(inner, media):
+                return media
+    raise HttpError(406, f"{what} is rendered as {' or '.join(offered)}; the Accept header allows none of them")
+
+
+def _annotation_warning(params: dict[str, str]) -> list[tuple[str, str]]:
+    if "annotation" in params:
+        return [warning("pacscore", "the annotation parameter is not supported; rendered without annotations")]
+    return []
+
+
+# -- the instances --------------------------------------------------------------------------
+def _kind(header: Any) -> str | None:
+    """What an instance renders as, told from its header (no pixel data is read)."""
+    if render_docs.is_encapsulated_document(header) or "MIMETypeOfEncapsulatedDocument" in header:
+        return DOCUMENT
+    if render_docs.is_structured_report(header):
+        return REPORT
+    if "Rows" in header and "Columns" in header:
+        return IMAGE
+    return None
+
+
+def _load(service, ref) -> pydicom.Dataset:
+    return pydicom.dcmread(io.BytesIO(service.archive.get(ref.sop_instance_uid)), force=True)
+
+
+def _check_decodable(ref) -> None:
+    """422 before anything is sent when no decoder can read the instance's pixel data."""
+    from pydicom.pixels import get_decoder
+
+    ts = ref.transfer_syntax_uid or "1.2.840.10008.1.2.1"
+    try:
+        available = get_decoder(ts).is_available
+    except NotImplementedError:
+        available = False
+    if not available:
+        raise HttpError(
+            422,
+            f"instance {ref.sop_instance_uid} is stored in transfer syntax {ts}, which no installed "
+            "decoder reads, so it cannot be rendered",
+        )
+
+
+def _render(ds, index: int, opts: RenderOptions, what: str) -> bytes:
+    try:
+        return render_image.render_frame(ds, index, opts)
+    except RenderError as exc:
+        raise HttpError(exc.status, f"{what}: {exc.reason}") from None
+
+
+def _image_response(images: list[bytes], media: str, extra: list[tuple[str, str]]) -> WebResponse:
+    return WebResponse(200, [("Content-Type", media), *extra], images[0])
+
+
+def _multipart(parts: Iterator[tuple[list[tuple[str, str]], Any]], media: str, extra) -> WebResponse:
+    boundary = new_boundary()
+    content_type = f'multipart/related; type="{media}"; boundary={boundary}'
+    return WebResponse(200, [("Content-Type", content_type), *extra], write_parts(boundary, parts))
+
+
+# -- rendered -------------------------------------------------------------------------------
+def rendered(
+    service,
+    request: WebRequest,
+    study: str,
+    series: str | None = None,
+    instance: str | None = None,
+    frame_list: str | None = None,
+) -> WebResponse:
+    params = _parameters(request)
+    accept = _accept(request, params)
+    extra = _annotation_warning(params)
+    numbers = parse_frame_list(frame_list) if frame_list is not None else None
+    refs = instance_refs(service, study, series, instance)
+    if instance is None:
+        return _rendered_many(service, request, refs, params, accept, extra, study if series is None else series)
+    ref = refs[0]
+    header = service.archive.header(ref.sop_instance_uid)
+    kind = _kind(header)
+    what = f"instance {ref.sop_instance_uid}"
+    if numbers is not None and kind != IMAGE:
+        raise HttpError(422, f"{what} has no frames to render (it is not an image)")
+    if kind == DOCUMENT:
+        media = render_docs.document_media(header)
+        choose_media(accept, (media,), what)
+        return WebResponse(200, [("Content-Type", media), *extra], render_docs.document_bytes(_load(service, ref)))
+    if kind == REPORT:
+        media = choose_media(accept, render_docs.SR_MEDIA, what)
+        try:
+            body = render_docs.render_sr(_load(service, ref), media)
+        except RenderError as exc:
+            raise HttpError(exc.status, f"{what}: {exc.reason}") from None
+        return WebResponse(200, [("Content-Type", f"{media}; charset=utf-8"), *extra], body)
+    if kind is None:
+        raise HttpError(
+            422, f"{what} (SOP Class {ref.sop_class_uid}) has no pixel data, document or SR content to render"
+        )
+    media = choose_media(accept, IMAGE_MEDIA, what)
+    opts = options(params, media)
+    _check_decodable(ref)
+    ds = _load(service, ref)
+    if not render_image.has_pixels(ds):
+        raise HttpError(422, f"{what} has no pixel data to render")
+    count = render_image.frame_count(ds)
+    wanted = numbers or list(range(1, count + 1))
+    missing = [n for n in wanted if n > count]
+    if missing:
+        raise HttpError(404, f"frame {missing[0]} does not exist: {what} has {count} frame(s)")
+    if len(wanted) == 1:
+        return _image_response([_render(ds, wanted[0] - 1, opts, what)], media, extra)
+    first = _render(ds, wanted[0] - 1, opts, what)  # a frame that fails is a status, not a cut stream
+    url = instance_url(request.base_url, ref)
+
+    def parts():
+        for i, n in enumerate(wanted):
+            data = first if i == 0 else _render(ds, n - 1, opts, what)
+            yield [("Content-Type", media), ("Content-Location", f"{url}/frames/{n}/rendered")], data
+
+    return _multipart(parts(), media, extra)
+
+
+def _rendered_many(service, request, refs, params, accept, extra, scope: str) -> WebResponse:
+    """A series or study: every frame of its image instances, one part each."""
+    images = [r for r in refs if _kind(service.archive.header(r.sop_instance_uid)) == IMAGE]
+    if not images:
+        raise HttpError(422, f"{scope} has no image instance to render")
+    media = choose_media(accept, IMAGE_MEDIA, scope)
+    opts = options(params, media)
+    for ref in images:
+        _check_decodable(ref)
+    base_url = request.base_url
+
+    def parts():
+        for ref in images:
+            ds = _load(service, ref)
+            url = instance_url(base_url, ref)
+            for n in range(1, render_image.frame_count(ds) + 1):
+                try:
+                    data = render_image.render_frame(ds, n - 1, opts)
+                except RenderError as exc:  # the status is sent: leave the frame out, say why
+                    LOG.warning("rendering frame %d of %s failed: %s", n, ref.sop_instance_uid, exc.reason)
+                    continue
+                yield [("Content-Type", media), ("Content-Location", f"{url}/frames/{n}/rendered")], data
+
+    return _multipart(parts(), media, extra)
+
+
+# -- thumbnail ------------------------------------------------------------------------------
+def representative(service, refs: list) -> Any:
+    """The instance a thumbnail shows: the middle image instance of the first series (by
+    Series Number, then UID) that has images; None when no instance is an image."""
+    by_series: dict[str, list] = {}
+    numbers: dict[str, tuple[int, str]] = {}
+    for ref in refs:
+        header = service.archive.header(ref.sop_instance_uid)
+        if _kind(header) != IMAGE:
+            continue
+        uid = ref.series_instance_uid
+        by_series.setdefault(uid, []).append(ref)
+        if uid not in numbers:
+            try:
+                number = int(header.get("SeriesNumber", "") or 1 << 30)
+            except (TypeError, ValueError):
+                number = 1 << 30
+            numbers[uid] = (number, uid)
+    if not by_series:
+        return None
+    first = min(by_series, key=lambda uid: numbers[uid])
+    images = by_series[first]  # archive order: Instance Number, then UID
+    return images[len(images) // 2]
+
+
+def thumbnail(
+    service,
+    request: WebRequest,
+    study: str,
+    series: str | None = None,
+    instance: str | None = None,
+    frame_list: str | None = None,
+) -> WebResponse:
+    params = _parameters(request)
+    accept = _accept(request, params)
+    numbers = parse_frame_list(frame_list) if frame_list is not None else None
+    refs = instance_refs(service, study, series, instance)
+    scope = instance or series or study
+    ref = representative(service, refs)
+    if ref is None:
+        raise HttpError(422, f"{scope} has no image to make a thumbnail from")
+    what = f"instance {ref.sop_instance_uid}"
+    media = choose_media(accept, IMAGE_MEDIA, what)
+    opts = options(params, media, thumbnail=True)
+    _check_decodable(ref)
+    ds = _load(service, ref)
+    count = render_image.frame_count(ds)
+    if numbers is not None:
+        if numbers[0] > count:
+            raise HttpError(404, f"frame {numbers[0]} does not exist: {what} has {count} frame(s)")
+        index = numbers[0] - 1
+    else:
+        index = count // 2
+    return _image_response([_render(ds, index, opts, what)], media, _annotation_warning(params))
+
+
+__all__ = ["rendered", "thumbnail", "options", "choose_media", "representative", "THUMBNAIL_SIZE"]
