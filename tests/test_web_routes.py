@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from pacscore.adapters import web_core, web_qido, web_render, web_stow, web_wado
+from pacscore.adapters import web_core, web_delete, web_qido, web_render, web_stow, web_wado
 from pacscore.adapters.web_http import HttpError, WebRequest
 
 
@@ -70,6 +70,21 @@ INSTANCE = "/studies/1.2/series/1.2.3/instances/1.2.3.4"
 def test_each_resource_reaches_its_service(calls, method, path, expected):
     route(method, path)
     assert calls == [expected]
+
+
+def test_delete_reaches_its_service_only_when_allowed(monkeypatch):
+    seen: list[tuple] = []
+    monkeypatch.setattr(web_delete, "delete", lambda service, request, **uids: seen.append(tuple(uids.values())))
+    service = RecordingService()
+    service.allow_delete = True  # type: ignore[attr-defined]
+    for path in ("/studies/1.2", "/studies/1.2/series/1.2.3", INSTANCE):
+        web_core.DicomWebService._route(service, WebRequest("DELETE", path))
+    assert seen == [("1.2",), ("1.2", "1.2.3"), ("1.2", "1.2.3", "1.2.3.4")]
+    service.allow_delete = False  # type: ignore[attr-defined]
+    with pytest.raises(HttpError) as caught:
+        web_core.DicomWebService._route(service, WebRequest("DELETE", "/studies/1.2"))
+    assert caught.value.status == 405 and "--allow-delete" in caught.value.reason
+    assert dict(caught.value.headers)["Allow"] == "GET, POST" and len(seen) == 3
 
 
 @pytest.mark.parametrize(
