@@ -442,3 +442,61 @@ def test_a_file_meta_without_transfer_syntax_still_renders():
     ds.PixelData = bytes([10, 20])
     png = render_image.render_frame(ds, 0, render_image.RenderOptions(media="image/png"))
     assert pixels(png).tolist() == [[0, 255]]
+
+
+# -- WADO-URI rendered ----------------------------------------------------------------------
+def wado(http, base: str, n: int | None = None, item=None, **params):
+    if item is not None:
+        uids = {"studyUID": item.study, "seriesUID": item.series, "objectUID": item.instance}
+    else:
+        uids = {"studyUID": f"{SYNTH}.{n}", "seriesUID": f"{SYNTH}.{n}.1", "objectUID": f"{SYNTH}.{n}.1.1"}
+    return http.get(f"{base}/wado", params={"requestType": "WADO", **uids, **params})
+
+
+def test_wado_uri_renders_images_with_its_parameters(site, http):
+    base, stored, _ = site
+    # windowCenter=100, windowWidth=201 (LINEAR): ((x - 99.5) / 200 + 0.5) * 255 on -0.5 < x <= 199.5:
+    # 0 -> 0.6375 -> 1; 100 -> 128.14 -> 128; 200 and above -> 255
+    r = wado(http, base, 1, contentType="image/png", windowCenter="100", windowWidth="201")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert pixels(r.content).tolist() == [[0, 1, 128, 255, 255, 255, 255, 255]]
+    # region: the middle half of the columns, with the stored window
+    r = wado(http, base, 1, contentType="image/png", region="0.25,0,0.75,1")
+    assert pixels(r.content).tolist() == [[51, 102, 153, 204]]
+    ct = stored["CT_small.dcm"]
+    r = wado(http, base, item=ct, columns="64")
+    assert r.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(r.content)).size == (64, 64)
+    dose = stored["rtdose.dcm"]
+    third = wado(http, base, item=dose, contentType="image/png", frameNumber="3")
+    assert np.array_equal(pixels(third.content), get_png(http, dose.path(base) + "/frames/3/rendered"))
+    assert wado(http, base, item=dose, frameNumber="16").status_code == 404
+
+
+def test_wado_uri_renders_documents_and_reports(site, http):
+    base, stored, _ = site
+    pdf = wado(http, base, 5)
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content == PDF_BYTES
+    text = wado(http, base, item=stored["test-SR.dcm"], contentType="text/plain")
+    assert text.headers["content-type"] == "text/plain; charset=utf-8" and "A mass of" in text.text
+    page = wado(http, base, item=stored["test-SR.dcm"], contentType="image/jpeg,text/html")
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    "params, status, named",
+    [
+        ({"windowCenter": "100"}, 400, "windowWidth"),
+        ({"imageQuality": "0"}, 400, "quality"),
+        ({"presentationUID": "1.2.3"}, 400, "presentation"),
+        ({"transferSyntax": "1.2.840.10008.1.2.1", "contentType": "image/jpeg"}, 400, "transferSyntax"),
+        ({"region": "0.5,0,0.25,1"}, 400, "region"),
+        ({"rows": "0"}, 400, "rows"),
+        ({"frameNumber": "0"}, 400, "frameNumber"),
+        ({"contentType": "image/gif"}, 406, "image/jpeg or image/png"),
+        ({"contentType": "text/html"}, 406, "image/jpeg or image/png"),
+    ],
+)
+def test_wado_uri_rendering_errors(site, http, params, status, named):
+    base, _, _ = site
+    r = wado(http, base, 1, **params)
+    assert r.status_code == status and named in r.text

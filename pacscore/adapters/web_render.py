@@ -100,6 +100,33 @@ def _kind(header: Any) -> str | None:
     return None
 
 
+def offered(kind: str | None, header: Any, ref) -> tuple[str, ...]:
+    """The media types an instance of ``kind`` is rendered as, the default first (422 for none)."""
+    if kind == DOCUMENT:
+        return (render_docs.document_media(header),)
+    if kind == REPORT:
+        return render_docs.SR_MEDIA
+    if kind == IMAGE:
+        return IMAGE_MEDIA
+    raise HttpError(
+        422,
+        f"instance {ref.sop_instance_uid} (SOP Class {ref.sop_class_uid}) has no pixel data, document "
+        "or SR content to render",
+    )
+
+
+def _document_response(service, ref, kind: str, media: str, extra: list[tuple[str, str]]) -> WebResponse:
+    """An encapsulated document as stored, or an SR summary in ``media``."""
+    ds = _load(service, ref)
+    if kind == DOCUMENT:
+        return WebResponse(200, [("Content-Type", media), *extra], render_docs.document_bytes(ds))
+    try:
+        body = render_docs.render_sr(ds, media)
+    except RenderError as exc:
+        raise HttpError(exc.status, f"instance {ref.sop_instance_uid}: {exc.reason}") from None
+    return WebResponse(200, [("Content-Type", f"{media}; charset=utf-8"), *extra], body)
+
+
 def _load(service, ref) -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(service.archive.get(ref.sop_instance_uid)), force=True)
 
@@ -128,8 +155,8 @@ def _render(ds, index: int, opts: RenderOptions, what: str) -> bytes:
         raise HttpError(exc.status, f"{what}: {exc.reason}") from None
 
 
-def _image_response(images: list[bytes], media: str, extra: list[tuple[str, str]]) -> WebResponse:
-    return WebResponse(200, [("Content-Type", media), *extra], images[0])
+def _image_response(image: bytes, media: str, extra: list[tuple[str, str]]) -> WebResponse:
+    return WebResponse(200, [("Content-Type", media), *extra], image)
 
 
 def _multipart(parts: Iterator[tuple[list[tuple[str, str]], Any]], media: str, extra) -> WebResponse:
@@ -160,22 +187,10 @@ def rendered(
     what = f"instance {ref.sop_instance_uid}"
     if numbers is not None and kind != IMAGE:
         raise HttpError(422, f"{what} has no frames to render (it is not an image)")
-    if kind == DOCUMENT:
-        media = render_docs.document_media(header)
-        choose_media(accept, (media,), what)
-        return WebResponse(200, [("Content-Type", media), *extra], render_docs.document_bytes(_load(service, ref)))
-    if kind == REPORT:
-        media = choose_media(accept, render_docs.SR_MEDIA, what)
-        try:
-            body = render_docs.render_sr(_load(service, ref), media)
-        except RenderError as exc:
-            raise HttpError(exc.status, f"{what}: {exc.reason}") from None
-        return WebResponse(200, [("Content-Type", f"{media}; charset=utf-8"), *extra], body)
-    if kind is None:
-        raise HttpError(
-            422, f"{what} (SOP Class {ref.sop_class_uid}) has no pixel data, document or SR content to render"
-        )
-    media = choose_media(accept, IMAGE_MEDIA, what)
+    if kind in (DOCUMENT, REPORT):
+        media = choose_media(accept, offered(kind, header, ref), what)
+        return _document_response(service, ref, kind, media, extra)
+    media = choose_media(accept, offered(kind, header, ref), what)
     opts = options(params, media)
     _check_decodable(ref)
     ds = _load(service, ref)
@@ -187,7 +202,7 @@ def rendered(
     if missing:
         raise HttpError(404, f"frame {missing[0]} does not exist: {what} has {count} frame(s)")
     if len(wanted) == 1:
-        return _image_response([_render(ds, wanted[0] - 1, opts, what)], media, extra)
+        return _image_response(_render(ds, wanted[0] - 1, opts, what), media, extra)
     first = _render(ds, wanted[0] - 1, opts, what)  # a frame that fails is a status, not a cut stream
     url = instance_url(request.base_url, ref)
 
@@ -223,6 +238,112 @@ def _rendered_many(service, request, refs, params, accept, extra, scope: str) ->
                 yield [("Content-Type", media), ("Content-Location", f"{url}/frames/{n}/rendered")], data
 
     return _multipart(parts(), media, extra)
+
+
+# -- WADO-URI -------------------------------------------------------------------------------
+#: WADO-URI parameters this renderer refuses (PS3.18 9.1.2): what they ask for is not done here
+URI_REFUSED = {
+    "presentationUID": "presentation states are not applied by this origin server",
+    "presentationSeriesUID": "presentation states are not applied by this origin server",
+    "transferSyntax": "transferSyntax applies to contentType=application/dicom only",
+    "anonymize": "de-identification is not offered by this origin server",
+    "charset": None,  # allowed: the text answers are UTF-8
+}
+
+
+def _uri_number(params: dict[str, str], name: str, low: float, high: float) -> float | None:
+    if name not in params:
+        return None
+    try:
+        value = float(params[name])
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise HttpError(400, f"{name}={params[name]!r}: expected a number from {low:g} to {high:g}")
+    return value
+
+
+def _uri_options(params: dict[str, str], media: str, header: Any) -> tuple[RenderOptions, int]:
+    """Rendering options and the frame index from the WADO-URI parameters (PS3.18 9.1.2.1)."""
+    opts = RenderOptions(media=media)
+    quality = params.get("imageQuality")
+    if quality is not None:
+        opts = replace(opts, quality=_checked(render_image.parse_quality, quality))
+    center, width = params.get("windowCenter"), params.get("windowWidth")
+    if (center is None) != (width is None):
+        raise HttpError(400, "windowCenter and windowWidth are given together or not at all")
+    if center is not None:
+        opts = replace(opts, window=_checked(render_image.parse_window, f"{center},{width}"))
+    rows = _uri_number(params, "rows", 1, 8192)
+    columns = _uri_number(params, "columns", 1, 8192)
+    region = None
+    if "region" in params:
+        try:
+            xmin, ymin, xmax, ymax = (float(v) for v in params["region"].split(","))
+        except ValueError:
+            raise HttpError(400, f"region={params['region']!r}: expected xmin,ymin,xmax,ymax") from None
+        if not (0 <= xmin < xmax <= 1 and 0 <= ymin < ymax <= 1):
+            raise HttpError(400, f"region={params['region']!r}: expected 0 <= min < max <= 1 on both axes")
+        height, width_px = int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0)
+        sx, sy = int(xmin * width_px), int(ymin * height)
+        sw = max(1, round((xmax - xmin) * width_px))
+        sh = max(1, round((ymax - ymin) * height))
+        region = (sx, sy, sw, sh)
+    if rows is not None or columns is not None or region is not None:
+        full = (region[2], region[3]) if region else (int(header.get("Columns", 1)), int(header.get("Rows", 1)))
+        vw = int(columns) if columns is not None else (8192 if rows is not None else full[0])
+        vh = int(rows) if rows is not None else (8192 if columns is not None else full[1])
+        opts = replace(opts, viewport=Viewport(vw, vh, region))
+    number = params.get("frameNumber", "1")
+    if not number.isdigit() or int(number) < 1:
+        raise HttpError(400, f"frameNumber={number!r}: expected an integer from 1")
+    return opts, int(number) - 1
+
+
+def _checked(parse, text: str):
+    try:
+        return parse(text)
+    except RenderError as exc:
+        raise HttpError(exc.status, exc.reason) from None
+
+
+def uri_rendered(
+    service, request: WebRequest, study: str, series: str, instance: str, params: dict[str, str]
+) -> WebResponse:
+    """A WADO-URI answer in a rendered media type (contentType absent, or not application/dicom)."""
+    for name, reason in URI_REFUSED.items():
+        if reason is not None and name in params:
+            raise HttpError(400, f"the {name} parameter: {reason}")
+    ref = instance_refs(service, study, series, instance)[0]
+    header = service.archive.header(ref.sop_instance_uid)
+    kind = _kind(header)
+    choices = offered(kind, header, ref)
+    what = f"instance {ref.sop_instance_uid}"
+    wanted = params.get("contentType")
+    accept = request.header("accept")
+    media = None
+    for rng in parse_accept(wanted):  # contentType: a list of media types, best first
+        for candidate in choices:
+            if media_matches(rng.media_type, candidate) and any(
+                media_matches(a.media_type, candidate) for a in parse_accept(accept)
+            ):
+                media = candidate
+                break
+        if media:
+            break
+    if media is None:
+        raise HttpError(
+            406,
+            f"contentType {wanted or '(absent)'}: {what} is rendered as {' or '.join(choices)}"
+            " (or application/dicom), and the Accept header must allow it",
+        )
+    extra = _annotation_warning(params)
+    if kind != IMAGE:
+        return _document_response(service, ref, kind or "", media, extra)
+    opts, index = _uri_options(params, media, header)
+    _check_decodable(ref)
+    ds = _load(service, ref)
+    return _image_response(_render(ds, index, opts, what), media, extra)
 
 
 # -- thumbnail ------------------------------------------------------------------------------
@@ -278,7 +399,16 @@ def thumbnail(
         index = numbers[0] - 1
     else:
         index = count // 2
-    return _image_response([_render(ds, index, opts, what)], media, _annotation_warning(params))
+    return _image_response(_render(ds, index, opts, what), media, _annotation_warning(params))
 
 
-__all__ = ["rendered", "thumbnail", "options", "choose_media", "representative", "THUMBNAIL_SIZE"]
+__all__ = [
+    "rendered",
+    "thumbnail",
+    "uri_rendered",
+    "offered",
+    "options",
+    "choose_media",
+    "representative",
+    "THUMBNAIL_SIZE",
+]
