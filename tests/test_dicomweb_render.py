@@ -381,6 +381,7 @@ def render_corpus_file(name: str):
         ({"quality": "0"}, "quality"),
         ({"quality": "high"}, "quality"),
         ({"window": "a,b"}, "window"),
+        ({"window": "nan,10"}, "finite"),
         ({"window": "100,0.5,linear"}, "at least 1"),
         ({"window": "100,10,cubic"}, "linear-exact"),
         ({"viewport": "0,10"}, "viewport"),

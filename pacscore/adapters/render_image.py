@@ -17,10 +17,12 @@ a status (400, 406, 422) the HTTP layer passes on.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy comes with the web extra; importing this module must not need it
+    import numpy as np
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -112,7 +114,7 @@ def parse_window(text: str) -> Window:
         center, width = float(parts[0]), float(parts[1])
     except ValueError:
         raise RenderError(400, f"window={text!r}: center and width must be numbers") from None
-    if not (np.isfinite(center) and np.isfinite(width)):
+    if not (math.isfinite(center) and math.isfinite(width)):
         raise RenderError(400, f"window={text!r}: center and width must be finite")
     function = WINDOW_FUNCTIONS.get(parts[2].lower()) if len(parts) == 3 else "LINEAR"
     if function is None:
@@ -127,6 +129,8 @@ def parse_window(text: str) -> Window:
 # -- the grayscale pipeline -----------------------------------------------------------------
 def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
     """VOI windowing to 0..255 (float) as PS3.3 C.11.2.1.2 and C.11.2.1.3 define it."""
+    import numpy as np
+
     x = values.astype(np.float64)
     c, w = window.center, window.width
     if window.function == "SIGMOID":
@@ -161,6 +165,8 @@ def _first(value: Any) -> Any:
 
 def modality_values(ds: Any, arr: np.ndarray, index: int) -> np.ndarray:
     """Stored values to modality values (PS3.3 C.11.1): rescale, or a Modality LUT Sequence."""
+    import numpy as np
+
     if "ModalityLUTSequence" in ds:
         from pydicom.pixels import apply_modality_lut
 
@@ -189,6 +195,8 @@ def stored_window(ds: Any, index: int) -> Window | None:
 
 def min_max_window(values: np.ndarray) -> np.ndarray:
     """The frame's minimum to maximum mapped linearly onto 0..255 (a constant frame is black)."""
+    import numpy as np
+
     low, high = float(np.min(values)), float(np.max(values))
     if high <= low:
         return np.zeros(values.shape, dtype=np.float64)
@@ -197,6 +205,8 @@ def min_max_window(values: np.ndarray) -> np.ndarray:
 
 def grayscale_display(ds: Any, arr: np.ndarray, index: int, window: Window | None) -> np.ndarray:
     """A decoded grayscale frame through the Modality LUT, the VOI LUT and the polarity, as uint8."""
+    import numpy as np
+
     values = modality_values(ds, arr, index)
     chosen = window or stored_window(ds, index)
     if chosen is not None:
@@ -218,6 +228,8 @@ def grayscale_display(ds: Any, arr: np.ndarray, index: int, window: Window | Non
 def colour_display(ds: Any, arr: np.ndarray, photometric: str) -> np.ndarray:
     """A decoded colour frame (RGB after the decoder's YBR conversion, or palette indices) as
     8-bit RGB."""
+    import numpy as np
+
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
@@ -271,6 +283,7 @@ def display(ds: Any, index: int, window: Window | None = None) -> np.ndarray:
 # -- viewport and encoding ------------------------------------------------------------------
 def fit(pixels: np.ndarray, viewport: Viewport | None):
     """The pixels as a Pillow image, cropped to the viewport's region and scaled to fit it."""
+    import numpy as np
     from PIL import Image
 
     if viewport is not None and viewport.region is not None:
