@@ -74,6 +74,8 @@ DEFAULT_SYNTAX = {
     "image/dicom-rle": RLE_LOSSLESS,
     "image/jphc": "1.2.840.10008.1.2.4.201",
 }
+#: the smallest side openjpeg encodes (its default of six DWT resolution levels halves it five times)
+J2K_MIN_SIZE = 32
 #: the syntaxes this server can encode frames in (lossless ones only: a transcode never loses data)
 ENCODABLE = (RLE_LOSSLESS, JPEG2000_LOSSLESS)
 
@@ -245,6 +247,12 @@ def encode_frame(arr: Any, meta: dict, ds: Any, target: str) -> bytes:
     encoder = _encoder(target)
     if encoder is None:
         raise HttpError(406, f"no encoder for transfer syntax {target} is installed")
+    if target == JPEG2000_LOSSLESS and min(arr.shape[:2]) < J2K_MIN_SIZE:
+        raise HttpError(
+            406,
+            f"a {arr.shape[1]} x {arr.shape[0]} frame cannot be encoded in {target}: openjpeg's six "
+            f"resolution levels need at least {J2K_MIN_SIZE} x {J2K_MIN_SIZE} pixels",
+        )
     photometric = str(meta.get("photometric_interpretation") or ds.get("PhotometricInterpretation", "MONOCHROME2"))
     kwargs = {
         "rows": arr.shape[0],
