@@ -128,6 +128,12 @@ def site(tmp_path_factory):
     arc.store(pdf_instance(f"{s}.5.1.1", f"{s}.5"))
     arc.store(hostile_sr(f"{s}.6.1.1", f"{s}.6"))
     arc.store(undecodable(f"{s}.7.1.1", f"{s}.7"))
+    truncated = constant(f"{s}.8.1.1", f"{s}.8", f"{s}.8.1", 100, 1, 1)
+    truncated.PixelData = bytes(3)  # 2 x 2 x 16 bits need 8
+    arc.store(truncated)
+    hsv = constant(f"{s}.9.1.1", f"{s}.9", f"{s}.9.1", 100, 1, 1)
+    hsv.PhotometricInterpretation = "HSV"  # retired (PS3.3 C.7.6.3.1.2)
+    arc.store(hsv)
     with serving(create_app(arc)) as port:
         yield f"http://127.0.0.1:{port}/dicomweb", stored, arc
     arc.close()
@@ -420,6 +426,14 @@ def test_what_cannot_be_rendered_is_422(site, http):
     mpeg = http.get(base + synth(7) + "/rendered")
     assert mpeg.status_code == 422 and "1.2.840.10008.1.2.4.100" in mpeg.text
     assert http.get(f"{base}/studies/{SYNTH}.7/thumbnail").status_code == 422
+
+
+def test_damaged_or_unrenderable_pixel_data_is_422_naming_the_instance(site, http):
+    base, _, _ = site
+    for n, needle in ((8, "less than expected"), (9, "HSV")):
+        for suffix in ("/rendered", "/thumbnail", "/frames/1/rendered"):
+            r = http.get(base + synth(n) + suffix)
+            assert r.status_code == 422 and needle in r.text and f"{SYNTH}.{n}.1.1" in r.text
 
 
 def test_annotation_is_not_supported_and_says_so(site, http):

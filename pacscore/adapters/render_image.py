@@ -281,7 +281,7 @@ def display(ds: Any, index: int, window: Window | None = None) -> np.ndarray:
 
 
 # -- viewport and encoding ------------------------------------------------------------------
-def fit(pixels: np.ndarray, viewport: Viewport | None):
+def fit(pixels: np.ndarray, viewport: Viewport | None) -> Any:
     """The pixels as a Pillow image, cropped to the viewport's region and scaled to fit it."""
     import numpy as np
     from PIL import Image
@@ -305,7 +305,7 @@ def fit(pixels: np.ndarray, viewport: Viewport | None):
     return image
 
 
-def encode(image, media: str, quality: int = DEFAULT_QUALITY) -> bytes:
+def encode(image: Any, media: str, quality: int = DEFAULT_QUALITY) -> bytes:
     """A Pillow image as JPEG (baseline, ``quality``) or PNG (lossless) bytes."""
     buf = io.BytesIO()
     if media == PNG:

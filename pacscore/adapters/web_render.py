@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -300,7 +300,7 @@ def _uri_options(params: dict[str, str], media: str, header: Any) -> tuple[Rende
     return opts, int(number) - 1
 
 
-def _checked(parse, text: str):
+def _checked(parse: Callable[[str], Any], text: str) -> Any:
     try:
         return parse(text)
     except RenderError as exc:
