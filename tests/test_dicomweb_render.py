@@ -515,3 +515,64 @@ def test_wado_uri_rendering_errors(site, http, params, status, named):
     base, _, _ = site
     r = wado(http, base, 1, **params)
     assert r.status_code == status and named in r.text
+
+
+# -- the pipeline's other sources, without HTTP ----------------------------------------------
+def pipeline_image(values: list[int], frames: int = 1) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, len(values) // frames, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = np.array(values, dtype="<u2").tobytes()
+    return ds
+
+
+def lut_item(first: int, bits: int, data: list[int]) -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = [len(data), first, bits]
+    item.LUTData = data
+    item["LUTData"].VR = "US"
+    return item
+
+
+def test_voi_lut_sequence_is_used_when_no_window_is_stored():
+    ds = pipeline_image([0, 1, 2, 3])
+    ds.VOILUTSequence = [lut_item(0, 8, [0, 50, 100, 255])]  # 8-bit LUT: shown as it is
+    assert render_image.display(ds, 0).tolist() == [[0, 50, 100, 255]]
+    ds.VOILUTSequence = [lut_item(0, 12, [0, 1000, 2000, 4095])]  # 12-bit LUT: * 255 / 4095
+    # 1000 * 255 / 4095 = 62.27 -> 62; 2000 * 255 / 4095 = 124.54 -> 125
+    assert render_image.display(ds, 0).tolist() == [[0, 62, 125, 255]]
+
+
+def test_modality_lut_sequence_then_stored_window():
+    ds = pipeline_image([0, 1, 2, 3])
+    ds.ModalityLUTSequence = [lut_item(0, 16, [0, 100, 200, 300])]
+    ds.ModalityLUTSequence[0].ModalityLUTType = "HU"
+    ds.WindowCenter, ds.WindowWidth = 150, 101
+    # LINEAR C=150, W=101 on 0, 100, 200, 300: edges 99.5 and 199.5;
+    # 100 -> ((100 - 149.5) / 100 + 0.5) * 255 = 1.275 -> 1
+    assert render_image.display(ds, 0).tolist() == [[0, 1, 255, 255]]
+
+
+def test_enhanced_multiframe_windows_and_rescale_come_from_the_functional_groups():
+    ds = pipeline_image([10, 20, 10, 20], frames=2)
+    shared = Dataset()
+    transform = Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = 10, 0, "US"
+    shared.PixelValueTransformationSequence = [transform]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for center, width in ((150, 101), (100, 1000)):
+        group, voi = Dataset(), Dataset()
+        voi.WindowCenter, voi.WindowWidth = center, width
+        group.FrameVOILUTSequence = [voi]
+        frames.append(group)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    # modality values 100 and 200 in both frames
+    # frame 1: C=150, W=101 -> edges 99.5, 199.5: 100 -> 1.275 -> 1, 200 -> 255
+    assert render_image.display(ds, 0).tolist() == [[1, 255]]
+    # frame 2: C=100, W=1000: ((x - 99.5) / 999 + 0.5) * 255: 100 -> 127.63 -> 128, 200 -> 153.15 -> 153
+    assert render_image.display(ds, 1).tolist() == [[128, 153]]
