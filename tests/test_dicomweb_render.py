@@ -134,6 +134,12 @@ def site(tmp_path_factory):
     hsv = constant(f"{s}.9.1.1", f"{s}.9", f"{s}.9.1", 100, 1, 1)
     hsv.PhotometricInterpretation = "HSV"  # retired (PS3.3 C.7.6.3.1.2)
     arc.store(hsv)
+    # study .10: one series whose middle instance (number 2) is a report, between two images
+    arc.store(constant(f"{s}.10.1.1", f"{s}.10", f"{s}.10.1", 50, 1, 1))
+    report = hostile_sr(f"{s}.10.1.2", f"{s}.10")
+    report.SeriesInstanceUID, report.InstanceNumber = f"{s}.10.1", "2"
+    arc.store(report)
+    arc.store(constant(f"{s}.10.1.3", f"{s}.10", f"{s}.10.1", 150, 3, 1))
     with serving(create_app(arc)) as port:
         yield f"http://127.0.0.1:{port}/dicomweb", stored, arc
     arc.close()
@@ -331,6 +337,17 @@ def test_thumbnails_pick_a_representative_instance_and_frame(site, http):
     assert jpeg.headers["content-type"] == "image/jpeg"
 
 
+def test_a_series_thumbnail_skips_a_report_in_the_middle(site, http):
+    base, _, _ = site
+    # instances 1 (50 -> 64), 2 (a report), 3 (150 -> 192): the images nearest the middle are
+    # 1 and 3, equally near; the earlier one is shown
+    thumb = get_png(http, f"{base}/studies/{SYNTH}.10/series/{SYNTH}.10.1/thumbnail")
+    assert set(np.unique(thumb)) == {64}
+    # the study's series renders its two images only
+    parts = parts_of(http.get(f"{base}/studies/{SYNTH}.10/series/{SYNTH}.10.1/rendered", headers=PNG))
+    assert [pixels(d)[0, 0] for _, d in parts] == [64, 192]
+
+
 def test_a_study_without_images_has_no_thumbnail(site, http):
     base, _, _ = site
     r = http.get(f"{base}/studies/{SYNTH}.5/thumbnail")
@@ -399,6 +416,12 @@ def test_bad_parameters_are_400_naming_them(site, http, params, named):
     base, _, _ = site
     r = http.get(base + synth(1) + "/rendered", params=params)
     assert r.status_code == 400 and named in r.text
+
+
+def test_a_rendering_parameter_given_twice_is_400(site, http):
+    base, _, _ = site
+    r = http.get(base + synth(1) + "/rendered", params=[("quality", "5"), ("quality", "6")])
+    assert r.status_code == 400 and "quality" in r.text and "more than once" in r.text
 
 
 def test_unknown_resources_are_404(site, http):

@@ -9,9 +9,9 @@ media type (application/pdf), a Structured Report as text/html (the default) or 
 series or study rendering holds its image instances only.
 
 ``.../thumbnail`` is always one small image (128 x 128 unless a viewport says otherwise) of a
-representative frame: the middle frame of the instance; of a series, of its middle image
-instance (in Instance Number order); of a study, of its first series (by Series Number) that
-has images.
+representative frame: the middle frame of the instance; of a series, of the image instance
+nearest its middle (in Instance Number order); of a study, of its first series (by Series
+Number) that has images.
 
 Query parameters (PS3.18 8.3.5.1): ``quality`` (1..100, JPEG), ``viewport=vw,vh[,sx,sy,sw,sh]``,
 ``window=center,width,function`` (grayscale images). ``annotation`` is not supported: the image
@@ -348,27 +348,28 @@ def uri_rendered(
 
 # -- thumbnail ------------------------------------------------------------------------------
 def representative(service, refs: list) -> Any:
-    """The instance a thumbnail shows: the middle image instance of the first series (by
-    Series Number, then UID) that has images; None when no instance is an image."""
+    """The instance a thumbnail shows: in the first series (by Series Number, then UID) that has
+    an image, the image instance nearest the middle of the series in Instance Number order; None
+    when no instance is an image. Headers are read from the index only as far as the search goes
+    (one per series for its number, then outward from the middle), so a large study stays cheap."""
     by_series: dict[str, list] = {}
-    numbers: dict[str, tuple[int, str]] = {}
-    for ref in refs:
-        header = service.archive.header(ref.sop_instance_uid)
-        if _kind(header) != IMAGE:
-            continue
-        uid = ref.series_instance_uid
-        by_series.setdefault(uid, []).append(ref)
-        if uid not in numbers:
-            try:
-                number = int(header.get("SeriesNumber", "") or 1 << 30)
-            except (TypeError, ValueError):
-                number = 1 << 30
-            numbers[uid] = (number, uid)
-    if not by_series:
-        return None
-    first = min(by_series, key=lambda uid: numbers[uid])
-    images = by_series[first]  # archive order: Instance Number, then UID
-    return images[len(images) // 2]
+    for ref in refs:  # archive order: series UID, then Instance Number, then SOP Instance UID
+        by_series.setdefault(ref.series_instance_uid, []).append(ref)
+
+    def series_number(uid: str) -> tuple[int, str]:
+        try:
+            number = int(service.archive.header(by_series[uid][0].sop_instance_uid).get("SeriesNumber", "") or 1 << 30)
+        except (TypeError, ValueError):
+            number = 1 << 30
+        return number, uid
+
+    for uid in sorted(by_series, key=series_number):
+        members = by_series[uid]
+        middle = len(members) // 2
+        for i in sorted(range(len(members)), key=lambda i: (abs(i - middle), i)):
+            if _kind(service.archive.header(members[i].sop_instance_uid)) == IMAGE:
+                return members[i]
+    return None
 
 
 def thumbnail(
