@@ -81,6 +81,13 @@ def add_dimse_cli(subparsers) -> None:
     p.add_argument("--tls-ca", help="PEM CA bundle: require client certificates signed by it")
     p.add_argument("--log-phi", action="store_true", help="log identifier values and UIDs (patient data)")
     p.add_argument("--no-nodelay", action="store_true", help="leave Nagle's algorithm on (for measurements)")
+    p.add_argument(
+        "--processes",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="serve from N processes that share the port (default 1; about one core each)",
+    )
     p.set_defaults(func=main_serve_dimse)
 
 
@@ -129,6 +136,8 @@ def main_serve_dimse(args) -> int:
         print("serve dimse: --tls-ca needs --tls-cert and --tls-key")
         return 2
     config = dimse_config(args, ssl_context)
+    if args.processes > 1:
+        return _serve_dimse_processes(args, config)
     _stop_on_sigterm()
     with pacscore.open(args.archive, blobs=getattr(args, "blobs", None), create=False) as arc:
         try:
@@ -139,6 +148,51 @@ def main_serve_dimse(args) -> int:
             print(f"serve dimse: cannot listen on {args.host}:{args.port}: {exc}")
             return 1
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _serve_dimse_processes(args, config) -> int:
+    """``serve dimse --processes N``: one listening socket, N forked SCPs accepting on it."""
+    import dataclasses
+
+    import pacscore
+
+    from . import serve_processes
+    from .adapters.dimse import serve
+
+    try:
+        pacscore.open(args.archive, blobs=getattr(args, "blobs", None), create=False).close()
+        serve_processes.prepare_readers(args.archive, args.processes, config.max_associations)
+        sock = serve_processes.listen(args.host, args.port)
+    except pacscore.PacsError as exc:
+        print(f"serve dimse: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"serve dimse: cannot listen on {args.host}:{args.port}: {exc}")
+        return 1
+    host, port = sock.getsockname()[:2]
+    print(f"pacscore DIMSE {args.ae} on {host}:{port} ({args.processes} processes)", flush=True)
+
+    def child(listening) -> int:
+        _stop_on_sigterm()
+        with pacscore.open(args.archive, blobs=getattr(args, "blobs", None), create=False) as arc:
+            try:
+                serve(arc, dataclasses.replace(config, listen_socket=listening, port=port))
+            except KeyboardInterrupt:
+                pass
+        return 0
+
+    with sock:
+        return serve_processes.run(args.processes, child, sock)
 
 
 def _stop_on_sigterm() -> None:
@@ -212,6 +266,13 @@ def add_web_cli(subparsers) -> None:
         "--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE", help=OPTION_HELP
     )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="serve from N processes that share the port (default 1; about one core each)",
+    )
     p.set_defaults(func=main_serve_web)
 
 
@@ -262,6 +323,8 @@ def main_serve_web(args) -> int:
         print(f"serve web: {exc}")
         return 2
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
+    if args.workers > 1:
+        return _serve_web_processes(args, app, prefix, auth is not None)
     print(
         f"pacscore DICOMweb on http://{args.host}:{args.port}{prefix} (archive {args.archive}"
         f"{', bearer token required' if auth else ''})",
@@ -274,3 +337,37 @@ def main_serve_web(args) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+#: threads a web process may read the index from: Starlette runs sync handlers in AnyIO's pool
+#: of 40 threads, plus the event loop's own
+WEB_THREADS = 41
+
+
+def _serve_web_processes(args, app, prefix: str, token: bool) -> int:
+    """``serve web --workers N``: one listening socket, N forked uvicorn servers accepting on it
+    (the app opens the archive lazily, in each process that serves)."""
+    import uvicorn
+
+    from . import serve_processes
+
+    try:
+        serve_processes.prepare_readers(args.archive, args.workers, WEB_THREADS)
+        sock = serve_processes.listen(args.host, args.port)
+    except OSError as exc:
+        print(f"serve web: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    print(
+        f"pacscore DICOMweb on http://{host}:{port}{prefix} (archive {args.archive}, {args.workers} processes"
+        f"{', bearer token required' if token else ''})",
+        flush=True,
+    )
+
+    def child(listening) -> int:
+        config = uvicorn.Config(app, access_log=True, log_level=args.log_level)
+        uvicorn.Server(config).run(sockets=[listening])
+        return 0
+
+    with sock:
+        return serve_processes.run(args.workers, child, sock)
