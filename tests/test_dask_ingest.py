@@ -13,6 +13,7 @@ import pytest
 import pacscore
 from pacscore.cli import main as cli_main
 from pacscore.errors import ConfigError
+from pacscore.index import pending
 
 from .factories import BUCKET, CREDENTIALS, make_instance, pydicom_test_files, s3_prefix_for, s3_url, to_bytes
 
@@ -205,3 +206,16 @@ def test_the_last_version_in_a_batch_wins_as_if_stored_one_by_one(tmp_path, requ
         ] == ["One^Version"]
         check = arc.verify()
         assert check.ok and not check.orphans
+
+
+def test_the_writer_ceiling_benchmark_indexes_every_instance(tmp_path):
+    """benchmarks/writer_ceiling.py commits on distributed ingest's path (journal token, no blob
+    written): every generated instance ends up indexed and nothing is left journaled."""
+    from benchmarks import writer_ceiling
+
+    result = writer_ceiling.run(300, batch=100, folder=tmp_path / "arc")
+    assert result["instances"] == 300 and result["writer_instances_per_second"] > 0
+    with pacscore.open(tmp_path / "arc", blobs="memory://") as arc:
+        assert arc.stats()["instances"] == 300
+        with arc.index.read() as txn:
+            assert not list(pending.entries(txn, arc.index.db("meta")))
