@@ -36,7 +36,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
+import re
 import socket
 import struct
 import sys
@@ -323,25 +325,32 @@ def _start_web(arc):
 
 
 class _ServerCommand:
-    """A ``pacscore serve ...`` command run for the benchmark; ``port`` is the one it printed."""
+    """A ``pacscore serve ...`` command run for the benchmark, its output in a log file (a pipe
+    nobody reads would fill and stop it); ``port`` is the one it says it listens on."""
 
-    def __init__(self, args: list[str]) -> None:
-        import select
+    LISTENING = re.compile(r" on (?:http://)?\S+:(\d+)")
+
+    def __init__(self, args: list[str], log_dir: str) -> None:
         import subprocess
 
+        self.log = open(os.path.join(log_dir, f"serve-{args[0]}.log"), "w+")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pacscore", "serve", *args, "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             text=True,
         )
-        ready, _, _ = select.select([self.proc.stdout], [], [], 120)
-        line = self.proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
-        if " on " not in line:
-            self.stop()
-            raise RuntimeError(f"pacscore serve {args[0]} did not start: {line!r}")
-        address = line.split(" on ")[1].split()[0].removeprefix("http://")
-        self.port = int(address.split("/")[0].rsplit(":", 1)[1])
+        deadline = time.monotonic() + 120
+        while True:
+            self.log.seek(0)
+            found = self.LISTENING.search(self.log.read())
+            if found:
+                self.port = int(found.group(1))
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"pacscore serve {args[0]} did not start (exit {self.proc.returncode})")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         import signal
@@ -349,13 +358,13 @@ class _ServerCommand:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self.log.close()
 
 
 def _serve_processes(folder, processes: int, web: bool):
     """The DIMSE server and (if ``web``) the DICOMweb server as commands of ``processes`` processes."""
-    dimse_cmd = _ServerCommand(["dimse", "--archive", str(folder), "--processes", str(processes)])
+    logs = tempfile.mkdtemp(prefix="pacscore-load-logs-")  # kept: the servers' own account of the run
+    dimse_cmd = _ServerCommand(["dimse", "--archive", str(folder), "--processes", str(processes)], logs)
 
     class Stopper:
         def shutdown(self) -> None:
@@ -364,7 +373,7 @@ def _serve_processes(folder, processes: int, web: bool):
     web_part = None
     if web:
         web_cmd = _ServerCommand(
-            ["web", "--archive", str(folder), "--workers", str(processes), "--log-level", "warning"]
+            ["web", "--archive", str(folder), "--workers", str(processes), "--log-level", "warning"], logs
         )
         web_part = (f"http://127.0.0.1:{web_cmd.port}/dicomweb", web_cmd.stop)
     # both answer before the clock starts: every process has opened the archive

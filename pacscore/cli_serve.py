@@ -323,51 +323,38 @@ def main_serve_web(args) -> int:
         print(f"serve web: {exc}")
         return 2
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
-    if args.workers > 1:
-        return _serve_web_processes(args, app, prefix, auth is not None)
+    from . import serve_processes
+
+    try:
+        if args.workers > 1:
+            serve_processes.prepare_readers(args.archive, args.workers, WEB_THREADS)
+        # bound here, not by uvicorn, so that the line below names the real port (also for --port 0)
+        sock = serve_processes.listen(args.host, args.port)
+    except OSError as exc:
+        print(f"serve web: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]
     print(
-        f"pacscore DICOMweb on http://{args.host}:{args.port}{prefix} (archive {args.archive}"
-        f"{', bearer token required' if auth else ''})",
+        f"pacscore DICOMweb on http://{args.host}:{port}{prefix} (archive {args.archive}"
+        f"{f', {args.workers} processes' if args.workers > 1 else ''}{', bearer token required' if auth else ''})",
         flush=True,
     )
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, access_log=True, log_level=args.log_level)
-    except SystemExit as exc:  # uvicorn exits when it cannot bind
-        return int(exc.code or 1)
-    except KeyboardInterrupt:
-        pass
+
+    def serve(listening) -> int:
+        config = uvicorn.Config(app, access_log=True, log_level=args.log_level)
+        uvicorn.Server(config).run(sockets=[listening])
+        return 0
+
+    with sock:
+        if args.workers > 1:
+            return serve_processes.run(args.workers, serve, sock)
+        try:
+            serve(sock)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
 #: threads a web process may read the index from: Starlette runs sync handlers in AnyIO's pool
 #: of 40 threads, plus the event loop's own
 WEB_THREADS = 41
-
-
-def _serve_web_processes(args, app, prefix: str, token: bool) -> int:
-    """``serve web --workers N``: one listening socket, N forked uvicorn servers accepting on it
-    (the app opens the archive lazily, in each process that serves)."""
-    import uvicorn
-
-    from . import serve_processes
-
-    try:
-        serve_processes.prepare_readers(args.archive, args.workers, WEB_THREADS)
-        sock = serve_processes.listen(args.host, args.port)
-    except OSError as exc:
-        print(f"serve web: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    host, port = sock.getsockname()[:2]
-    print(
-        f"pacscore DICOMweb on http://{host}:{port}{prefix} (archive {args.archive}, {args.workers} processes"
-        f"{', bearer token required' if token else ''})",
-        flush=True,
-    )
-
-    def child(listening) -> int:
-        config = uvicorn.Config(app, access_log=True, log_level=args.log_level)
-        uvicorn.Server(config).run(sockets=[listening])
-        return 0
-
-    with sock:
-        return serve_processes.run(args.workers, child, sock)

@@ -34,12 +34,20 @@ LEVELS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    """Chunks of 8 sources: the test corpora span several chunks and several write batches."""
+    from pacscore import distributed as pacscore_distributed
+
+    monkeypatch.setattr(pacscore_distributed, "CHUNK", 8)
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[distributed.Client]:
     """Two worker processes of one thread each: tasks and results cross a process boundary."""
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB"
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="1GiB"
         ) as cluster,
         distributed.Client(cluster, timeout=120) as c,
     ):
@@ -166,6 +174,47 @@ def test_the_version_kept_by_on_conflict_keep_leaves_no_orphan(tmp_path, client,
         assert check.ok and not check.orphans
 
 
+def test_a_failed_blob_put_rejects_that_instance_and_nothing_else(tmp_path, monkeypatch):
+    """Workers in this process (processes=False), so that their blob store can be made to fail
+    for one key: that instance is rejected naming the store's error, the others are stored."""
+    from pacscore import distributed as pacscore_distributed
+    from pacscore.blobs.file import FileBlobStore
+
+    paths = _corpus(tmp_path / "in")
+    bad = make_instance(sop="1.2.826.0.1.1.4").SOPInstanceUID
+
+    class Failing(FileBlobStore):
+        def put_many(self, items):
+            raise OSError("the batch failed")
+
+        def put(self, key, data):
+            if key.startswith(f"{bad}_"):
+                raise OSError("disk on fire")
+            super().put(key, data)
+
+    real_store = pacscore_distributed._store
+
+    def failing_store(url, root):
+        store = real_store(url, root)
+        return Failing(store.path) if isinstance(store, FileBlobStore) else store
+
+    monkeypatch.setattr(pacscore_distributed, "_store", failing_store)
+    with (
+        distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as local_client,
+        pacscore.open(tmp_path / "arc") as arc,
+    ):
+        report = arc.store_many(paths, executor=local_client)
+        assert [uid for uid in report.stored if uid == bad] == []
+        assert len(report.stored) == len(paths) - 1
+        assert len(report.rejected) == 1 and "disk on fire" in report.rejected[0][1]
+        assert report.rejected[0][0] == str(tmp_path / "in" / "gen004.dcm")
+        with pytest.raises(pacscore.NotFound):
+            arc.get(bad)
+        check = arc.verify()
+        assert check.ok and not check.orphans
+
+
 def test_a_blob_store_the_workers_cannot_reach_is_refused(tmp_path, client):
     with pacscore.open(tmp_path / "mem", blobs="memory://") as arc:
         with pytest.raises(ConfigError, match="memory"):
@@ -219,3 +268,20 @@ def test_the_writer_ceiling_benchmark_indexes_every_instance(tmp_path):
         assert arc.stats()["instances"] == 300
         with arc.index.read() as txn:
             assert not list(pending.entries(txn, arc.index.db("meta")))
+
+
+def test_a_backup_of_the_index_serves_as_a_read_replica_over_the_same_bucket(tmp_path, client, s3_endpoint):
+    """docs/scaling-cluster.md: a read replica is a backup's index opened read-only with the
+    primary's blob store URL; it answers as the primary did when the backup was taken."""
+    _corpus(tmp_path / "in")
+    url = s3_url(s3_endpoint, s3_prefix_for(tmp_path))
+    with pacscore.open(tmp_path / "primary", blobs=url) as arc:
+        arc.store_many([tmp_path / "in"], executor=client)
+        arc.backup(tmp_path / "replica")
+        expected, expected_bytes = _answers(arc), _bytes(arc)
+        arc.store(to_bytes(make_instance(sop="1.2.9.9", patient_id="P0")))  # after the backup
+        with pacscore.open(tmp_path / "replica", blobs=url, readonly=True) as replica:
+            assert _answers(replica) == expected
+            assert _bytes(replica) == expected_bytes
+            with pytest.raises(pacscore.PacsError, match="read-only"):
+                replica.store(to_bytes(make_instance(sop="1.2.9.10")))
