@@ -328,7 +328,9 @@ def store_many(
 
 def _commit(archive: Archive, batch: _Batch, report: IngestReport, origin: Origin) -> None:
     """Index a batch whose blobs the workers put: one write transaction, after all its puts."""
-    parsed = []
+    from .archive import _blob_key
+
+    parsed, unput = [], []
     try:
         for task in batch.tasks:
             if not task.parsed:
@@ -340,11 +342,14 @@ def _commit(archive: Archive, batch: _Batch, report: IngestReport, origin: Origi
             for p in task.parsed:
                 if p.sop_instance_uid in failed:
                     report.rejected.append((p.source, failed[p.sop_instance_uid]))
+                    unput.append(_blob_key(p))
                 else:
                     parsed.append(p)
         if batch.keys:
             if parsed:
                 archive._store_parsed(parsed, report, origin, journaled=batch.token)
+                if unput:  # a put that failed may still have left an object behind
+                    archive._discard_journaled(batch.token, unput)
             else:
                 archive._discard_journaled(batch.token, batch.keys)
     finally:
