@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["store_many", "read_source", "s3_listing", "CHUNK", "SHARED_BLOB_SCHEMES"]
 
 #: sources per task: enough to amortise a task's scheduling and a file store's one sync per
-#: put_many (128 stored 1.5x faster than 32 on a 2-worker LocalCluster: docs/scaling-cluster.md)
+#: put_many (128 stored ~1.5x faster than 32 on a 2-worker LocalCluster: docs/scaling-cluster.md)
 CHUNK = 128
 #: blob stores a worker on another process or machine can write to: a folder (shared, or the
 #: same machine) or an object store. memory: and lmdb: live inside one process.
