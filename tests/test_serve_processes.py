@@ -65,6 +65,18 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+def _stop(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until it is stopped: the signal takes effect when the kernel next
+    schedules it, and a process still running could accept the next connection meanwhile."""
+    os.kill(pid, signal.SIGSTOP)
+    _wait_until(lambda: _state(pid) in ("T", "t"), f"process {pid} to stop")
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2 :].split()[0]
+
+
 def _gone(pid: int) -> bool:
     """No such process, or only its zombie entry left for a parent that will reap it."""
     try:
@@ -133,8 +145,8 @@ def test_web_workers_answer_from_each_process_and_stop_on_sigterm(archive):
         # each process answers on its own: the other one stopped, connections wait for this one
         first, second = sorted(_children(proc.pid))
         for stopped in (first, second):
-            os.kill(stopped, signal.SIGSTOP)
             try:
+                _stop(stopped)
                 assert _qido(port) == expected
             finally:
                 os.kill(stopped, signal.SIGCONT)
@@ -185,8 +197,8 @@ def test_dimse_processes_answer_from_each_process_and_stop_on_sigterm(archive):
             assert list(pool.map(lambda _: _find_studies(port), range(12))) == [expected] * 12
         first, second = sorted(_children(proc.pid))
         for stopped in (first, second):
-            os.kill(stopped, signal.SIGSTOP)
             try:
+                _stop(stopped)
                 assert _find_studies(port) == expected
             finally:
                 os.kill(stopped, signal.SIGCONT)
