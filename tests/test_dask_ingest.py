@@ -285,3 +285,35 @@ def test_a_backup_of_the_index_serves_as_a_read_replica_over_the_same_bucket(tmp
             assert _bytes(replica) == expected_bytes
             with pytest.raises(pacscore.PacsError, match="read-only"):
                 replica.store(to_bytes(make_instance(sop="1.2.9.10")))
+
+
+def test_the_input_is_read_as_ingest_goes_with_a_bounded_number_in_flight(tmp_path, client):
+    """Backpressure: a generator of 240 instances is pulled at most a bounded distance ahead of
+    what is committed (queued chunks, the batch being filled, one chunk being submitted), and
+    every stored event comes after its commit."""
+    from pacscore import distributed as pacscore_distributed
+
+    pulled = 0
+
+    def sources():
+        nonlocal pulled
+        for i in range(240):
+            pulled += 1
+            yield to_bytes(make_instance(sop=f"1.2.826.0.2.{i}", study=f"1.2.826.0.2.{i // 40}"))
+
+    ahead: list[int] = []
+    with pacscore.open(tmp_path / "arc") as arc:
+        stored = 0
+
+        def on_stored(event) -> None:
+            nonlocal stored
+            stored += 1
+            ahead.append(pulled - stored)
+
+        arc.on_stored(on_stored)
+        report = arc.store_many(sources(), executor=client, batch_size=16, progress=True)
+        assert len(report.stored) == 240 and stored == 240
+    chunk = pacscore_distributed.CHUNK
+    in_flight = max(4, 2 * sum(client.nthreads().values()))
+    assert max(ahead) <= (in_flight + 2) * chunk + 16
+    assert max(ahead) < 240 - 16  # not read whole before the first commit
