@@ -169,6 +169,9 @@ def _serve_dimse_processes(args, config) -> int:
     from . import serve_processes
     from .adapters.dimse import serve
 
+    if not serve_processes.supported():
+        print("serve dimse: --processes needs fork() and sigtimedwait() (Linux)", file=sys.stderr)
+        return 2
     try:
         pacscore.open(args.archive, blobs=getattr(args, "blobs", None), create=False).close()
         serve_processes.prepare_readers(args.archive, args.processes, config.max_associations)
@@ -334,6 +337,9 @@ def main_serve_web(args) -> int:
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
     from . import serve_processes
 
+    if args.workers > 1 and not serve_processes.supported():
+        print("serve web: --workers needs fork() and sigtimedwait() (Linux)", file=sys.stderr)
+        return 2
     try:
         if args.workers > 1:
             serve_processes.prepare_readers(args.archive, args.workers, WEB_THREADS)

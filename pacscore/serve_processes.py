@@ -34,7 +34,7 @@ from pathlib import Path
 
 log = logging.getLogger("pacscore.serve")
 
-__all__ = ["listen", "prepare_readers", "run", "READERS_ENV"]
+__all__ = ["listen", "prepare_readers", "run", "supported", "READERS_ENV"]
 
 #: the environment variable index/lmdb_index.py reads for LMDB's max_readers
 READERS_ENV = "PACSCORE_MAX_READERS"
@@ -43,6 +43,12 @@ SPARE_READERS = 8
 #: a child exiting more often than this many times a minute stops the server (a crash loop)
 MAX_RESTARTS_PER_MINUTE = 5
 _WATCHED = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+
+
+def supported() -> bool:
+    """Whether this platform can serve from several processes (fork and sigtimedwait: Linux and
+    most Unixes, not macOS or Windows)."""
+    return hasattr(os, "fork") and hasattr(signal, "sigtimedwait")
 
 
 def listen(host: str, port: int, backlog: int = 512) -> socket.socket:
@@ -101,6 +107,8 @@ def run(
     SIGTERM or SIGINT; returns the exit status for the command (0 after a requested stop)."""
     if processes < 1:
         raise ValueError(f"the number of processes must be at least 1, not {processes}")
+    if not supported():
+        raise OSError("serving from several processes needs fork() and sigtimedwait() (Linux)")
     children: dict[int, float] = {}  # pid -> start time
     exits: list[float] = []
     status = 0

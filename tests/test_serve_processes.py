@@ -249,3 +249,13 @@ def test_the_load_tool_drives_two_processes_and_nothing_stored_is_lost(tmp_path)
     assert result["c_find"]["ops"] > 0 and result["qido"]["ops"] > 0 and result["acknowledged"] > 0
     assert result["lost"] == result["mismatched"] == result["not_found_over_dimse"] == 0
     assert result["verify_ok"] and not result["hung_clients"]
+
+
+@pytest.mark.parametrize("command", [["web", "--workers", "2"], ["dimse", "--processes", "2"]])
+def test_a_platform_without_fork_is_told_so(archive, monkeypatch, capsys, command):
+    from pacscore import serve_processes
+    from pacscore.cli import main
+
+    monkeypatch.setattr(serve_processes, "supported", lambda: False)
+    assert main(["serve", command[0], "--archive", str(archive), "--port", "0", *command[1:]]) == 2
+    assert "needs fork()" in capsys.readouterr().err
