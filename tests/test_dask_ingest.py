@@ -64,11 +64,11 @@ def _source_url(endpoint: str, key: str) -> str:
     return f"s3://{BUCKET}/{key}?endpoint_url={endpoint}&region=us-east-1&{CREDENTIALS}"
 
 
-def _corpus(folder: Path) -> list[Path]:
+def _corpus(folder: Path, generated: int = 70) -> list[Path]:
     """Three studies of generated instances and real files with pixel data."""
     folder.mkdir()
     paths = []
-    for i in range(70):
+    for i in range(generated):
         study = f"1.2.826.0.1.{i % 3}"
         ds = make_instance(
             sop=f"{study}.{i}",
@@ -273,7 +273,7 @@ def test_the_writer_ceiling_benchmark_indexes_every_instance(tmp_path):
 def test_a_backup_of_the_index_serves_as_a_read_replica_over_the_same_bucket(tmp_path, client, s3_endpoint):
     """docs/scaling-cluster.md: a read replica is a backup's index opened read-only with the
     primary's blob store URL; it answers as the primary did when the backup was taken."""
-    _corpus(tmp_path / "in")
+    _corpus(tmp_path / "in", generated=12)
     url = s3_url(s3_endpoint, s3_prefix_for(tmp_path))
     with pacscore.open(tmp_path / "primary", blobs=url) as arc:
         arc.store_many([tmp_path / "in"], executor=client)
