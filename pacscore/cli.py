@@ -3,6 +3,7 @@ restore, serve, bench, conformance, worklist (cli_worklist.py).
 
     pacscore init --archive DIR                      # an empty archive (e.g. to serve)
     pacscore ingest --archive DIR PATH...
+    pacscore ingest --archive DIR --dask tcp://scheduler:8786 s3://bucket/scans/   # Dask workers
     pacscore find --archive DIR --level STUDY PatientName='SMI*' StudyDate=20150101- ModalitiesInStudy=
     pacscore get --archive DIR SOP_INSTANCE_UID -o out.dcm
 """
@@ -10,6 +11,7 @@ restore, serve, bench, conformance, worklist (cli_worklist.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -42,8 +44,8 @@ def cmd_ingest(args) -> int:
     (each listed with its reason), 2 on an error: scripts must see a lost file, and tell it from
     a failed run (an OSError would otherwise end in a traceback and status 1)."""
     try:
-        with open_for(args, create=True) as arc:
-            report = arc.store_many(args.paths, workers=args.workers, progress=not args.quiet)
+        with open_for(args, create=True) as arc, _dask_client(args.dask) as client:
+            report = arc.store_many(args.paths, workers=args.workers, progress=not args.quiet, executor=client)
     except OSError as exc:
         print(f"pacscore ingest: error: {exc}", file=sys.stderr)
         return 2
@@ -53,6 +55,20 @@ def cmd_ingest(args) -> int:
     for src, reason in report.rejected:
         print(f"  rejected {src}: {reason}")
     return 1 if report.rejected else 0
+
+
+@contextlib.contextmanager
+def _dask_client(address: str | None):
+    """A dask.distributed Client of the scheduler at ``address`` for ``ingest --dask`` (None: none)."""
+    if address is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise PacsError("ingest --dask needs dask.distributed: pip install 'pacscore[dask]'") from None
+    with Client(address, timeout=60) as client:
+        yield client
 
 
 def parse_keys(pairs: list[str]) -> dict:
@@ -317,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     archive_arg(p)
     p.add_argument("paths", nargs="+")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        default=None,
+        help="read, parse and put blobs on the workers of this Dask scheduler (tcp://host:8786); "
+        "paths must be reachable from the workers, or s3:// URLs",
+    )
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_ingest)
 

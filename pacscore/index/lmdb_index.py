@@ -51,6 +51,18 @@ _SHARED: dict[tuple[str, int], _Shared] = {}
 _SHARED_LOCK = threading.RLock()
 
 
+def max_readers() -> int:
+    """LMDB reader slots to ask for: 256, or ``PACSCORE_MAX_READERS`` (set by ``serve web
+    --workers`` / ``serve dimse --processes`` for all their processes; pacscore/serve_processes.py).
+    The first process to open an environment sizes its table; later ones share it."""
+    text = os.environ.get("PACSCORE_MAX_READERS", "").strip()
+    if not text:
+        return 256
+    if not text.isdigit() or int(text) < 1:
+        raise StorageError(f"PACSCORE_MAX_READERS must be a positive whole number of reader slots, not {text!r}")
+    return int(text)
+
+
 class Index:
     """Owns the LMDB environment of one archive folder."""
 
@@ -175,7 +187,7 @@ class Index:
                 subdir=True,
                 readonly=lmdb_readonly,
                 lock=True,
-                max_readers=256,
+                max_readers=max_readers(),
                 metasync=True,
                 sync=True,
                 create=not self.readonly,

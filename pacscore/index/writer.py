@@ -158,7 +158,7 @@ class Writer:
         instance[T_PARENT] = (INTERNAL_VR, series_key.decode())
         instance[T_STUDY] = (INTERNAL_VR, study_key.decode())
         instance[T_PATIENT] = (INTERNAL_VR, pkey.decode("utf-8"))
-        instance[T_SIZE] = (INTERNAL_VR, str(len(inst.data)))
+        instance[T_SIZE] = (INTERNAL_VR, str(inst.size))
         instance[T_CHECKSUM] = (INTERNAL_VR, inst.checksum)
         instance[model.T_AVAILABLE_TS] = ("UI", inst.transfer_syntax_uid)
         self.save("IMAGE", sop, instance)
