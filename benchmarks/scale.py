@@ -1,7 +1,7 @@
 """Index size at scale: where the bytes of the LMDB index go, per database, per instance.
 
     python -m benchmarks.scale --instances 100000 --archive /tmp/scale [--chunk 10000]
-                               [--compact] [--out DIR] [--keep]
+                               [--compact] [--baseline] [--out DIR] [--keep]
     python -m benchmarks.scale --measure ARCHIVE        # only the size figures of an archive
 
 Generates ``--instances`` instances (pacscore.testing.generate, in memory, no files), stores
@@ -132,7 +132,8 @@ def suite_latency(archive: Path, min_time: float = 0.4) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"instances {result['instances']}, {os.cpu_count()} cores", ""]
+    kind = " (baseline: no compression)" if result.get("baseline") else ""
+    lines = [f"instances {result['instances']}{kind}, {os.cpu_count()} cores", ""]
     if "ingest" in result:
         ing = result["ingest"]
         lines.append(
@@ -179,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the archive afterwards")
     parser.add_argument("--compact", action="store_true", help="measure again after Archive.compact()")
     parser.add_argument("--no-suite", action="store_true", help="skip the query suite")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="never train a dictionary: the archive is written as before schema 7 (records and zlib headers)",
+    )
     parser.add_argument("--min-time", type=float, default=0.4, help="seconds spent per query (after warm-up)")
     parser.add_argument("--out", default="scale-out")
     parser.add_argument("--measure", metavar="ARCHIVE", help="only print the size figures of an existing archive")
@@ -192,10 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(result))
         return 0
 
+    if args.baseline:
+        from pacscore.index import compression
+
+        compression.TRAIN_AT = 1 << 62
     folder = Path(args.archive)
     if folder.exists():
         shutil.rmtree(folder)
-    result: dict = {"instances": 0}
+    result: dict = {"instances": 0, "baseline": args.baseline}
     try:
         result["ingest"] = ingest(folder, args.instances, args.chunk, args.seed, args.workers)
         n = result["instances"] = result["ingest"]["instances"]

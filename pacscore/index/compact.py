@@ -124,7 +124,7 @@ def _copy(txn, index: Index, new: lmdb.Environment, retrain: bool, report: Compa
     plain = compression.plain_bundle(txn, index.db)
     if dictionary is not None:
         with new.begin() as ntxn:
-            compress = compression.compressor(ntxn, dbs["meta"], "instance")
+            compress = compression.compressor(ntxn, dbs["meta"], "instance", compression.COMPACT_LEVEL)
         assert compress is not None
 
         def bundled(key: bytes, raw) -> bytes:  # record and header in one compressed frame
