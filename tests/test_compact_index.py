@@ -144,6 +144,18 @@ def test_an_archive_keeps_working_after_compact_stores_deletes_and_a_second_comp
         assert arc.verify().status == "clean"
 
 
+def test_a_backup_of_a_compressed_archive_carries_its_dictionary(tmp_path, small_train, reference):
+    folder = tmp_path / "arc"
+    store(folder, INSTANCES)
+    with pacscore.open(folder) as arc:
+        arc.compact()
+        arc.backup(tmp_path / "backup")
+    restored, report = pacscore.restore(tmp_path / "backup", tmp_path / "restored")
+    restored.close()
+    assert report.status == "clean"
+    assert answers(tmp_path / "restored") == reference
+
+
 def test_compact_without_enough_instances_keeps_the_older_form(tmp_path, reference):
     folder = tmp_path / "arc"
     store(folder, INSTANCES)
