@@ -54,6 +54,7 @@ LEVEL = 3
 COMPACT_LEVEL = 12
 
 _local = threading.local()  # zstd (de)compressor objects are not safe across threads
+_generation = 0  # bumped at each environment opened (new_environment)
 
 
 def is_compressed(raw: bytes | memoryview) -> bool:
@@ -64,9 +65,20 @@ def _dict_key(dict_id: int) -> bytes:
     return DICT_PREFIX + dict_id.to_bytes(4, "big")
 
 
-def _load(txn, meta, dict_id: int) -> tuple[bytes, zstandard.ZstdCompressionDict]:
-    """The dictionary ``dict_id`` as ``(stored value, dictionary)``; cached per thread by the
-    stored bytes, so a dictionary replaced under the same id is never served from the cache."""
+def new_environment() -> None:
+    """Forget the dictionaries checked so far (lmdb_index calls it at each environment it
+    opens): a dictionary is read and checked against its CRC-32 once per environment and
+    thread, not at every value, since it is a quarter of a megabyte."""
+    global _generation
+    _generation += 1
+
+
+def _load(txn, meta, dict_id: int) -> tuple[zstandard.ZstdCompressionDict, zstandard.ZstdDecompressor]:
+    """The dictionary ``dict_id`` and a decompressor using it, checked once per environment."""
+    cache: dict = _local.__dict__.setdefault("dicts", {})
+    hit = cache.get(dict_id)
+    if hit is not None and hit[0] == _generation:
+        return hit[1], hit[2]
     raw = txn.get(_dict_key(dict_id), db=meta)
     if raw is None:
         raise StorageError(
@@ -74,32 +86,17 @@ def _load(txn, meta, dict_id: int) -> tuple[bytes, zstandard.ZstdCompressionDict
             f"(values compressed with it cannot be read; restore the index from a backup)"
         )
     stored = bytes(raw)
-    cache: dict = _local.__dict__.setdefault("dicts", {})
-    hit = cache.get(dict_id)
-    if hit is not None and hit[0] == stored:
-        return hit
     body = stored[4:]
     if len(stored) < 4 or zlib.crc32(body) != int.from_bytes(stored[:4], "big"):
         raise StorageError(
             f"the index is damaged: compression dictionary {dict_id} fails its checksum "
             f"(restore the index from a backup)"
         )
-    loaded = (stored, zstandard.ZstdCompressionDict(body, dict_type=zstandard.DICT_TYPE_FULLDICT))
+    zdict = zstandard.ZstdCompressionDict(body, dict_type=zstandard.DICT_TYPE_FULLDICT)
     if len(cache) > 16:
         cache.clear()
-    cache[dict_id] = loaded
-    return loaded
-
-
-def _decompressor(txn, meta, dict_id: int) -> zstandard.ZstdDecompressor:
-    stored, zdict = _load(txn, meta, dict_id)
-    cache: dict = _local.__dict__.setdefault("decompressors", {})
-    hit = cache.get(dict_id)
-    if hit is None or hit[0] != stored:
-        if len(cache) > 16:
-            cache.clear()
-        hit = cache[dict_id] = (stored, zstandard.ZstdDecompressor(dict_data=zdict))
-    return hit[1]
+    cache[dict_id] = (_generation, zdict, zstandard.ZstdDecompressor(dict_data=zdict))
+    return zdict, cache[dict_id][2]
 
 
 def decompress(txn, meta, raw: Any) -> bytes:
@@ -107,7 +104,7 @@ def decompress(txn, meta, raw: Any) -> bytes:
     data = bytes(raw)
     try:
         dict_id = zstandard.get_frame_parameters(data).dict_id
-        return _decompressor(txn, meta, dict_id).decompress(data)
+        return _load(txn, meta, dict_id)[1].decompress(data)
     except zstandard.ZstdError as exc:
         raise StorageError(f"the index is damaged: a compressed value cannot be read ({exc})") from None
 
@@ -165,14 +162,14 @@ def compressor(txn, meta, kind: str, level: int = LEVEL) -> Callable[[bytes], by
     dict_id = current(txn, meta, kind)
     if dict_id is None:
         return None
-    stored, zdict = _load(txn, meta, dict_id)
+    zdict = _load(txn, meta, dict_id)[0]
     cache: dict = _local.__dict__.setdefault("compressors", {})
     hit = cache.get((dict_id, level))
-    if hit is None or hit[0] != stored:
+    if hit is None or hit[0] is not zdict:
         if len(cache) > 16:
             cache.clear()
         made = zstandard.ZstdCompressor(level=level, dict_data=zdict, write_checksum=False, write_dict_id=True)
-        hit = cache[(dict_id, level)] = (stored, made)
+        hit = cache[(dict_id, level)] = (zdict, made)
     return hit[1].compress
 
 

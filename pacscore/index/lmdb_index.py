@@ -31,7 +31,7 @@ from typing import Any
 import lmdb
 
 from ..errors import StorageError
-from . import migrations
+from . import compression, migrations
 from .layout import DB_NAMES, DUPSORT, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_KEY, SCHEMA_VERSION, SETTINGS_KEY  # noqa: F401 (re-exported: the index's names)
 
 _VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
@@ -146,6 +146,7 @@ class Index:
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the index at {self.path}: {exc}") from None
+        compression.new_environment()  # its dictionaries are checked again (compression.py)
         shared = _Shared(env, {}, lmdb_readonly)
         try:
             if self.readonly:
