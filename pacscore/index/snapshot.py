@@ -34,6 +34,7 @@ class Snapshot:
         self.index = index
         self.txn = txn
         self._idx: Any = None
+        self._meta: Any = None  # the meta database, looked up once (Index.db checks the pid each time)
 
     # -- records ------------------------------------------------------------------------------
     def record(self, level: str, key: bytes) -> Any:
@@ -43,7 +44,9 @@ class Snapshot:
 
     def _expand(self, raw: Any) -> Any:
         # instance records may be zstd frames (schema 7, index/compression.py)
-        return compression.expand(self.txn, self.index.db("meta"), raw)
+        if self._meta is None:
+            self._meta = self.index.db("meta")
+        return compression.expand(self.txn, self._meta, raw)
 
     def getter(self, level: str) -> tuple[Callable[..., Any], Any]:
         """``(get, db)`` for the kernels that fetch many records of ``level`` by key (called
