@@ -315,3 +315,17 @@ def test_the_compression_is_the_same_in_both_implementations():
     assert compression.unbundle(compression.bundle(record, header)) == (record, header)
     with pytest.raises(StorageError, match="not a bundle"):
         compression.unbundle(record + header)
+
+
+def test_a_bundle_leaves_its_key_out_only_when_that_is_reversible():
+    key = b"2.25.1234567890"
+    record, header = b"\x01rec" + key + b"x", b"HDR" + key + key
+    keyed = compression.bundle(record, header, key)
+    assert keyed[0] == compression.KEYED_BUNDLE and key not in keyed
+    assert compression.unbundle(keyed, key) == (record, header)
+    with pytest.raises(StorageError, match="without its key"):
+        compression.unbundle(keyed)
+    clash = header + compression.KEY_MARK  # the mark itself occurs: the bundle stays whole
+    whole = compression.bundle(record, clash, key)
+    assert whole[0] == compression.BUNDLE
+    assert compression.unbundle(whole, key) == (record, clash)

@@ -134,7 +134,7 @@ def _copy(txn, index: Index, new: lmdb.Environment, retrain: bool, report: Compa
     else:  # too few instances for a dictionary: records and zlib headers, the older form
 
         def record(key: bytes, raw) -> bytes:
-            return compression.unbundle(plain(key, raw))[0]
+            return compression.unbundle(plain(key, raw), key)[0]
 
         converters = {"instance": record}
     for name in DB_NAMES:
@@ -154,7 +154,7 @@ def _restore_headers(txn, index: Index, new: lmdb.Environment, dst, plain) -> No
     for key, raw in txn.cursor(db=index.db("instance")).iternext(keys=True, values=True):
         if compression.is_compressed(raw):
             key = bytes(key)
-            puts.append((key, zlib.compress(compression.unbundle(plain(key, raw))[1], 1)))
+            puts.append((key, zlib.compress(compression.unbundle(plain(key, raw), key)[1], 1)))
     if puts:
         with new.begin(write=True) as out:
             out.cursor(db=dst).putmulti(puts)

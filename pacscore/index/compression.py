@@ -35,8 +35,15 @@ from ..errors import StorageError
 
 #: the kinds of compressed values, and the database each one lives in
 KINDS = {"instance": "instance"}
-#: the first byte of a bundle (a record starts with its version byte, 01)
+#: the first byte of a bundle (a record starts with its version byte, 01); a *keyed* bundle has
+#: every occurrence of its key (the SOP Instance UID, four times in a bundle: the record, the
+#: blob key, the file meta and the data set) replaced by ``KEY_MARK``, since the LMDB key holds
+#: it already; a random UID costs a compressor about 20 bytes, and 35 a bundle (docs/scaling.md)
 BUNDLE = 0x02
+KEYED_BUNDLE = 0x03
+#: a byte string without a border (no proper prefix is also a suffix), so that its occurrences
+#: after the replacement are exactly the replaced ones; ``bundle`` checks the round trip anyway
+KEY_MARK = b"\x00\xff\xfe\xfd"
 _LENGTH = struct.Struct("<I")
 DICT_PREFIX = b"zdict/"
 CURRENT_PREFIX = b"zdict-current/"
@@ -44,10 +51,10 @@ MAGIC = b"\x28\xb5\x2f\xfd"
 #: values of a kind the archive holds before its first dictionary is trained
 TRAIN_AT = 1000
 #: values sampled to train a dictionary, and the dictionary's size in bytes (at most a tenth of
-#: the samples' bytes): at 100k generated instances 256 KiB gave bundles of 319 bytes where
-#: 64 KiB gave 375 (level 12; docs/scaling.md)
+#: the samples' bytes): at 1M generated instances, keyed bundles of 276 bytes with 1 MiB, 289
+#: with 256 KiB (level 12; docs/scaling.md)
 SAMPLES = 20_000
-DICT_SIZE = 256 * 1024
+DICT_SIZE = 1024 * 1024
 #: zstd levels: ingest compresses at 3 (about 10 us a bundle); compact, offline, at 12 (about
 #: 60 us, 15% smaller). Reading costs the same (about 2 us) whatever the level
 LEVEL = 3
@@ -109,27 +116,38 @@ def decompress(txn, meta, raw: Any) -> bytes:
         raise StorageError(f"the index is damaged: a compressed value cannot be read ({exc})") from None
 
 
-def bundle(record: bytes, header: bytes) -> bytes:
-    """An instance's record and Part-10 header as one value, before compression."""
-    return bytes([BUNDLE]) + _LENGTH.pack(len(record)) + record + header
+def bundle(record: bytes, header: bytes, key: bytes | None = None) -> bytes:
+    """An instance's record and Part-10 header as one value, before compression; keyed (its
+    ``key`` left out) when the replacement is reversible."""
+    body = record + header
+    if key:
+        keyed = body.replace(key, KEY_MARK)
+        if keyed != body and keyed.replace(KEY_MARK, key) == body:
+            return bytes([KEYED_BUNDLE]) + _LENGTH.pack(len(record)) + keyed
+    return bytes([BUNDLE]) + _LENGTH.pack(len(record)) + body
 
 
-def unbundle(content: bytes) -> tuple[bytes, bytes]:
-    """``(record, header)`` of a bundle."""
-    if not content or content[0] != BUNDLE or len(content) < 5:
+def unbundle(content: bytes, key: bytes | None = None) -> tuple[bytes, bytes]:
+    """``(record, header)`` of a bundle; a keyed bundle needs its ``key``."""
+    if len(content) < 5 or content[0] not in (BUNDLE, KEYED_BUNDLE):
         raise StorageError("the index is damaged: a compressed instance value is not a bundle")
     n = _LENGTH.unpack_from(content, 1)[0]
-    if 5 + n > len(content):
+    body = content[5:]
+    if content[0] == KEYED_BUNDLE:
+        if not key:
+            raise StorageError("the index is damaged: a keyed bundle read without its key")
+        body = body.replace(KEY_MARK, bytes(key))
+    if n > len(body):
         raise StorageError("the index is damaged: a compressed instance value is truncated")
-    return content[5 : 5 + n], content[5 + n :]
+    return body[:n], body[n:]
 
 
-def expand(txn, meta, raw: Any) -> Any:
-    """An instance's record: ``raw`` itself when it is not a zstd frame (a record of any schema,
-    or a buffer into the map), else the record of the decompressed bundle."""
+def expand(txn, meta, raw: Any, key: Any) -> Any:
+    """The record of the instance ``key``: ``raw`` itself when it is not a zstd frame (a record
+    of any schema, or a buffer into the map), else the record of the decompressed bundle."""
     if raw is None or bytes(raw[:4]) != MAGIC:
         return raw
-    return unbundle(decompress(txn, meta, raw))[0]
+    return unbundle(decompress(txn, meta, raw), bytes(key))[0]
 
 
 def zlib_header(raw: Any) -> bytes | None:
@@ -146,7 +164,7 @@ def instance_header(txn, meta, header_db, key: bytes, raw: Any) -> bytes | None:
     """The Part-10 header of the instance whose stored value is ``raw``: from its bundle, or
     (written before its archive had a dictionary) from the ``header`` database."""
     if raw is not None and is_compressed(raw):
-        return unbundle(decompress(txn, meta, raw))[1]
+        return unbundle(decompress(txn, meta, raw), key)[1]
     return zlib_header(txn.get(key, db=header_db))
 
 
@@ -195,8 +213,9 @@ def plain_bundle(txn, db_of: Callable[[str], Any]) -> Callable[[bytes, Any], byt
 
     def plain(key: bytes, raw: Any) -> bytes:
         if is_compressed(raw):
-            return decompress(txn, meta, raw)
-        return bundle(bytes(raw), zlib_header(txn.get(key, db=header_db)) or b"")
+            content = decompress(txn, meta, raw)
+            return content if content[0] == KEYED_BUNDLE else bundle(*unbundle(content), key)
+        return bundle(bytes(raw), zlib_header(txn.get(key, db=header_db)) or b"", key)
 
     return plain
 

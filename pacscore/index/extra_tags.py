@@ -84,7 +84,7 @@ def backfill(txn, db_of: Callable[[str], object], tag: int, progress: bool = Fal
         entries: list[tuple[bytes, bytes]] = []
         for key, raw in txn.cursor(db=db).iternext(keys=True, values=True):
             key = bytes(key)
-            raw = compression.expand(txn, db_of("meta"), raw)  # an instance record may be compressed
+            raw = compression.expand(txn, db_of("meta"), raw, key)  # an instance record may be compressed
             entries.extend((entry, key) for entry in tag_entries(level, tag, codec.decode(bytes(raw)).get(tag)))
             if len(entries) >= CHUNK:
                 idx.putmulti(sorted(entries), dupdata=True)

@@ -40,13 +40,13 @@ class Snapshot:
     def record(self, level: str, key: bytes) -> Any:
         """The record of one entity (a buffer, valid while the snapshot lives), or None."""
         raw = self.txn.get(key, db=self.index.db(LEVEL_DB[level]))
-        return self._expand(raw) if level == "IMAGE" else raw
+        return self._expand(raw, key) if level == "IMAGE" else raw
 
-    def _expand(self, raw: Any) -> Any:
+    def _expand(self, raw: Any, key: Any) -> Any:
         # instance records may be zstd frames (schema 7, index/compression.py)
         if self._meta is None:
             self._meta = self.index.db("meta")
-        return compression.expand(self.txn, self._meta, raw)
+        return compression.expand(self.txn, self._meta, raw, key)
 
     def getter(self, level: str) -> tuple[Callable[..., Any], Any]:
         """``(get, db)`` for the kernels that fetch many records of ``level`` by key (called
@@ -57,7 +57,7 @@ class Snapshot:
 
         def get(key: bytes, default: Any = None, db: Any = None) -> Any:
             raw = txn_get(key, default, db)
-            return expand(raw) if raw is not None else default
+            return expand(raw, key) if raw is not None else default
 
         return get, self.index.db(LEVEL_DB[level])
 
@@ -70,7 +70,7 @@ class Snapshot:
         if level != "IMAGE":
             return pairs
         expand = self._expand
-        return ((key, expand(raw)) for key, raw in pairs)
+        return ((key, expand(raw, key)) for key, raw in pairs)
 
     def keys(self, level: str) -> Iterator[Any]:
         """The keys of ``level`` in order (no record read)."""

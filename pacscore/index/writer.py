@@ -65,7 +65,7 @@ class Writer:
         else:  # written before the archive had a dictionary
             header = compression.zlib_header(self.txn.get(key, db=header_db)) or b""
         self.txn.delete(key, db=header_db)
-        return compress(compression.bundle(record, header))  # type: ignore[operator]
+        return compress(compression.bundle(record, header, key))  # type: ignore[operator]
 
     # -- record cache -----------------------------------------------------------------------
     def load(self, level: str, key: bytes) -> dict | None:
@@ -75,7 +75,7 @@ class Writer:
         raw = self.txn.get(key, db=self.index.db(LEVEL_DB[level]))
         if level == "IMAGE" and raw is not None and compression.is_compressed(raw):
             raw, self._loaded_headers[key] = compression.unbundle(
-                compression.decompress(self.txn, self.index.db("meta"), raw)
+                compression.decompress(self.txn, self.index.db("meta"), raw), key
             )
         rec = records.decode(raw) if raw is not None else None
         self._original[ck] = rec
