@@ -29,7 +29,7 @@ from pathlib import Path
 import lmdb
 
 from benchmarks.run import summarise, time_query
-from pacscore.index.layout import DB_NAMES
+from pacscore.index.layout import DB_NAMES, MAX_DBS
 from pacscore.testing.generate import config_for, generate_records
 from pacscore.testing.suite import resolve_suite
 
@@ -39,7 +39,7 @@ __all__ = ["database_sizes", "ingest", "suite_latency", "main"]
 def database_sizes(archive: Path, payload: bool = True) -> dict:
     """Per named database: entries, pages, overflow pages, key and value bytes, leaf fill; and
     the whole index's used bytes (last page number + 1 times the page size)."""
-    env = lmdb.open(str(archive / "index"), readonly=True, lock=False, max_dbs=len(DB_NAMES) + 2)
+    env = lmdb.open(str(archive / "index"), readonly=True, lock=False, max_dbs=MAX_DBS)
     try:
         psize = env.stat()["psize"]
         used = (env.info()["last_pgno"] + 1) * psize

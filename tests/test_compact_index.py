@@ -156,6 +156,24 @@ def test_a_backup_of_a_compressed_archive_carries_its_dictionary(tmp_path, small
     assert answers(tmp_path / "restored") == reference
 
 
+def test_compact_keeps_the_worklist_databases_of_the_environment(tmp_path, small_train):
+    from .worklist_items import make_item
+
+    folder = tmp_path / "arc"
+    store(folder, INSTANCES[:100])
+    with pacscore.open(folder) as arc:
+        key = arc.worklist.add(
+            make_item("P1", "1.2.826.0.1.3680043.2.1125.9.1", "S1", "CT", "20260315", "093000", "CT01", "Doe^John")
+        )
+        query = {"PatientID": "P1", "PatientName": ""}  # answered through the worklist's own index
+        before = arc.worklist.find(query, format="json")
+        assert len(before) == 1
+        report = arc.compact()
+        assert report.entries["worklist"] == 1 and report.entries["worklist_idx"] > 0
+        assert arc.worklist.keys() == [key]
+        assert arc.worklist.find(query, format="json") == before
+
+
 def test_compact_without_enough_instances_keeps_the_older_form(tmp_path, reference):
     folder = tmp_path / "arc"
     store(folder, INSTANCES)

@@ -28,7 +28,7 @@ import lmdb
 
 from ..errors import StorageError
 from . import compression
-from .layout import DB_NAMES, DUPSORT
+from .layout import DB_NAMES, DUPSORT, MAX_DBS, OPTIONAL_DB_NAMES
 from .lmdb_index import _SHARED, Index
 
 #: pairs written per putmulti call (bounded memory for a large archive)
@@ -83,13 +83,20 @@ def compact(index: Index, *, retrain: bool = True, before_swap=None) -> CompactR
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an interrupted compact: the index itself was never touched
     report = CompactReport(bytes_before=used_bytes(env))
+    # the optional databases (the worklist's) this archive has, opened before the write
+    # transaction below: opening one takes a write transaction of its own
+    optional = [name for name in OPTIONAL_DB_NAMES if index.optional_db(name) is not None]
     txn = env.begin(write=True)  # the writer lock: nothing commits until the swap is done
     try:
         new = lmdb.open(
-            str(tmp), map_size=env.info()["map_size"], max_dbs=len(DB_NAMES) + 2, subdir=True, sync=True, metasync=True
+            str(tmp), map_size=env.info()["map_size"], max_dbs=MAX_DBS, subdir=True, sync=True, metasync=True
         )
         try:
             _copy(txn, index, new, retrain, report)
+            for name in optional:  # copied as they are
+                with new.begin(write=True) as out:
+                    dst = new.open_db(name.encode(), txn=out, dupsort=name in DUPSORT)
+                report.entries[name] = _copy_db(txn, index.optional_db(name), new, dst, name, None)
             new.sync(True)
         finally:
             new.close()
