@@ -13,7 +13,6 @@ import io
 import logging
 import os
 import re
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from itertools import chain
@@ -678,7 +677,7 @@ class Archive:
         """The instance's header as a pydicom Dataset (no pixel or bulk data), without the blob."""
         with snapshot.read(self.index) as snap:
             self._instance_record(snap, sop_instance_uid)
-            data = zlib.decompress(bytes(snap.header(sop_instance_uid.strip().encode())))
+            data = snap.header_bytes(sop_instance_uid.strip().encode()) or b""
         return pydicom.dcmread(io.BytesIO(data), force=True)
 
     def metadata(self, sop_instance_uid: str, bulkdata_uri: Callable[[str], str | None] | None = None) -> dict:
@@ -746,6 +745,22 @@ class Archive:
         from .maintenance import verify
 
         return verify(self, repair=repair, checksums=checksums)
+
+    def compact(self, retrain: bool = True):
+        """Rewrite the index compacted: the compression dictionaries trained again on the whole
+        archive, every record and header recompressed with them, every page full, the free
+        pages dropped (index/compact.py; docs/scaling.md, "Compact"). Crash-safe: an
+        interrupted compact leaves the index as it was. The archive must not be open in another
+        process or through another handle meanwhile (StorageError otherwise).
+
+        >>> report = arc.compact()
+        >>> report.bytes_before, report.bytes_after
+        """
+        from .index.compact import compact
+
+        if self.readonly:
+            raise StorageError(f"the archive at {self.folder} is open read-only: cannot compact it")
+        return compact(self.index, retrain=retrain)
 
     def backup(self, dest: str | os.PathLike, progress: bool = False):
         """A consistent hot backup into ``dest``; incremental when ``dest`` holds an earlier one."""

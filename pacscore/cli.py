@@ -208,15 +208,23 @@ def cmd_config(args) -> int:
 
 
 def cmd_reindex(args) -> int:
-    """Add or remove extra indexed attributes; added ones are backfilled from the index's records."""
-    if not (args.add or args.remove):
-        raise PacsError("reindex needs --add TAG or --remove TAG")
+    """Add or remove extra indexed attributes (added ones are backfilled from the index's
+    records); with --compact, then rewrite the index compacted (Archive.compact)."""
+    if not (args.add or args.remove or args.compact):
+        raise PacsError("reindex needs --add TAG, --remove TAG or --compact")
     with open_for(args) as arc:
-        current = [t for t in arc.extra_tags]
-        removed = {parse_tag(t) for t in args.remove or []}
-        wanted = [t for t in current if t not in removed] + [parse_tag(t) for t in args.add or []]
-        settings = arc.configure(extra_tags=wanted, progress=not args.quiet)
-    print("indexed extra attributes: " + (", ".join(settings["extra_tags"]) or "(none)"))
+        if args.add or args.remove:
+            current = [t for t in arc.extra_tags]
+            removed = {parse_tag(t) for t in args.remove or []}
+            wanted = [t for t in current if t not in removed] + [parse_tag(t) for t in args.add or []]
+            settings = arc.configure(extra_tags=wanted, progress=not args.quiet)
+            print("indexed extra attributes: " + (", ".join(settings["extra_tags"]) or "(none)"))
+        if args.compact:
+            report = arc.compact()
+            print(
+                f"index compacted: {report.bytes_before} -> {report.bytes_after} bytes"
+                + (f" (dictionaries trained: {', '.join(report.trained)})" if report.trained else "")
+            )
     return 0
 
 
@@ -396,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     archive_arg(p)
     p.add_argument("--add", action="append", metavar="TAG", help="keyword or tag to index, e.g. StationName")
     p.add_argument("--remove", action="append", metavar="TAG", help="keyword or tag to stop indexing")
+    p.add_argument(
+        "--compact",
+        action="store_true",
+        help="rewrite the index compacted: dictionaries retrained, values recompressed, pages full "
+        "(the archive must not be open elsewhere)",
+    )
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_reindex)
 

@@ -3,12 +3,15 @@
 Databases (all keys and values are bytes; UIDs and patient keys are UTF-8):
 
     meta        b"schema" -> version; b"settings" -> JSON settings persisted with the archive;
-                b"indexed_tags" -> JSON list of the extra indexed tags
+                b"indexed_tags" -> JSON list of the extra indexed tags; b"zdict/" + id ->
+                a compression dictionary (compression.py)
     patient     PatientID \\0 Issuer       -> record
     study       StudyInstanceUID          -> record (patient attributes of the study + study ones)
     series      SeriesInstanceUID         -> record
-    instance    SOPInstanceUID            -> record (+ blob size, checksum, parents)
-    header      SOPInstanceUID            -> zlib(Part-10 header without bulk data)
+    instance    SOPInstanceUID            -> record (+ blob size, checksum, parents), or since
+                                             schema 7 zstd(record + header) (compression.py)
+    header      SOPInstanceUID            -> zlib(Part-10 header without bulk data), for an
+                                             instance stored without a dictionary
     children    level byte + parent key   -> child key          (dupsort: ordered children)
     idx         level byte + tag + value  -> entity key         (dupsort: secondary index)
     segments    level byte + fence        -> packed records      (scan segments, index/segments.py)
@@ -28,7 +31,7 @@ from typing import Any
 import lmdb
 
 from ..errors import StorageError
-from . import migrations
+from . import compression, migrations
 from .layout import (  # noqa: F401 (re-exported: the index's names)
     DB_NAMES,
     DUPSORT,
@@ -194,6 +197,7 @@ class Index:
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the index at {self.path}: {exc}") from None
+        compression.new_environment()  # its dictionaries are checked again (compression.py)
         shared = _Shared(env, {}, lmdb_readonly)
         try:
             if self.readonly:
