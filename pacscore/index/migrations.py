@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 
 from .. import model
-from . import codec
+from . import codec, compression
 from .extra_tags import CHUNK, backfill, index_levels
 from .layout import (
+    COMPACT_HEADERS_SCHEMA,
     INDEXED_TAGS,
     LEVEL_BYTE,
     LEVEL_DB,
@@ -133,7 +134,8 @@ def to_time_entries(txn, dbs) -> None:
             continue
         entries: list[tuple[bytes, bytes]] = []
         for key, rec in txn.cursor(db=dbs[db]).iternext(keys=True, values=True):
-            key, fields = bytes(key), codec.decode(bytes(rec))
+            key = bytes(key)
+            fields = codec.decode(bytes(compression.expand(txn, meta, rec, key)))  # schema 7 may compress
             entries.extend((entry, key) for tag in tags for entry in tag_entries(level, tag, fields.get(tag)))
             if len(entries) >= CHUNK:  # bounded memory for a large archive
                 idx.putmulti(sorted(entries), dupdata=True)
@@ -144,6 +146,15 @@ def to_time_entries(txn, dbs) -> None:
         txn.put(INDEXED_TAGS, json.dumps(kept).encode(), db=meta)
 
 
+def to_compact_headers(txn, dbs) -> None:
+    """Into version 7: the instances written from now on keep their record and header in one
+    zstd frame compressed with a dictionary trained on the archive's own instances
+    (index/compression.py). The dictionary is trained here when the archive holds enough
+    instances; the values already stored stay as they are and stay readable (readers take both
+    forms), and ``Archive.compact()`` rewrites them."""
+    compression.maybe_train(txn, dbs.__getitem__)
+
+
 #: the version each step brings an index into -> the step
 STEPS = {
     2: to_segments,
@@ -151,4 +162,5 @@ STEPS = {
     4: to_unindexable,
     5: to_indexed_tags,
     TIME_ENTRIES_SCHEMA: to_time_entries,
+    COMPACT_HEADERS_SCHEMA: to_compact_headers,
 }
