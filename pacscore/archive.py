@@ -8,6 +8,7 @@ blob and deletes the old one only after the index commit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -17,7 +18,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import lmdb
 import pydicom
@@ -43,6 +44,10 @@ from .query.keys import build_query, parse_tag
 from .query.results import FORMATS, ResultBuilder
 from .reports import IngestReport, InstanceRef, Move, StoreResult, move_between
 from .settings import Settings, has_secrets, match_options
+
+if TYPE_CHECKING:
+    from .workflow.commitment import Commitments
+    from .workflow.mpps import ProcedureSteps
 
 log = logging.getLogger("pacscore.archive")
 
@@ -273,6 +278,23 @@ class Archive:
     def remove_hook(self, fn: Callable[..., Any]) -> bool:
         """Unregister ``fn`` from every event; whether it was registered."""
         return self._hooks.remove(fn)
+
+    # -- workflow services (pacscore/workflow/) ---------------------------------------------
+    @functools.cached_property
+    def mpps(self) -> ProcedureSteps:
+        """The Modality Performed Procedure Steps reported to this archive (PS3.4 Annex F):
+        ``arc.mpps.get(uid)``, ``arc.mpps.list()``, ``create`` and ``set`` as N-CREATE / N-SET."""
+        from .workflow.mpps import ProcedureSteps
+
+        return ProcedureSteps(self)
+
+    @functools.cached_property
+    def commitments(self) -> Commitments:
+        """Storage commitment (PS3.4 Annex J): ``arc.commitments.check(references)`` and the
+        reports not yet delivered to their requester (``pending()``)."""
+        from .workflow.commitment import Commitments
+
+        return Commitments(self)
 
     # -- writing ----------------------------------------------------------------------------
     def _write(self, fn):

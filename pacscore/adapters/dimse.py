@@ -35,6 +35,7 @@ from pynetdicom.sop_class import Verification
 
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
 from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, DimseService, set_nodelay
+from .dimse_workflow import workflow_bindings, workflow_contexts
 from .match_options import check_options
 
 __all__ = [
@@ -66,6 +67,7 @@ def _config(config: DimseConfig | None = None, **options) -> DimseConfig:
     return replace(
         cfg,
         move_destinations={str(k).strip(): (str(v[0]), int(v[1])) for k, v in (cfg.move_destinations or {}).items()},
+        commitment_peers={str(k).strip(): (str(v[0]), int(v[1])) for k, v in (cfg.commitment_peers or {}).items()},
         allowed_calling_aets=None if aets is None else [str(a).strip() for a in aets],
         find_options=check_options(cfg.find_options),
     )
@@ -88,15 +90,20 @@ def handlers(archive, **config) -> list[tuple]:
     does it). A calling AE title outside ``allowed_calling_aets`` is rejected from the
     EVT_REQUESTED handler with reason 3, "calling AE title not recognised".
     """
-    return DimseService(archive, _config(**config)).bindings()
+    cfg = _config(**config)
+    return DimseService(archive, cfg).bindings() + workflow_bindings(archive, cfg)
 
 
-def supported_contexts(storage: bool = True, query_retrieve: bool = True) -> list[PresentationContext]:
+def supported_contexts(
+    storage: bool = True, query_retrieve: bool = True, workflow: bool = True
+) -> list[PresentationContext]:
     """The presentation contexts the SCP accepts: Verification, every storage SOP class of patient
     data with every transfer syntax pynetdicom knows (SCU and SCP roles, for C-GET), the nine
-    Q/R models. Non-patient objects (hanging protocols, colour palettes, ...; PS3.4 Annex GG)
-    are not offered: they have no study to be filed under."""
+    Q/R models, MPPS and Storage Commitment Push Model. Non-patient objects (hanging protocols,
+    colour palettes, ...; PS3.4 Annex GG) are not offered: they have no study to be filed under."""
     contexts = [build_context(Verification)]
+    if workflow:
+        contexts += workflow_contexts()
     if storage:
         for uid in storage_sop_classes():
             cx = build_context(uid, list(STORAGE_TRANSFER_SYNTAXES))
@@ -225,7 +232,7 @@ def _run(archive, cfg: ServeConfig):
         (cfg.host, int(cfg.port)),
         block=False,
         ssl_context=cfg.ssl_context,
-        evt_handlers=DimseService(archive, handler_cfg).bindings(),
+        evt_handlers=DimseService(archive, handler_cfg).bindings() + workflow_bindings(archive, handler_cfg),
     )
     assert server is not None  # start_server returns the server when it does not block
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):

@@ -83,6 +83,11 @@ class DimseConfig:
     #: seconds pynetdicom's DUL thread sleeps when idle (its default: 0.001); lower answers
     #: faster (about 1 ms less per request at 0.0001) for more idle CPU per open association
     poll_interval: float | None = None
+    #: storage commitment: requester AE title -> (host, port) its N-EVENT-REPORT goes to when
+    #: the requesting association is closed (docs/conformance-dimse.md)
+    commitment_peers: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: seconds between retries of undelivered storage commitment reports (None: no retries)
+    commitment_retry_interval: float | None = 60.0
 
 
 @dataclass

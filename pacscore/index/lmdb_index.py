@@ -35,6 +35,9 @@ _VERSION = "schema version"  # kept in the shared dict of databases, for read-on
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling on MapFullError
 
+#: room for named databases outside the Q/R layout, created at their first write (optional_db)
+OPTIONAL_DBS = 16
+
 # LMDB allows one Environment per file per process: Index objects of one folder share it
 _SHARED: dict[tuple[str, int], _Shared] = {}
 _SHARED_LOCK = threading.RLock()
@@ -87,6 +90,26 @@ class Index:
         self.env
         return self._dbs[name]
 
+    def optional_db(self, name: str, *, create: bool = False):
+        """A named database outside the Q/R layout (the workflow services' own), or None when it
+        does not exist and ``create`` is False: reading never adds one, so an archive that never
+        used the service keeps its files and schema as they are. Created in its own committed
+        write transaction (a handle opened in a transaction that aborts would be closed)."""
+        self.env
+        dbs = self._dbs
+        if name in dbs:
+            return dbs[name]
+        if create:
+            self._check_writable(f"create the {name} database")
+        try:
+            handle = self.env.open_db(name.encode(), create=create)
+        except lmdb.NotFoundError:
+            return None
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open the {name} database of the index at {self.path}: {exc}") from None
+        dbs[name] = handle
+        return handle
+
     def _open(self) -> None:
         key = (os.path.realpath(self.path), os.getpid())
         with _SHARED_LOCK:
@@ -132,7 +155,7 @@ class Index:
             env = lmdb.open(
                 str(self.path),
                 map_size=size,
-                max_dbs=len(DB_NAMES) + 2,
+                max_dbs=len(DB_NAMES) + OPTIONAL_DBS,
                 subdir=True,
                 readonly=lmdb_readonly,
                 lock=True,

@@ -1,0 +1,109 @@
+"""The Modality Performed Procedure Step SCP (PS3.4 F.7): N-CREATE and N-SET onto ``arc.mpps``.
+
+This module only translates: the request's attribute or modification list goes to
+``ProcedureSteps.create`` / ``set``, a refusal comes back as the status it carries (with Error
+Comment, Error ID and, for N-SET, the Attribute Identifier List). The rules are in
+pacscore/workflow/mpps_rules.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom import evt
+from pynetdicom.dimse_primitives import N_SET
+from pynetdicom.sop_class import ModalityPerformedProcedureStep
+
+from ..errors import PacsError
+from ..workflow.errors import INVALID_ATTRIBUTE_VALUE, PROCESSING_FAILURE, NoSuchProcedureStep, ProcedureStepError
+from .dimse_common import LOG
+
+MPPS_CLASS = str(ModalityPerformedProcedureStep)
+#: Refused: SOP Class not supported (PS3.7 C.5.x)
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+
+__all__ = ["MPPS_CLASS", "MppsHandlers"]
+
+
+def failure(
+    code: int, comment: str, *, error_id: int | None = None, attribute: int | None = None, n_set: bool = False
+) -> Dataset:
+    """A failure status: Error Comment (LO, 64 characters at most), Error ID, and the Attribute
+    Identifier List where the response has one (N-SET, not N-CREATE)."""
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment.replace("\\", "/")[:64]
+    if error_id is not None:
+        ds.ErrorID = error_id
+    if attribute is not None and n_set and hasattr(N_SET(), "AttributeIdentifierList"):
+        ds.AttributeIdentifierList = [attribute]
+    return ds
+
+
+def _calling_ae(assoc) -> str:
+    return (getattr(assoc.requestor, "ae_title", "") or "").strip()
+
+
+class MppsHandlers:
+    """The N-CREATE and N-SET handlers of one archive's MPPS SCP."""
+
+    def __init__(self, archive) -> None:
+        self.archive = archive
+
+    def bindings(self) -> list[tuple]:
+        return [(evt.EVT_N_CREATE, self.on_n_create), (evt.EVT_N_SET, self.on_n_set)]
+
+    def on_n_create(self, event) -> tuple[Dataset, Dataset | None]:
+        req = event.request
+        if str(req.AffectedSOPClassUID) != MPPS_CLASS:
+            return failure(SOP_CLASS_NOT_SUPPORTED, f"N-CREATE of {req.AffectedSOPClassUID} is not served"), None
+        given = req.AffectedSOPInstanceUID
+        uid = str(given) if given else generate_uid()
+        started = time.perf_counter()
+        try:
+            attributes = event.attribute_list
+            step = self.archive.mpps.create(uid, attributes, calling_ae=_calling_ae(event.assoc))
+        except (ProcedureStepError, NoSuchProcedureStep) as exc:
+            LOG.warning("N-CREATE MPPS refused with 0x%04X: %s", exc.status, exc.reason)
+            return failure(exc.status, exc.reason, error_id=exc.error_id), None
+        except PacsError as exc:
+            LOG.error("N-CREATE MPPS failed: %s", exc)
+            return failure(PROCESSING_FAILURE, str(exc)), None
+        except Exception as exc:  # the attribute list could not be decoded
+            LOG.warning("N-CREATE MPPS: undecodable attribute list: %s", exc)
+            return failure(INVALID_ATTRIBUTE_VALUE, f"the attribute list cannot be decoded: {exc}"), None
+        LOG.info("N-CREATE MPPS %s IN PROGRESS (%.1f ms)", uid, (time.perf_counter() - started) * 1000)
+        answer = step.dataset
+        if not given:  # PS3.7 10.1.5.1.4: the SCP gives the UID it created
+            answer.AffectedSOPInstanceUID = uid
+        return _success(), answer
+
+    def on_n_set(self, event) -> tuple[Dataset, Dataset | None]:
+        req = event.request
+        if str(req.RequestedSOPClassUID) != MPPS_CLASS:
+            return failure(
+                SOP_CLASS_NOT_SUPPORTED, f"N-SET of {req.RequestedSOPClassUID} is not served", n_set=True
+            ), None
+        uid = str(req.RequestedSOPInstanceUID or "")
+        started = time.perf_counter()
+        try:
+            step = self.archive.mpps.set(uid, event.modification_list)
+        except (ProcedureStepError, NoSuchProcedureStep) as exc:
+            LOG.warning("N-SET MPPS %s refused with 0x%04X: %s", uid, exc.status, exc.reason)
+            return failure(exc.status, exc.reason, error_id=exc.error_id, attribute=exc.attribute, n_set=True), None
+        except PacsError as exc:
+            LOG.error("N-SET MPPS %s failed: %s", uid, exc)
+            return failure(PROCESSING_FAILURE, str(exc), n_set=True), None
+        except Exception as exc:
+            LOG.warning("N-SET MPPS %s: undecodable modification list: %s", uid, exc)
+            return failure(INVALID_ATTRIBUTE_VALUE, f"the modification list cannot be decoded: {exc}", n_set=True), None
+        LOG.info("N-SET MPPS %s %s (%.1f ms)", uid, step.status, (time.perf_counter() - started) * 1000)
+        return _success(), step.dataset
+
+
+def _success() -> Dataset:
+    ds = Dataset()
+    ds.Status = 0x0000
+    return ds
