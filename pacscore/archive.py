@@ -8,7 +8,6 @@ blob and deletes the old one only after the index commit.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import logging
@@ -16,6 +15,7 @@ import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -48,6 +48,7 @@ from .settings import Settings, has_secrets, match_options
 if TYPE_CHECKING:
     from .workflow.commitment import Commitments
     from .workflow.mpps import ProcedureSteps
+    from .worklist import Worklist
 
 log = logging.getLogger("pacscore.archive")
 
@@ -279,19 +280,29 @@ class Archive:
         """Unregister ``fn`` from every event; whether it was registered."""
         return self._hooks.remove(fn)
 
+    # -- the Modality Worklist (pacscore/worklist) ------------------------------------------
+    @cached_property
+    def worklist(self) -> Worklist:
+        """The Modality Worklist items kept in this archive: ``add``, ``find``, ``get``,
+        ``remove``, ``set_step_status`` (docs/workflow.md)."""
+        from .worklist import Worklist
+
+        return Worklist(self)
+
     # -- workflow services (pacscore/workflow/) ---------------------------------------------
-    @functools.cached_property
+    @cached_property
     def mpps(self) -> ProcedureSteps:
         """The Modality Performed Procedure Steps reported to this archive (PS3.4 Annex F):
-        ``arc.mpps.get(uid)``, ``arc.mpps.list()``, ``create`` and ``set`` as N-CREATE / N-SET."""
+        ``arc.mpps.get(uid)``, ``arc.mpps.list()``, ``create`` and ``set`` as N-CREATE / N-SET;
+        a step's status reaches the worklist items it names (docs/workflow.md)."""
         from .workflow.mpps import ProcedureSteps
 
         return ProcedureSteps(self)
 
-    @functools.cached_property
+    @cached_property
     def commitments(self) -> Commitments:
-        """Storage commitment (PS3.4 Annex J): ``arc.commitments.check(references)`` and the
-        reports not yet delivered to their requester (``pending()``)."""
+        """Storage commitment (PS3.4 Annex J): ``arc.commitments.check(transaction, references)``
+        and the reports not yet delivered to their requester (``pending()``)."""
         from .workflow.commitment import Commitments
 
         return Commitments(self)

@@ -303,3 +303,33 @@ def test_n_create_without_a_sop_instance_uid_gets_one_from_the_scp(arc):
             assoc.release()
     (step,) = arc.mpps.list()
     assert step.sop_instance_uid.startswith("1.2.826.0.1.3680043.8.498.")  # pydicom's generate_uid root
+
+
+def test_the_worklist_item_follows_the_step_and_queries_filter_on_it(arc):
+    from .worklist_items import make_item, step_key
+
+    arc.worklist.add(make_item(patient_id="P-50", study=STUDY, step_id="SPS-1"))
+    arc.worklist.add(make_item(patient_id="P-51", study=STUDY + ".1", step_id="SPS-9"))
+
+    def patients(status: str) -> list[str]:
+        return sorted(ds.PatientID for ds in arc.worklist.find(step_key(ScheduledProcedureStepStatus=status)))
+
+    assert patients("SCHEDULED") == ["P-50", "P-51"]
+    arc.mpps.create(STEP, create_attributes())
+    assert (patients("IN PROGRESS"), patients("SCHEDULED")) == (["P-50"], ["P-51"])
+    arc.mpps.set(STEP, final_modifications("DISCONTINUED"))
+    assert (patients("DISCONTINUED"), patients("IN PROGRESS")) == (["P-50"], [])
+    other = STEP + ".2"
+    arc.mpps.create(other, create_attributes(ScheduledStepAttributesSequence=[scheduled_item(STUDY + ".1", "SPS-9")]))
+    arc.mpps.set(other, final_modifications("COMPLETED"))
+    assert patients("COMPLETED") == ["P-51"]
+
+
+def test_an_unscheduled_step_leaves_the_worklist_alone(arc, caplog):
+    from .worklist_items import make_item
+
+    key = arc.worklist.add(make_item(patient_id="P-50", study=STUDY, step_id="SPS-1"))
+    with caplog.at_level(logging.INFO, logger="pacscore.workflow"):
+        arc.mpps.create(STEP, create_attributes(ScheduledStepAttributesSequence=[scheduled_item(step_id="SPS-404")]))
+    assert "names no worklist item" in caplog.text
+    assert arc.worklist.get(key).ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == "SCHEDULED"

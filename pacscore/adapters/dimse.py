@@ -1,4 +1,6 @@
-"""Serve an Archive over DICOM DIMSE with pynetdicom: C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE.
+"""Serve an Archive over DICOM DIMSE with pynetdicom: C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE, the
+Modality Worklist C-FIND (dimse_worklist.py), MPPS N-CREATE / N-SET and Storage Commitment
+N-ACTION / N-EVENT-REPORT (dimse_workflow.py).
 
 Two ways to use it::
 
@@ -33,6 +35,7 @@ from pynetdicom import _config as _pynetdicom_config
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
+from . import dimse_worklist
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
 from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, DimseService, set_nodelay
 from .dimse_workflow import workflow_bindings, workflow_contexts
@@ -90,8 +93,13 @@ def handlers(archive, **config) -> list[tuple]:
     does it). A calling AE title outside ``allowed_calling_aets`` is rejected from the
     EVT_REQUESTED handler with reason 3, "calling AE title not recognised".
     """
-    cfg = _config(**config)
-    return DimseService(archive, cfg).bindings() + workflow_bindings(archive, cfg)
+    return _bindings(DimseService(archive, _config(**config)))
+
+
+def _bindings(service: DimseService) -> list[tuple]:
+    """The service's handlers, with C-FIND of the Modality Worklist model served too, and the
+    workflow services (MPPS, storage commitment: dimse_workflow.py)."""
+    return dimse_worklist.bind(service, service.bindings()) + workflow_bindings(service.archive, service.config)
 
 
 def supported_contexts(
@@ -99,8 +107,9 @@ def supported_contexts(
 ) -> list[PresentationContext]:
     """The presentation contexts the SCP accepts: Verification, every storage SOP class of patient
     data with every transfer syntax pynetdicom knows (SCU and SCP roles, for C-GET), the nine
-    Q/R models, MPPS and Storage Commitment Push Model. Non-patient objects (hanging protocols,
-    colour palettes, ...; PS3.4 Annex GG) are not offered: they have no study to be filed under."""
+    Q/R models, the Modality Worklist model, MPPS and Storage Commitment Push Model. Non-patient
+    objects (hanging protocols, colour palettes, ...; PS3.4 Annex GG) are not offered: they have
+    no study to be filed under."""
     contexts = [build_context(Verification)]
     if workflow:
         contexts += workflow_contexts()
@@ -111,7 +120,7 @@ def supported_contexts(
             cx.scp_role = True
             contexts.append(cx)
     if query_retrieve:
-        for uid in list(FIND_MODELS) + list(RETRIEVE_MODELS):
+        for uid in [*FIND_MODELS, *RETRIEVE_MODELS, dimse_worklist.MODALITY_WORKLIST_FIND]:
             contexts.append(build_context(uid))
     return contexts
 
@@ -232,7 +241,7 @@ def _run(archive, cfg: ServeConfig):
         (cfg.host, int(cfg.port)),
         block=False,
         ssl_context=cfg.ssl_context,
-        evt_handlers=DimseService(archive, handler_cfg).bindings() + workflow_bindings(archive, handler_cfg),
+        evt_handlers=_bindings(DimseService(archive, handler_cfg)),
     )
     assert server is not None  # start_server returns the server when it does not block
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):

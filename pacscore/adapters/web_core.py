@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NotFound, PacsError, QueryError, StorageError
-from . import web_qido, web_stow, web_uri, web_wado, web_zip
+from . import web_qido, web_stow, web_uri, web_wado, web_worklist, web_zip
 from .web_http import (
     DICOM_JSON,
     UID_RE,
@@ -334,6 +334,9 @@ _INSTANCE = (*_SERIES, "instances", "{instance}")
 #: origin server has
 ROUTES: tuple[Route, ...] = (
     Route(("wado",), ("GET",), _wado_uri),
+    # the Modality Worklist's JSON API (web_worklist.py), not part of DICOMweb
+    Route(("worklist",), ("GET", "POST"), web_worklist.collection),
+    Route(("worklist", "{key}"), ("GET", "DELETE"), web_worklist.item),
     Route(("studies",), ("GET",), _search),
     Route(("studies",), ("POST",), _store),
     Route(("series",), ("GET",), _search),

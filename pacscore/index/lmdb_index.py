@@ -29,14 +29,22 @@ import lmdb
 
 from ..errors import StorageError
 from . import migrations
-from .layout import DB_NAMES, DUPSORT, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_KEY, SCHEMA_VERSION, SETTINGS_KEY  # noqa: F401 (re-exported: the index's names)
+from .layout import (  # noqa: F401 (re-exported: the index's names)
+    DB_NAMES,
+    DUPSORT,
+    INDEXED_TAGS,
+    LEVEL_BYTE,
+    LEVEL_DB,
+    MAX_DBS,
+    OPTIONAL_DB_NAMES,
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+    SETTINGS_KEY,
+)
 
 _VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling on MapFullError
-
-#: room for named databases outside the Q/R layout, created at their first write (optional_db)
-OPTIONAL_DBS = 16
 
 # LMDB allows one Environment per file per process: Index objects of one folder share it
 _SHARED: dict[tuple[str, int], _Shared] = {}
@@ -91,24 +99,28 @@ class Index:
         return self._dbs[name]
 
     def optional_db(self, name: str, *, create: bool = False):
-        """A named database outside the Q/R layout (the workflow services' own), or None when it
-        does not exist and ``create`` is False: reading never adds one, so an archive that never
-        used the service keeps its files and schema as they are. Created in its own committed
-        write transaction (a handle opened in a transaction that aborts would be closed)."""
-        self.env
-        dbs = self._dbs
-        if name in dbs:
-            return dbs[name]
-        if create:
-            self._check_writable(f"create the {name} database")
-        try:
-            handle = self.env.open_db(name.encode(), create=create)
-        except lmdb.NotFoundError:
-            return None
-        except lmdb.Error as exc:
-            raise StorageError(f"cannot open the {name} database of the index at {self.path}: {exc}") from None
-        dbs[name] = handle
-        return handle
+        """One of ``OPTIONAL_DB_NAMES``, or None while the archive lacks it and ``create`` is
+        false. It is created (with ``create``) in a short write transaction of its own, so that
+        no caller's transaction holds a database handle LMDB would drop on abort."""
+        if name not in OPTIONAL_DB_NAMES:
+            raise ValueError(f"{name!r} is not an optional database (known: {OPTIONAL_DB_NAMES})")
+        env = self.env
+        db = self._dbs.get(name)
+        if db is not None:
+            return db
+        with self._lock:
+            db = self._dbs.get(name)
+            if db is None:
+                try:
+                    db = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
+                except lmdb.NotFoundError:
+                    if not create:
+                        return None
+                    self._check_writable(f"create the {name} database")
+                    with env.begin(write=True) as txn:
+                        db = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
+                self._dbs[name] = db
+        return db
 
     def _open(self) -> None:
         key = (os.path.realpath(self.path), os.getpid())
@@ -155,7 +167,7 @@ class Index:
             env = lmdb.open(
                 str(self.path),
                 map_size=size,
-                max_dbs=len(DB_NAMES) + OPTIONAL_DBS,
+                max_dbs=MAX_DBS,
                 subdir=True,
                 readonly=lmdb_readonly,
                 lock=True,
