@@ -261,7 +261,10 @@ def _run(archive, cfg: ServeConfig):
     except KeyboardInterrupt:
         pass
     finally:
-        server.shutdown()
+        # the AE's shutdown also aborts the open associations: their threads are not daemons,
+        # so after server.shutdown() alone a SIGTERM left the process running until each peer
+        # released or the network timeout passed
+        ae.shutdown()
     return None
 
 
