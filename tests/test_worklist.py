@@ -334,3 +334,53 @@ def test_the_indexed_find_equals_a_scan_of_every_item(tmp_path_factory, items, i
         finally:
             WorklistQuery.candidates = original  # type: ignore[method-assign]
         assert indexed == scanned
+
+
+# -- the worklist travels with the archive ----------------------------------------------------------
+def test_backup_and_restore_keep_the_worklist(tmp_path):
+    with pacscore.open(tmp_path / "arc") as arc:
+        key = arc.worklist.add(make_item())
+        arc.worklist.set_step_status(None, "SPS1", "ARRIVED")
+        arc.backup(tmp_path / "backup")
+    pacscore.restore(tmp_path / "backup", tmp_path / "restored")
+    with pacscore.open(tmp_path / "restored") as restored:
+        assert restored.worklist.keys() == [key]
+        assert ids(restored.worklist.find(step_key(ScheduledProcedureStepStatus="ARRIVED"))) == ["P1"]
+
+
+def test_a_second_handle_sees_items_another_handle_added(tmp_path):
+    with pacscore.open(tmp_path / "arc") as first:
+        assert first.worklist.find({"PatientID": ""}) == []  # no databases yet, in this handle
+        with pacscore.open(tmp_path / "arc") as second:
+            second.worklist.add(make_item())
+        assert ids(first.worklist.find({"PatientID": ""})) == ["P1"]
+
+
+def test_the_worklist_never_touches_the_instances(arc):
+    from .factories import make_instance, to_bytes
+
+    arc.store(to_bytes(make_instance(sop="1.2.3.4.5", study=f"{UID}.1", series=f"{UID}.1.1", patient_id="P1")))
+    arc.worklist.add(make_item())
+    arc.worklist.remove(f"{UID}.1:SPS1")
+    assert arc.count({"StudyInstanceUID": ""}, level="STUDY") == 1
+    assert arc.verify().ok
+
+
+def test_a_worklist_write_changes_neither_schema_nor_settings(tmp_path):
+    from pacscore.index.layout import SCHEMA_KEY
+
+    def meta(arc):
+        with arc.index.read() as txn:
+            return bytes(txn.get(SCHEMA_KEY, db=arc.index.db("meta"))), arc.index.settings()
+
+    with pacscore.open(tmp_path / "arc") as arc:
+        before = meta(arc)
+        arc.worklist.add(make_item())
+        assert meta(arc) == before
+
+
+def test_a_step_key_of_two_items_uses_the_first_and_warns(wl, caplog):
+    identifier = {"PatientID": "", "ScheduledProcedureStepSequence": [{"Modality": "MR"}, {"Modality": "CT"}]}
+    with caplog.at_level("WARNING", logger="pacscore.query"):
+        assert ids(wl.find(identifier)) == ["P2"]
+    assert "only the first is used" in caplog.text

@@ -146,3 +146,63 @@ def test_worklist_commands_need_an_archive(tmp_path, capsys):
     assert cli(wl("list", str(tmp_path / "none"))) == 2
     assert "no archive" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_items_added_by_the_cli_are_served_by_serve_dimse(archive, tmp_path):
+    """The round trip a site runs: `worklist add`, then `serve dimse`; a modality asks (C-FIND
+    of the Modality Worklist model) and gets the item."""
+    import re
+    import signal
+    import sys
+    import threading
+    import time
+
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE
+    from pynetdicom.sop_class import ModalityWorklistInformationFind
+
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(make_item("SERVED", "1.2.3.7", "S7", "US", station="US01").to_json_dict()))
+    assert cli(wl("add", str(archive), str(path))) == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pacscore", "serve", "dimse", "--archive", str(archive), "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    logged: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        while line := proc.stderr.readline():
+            logged.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30  # bounds a failure; the port comes when the server listens
+        port = None
+        while port is None:
+            found = [m for line in list(logged) if (m := re.search(r"serving .* on [^ ]+:(\d+)", line))]
+            if found:
+                port = int(found[0].group(1))
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(logged)
+            time.sleep(0.02)
+        ae = AE("US01")
+        ae.add_requested_context(ModalityWorklistInformationFind)
+        assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
+        assert assoc.is_established
+        ident = Dataset()
+        ident.PatientID = ""
+        step = Dataset()
+        step.ScheduledStationAETitle = "US01"
+        ident.ScheduledProcedureStepSequence = [step]
+        answers = [(s.Status, i) for s, i in assoc.send_c_find(ident, ModalityWorklistInformationFind)]
+        assoc.release()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        reader.join(15)
+    assert [status for status, _ in answers] == [0xFF00, 0]
+    assert answers[0][1].PatientID == "SERVED"

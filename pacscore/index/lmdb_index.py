@@ -108,17 +108,21 @@ class Index:
         db = self._dbs.get(name)
         if db is not None:
             return db
+        # the names of the named databases are keys of LMDB's main database: a read transaction
+        # tells whether it exists, where open_db would wait for the write lock of a writer
+        with self.read() as txn:
+            exists = txn.get(name.encode()) is not None
+        if not exists and not create:
+            return None
         with self._lock:
             db = self._dbs.get(name)
             if db is None:
-                try:
-                    db = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
-                except lmdb.NotFoundError:
-                    if not create:
-                        return None
+                if not exists:
                     self._check_writable(f"create the {name} database")
                     with env.begin(write=True) as txn:
                         db = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
+                else:
+                    db = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
                 self._dbs[name] = db
         return db
 

@@ -10,6 +10,7 @@ Scheduled Procedure Step Start Date and Time may be one combined range (C.2.2.2.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ from ..query.options import MatchOptions
 from ..values import split_range, strip_padding
 from . import items
 from .store import STEP, STEP_DATES, STEP_INDEXED, TOP, TOP_INDEXED, WorklistStore, date_text
+
+log = logging.getLogger("pacscore.query")
 
 #: kinds whose key values are exact strings the index files (docs/matching.md §2)
 _EXACT = (ConditionKind.SINGLE, ConditionKind.UID_LIST, ConditionKind.MULTI_VALUE)
@@ -128,6 +131,11 @@ def build(identifier: object, options: MatchOptions) -> WorklistQuery:
     query.conditions = compile_conditions(specs, options)
     step_key = next((k for k in query.keys if k.tag == items.SPS), None)
     if step_key is not None and isinstance(step_key.value, list) and step_key.value:
+        if len(step_key.value) > 1:
+            log.warning(
+                "ScheduledProcedureStepSequence: the key has %d items; only the first is used (PS3.4 C.2.2.2.6)",
+                len(step_key.value),
+            )
         first = step_key.value[0]
         step_specs = []
         for item_keyword, value in first.items():
