@@ -36,17 +36,17 @@ class JsonRecords:
         db = self._db(create=False)
         if db is None:
             return None
-        with self._archive.index.env.begin(db=db) as txn:
-            raw = txn.get(self._key(key))
-        return None if raw is None else json.loads(raw)
+        with self._archive.index.read() as txn:  # adopts a map another process grew
+            raw = txn.get(self._key(key), db=db)
+            return None if raw is None else json.loads(bytes(raw))
 
     def items(self) -> Iterator[tuple[str, dict]]:
         """Every record in key order, read in one snapshot."""
         db = self._db(create=False)
         if db is None:
             return iter(())
-        with self._archive.index.env.begin(db=db) as txn:
-            rows = [(bytes(k).decode(), json.loads(bytes(v))) for k, v in txn.cursor()]
+        with self._archive.index.read() as txn:
+            rows = [(bytes(k).decode(), json.loads(bytes(v))) for k, v in txn.cursor(db=db)]
         return iter(rows)
 
     def update(self, key: str, change: Callable[[dict | None], dict | None]) -> Any:
