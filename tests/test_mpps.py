@@ -5,8 +5,14 @@ worklist items, through the Python API and through pynetdicom as the modality (P
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from pydicom.dataset import Dataset
 
 import pacscore
@@ -16,6 +22,7 @@ from pacscore.workflow.mpps_rules import CREATE_REQUIRED, SET_NOT_ALLOWED
 
 from .expected_warnings import BAD_DATES, BAD_UIDS
 from .workflow_helpers import create_attributes, dimse_server, final_modifications, scheduled_item, series_item
+from .worklist_items import make_item as worklist_item
 
 STEP = "1.2.826.0.1.3680043.9.7777.60.1"
 STUDY = "1.2.826.0.1.3680043.9.7777.50"
@@ -306,10 +313,10 @@ def test_n_create_without_a_sop_instance_uid_gets_one_from_the_scp(arc):
 
 
 def test_the_worklist_item_follows_the_step_and_queries_filter_on_it(arc):
-    from .worklist_items import make_item, step_key
+    from .worklist_items import step_key
 
-    arc.worklist.add(make_item(patient_id="P-50", study=STUDY, step_id="SPS-1"))
-    arc.worklist.add(make_item(patient_id="P-51", study=STUDY + ".1", step_id="SPS-9"))
+    arc.worklist.add(worklist_item(patient_id="P-50", study=STUDY, step_id="SPS-1"))
+    arc.worklist.add(worklist_item(patient_id="P-51", study=STUDY + ".1", step_id="SPS-9"))
 
     def patients(status: str) -> list[str]:
         return sorted(ds.PatientID for ds in arc.worklist.find(step_key(ScheduledProcedureStepStatus=status)))
@@ -326,10 +333,73 @@ def test_the_worklist_item_follows_the_step_and_queries_filter_on_it(arc):
 
 
 def test_an_unscheduled_step_leaves_the_worklist_alone(arc, caplog):
-    from .worklist_items import make_item
 
-    key = arc.worklist.add(make_item(patient_id="P-50", study=STUDY, step_id="SPS-1"))
+    key = arc.worklist.add(worklist_item(patient_id="P-50", study=STUDY, step_id="SPS-1"))
     with caplog.at_level(logging.INFO, logger="pacscore.workflow"):
         arc.mpps.create(STEP, create_attributes(ScheduledStepAttributesSequence=[scheduled_item(step_id="SPS-404")]))
     assert "names no worklist item" in caplog.text
     assert arc.worklist.get(key).ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == "SCHEDULED"
+
+
+# -- any sequence of requests agrees with a model of the state table (PS3.4 F.1.5) -------------
+class StepsAgainstTheStateTable(RuleBasedStateMachine):
+    """N-CREATEs and N-SETs in any order on a few steps, each scheduled on the worklist: the
+    archive's answers, its steps and its worklist statuses follow a plain dict of statuses."""
+
+    UIDS = tuple(f"{STEP}.{i}" for i in range(3))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = tempfile.mkdtemp(prefix="pacscore-mpps-")
+        self.arc = pacscore.open(Path(self.folder) / "arc")
+        self.model: dict[str, str] = {}
+        for i in range(len(self.UIDS)):
+            self.arc.worklist.add(worklist_item(patient_id=f"P-{i}", study=f"{STUDY}.{i}", step_id=f"SPS-{i}"))
+
+    @staticmethod
+    def scheduled(i: int) -> list[Dataset]:
+        return [scheduled_item(study=f"{STUDY}.{i}", step_id=f"SPS-{i}")]
+
+    @rule(i=st.integers(0, 2))
+    def n_create(self, i: int) -> None:
+        uid = self.UIDS[i]
+        try:
+            self.arc.mpps.create(uid, create_attributes(ScheduledStepAttributesSequence=self.scheduled(i)))
+        except ProcedureStepError as err:
+            assert uid in self.model and err.status == 0x0111
+        else:
+            assert uid not in self.model
+            self.model[uid] = "IN PROGRESS"
+
+    @rule(i=st.integers(0, 2), status=st.sampled_from([None, "IN PROGRESS", "COMPLETED", "DISCONTINUED"]))
+    def n_set(self, i: int, status: str | None) -> None:
+        uid = self.UIDS[i]
+        modifications = final_modifications(status) if status else Dataset()
+        try:
+            step = self.arc.mpps.set(uid, modifications)
+        except NoSuchProcedureStep:
+            assert uid not in self.model
+        except ProcedureStepError as err:
+            assert self.model[uid] in ("COMPLETED", "DISCONTINUED")
+            assert (err.status, err.error_id) == (0x0110, 0xA710)
+        else:
+            assert self.model.get(uid) == "IN PROGRESS"
+            assert step.status == (status or "IN PROGRESS")
+            self.model[uid] = step.status
+
+    @invariant()
+    def the_archive_agrees(self) -> None:
+        assert {s.sop_instance_uid: s.status for s in self.arc.mpps.list()} == self.model
+        for i, uid in enumerate(self.UIDS):
+            item = self.arc.worklist.get(f"{STUDY}.{i}:SPS-{i}")
+            assert item.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == self.model.get(
+                uid, "SCHEDULED"
+            )
+
+    def teardown(self) -> None:
+        self.arc.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+TestStepsAgainstTheStateTable = StepsAgainstTheStateTable.TestCase
+TestStepsAgainstTheStateTable.settings = settings(max_examples=25, stateful_step_count=15, deadline=None)
