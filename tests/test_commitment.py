@@ -135,6 +135,17 @@ def test_only_indexed_instances_of_the_stored_class_with_intact_blobs_are_commit
     assert committed(info) == [GOOD[0]] and failed(info)[UNKNOWN] == 0x0112
 
 
+def test_with_a_mirrored_store_one_intact_copy_commits_and_none_fails(tmp_path):
+    with pacscore.open(tmp_path / "arc", blobs="mirror:file:blobs|file:copy") as arc:
+        fill(arc)
+        (key,) = [k for k in arc.blobs.primary.keys() if k.startswith(DAMAGED + "_")]
+        data = arc.blobs.primary.get(key)
+        arc.blobs.primary.put(key, data[:-1] + bytes([data[-1] ^ 0xFF]))
+        assert arc.commitments.check("2.25.5", [(CT_IMAGE, DAMAGED)]).committed == ((CT_IMAGE, DAMAGED),)
+        arc.blobs.secondary.delete(key)  # now no intact copy is left
+        assert arc.commitments.check("2.25.6", [(CT_IMAGE, DAMAGED)]).failed == ((CT_IMAGE, DAMAGED, 0x0110),)
+
+
 def test_all_committed_is_event_type_1_without_a_failed_sequence(arc):
     fill(arc)
     result = arc.commitments.check("2.25.2", [(CT_IMAGE, sop) for sop in GOOD])

@@ -2,11 +2,12 @@
 responsibility for, and the reports owed to the requesters: ``arc.commitments``.
 
 An instance is committed only when it is in the index and its blob passes its checksum (the
-read ``Archive.get`` verifies); otherwise it fails with the reason Table J.3-2 gives: 0x0112 no
-such object instance, 0x0119 a SOP Class other than the one stored, 0x0110 a blob missing or
-damaged. Every result is kept as a pending report (the ``commitment`` database of the index's
-environment) before anyone tries to deliver it, and removed only once delivered: a report that
-cannot reach its requester stays there to be retried, never dropped.
+check ``Archive.verify`` makes, on each full copy: ``maintenance.check_instance``); otherwise
+it fails with the reason Table J.3-2 gives: 0x0112 no such object instance, 0x0119 a SOP Class
+other than the one stored, 0x0110 a blob missing or damaged. Every result is kept as a
+pending report (the ``commitment`` database of the index's environment) before anyone tries to
+deliver it, and removed only once delivered: a report that cannot reach its requester stays
+there to be retried, never dropped.
 
 >>> result = arc.commitments.check("2.25.1", [(ct_class, sop_uid)])
 >>> result.event_type          # 1: all committed; 2: failures exist
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from ..errors import NotFound, StorageError
+from ..maintenance import check_instance
 from .errors import CLASS_INSTANCE_CONFLICT, NO_SUCH_SOP_INSTANCE, PROCESSING_FAILURE
 from .store import JsonRecords
 
@@ -133,12 +134,11 @@ class Commitments:
             return NO_SUCH_SOP_INSTANCE
         if refs[0].sop_class_uid != sop_class:
             return CLASS_INSTANCE_CONFLICT
-        try:
-            self._archive.get(sop_instance, verify=True)
-        except NotFound:  # deleted since
+        state = check_instance(self._archive, sop_instance)  # verify's check, checksum included
+        if state == "gone":  # deleted since
             return NO_SUCH_SOP_INSTANCE
-        except StorageError as exc:
-            log.error("storage commitment: instance %s is not committed: %s", sop_instance, exc)
+        if state != "ok":
+            log.error("storage commitment: instance %s is not committed: its blob is %s", sop_instance, state)
             return PROCESSING_FAILURE
         return None
 
