@@ -287,3 +287,20 @@ def test_a_malformed_request_is_refused_by_name_and_kept_nowhere(arc, info, acti
     assert status.Status == code
     assert comment in status.ErrorComment
     assert arc.commitments.pending() == []
+
+
+def test_serve_dimse_takes_commitment_peers_and_refuses_a_malformed_one(capsys):
+    import argparse
+
+    from pacscore import cli_serve
+
+    parser = argparse.ArgumentParser(prog="pacscore")
+    cli_serve.add_dimse_cli(parser.add_subparsers(dest="protocol"))
+    args = parser.parse_args(
+        ["dimse", "--archive", "a", "--commitment-peer", "CT01=10.0.0.21:11113", "--commitment-peer", "CT02=[::1]:104"]
+    )
+    config = cli_serve.dimse_config(args)
+    assert config.handlers.commitment_peers == {"CT01": ("10.0.0.21", 11113), "CT02": ("::1", 104)}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["dimse", "--archive", "a", "--commitment-peer", "CT01"])
+    assert "expected AE=host:port, got 'CT01'" in capsys.readouterr().err
