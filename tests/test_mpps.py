@@ -403,3 +403,21 @@ class StepsAgainstTheStateTable(RuleBasedStateMachine):
 
 TestStepsAgainstTheStateTable = StepsAgainstTheStateTable.TestCase
 TestStepsAgainstTheStateTable.settings = settings(max_examples=25, stateful_step_count=15, deadline=None)
+
+
+@BAD_DATES
+def test_the_dimse_log_names_the_attribute_but_no_value_or_uid_without_log_phi(arc, caplog):
+    pytest.importorskip("pynetdicom")
+    from pynetdicom.sop_class import ModalityPerformedProcedureStep as MPPS
+
+    with caplog.at_level(logging.INFO, logger="pacscore.dimse"), dimse_server(arc) as port:
+        assoc = mpps_association(port)
+        try:
+            bad = create_attributes(PerformedProcedureStepStartDate="20261399")
+            assert assoc.send_n_create(bad, MPPS, STEP)[0].Status == 0x0106
+            assert assoc.send_n_create(create_attributes(), MPPS, STEP)[0].Status == 0x0000
+        finally:
+            assoc.release()
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "pacscore.dimse")
+    assert "refused: 0x0106 (PerformedProcedureStepStartDate)" in text and "IN PROGRESS" in text
+    assert STEP not in text and "20261399" not in text

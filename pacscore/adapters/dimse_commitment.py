@@ -20,7 +20,7 @@ from pynetdicom import AE, build_role, evt
 
 from ..errors import PacsError
 from ..workflow.commitment import STORAGE_COMMITMENT_CLASS, STORAGE_COMMITMENT_INSTANCE, PendingReport
-from .dimse_common import LOG
+from .dimse_common import LOG, uid_label
 
 #: PS3.4 J.3.2: the one action of the Push Model
 REQUEST_STORAGE_COMMITMENT = 1
@@ -81,6 +81,7 @@ class CommitmentService:
         max_pdu: int = 16382,
         tls_args: tuple | None = None,
         timeout: float = 30,
+        log_phi: bool = False,
     ) -> None:
         self.archive = archive
         self.peers = {str(k).strip(): (str(h), int(p)) for k, (h, p) in (peers or {}).items()}
@@ -88,6 +89,8 @@ class CommitmentService:
         self.max_pdu = max_pdu
         self.tls_args = tls_args
         self.timeout = timeout
+        #: log transaction UIDs (else a short tag of each)
+        self.log_phi = log_phi
         self._lock = threading.Lock()
         #: transactions an N-ACTION worker is answering: retries leave them alone
         self._in_flight: set[str] = set()
@@ -96,6 +99,9 @@ class CommitmentService:
     def bindings(self) -> list[tuple]:
         self._start_retries()
         return [(evt.EVT_N_ACTION, self.on_n_action)]
+
+    def _label(self, transaction: str) -> str:
+        return uid_label(transaction, self.log_phi)
 
     # -- N-ACTION ---------------------------------------------------------------------------
     def on_n_action(self, event) -> tuple[Dataset, Dataset | None]:
@@ -120,9 +126,9 @@ class CommitmentService:
         try:
             self.archive.commitments.accept(transaction, refs, requester, responder)
         except PacsError as exc:
-            LOG.error("storage commitment %s could not be kept: %s", transaction, exc)
+            LOG.error("storage commitment %s could not be kept: %s", self._label(transaction), exc)
             return _status(PROCESSING_FAILURE, str(exc)), None
-        LOG.info("storage commitment %s from %s: %d instance(s)", transaction, requester or "?", len(refs))
+        LOG.info("storage commitment %s from %s: %d instance(s)", self._label(transaction), requester or "?", len(refs))
         with self._lock:
             self._in_flight.add(transaction)
         threading.Thread(
@@ -137,7 +143,7 @@ class CommitmentService:
             if report is not None:
                 self.deliver(report, assoc_ref())
         except Exception:
-            LOG.exception("storage commitment %s: not answered; it stays pending", transaction)
+            LOG.exception("storage commitment %s: not answered; it stays pending", self._label(transaction))
         finally:
             with self._lock:
                 self._in_flight.discard(transaction)
@@ -174,11 +180,12 @@ class CommitmentService:
             except Exception as exc:
                 errors.append(f"{report.requester}@{address[0]}:{address[1]}: {exc}")
         error = "; ".join(errors)
-        LOG.error("storage commitment %s: report not delivered, kept to retry: %s", report.transaction_uid, error)
+        label = self._label(report.transaction_uid)
+        LOG.error("storage commitment %s: report not delivered, kept to retry: %s", label, error)
         try:
             self.archive.commitments.delivery_failed(report.transaction_uid, error)
         except PacsError:
-            LOG.exception("storage commitment %s: the failed delivery could not be recorded", report.transaction_uid)
+            LOG.exception("storage commitment %s: the failed delivery could not be recorded", label)
         return False
 
     def _delivered(self, report: PendingReport, how: str) -> bool:
@@ -186,7 +193,7 @@ class CommitmentService:
         assert result is not None
         LOG.info(
             "storage commitment %s: reported on %s (event %d: %d committed, %d failed)",
-            report.transaction_uid,
+            self._label(report.transaction_uid),
             how,
             result.event_type,
             len(result.committed),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import time
@@ -148,6 +149,14 @@ def amend_response(message, answer: Dataset) -> None:
     for elem in answer:
         cs[elem.tag] = elem
     message._set_command_group_length()
+
+
+def uid_label(uid: str, log_phi: bool) -> str:
+    """A UID as the log shows it: itself with ``log_phi``, else a short stable tag (the start
+    of its SHA-256) that ties the lines of one request together without the UID."""
+    if log_phi:
+        return uid
+    return "#" + hashlib.sha256(uid.encode()).hexdigest()[:10]
 
 
 def tag_of(attribute) -> int | None:

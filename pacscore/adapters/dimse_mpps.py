@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import evt
@@ -18,7 +19,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
 from ..errors import PacsError
 from ..workflow.errors import INVALID_ATTRIBUTE_VALUE, PROCESSING_FAILURE, NoSuchProcedureStep, ProcedureStepError
-from .dimse_common import LOG
+from .dimse_common import LOG, uid_label
 
 MPPS_CLASS = str(ModalityPerformedProcedureStep)
 #: Refused: SOP Class not supported (PS3.7 C.5.x)
@@ -49,8 +50,19 @@ def _calling_ae(assoc) -> str:
 class MppsHandlers:
     """The N-CREATE and N-SET handlers of one archive's MPPS SCP."""
 
-    def __init__(self, archive) -> None:
+    def __init__(self, archive, *, log_phi: bool = False) -> None:
         self.archive = archive
+        #: log the steps' UIDs and the refused values (else a tag and the attribute's name)
+        self.log_phi = log_phi
+
+    def _why(self, exc: ProcedureStepError | NoSuchProcedureStep) -> str:
+        """A refusal as the log gives it: the status and the reason with ``log_phi`` (it may
+        quote a value or a UID), else the status and the attribute's keyword."""
+        if self.log_phi:
+            return f"0x{exc.status:04X} {exc.reason}"
+        if exc.attribute is None:
+            return f"0x{exc.status:04X}"
+        return f"0x{exc.status:04X} ({keyword_for_tag(exc.attribute) or f'{exc.attribute:08X}'})"
 
     def bindings(self) -> list[tuple]:
         return [(evt.EVT_N_CREATE, self.on_n_create), (evt.EVT_N_SET, self.on_n_set)]
@@ -66,15 +78,16 @@ class MppsHandlers:
             attributes = event.attribute_list
             step = self.archive.mpps.create(uid, attributes, calling_ae=_calling_ae(event.assoc))
         except (ProcedureStepError, NoSuchProcedureStep) as exc:
-            LOG.warning("N-CREATE MPPS refused with 0x%04X: %s", exc.status, exc.reason)
+            LOG.warning("N-CREATE MPPS %s refused: %s", uid_label(uid, self.log_phi), self._why(exc))
             return failure(exc.status, exc.reason, error_id=exc.error_id), None
         except PacsError as exc:
-            LOG.error("N-CREATE MPPS failed: %s", exc)
+            LOG.error("N-CREATE MPPS %s failed: %s", uid_label(uid, self.log_phi), type(exc).__name__)
             return failure(PROCESSING_FAILURE, str(exc)), None
         except Exception as exc:  # the attribute list could not be decoded
-            LOG.warning("N-CREATE MPPS: undecodable attribute list: %s", exc)
+            LOG.warning("N-CREATE MPPS %s: undecodable attribute list", uid_label(uid, self.log_phi))
             return failure(INVALID_ATTRIBUTE_VALUE, f"the attribute list cannot be decoded: {exc}"), None
-        LOG.info("N-CREATE MPPS %s IN PROGRESS (%.1f ms)", uid, (time.perf_counter() - started) * 1000)
+        took = (time.perf_counter() - started) * 1000
+        LOG.info("N-CREATE MPPS %s IN PROGRESS (%.1f ms)", uid_label(uid, self.log_phi), took)
         answer = step.dataset
         if not given:  # PS3.7 10.1.5.1.4: the SCP gives the UID it created
             answer.AffectedSOPInstanceUID = uid
@@ -91,15 +104,16 @@ class MppsHandlers:
         try:
             step = self.archive.mpps.set(uid, event.modification_list)
         except (ProcedureStepError, NoSuchProcedureStep) as exc:
-            LOG.warning("N-SET MPPS %s refused with 0x%04X: %s", uid, exc.status, exc.reason)
+            LOG.warning("N-SET MPPS %s refused: %s", uid_label(uid, self.log_phi), self._why(exc))
             return failure(exc.status, exc.reason, error_id=exc.error_id, attribute=exc.attribute, n_set=True), None
         except PacsError as exc:
-            LOG.error("N-SET MPPS %s failed: %s", uid, exc)
+            LOG.error("N-SET MPPS %s failed: %s", uid_label(uid, self.log_phi), type(exc).__name__)
             return failure(PROCESSING_FAILURE, str(exc), n_set=True), None
         except Exception as exc:
-            LOG.warning("N-SET MPPS %s: undecodable modification list: %s", uid, exc)
+            LOG.warning("N-SET MPPS %s: undecodable modification list", uid_label(uid, self.log_phi))
             return failure(INVALID_ATTRIBUTE_VALUE, f"the modification list cannot be decoded: {exc}", n_set=True), None
-        LOG.info("N-SET MPPS %s %s (%.1f ms)", uid, step.status, (time.perf_counter() - started) * 1000)
+        took = (time.perf_counter() - started) * 1000
+        LOG.info("N-SET MPPS %s %s (%.1f ms)", uid_label(uid, self.log_phi), step.status, took)
         return _success(), step.dataset
 
 

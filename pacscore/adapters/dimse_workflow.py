@@ -27,5 +27,6 @@ def workflow_bindings(archive, config: DimseConfig) -> list[tuple]:
         retry_interval=config.commitment_retry_interval,
         max_pdu=config.move_max_pdu,
         tls_args=config.move_tls_args,
+        log_phi=config.log_phi,
     )
-    return MppsHandlers(archive).bindings() + commitment.bindings()
+    return MppsHandlers(archive, log_phi=config.log_phi).bindings() + commitment.bindings()
