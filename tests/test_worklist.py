@@ -384,3 +384,25 @@ def test_a_step_key_of_two_items_uses_the_first_and_warns(wl, caplog):
     with caplog.at_level("WARNING", logger="pacscore.query"):
         assert ids(wl.find(identifier)) == ["P2"]
     assert "only the first is used" in caplog.text
+
+
+def test_the_identifiers_timezone_places_step_times_with_timezone_adjustment(wl):
+    identifier = {"TimezoneOffsetFromUTC": "+0100", **step_key(ScheduledProcedureStepStartTime="1000-1100")}
+    assert ids(wl.find(identifier)) == []  # as written: 10:00 to 11:00
+    assert ids(wl.find(identifier, timezone_adjustment=True)) == ["P1"]  # 09:00 to 10:00 UTC: 09:30
+
+
+def test_add_many_adds_all_or_none(arc):
+    first = make_item("A", f"{UID}.1", "S1")
+    bad = make_item("B", f"{UID}.2", "S2")
+    del bad.ScheduledProcedureStepSequence[0].Modality
+    with pytest.raises(WorklistError, match=r"item 1: ScheduledProcedureStepSequence>Modality: required"):
+        arc.worklist.add_many([first, bad, make_item("C", f"{UID}.3", "S3")])
+    assert len(arc.worklist) == 0
+    with pytest.raises(DuplicateItem, match="given twice"):
+        arc.worklist.add_many([first, make_item("A2", f"{UID}.1", "S1")], replace=True)
+    assert arc.worklist.add_many([first, make_item("C", f"{UID}.3", "S3")]) == [f"{UID}.1:S1", f"{UID}.3:S3"]
+    with pytest.raises(DuplicateItem):
+        arc.worklist.add_many([make_item("D", f"{UID}.4", "S4"), first])  # the second is there: neither
+    assert arc.worklist.keys() == [f"{UID}.1:S1", f"{UID}.3:S3"]
+    assert arc.worklist.add_many([]) == []

@@ -66,6 +66,16 @@ def test_post_adds_items_and_delete_removes_one(web):
     assert arc.worklist.keys() == ["1.2.3.1:S1", "1.2.3.2:S2", "1.2.3.4:S4"]
 
 
+def test_a_list_with_one_item_already_there_adds_none(web):
+    arc, client = web
+    body = json.dumps(
+        [make_item("P5", "1.2.3.5", "S5").to_json_dict(), make_item("P1", "1.2.3.1", "S1").to_json_dict()]
+    )
+    answer = client.post("/worklist", content=body, headers=JSON)
+    assert answer.status_code == 409 and "nothing was added" in answer.text
+    assert arc.worklist.keys() == ["1.2.3.1:S1", "1.2.3.2:S2"]
+
+
 def test_a_duplicate_is_409_unless_replace(web):
     arc, client = web
     again = make_item("P1", "1.2.3.1", "S1", name="New^Name").to_json_dict()

@@ -96,24 +96,12 @@ def _add(service, request: WebRequest) -> WebResponse:
     given = payload if isinstance(payload, list) else [payload]
     if not given:
         raise HttpError(400, "the body holds no item")
-    worklist = service.archive.worklist
-    checked = []
-    for n, one in enumerate(given):  # every item is checked before any is added
-        try:
-            data = items.to_json(one)
-        except WorklistError as exc:
-            where = f"item {n}: " if len(given) > 1 else ""
-            raise HttpError(400, f"{where}{exc}; nothing was added") from None
-        key = items.item_key(data)
-        if not replace and key in worklist:
-            raise HttpError(409, f"{key}: a worklist item with this key exists (send replace=true); nothing was added")
-        checked.append(data)
-    added = []
-    for data in checked:
-        try:
-            added.append(worklist.add(data, replace=replace))
-        except DuplicateItem as exc:  # added by another request meanwhile
-            raise HttpError(409, f"{exc}; added before it: {added}") from None
+    try:
+        added = service.archive.worklist.add_many(given, replace=replace)  # all or none
+    except DuplicateItem as exc:
+        raise HttpError(409, f"{exc}; send replace=true to replace it; nothing was added") from None
+    except WorklistError as exc:
+        raise HttpError(400, f"{exc}; nothing was added") from None
     return json_response({"keys": added}, status=201, content_type="application/json")
 
 

@@ -14,13 +14,14 @@ transaction, so a reader sees an item whole or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
 from ..errors import NotFound, QueryError
-from . import items, match, response
+from . import items as forms
+from . import match, response
 from .errors import DuplicateItem, WorklistError
 from .store import STEP, WorklistStore
 
@@ -31,7 +32,7 @@ FORMATS = ("dataset", "json")
 
 
 class Worklist:
-    """The worklist items of one archive: add, get, remove, find, set_step_status."""
+    """The worklist items of one archive: add, add_many, get, remove, find, set_step_status."""
 
     def __init__(self, archive: Archive) -> None:
         self._archive = archive
@@ -48,24 +49,48 @@ class Worklist:
         Otherwise WorklistError names the attribute and nothing is written. An item whose key is
         already there raises DuplicateItem, unless ``replace`` (then it replaces that item).
         A step without a status is stored as SCHEDULED."""
-        data = items.to_json(item)
-        step = items.step_of(data)
-        status = f"{items.T_STEP_STATUS:08X}"
-        if not items.text_of(step.get(status)):
-            step[status] = {"vr": "CS", "Value": ["SCHEDULED"]}
-        key = items.item_key(data)
+        return self.add_many([item], replace=replace)[0]
+
+    def add_many(self, items: Iterable[Dataset | dict], *, replace: bool = False) -> list[str]:
+        """Add several items in one write transaction: all of them, or none when one is refused
+        (WorklistError naming it by its position, or DuplicateItem). Returns their keys, in order.
+        Two items of one call with the same key are refused as well, whatever ``replace``."""
+        checked: list[tuple[str, dict]] = []
+        given = list(items)
+        for n, item in enumerate(given):
+            try:
+                data = forms.to_json(item)
+            except WorklistError as exc:
+                if len(given) == 1:
+                    raise
+                raise WorklistError(
+                    f"item {n}: {exc.attribute}" if exc.attribute else f"item {n}", exc.reason
+                ) from None
+            step = forms.step_of(data)
+            status = f"{forms.T_STEP_STATUS:08X}"
+            if not forms.text_of(step.get(status)):
+                step[status] = {"vr": "CS", "Value": ["SCHEDULED"]}
+            checked.append((forms.item_key(data), data))
+        seen: set[str] = set()
+        for key, _ in checked:
+            if key in seen:
+                raise DuplicateItem(key, "given twice in one call")
+            seen.add(key)
         self._archive._check_writable("add a worklist item")
+        if not checked:
+            return []
         dbs = self._store.databases(create=True)
 
         def apply(txn) -> None:
-            if not replace and txn.get(key.encode(), db=dbs[0]) is not None:
-                raise DuplicateItem(
-                    key, "a worklist item with this key exists (add it with replace=True to replace it)"
-                )
-            self._store.put(txn, dbs, key, data)
+            for key, data in checked:
+                if not replace and txn.get(key.encode(), db=dbs[0]) is not None:
+                    raise DuplicateItem(
+                        key, "a worklist item with this key exists (add it with replace=True to replace it)"
+                    )
+                self._store.put(txn, dbs, key, data)
 
-        self._archive._write_txn(apply)
-        return key
+        self._archive._write_txn(apply)  # an exception aborts the transaction: nothing is added
+        return [key for key, _ in checked]
 
     def remove(self, key: str) -> None:
         """Remove the item ``key``; NotFound when there is none."""
@@ -78,11 +103,11 @@ class Worklist:
         """Set the Scheduled Procedure Step Status of the step ``scheduled_procedure_step_id``
         of the study ``study_instance_uid`` (of every item with that step ID when None, as
         for an MPPS that names the step but not its study); False when there is no such item.
-        ``status`` is one of items.STATUSES, else WorklistError.
+        ``status`` is one of forms.STATUSES, else WorklistError.
 
         A worklist query can then filter on it (``ScheduledProcedureStepStatus``)."""
-        if status not in items.STATUSES:
-            raise WorklistError("ScheduledProcedureStepStatus", f"{status!r} is not one of {', '.join(items.STATUSES)}")
+        if status not in forms.STATUSES:
+            raise WorklistError("ScheduledProcedureStepStatus", f"{status!r} is not one of {', '.join(forms.STATUSES)}")
         self._archive._check_writable("change a worklist item")
         dbs = self._store.databases()
         if dbs is None:
@@ -92,17 +117,17 @@ class Worklist:
             if study_instance_uid is not None:
                 keys = [f"{study_instance_uid}:{scheduled_procedure_step_id}".encode()]
             else:
-                keys = sorted(self._store.exact(txn, dbs, STEP, items.T_STEP_ID, [scheduled_procedure_step_id]))
+                keys = sorted(self._store.exact(txn, dbs, STEP, forms.T_STEP_ID, [scheduled_procedure_step_id]))
             changed = False
             for raw_key in keys:
                 key = raw_key.decode()
                 data = self._store.get(txn, dbs, key)
                 if data is None:
                     continue
-                step = items.step_of(data)
-                if items.text_of(step.get(f"{items.T_STEP_ID:08X}")) != scheduled_procedure_step_id:
+                step = forms.step_of(data)
+                if forms.text_of(step.get(f"{forms.T_STEP_ID:08X}")) != scheduled_procedure_step_id:
                     continue
-                step[f"{items.T_STEP_STATUS:08X}"] = {"vr": "CS", "Value": [status]}
+                step[f"{forms.T_STEP_STATUS:08X}"] = {"vr": "CS", "Value": [status]}
                 self._store.put(txn, dbs, key, data)
                 changed = True
             return changed
@@ -183,8 +208,8 @@ class Worklist:
                 )
             rows = []
             for _key, data in pairs:
-                steps = (data.get(f"{items.SPS:08X}") or {}).get("Value") or []
-                hits = query.matches(items.fields(data), [items.fields(step) for step in steps])
+                steps = (data.get(f"{forms.SPS:08X}") or {}).get("Value") or []
+                hits = query.matches(forms.fields(data), [forms.fields(step) for step in steps])
                 if hits is None:
                     continue
                 rows.append(response.build(query, data, hits))

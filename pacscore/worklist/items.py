@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import keyword_for_tag
@@ -50,6 +51,7 @@ _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 MAX_KEY_BYTES = 400
 
 
+@lru_cache(maxsize=4096)
 def _tag_name(tag: int) -> str:
     return keyword_for_tag(tag) or f"{tag:08X}"
 
@@ -175,16 +177,34 @@ def step_of(data: Mapping) -> dict:
     return data[f"{SPS:08X}"]["Value"][0]
 
 
-def fields(data: Mapping) -> dict[int, object]:
-    """tag -> value in the form compiled conditions test: a DICOM string, or for a sequence a
-    list of items keyword -> string (query/conditions.py). Binary values are left out (they
-    are return keys only, docs/matching.md §4)."""
-    out: dict[int, object] = {}
-    for name, attribute in data.items():
-        value = _field(attribute)
-        if value is not None:
-            out[int(name, 16)] = value
-    return out
+class Fields:
+    """tag -> value of one DICOM JSON data set in the form compiled conditions test: a DICOM
+    string, or for a sequence a list of items keyword -> string (query/conditions.py); None
+    when absent. Binary values read as absent (return keys only, docs/matching.md §4).
+
+    Each value is converted when a condition first reads it: a query reads a few attributes
+    of each item, and converting whole items was most of a scan's time."""
+
+    __slots__ = ("_data", "_cache")
+
+    def __init__(self, data: Mapping) -> None:
+        self._data = data
+        self._cache: dict[int, object] = {}
+
+    def get(self, tag: int, default: object = None) -> object:
+        try:
+            return self._cache[tag]
+        except KeyError:
+            pass
+        attribute = self._data.get(f"{tag:08X}")
+        value = None if attribute is None else _field(attribute)
+        self._cache[tag] = value
+        return default if value is None else value
+
+
+def fields(data: Mapping) -> Fields:
+    """The matcher's view of a DICOM JSON data set (see Fields)."""
+    return Fields(data)
 
 
 def _field(attribute: Mapping) -> object:

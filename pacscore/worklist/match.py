@@ -51,7 +51,7 @@ class WorklistQuery:
     #: the conditions on the scheduled step item; None when the identifier sets none
     step_conditions: list[Condition] | None = None
 
-    def matches(self, record: Mapping[int, object], steps: list[Mapping[int, object]]) -> list[int] | None:
+    def matches(self, record: items.Fields, steps: list[items.Fields]) -> list[int] | None:
         """The indexes of the matching scheduled steps, or None when the item does not match."""
         for cond in self.conditions:
             if not cond.test(*[record.get(t) for t in cond.tags]):
@@ -142,7 +142,9 @@ def build(identifier: object, options: MatchOptions) -> WorklistQuery:
             item_tag = _tag(item_keyword)
             item_vr = model.vr_of(item_tag)
             step_specs.append((item_keyword, item_tag, item_vr, _value_of(item_tag, item_vr, value, item_keyword)))
-        conditions = compile_conditions(step_specs, options)
+        # the identifier's Timezone Offset From UTC places the step's key times too
+        zone = next((k.value for k in query.keys if k.tag == model.T_TZ and isinstance(k.value, str)), None)
+        conditions = compile_conditions(step_specs, options, timezone_offset=zone)
         query.step_conditions = conditions or None
     return query
 
