@@ -304,3 +304,17 @@ def test_serve_dimse_takes_commitment_peers_and_refuses_a_malformed_one(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["dimse", "--archive", "a", "--commitment-peer", "CT01"])
     assert "expected AE=host:port, got 'CT01'" in capsys.readouterr().err
+
+
+def test_a_request_the_archive_cannot_keep_is_0110_and_gets_no_report(tmp_path):
+    with pacscore.open(tmp_path / "arc") as arc:
+        fill(arc)
+    reports = Reports()
+    with pacscore.open(tmp_path / "arc", readonly=True) as ro, dimse_server(ro) as port:
+        assoc = associate(port, reports)
+        try:
+            status = n_action(assoc, request("2.25.30", [(CT_IMAGE, GOOD[0])]))
+        finally:
+            assoc.release()
+        assert status.Status == 0x0110 and "could not keep the request" in status.ErrorComment
+        assert ro.commitments.pending() == [] and reports.received == []

@@ -421,3 +421,18 @@ def test_the_dimse_log_names_the_attribute_but_no_value_or_uid_without_log_phi(a
     text = "\n".join(r.getMessage() for r in caplog.records if r.name == "pacscore.dimse")
     assert "refused: 0x0106 (PerformedProcedureStepStartDate)" in text and "IN PROGRESS" in text
     assert STEP not in text and "20261399" not in text
+
+
+def test_a_step_the_archive_cannot_write_is_0110_over_dimse(tmp_path):
+    pytest.importorskip("pynetdicom")
+    from pynetdicom.sop_class import ModalityPerformedProcedureStep as MPPS
+
+    pacscore.open(tmp_path / "arc").close()
+    with pacscore.open(tmp_path / "arc", readonly=True) as ro, dimse_server(ro) as port:
+        assoc = mpps_association(port)
+        try:
+            status, _ = assoc.send_n_create(create_attributes(), MPPS, STEP)
+        finally:
+            assoc.release()
+        assert status.Status == 0x0110 and "could not store the step" in status.ErrorComment
+        assert ro.mpps.list() == []

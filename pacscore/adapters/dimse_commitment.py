@@ -123,14 +123,16 @@ class CommitmentService:
         except Exception as exc:  # the Action Information could not be decoded
             LOG.warning("storage commitment from %s: undecodable Action Information: %s", requester or "?", exc)
             return _status(INVALID_ARGUMENT_VALUE, f"the Action Information cannot be decoded: {exc}"), None
+        with self._lock:  # before it is kept: a retry pass must not take it from this association
+            self._in_flight.add(transaction)
         try:
             self.archive.commitments.accept(transaction, refs, requester, responder)
         except PacsError as exc:
+            with self._lock:
+                self._in_flight.discard(transaction)
             LOG.error("storage commitment %s could not be kept: %s", self._label(transaction), exc)
-            return _status(PROCESSING_FAILURE, str(exc)), None
+            return _status(PROCESSING_FAILURE, "the archive could not keep the request (see the server log)"), None
         LOG.info("storage commitment %s from %s: %d instance(s)", self._label(transaction), requester or "?", len(refs))
-        with self._lock:
-            self._in_flight.add(transaction)
         threading.Thread(
             target=self._answer, args=(transaction, weakref.ref(assoc)), name=f"commitment {transaction}", daemon=True
         ).start()

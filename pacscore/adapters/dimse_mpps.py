@@ -22,6 +22,9 @@ from ..workflow.errors import INVALID_ATTRIBUTE_VALUE, PROCESSING_FAILURE, NoSuc
 from .dimse_common import LOG, uid_label
 
 MPPS_CLASS = str(ModalityPerformedProcedureStep)
+#: the Error Comment of a step the archive could not write (the log has why: the peer is not
+#: told the server's paths)
+NOT_KEPT = "the archive could not store the step (see the server log)"
 #: Refused: SOP Class not supported (PS3.7 C.5.x)
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 
@@ -81,8 +84,8 @@ class MppsHandlers:
             LOG.warning("N-CREATE MPPS %s refused: %s", uid_label(uid, self.log_phi), self._why(exc))
             return failure(exc.status, exc.reason, error_id=exc.error_id), None
         except PacsError as exc:
-            LOG.error("N-CREATE MPPS %s failed: %s", uid_label(uid, self.log_phi), type(exc).__name__)
-            return failure(PROCESSING_FAILURE, str(exc)), None
+            LOG.error("N-CREATE MPPS %s not stored: %s", uid_label(uid, self.log_phi), exc)
+            return failure(PROCESSING_FAILURE, NOT_KEPT), None
         except Exception as exc:  # the attribute list could not be decoded
             LOG.warning("N-CREATE MPPS %s: undecodable attribute list", uid_label(uid, self.log_phi))
             return failure(INVALID_ATTRIBUTE_VALUE, f"the attribute list cannot be decoded: {exc}"), None
@@ -107,8 +110,8 @@ class MppsHandlers:
             LOG.warning("N-SET MPPS %s refused: %s", uid_label(uid, self.log_phi), self._why(exc))
             return failure(exc.status, exc.reason, error_id=exc.error_id, attribute=exc.attribute, n_set=True), None
         except PacsError as exc:
-            LOG.error("N-SET MPPS %s failed: %s", uid_label(uid, self.log_phi), type(exc).__name__)
-            return failure(PROCESSING_FAILURE, str(exc), n_set=True), None
+            LOG.error("N-SET MPPS %s not stored: %s", uid_label(uid, self.log_phi), exc)
+            return failure(PROCESSING_FAILURE, NOT_KEPT, n_set=True), None
         except Exception as exc:
             LOG.warning("N-SET MPPS %s: undecodable modification list", uid_label(uid, self.log_phi))
             return failure(INVALID_ATTRIBUTE_VALUE, f"the modification list cannot be decoded: {exc}", n_set=True), None
