@@ -318,3 +318,31 @@ def test_a_request_the_archive_cannot_keep_is_0110_and_gets_no_report(tmp_path):
             assoc.release()
         assert status.Status == 0x0110 and "could not keep the request" in status.ErrorComment
         assert ro.commitments.pending() == [] and reports.received == []
+
+
+def test_orthanc_as_the_requester_gets_its_report_on_a_new_association():
+    """Orthanc's storage commitment SCU releases the association after the N-ACTION and takes
+    the report on its own port: benchmarks/orthanc_commitment.py runs it in a loopback-only
+    network namespace against `pacscore serve dimse --commitment-peer ORTHANC=...`."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks import orthanc_commitment, orthanc_peer
+
+    why = orthanc_peer.can_isolate()
+    if why is not None:
+        pytest.skip(why)
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.orthanc_commitment"], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    out = json.loads(proc.stdout) if proc.stdout.startswith("{") else {}
+    assert proc.returncode == 0 and "report" in out, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = out["report"]
+    assert report["Status"] == "Failure" and report["RemoteAET"] == "PACSCORE"
+    assert sorted(s["SOPInstanceUID"] for s in report["Success"]) == orthanc_commitment.STORED[:2]
+    failures = {f["SOPInstanceUID"]: f["FailureReason"] for f in report["Failures"]}
+    assert failures == {orthanc_commitment.DAMAGED: 0x0110, orthanc_commitment.NEVER_STORED: 0x0112}
+    assert "reported on a new association" in out["pacscore_log"]

@@ -160,7 +160,7 @@ class CommitmentService:
             return False
         info = result.event_information(report.responder)
         errors = []
-        if assoc is not None and assoc.is_established:
+        if assoc is not None and assoc.is_established and not _releasing(assoc):
             try:
                 if _succeeded(
                     assoc.send_n_event_report(
@@ -279,6 +279,15 @@ class CommitmentService:
 
         self._retry_thread = threading.Thread(target=run, name="pacscore-commitment-retry", daemon=True)
         self._retry_thread.start()
+
+
+def _releasing(assoc) -> bool:
+    """Whether the requester already asked to release the association (then the report goes
+    on a new one, instead of racing the release)."""
+    try:
+        return bool(assoc.acse.is_release_requested())
+    except Exception:
+        return False
 
 
 def _succeeded(answer: tuple) -> bool:
