@@ -436,3 +436,23 @@ def test_a_step_the_archive_cannot_write_is_0110_over_dimse(tmp_path):
             assoc.release()
         assert status.Status == 0x0110 and "could not store the step" in status.ErrorComment
         assert ro.mpps.list() == []
+
+
+def test_text_in_another_character_set_is_kept_decoded(arc):
+    pytest.importorskip("pynetdicom")
+    from pynetdicom.sop_class import ModalityPerformedProcedureStep as MPPS
+
+    with dimse_server(arc) as port:
+        assoc = mpps_association(port)
+        try:
+            latin1 = create_attributes(SpecificCharacterSet="ISO_IR 100", PatientName="Müller^Jürgen")
+            assert assoc.send_n_create(latin1, MPPS, STEP)[0].Status == 0x0000
+            comment = Dataset()
+            comment.SpecificCharacterSet = "ISO_IR 100"
+            comment.CommentsOnThePerformedProcedureStep = "Kontrastmittel verzögert"
+            assert assoc.send_n_set(comment, MPPS, STEP)[0].Status == 0x0000
+        finally:
+            assoc.release()
+    ds = arc.mpps.get(STEP).dataset
+    assert (str(ds.PatientName), ds.CommentsOnThePerformedProcedureStep) == ("Müller^Jürgen", "Kontrastmittel verzögert")
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
