@@ -454,5 +454,6 @@ def test_text_in_another_character_set_is_kept_decoded(arc):
         finally:
             assoc.release()
     ds = arc.mpps.get(STEP).dataset
-    assert (str(ds.PatientName), ds.CommentsOnThePerformedProcedureStep) == ("Müller^Jürgen", "Kontrastmittel verzögert")
+    assert str(ds.PatientName) == "Müller^Jürgen"
+    assert ds.CommentsOnThePerformedProcedureStep == "Kontrastmittel verzögert"
     assert ds.SpecificCharacterSet == "ISO_IR 192"
