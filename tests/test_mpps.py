@@ -170,6 +170,10 @@ def test_an_unknown_step_is_0112_a_key_error(arc):
     with pytest.raises(KeyError, match=STEP):
         arc.mpps.get(STEP)
     assert arc.mpps.list() == []
+    assert arc.index.optional_db("mpps") is None  # refused: nothing written, not even the database
+    arc.mpps.create(STEP, create_attributes())
+    with pytest.raises(NoSuchProcedureStep):
+        arc.mpps.set(STEP + ".9", final_modifications())
 
 
 def test_malformed_attribute_lists_are_refused_by_name(arc):

@@ -159,6 +159,8 @@ class ProcedureSteps:
         final status without the end date and time; the step is left as it was."""
         uid = _check_uid(sop_instance_uid)
         mods = _as_dataset(modifications, "the N-SET modifications")
+        if self._records.get(uid) is None:  # (steps are never removed) and no database is created for it
+            raise NoSuchProcedureStep(f"no performed procedure step {uid}")
         before: list[str] = []
 
         def change(current: dict | None) -> dict:
