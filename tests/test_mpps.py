@@ -461,3 +461,15 @@ def test_text_in_another_character_set_is_kept_decoded(arc):
     assert str(ds.PatientName) == "Müller^Jürgen"
     assert ds.CommentsOnThePerformedProcedureStep == "Kontrastmittel verzögert"
     assert ds.SpecificCharacterSet == "ISO_IR 192"
+
+
+def test_backup_and_restore_keep_the_steps_and_the_pending_reports(tmp_path):
+    with pacscore.open(tmp_path / "arc") as arc:
+        arc.mpps.create(STEP, create_attributes())
+        arc.mpps.set(STEP, final_modifications())
+        arc.commitments.accept("2.25.99", [(CT, "1.2.3.4.5")], "CT01")
+        arc.backup(tmp_path / "backup")
+    pacscore.restore(tmp_path / "backup", tmp_path / "restored")
+    with pacscore.open(tmp_path / "restored") as restored:
+        assert [(s.sop_instance_uid, s.status) for s in restored.mpps.list()] == [(STEP, "COMPLETED")]
+        assert [r.transaction_uid for r in restored.commitments.pending()] == ["2.25.99"]
