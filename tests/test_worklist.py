@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 
 import pacscore
 from pacscore.errors import NotFound, QueryError, StorageError
-from pacscore.worklist import DuplicateItem, WorklistError
+from pacscore.worklist import DuplicateItem, WorklistError, match
 from pacscore.worklist.match import WorklistQuery
 
 from .expected_warnings import BAD_DATES, BAD_UIDS
@@ -277,6 +277,21 @@ MODALITIES = st.sampled_from(["CT", "MR", "US", ""])
 DATES = st.sampled_from(["20260101", "20260102", "20260103", "2026.01.02"])
 STATUSES = st.sampled_from(["SCHEDULED", "IN PROGRESS", "COMPLETED"])
 STATIONS = st.sampled_from(["CT01", "MR01", ""])
+NAME_LIST = ["Doe^John", "doe^jane", "Smith^Ann=スミス^アン", "=山田^太郎", "Doe ^John^^", "Ødegaard", ""]
+NAME_KEY_LIST = [
+    "Doe*",
+    "DOE^JOHN",
+    "SMITH*",
+    "s?ith*",
+    "*john",
+    "doe^john\\Smith^Ann",
+    "=山田*",
+    "ØDEG*",
+    "Doe^J*",
+    "?*",
+]
+NAME_KEYS = st.sampled_from(NAME_KEY_LIST)
+NAMES = st.sampled_from(NAME_LIST)
 
 
 @st.composite
@@ -291,7 +306,10 @@ def worklists(draw):
                 f"S{draw(st.integers(0, 2))}",
                 draw(MODALITIES) or "OT",
                 draw(DATES),
+                draw(st.sampled_from(["083000", "093000", "1000", ""])),
                 station=draw(STATIONS),
+                name=draw(NAMES),
+                physician=draw(NAMES),
                 accession=draw(st.sampled_from(["A1", "A2", ""])),
                 status=draw(STATUSES),
             )
@@ -314,23 +332,55 @@ def identifiers(draw):
     ):
         if draw(st.booleans()):
             step[keyword] = draw(values)
+    if draw(st.booleans()):
+        step["ScheduledProcedureStepStartTime"] = draw(st.sampled_from(["0900-", "-1000", "0930-1000", "1000-0900"]))
+    if draw(st.booleans()):
+        step["ScheduledPerformingPhysicianName"] = draw(NAME_KEYS)
     top = {"PatientID": draw(st.sampled_from(["", "P1", "P2", "P*"]))}
+    if draw(st.booleans()):
+        top["PatientName"] = draw(NAME_KEYS)
     if draw(st.booleans()):
         top["AccessionNumber"] = draw(st.sampled_from(["A1", "A2", ""]))
     return {**top, "ScheduledProcedureStepSequence": [step]}
 
 
+def _scanned(worklist, identifier, **options):
+    original = WorklistQuery.candidates
+    WorklistQuery.candidates = lambda self, txn, dbs: None  # type: ignore[method-assign]
+    try:
+        return worklist.find(identifier, format="json", **options)
+    finally:
+        WorklistQuery.candidates = original  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("key", NAME_KEY_LIST)
+@pytest.mark.parametrize("where", ["PatientName", "ScheduledPerformingPhysicianName"])
+def test_name_keys_find_through_the_index_what_a_scan_finds(arc, key, where):
+    for i, name in enumerate(NAME_LIST):
+        arc.worklist.add(make_item(f"P{i}", f"{UID}.{i}", name=name, physician=name))
+    identifier = {where: key} if where == "PatientName" else step_key(**{where: key})
+    identifier["PatientID"] = ""
+    indexed = arc.worklist.find(identifier, format="json")
+    assert indexed == _scanned(arc.worklist, identifier)
+    query = match.build(identifier, arc.options)
+    with arc.index.read() as txn:
+        proposed = query.candidates(txn, arc.worklist._store.databases())
+    if key not in ("*john", "?*", "=山田*", "Doe^J*"):  # a literal start without ^ = or space: indexed
+        assert proposed is not None and len(proposed) < len(NAME_LIST)
+
+
 @BAD_DATES  # the retired form YYYY.MM.DD, which the matcher reads
-@given(items=worklists(), identifier=identifiers())
-def test_the_indexed_find_equals_a_scan_of_every_item(tmp_path_factory, items, identifier):
+@given(items=worklists(), identifier=identifiers(), combined=st.booleans())
+def test_the_indexed_find_equals_a_scan_of_every_item(tmp_path_factory, items, identifier, combined):
     with pacscore.open(tmp_path_factory.mktemp("wl")) as arc:
         for item in items:
             arc.worklist.add(item, replace=True)
-        indexed = arc.worklist.find(identifier, format="json")
+        options = {"combined_datetime": combined, "invalid_keys": "nomatch"}
+        indexed = arc.worklist.find(identifier, format="json", **options)
         original = WorklistQuery.candidates
         WorklistQuery.candidates = lambda self, txn, dbs: None  # type: ignore[method-assign]
         try:
-            scanned = arc.worklist.find(identifier, format="json")
+            scanned = arc.worklist.find(identifier, format="json", **options)
         finally:
             WorklistQuery.candidates = original  # type: ignore[method-assign]
         assert indexed == scanned

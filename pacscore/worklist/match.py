@@ -10,7 +10,9 @@ Scheduled Procedure Step Start Date and Time may be one combined range (C.2.2.2.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -19,13 +21,24 @@ from pydicom.dataset import Dataset
 
 from .. import model
 from ..errors import QueryError
+from ..index.secondary import normalise_pn
 from ..query.conditions import Condition, compile_conditions
 from ..query.keys import _value_of, identifier_items
 from ..query.kinds import ConditionKind
 from ..query.options import MatchOptions
-from ..values import split_range, strip_padding
+from ..values import fold_case, nfc, split_range, strip_padding
 from . import items
-from .store import STEP, STEP_DATES, STEP_INDEXED, TOP, TOP_INDEXED, WorklistStore, date_text
+from .store import (
+    STEP,
+    STEP_DATES,
+    STEP_INDEXED,
+    STEP_NAMES,
+    TOP,
+    TOP_INDEXED,
+    TOP_NAMES,
+    WorklistStore,
+    date_text,
+)
 
 log = logging.getLogger("pacscore.query")
 
@@ -84,6 +97,8 @@ def _lookup(txn, dbs, scope: bytes, cond: Condition, options: MatchOptions) -> s
         return set()
     if tag in indexed and cond.kind in _EXACT and cond.key_values:
         return WorklistStore.exact(txn, dbs, scope, tag, cond.key_values)
+    if tag in (TOP_NAMES if scope == TOP else STEP_NAMES):
+        return _name_lookup(txn, dbs, scope, cond, options)
     if scope != STEP or options.timezone_adjustment:
         return None  # a shifted window may move a date by a day: test every item
     date_key = None
@@ -100,14 +115,46 @@ def _lookup(txn, dbs, scope: bytes, cond: Condition, options: MatchOptions) -> s
         low, high = split_range("DA", text) if "-" in text else (text, text)
     except ValueError:
         return None  # the condition itself reports it
-    return WorklistStore.between(
-        txn,
-        dbs,
-        STEP,
-        next(iter(STEP_DATES)),
-        None if low is None else date_text(low),
-        None if high is None else date_text(high),
-    )
+    low, high = (None if v is None else date_text(v) for v in (low, high))
+    if cond.kind == ConditionKind.COMBINED:  # widened a day each way, as the Q/R planner does
+        low, high = _shifted(low, -1), _shifted(high, 1)
+    return WorklistStore.between(txn, dbs, STEP, next(iter(STEP_DATES)), low, high)
+
+
+def _name_lookup(txn, dbs, scope: bytes, cond: Condition, options: MatchOptions) -> set[bytes] | None:
+    """The items a PN key can match, from the case-folded Alphabetic groups; None when the key
+    may match another group (``=`` in it, ``pn_match_all_groups``) or has no literal start.
+    The rules are those of the Q/R planner (query/plan.py), which the archive tests prove."""
+    if options.pn_match_all_groups or cond.kind not in (
+        ConditionKind.SINGLE,
+        ConditionKind.WILDCARD,
+        ConditionKind.MULTI_VALUE,
+    ):
+        return None
+    tag = cond.tags[0]
+    found = WorklistStore.unfiled(txn, dbs, scope, tag)
+    for raw in str(cond.key).split("\\"):
+        if "=" in raw:
+            return None
+        if cond.kind == ConditionKind.WILDCARD or "*" in raw or "?" in raw:
+            literal = re.split(r"[*?]", raw, maxsplit=1)[0]
+            if not literal or any(c in literal for c in "^= ") or literal != literal.strip():
+                return None
+            found |= WorklistStore.prefixed(txn, dbs, scope, tag, fold_case(nfc(literal)))
+        else:
+            found |= WorklistStore.exact(txn, dbs, scope, tag, [normalise_pn(raw)])
+    return found
+
+
+def _shifted(day: str | None, days: int) -> str | None:
+    """``YYYYMMDD`` moved by ``days``; None (an open end) when there is none, or past the calendar."""
+    if day is None:
+        return None
+    try:
+        moved = datetime.date(int(day[:4]), int(day[4:6]), int(day[6:8])) + datetime.timedelta(days=days)
+    except (ValueError, OverflowError):
+        return None
+    return f"{moved.year:04d}{moved.month:02d}{moved.day:02d}"
 
 
 def build(identifier: object, options: MatchOptions) -> WorklistQuery:

@@ -4,7 +4,8 @@
     worklist_idx  scope byte + tag + value (UTF-8)  -> item key   (dupsort: secondary index)
 
 The scope byte is ``T`` for an attribute of the item itself and ``S`` for one of its scheduled
-step. Only non-empty values are filed: a zero-length value never matches a worklist key
+step. Person names are filed case-folded, by their Alphabetic group (a name without one under
+a marker every name lookup reads). Only non-empty values are filed: a zero-length value never matches a worklist key
 (PS3.4 K.2.2.1.1.1), so the entries may leave such items out and still propose every match.
 Dates are filed as ``YYYYMMDD``, so that a range is one cursor walk. The databases are created
 by the first write (Index.optional_db); an archive without them has an empty worklist.
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Iterator
 
 from ..index.layout import following
 from ..index.lmdb_index import Index
+from ..index.secondary import normalise_pn
 from ..values import nfc, split_values, strip_padding
 from . import items
 
@@ -26,6 +28,12 @@ TOP_INDEXED = {0x00100020: "LO", 0x00080050: "SH", 0x00401001: "SH", items.T_STU
 STEP_INDEXED = {0x00080060: "CS", 0x00400001: "AE", items.T_STEP_ID: "SH", items.T_STEP_STATUS: "CS"}
 #: filed as dates (a range is a cursor walk)
 STEP_DATES = {items.T_STEP_DATE}
+#: person names, filed by their case-folded Alphabetic group as the Q/R index files them
+#: (index/secondary.normalise_pn); a name without one goes under UNFILED, which every name
+#: lookup reads: PatientName, and the step's ScheduledPerformingPhysicianName
+TOP_NAMES = {0x00100010}
+STEP_NAMES = {0x00400006}
+UNFILED = b"\xff"  # never a byte of UTF-8
 #: index values are cut to this many bytes: a cut value proposes a superset, which the matcher
 #: then narrows (LMDB keys are at most 511 bytes)
 MAX_VALUE_BYTES = 400
@@ -57,6 +65,11 @@ def entries(data: dict) -> list[bytes]:
     for tag in STEP_DATES:
         for v in _values("DA", items.text_of(step.get(f"{tag:08X}"))):
             out.append(entry(STEP, tag, date_text(v)))
+    for scope, source, tags in ((TOP, data, TOP_NAMES), (STEP, step, STEP_NAMES)):
+        for tag in tags:
+            for v in _values("PN", items.text_of(source.get(f"{tag:08X}"))):
+                name = normalise_pn(v)
+                out.append(entry(scope, tag, name) if name else entry(scope, tag, "") + UNFILED)
     return sorted(set(out))
 
 
@@ -95,6 +108,28 @@ class WorklistStore:
             if cur.set_key(entry(scope, tag, value)):
                 out.update(bytes(k) for k in cur.iternext_dup(keys=False, values=True))
         return out
+
+    @staticmethod
+    def prefixed(txn, dbs, scope: bytes, tag: int, start: str) -> set[bytes]:
+        """Keys of the items filed under a value that starts with ``start``."""
+        head = entry(scope, tag, start)
+        cur = txn.cursor(db=dbs[1])
+        out: set[bytes] = set()
+        if not cur.set_range(head):
+            return out
+        for k, v in cur.iternext(keys=True, values=True):
+            if not bytes(k).startswith(head):
+                break
+            out.add(bytes(v))
+        return out
+
+    @staticmethod
+    def unfiled(txn, dbs, scope: bytes, tag: int) -> set[bytes]:
+        """Keys of the items whose value the index could not file by its text."""
+        cur = txn.cursor(db=dbs[1])
+        if not cur.set_key(entry(scope, tag, "") + UNFILED):
+            return set()
+        return {bytes(k) for k in cur.iternext_dup(keys=False, values=True)}
 
     @staticmethod
     def between(txn, dbs, scope: bytes, tag: int, low: str | None, high: str | None) -> set[bytes]:
