@@ -99,7 +99,8 @@ def handlers(archive, **config) -> list[tuple]:
 def _bindings(service: DimseService) -> list[tuple]:
     """The service's handlers, with C-FIND of the Modality Worklist model served too, and the
     workflow services (MPPS, storage commitment: dimse_workflow.py)."""
-    return dimse_worklist.bind(service, service.bindings()) + workflow_bindings(service.archive, service.config)
+    workflow = workflow_bindings(service.archive, service.config, service.state)
+    return dimse_worklist.bind(service, service.bindings()) + workflow
 
 
 def supported_contexts(

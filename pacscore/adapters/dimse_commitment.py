@@ -20,7 +20,7 @@ from pynetdicom import AE, build_role, evt
 
 from ..errors import PacsError
 from ..workflow.commitment import STORAGE_COMMITMENT_CLASS, STORAGE_COMMITMENT_INSTANCE, PendingReport
-from .dimse_common import LOG, uid_label
+from .dimse_common import LOG, AssocStates, request_prefix, uid_label
 
 #: PS3.4 J.3.2: the one action of the Push Model
 REQUEST_STORAGE_COMMITMENT = 1
@@ -82,6 +82,7 @@ class CommitmentService:
         tls_args: tuple | None = None,
         timeout: float = 30,
         log_phi: bool = False,
+        state: AssocStates | None = None,
     ) -> None:
         self.archive = archive
         self.peers = {str(k).strip(): (str(h), int(p)) for k, (h, p) in (peers or {}).items()}
@@ -91,6 +92,8 @@ class CommitmentService:
         self.timeout = timeout
         #: log transaction UIDs (else a short tag of each)
         self.log_phi = log_phi
+        #: DimseService.state: counts the N-ACTIONs and names the association in the log
+        self.state = state
         self._lock = threading.Lock()
         #: transactions an N-ACTION worker is answering: retries leave them alone
         self._in_flight: set[str] = set()
@@ -113,15 +116,16 @@ class CommitmentService:
         if req.ActionTypeID != REQUEST_STORAGE_COMMITMENT:
             return _status(NO_SUCH_ACTION, f"action type {req.ActionTypeID}: only 1 is defined"), None
         assoc = event.assoc
+        who = request_prefix(self.state, assoc)
         requester = (getattr(assoc.requestor, "ae_title", "") or "").strip()
         responder = (getattr(assoc.acceptor, "ae_title", "") or "").strip() or "PACSCORE"
         try:
             transaction, refs = references(event.action_information)
         except BadRequest as exc:
-            LOG.warning("storage commitment from %s refused: %s", requester or "?", exc)
+            LOG.warning("%sstorage commitment from %s refused: %s", who, requester or "?", exc)
             return _status(INVALID_ARGUMENT_VALUE, str(exc)), None
         except Exception as exc:  # the Action Information could not be decoded
-            LOG.warning("storage commitment from %s: undecodable Action Information: %s", requester or "?", exc)
+            LOG.warning("%sstorage commitment from %s: undecodable Action Information", who, requester or "?")
             return _status(INVALID_ARGUMENT_VALUE, f"the Action Information cannot be decoded: {exc}"), None
         with self._lock:  # before it is kept: a retry pass must not take it from this association
             self._in_flight.add(transaction)
@@ -130,9 +134,10 @@ class CommitmentService:
         except PacsError as exc:
             with self._lock:
                 self._in_flight.discard(transaction)
-            LOG.error("storage commitment %s could not be kept: %s", self._label(transaction), exc)
+            LOG.error("%sstorage commitment %s could not be kept: %s", who, self._label(transaction), exc)
             return _status(PROCESSING_FAILURE, "the archive could not keep the request (see the server log)"), None
-        LOG.info("storage commitment %s from %s: %d instance(s)", self._label(transaction), requester or "?", len(refs))
+        label, count = self._label(transaction), len(refs)
+        LOG.info("%sstorage commitment %s from %s: %d instance(s)", who, label, requester or "?", count)
         threading.Thread(
             target=self._answer, args=(transaction, weakref.ref(assoc)), name=f"commitment {transaction}", daemon=True
         ).start()

@@ -6,7 +6,9 @@ import hashlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
@@ -104,6 +106,19 @@ class AssocState:
     refusals: dict[int, Dataset] = field(default_factory=dict)
     rejected: bool = False
     started: float = field(default_factory=time.perf_counter)
+
+
+#: ``DimseService.state``: the record of an association (counted requests, the peer's name)
+AssocStates = Callable[[Any], AssocState]
+
+
+def request_prefix(state: AssocStates | None, assoc) -> str:
+    """``"assoc N PEER: "`` for a request's log line, its request counted; "" without ``state``."""
+    if state is None:
+        return ""
+    st = state(assoc)
+    st.requests += 1
+    return f"assoc {st.number} {st.peer}: "
 
 
 def set_nodelay(sock) -> bool:

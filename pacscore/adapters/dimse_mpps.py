@@ -19,7 +19,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
 from ..errors import PacsError
 from ..workflow.errors import INVALID_ATTRIBUTE_VALUE, PROCESSING_FAILURE, NoSuchProcedureStep, ProcedureStepError
-from .dimse_common import LOG, uid_label
+from .dimse_common import LOG, AssocStates, request_prefix, uid_label
 
 MPPS_CLASS = str(ModalityPerformedProcedureStep)
 #: the Error Comment of a step the archive could not write (the log has why: the peer is not
@@ -53,8 +53,9 @@ def _calling_ae(assoc) -> str:
 class MppsHandlers:
     """The N-CREATE and N-SET handlers of one archive's MPPS SCP."""
 
-    def __init__(self, archive, *, log_phi: bool = False) -> None:
+    def __init__(self, archive, *, log_phi: bool = False, state: AssocStates | None = None) -> None:
         self.archive = archive
+        self.state = state
         #: log the steps' UIDs and the refused values (else a tag and the attribute's name)
         self.log_phi = log_phi
 
@@ -76,21 +77,22 @@ class MppsHandlers:
             return failure(SOP_CLASS_NOT_SUPPORTED, f"N-CREATE of {req.AffectedSOPClassUID} is not served"), None
         given = req.AffectedSOPInstanceUID
         uid = str(given) if given else generate_uid()
+        who = request_prefix(self.state, event.assoc)
         started = time.perf_counter()
         try:
             attributes = event.attribute_list
             step = self.archive.mpps.create(uid, attributes, calling_ae=_calling_ae(event.assoc))
         except (ProcedureStepError, NoSuchProcedureStep) as exc:
-            LOG.warning("N-CREATE MPPS %s refused: %s", uid_label(uid, self.log_phi), self._why(exc))
+            LOG.warning("%sN-CREATE MPPS %s refused: %s", who, uid_label(uid, self.log_phi), self._why(exc))
             return failure(exc.status, exc.reason, error_id=exc.error_id), None
         except PacsError as exc:
-            LOG.error("N-CREATE MPPS %s not stored: %s", uid_label(uid, self.log_phi), exc)
+            LOG.error("%sN-CREATE MPPS %s not stored: %s", who, uid_label(uid, self.log_phi), exc)
             return failure(PROCESSING_FAILURE, NOT_KEPT), None
         except Exception as exc:  # the attribute list could not be decoded
-            LOG.warning("N-CREATE MPPS %s: undecodable attribute list", uid_label(uid, self.log_phi))
+            LOG.warning("%sN-CREATE MPPS %s: undecodable attribute list", who, uid_label(uid, self.log_phi))
             return failure(INVALID_ATTRIBUTE_VALUE, f"the attribute list cannot be decoded: {exc}"), None
         took = (time.perf_counter() - started) * 1000
-        LOG.info("N-CREATE MPPS %s IN PROGRESS (%.1f ms)", uid_label(uid, self.log_phi), took)
+        LOG.info("%sN-CREATE MPPS %s IN PROGRESS (%.1f ms)", who, uid_label(uid, self.log_phi), took)
         answer = step.dataset
         if not given:  # PS3.7 10.1.5.1.4: the SCP gives the UID it created
             answer.AffectedSOPInstanceUID = uid
@@ -103,20 +105,21 @@ class MppsHandlers:
                 SOP_CLASS_NOT_SUPPORTED, f"N-SET of {req.RequestedSOPClassUID} is not served", n_set=True
             ), None
         uid = str(req.RequestedSOPInstanceUID or "")
+        who = request_prefix(self.state, event.assoc)
         started = time.perf_counter()
         try:
             step = self.archive.mpps.set(uid, event.modification_list)
         except (ProcedureStepError, NoSuchProcedureStep) as exc:
-            LOG.warning("N-SET MPPS %s refused: %s", uid_label(uid, self.log_phi), self._why(exc))
+            LOG.warning("%sN-SET MPPS %s refused: %s", who, uid_label(uid, self.log_phi), self._why(exc))
             return failure(exc.status, exc.reason, error_id=exc.error_id, attribute=exc.attribute, n_set=True), None
         except PacsError as exc:
-            LOG.error("N-SET MPPS %s not stored: %s", uid_label(uid, self.log_phi), exc)
+            LOG.error("%sN-SET MPPS %s not stored: %s", who, uid_label(uid, self.log_phi), exc)
             return failure(PROCESSING_FAILURE, NOT_KEPT, n_set=True), None
         except Exception as exc:
-            LOG.warning("N-SET MPPS %s: undecodable modification list", uid_label(uid, self.log_phi))
+            LOG.warning("%sN-SET MPPS %s: undecodable modification list", who, uid_label(uid, self.log_phi))
             return failure(INVALID_ATTRIBUTE_VALUE, f"the modification list cannot be decoded: {exc}", n_set=True), None
         took = (time.perf_counter() - started) * 1000
-        LOG.info("N-SET MPPS %s %s (%.1f ms)", uid_label(uid, self.log_phi), step.status, took)
+        LOG.info("%sN-SET MPPS %s %s (%.1f ms)", who, uid_label(uid, self.log_phi), step.status, took)
         return _success(), step.dataset
 
 

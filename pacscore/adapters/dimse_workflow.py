@@ -8,7 +8,7 @@ from pynetdicom.presentation import PresentationContext
 
 from ..workflow.commitment import STORAGE_COMMITMENT_CLASS
 from .dimse_commitment import CommitmentService
-from .dimse_common import DimseConfig
+from .dimse_common import AssocStates, DimseConfig
 from .dimse_mpps import MPPS_CLASS, MppsHandlers
 
 
@@ -19,8 +19,10 @@ def workflow_contexts() -> list[PresentationContext]:
     return [build_context(MPPS_CLASS), build_context(STORAGE_COMMITMENT_CLASS)]
 
 
-def workflow_bindings(archive, config: DimseConfig) -> list[tuple]:
-    """The N-CREATE / N-SET (MPPS) and N-ACTION (storage commitment) handlers of ``archive``."""
+def workflow_bindings(archive, config: DimseConfig, state: AssocStates | None = None) -> list[tuple]:
+    """The N-CREATE / N-SET (MPPS) and N-ACTION (storage commitment) handlers of ``archive``;
+    ``state`` (``DimseService.state``) counts their requests in the association's record and
+    names the association in their log lines, as the other handlers do."""
     commitment = CommitmentService(
         archive,
         config.commitment_peers,
@@ -28,5 +30,6 @@ def workflow_bindings(archive, config: DimseConfig) -> list[tuple]:
         max_pdu=config.move_max_pdu,
         tls_args=config.move_tls_args,
         log_phi=config.log_phi,
+        state=state,
     )
-    return MppsHandlers(archive, log_phi=config.log_phi).bindings() + commitment.bindings()
+    return MppsHandlers(archive, log_phi=config.log_phi, state=state).bindings() + commitment.bindings()
