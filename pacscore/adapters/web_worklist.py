@@ -29,12 +29,14 @@ _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no"
 
 
 def collection(service, request: WebRequest, segs: list[str]) -> WebResponse:
+    """``/worklist``: GET searches (or lists), POST adds."""
     if request.method.upper() == "POST":
         return _add(service, request)
     return _search(service, request)
 
 
 def item(service, request: WebRequest, segs: list[str], key: str) -> WebResponse:
+    """``/worklist/{key}``: GET reads the item, DELETE removes it."""
     worklist = service.archive.worklist
     if request.method.upper() == "DELETE":
         worklist.remove(key)  # NotFound -> 404
@@ -99,7 +101,8 @@ def _add(service, request: WebRequest) -> WebResponse:
     try:
         added = service.archive.worklist.add_many(given, replace=replace)  # all or none
     except DuplicateItem as exc:
-        raise HttpError(409, f"{exc}; send replace=true to replace it; nothing was added") from None
+        reason = str(exc).replace("add it with replace=True", "send replace=true")
+        raise HttpError(409, f"{reason}; nothing was added") from None
     except WorklistError as exc:
         raise HttpError(400, f"{exc}; nothing was added") from None
     return json_response({"keys": added}, status=201, content_type="application/json")
