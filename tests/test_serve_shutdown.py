@@ -69,3 +69,28 @@ def test_sigterm_stops_serve_dimse_while_an_association_is_open(tmp_path):
         if assoc is not None and assoc.is_established:
             assoc.abort()
         reader.join(WAIT)
+
+
+def test_a_server_on_a_shared_listening_socket_shuts_down_cleanly(tmp_path):
+    """The server ``serve dimse --processes`` runs in each process (ServeConfig.listen_socket)
+    stops with ``shutdown()`` like one bound by ``serve()`` itself."""
+    import socket
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    from pacscore.adapters import dimse
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(5)
+    sock.setblocking(False)
+    with pacscore.open(tmp_path / "arc") as arc:
+        server = dimse.serve(arc, dimse.ServeConfig(port=0, block=False, listen_socket=sock))
+        ae = AE(ae_title="ECHO")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", sock.getsockname()[1], ae_title="PACSCORE")
+        assert assoc.is_established and assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        server.shutdown()
+        assert server not in server.ae._servers
