@@ -346,3 +346,16 @@ def test_orthanc_as_the_requester_gets_its_report_on_a_new_association():
     failures = {f["SOPInstanceUID"]: f["FailureReason"] for f in report["Failures"]}
     assert failures == {orthanc_commitment.DAMAGED: 0x0110, orthanc_commitment.NEVER_STORED: 0x0112}
     assert "reported on a new association" in out["pacscore_log"]
+
+
+def test_one_process_at_a_time_claims_the_delivery_of_a_report(arc):
+    """``serve dimse --processes``: each process retries the pending reports; a claim taken in a
+    write transaction lets one of them deliver each (until it fails, or the claim expires)."""
+    fill(arc)
+    arc.commitments.accept("2.25.40", [(CT_IMAGE, GOOD[0])], "CT01", claim=True)  # an N-ACTION's worker has it
+    assert arc.commitments.claim("2.25.40") is False
+    arc.commitments.delivery_failed("2.25.40", "peer down")  # the worker gave up: free again
+    assert arc.commitments.claim("2.25.40") is True
+    assert arc.commitments.claim("2.25.40") is False
+    assert arc.commitments.claim("2.25.40", seconds=0) is False  # still held by the first claim
+    assert arc.commitments.claim("2.25.404") is False  # not pending

@@ -130,7 +130,7 @@ class CommitmentService:
         with self._lock:  # before it is kept: a retry pass must not take it from this association
             self._in_flight.add(transaction)
         try:
-            self.archive.commitments.accept(transaction, refs, requester, responder)
+            self.archive.commitments.accept(transaction, refs, requester, responder, claim=True)
         except PacsError as exc:
             with self._lock:
                 self._in_flight.discard(transaction)
@@ -247,6 +247,10 @@ class CommitmentService:
                 if report.transaction_uid in self._in_flight:
                     continue
                 self._in_flight.add(report.transaction_uid)
+            if not self.archive.commitments.claim(report.transaction_uid):  # another process delivers it
+                with self._lock:
+                    self._in_flight.discard(report.transaction_uid)
+                continue
             try:
                 if report.result is None:
                     report = self.archive.commitments.resolve(report.transaction_uid) or report

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ ALL_COMMITTED = 1
 FAILURES_EXIST = 2
 #: the named database of the reports not yet delivered
 DB_NAME = "commitment"
+#: how long one process owns the delivery of a report before another may retry it (seconds)
+CLAIM_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -144,14 +147,24 @@ class Commitments:
 
     # -- the reports owed to requesters -----------------------------------------------------
     def accept(
-        self, transaction_uid: str, references: Iterable[tuple[str, str]], requester: str, responder: str = "PACSCORE"
+        self,
+        transaction_uid: str,
+        references: Iterable[tuple[str, str]],
+        requester: str,
+        responder: str = "PACSCORE",
+        *,
+        claim: bool = False,
     ) -> PendingReport:
         """Keep a commitment request (durable before it is answered), its report owed to
-        ``requester``; ``resolve`` checks it. A request with a pending transaction UID replaces it."""
+        ``requester``; ``resolve`` checks it. A request with a pending transaction UID replaces it.
+        ``claim``: this process delivers it (see ``claim``)."""
         report = PendingReport(
             str(transaction_uid), tuple((str(c), str(u)) for c, u in references), requester, responder, _now()
         )
-        self._pending.update(report.transaction_uid, lambda _current: _report_json(report))
+        kept = _report_json(report)
+        if claim:  # the N-ACTION's own worker delivers it: retries in other processes wait
+            kept["claimed_until"] = time.time() + CLAIM_SECONDS
+        self._pending.update(report.transaction_uid, lambda _current: kept)
         return report
 
     def resolve(self, transaction_uid: str) -> PendingReport | None:
@@ -190,14 +203,35 @@ class Commitments:
         return self._pending.delete(transaction_uid)
 
     def delivery_failed(self, transaction_uid: str, error: str) -> None:
-        """Count a failed attempt to deliver a report and keep why (it stays pending)."""
+        """Count a failed attempt to deliver a report and keep why (it stays pending, free for
+        the next retry to claim)."""
 
         def change(current: dict | None) -> dict | None:
             if current is None:
                 return None
-            return {**current, "attempts": int(current.get("attempts", 0)) + 1, "last_error": error}
+            attempts = int(current.get("attempts", 0)) + 1
+            return {**current, "attempts": attempts, "last_error": error, "claimed_until": 0}
 
         self._pending.update(transaction_uid, change)
+
+    def claim(self, transaction_uid: str, seconds: float = CLAIM_SECONDS) -> bool:
+        """Take the delivery of a pending report for ``seconds``: whether it was free. Several
+        processes serve one archive (``serve dimse --processes``) and each retries the pending
+        reports; the claim, taken in a write transaction, lets one of them deliver each."""
+        now = time.time()
+        taken: list[bool] = []
+
+        def change(current: dict | None) -> dict | None:
+            if current is None or float(current.get("claimed_until", 0)) > now:
+                taken.append(False)
+                return current
+            taken.append(True)
+            return {**current, "claimed_until": now + seconds}
+
+        if self._pending.get(transaction_uid) is None:
+            return False
+        self._pending.update(transaction_uid, change)
+        return taken[-1]
 
 
 def _report_json(report: PendingReport) -> dict:
