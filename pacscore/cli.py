@@ -1,5 +1,5 @@
 """The ``pacscore`` command: init, ingest, find, get, delete, stats, config, reindex, verify, backup,
-restore, serve, bench, conformance.
+restore, serve, bench, conformance, viewer.
 
     pacscore init --archive DIR                      # an empty archive (e.g. to serve)
     pacscore ingest --archive DIR PATH...
@@ -377,9 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reindex)
 
     from .testing.cli import add_bench_cli
+    from .viewer import add_viewer_cli
 
     _add_maintenance(sub, archive_arg)
     add_bench_cli(sub)
+    add_viewer_cli(sub)
     _optional(sub, "testing.cli", "add_conformance_cli", "conformance", ("hypothesis",), ("conformance",))
 
     serve = sub.add_parser("serve", help="serve the archive over DICOM or HTTP")
