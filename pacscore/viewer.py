@@ -137,7 +137,10 @@ def _extract_dist(tarball: Path, dest: Path) -> None:
         if not any(m.name == "index.html" for m in members):
             raise ViewerError(f"{tarball.name} has no package/dist/index.html: not a built OHIF viewer")
         dest.mkdir(parents=True)
-        tar.extractall(dest, members=members, filter="data")
+        try:
+            tar.extractall(dest, members=members, filter="data")
+        except tarfile.FilterError as exc:
+            raise ViewerError(f"{tarball.name}: refusing to unpack an unsafe member: {exc}") from None
 
 
 # -- the `pacscore viewer` command ------------------------------------------------------------

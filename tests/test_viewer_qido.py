@@ -25,8 +25,7 @@ httpx = pytest.importorskip("httpx")
 
 #: the study list, exactly as OHIF asks for it (commas percent-encoded as OHIF's URL builder does)
 STUDY_LIST = (
-    "/dicomweb/studies?limit=101&offset=0&fuzzymatching=false"
-    "&includefield=00081030%2C00080060%2C00080090%2C00100030"
+    "/dicomweb/studies?limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060%2C00080090%2C00100030"
 )
 #: the series of a study, as OHIF's study browser asks for them
 SERIES_OF = "/dicomweb/studies/{study}/series?includefield=00080021%2C00080031%2C0008103E%2C00200011"
@@ -79,9 +78,11 @@ def viewer_archive(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(viewer_archive):
-    with serving(create_app(viewer_archive)) as port:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            yield http
+    with (
+        serving(create_app(viewer_archive)) as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http,
+    ):
+        yield http
 
 
 @pytest.fixture(scope="module")
