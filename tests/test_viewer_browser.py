@@ -17,12 +17,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
-import select
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +28,8 @@ import pacscore
 from benchmarks.viewer_data import ViewerStudy, write_viewer_studies
 from pacscore.testing.generate import GeneratorConfig, write_files
 from pacscore.viewer import ViewerMissing, find_viewer
+
+from .viewer_helpers import serve_web
 
 pytestmark = pytest.mark.interop
 
@@ -96,38 +93,8 @@ def server(demo, tmp_path_factory) -> Iterator[str]:
     viewer = _viewer_folder()
     archive, _, _ = demo
     log = tmp_path_factory.mktemp("viewer-server") / "serve.log"
-    cmd = [sys.executable, "-m", "pacscore", "serve", "web", "--archive", str(archive), "--port", "0", "--viewer"]
-    env = {**os.environ, "PACSCORE_VIEWER_DIR": str(viewer), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    seen: list[str] = []
-    try:
-        deadline = time.monotonic() + 120
-        url = None
-        assert proc.stderr is not None
-        while url is None and time.monotonic() < deadline and proc.poll() is None:
-            ready, _, _ = select.select([proc.stderr], [], [], 5)
-            if ready:
-                line = proc.stderr.readline()
-                seen.append(line)
-                found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
-                url = found.group(1) if found else None
-        assert url, f"serve web did not start (exit {proc.poll()}):\n{''.join(seen)}"
-        # the server's log goes on to a file (a full pipe would stall the server)
-        threading.Thread(target=_copy_lines, args=(proc.stderr, log), daemon=True).start()
+    with serve_web(["--archive", str(archive), "--viewer"], log, {"PACSCORE_VIEWER_DIR": str(viewer)}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _copy_lines(stream, path: Path) -> None:
-    with open(path, "a") as out:
-        for line in stream:
-            out.write(line)
 
 
 @pytest.fixture(scope="module")

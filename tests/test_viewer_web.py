@@ -22,6 +22,7 @@ from pacscore.adapters.dicomweb import create_app
 from pacscore.adapters.web_viewer import app_config, check_origin, with_cors, with_viewer
 
 from .factories import make_instance, to_bytes
+from .viewer_helpers import serve_web
 from .web_helpers import serving
 
 httpx = pytest.importorskip("httpx")
@@ -252,6 +253,20 @@ def test_serve_viewer_without_the_viewer_says_what_to_run(archive, tmp_path):
     done = _serve(["--archive", str(archive), "--viewer", "--port", "0"], {"PACSCORE_VIEWER_DIR": str(tmp_path / "no")})
     assert done.returncode == 2
     assert "pacscore viewer install" in done.stderr and str(tmp_path / "no") in done.stderr
+
+
+def test_serve_web_viewer_and_cors_from_the_command_line(archive, fake_viewer, tmp_path):
+    args = ["--archive", str(archive), "--viewer", "--cors", "http://other.example:3000"]
+    with (
+        serve_web(args, tmp_path / "serve.log", {"PACSCORE_VIEWER_DIR": str(fake_viewer)}) as url,
+        httpx.Client(base_url=url, timeout=60) as client,
+    ):
+        assert client.get("/").content == INDEX
+        assert client.get("/viewer?StudyInstanceUIDs=" + STUDY).content == INDEX
+        assert "window.location.origin" in client.get("/app-config.js").text
+        answer = client.get("/dicomweb/studies", headers={"Origin": "http://other.example:3000"})
+        assert answer.status_code == 200 and answer.json()[0]["0020000D"]["Value"] == [STUDY]
+        assert answer.headers["access-control-allow-origin"] == "http://other.example:3000"
 
 
 def test_serve_viewer_with_a_token_is_refused(archive, fake_viewer):

@@ -29,7 +29,8 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+
+import anyio
 
 __all__ = ["app_config", "with_viewer", "with_cors", "check_origin", "thumbnails_supported"]
 
@@ -160,7 +161,7 @@ class _Static:
 
     def resolve(self, path: str) -> Path | None:
         """The file a URL path names, inside the folder (None for anything outside or missing)."""
-        relative = unquote(path).lstrip("/")
+        relative = path.lstrip("/")  # ASGI's path is already percent-decoded
         if "\x00" in relative:
             return None
         candidate = (self.folder / relative).resolve()
@@ -189,7 +190,8 @@ class _Static:
             mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         )
         headers = no_store if file.name == "index.html" else [(b"cache-control", b"public, max-age=3600")]
-        await self._send(send, method, 200, file.read_bytes(), content_type, headers)
+        body = await anyio.to_thread.run_sync(file.read_bytes)  # WebAssembly files are megabytes
+        await self._send(send, method, 200, body, content_type, headers)
 
     @staticmethod
     async def _send(send, method: str, status: int, body: bytes, content_type: str, headers) -> None:
