@@ -329,7 +329,8 @@ def main_serve_web(args) -> int:
         flush=True,
     )
     if getattr(args, "viewer", False):
-        print(f"OHIF viewer on http://{_url_host(args.host)}:{args.port}/", flush=True)
+        port = args.port or "PORT"  # --port 0: uvicorn's "running on" line names the port it got
+        print(f"OHIF viewer on http://{_url_host(args.host)}:{port}/", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, access_log=True, log_level=args.log_level)
     except SystemExit as exc:  # uvicorn exits when it cannot bind

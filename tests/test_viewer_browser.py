@@ -26,6 +26,7 @@ import pytest
 
 import pacscore
 from benchmarks.viewer_data import ViewerStudy, write_viewer_studies
+from pacscore.adapters.web_viewer import thumbnails_supported
 from pacscore.testing.generate import GeneratorConfig, write_files
 from pacscore.viewer import ViewerMissing, find_viewer
 
@@ -122,6 +123,8 @@ class PageLog:
 
     def __init__(self, page) -> None:
         self.lines: list[str] = []
+        self.thumbnails: list[int] = []  # statuses of the server's /thumbnail answers
+        page.on("response", lambda r: self.thumbnails.append(r.status) if "/thumbnail" in r.url else None)
         page.on(
             "console", lambda m: self.lines.append(f"console {m.type}: {m.text[:300]}") if m.type == "error" else None
         )
@@ -208,6 +211,8 @@ def test_opening_a_study_renders_its_image_and_thumbnail(browser_context, server
         thumbnail = _wait_until_drawn(page, THUMBNAIL_PIXELS, f"the {kind} thumbnail", log)
         (artifacts / f"thumbnail-{kind}.png").write_bytes(thumbnail)
         page.screenshot(path=artifacts / f"viewer-{kind}.png")
+        if thumbnails_supported():  # the generated config asks the server for thumbnails
+            assert 200 in log.thumbnails, log
         assert page.get_by_text(ERROR_TEXT).count() == 0, log
     finally:
         page.close()

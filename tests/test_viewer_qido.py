@@ -8,6 +8,7 @@ why it stays conformant: docs/conformance-dicomweb.md, 3.2."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -182,3 +183,24 @@ def test_ohif_frame_request_for_native_pixel_data(client, samples):
     assert answer.headers["content-type"].startswith("multipart/related")
     expected = ds.PixelData[(mf.frames - 1) * frame_bytes : mf.frames * frame_bytes]
     assert expected in answer.content
+
+
+def test_ohif_thumbnail_request(client, samples):
+    """With the server's thumbnails (thumbnailRendering "thumbnail" in the generated config),
+    OHIF fetches one per display set like this."""
+    from PIL import Image
+
+    from pacscore.adapters.web_viewer import thumbnails_supported
+
+    if not thumbnails_supported():
+        pytest.skip("this server has no /thumbnail resources: the viewer draws thumbnails from frames")
+    ct = samples["CT"]
+    url = (
+        f"/dicomweb/studies/{ct.study_uid}/series/{ct.series_uid}/instances/{ct.sop_uid}/thumbnail?accept=image%2Fjpeg"
+    )
+    answer = client.get(url)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("image/jpeg")
+    with Image.open(io.BytesIO(answer.content)) as image:
+        assert image.format == "JPEG"
+        assert len(image.convert("L").getcolors(256) or []) > 16  # a picture, not a blank
