@@ -121,7 +121,6 @@ def app_config(prefix: str, *, base_url: str | None = None, thumbnails: bool | N
     showLoadingIndicator: true,
     strictZSpacingForVolumeViewport: true,
     maxNumRequests: {{ interaction: 100, thumbnail: 5, prefetch: 10 }},
-    investigationalUseDialog: {{ option: 'never' }},
     defaultDataSourceName: 'pacscore',
     dataSources: [
       {{
