@@ -8,9 +8,7 @@ data folder directly (never ``get_testdata_files``, which may reach the network)
 
 from __future__ import annotations
 
-import contextlib
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +77,3 @@ def parts_of(response: httpx.Response) -> list[tuple[dict, bytes]]:
         assert data.endswith(b"\r\n")
         out.append((headers, data[:-2]))
     return out
-
-
-@contextlib.contextmanager
-def http_client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=60) as client:
-        yield client

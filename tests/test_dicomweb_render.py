@@ -17,7 +17,7 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import apply_color_lut
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -140,6 +140,13 @@ def site(tmp_path_factory):
     report.SeriesInstanceUID, report.InstanceNumber = f"{s}.10.1", "2"
     arc.store(report)
     arc.store(constant(f"{s}.10.1.3", f"{s}.10", f"{s}.10.1", 150, 3, 1))
+    # study .11: an RLE instance of two frames whose second frame is damaged
+    damaged = pydicom.dcmread(render_corpus_file("SC_rgb_rle_2frame.dcm"))
+    first = next(iter(generate_frames(damaged.PixelData, number_of_frames=2)))
+    damaged.PixelData = encapsulate([first, b"not an RLE frame"])
+    damaged.StudyInstanceUID, damaged.SeriesInstanceUID = f"{s}.11", f"{s}.11.1"
+    damaged.SOPInstanceUID = damaged.file_meta.MediaStorageSOPInstanceUID = f"{s}.11.1.1"
+    arc.store(damaged)
     with serving(create_app(arc)) as port:
         yield f"http://127.0.0.1:{port}/dicomweb", stored, arc
     arc.close()
@@ -457,6 +464,16 @@ def test_damaged_or_unrenderable_pixel_data_is_422_naming_the_instance(site, htt
         for suffix in ("/rendered", "/thumbnail", "/frames/1/rendered"):
             r = http.get(base + synth(n) + suffix)
             assert r.status_code == 422 and needle in r.text and f"{SYNTH}.{n}.1.1" in r.text
+
+
+def test_a_damaged_later_frame_is_left_out_of_a_started_answer(site, http):
+    base, _, _ = site
+    r = http.get(base + synth(11) + "/rendered", headers=PNG)
+    parts = parts_of(r)  # the answer is well-formed and holds the frame that could be rendered
+    assert r.status_code == 200 and len(parts) == 1
+    assert parts[0][0]["content-location"].endswith("/frames/1/rendered")
+    alone = http.get(base + synth(11) + "/frames/2/rendered")
+    assert alone.status_code == 422 and "frame 2" in alone.text
 
 
 def test_annotation_is_not_supported_and_says_so(site, http):

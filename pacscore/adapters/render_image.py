@@ -134,7 +134,8 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
     x = values.astype(np.float64)
     c, w = window.center, window.width
     if window.function == "SIGMOID":
-        return 255.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+        # the exponent is clipped where exp() would overflow: the result is 0 there either way
+        return 255.0 / (1.0 + np.exp(np.clip(-4.0 * (x - c) / w, -700.0, 700.0)))
     if window.function == "LINEAR_EXACT":
         low, high = c - w / 2, c + w / 2
         y = ((x - c) / w + 0.5) * 255.0

@@ -208,7 +208,14 @@ def rendered(
 
     def parts():
         for i, n in enumerate(wanted):
-            data = first if i == 0 else _render(ds, n - 1, opts, what)
+            if i == 0:
+                data = first
+            else:
+                try:
+                    data = render_image.render_frame(ds, n - 1, opts)
+                except RenderError as exc:  # the status is sent: leave the frame out, say why
+                    LOG.warning("rendering frame %d of %s failed: %s", n, ref.sop_instance_uid, exc.reason)
+                    continue
             yield [("Content-Type", media), ("Content-Location", f"{url}/frames/{n}/rendered")], data
 
     return _multipart(parts(), media, extra)
