@@ -96,10 +96,13 @@ def test_viewer_routes_fall_back_to_index_html(site, path):
     assert answer.headers["cache-control"] == "no-cache"
 
 
-@pytest.mark.parametrize("path", ["/missing.bundle.js", "/assets/nope.png", "/..%2F..%2Fetc%2Fpasswd.txt"])
+@pytest.mark.parametrize(
+    "path", ["/missing.bundle.js", "/assets/nope.png", "/..%2F..%2Fetc%2Fpasswd.txt", "/" + "a" * 5000 + ".js"]
+)
 def test_a_missing_file_is_404_never_index_html(site, path):
     answer = site.get(path)
     assert answer.status_code == 404
+    assert answer.headers["content-type"] == "text/plain; charset=utf-8"
     assert INDEX not in answer.content
 
 

@@ -147,6 +147,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 async def _send_simple(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     headers = [*headers, (b"content-length", str(len(body)).encode())]
+    if body:
+        headers.append((b"content-type", b"text/plain; charset=utf-8"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -163,10 +165,13 @@ class _Static:
         relative = path.lstrip("/")  # ASGI's path is already percent-decoded
         if "\x00" in relative:
             return None
-        candidate = (self.folder / relative).resolve()
-        if candidate != self.folder and self.folder not in candidate.parents:
+        try:
+            candidate = (self.folder / relative).resolve()
+            if candidate != self.folder and self.folder not in candidate.parents:
+                return None
+            return candidate if candidate.is_file() else None
+        except (OSError, RuntimeError):  # a name too long for the file system, a symlink loop
             return None
-        return candidate if candidate.is_file() else None
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         method = scope.get("method", "GET")
