@@ -85,12 +85,19 @@ def install_viewer(dest: str | os.PathLike | None = None, *, npm: str = "npm", f
 
     Unpacked into a temporary sibling folder and renamed into place at the end, so an
     interrupted install never leaves a half viewer that looks complete. Returns the folder.
-    Already installed (marker of the same version): nothing is fetched, unless ``force``."""
+    Already installed (marker of the same version): nothing is fetched, unless ``force``. A
+    folder that exists, is not empty and holds no earlier install is never replaced."""
     folder = Path(dest).expanduser() if dest is not None else default_viewer_dir()
     wanted = f"{OHIF_PACKAGE}@{OHIF_VERSION}"
     marker = folder / MARKER
     if not force and marker.is_file() and marker.read_text().strip() == wanted:
         return folder
+    if folder.exists() and not marker.is_file() and (not folder.is_dir() or any(folder.iterdir())):
+        # replacing it would delete someone's files (a --dir or PACSCORE_VIEWER_DIR typo)
+        raise ViewerError(
+            f"{folder} exists and is not a viewer this command installed (no {MARKER} in it): "
+            "choose an empty or new folder, or remove that one yourself"
+        )
     npm_path = shutil.which(npm)
     if npm_path is None:
         raise ViewerError(

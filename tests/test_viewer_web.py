@@ -353,6 +353,18 @@ def test_a_failed_install_leaves_the_installed_viewer_alone(tmp_path):
     assert (dest / "index.html").read_bytes() == INDEX
 
 
+def test_install_never_replaces_a_folder_it_did_not_install(tmp_path):
+    mine = tmp_path / "documents"
+    mine.mkdir()
+    (mine / "letter.txt").write_text("keep me")
+    with pytest.raises(viewer.ViewerError, match="is not a viewer this command installed"):
+        viewer.install_viewer(mine, npm=str(_fake_npm(tmp_path)), force=True)
+    assert (mine / "letter.txt").read_text() == "keep me"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (viewer.install_viewer(empty, npm=str(_fake_npm(tmp_path))) / "index.html").is_file()
+
+
 def test_a_tarball_without_a_built_viewer_is_refused(tmp_path):
     npm = _fake_npm(tmp_path, with_index=False)
     with pytest.raises(viewer.ViewerError, match=r"no package/dist/index\.html"):
