@@ -24,6 +24,7 @@ Archive's; this module only translates: identifier Dataset -> ``Archive.find(ds,
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from dataclasses import dataclass, field, fields, replace
@@ -33,6 +34,7 @@ from pynetdicom import AE, build_context, evt
 from pynetdicom import _config as _pynetdicom_config
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
 
 from . import dimse_worklist
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
@@ -166,6 +168,9 @@ class ServeConfig:
     block: bool = True
     #: what the handlers do: move destinations, allowed calling AE titles, matching options, ...
     handlers: DimseConfig = field(default_factory=DimseConfig)
+    #: accept on this listening socket instead of binding host:port (``serve dimse --processes``:
+    #: processes forked after it was bound share it; pacscore/serve_processes.py)
+    listen_socket: socket.socket | None = None
 
     @classmethod
     def from_options(
@@ -227,13 +232,14 @@ def _run(archive, cfg: ServeConfig):
         connection_timeout=cfg.connection_timeout,
         max_associations=cfg.max_associations,
     )
-    # pynetdicom's public API: a threaded server that ae.shutdown() and server.shutdown() both stop
-    server = ae.start_server(
-        (cfg.host, int(cfg.port)),
-        block=False,
-        ssl_context=cfg.ssl_context,
-        evt_handlers=_bindings(DimseService(archive, handler_cfg)),
-    )
+    handlers = _bindings(DimseService(archive, handler_cfg))
+    if cfg.listen_socket is not None:
+        server = _serve_on(ae, cfg.listen_socket, cfg.ssl_context, handlers)
+    else:
+        # pynetdicom's public API: a threaded server that ae.shutdown() and server.shutdown() both stop
+        server = ae.start_server(
+            (cfg.host, int(cfg.port)), block=False, ssl_context=cfg.ssl_context, evt_handlers=handlers
+        )
     assert server is not None  # start_server returns the server when it does not block
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)
@@ -254,6 +260,29 @@ def _run(archive, cfg: ServeConfig):
     finally:
         server.shutdown()
     return None
+
+
+def _serve_on(ae: AE, sock: socket.socket, ssl_context: ssl.SSLContext | None, handlers: list):
+    """A threaded association server that accepts on ``sock`` (already bound and listening,
+    maybe shared with other processes), started in a daemon thread; ``shutdown()`` stops it."""
+
+    class SharedSocketServer(ThreadedAssociationServer):
+        def server_bind(self) -> None:
+            # the socket the base class made is never bound: this process accepts on the shared
+            # one, non-blocking (a connection another process took first is no error)
+            if self.socket is not None:
+                self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()
+
+        def server_activate(self) -> None:
+            pass  # listening already
+
+    server = ae.make_server(
+        sock.getsockname(), ssl_context=ssl_context, evt_handlers=handlers, server_class=SharedSocketServer
+    )
+    threading.Thread(target=server.serve_forever, name="pacscore-dimse-accept", daemon=True).start()
+    return server
 
 
 def _unbind_debug_handlers(server) -> None:
