@@ -105,3 +105,22 @@ def test_exact_set_membership_kernel(benchmark):
     cond = compile_condition("ModalitiesInStudy", T_MODS, "CS", "MR\\PT", MatchOptions())
     test = fast.accelerate(cond, MatchOptions())
     assert benchmark(test.test_record, RAW)
+
+
+#: the same level with a StudyTime each: one in 20 before 08:00 (a match for "-0800")
+TIMED = [pure_records.encode({**STUDY, 0x00080030: ("TM", "0715" if i % 20 == 0 else "1030")}) for i in range(2000)]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_time_range_2000_records_reference_matcher(benchmark, codec):
+    """A StudyTime range through get_value + the reference test (the pure twin's path)."""
+    cond = compile_condition("StudyTime", 0x00080030, "TM", "-0800", MatchOptions())
+    assert benchmark(lambda: sum(1 for rec in TIMED if cond.test(codec.get_value(rec, 0x00080030)))) == 100
+
+
+@needs_ext
+def test_time_range_2000_records_kernel(benchmark):
+    """The same with the compiled TM range kernel (FieldTest tm_range), read in place."""
+    cond = compile_condition("StudyTime", 0x00080030, "TM", "-0800", MatchOptions())
+    test = fast.accelerate(cond, MatchOptions()).test_record
+    assert benchmark(lambda: sum(1 for rec in TIMED if test(rec))) == 100

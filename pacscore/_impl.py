@@ -16,7 +16,7 @@ from types import ModuleType
 #: extension module -> the pure-Python twin it accelerates
 TWINS: dict[str, str] = {
     "_records": "pacscore.index.records (record codec, JSON rows: pacscore.query.json_rows)",
-    "_match": "pacscore.query.reference through pacscore.query.fast (matcher kernels)",
+    "_match": "pacscore.query.reference through pacscore.query.fast (kernels), pacscore.query.temporal (TM/DT)",
     "_ranges": "pacscore.query.ranges (index range walks)",
     "_walk": "pacscore.ingest._walk_problem (element walk of a file)",
     "_header": "pacscore.ingest's pydicom path (header reader)",

@@ -23,6 +23,8 @@ BAD_UIDS = _pydicom(
 )
 #: dates that are not DA (PS3.5 Section 6.2): "2015", the old "2015.03.04", "not a date"
 BAD_DATES = _pydicom("valuerep", "Invalid value for VR DA")
+#: times and date-times that are not TM or DT: "2500", the retired "12:00:00", a bad offset
+BAD_TIMES = _pydicom("valuerep", "Invalid value for VR TM", "Invalid value for VR DT")
 #: LO values over 64 characters (PS3.5 Section 6.2)
 LONG_LO = _pydicom("valuerep", r"The value length \(\d+\) exceeds the maximum length of 64 allowed for VR LO")
 #: CS bytes outside the CS repertoire (PS3.5 Section 6.2)

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 import pacscore
 
-from .expected_warnings import BAD_DATES
+from .expected_warnings import BAD_DATES, BAD_TIMES
 from .factories import make_instance
 
-#: the generated archives hold dates that are not DA (DATES), on purpose
-pytestmark = BAD_DATES
+#: the generated archives hold dates and times that are not DA or TM (DATES, TIMES), on purpose
+pytestmark = [BAD_DATES, BAD_TIMES]
 
 # with values the secondary index cannot file by their text (an ideographic name alone, a
 # retired date form, a blank value, an empty piece of a multi-valued value)
@@ -34,6 +34,8 @@ NAMES = [
     "  ",
 ]
 DATES = ["20150304", "20150305", "20191231", "20200101", "", None, "2015.03.04", "2015"]
+#: with partial, retired, leap-second, invalid and multi-valued times (schema 6 files them by instant)
+TIMES = ["0715", "08", "080059.999999", "1200", "12:00", "235960", "2500", "0700\\1300", "", None]
 MODALITIES = ["CT", "MR", "US", "PT"]
 DESCRIPTIONS = [
     "CT CHEST",
@@ -62,6 +64,7 @@ def archives(draw):
             "patient_id": patient,
             "patient_name": draw(st.sampled_from(NAMES)),
             "study_date": draw(st.sampled_from(DATES)),
+            "study_time": draw(st.sampled_from(TIMES)),
             "StudyDescription": draw(st.sampled_from(DESCRIPTIONS)),
             "AccessionNumber": draw(st.sampled_from(["A1", "A2", "", None, " ", "A1\\"])),
         }
@@ -88,6 +91,7 @@ KEYS = {
     "STUDY": [
         ("PatientName", "PN", "patient_name"),
         ("StudyDate", "DA", "study_date"),
+        ("StudyTime", "TM", "study_time"),
         ("StudyDescription", "LO", "StudyDescription"),
         ("AccessionNumber", "SH", "AccessionNumber"),
         ("PatientID", "LO", "patient_id"),
@@ -109,6 +113,7 @@ KEYS = {
 KEY_VALUES = {
     "PN": ["", "SMITH*", "smith^john", "*^J*", "Sm?th*", "Müller^Jürgen", "*", "山田*", "Jones"],
     "DA": ["", "20150304", "20150101-20151231", "-20191231", "20200101-", "2015030"],
+    "TM": ["", "-0800", "0800-1200", "1200-", "08", "0700\\1300-", "1200-1000"],
     "LO": [
         "",
         "CT*",
@@ -183,7 +188,7 @@ def store_all(arc, instances: list[dict]) -> None:
                 patient_name=inst["patient_name"],
                 modality=inst["modality"],
                 study_date=inst["study_date"],
-                study_time=None,
+                study_time=inst.get("study_time"),
                 instance_number=inst["instance_number"],
                 charset="ISO_IR 192",
                 **extra,

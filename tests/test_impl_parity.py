@@ -359,6 +359,113 @@ def test_combined_kernel_equals_the_reference(key, stored, options, local):
         assert test.test_record(pure.encode(fields)) == expected, (key, date, time_)
 
 
+# ---------------------------------------------------------------- TM and DT kernels (schema 6)
+
+from pacscore import values as _values  # noqa: E402
+from pacscore.query import temporal  # noqa: E402
+
+#: DT text near the forms the reader takes: dates of every precision, times, offsets (valid
+#: and not), and the ambiguous hyphen
+dt_texts = st.one_of(
+    st.builds(
+        lambda d, t, o: d + t + o,
+        st.one_of(date_digits, date_digits.map(lambda d: d[:6]), date_digits.map(lambda d: d[:4])),
+        st.one_of(st.just(""), times),
+        st.sampled_from(["", "+0000", "-0500", "+1400", "+1401", "-1201", "+0560", "-05", "+05:00", "&0100"]),
+    ),
+    st.sampled_from(["", "0001+1400", "9999-1200", "2020-", "20200101T1000", "20200101 ", "２０２０"]),
+)
+
+
+@given(times)
+@example("235960.5")
+@example("120060.")
+def test_the_tm_reader_twins_agree_and_give_the_reference_instant(text):
+    raw = text.encode("utf-8")
+    got = _match.tm_floor(raw)
+    assert got == temporal.tm_floor_pure(raw)
+    if got is not None:
+        assert got == _values.parse_tm(text)[0]
+
+
+@given(dt_texts, st.sampled_from([0, -12 * _values.HOUR, 14 * _values.HOUR, 5 * _values.HOUR + 30 * _values.MINUTE]))
+@example("20200229235960.999999-1200", 0)
+@example("20190229", 0)
+@example("2020-0500", 0)
+def test_the_dt_reader_twins_agree_and_give_the_reference_instant(text, offset):
+    raw = text.encode("utf-8")
+    got = _match.dt_floor(raw, offset)
+    assert got == temporal.dt_floor_pure(raw, offset)
+    if got is not None:
+        assert got == _values.parse_dt(text, offset)[0]
+
+
+time_keys = st.one_of(
+    times,
+    st.tuples(times, times).map("-".join),
+    times.map(lambda t: t + "-"),
+    times.map(lambda t: "-" + t),
+)
+datetime_keys = st.one_of(
+    dt_texts,
+    st.tuples(dt_texts, dt_texts).map("-".join),
+    dt_texts.map(lambda t: t + "-"),
+    dt_texts.map(lambda t: "-" + t),
+)
+
+
+@given(
+    st.sampled_from(["TM", "DT"]).flatmap(
+        lambda vr: st.tuples(
+            st.just(vr),
+            time_keys if vr == "TM" else datetime_keys,
+            st.lists(stored_times if vr == "TM" else st.one_of(st.none(), dt_texts), min_size=1, max_size=6),
+        )
+    ),
+    st.sampled_from(OPTIONS),
+    st.sampled_from(["+0000", "+0530", "-1000", "+1400"]),
+)
+@example(
+    ("TM", "-0800", ["0800", "080059.999999", "0801", "08", "2500", "08:00", "", None, "0700\\0900"]),
+    MatchOptions(),
+    "+0000",
+)
+@example(("TM", "1200-", ["235960", "235960.5", "1159", "12"]), MatchOptions(empty_record_matches=False), "+0000")
+@example(
+    ("DT", "2020-2021", ["20191231230000-0100", "2020", "20211231235959", "2022+1400", None]), MatchOptions(), "+0530"
+)
+def test_time_kernels_equal_the_reference(case, options, local):
+    from dataclasses import replace
+
+    vr, key, stored = case
+    options = replace(options, local_timezone=local)
+    cond = _condition(vr, key, options)
+    assume(cond is not None and cond.kind != "never")
+    test = fast.accelerate(cond, options)
+    assume(test is not None)
+    for value in stored:
+        expected = cond.test(value)
+        assert test(value) == expected, (key, value)
+        rec = pure.encode({} if value is None else {0x00100010: (vr, value)})
+        assert test.test_record(rec) == expected, (key, value)
+
+
+@pytest.mark.parametrize(
+    "vr, key",
+    [
+        ("TM", "-0800"),
+        ("TM", "0800-1200"),
+        ("TM", "1200-"),
+        ("TM", "08"),
+        ("DT", "2020-"),
+        ("DT", "20200101120000+0100"),
+    ],
+)
+def test_plain_time_keys_are_accelerated(vr, key):
+    cond = compile_condition("K", 0x00100010, vr, key, MatchOptions())
+    assert fast.accelerate(cond, MatchOptions()) is not None
+
+
 # ---------------------------------------------------------------- JSON response rows
 
 from pacscore.query import json_rows  # noqa: E402

@@ -22,6 +22,8 @@ cdef enum:
     MODE_WILDCARD = 1
     MODE_PN_WILDCARD = 2
     MODE_DA_RANGE = 3
+    MODE_TM_RANGE = 4
+    MODE_DT_RANGE = 5
 
 
 # ---------------------------------------------------------------- record fields
@@ -197,6 +199,149 @@ cdef inline bint _has_high(const uint8_t* p, Py_ssize_t n) noexcept nogil:
     return False
 
 
+# ---------------------------------------------------------------- dates and times
+
+cdef enum:
+    US_SECOND = 1000000
+
+cdef int64_t US_DAY = <int64_t>86400 * US_SECOND
+
+
+cdef inline int _digits(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    """The value of n ASCII digits, or -1."""
+    cdef int v = 0
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return -1
+        v = v * 10 + (p[i] - 48)
+    return v
+
+
+cdef inline void _first_value(const uint8_t* p, Py_ssize_t n, Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
+    """The first value of a field, spaces and NULs stripped at both ends (conditions._first)."""
+    cdef Py_ssize_t e = 0
+    while e < n and p[e] != 92:
+        e += 1
+    a[0] = 0
+    while a[0] < e and (p[a[0]] == 32 or p[a[0]] == 0):
+        a[0] += 1
+    while e > a[0] and (p[e - 1] == 32 or p[e - 1] == 0):
+        e -= 1
+    b[0] = e
+
+
+cdef inline int64_t _days(int64_t y, int m, int d) noexcept nogil:
+    """Days since 0001-01-01 of a valid date (proleptic Gregorian), as date.toordinal() - 1."""
+    cdef int* before = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334]
+    cdef int64_t day = (y - 1) * 365 + (y - 1) // 4 - (y - 1) // 100 + (y - 1) // 400 + before[m - 1] + d - 1
+    if m > 2 and (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
+        day += 1
+    return day
+
+
+cdef bint _day_number(const uint8_t* p, Py_ssize_t n, int64_t* day) noexcept nogil:
+    """Days since 0001-01-01 of a valid YYYYMMDD (values.parse_da), else False."""
+    if not _valid_da(p, n):
+        return False
+    day[0] = _days(_digits(p, 4), _digits(p + 4, 2), _digits(p + 6, 2))
+    return True
+
+
+cdef bint _time_of_day(const uint8_t* p, Py_ssize_t n, int64_t* floor, int64_t* ceil) noexcept nogil:
+    """floor and ceil in µs of HH[MM[SS[.F{1,6}]]] (values.parse_tm), else False (the retired
+    HH:MM form included: the reference decides those)."""
+    cdef int hh, mm, ss, f, k
+    cdef int64_t span
+    if n != 2 and n != 4 and n != 6 and not (8 <= n <= 13 and p[6] == 46):
+        return False
+    hh = _digits(p, 2)
+    if hh < 0 or hh > 23:
+        return False
+    floor[0] = <int64_t>hh * 3600 * US_SECOND
+    span = <int64_t>3600 * US_SECOND
+    if n >= 4:
+        mm = _digits(p + 2, 2)
+        if mm < 0 or mm > 59:
+            return False
+        floor[0] += <int64_t>mm * 60 * US_SECOND
+        span = <int64_t>60 * US_SECOND
+    if n >= 6:
+        ss = _digits(p + 4, 2)
+        if ss < 0 or ss > 60:
+            return False
+        floor[0] += <int64_t>ss * US_SECOND
+        span = US_SECOND
+    if n >= 8:
+        f = _digits(p + 7, n - 7)
+        if f < 0:
+            return False
+        for k in range(6 - (n - 7)):
+            f *= 10
+        floor[0] += f
+        span = 1
+        for k in range(6 - (n - 7)):
+            span *= 10
+    ceil[0] = floor[0] + span - 1
+    return True
+
+
+cdef bint _dt_instant(const uint8_t* p, Py_ssize_t n, int64_t default_offset, int64_t* floor) noexcept nogil:
+    """The first instant (µs since 0001-01-01 UTC) of a DT value YYYY[MM[DD[HH[MM[SS[.F{1,6}]]]]]]
+    with an optional &HHMM offset (values.parse_dt; ``default_offset`` without one), else False
+    (the reference decides those). The pure twin is query/temporal.py ``dt_floor_pure``."""
+    cdef int64_t offset = default_offset, tceil = 0, tfloor = 0, day
+    cdef int oh, om, year, month
+    cdef Py_ssize_t m = n
+    if n >= 5 and (p[n - 5] == 43 or p[n - 5] == 45):  # '+' or '-'
+        oh = _digits(p + n - 4, 2)
+        om = _digits(p + n - 2, 2)
+        if oh < 0 or om < 0 or om > 59:
+            return False
+        offset = (<int64_t>oh * 3600 + <int64_t>om * 60) * US_SECOND
+        if p[n - 5] == 45:
+            offset = -offset
+        if offset < -12 * 3600 * <int64_t>US_SECOND or offset > 14 * 3600 * <int64_t>US_SECOND:
+            return False
+        m = n - 5
+    if m != 4 and m != 6 and m < 8:
+        return False
+    year = _digits(p, 4)
+    if year < 1:
+        return False
+    if m == 4:
+        day = _days(year, 1, 1)
+    elif m == 6:
+        month = _digits(p + 4, 2)
+        if month < 1 or month > 12:
+            return False
+        day = _days(year, month, 1)
+    else:
+        if not _day_number(p, 8, &day):
+            return False
+        if m > 8 and not _time_of_day(p + 8, m - 8, &tfloor, &tceil):
+            return False
+    floor[0] = day * US_DAY + tfloor - offset
+    return True
+
+
+def tm_floor(bytes value):
+    """The first instant (µs since midnight) of a plain TM value HH[MM[SS[.F{1,6}]]], or None
+    for any other text (the pure twin is query/temporal.py ``tm_floor_pure``)."""
+    cdef int64_t floor = 0, ceil = 0
+    if _time_of_day(<const uint8_t*>PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), &floor, &ceil):
+        return floor
+    return None
+
+
+def dt_floor(bytes value, int64_t default_offset=0):
+    """The first instant (µs since 0001-01-01 UTC) of a DT value, or None (``_dt_instant``)."""
+    cdef int64_t floor = 0
+    if _dt_instant(<const uint8_t*>PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), default_offset, &floor):
+        return floor
+    return None
+
+
 cdef class FieldTest:
     """One condition on one stored attribute, decided on the record's bytes.
 
@@ -221,6 +366,7 @@ cdef class FieldTest:
     cdef char lo[8]
     cdef char hi[8]
     cdef bint has_lo, has_hi
+    cdef int64_t tlo, thi, toffset
 
     def __cinit__(self, uint32_t tag, int mode, keys, bint empty, bint strip_lead, bint split,
                   bint fold, fallback, carets=None):
@@ -236,6 +382,15 @@ cdef class FieldTest:
         self.lens = NULL
         self.carets = NULL
         self.npats = 0
+        if mode == MODE_TM_RANGE or mode == MODE_DT_RANGE:
+            # keys: (low, high, offset): the key's first and last instant (µs, None for an open
+            # end) and the offset (µs) of stored DT values without one
+            low, high, offset = keys
+            self.has_lo, self.has_hi = low is not None, high is not None
+            self.tlo = low if low is not None else 0
+            self.thi = high if high is not None else 0
+            self.toffset = offset
+            return
         if mode == MODE_DA_RANGE:
             # keys: (low, high), each YYYYMMDD or "" for an open end
             low, high = [k.encode("ascii") for k in keys]
@@ -282,6 +437,7 @@ cdef class FieldTest:
         cdef bytes key
         cdef uint32_t ubuf[514]
         cdef Py_ssize_t un
+        cdef int64_t tfloor = 0, tceil = 0
         if self.mode == MODE_EXACT:
             if self.keyset is not None:
                 return PyBytes_FromStringAndSize(<const char*>v, n) in self.keyset
@@ -296,6 +452,18 @@ cdef class FieldTest:
             if self.has_lo and memcmp(v, self.lo, 8) < 0:
                 return 0
             if self.has_hi and memcmp(v, self.hi, 8) > 0:
+                return 0
+            return 1
+        if self.mode == MODE_TM_RANGE or self.mode == MODE_DT_RANGE:
+            # a plain value compares by its first instant; any other form goes to the reference
+            if self.mode == MODE_TM_RANGE:
+                if not _time_of_day(v, n, &tfloor, &tceil):
+                    return 2
+            elif not _dt_instant(v, n, self.toffset, &tfloor):
+                return 2
+            if self.has_lo and tfloor < self.tlo:
+                return 0
+            if self.has_hi and tfloor > self.thi:
                 return 0
             return 1
         if self.mode == MODE_WILDCARD:
@@ -455,92 +623,6 @@ cdef class FieldTest:
         if r == 2:
             return bool(self.fallback(stored))
         return r == 1
-
-
-# ---------------------------------------------------------------- combined date and time
-
-cdef enum:
-    US_SECOND = 1000000
-
-cdef int64_t US_DAY = <int64_t>86400 * US_SECOND
-
-
-cdef inline int _digits(const uint8_t* p, Py_ssize_t n) noexcept nogil:
-    """The value of n ASCII digits, or -1."""
-    cdef int v = 0
-    cdef Py_ssize_t i
-    for i in range(n):
-        if p[i] < 48 or p[i] > 57:
-            return -1
-        v = v * 10 + (p[i] - 48)
-    return v
-
-
-cdef inline void _first_value(const uint8_t* p, Py_ssize_t n, Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
-    """The first value of a field, spaces and NULs stripped at both ends (conditions._first)."""
-    cdef Py_ssize_t e = 0
-    while e < n and p[e] != 92:
-        e += 1
-    a[0] = 0
-    while a[0] < e and (p[a[0]] == 32 or p[a[0]] == 0):
-        a[0] += 1
-    while e > a[0] and (p[e - 1] == 32 or p[e - 1] == 0):
-        e -= 1
-    b[0] = e
-
-
-cdef bint _day_number(const uint8_t* p, Py_ssize_t n, int64_t* day) noexcept nogil:
-    """Days since 0001-01-01 of a valid YYYYMMDD (values.parse_da), else False."""
-    cdef int64_t y
-    cdef int m, d, i
-    cdef int* before = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334]
-    if not _valid_da(p, n):
-        return False
-    y = _digits(p, 4)
-    m = _digits(p + 4, 2)
-    d = _digits(p + 6, 2)
-    day[0] = (y - 1) * 365 + (y - 1) // 4 - (y - 1) // 100 + (y - 1) // 400 + before[m - 1] + d - 1
-    if m > 2 and (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
-        day[0] += 1
-    return True
-
-
-cdef bint _time_of_day(const uint8_t* p, Py_ssize_t n, int64_t* floor, int64_t* ceil) noexcept nogil:
-    """floor and ceil in µs of HH[MM[SS[.F{1,6}]]] (values.parse_tm), else False (the retired
-    HH:MM form included: the reference decides those)."""
-    cdef int hh, mm, ss, f, k
-    cdef int64_t span
-    if n != 2 and n != 4 and n != 6 and not (8 <= n <= 13 and p[6] == 46):
-        return False
-    hh = _digits(p, 2)
-    if hh < 0 or hh > 23:
-        return False
-    floor[0] = <int64_t>hh * 3600 * US_SECOND
-    span = <int64_t>3600 * US_SECOND
-    if n >= 4:
-        mm = _digits(p + 2, 2)
-        if mm < 0 or mm > 59:
-            return False
-        floor[0] += <int64_t>mm * 60 * US_SECOND
-        span = <int64_t>60 * US_SECOND
-    if n >= 6:
-        ss = _digits(p + 4, 2)
-        if ss < 0 or ss > 60:
-            return False
-        floor[0] += <int64_t>ss * US_SECOND
-        span = US_SECOND
-    if n >= 8:
-        f = _digits(p + 7, n - 7)
-        if f < 0:
-            return False
-        for k in range(6 - (n - 7)):
-            f *= 10
-        floor[0] += f
-        span = 1
-        for k in range(6 - (n - 7)):
-            span *= 10
-    ceil[0] = floor[0] + span - 1
-    return True
 
 
 cdef class CombinedTest:
@@ -719,4 +801,4 @@ cdef class RecordTest:
 
 
 MODES = {"exact": MODE_EXACT, "wildcard": MODE_WILDCARD, "pn_wildcard": MODE_PN_WILDCARD,
-         "da_range": MODE_DA_RANGE}
+         "da_range": MODE_DA_RANGE, "tm_range": MODE_TM_RANGE, "dt_range": MODE_DT_RANGE}

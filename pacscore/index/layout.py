@@ -10,11 +10,14 @@ from __future__ import annotations
 
 #: 2: scan segments; 3: trigram entries (secondary.GRAM_INDEXED); 4: entries of values the index
 #: cannot file by text apart from the empty ones (secondary.UNINDEXABLE); 5: the extra indexed
-#: tags in their own meta key, their entries backfilled (extra_tags.py); 7: instance records
-#: and headers compressed with zstd dictionaries trained on the archive (compression.py). An
-#: older archive is upgraded at its first writable open (migrations.py); opened read-only it is
-#: read as it is
+#: tags in their own meta key, their entries backfilled (extra_tags.py); 6: TM and DT values
+#: filed by their first instant in a sortable form, StudyTime indexed (timekeys.py); 7: instance
+#: records and headers compressed with zstd dictionaries trained on the archive
+#: (compression.py). An older archive is upgraded at its first writable open (migrations.py);
+#: opened read-only it is read as it is
 SCHEMA_VERSION = 7
+#: the version that brought the TM and DT entries filed by instant (its step in migrations.py)
+TIME_ENTRIES_SCHEMA = 6
 #: the version that brought the compressed records and headers (its step in migrations.py)
 COMPACT_HEADERS_SCHEMA = 7
 

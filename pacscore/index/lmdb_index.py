@@ -109,6 +109,13 @@ class Index:
         self.env
         return self._dbs.get(_VERSION, SCHEMA_VERSION) >= 3
 
+    @property
+    def time_entries(self) -> bool:
+        """Whether TM and DT values are filed by their first instant (schema 6), so that a
+        time range is a walk of index keys; not in an older archive opened read-only."""
+        self.env
+        return self._dbs.get(_VERSION, SCHEMA_VERSION) >= migrations.TIME_ENTRIES_SCHEMA
+
     def db(self, name: str):
         self.env
         return self._dbs[name]

@@ -10,10 +10,30 @@ from __future__ import annotations
 
 import json
 
+from .. import model
 from . import codec, compression
-from .extra_tags import backfill
-from .layout import COMPACT_HEADERS_SCHEMA, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_VERSION, SETTINGS_KEY, following
-from .secondary import GRAM_INDEXED, UNINDEXABLE, gram_entries, is_empty_field, is_empty_gram_field
+from .extra_tags import CHUNK, backfill, index_levels
+from .layout import (
+    COMPACT_HEADERS_SCHEMA,
+    INDEXED_TAGS,
+    LEVEL_BYTE,
+    LEVEL_DB,
+    SCHEMA_VERSION,
+    SETTINGS_KEY,
+    TIME_ENTRIES_SCHEMA,
+    following,
+)
+from .secondary import (
+    DEFAULT_INDEXED,
+    GRAM_INDEXED,
+    TIME_VRS,
+    UNINDEXABLE,
+    gram_entries,
+    is_empty_field,
+    is_empty_gram_field,
+    prefix,
+    tag_entries,
+)
 from .segments import SEGMENTED_LEVELS, rebuild
 
 
@@ -91,6 +111,41 @@ def to_indexed_tags(txn, dbs) -> None:
         txn.put(SETTINGS_KEY, json.dumps(settings, sort_keys=True).encode(), db=dbs["meta"])
 
 
+def to_time_entries(txn, dbs) -> None:
+    """Version 5 -> 6 (``TIME_ENTRIES_SCHEMA``): TM and DT values are filed by their first
+    instant in a sortable form (index/timekeys.py) and StudyTime is indexed by default. The
+    entries of every indexed tag whose dictionary VR is TM or DT (StudyTime, and any such extra
+    tag, whose old entries held the text) are rebuilt from the records; other tags file as
+    before. A tag that is now indexed by default leaves the extra list."""
+    meta = dbs["meta"]
+    raw = txn.get(INDEXED_TAGS, db=meta)
+    extra = [int(t) for t in json.loads(bytes(raw))] if raw else []
+    idx = txn.cursor(db=dbs["idx"])
+    for level, db in LEVEL_DB.items():
+        defaults = DEFAULT_INDEXED.get(level, ())
+        tags = sorted(
+            t for t in {*defaults, *(t for t in extra if level in index_levels(t))} if model.vr_of(t) in TIME_VRS
+        )
+        for tag in tags:
+            head = prefix(level, tag)
+            while idx.set_range(head) and bytes(idx.key()).startswith(head):
+                idx.delete(dupdata=True)
+        if not tags:
+            continue
+        entries: list[tuple[bytes, bytes]] = []
+        for key, rec in txn.cursor(db=dbs[db]).iternext(keys=True, values=True):
+            key = bytes(key)
+            fields = codec.decode(bytes(compression.expand(txn, meta, rec, key)))  # schema 7 may compress
+            entries.extend((entry, key) for tag in tags for entry in tag_entries(level, tag, fields.get(tag)))
+            if len(entries) >= CHUNK:  # bounded memory for a large archive
+                idx.putmulti(sorted(entries), dupdata=True)
+                entries = []
+        idx.putmulti(sorted(entries), dupdata=True)
+    kept = [t for t in extra if not all(t in DEFAULT_INDEXED.get(lv, ()) for lv in index_levels(t))]
+    if raw is not None and kept != extra:
+        txn.put(INDEXED_TAGS, json.dumps(kept).encode(), db=meta)
+
+
 def to_compact_headers(txn, dbs) -> None:
     """Into version 7: the instances written from now on keep their record and header in one
     zstd frame compressed with a dictionary trained on the archive's own instances
@@ -106,5 +161,6 @@ STEPS = {
     3: to_grams,
     4: to_unindexable,
     5: to_indexed_tags,
+    TIME_ENTRIES_SCHEMA: to_time_entries,
     COMPACT_HEADERS_SCHEMA: to_compact_headers,
 }

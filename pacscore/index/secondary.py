@@ -7,7 +7,9 @@ value (the bare prefix), because such entities match every key by default (PS3.4
 Since schema 4, a value the index cannot file under its text (a sequence, a date that is not
 YYYYMMDD, a name without an alphabetic group, an empty or blank piece of a multi-valued value)
 gets the prefix + ``UNINDEXABLE`` instead: every plan visits those, and visits the empty ones
-only when an empty value can match the key (``empty_record_matches``).
+only when an empty value can match the key (``empty_record_matches``). Since schema 6, TM and
+DT values are filed by their first instant in a sortable form (index/timekeys.py), so that
+time ranges are key ranges.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import struct
 
 from .. import model, values
 from .layout import LEVEL_BYTE
+from .timekeys import stored_form
 
+#: VRs whose values are filed by their first instant (schema 6, index/timekeys.py)
+TIME_VRS = frozenset({"TM", "DT"})
 MAX_VALUE_BYTES = 400  # LMDB keys are at most 511 bytes
 #: after a prefix: a value the index cannot file by its text (0xFF never occurs in UTF-8)
 UNINDEXABLE = b"\xff"
@@ -28,6 +33,7 @@ DEFAULT_INDEXED: dict[str, tuple[int, ...]] = {
         model.T_PATIENT_ID,
         model.T_PATIENT_NAME,
         0x00080020,
+        0x00080030,  # StudyTime, schema 6: time ranges (index/timekeys.py)
         0x00080050,
         model.T_MODALITIES_IN_STUDY,
         0x00200010,
@@ -70,6 +76,10 @@ def normalise(vr: str, value: str) -> list[str]:
         # every plan visits, so the matcher still decides on it
         forms = [v.replace(".", "") if len(v) == 10 and v[4] == v[7] == "." else v for v in forms]
         forms = [v if len(v) == 8 and v.isdigit() else "" for v in forms]
+    elif vr in TIME_VRS:
+        # schema 6: the sortable form of each value's first instant; an invalid one goes with
+        # the values the index cannot file by text, which every plan visits
+        forms = [stored_form(vr, v) if v else "" for v in forms]
     return forms
 
 
@@ -139,4 +149,11 @@ def tag_entries(level: str, tag: int, field: tuple | None) -> set[bytes]:
         return {head}
     if not _is_text(field):
         return {head + UNINDEXABLE}
-    return {head + _encode(v) if v else head + UNINDEXABLE for v in normalise(field[0], field[1])}
+    vr, wanted = field[0], model.vr_of(tag)
+    if vr != wanted and (vr in TIME_VRS or wanted in TIME_VRS):
+        # keys are matched by the dictionary VR: a value sent under another VR (explicit VR)
+        # is filed where the plan of the dictionary VR finds it, or apart; never by instant
+        if wanted in TIME_VRS:
+            return {head + UNINDEXABLE}
+        vr = "UN"  # filed by its text, as the exact-value plans read it
+    return {head + _encode(v) if v else head + UNINDEXABLE for v in normalise(vr, field[1])}

@@ -9,7 +9,10 @@
 * DA single values and ranges whose ends are plain YYYYMMDD dates (stored values that are not
   a valid YYYYMMDD date, e.g. the retired YYYY.MM.DD form, go to the reference);
 * combined date-time ranges (a DA and a TM key, without timezone adjustment), on stored
-  YYYYMMDD dates and HH[MM[SS[.F]]] times.
+  YYYYMMDD dates and HH[MM[SS[.F]]] times;
+* TM and DT single values and ranges without timezone adjustment, on stored HH[MM[SS[.F]]]
+  times and DT values with or without an offset (query/temporal.py has the bounds and the
+  pure twins of the readers).
 
 ``record_tester(query, fallback)`` gives ``test(level, record_bytes) -> bool`` for a whole
 query, reading fields in place; conditions without a kernel go through the codec and
@@ -27,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import _impl, values
+from . import temporal
 from .kinds import ConditionKind
 
 _match = _impl.compiled("_match")  # None: pure install or forced pure, nothing to accelerate
@@ -69,6 +73,17 @@ def _build(cond, options=None):
         if bounds is None:
             return None
         return _match.FieldTest(cond.tags[0], _match.MODES["da_range"], bounds, fold=False, **args)
+    if vr in ("TM", "DT") and kind in (ConditionKind.SINGLE, ConditionKind.RANGE) and len(cond.key_values) == 1:
+        # without timezone adjustment (one tag read): offset-less stored DT values are in
+        # local_timezone, the offset the key's own offset-less bounds were read in too
+        if options is None and vr == "DT":
+            return None
+        offset = _local_offset(options) if vr == "DT" else 0
+        instants = temporal.key_bounds(vr, cond.key_values[0], offset)
+        if instants is None:
+            return None
+        mode = _match.MODES["tm_range" if vr == "TM" else "dt_range"]
+        return _match.FieldTest(cond.tags[0], mode, (*instants, offset), fold=False, **args)
     if kind == ConditionKind.WILDCARD and vr == "PN" and options is not None and not options.pn_match_all_groups:
         fold = values.fold_case if options.pn_case_insensitive else (lambda s: s)
         patterns, carets = [], []
@@ -84,6 +99,12 @@ def _build(cond, options=None):
             cond.tags[0], _match.MODES["pn_wildcard"], patterns, fold=options.pn_case_insensitive, carets=carets, **args
         )
     return None
+
+
+def _local_offset(options) -> int:
+    """The UTC offset (µs) of offset-less DT values: ``local_timezone`` (validated by the
+    condition compiler before any condition exists)."""
+    return values.parse_offset(options.local_timezone)
 
 
 def _da_bounds(kind: ConditionKind, key: str) -> tuple[str, str] | None:
@@ -114,7 +135,7 @@ def _is_date(text: str) -> bool:
 def accelerate(cond, options=None) -> Callable[[object], bool] | None:
     """A compiled test equal to ``cond.test`` for one stored value, or None.
 
-    ``options`` (the query's MatchOptions) is needed only for PN wild cards.
+    ``options`` (the query's MatchOptions) is needed only for PN wild cards and DT keys.
 
     >>> from pacscore.query.conditions import compile_condition
     >>> from pacscore.query.options import MatchOptions

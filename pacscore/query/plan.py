@@ -4,7 +4,8 @@ Access paths, most selective first:
   * the unique key of the query level (single value or UID list): direct lookups;
   * the unique key of an upper level: navigate down the children lists;
   * secondary indexes (index/secondary.py): exact values, case-folded person-name prefixes,
-    date ranges; the candidate sets of every usable index are intersected;
+    date ranges, time and date-time ranges (schema 6); the candidate sets of every usable
+    index are intersected;
   * a scan of the level in key order.
 Every path only proposes; execute.py verifies each candidate, so a plan can never lose a match,
 only cost time. Candidate keys are always visited in ascending order.
@@ -19,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import model, values
-from ..index import segments
+from ..index import segments, timekeys
 from ..index.lmdb_index import Index
 from ..index.secondary import (
     DEFAULT_INDEXED,
     GRAM_INDEXED,
     MAX_VALUE_BYTES,
+    TIME_VRS,
     UNINDEXABLE,
     gram_prefix,
     grams,
@@ -32,6 +34,7 @@ from ..index.secondary import (
     prefix,
 )
 from ..index.snapshot import Snapshot
+from . import temporal
 from .keys import Query
 from .kinds import ConditionKind, PlanKind
 
@@ -164,7 +167,10 @@ def _index_plan(ex) -> Plan | None:
         ):
             found, kind = _collect_grams(ex, level, cond, cap), " (trigrams)"
         elif cond.tags[0] in indexed and (len(cond.tags) == 1 or cond.kind == ConditionKind.COMBINED):
-            ranges = _ranges_for(cond, q.options)
+            if cond.vr in TIME_VRS and cond.kind != ConditionKind.COMBINED:
+                ranges = _time_ranges(cond, q.options) if ex.index.time_entries else None
+            else:
+                ranges = _ranges_for(cond, q.options)
             if ranges is None:
                 continue
             found, kind = _collect(ex, prefix(level, cond.tags[0]), ranges, cap, _empty_can_match(cond)), ""
@@ -222,6 +228,28 @@ def _ranges_for(cond, options) -> list[Range] | None:
             return None
         return [(_enc(lo), _enc(hi) if hi else b"\xff", "range")]
     return None
+
+
+def _time_ranges(cond, options) -> list[Range] | None:
+    """Index ranges of a TM or DT key (single values, ranges, or a list of them) over the
+    sortable instants of schema 6 (index/timekeys.py): each key value's first to last instant,
+    as the reference reads it. None under timezone adjustment (times then compare on the
+    24-hour circle in each record's zone), or for a key the planner cannot read."""
+    if options.timezone_adjustment or cond.kind not in (
+        ConditionKind.SINGLE,
+        ConditionKind.RANGE,
+        ConditionKind.MULTI_VALUE,
+    ):
+        return None
+    offset = values.parse_offset(options.local_timezone) if cond.vr == "DT" else 0
+    out: list[Range] = []
+    for key_value in cond.key_values:
+        instants = temporal.key_bounds(cond.vr, key_value, offset)
+        if instants is None:
+            return None
+        start, end = timekeys.key_range(cond.vr, *instants)
+        out.append((_enc(start), b"\xff" if end is None else _enc(end), "range"))
+    return out
 
 
 def _combined_date_range(date_key: str) -> list[Range] | None:

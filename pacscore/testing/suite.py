@@ -56,6 +56,22 @@ QUERY_SUITE: list[tuple[str, dict, str, dict]] = [
         "STUDY",
         {},
     ),
+    ("StudyTime range", {"StudyTime": "-0800", "PatientName": ""}, "STUDY", {}),
+    (
+        "all studies",
+        {
+            "PatientName": "",
+            "PatientID": "",
+            "StudyDate": "",
+            "StudyTime": "",
+            "AccessionNumber": "",
+            "StudyDescription": "",
+            "ModalitiesInStudy": "",
+            "NumberOfStudyRelatedInstances": "",
+        },
+        "STUDY",
+        {},
+    ),
 ]
 
 
