@@ -34,6 +34,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
+from .dimse_negotiation import start_server
 from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, DimseService, set_nodelay
 from .match_options import check_options
 
@@ -220,14 +221,14 @@ def _run(archive, cfg: ServeConfig):
         connection_timeout=cfg.connection_timeout,
         max_associations=cfg.max_associations,
     )
-    # pynetdicom's public API: a threaded server that ae.shutdown() and server.shutdown() both stop
-    server = ae.start_server(
+    # pynetdicom's threaded server (ae.shutdown() and server.shutdown() both stop it), negotiating
+    # through an index of the supported contexts (dimse_negotiation)
+    server = start_server(
+        ae,
         (cfg.host, int(cfg.port)),
-        block=False,
         ssl_context=cfg.ssl_context,
         evt_handlers=DimseService(archive, handler_cfg).bindings(),
     )
-    assert server is not None  # start_server returns the server when it does not block
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)
     LOG.info(
