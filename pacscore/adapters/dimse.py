@@ -34,6 +34,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
+from .dimse_fastpath import make_fast
 from .dimse_negotiation import start_server
 from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, DimseService, set_nodelay
 from .match_options import check_options
@@ -160,6 +161,8 @@ class ServeConfig:
     block: bool = True
     #: what the handlers do: move destinations, allowed calling AE titles, matching options, ...
     handlers: DimseConfig = field(default_factory=DimseConfig)
+    #: answer without pynetdicom's 1 ms polling sleeps (dimse_fastpath; docs/benchmarks-wire.md)
+    fastpath: bool = True
 
     @classmethod
     def from_options(
@@ -228,6 +231,7 @@ def _run(archive, cfg: ServeConfig):
         (cfg.host, int(cfg.port)),
         ssl_context=cfg.ssl_context,
         evt_handlers=DimseService(archive, handler_cfg).bindings(),
+        prepare_association=make_fast if cfg.fastpath else None,
     )
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)
