@@ -36,13 +36,19 @@ import select
 import socket
 import threading
 import time
+import types
 from typing import Any, cast
 
 import pynetdicom
+from pynetdicom import association as _association
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.sop_class import uid_to_service_class
+
+from .dimse_common import FIND_MODELS
+from .dimse_encode import ENCODED_RESPONSES, EncodedFindServiceClass
 
 __all__ = ["SUPPORTED", "FastAssociation", "WakingDUL", "make_fast", "supported"]
 
@@ -208,12 +214,37 @@ class WakingDUL(DULServiceProvider):
             idle = False
 
 
+def _service_class_for(uid):
+    """pynetdicom's service class for ``uid``; for the Q/R FIND SOP classes the one whose C-FIND
+    SCP also sends identifiers the handler already encoded (dimse_encode)."""
+    if str(uid) in FIND_MODELS and ENCODED_RESPONSES:
+        return EncodedFindServiceClass
+    return uid_to_service_class(uid)
+
+
+def _with_service_classes(method: types.FunctionType) -> types.FunctionType | None:
+    """``Association._serve_request`` looking its service class up through _service_class_for."""
+    if "uid_to_service_class" not in method.__code__.co_names:
+        return None
+    scope = dict(vars(_association))
+    scope["uid_to_service_class"] = _service_class_for
+    return types.FunctionType(method.__code__, scope, method.__name__, method.__defaults__, method.__closure__)
+
+
+_SERVE_REQUEST = _with_service_classes(cast(types.FunctionType, Association._serve_request))
+
+
 class FastAssociation(Association):
     """An acceptor Association whose reactor waits on an Event instead of sleeping 1 ms a loop.
 
-    Made from a pynetdicom Association by ``make_fast`` before its thread starts."""
+    Made from a pynetdicom Association by ``make_fast`` before its thread starts. Its C-FIND
+    handler may yield dimse_encode.EncodedIdentifier responses (``accepts_encoded_identifiers``)."""
 
     _wake: threading.Event
+    accepts_encoded_identifiers = _SERVE_REQUEST is not None and ENCODED_RESPONSES
+
+    if _SERVE_REQUEST is not None:
+        _serve_request = _SERVE_REQUEST
 
     def kill(self) -> None:
         self._wake.set()
