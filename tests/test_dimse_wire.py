@@ -22,7 +22,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Ver
 import pacscore
 from pacscore.adapters import dimse
 from pacscore.adapters.dimse_convert import storage_sop_classes
-from pacscore.adapters.dimse_fastpath import FastAssociation, WakingDUL, make_fast, supported
+from pacscore.adapters.dimse_fastpath import FastAssociation, WakingDUL, guard_requestor, make_fast, supported
 
 from .dimse_helpers import dcmtk, findscu, generated_instances, norm
 
@@ -88,7 +88,7 @@ def associate(port: int, *contexts, **kwargs):
             ae.requested_contexts = [*ae.requested_contexts, cx]
     assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE", **kwargs)
     assert assoc.is_established
-    return assoc
+    return guard_requestor(assoc)  # our answers come fast: see test_the_requestor_guard_...
 
 
 def identifier(level: str = "STUDY", **keys) -> Dataset:
@@ -176,7 +176,7 @@ def test_an_association_of_120_contexts_queries_on_the_fast_path(server, archive
     ae = AE("WIRETEST")
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
     ae.requested_contexts = contexts
-    assoc = ae.associate("127.0.0.1", server.server_address[1], ae_title="PACSCORE")
+    assoc = guard_requestor(ae.associate("127.0.0.1", server.server_address[1], ae_title="PACSCORE"))
     assert assoc.is_established
     try:
         assert len(assoc.accepted_contexts) == 120
@@ -279,3 +279,27 @@ def test_fastpath_off_serves_with_pynetdicoms_own_reactors(archive):
             assoc.release()
     finally:
         srv.shutdown()
+
+
+def test_the_requestor_guard_leaves_responses_to_the_send_loop():
+    """pynetdicom's requestor reactor may read the DIMSE queue in the instant after send_c_find
+    paused it; guarded, its non-blocking reads skip responses (they belong to the send loop)
+    and still take requests (an SCP may send the requestor N-EVENT-REPORTs, C-STOREs).
+    Checked on an association whose reactor never started, so that nothing else reads."""
+    from pynetdicom.association import Association
+    from pynetdicom.dimse_primitives import C_ECHO, C_FIND
+
+    assoc = guard_requestor(Association(AE("WIRETEST"), "requestor"))
+    assoc.dimse_timeout = 30
+    response, request = C_FIND(), C_ECHO()
+    response.MessageIDBeingRespondedTo = 1
+    request.MessageID, request.AffectedSOPClassUID = 2, Verification
+    assoc.dimse.msg_queue.put((1, response))
+    assert assoc.dimse.get_msg(block=False) == (None, None)  # the reactor's read: left queued
+    assert assoc.dimse.get_msg(block=True) == (1, response)  # the send loop's read
+    assoc.dimse.msg_queue.put((1, request))
+    assert assoc.dimse.get_msg(block=False) == (1, request)
+    assert assoc.dimse.get_msg(block=False) == (None, None)  # empty
+    assoc.dimse.msg_queue.put((None, None))  # pynetdicom's wake-up of a blocked send loop
+    assert assoc.dimse.get_msg(block=False) == (None, None)
+    assert assoc.dimse.get_msg(block=True) == (None, None)

@@ -304,13 +304,14 @@ def wire_answers(arc, fastpath: bool, syntax, keys: dict, level: str, **options)
     from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as PatientFind
 
     from pacscore.adapters import dimse
+    from pacscore.adapters.dimse_fastpath import guard_requestor
 
     server = dimse.serve(arc, dimse.ServeConfig(port=0, block=False, fastpath=fastpath, **options))
     try:
         ae = AE("ENCTEST")
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
         ae.requested_contexts = [build_context(PatientFind, [syntax])]
-        assoc = ae.associate("127.0.0.1", server.server_address[1], ae_title="PACSCORE")
+        assoc = guard_requestor(ae.associate("127.0.0.1", server.server_address[1], ae_title="PACSCORE"))
         assert assoc.is_established
         ds = Dataset()
         ds.QueryRetrieveLevel = level

@@ -20,6 +20,7 @@ from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformati
 import pacscore
 from pacscore.adapters import dimse
 from pacscore.adapters.dimse_convert import MAX_REQUESTED_CONTEXTS, storage_sop_classes
+from pacscore.adapters.dimse_fastpath import guard_requestor
 from pacscore.adapters.dimse_negotiation import (
     INDEXED_NEGOTIATION,
     ContextIndex,
@@ -148,7 +149,7 @@ def associate(port: int, contexts: list[PresentationContext], **kwargs):
     ae.requested_contexts = contexts
     assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE", **kwargs)
     assert assoc.is_established
-    return assoc
+    return guard_requestor(assoc)
 
 
 def test_serve_negotiates_through_a_shared_index_without_copying(server):

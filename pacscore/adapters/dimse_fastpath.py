@@ -50,7 +50,7 @@ from pynetdicom.sop_class import uid_to_service_class
 from .dimse_common import FIND_MODELS
 from .dimse_encode import ENCODED_RESPONSES, EncodedFindServiceClass
 
-__all__ = ["SUPPORTED", "FastAssociation", "WakingDUL", "make_fast", "supported"]
+__all__ = ["SUPPORTED", "FastAssociation", "WakingDUL", "guard_requestor", "make_fast", "supported"]
 
 LOG = logging.getLogger("pacscore.dimse")
 
@@ -327,3 +327,34 @@ def make_fast(assoc: Association) -> Association:
     fast = cast(FastAssociation, assoc)
     fast._wake = wake
     return fast
+
+
+# ---- the requestor's side -------------------------------------------------------------------------
+def guard_requestor(assoc: Association) -> Association:
+    """Keep a pynetdicom *requestor*'s reactor from taking the responses to its own requests.
+
+    pynetdicom's ``send_c_find`` (and the other ``send_*``) pause the requestor's reactor by
+    clearing an Event and waiting for a flag that the reactor sets *before* it blocks on that
+    Event; a reactor just past the Event still reads the DIMSE queue once. When the response
+    arrives in that window (a fast SCP answers in well under a millisecond) the reactor takes
+    it, logs "Received unexpected C-FIND service message" and drops it, and ``send_c_find``
+    waits for the DIMSE timeout. Responses are never the reactor's business (it serves incoming
+    *requests*), so here its non-blocking reads leave them queued for the ``send_*`` loop.
+    pacscore's own clients (pacscore.testing.targets) call this on every association."""
+    dimse = assoc.dimse
+    stock = dimse.get_msg
+
+    def get_msg(block: bool = False):
+        if block:
+            return stock(block)
+        q = dimse.msg_queue
+        with q.mutex:  # look and take in one step: the send_* loop reads the same queue
+            # (None, None) is what pynetdicom queues to wake a blocked send_* loop: its, too
+            if not q.queue or q.queue[0][1] is None or not q.queue[0][1].is_valid_request:
+                return None, None
+            item = q._get()
+            q.not_full.notify()
+            return item
+
+    dimse.get_msg = get_msg  # type: ignore[method-assign]
+    return assoc
