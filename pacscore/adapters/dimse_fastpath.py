@@ -41,14 +41,16 @@ from typing import Any, cast
 
 import pynetdicom
 from pynetdicom import association as _association
+from pynetdicom import dimse as _dimse
 from pynetdicom import evt
 from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.sop_class import uid_to_service_class
 
 from .dimse_common import FIND_MODELS
-from .dimse_encode import ENCODED_RESPONSES, EncodedFindServiceClass
+from .dimse_encode import ENCODED_RESPONSES, EncodedFindServiceClass, fast_command_encoding
 
 __all__ = ["SUPPORTED", "FastAssociation", "WakingDUL", "guard_requestor", "make_fast", "supported"]
 
@@ -234,6 +236,24 @@ def _with_service_classes(method: types.FunctionType) -> types.FunctionType | No
 _SERVE_REQUEST = _with_service_classes(cast(types.FunctionType, Association._serve_request))
 
 
+class FastDIMSE(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider whose outgoing messages encode their command set with
+    dimse_encode.encode_command_set (pydicom encoded each one twice)."""
+
+    def send_msg(self, primitive, context_id: int) -> None:
+        """As pynetdicom's send_msg, with the message's command set encoding swapped."""
+        if primitive.MessageIDBeingRespondedTo is None:
+            message = _dimse._RQ_TO_MESSAGE[primitive.__class__]()
+        else:
+            message = _dimse._RSP_TO_MESSAGE[primitive.__class__]()
+        fast_command_encoding(message)
+        message.primitive_to_message(primitive)
+        message.context_id = context_id
+        evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": message})
+        for pdata in message.encode_msg(context_id, self.maximum_pdu_size):
+            self.dul.send_pdu(pdata)
+
+
 class FastAssociation(Association):
     """An acceptor Association whose reactor waits on an Event instead of sleeping 1 ms a loop.
 
@@ -323,6 +343,7 @@ def make_fast(assoc: Association) -> Association:
             fresh.put(pending.get_nowait())
     assoc.dul = dul
     assoc.dimse.msg_queue = _WakingQueue(wake)
+    assoc.dimse.__class__ = FastDIMSE
     assoc.__class__ = FastAssociation
     fast = cast(FastAssociation, assoc)
     fast._wake = wake
