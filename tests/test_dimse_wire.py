@@ -16,7 +16,7 @@ import time
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_context
+from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
 import pacscore
@@ -136,6 +136,8 @@ def test_served_associations_run_the_waking_reactors(server):
         wait_until(lambda: server.active_associations, "the server's association")
         (theirs,) = server.active_associations
         assert isinstance(theirs, FastAssociation) and isinstance(theirs.dul, WakingDUL)
+        # pynetdicom's DEBUG formatting handlers, bound by every Association, are not (no DEBUG)
+        assert not [h for h, _ in theirs.get_handlers(evt.EVT_DIMSE_SENT) if h.__module__ == "pynetdicom._handlers"]
         assert assoc.send_c_echo().Status == 0x0000
     finally:
         assoc.release()

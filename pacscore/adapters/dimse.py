@@ -26,6 +26,7 @@ import logging
 import ssl
 import threading
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import cast
 
 from pynetdicom import AE, build_context, evt
@@ -231,7 +232,7 @@ def _run(archive, cfg: ServeConfig):
         (cfg.host, int(cfg.port)),
         ssl_context=cfg.ssl_context,
         evt_handlers=DimseService(archive, handler_cfg).bindings(),
-        prepare_association=make_fast if cfg.fastpath else None,
+        prepare_association=partial(_prepare_association, fast=cfg.fastpath),
     )
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)
@@ -254,9 +255,18 @@ def _run(archive, cfg: ServeConfig):
     return None
 
 
+def _prepare_association(assoc, fast: bool):
+    """Each accepted association before it starts: without pynetdicom's DEBUG handlers (each
+    Association binds them again for itself), and on the fast path (dimse_fastpath) if asked."""
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
+        _unbind_debug_handlers(assoc)
+    return make_fast(assoc) if fast else assoc
+
+
 def _unbind_debug_handlers(server) -> None:
     """pynetdicom binds four handlers that format every PDU and DIMSE message for DEBUG logging,
-    whether or not DEBUG is enabled; about a tenth of the SCP's CPU per C-FIND response."""
+    whether or not DEBUG is enabled; about a tenth of the SCP's CPU per C-FIND response.
+    ``server``: the association server, or one association."""
     from pynetdicom import _handlers as h
 
     for event, handler in (
