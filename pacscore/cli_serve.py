@@ -211,6 +211,11 @@ def add_web_cli(subparsers) -> None:
     p.add_argument(
         "--option", "-o", action="append", default=[], type=option_argument, metavar="NAME=VALUE", help=OPTION_HELP
     )
+    p.add_argument(
+        "--allow-delete",
+        action="store_true",
+        help="answer DELETE of studies, series and instances (off: 405; behind --token when given)",
+    )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=main_serve_web)
 
@@ -244,7 +249,10 @@ def main_serve_web(args) -> int:
     auth = bearer_token_auth(args.token) if args.token else None
     if auth is None and not _loopback(args.host):
         logging.getLogger("pacscore.dicomweb").warning(
-            "serving %s without authentication on %s: anyone who reaches it can read and store", args.archive, args.host
+            "serving %s without authentication on %s: anyone who reaches it can read and store%s",
+            args.archive,
+            args.host,
+            " and delete" if getattr(args, "allow_delete", False) else "",
         )
     try:
         app = create_app(
@@ -257,6 +265,7 @@ def main_serve_web(args) -> int:
             default_limit=args.default_limit,
             base_url=args.base_url,
             find_options=dict(getattr(args, "option", None) or []),
+            allow_delete=bool(getattr(args, "allow_delete", False)),
         )
     except ValueError as exc:
         print(f"serve web: {exc}")

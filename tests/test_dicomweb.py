@@ -619,7 +619,7 @@ def test_wado_errors_404_and_406(server):
     assert r.status_code == 404
     r = http.get(f"{url}/studies/{G}.1/series/{G}.1.1/instances/{G}.1.1.1/frames/0,x")
     assert r.status_code == 400
-    r = http.get(f"{url}/studies/{G}.1/series/{G}.1.1/instances/{G}.1.1.1/rendered")
+    r = http.get(f"{url}/studies/{G}.1/series/{G}.1.1/instances/{G}.1.1.1/pixeldata")
     assert r.status_code == 501
 
 

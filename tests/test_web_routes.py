@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from pacscore.adapters import web_core, web_qido, web_stow, web_wado
+from pacscore.adapters import web_core, web_delete, web_qido, web_render, web_stow, web_wado
 from pacscore.adapters.web_http import HttpError, WebRequest
 
 
@@ -23,10 +23,14 @@ def calls(monkeypatch):
     seen: list[tuple] = []
     monkeypatch.setattr(web_qido, "search", lambda service, request, segs: seen.append(("search", *segs)))
     monkeypatch.setattr(web_stow, "store", lambda service, request, study: seen.append(("store", study)))
-    for name in ("retrieve", "metadata", "frames", "bulkdata"):
-        monkeypatch.setattr(
-            web_wado, name, lambda service, request, *args, name=name, **kw: seen.append((name, *args, *kw.values()))
-        )
+    for module, names in (
+        (web_wado, ("retrieve", "metadata", "frames", "bulkdata")),
+        (web_render, ("rendered", "thumbnail")),
+    ):
+        for name in names:
+            monkeypatch.setattr(
+                module, name, lambda service, request, *args, name=name, **kw: seen.append((name, *args, *kw.values()))
+            )
     return seen
 
 
@@ -55,11 +59,32 @@ INSTANCE = "/studies/1.2/series/1.2.3/instances/1.2.3.4"
         ("GET", INSTANCE + "/frames/1,2", ("frames", "1.2", "1.2.3", "1.2.3.4", "1,2")),
         ("GET", INSTANCE + "/bulkdata/7FE00010", ("bulkdata", "1.2", "1.2.3", "1.2.3.4", ["7FE00010"])),
         ("GET", "/studies/a%2Fb/series/c%20d", ("retrieve", "a/b", "c d")),  # decoded after the split
+        ("GET", "/studies/1.2/rendered", ("rendered", "1.2")),
+        ("GET", "/studies/1.2/series/1.2.3/thumbnail", ("thumbnail", "1.2", "1.2.3")),
+        ("GET", INSTANCE + "/rendered", ("rendered", "1.2", "1.2.3", "1.2.3.4")),
+        ("HEAD", INSTANCE + "/thumbnail", ("thumbnail", "1.2", "1.2.3", "1.2.3.4")),
+        ("GET", INSTANCE + "/frames/1,3/rendered", ("rendered", "1.2", "1.2.3", "1.2.3.4", "1,3")),
+        ("GET", INSTANCE + "/frames/2/thumbnail", ("thumbnail", "1.2", "1.2.3", "1.2.3.4", "2")),
     ],
 )
 def test_each_resource_reaches_its_service(calls, method, path, expected):
     route(method, path)
     assert calls == [expected]
+
+
+def test_delete_reaches_its_service_only_when_allowed(monkeypatch):
+    seen: list[tuple] = []
+    monkeypatch.setattr(web_delete, "delete", lambda service, request, **uids: seen.append(tuple(uids.values())))
+    service = RecordingService()
+    service.allow_delete = True  # type: ignore[attr-defined]
+    for path in ("/studies/1.2", "/studies/1.2/series/1.2.3", INSTANCE):
+        web_core.DicomWebService._route(service, WebRequest("DELETE", path))
+    assert seen == [("1.2",), ("1.2", "1.2.3"), ("1.2", "1.2.3", "1.2.3.4")]
+    service.allow_delete = False  # type: ignore[attr-defined]
+    with pytest.raises(HttpError) as caught:
+        web_core.DicomWebService._route(service, WebRequest("DELETE", "/studies/1.2"))
+    assert caught.value.status == 405 and "--allow-delete" in caught.value.reason
+    assert dict(caught.value.headers)["Allow"] == "GET, POST" and len(seen) == 3
 
 
 @pytest.mark.parametrize(
@@ -68,11 +93,12 @@ def test_each_resource_reaches_its_service(calls, method, path, expected):
         ("GET", "/", 404, None),
         ("GET", "/patients", 404, None),
         ("GET", "/series/1.2", 404, None),
-        ("GET", "/studies/1.2/rendered", 404, None),
+        ("GET", "/studies/1.2/rendered/x", 404, None),
         ("GET", INSTANCE + "/frames/1/2", 404, None),
         ("HEAD", INSTANCE + "/bulkdata", 404, None),  # bulk data needs its tag
-        ("GET", INSTANCE + "/rendered", 501, None),
-        ("GET", INSTANCE + "/thumbnail/x", 501, None),
+        ("GET", INSTANCE + "/pixeldata", 501, None),
+        ("GET", INSTANCE + "/thumbnail/x", 404, None),
+        ("POST", "/studies/1.2/rendered", 405, "GET"),
         ("DELETE", "/studies", 405, "GET, POST"),
         ("PUT", "/studies/1.2", 405, "GET, POST"),
         ("POST", "/series", 405, "GET"),

@@ -113,6 +113,7 @@ def create_app(
     base_url: str | None = None,
     open_options: dict | None = None,
     find_options: dict | None = None,
+    allow_delete=False,
 ):
     """A Starlette application serving DICOMweb under ``prefix`` for an archive.
 
@@ -126,7 +127,9 @@ def create_app(
     ``find_options``: matching options for every QIDO-RS search (``{"empty_record_matches":
     False}``, docs/matching.md), passed per query whatever the archive was opened with; the
     resource and the request's parameters decide relational, combined date-time matching and
-    the rest (ValueError for an unknown option or one of those).
+    the rest (ValueError for an unknown option or one of those). ``allow_delete``: DELETE of
+    studies, series and instances (off: 405); True, or ``callable(headers) -> bool`` to decide
+    per request (403 when it says no); always behind ``auth``.
     """
     import anyio
     from starlette.applications import Starlette
@@ -144,6 +147,7 @@ def create_app(
         spool=spool,
         open_options=open_options,
         find_options=find_options,
+        allow_delete=allow_delete,
     )
     root = "/" + prefix.strip("/") if prefix.strip("/") else ""
     fixed_base = base_url.rstrip("/") if base_url else None

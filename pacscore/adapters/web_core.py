@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NotFound, PacsError, QueryError, StorageError
-from . import web_qido, web_stow, web_uri, web_wado, web_zip
+from . import web_delete, web_qido, web_render, web_stow, web_uri, web_wado, web_zip
 from .web_http import (
     DICOM_JSON,
     UID_RE,
@@ -153,6 +153,7 @@ class DicomWebService:
         spool: int = DEFAULT_SPOOL,
         open_options: dict | None = None,
         find_options: dict | None = None,
+        allow_delete: web_delete.DeletePolicy = False,
     ) -> None:
         from .match_options import QIDO_FIXED, check_options
 
@@ -166,6 +167,8 @@ class DicomWebService:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self.archives = ArchiveProvider(archive_or_folder, **(open_options or {}))
         self.auth = auth
+        #: DELETE of studies, series and instances: off (405), on, or a per-request check (403)
+        self.allow_delete = web_delete.check_policy(allow_delete)
         #: matching options of every QIDO-RS search; the request's own parameters win
         self.find_options = check_options(find_options, fixed=QIDO_FIXED)
         self.limits = Limits(
@@ -220,11 +223,15 @@ class DicomWebService:
         matches = [(route, captured) for route in ROUTES if (captured := route.match(segs)) is not None]
         if not matches:
             raise HttpError(404, f"no such resource: /{'/'.join(segs)}")
+        deleting = getattr(self, "allow_delete", False) is not False
         for route, captured in matches:
-            if method in route.methods:
+            if method in route.methods and (method != "DELETE" or deleting):
                 return route.handler(self, request, segs, **captured)
-        allowed = list(dict.fromkeys(m for route, _ in matches for m in route.methods))
-        raise HttpError(405, f"{request.method} is not supported on this resource", [("Allow", ", ".join(allowed))])
+        allowed = list(dict.fromkeys(m for route, _ in matches for m in route.methods if m != "DELETE" or deleting))
+        reason = f"{request.method} is not supported on this resource"
+        if method == "DELETE" and any("DELETE" in route.methods for route, _ in matches):
+            reason = "DELETE is not enabled on this server (create_app(allow_delete=True) or serve web --allow-delete)"
+        raise HttpError(405, reason, [("Allow", ", ".join(allowed))])
 
 
 # -- the route table ------------------------------------------------------------------------
@@ -318,6 +325,18 @@ def _bulkdata(service, request, segs, **captured) -> WebResponse:
     return web_wado.bulkdata(service, request, **captured)
 
 
+def _rendered(service, request, segs, **captured) -> WebResponse:
+    return web_render.rendered(service, request, **captured)
+
+
+def _thumbnail(service, request, segs, **captured) -> WebResponse:
+    return web_render.thumbnail(service, request, **captured)
+
+
+def _delete(service, request, segs, **uids) -> WebResponse:
+    return web_delete.delete(service, request, **uids)
+
+
 def _not_implemented(service, request, segs, **_captured) -> WebResponse:
     raise HttpError(501, f"the {segs[6]} resources are not implemented by this origin server")
 
@@ -340,20 +359,26 @@ ROUTES: tuple[Route, ...] = (
     Route(("instances",), ("GET",), _search),
     Route(_STUDY, ("GET",), _retrieve_or_zip),
     Route(_STUDY, ("POST",), _store),
+    Route(_STUDY, ("DELETE",), _delete),
     Route((*_STUDY, "metadata"), ("GET",), _metadata),
     Route((*_STUDY, "series"), ("GET",), _search),
     Route((*_STUDY, "instances"), ("GET",), _search),
     Route(_SERIES, ("GET",), _retrieve_or_zip),
+    Route(_SERIES, ("DELETE",), _delete),
     Route((*_SERIES, "metadata"), ("GET",), _metadata),
     Route((*_SERIES, "instances"), ("GET",), _search),
     Route(_INSTANCE, ("GET",), _retrieve),
+    Route(_INSTANCE, ("DELETE",), _delete),
     Route((*_INSTANCE, "metadata"), ("GET",), _metadata),
     Route((*_INSTANCE, "frames", "{frame_list}"), ("GET",), _frames),
     Route((*_INSTANCE, "bulkdata", "{path+}"), ("GET",), _bulkdata),
+    # PS3.18 10.4.1.1.3/10.4.1.1.4: rendered and thumbnail resources at every level
     *(
-        Route((*_INSTANCE, kind, "{rest*}"), ("GET",), _not_implemented)
-        for kind in ("rendered", "thumbnail", "pixeldata")
+        Route((*level, kind), ("GET",), handler)
+        for level in (_STUDY, _SERIES, _INSTANCE, (*_INSTANCE, "frames", "{frame_list}"))
+        for kind, handler in (("rendered", _rendered), ("thumbnail", _thumbnail))
     ),
+    Route((*_INSTANCE, "pixeldata", "{rest*}"), ("GET",), _not_implemented),
     # below an instance only GET is answered: another method is a 405 even where GET is a 404
     Route((*_INSTANCE, "{rest+}"), ("GET",), _no_such_resource),
 )

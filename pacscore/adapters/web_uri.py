@@ -2,16 +2,19 @@
 
 Viewers that predate WADO-RS (Weasis, older OHIF through cornerstone's wadouri loader) ask
 ``<root>/wado?requestType=WADO&studyUID=..&seriesUID=..&objectUID=..&contentType=application/dicom``.
-The instance is looked up as WADO-RS looks it up (the three UIDs must agree) and sent with the
-same transfer syntax rules (``web_wado.select_syntax``). Rendered media types (image/jpeg, the
-standard's default for single-frame images, and the others) need a renderer this origin server
-does not have yet: they answer 406 with the reason.
+The instance is looked up as WADO-RS looks it up (the three UIDs must agree). With
+``contentType=application/dicom`` it is sent with the same transfer syntax rules
+(``web_wado.select_syntax``). Without a contentType, or with a rendered one, it is rendered by
+``web_render.uri_rendered``: an image as image/jpeg (the standard's default) or image/png, with
+``rows``, ``columns``, ``region``, ``windowCenter``/``windowWidth``, ``frameNumber`` and
+``imageQuality``; an encapsulated PDF as application/pdf; an SR as text/html or text/plain.
 """
 
 from __future__ import annotations
 
 from .web_http import HttpError, WebRequest, WebResponse, check_uid
 from .web_multipart import media_matches, parse_accept
+from .web_render import uri_rendered
 from .web_wado import instance_refs, select_syntax, transcode
 
 DICOM = "application/dicom"
@@ -70,12 +73,9 @@ def retrieve(service, request: WebRequest) -> WebResponse:
         uids.append(check_uid(value.strip(), what, policy))
     content_type = params.get("contentType")
     if not _wants_dicom(content_type, request.header("accept")):
-        shown = content_type or "image/jpeg (the default when contentType is absent)"
-        raise HttpError(
-            406,
-            f"contentType {shown}: this origin server answers WADO-URI with application/dicom only "
-            "(rendered images are not produced yet); ask for contentType=application/dicom",
-        )
+        if content_type is not None and all(r.media_type == DICOM for r in parse_accept(content_type)):
+            raise HttpError(406, "contentType application/dicom: the Accept header does not allow application/dicom")
+        return uri_rendered(service, request, uids[0], uids[1], uids[2], params)
     for name in (*RENDERING_PARAMETERS, "anonymize"):
         if name in params:
             raise HttpError(400, f"the {name} parameter does not apply to application/dicom on this origin server")

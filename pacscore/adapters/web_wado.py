@@ -12,6 +12,11 @@ Little Endian (header re-encoding, pixel data untouched). Compressed pixel data 
 decoded: without a transfer-syntax parameter a compressed instance is sent as stored (the
 PS3.18 allowance for lossy pixel data, extended to lossless compression; see
 docs/conformance-dicomweb.md); with an explicit syntax it cannot meet it answers 406.
+
+Frames (and the pixel data bulk data of an encapsulated instance) are another matter: their
+form is chosen by ``web_transcode``, which sends them as stored when the Accept allows it
+(``transfer-syntax=*``, even inside ``type="application/octet-stream"``, as OHIF asks) and
+otherwise decodes them, and re-encodes them where an encoder exists.
 """
 
 from __future__ import annotations
@@ -21,49 +26,25 @@ import json
 import logging
 
 import pydicom
-from pydicom.encaps import generate_frames
 from pydicom.uid import UID
 
+from . import web_transcode
 from .web_http import DICOM_JSON, HttpError, WebRequest, WebResponse, uid_segment
 from .web_multipart import media_matches, new_boundary, parse_accept, write_parts
+from .web_transcode import (
+    DEFLATED_LE,
+    EXPLICIT_BE,
+    EXPLICIT_LE,
+    FRAME_MEDIA,
+    IMPLICIT_LE,
+    OCTET,
+    is_encapsulated,
+)
 
 LOG = logging.getLogger("pacscore.dicomweb")
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_LE = "1.2.840.10008.1.2"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-NATIVE_SYNTAXES = frozenset({EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE, EXPLICIT_BE})
 #: stored syntaxes we turn into Explicit VR Little Endian without touching pixel data
 TO_EXPLICIT_LE = frozenset({IMPLICIT_LE, DEFLATED_LE})
-
-#: the media type of a compressed frame per transfer syntax (PS3.18 Table 8.7.3-4/-5)
-FRAME_MEDIA = {
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
-    "1.2.840.10008.1.2.4.50": "image/jpeg",
-    "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg",
-    "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls",
-    "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2",
-    "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.4.92": "image/jpx",
-    "1.2.840.10008.1.2.4.93": "image/jpx",
-    "1.2.840.10008.1.2.4.201": "image/jphc",
-    "1.2.840.10008.1.2.4.202": "image/jphc",
-    "1.2.840.10008.1.2.4.203": "image/jphc",
-    "1.2.840.10008.1.2.4.100": "video/mpeg2",
-    "1.2.840.10008.1.2.4.101": "video/mpeg2",
-    "1.2.840.10008.1.2.4.102": "video/mp4",
-    "1.2.840.10008.1.2.4.103": "video/mp4",
-    "1.2.840.10008.1.2.4.104": "video/mp4",
-    "1.2.840.10008.1.2.4.105": "video/mp4",
-    "1.2.840.10008.1.2.4.106": "video/mp4",
-    "1.2.840.10008.1.2.4.107": "video/H265",
-    "1.2.840.10008.1.2.4.108": "video/H265",
-}
-OCTET = "application/octet-stream"
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
@@ -72,10 +53,6 @@ def _accept(request: WebRequest) -> str | None:
         if name.lower() == "accept":
             return value
     return request.header("accept")
-
-
-def is_encapsulated(ts: str) -> bool:
-    return bool(ts) and ts not in NATIVE_SYNTAXES
 
 
 # -- which instances ------------------------------------------------------------------------
@@ -256,7 +233,8 @@ def _pixel_element(ds):
     return None
 
 
-def _parse_frame_list(text: str) -> list[int]:
+def parse_frame_list(text: str) -> list[int]:
+    """The frame numbers of a ``{frame_list}`` path segment (400 unless integers from 1)."""
     numbers = []
     for item in text.split(","):
         item = item.strip()
@@ -268,47 +246,6 @@ def _parse_frame_list(text: str) -> list[int]:
     return numbers
 
 
-def _native_frames(ds, raw: bytes, stored_ts: str) -> list[bytes] | None:
-    """All frames of native pixel data as Little Endian bytes (None for an odd layout)."""
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    bits = int(ds.get("BitsAllocated", 0) or 0)
-    count = int(ds.get("NumberOfFrames", 1) or 1)
-    if not (rows and cols and bits):
-        return None
-    frame_bits = rows * cols * samples * bits
-    frames = []
-    for i in range(count):
-        start, end = i * frame_bits, (i + 1) * frame_bits
-        if start % 8 == 0 and end % 8 == 0:
-            chunk = raw[start // 8 : end // 8]
-        else:  # 1-bit data whose frames do not start on a byte: re-pack the bits
-            import numpy as np
-
-            bits_all = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
-            chunk = np.packbits(bits_all[start:end], bitorder="little").tobytes()
-        if stored_ts == EXPLICIT_BE and bits in (16, 32, 64):
-            import numpy as np
-
-            chunk = np.frombuffer(chunk, dtype=f">u{bits // 8}").astype(f"<u{bits // 8}").tobytes()
-        frames.append(chunk)
-    return frames
-
-
-def _frame_media_ok(accept: str | None, media: str, ts: str, native: bool) -> bool:
-    for rng in parse_accept(accept):
-        inner = rng.params.get("type", "*/*").lower() if rng.media_type == "multipart/related" else rng.media_type
-        want = rng.params.get("transfer-syntax")
-        if not media_matches(inner, media):
-            continue
-        if native and want not in (None, "*", EXPLICIT_LE):
-            continue
-        if not native and want not in (None, "*", ts):
-            continue
-        return True
-    return False
-
-
 def _frames_response(accept, ds, elem, ref, numbers: list[int] | None) -> WebResponse:
     ts = ref.transfer_syntax_uid or str(ds.file_meta.get("TransferSyntaxUID", EXPLICIT_LE))
     count = int(ds.get("NumberOfFrames", 1) or 1)
@@ -317,40 +254,23 @@ def _frames_response(accept, ds, elem, ref, numbers: list[int] | None) -> WebRes
     missing = [n for n in numbers if n > count]
     if missing:
         raise HttpError(404, f"frame {missing[0]} does not exist: instance {ref.sop_instance_uid} has {count} frame(s)")
+    form = web_transcode.choose(accept, ts, f"instance {ref.sop_instance_uid}")
     raw: bytes = elem.value if isinstance(elem.value, bytes) else bytes(elem.value or b"")
-    if is_encapsulated(ts):
-        media, label = FRAME_MEDIA.get(ts, OCTET), ts
-        if not _frame_media_ok(accept, media, ts, native=False):
-            raise HttpError(
-                406,
-                f"the frames of {ref.sop_instance_uid} are stored as {media} "
-                f"(transfer syntax {ts}) and are not decoded by this origin server",
-            )
-        frames = list(generate_frames(raw, number_of_frames=count))
-    else:
-        media, label = OCTET, EXPLICIT_LE
-        if not _frame_media_ok(accept, media, EXPLICIT_LE, native=True):
-            raise HttpError(406, "uncompressed frames are available as application/octet-stream only")
-        native = _native_frames(ds, raw, ts)
-        if native is None:
-            raise HttpError(
-                404, f"instance {ref.sop_instance_uid} has no frame geometry (Rows, Columns, BitsAllocated)"
-            )
-        frames = native
+    try:
+        frames = web_transcode.produce(ds, raw, ts, form, numbers)
+    except HttpError as exc:
+        raise HttpError(exc.status, f"instance {ref.sop_instance_uid}: {exc.reason}", exc.headers) from None
     boundary = new_boundary()
     parts = [
-        (
-            [("Content-Type", f"{media}; transfer-syntax={label}"), ("Content-Length", str(len(frames[n - 1])))],
-            frames[n - 1],
-        )
-        for n in numbers
+        ([("Content-Type", f"{form.media}; transfer-syntax={form.syntax}"), ("Content-Length", str(len(data)))], data)
+        for data in frames
     ]
-    content_type = f'multipart/related; type="{media}"; boundary={boundary}'
+    content_type = f'multipart/related; type="{form.media}"; boundary={boundary}'
     return WebResponse(200, [("Content-Type", content_type)], write_parts(boundary, parts))
 
 
 def frames(service, request: WebRequest, study: str, series: str, instance: str, frame_list: str) -> WebResponse:
-    numbers = _parse_frame_list(frame_list)
+    numbers = parse_frame_list(frame_list)
     ref = _refs(service, study, series, instance)[0]
     ds = _load(service, ref)
     elem = _pixel_element(ds)
@@ -387,6 +307,15 @@ def _element_bytes(elem) -> bytes:
     return buf.getvalue()[8:]  # implicit VR LE element: tag (4) + length (4), then the value
 
 
+def _octet_accepted(accept: str | None) -> bool:
+    """Whether application/octet-stream (Explicit VR Little Endian, or any syntax) is accepted."""
+    for rng in parse_accept(accept):
+        inner = rng.params.get("type", "*/*").lower() if rng.media_type == "multipart/related" else rng.media_type
+        if media_matches(inner, OCTET) and rng.params.get("transfer-syntax") in (None, "*", EXPLICIT_LE):
+            return True
+    return False
+
+
 def bulkdata(service, request: WebRequest, study: str, series: str, instance: str, path: list[str]) -> WebResponse:
     if len(path) != 1 or len(path[0]) != 8:
         raise HttpError(404, "bulk data is addressed as .../bulkdata/{tag} (8 hexadecimal digits)")
@@ -402,10 +331,10 @@ def bulkdata(service, request: WebRequest, study: str, series: str, instance: st
     accept = _accept(request)
     if tag in PIXEL_TAGS and is_encapsulated(ref.transfer_syntax_uid):
         return _frames_response(accept, ds, elem, ref, None)
-    if not _frame_media_ok(accept, OCTET, EXPLICIT_LE, native=True):
+    if not _octet_accepted(accept):
         raise HttpError(406, "bulk data is available as application/octet-stream only")
     if tag in PIXEL_TAGS and ref.transfer_syntax_uid == EXPLICIT_BE:
-        frames = _native_frames(ds, bytes(elem.value), EXPLICIT_BE) or [bytes(elem.value)]
+        frames = web_transcode.native_frames(ds, bytes(elem.value), EXPLICIT_BE) or [bytes(elem.value)]
         data = b"".join(frames)
     else:
         data = _element_bytes(elem)
@@ -425,5 +354,7 @@ __all__ = [
     "select_syntax",
     "dicom_choices",
     "transcode",
+    "parse_frame_list",
+    "instance_url",
     "FRAME_MEDIA",
 ]
