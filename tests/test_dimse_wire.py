@@ -305,3 +305,15 @@ def test_the_requestor_guard_leaves_responses_to_the_send_loop():
     assoc.dimse.msg_queue.put((None, None))  # pynetdicom's wake-up of a blocked send loop
     assert assoc.dimse.get_msg(block=False) == (None, None)
     assert assoc.dimse.get_msg(block=True) == (None, None)
+
+
+@pytest.mark.parametrize("flag, fast", [([], True), (["--no-fastpath"], False)])
+def test_serve_dimse_has_the_fast_path_unless_told_otherwise(flag, fast):
+    import argparse
+
+    from pacscore import cli_serve
+
+    parser = argparse.ArgumentParser(prog="pacscore")
+    cli_serve.add_dimse_cli(parser.add_subparsers(dest="protocol"))
+    args = parser.parse_args(["dimse", "--archive", "a", *flag])
+    assert cli_serve.dimse_config(args).fastpath is fast
