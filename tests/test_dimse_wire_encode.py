@@ -420,3 +420,67 @@ def test_a_command_element_it_does_not_know_goes_to_pydicom():
     with pytest.raises(Unencodable):
         encode_command_set(ds)
     assert _command_encode(ds, True, True) == encode(ds, True, True)
+
+
+def _find_responses():
+    from pynetdicom.dimse_primitives import C_FIND
+
+    texts = st.text(st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="\\"), max_size=64)
+
+    @st.composite
+    def response(draw):
+        p = C_FIND()
+        p.MessageIDBeingRespondedTo = draw(st.integers(0, 0xFFFF))
+        if draw(st.booleans()):
+            p.AffectedSOPClassUID = draw(ps.uids())
+        p.Status = draw(st.sampled_from([0x0000, 0xFF00, 0xFF01, 0xFE00, 0xA700, 0xA900, 0xC000]))
+        if draw(st.booleans()):
+            p.ErrorComment = draw(texts)
+        if draw(st.booleans()):
+            p.OffendingElement = draw(st.lists(st.integers(0, 0xFFFFFFFF), min_size=1, max_size=3))
+        if draw(st.booleans()):
+            p.Identifier = __import__("io").BytesIO(draw(st.binary(min_size=2, max_size=40000)))
+        return p
+
+    return response()
+
+
+@settings(max_examples=200, deadline=None)
+@given(_find_responses(), st.sampled_from([0, 16382, 1024]))
+def test_find_responses_from_their_primitive_are_pynetdicoms_pdvs(primitive, max_pdu):
+    """The fast path's C-FIND response (no command set Dataset) gives pynetdicom's P-DATA,
+    fragmented as pynetdicom fragments (max PDU 0: unlimited)."""
+    from pynetdicom.dimse import _RSP_TO_MESSAGE
+
+    from pacscore.adapters.dimse_encode import FindResponse
+
+    def pdvs(message):
+        message.primitive_to_message(primitive)
+        return [pdv for pdata in message.encode_msg(1, max_pdu) for pdv in pdata.presentation_data_value_list]
+
+    if primitive.Identifier is not None:
+        primitive.Identifier.seek(0)
+    expected = pdvs(_RSP_TO_MESSAGE[primitive.__class__]())
+    assert pdvs(FindResponse(primitive)) == expected
+
+
+def test_a_find_response_builds_pynetdicoms_command_set_when_asked():
+    """An EVT_DIMSE_SENT handler reading ``message.command_set`` gets pynetdicom's Dataset,
+    and the message still encodes the same."""
+    from pynetdicom.dimse import _RSP_TO_MESSAGE
+    from pynetdicom.dimse_primitives import C_FIND
+
+    from pacscore.adapters.dimse_encode import FindResponse
+
+    p = C_FIND()
+    p.MessageIDBeingRespondedTo, p.AffectedSOPClassUID, p.Status = 7, "1.2.840.10008.5.1.4.1.2.2.1", 0xFF00
+    p.Identifier = __import__("io").BytesIO(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY ")
+    stock = _RSP_TO_MESSAGE[C_FIND]()
+    stock.primitive_to_message(p)
+    lazy = FindResponse(p)
+    lazy.primitive_to_message(p)
+    assert type(lazy).__name__ == "C_FIND_RSP"
+    assert lazy.command_set == stock.command_set and lazy.command_set.Status == 0xFF00
+    assert [pd.presentation_data_value_list for pd in lazy.encode_msg(1, 16382)] == [
+        pd.presentation_data_value_list for pd in stock.encode_msg(1, 16382)
+    ]

@@ -45,12 +45,13 @@ from pynetdicom import dimse as _dimse
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.sop_class import uid_to_service_class
 
 from .dimse_common import FIND_MODELS
-from .dimse_encode import ENCODED_RESPONSES, EncodedFindServiceClass, fast_command_encoding
+from .dimse_encode import ENCODED_RESPONSES, EncodedFindServiceClass, FindResponse, fast_command_encoding
 
 __all__ = ["SUPPORTED", "FastAssociation", "WakingDUL", "guard_requestor", "make_fast", "supported"]
 
@@ -238,15 +239,19 @@ _SERVE_REQUEST = _with_service_classes(cast(types.FunctionType, Association._ser
 
 class FastDIMSE(DIMSEServiceProvider):
     """pynetdicom's DIMSE provider whose outgoing messages encode their command set with
-    dimse_encode.encode_command_set (pydicom encoded each one twice)."""
+    dimse_encode (pydicom encoded each one twice), C-FIND responses without building it as a
+    Dataset at all (dimse_encode.FindResponse)."""
 
     def send_msg(self, primitive, context_id: int) -> None:
         """As pynetdicom's send_msg, with the message's command set encoding swapped."""
         if primitive.MessageIDBeingRespondedTo is None:
             message = _dimse._RQ_TO_MESSAGE[primitive.__class__]()
+            fast_command_encoding(message)
+        elif FindResponse is not None and isinstance(primitive, C_FIND):
+            message = FindResponse(primitive)  # its command set is encoded from the primitive
         else:
             message = _dimse._RSP_TO_MESSAGE[primitive.__class__]()
-        fast_command_encoding(message)
+            fast_command_encoding(message)
         message.primitive_to_message(primitive)
         message.context_id = context_id
         evt.trigger(self.assoc, evt.EVT_DIMSE_SENT, {"message": message})
