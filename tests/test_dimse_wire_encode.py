@@ -436,8 +436,9 @@ def _find_responses():
         p.Status = draw(st.sampled_from([0x0000, 0xFF00, 0xFF01, 0xFE00, 0xA700, 0xA900, 0xC000]))
         if draw(st.booleans()):
             p.ErrorComment = draw(texts)
-        if draw(st.booleans()):
-            p.OffendingElement = draw(st.lists(st.integers(0, 0xFFFFFFFF), min_size=1, max_size=3))
+        if draw(st.booleans()):  # one tag, or a list (dimse_common.status gives a list)
+            tags = st.integers(0, 0xFFFFFFFF)
+            p.OffendingElement = draw(st.one_of(tags, st.lists(tags, min_size=1, max_size=3)))
         if draw(st.booleans()):
             p.Identifier = __import__("io").BytesIO(draw(st.binary(min_size=2, max_size=40000)))
         return p
@@ -481,6 +482,23 @@ def test_a_find_response_builds_pynetdicoms_command_set_when_asked():
     lazy.primitive_to_message(p)
     assert type(lazy).__name__ == "C_FIND_RSP"
     assert lazy.command_set == stock.command_set and lazy.command_set.Status == 0xFF00
+    assert [pd.presentation_data_value_list for pd in lazy.encode_msg(1, 16382)] == [
+        pd.presentation_data_value_list for pd in stock.encode_msg(1, 16382)
+    ]
+
+
+def test_a_find_response_it_cannot_encode_goes_through_pynetdicoms_command_set():
+    from pynetdicom.dimse import _RSP_TO_MESSAGE
+    from pynetdicom.dimse_primitives import C_FIND
+
+    from pacscore.adapters.dimse_encode import FindResponse
+
+    p = C_FIND()
+    p.MessageIDBeingRespondedTo, p.Status, p.ErrorComment = 3, 0xC000, "Zürich"  # not ASCII
+    stock = _RSP_TO_MESSAGE[C_FIND]()
+    stock.primitive_to_message(p)
+    lazy = FindResponse(p)
+    lazy.primitive_to_message(p)
     assert [pd.presentation_data_value_list for pd in lazy.encode_msg(1, 16382)] == [
         pd.presentation_data_value_list for pd in stock.encode_msg(1, 16382)
     ]

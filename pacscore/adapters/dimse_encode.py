@@ -325,8 +325,8 @@ def find_response_command(primitive) -> bytes:
     fields.append((0x00000800, "US", 0x0001 if primitive.Identifier else 0x0101))
     if primitive.Status is not None:
         fields.append((0x00000900, "US", primitive.Status))
-    if primitive.OffendingElement is not None:
-        fields.append((0x00000901, "AT", list(primitive.OffendingElement)))
+    if primitive.OffendingElement is not None:  # one tag or a list of them
+        fields.append((0x00000901, "AT", primitive.OffendingElement))
     if primitive.ErrorComment is not None:
         fields.append((0x00000902, "LO", primitive.ErrorComment))
     body = _command_elements(fields)
@@ -425,7 +425,10 @@ def _find_response_class():
 
         def encode_msg(self, context_id: int, max_pdu_length: int):
             if self._command_set is None:  # nobody looked: encode from the primitive
-                self._command_set = _PreEncoded(find_response_command(self._primitive))
+                try:
+                    self._command_set = _PreEncoded(find_response_command(self._primitive))
+                except (Unencodable, TypeError, ValueError):  # then as pynetdicom would
+                    self.command_set  # noqa: B018 - builds pynetdicom's Dataset of it
             assert _MESSAGE_METHODS is not None
             return _MESSAGE_METHODS["encode_msg"](self, context_id, max_pdu_length)
 
