@@ -15,9 +15,10 @@ import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
 from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import lmdb
 import pydicom
@@ -43,6 +44,9 @@ from .query.keys import build_query, parse_tag
 from .query.results import FORMATS, ResultBuilder
 from .reports import IngestReport, InstanceRef, Move, StoreResult, move_between
 from .settings import Settings, has_secrets, match_options
+
+if TYPE_CHECKING:
+    from .worklist import Worklist
 
 log = logging.getLogger("pacscore.archive")
 
@@ -273,6 +277,15 @@ class Archive:
     def remove_hook(self, fn: Callable[..., Any]) -> bool:
         """Unregister ``fn`` from every event; whether it was registered."""
         return self._hooks.remove(fn)
+
+    # -- the Modality Worklist (pacscore/worklist) ------------------------------------------
+    @cached_property
+    def worklist(self) -> Worklist:
+        """The Modality Worklist items kept in this archive: ``add``, ``find``, ``get``,
+        ``remove``, ``set_step_status`` (docs/workflow.md)."""
+        from .worklist import Worklist
+
+        return Worklist(self)
 
     # -- writing ----------------------------------------------------------------------------
     def _write(self, fn):

@@ -1,4 +1,5 @@
-"""Serve an Archive over DICOM DIMSE with pynetdicom: C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE.
+"""Serve an Archive over DICOM DIMSE with pynetdicom: C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE, and
+the Modality Worklist C-FIND (dimse_worklist.py).
 
 Two ways to use it::
 
@@ -34,6 +35,7 @@ from pynetdicom import _config as _pynetdicom_config
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
+from . import dimse_worklist
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
 from .dimse_fastpath import make_fast
 from .dimse_negotiation import start_server
@@ -91,14 +93,19 @@ def handlers(archive, **config) -> list[tuple]:
     does it). A calling AE title outside ``allowed_calling_aets`` is rejected from the
     EVT_REQUESTED handler with reason 3, "calling AE title not recognised".
     """
-    return DimseService(archive, _config(**config)).bindings()
+    return _bindings(DimseService(archive, _config(**config)))
+
+
+def _bindings(service: DimseService) -> list[tuple]:
+    """The service's handlers, with C-FIND of the Modality Worklist model served too."""
+    return dimse_worklist.bind(service, service.bindings())
 
 
 def supported_contexts(storage: bool = True, query_retrieve: bool = True) -> list[PresentationContext]:
     """The presentation contexts the SCP accepts: Verification, every storage SOP class of patient
     data with every transfer syntax pynetdicom knows (SCU and SCP roles, for C-GET), the nine
-    Q/R models. Non-patient objects (hanging protocols, colour palettes, ...; PS3.4 Annex GG)
-    are not offered: they have no study to be filed under."""
+    Q/R models and the Modality Worklist model. Non-patient objects (hanging protocols, colour
+    palettes, ...; PS3.4 Annex GG) are not offered: they have no study to be filed under."""
     contexts = [build_context(Verification)]
     if storage:
         for uid in storage_sop_classes():
@@ -107,7 +114,7 @@ def supported_contexts(storage: bool = True, query_retrieve: bool = True) -> lis
             cx.scp_role = True
             contexts.append(cx)
     if query_retrieve:
-        for uid in list(FIND_MODELS) + list(RETRIEVE_MODELS):
+        for uid in [*FIND_MODELS, *RETRIEVE_MODELS, dimse_worklist.MODALITY_WORKLIST_FIND]:
             contexts.append(build_context(uid))
     return contexts
 
@@ -231,7 +238,7 @@ def _run(archive, cfg: ServeConfig):
         ae,
         (cfg.host, int(cfg.port)),
         ssl_context=cfg.ssl_context,
-        evt_handlers=DimseService(archive, handler_cfg).bindings(),
+        evt_handlers=_bindings(DimseService(archive, handler_cfg)),
         prepare_association=partial(_prepare_association, fast=cfg.fastpath),
     )
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NotFound, PacsError, QueryError, StorageError
-from . import web_delete, web_qido, web_render, web_stow, web_uri, web_wado, web_zip
+from . import web_delete, web_qido, web_render, web_stow, web_uri, web_wado, web_worklist, web_zip
 from .web_http import (
     DICOM_JSON,
     UID_RE,
@@ -223,7 +223,9 @@ class DicomWebService:
         matches = [(route, captured) for route in ROUTES if (captured := route.match(segs)) is not None]
         if not matches:
             raise HttpError(404, f"no such resource: /{'/'.join(segs)}")
-        deleting = getattr(self, "allow_delete", False) is not False
+        # allow_delete gates the deletion of images; the worklist's items (web_worklist.py) are
+        # scheduling data that its own API adds and removes, behind the auth hook like the rest
+        deleting = getattr(self, "allow_delete", False) is not False or segs[0] == "worklist"
         for route, captured in matches:
             if method in route.methods and (method != "DELETE" or deleting):
                 return route.handler(self, request, segs, **captured)
@@ -353,6 +355,9 @@ _INSTANCE = (*_SERIES, "instances", "{instance}")
 #: origin server has
 ROUTES: tuple[Route, ...] = (
     Route(("wado",), ("GET",), _wado_uri),
+    # the Modality Worklist's JSON API (web_worklist.py), not part of DICOMweb
+    Route(("worklist",), ("GET", "POST"), web_worklist.collection),
+    Route(("worklist", "{key}"), ("GET", "DELETE"), web_worklist.item),
     Route(("studies",), ("GET",), _search),
     Route(("studies",), ("POST",), _store),
     Route(("series",), ("GET",), _search),

@@ -15,8 +15,15 @@ from __future__ import annotations
 SCHEMA_VERSION = 5
 
 DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
+#: databases an archive gains at the first write that needs them, never at open (an older
+#: archive keeps its layout and schema version until then): the Modality Worklist's items and
+#: their index entries (pacscore/worklist/store.py). A reader finds none in an archive that has
+#: no worklist and reads that as an empty worklist
+OPTIONAL_DB_NAMES = ("worklist", "worklist_idx")
 #: databases with sorted duplicate values
-DUPSORT = ("children", "idx")
+DUPSORT = ("children", "idx", "worklist_idx")
+#: named databases LMDB may open in one environment: every one above plus room for more
+MAX_DBS = len(DB_NAMES) + len(OPTIONAL_DB_NAMES) + 4
 
 #: level -> the database of its records
 LEVEL_DB = {"PATIENT": "patient", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}

@@ -29,7 +29,18 @@ import lmdb
 
 from ..errors import StorageError
 from . import migrations
-from .layout import DB_NAMES, DUPSORT, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_KEY, SCHEMA_VERSION, SETTINGS_KEY  # noqa: F401 (re-exported: the index's names)
+from .layout import (  # noqa: F401 (re-exported: the index's names)
+    DB_NAMES,
+    DUPSORT,
+    INDEXED_TAGS,
+    LEVEL_BYTE,
+    LEVEL_DB,
+    MAX_DBS,
+    OPTIONAL_DB_NAMES,
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+    SETTINGS_KEY,
+)
 
 _VERSION = "schema version"  # kept in the shared dict of databases, for read-only opens
 
@@ -87,6 +98,34 @@ class Index:
         self.env
         return self._dbs[name]
 
+    def optional_db(self, name: str, *, create: bool = False):
+        """One of ``OPTIONAL_DB_NAMES``, or None while the archive lacks it and ``create`` is
+        false. It is created (with ``create``) in a short write transaction of its own, so that
+        no caller's transaction holds a database handle LMDB would drop on abort."""
+        if name not in OPTIONAL_DB_NAMES:
+            raise ValueError(f"{name!r} is not an optional database (known: {OPTIONAL_DB_NAMES})")
+        env = self.env
+        db = self._dbs.get(name)
+        if db is not None:
+            return db
+        # the names of the named databases are keys of LMDB's main database: a read transaction
+        # tells whether it exists, where open_db would wait for the write lock of a writer
+        with self.read() as txn:
+            exists = txn.get(name.encode()) is not None
+        if not exists and not create:
+            return None
+        with self._lock:
+            db = self._dbs.get(name)
+            if db is None:
+                if not exists:
+                    self._check_writable(f"create the {name} database")
+                    with env.begin(write=True) as txn:
+                        db = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
+                else:
+                    db = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
+                self._dbs[name] = db
+        return db
+
     def _open(self) -> None:
         key = (os.path.realpath(self.path), os.getpid())
         with _SHARED_LOCK:
@@ -132,7 +171,7 @@ class Index:
             env = lmdb.open(
                 str(self.path),
                 map_size=size,
-                max_dbs=len(DB_NAMES) + 2,
+                max_dbs=MAX_DBS,
                 subdir=True,
                 readonly=lmdb_readonly,
                 lock=True,
