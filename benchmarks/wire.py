@@ -300,9 +300,12 @@ def main(argv: list[str] | None = None) -> int:
                 load_orthanc(orthanc, files)
                 targets["orthanc"] = orthanc.proc  # has .pid
             if not args.no_dcmqrscp and shutil.which("dcmqrscp"):
-                child = start_dcmqrscp(files, folder)
-                children.append(child)
-                targets["dcmqrscp"] = None  # forks per association: no CPU figure
+                try:
+                    children.append(start_dcmqrscp(files, folder))
+                    targets["dcmqrscp"] = None  # forks per association: no CPU figure
+                except (subprocess.CalledProcessError, RuntimeError) as exc:  # e.g. dcmqridx aborts
+                    reason = f"exit {exc.returncode}" if isinstance(exc, subprocess.CalledProcessError) else exc
+                    print(f"wire: dcmqrscp left out, it could not be loaded ({reason})", file=sys.stderr)
             children += [targets["pacscore"], targets["pacscore-stock"]]
             result = measure(targets, suite, args.repeat, args.process_runs)
         finally:
