@@ -87,7 +87,11 @@ class Child:
         self.name = name
         self.log = open(folder / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_port(port, self.proc, timeout=120)
+        try:
+            wait_port(port, self.proc, timeout=120)
+        except RuntimeError:
+            self.stop()  # ours: never leave it running
+            raise
 
     @property
     def pid(self) -> int:
