@@ -290,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         targets: dict = {}
         orthanc = None
         try:
-            targets["pacscore"] = start_pacscore(folder / "archive", folder, fastpath=True)
-            targets["pacscore-stock"] = start_pacscore(folder / "archive", folder, fastpath=False)
+            for name, fast in (("pacscore", True), ("pacscore-stock", False)):
+                targets[name] = start_pacscore(folder / "archive", folder, fastpath=fast)
+                children.append(targets[name])  # stopped below whatever fails later
             if shutil.which("Orthanc"):
                 (folder / "orthanc").mkdir()
                 orthanc = OrthancServer(
@@ -310,7 +311,6 @@ def main(argv: list[str] | None = None) -> int:
                 except (subprocess.CalledProcessError, RuntimeError) as exc:  # e.g. dcmqridx aborts
                     reason = f"exit {exc.returncode}" if isinstance(exc, subprocess.CalledProcessError) else exc
                     print(f"wire: dcmqrscp left out, it could not be loaded ({reason})", file=sys.stderr)
-            children += [targets["pacscore"], targets["pacscore-stock"]]
             result = measure(targets, suite, args.repeat, args.process_runs)
         finally:
             for child in children:
