@@ -2,14 +2,17 @@
 check that nothing acknowledged was lost.
 
     python -m benchmarks.load --seconds 30 --find-clients 8 --qido-clients 4 --store-clients 1 \
-        [--prefill 500] [--archive DIR] [--client-processes] [--json out.json]
+        [--prefill 500] [--archive DIR] [--client-processes] [--server-processes N] [--json out.json]
 
 Everything runs on 127.0.0.1 in this process: the DIMSE adapter (``dimse.serve(block=False)``),
 the DICOMweb adapter under uvicorn when it imports and answers, and client threads
 (pynetdicom SCUs, httpx clients). Client threads share the interpreter with the servers, so the
 figures are a floor for what separate client machines would see, not a capacity claim; with
 ``--client-processes`` the C-FIND and QIDO-RS clients run in their own processes instead (the
-servers still share one interpreter, as they do in production).
+servers still share one interpreter, as they do in production). With ``--server-processes N``
+the servers are the ``pacscore serve dimse --processes N`` and ``pacscore serve web --workers N``
+commands instead, each in its own process group (pacscore/serve_processes.py), and the clients
+run in their own processes.
 
 For ``--seconds`` (each loop also stops after ``--max-ops``):
 
@@ -33,7 +36,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
+import re
 import socket
 import struct
 import sys
@@ -41,6 +46,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
@@ -318,6 +324,96 @@ def _start_web(arc):
     return base, stop
 
 
+class _ServerCommand:
+    """A ``pacscore serve ...`` command run for the benchmark, its output in a log file (a pipe
+    nobody reads would fill and stop it); ``port`` is the one it says it listens on."""
+
+    LISTENING = re.compile(r" on (?:http://)?\S+:(\d+)")
+
+    def __init__(self, args: list[str], log_dir: str) -> None:
+        import subprocess
+
+        self.log = open(os.path.join(log_dir, f"serve-{args[0]}.log"), "w+")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pacscore", "serve", *args, "--port", "0"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            self.log.seek(0)
+            found = self.LISTENING.search(self.log.read())
+            if found:
+                self.port = int(found.group(1))
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"pacscore serve {args[0]} did not start (exit {self.proc.returncode})")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        self.log.close()
+
+
+def _serve_processes(folder, processes: int, web: bool):
+    """The DIMSE server and (if ``web``) the DICOMweb server as commands of ``processes`` processes."""
+    logs = tempfile.mkdtemp(prefix="pacscore-load-logs-")  # kept: the servers' own account of the run
+    dimse_cmd = _ServerCommand(["dimse", "--archive", str(folder), "--processes", str(processes)], logs)
+
+    class Stopper:
+        def shutdown(self) -> None:
+            dimse_cmd.stop()
+
+    web_part = None
+    if web:
+        web_cmd = _ServerCommand(
+            ["web", "--archive", str(folder), "--workers", str(processes), "--log-level", "warning"], logs
+        )
+        web_part = (f"http://127.0.0.1:{web_cmd.port}/dicomweb", web_cmd.stop)
+    # both answer before the clock starts: every process has opened the archive
+    _wait_ready(dimse_cmd.port, web_part[0] if web_part else None)
+    return Stopper(), dimse_cmd.port, web_part
+
+
+def _wait_ready(port: int, base: str | None) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if _echo(port) and (base is None or _answers(base)):
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the servers did not answer within 120 s")
+
+
+def _echo(port: int) -> bool:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title="READY")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
+    if not assoc.is_established:
+        return False
+    try:
+        return bool(assoc.send_c_echo().Status == 0)
+    finally:
+        assoc.release()
+
+
+def _answers(base: str) -> bool:
+    import httpx
+
+    return httpx.get(base + "/studies?limit=1", timeout=10).status_code in (200, 204)
+
+
 def run(
     folder=None,
     *,
@@ -330,11 +426,15 @@ def run(
     seed: int = 1,
     check_sample: int = 50,
     client_processes: bool = False,
+    server_processes: int = 0,
 ) -> dict:
     """Run the load for ``seconds`` against the archive in ``folder`` (a temporary one if None).
 
     ``client_processes``: run the C-FIND and QIDO-RS clients in their own (spawned) processes
-    instead of threads of this one, so that they do not compete with the servers for the GIL."""
+    instead of threads of this one, so that they do not compete with the servers for the GIL.
+    ``server_processes``: N > 0 serves with the ``pacscore serve`` commands of N processes each
+    (and runs the clients in processes too)."""
+    client_processes = client_processes or server_processes > 0
     tmp = None
     if folder is None:
         tmp = tempfile.TemporaryDirectory(prefix="pacscore-load-")
@@ -346,14 +446,19 @@ def run(
         "store_clients": store_clients,
         "prefill": prefill,
         "client_processes": client_processes,
+        "server_processes": server_processes,
     }
     try:
         with pacscore.open(folder) as arc:
             report = arc.store_many([make_instance(i) for i in range(prefill)])
             assert not report.rejected, report.rejected[:3]
-            server = dimse.serve(arc, "PACSCORE", 0, "127.0.0.1", block=False, max_associations=64)
-            port = server.server_address[1]
-            web = _start_web(arc) if qido_clients else None
+            server: Any
+            if server_processes:
+                server, port, web = _serve_processes(folder, server_processes, web=qido_clients > 0)
+            else:
+                server = dimse.serve(arc, "PACSCORE", 0, "127.0.0.1", block=False, max_associations=64)
+                port = server.server_address[1]
+                web = _start_web(arc) if qido_clients else None
             result["dicomweb"] = web is not None
             stop = threading.Event()
             tallies = {"c_find": Tally(), "qido": Tally(), "c_store": Tally()}
@@ -488,6 +593,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run C-FIND and QIDO-RS clients in their own processes (not threads of the servers' one)",
     )
+    p.add_argument(
+        "--server-processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve with `pacscore serve dimse --processes N` and `serve web --workers N` (clients in processes)",
+    )
     p.add_argument("--json", default=None, help="also write the result here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -502,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         max_ops=args.max_ops,
         seed=args.seed,
         client_processes=args.client_processes,
+        server_processes=args.server_processes,
     )
     text = json.dumps(result, indent=1)
     print(text)

@@ -13,7 +13,6 @@ import io
 import logging
 import os
 import re
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from itertools import chain
@@ -334,8 +333,15 @@ class Archive:
         raise IngestError(report.rejected[0][0], report.rejected[0][1])
 
     def _store_parsed(
-        self, batch: list[ingest.ParsedInstance], report: IngestReport | None = None, origin: Origin = API
+        self,
+        batch: list[ingest.ParsedInstance],
+        report: IngestReport | None = None,
+        origin: Origin = API,
+        journaled: bytes | None = None,
     ) -> IngestReport:
+        """Index a batch (blobs first); ``journaled`` is the journal token under which the batch's
+        blobs were already journaled and put by someone else (distributed ingest's workers):
+        then no blob is written here, and the ones not indexed are discarded with that entry."""
         report = report or IngestReport()
         existing = {}
         placed: dict[str, tuple[str, str, str]] = {}  # SOP Instance UID -> its stored (study, series, patient)
@@ -367,9 +373,12 @@ class Archive:
             except IngestError as exc:
                 report.rejected.append((str(exc.source), exc.reason))  # the parsed instance's source: a str
                 continue
-            old = existing.get(p.sop_instance_uid) or seen.get(p.sop_instance_uid)
+            # an earlier version in this batch is what the index will hold by then, so it is what
+            # a later one is compared with (not the version stored before the batch)
+            in_batch = seen.get(p.sop_instance_uid)
+            old = in_batch or existing.get(p.sop_instance_uid)
             if old is not None and old[0] == p.checksum:
-                if p.sop_instance_uid in existing and not self._blob_intact(old[1], len(p.data)):
+                if in_batch is None and journaled is None and not self._blob_intact(old[1], p.size):
                     self.blobs.put(old[1], p.data)  # same bytes, but the blob was lost or cut: heal it
                 report.duplicates.append(p.sop_instance_uid)
                 unchanged(p, "duplicate")
@@ -389,12 +398,17 @@ class Archive:
             seen[p.sop_instance_uid] = (p.checksum, _blob_key(p))
             told.append(len(todo))
             todo.append(p)
+        # blobs the workers placed that this batch does not index (kept, rejected, duplicates of
+        # another key): discarded with the journal entry, unless something references them
+        unindexed = [] if journaled is None else sorted({_blob_key(p) for p in batch} - {_blob_key(p) for p in todo})
         if not todo:
+            if journaled is not None:
+                self._discard_journaled(journaled, unindexed)
             self._hooks.stored(e for e in told if isinstance(e, StoredEvent))
             return report
         # the blobs are journaled before they are written and until the commit that indexes them,
         # so that repair never takes them for orphans (index/pending.py)
-        token = pending.new_token()
+        token = journaled or pending.new_token()
         meta = self.index.db("meta")
         keys = [_blob_key(p) for p in todo]
 
@@ -411,27 +425,28 @@ class Archive:
                 rec[T_BLOBKEY] = ("IN", _blob_key(p))
                 where = (rec[T_STUDY][1], rec[T_PARENT][1], rec[T_PATIENT][1])
                 outcome.append((p.sop_instance_uid, old is not None, move_between(p.sop_instance_uid, old, rec), where))
-            if replaced_blobs:  # the old blobs are unreferenced from this commit until discarded
-                pending.record(writer.txn, meta, token, replaced_blobs)
+            if replaced_blobs or unindexed:  # unreferenced from this commit until discarded
+                pending.record(writer.txn, meta, token, replaced_blobs + unindexed)
             else:
                 pending.remove(writer.txn, meta, token)
             return replaced_blobs, outcome
 
         try:
-            self._write(lambda w: pending.record(w.txn, meta, token, keys))
-            try:
-                # durable before the index points at it
-                self.blobs.put_many([(_blob_key(p), p.data) for p in todo])
-            except (OSError, PacsError) as exc:
-                self._discard_journaled(token, keys)
-                raise StorageError(f"blob store write failed ({len(todo)} instances): {exc}") from None
+            if journaled is None:
+                self._write(lambda w: pending.record(w.txn, meta, token, keys))
+                try:
+                    # durable before the index points at it
+                    self.blobs.put_many([(_blob_key(p), p.data) for p in todo])
+                except (OSError, PacsError) as exc:
+                    self._discard_journaled(token, keys)
+                    raise StorageError(f"blob store write failed ({len(todo)} instances): {exc}") from None
             try:
                 replaced_blobs, outcome = self._write(apply)
             except BaseException:
-                self._discard_journaled(token, keys)
+                self._discard_journaled(token, keys + unindexed)
                 raise
-            if replaced_blobs:
-                self._discard_journaled(token, replaced_blobs)
+            if replaced_blobs or unindexed:
+                self._discard_journaled(token, replaced_blobs + unindexed)
         finally:
             pending.forget(token)
         for uid, was_replaced, move, _where in outcome:
@@ -466,8 +481,13 @@ class Archive:
         workers: int | None = None,
         progress: bool = False,
         batch_size: int = BATCH_INSTANCES,
+        executor: Any = None,
     ) -> IngestReport:
         """Store files, folders (walked recursively), bytes or Datasets; returns an IngestReport.
+
+        ``executor``: a ``dask.distributed.Client``; its workers then read the sources (paths
+        they can reach, or ``s3://`` URLs), parse them and put the blobs into the archive's blob
+        store, and this process writes the index (pacscore/distributed.py).
 
         Headers are parsed in ``workers`` processes; instances are committed in batches. Files
         that are not DICOM are skipped and listed in ``report.rejected`` with the reason.
@@ -475,6 +495,12 @@ class Archive:
         bounded number of instances in flight, so memory does not grow with its length.
         The stored hooks hear of each batch's instances after that batch's commit.
         """
+        if executor is not None:
+            from . import distributed
+
+            return distributed.store_many(
+                self, sources, executor, origin=origin, progress=progress, batch_size=batch_size
+            )
         items = expand_sources(sources)
         report = IngestReport()
         total = None
@@ -651,7 +677,7 @@ class Archive:
         """The instance's header as a pydicom Dataset (no pixel or bulk data), without the blob."""
         with snapshot.read(self.index) as snap:
             self._instance_record(snap, sop_instance_uid)
-            data = zlib.decompress(bytes(snap.header(sop_instance_uid.strip().encode())))
+            data = snap.header_bytes(sop_instance_uid.strip().encode()) or b""
         return pydicom.dcmread(io.BytesIO(data), force=True)
 
     def metadata(self, sop_instance_uid: str, bulkdata_uri: Callable[[str], str | None] | None = None) -> dict:
@@ -719,6 +745,22 @@ class Archive:
         from .maintenance import verify
 
         return verify(self, repair=repair, checksums=checksums)
+
+    def compact(self, retrain: bool = True):
+        """Rewrite the index compacted: the compression dictionaries trained again on the whole
+        archive, every record and header recompressed with them, every page full, the free
+        pages dropped (index/compact.py; docs/scaling.md, "Compact"). Crash-safe: an
+        interrupted compact leaves the index as it was. The archive must not be open in another
+        process or through another handle meanwhile (StorageError otherwise).
+
+        >>> report = arc.compact()
+        >>> report.bytes_before, report.bytes_after
+        """
+        from .index.compact import compact
+
+        if self.readonly:
+            raise StorageError(f"the archive at {self.folder} is open read-only: cannot compact it")
+        return compact(self.index, retrain=retrain)
 
     def backup(self, dest: str | os.PathLike, progress: bool = False):
         """A consistent hot backup into ``dest``; incremental when ``dest`` holds an earlier one."""

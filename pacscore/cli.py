@@ -3,6 +3,7 @@ restore, serve, bench, conformance, worklist (cli_worklist.py).
 
     pacscore init --archive DIR                      # an empty archive (e.g. to serve)
     pacscore ingest --archive DIR PATH...
+    pacscore ingest --archive DIR --dask tcp://scheduler:8786 s3://bucket/scans/   # Dask workers
     pacscore find --archive DIR --level STUDY PatientName='SMI*' StudyDate=20150101- ModalitiesInStudy=
     pacscore get --archive DIR SOP_INSTANCE_UID -o out.dcm
 """
@@ -10,6 +11,7 @@ restore, serve, bench, conformance, worklist (cli_worklist.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -42,8 +44,8 @@ def cmd_ingest(args) -> int:
     (each listed with its reason), 2 on an error: scripts must see a lost file, and tell it from
     a failed run (an OSError would otherwise end in a traceback and status 1)."""
     try:
-        with open_for(args, create=True) as arc:
-            report = arc.store_many(args.paths, workers=args.workers, progress=not args.quiet)
+        with open_for(args, create=True) as arc, _dask_client(args.dask) as client:
+            report = arc.store_many(args.paths, workers=args.workers, progress=not args.quiet, executor=client)
     except OSError as exc:
         print(f"pacscore ingest: error: {exc}", file=sys.stderr)
         return 2
@@ -53,6 +55,20 @@ def cmd_ingest(args) -> int:
     for src, reason in report.rejected:
         print(f"  rejected {src}: {reason}")
     return 1 if report.rejected else 0
+
+
+@contextlib.contextmanager
+def _dask_client(address: str | None):
+    """A dask.distributed Client of the scheduler at ``address`` for ``ingest --dask`` (None: none)."""
+    if address is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise PacsError("ingest --dask needs dask.distributed: pip install 'pacscore[dask]'") from None
+    with Client(address, timeout=60) as client:
+        yield client
 
 
 def parse_keys(pairs: list[str]) -> dict:
@@ -192,15 +208,23 @@ def cmd_config(args) -> int:
 
 
 def cmd_reindex(args) -> int:
-    """Add or remove extra indexed attributes; added ones are backfilled from the index's records."""
-    if not (args.add or args.remove):
-        raise PacsError("reindex needs --add TAG or --remove TAG")
+    """Add or remove extra indexed attributes (added ones are backfilled from the index's
+    records); with --compact, then rewrite the index compacted (Archive.compact)."""
+    if not (args.add or args.remove or args.compact):
+        raise PacsError("reindex needs --add TAG, --remove TAG or --compact")
     with open_for(args) as arc:
-        current = [t for t in arc.extra_tags]
-        removed = {parse_tag(t) for t in args.remove or []}
-        wanted = [t for t in current if t not in removed] + [parse_tag(t) for t in args.add or []]
-        settings = arc.configure(extra_tags=wanted, progress=not args.quiet)
-    print("indexed extra attributes: " + (", ".join(settings["extra_tags"]) or "(none)"))
+        if args.add or args.remove:
+            current = [t for t in arc.extra_tags]
+            removed = {parse_tag(t) for t in args.remove or []}
+            wanted = [t for t in current if t not in removed] + [parse_tag(t) for t in args.add or []]
+            settings = arc.configure(extra_tags=wanted, progress=not args.quiet)
+            print("indexed extra attributes: " + (", ".join(settings["extra_tags"]) or "(none)"))
+        if args.compact:
+            report = arc.compact()
+            print(
+                f"index compacted: {report.bytes_before} -> {report.bytes_after} bytes"
+                + (f" (dictionaries trained: {', '.join(report.trained)})" if report.trained else "")
+            )
     return 0
 
 
@@ -317,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     archive_arg(p)
     p.add_argument("paths", nargs="+")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        default=None,
+        help="read, parse and put blobs on the workers of this Dask scheduler (tcp://host:8786); "
+        "paths must be reachable from the workers, or s3:// URLs",
+    )
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_ingest)
 
@@ -373,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     archive_arg(p)
     p.add_argument("--add", action="append", metavar="TAG", help="keyword or tag to index, e.g. StationName")
     p.add_argument("--remove", action="append", metavar="TAG", help="keyword or tag to stop indexing")
+    p.add_argument(
+        "--compact",
+        action="store_true",
+        help="rewrite the index compacted: dictionaries retrained, values recompressed, pages full "
+        "(the archive must not be open elsewhere)",
+    )
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_reindex)
 

@@ -84,6 +84,13 @@ def add_dimse_cli(subparsers) -> None:
     p.add_argument(
         "--no-fastpath", action="store_true", help="pynetdicom's own polling reactors (docs/benchmarks-wire.md)"
     )
+    p.add_argument(
+        "--processes",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="serve from N processes that share the port (default 1; about one core each)",
+    )
     p.set_defaults(func=main_serve_dimse)
 
 
@@ -133,6 +140,8 @@ def main_serve_dimse(args) -> int:
         print("serve dimse: --tls-ca needs --tls-cert and --tls-key")
         return 2
     config = dimse_config(args, ssl_context)
+    if args.processes > 1:
+        return _serve_dimse_processes(args, config)
     _stop_on_sigterm()
     with pacscore.open(args.archive, blobs=getattr(args, "blobs", None), create=False) as arc:
         try:
@@ -143,6 +152,54 @@ def main_serve_dimse(args) -> int:
             print(f"serve dimse: cannot listen on {args.host}:{args.port}: {exc}")
             return 1
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _serve_dimse_processes(args, config) -> int:
+    """``serve dimse --processes N``: one listening socket, N forked SCPs accepting on it."""
+    import dataclasses
+
+    import pacscore
+
+    from . import serve_processes
+    from .adapters.dimse import serve
+
+    if not serve_processes.supported():
+        print("serve dimse: --processes needs fork() and sigtimedwait() (Linux)", file=sys.stderr)
+        return 2
+    try:
+        pacscore.open(args.archive, blobs=getattr(args, "blobs", None), create=False).close()
+        serve_processes.prepare_readers(args.archive, args.processes, config.max_associations)
+        sock = serve_processes.listen(args.host, args.port)
+    except pacscore.PacsError as exc:
+        print(f"serve dimse: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"serve dimse: cannot listen on {args.host}:{args.port}: {exc}")
+        return 1
+    host, port = sock.getsockname()[:2]
+    print(f"pacscore DIMSE {args.ae} on {host}:{port} ({args.processes} processes)", flush=True)
+
+    def child(listening) -> int:
+        _stop_on_sigterm()
+        with pacscore.open(args.archive, blobs=getattr(args, "blobs", None), create=False) as arc:
+            try:
+                serve(arc, dataclasses.replace(config, listen_socket=listening, port=port))
+            except KeyboardInterrupt:
+                pass
+        return 0
+
+    with sock:
+        return serve_processes.run(args.processes, child, sock)
 
 
 def _stop_on_sigterm() -> None:
@@ -221,6 +278,13 @@ def add_web_cli(subparsers) -> None:
         help="answer DELETE of studies, series and instances (off: 405; behind --token when given)",
     )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="serve from N processes that share the port (default 1; about one core each)",
+    )
     p.set_defaults(func=main_serve_web)
 
 
@@ -275,15 +339,41 @@ def main_serve_web(args) -> int:
         print(f"serve web: {exc}")
         return 2
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
+    from . import serve_processes
+
+    if args.workers > 1 and not serve_processes.supported():
+        print("serve web: --workers needs fork() and sigtimedwait() (Linux)", file=sys.stderr)
+        return 2
+    try:
+        if args.workers > 1:
+            serve_processes.prepare_readers(args.archive, args.workers, WEB_THREADS)
+        # bound here, not by uvicorn, so that the line below names the real port (also for --port 0)
+        sock = serve_processes.listen(args.host, args.port)
+    except OSError as exc:
+        print(f"serve web: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]
     print(
-        f"pacscore DICOMweb on http://{args.host}:{args.port}{prefix} (archive {args.archive}"
-        f"{', bearer token required' if auth else ''})",
+        f"pacscore DICOMweb on http://{args.host}:{port}{prefix} (archive {args.archive}"
+        f"{f', {args.workers} processes' if args.workers > 1 else ''}{', bearer token required' if auth else ''})",
         flush=True,
     )
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, access_log=True, log_level=args.log_level)
-    except SystemExit as exc:  # uvicorn exits when it cannot bind
-        return int(exc.code or 1)
-    except KeyboardInterrupt:
-        pass
+
+    def serve(listening) -> int:
+        config = uvicorn.Config(app, access_log=True, log_level=args.log_level)
+        uvicorn.Server(config).run(sockets=[listening])
+        return 0
+
+    with sock:
+        if args.workers > 1:
+            return serve_processes.run(args.workers, serve, sock)
+        try:
+            serve(sock)
+        except KeyboardInterrupt:
+            pass
     return 0
+
+
+#: threads a web process may read the index from: Starlette runs sync handlers in AnyIO's pool
+#: of 40 threads, plus the event loop's own
+WEB_THREADS = 41

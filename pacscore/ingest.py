@@ -83,6 +83,13 @@ class ParsedInstance:
     nonconformant_uids: tuple[str, ...] = ()
     #: where the instance came from (a path, "<bytes>", ...), for error messages
     source: str = ""
+    #: the Part-10 size in bytes; -1 means ``len(data)``. Distributed ingest (pacscore/distributed.py)
+    #: leaves ``data`` empty once a worker has put the blob, so the size travels on its own
+    size: int = -1
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            self.size = len(self.data)
 
     @property
     def patient_key(self) -> str:

@@ -24,6 +24,7 @@ Archive's; this module only translates: identifier Dataset -> ``Archive.find(ds,
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from dataclasses import dataclass, field, fields, replace
@@ -171,6 +172,9 @@ class ServeConfig:
     handlers: DimseConfig = field(default_factory=DimseConfig)
     #: answer without pynetdicom's 1 ms polling sleeps (dimse_fastpath; docs/benchmarks-wire.md)
     fastpath: bool = True
+    #: accept on this listening socket instead of binding host:port (``serve dimse --processes``:
+    #: processes forked after it was bound share it; pacscore/serve_processes.py)
+    listen_socket: socket.socket | None = None
 
     @classmethod
     def from_options(
@@ -233,13 +237,15 @@ def _run(archive, cfg: ServeConfig):
         max_associations=cfg.max_associations,
     )
     # pynetdicom's threaded server (ae.shutdown() and server.shutdown() both stop it), negotiating
-    # through an index of the supported contexts (dimse_negotiation)
+    # through an index of the supported contexts (dimse_negotiation); on a listening socket shared
+    # with other processes for ``serve dimse --processes``
     server = start_server(
         ae,
         (cfg.host, int(cfg.port)),
         ssl_context=cfg.ssl_context,
         evt_handlers=_bindings(DimseService(archive, handler_cfg)),
         prepare_association=partial(_prepare_association, fast=cfg.fastpath),
+        listen_socket=cfg.listen_socket,
     )
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)

@@ -17,6 +17,7 @@ pynetdicom's threaded server with the per-association copy replaced by the share
 
 from __future__ import annotations
 
+import socket
 import threading
 import types
 from collections.abc import Iterable, Sequence
@@ -31,7 +32,15 @@ from pynetdicom.presentation import SCP_SCU_ROLES, PresentationContext, negotiat
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 from pynetdicom.utils import make_target
 
-__all__ = ["ContextIndex", "IndexedACSE", "IndexedRequestHandler", "IndexedServer", "negotiate", "start_server"]
+__all__ = [
+    "ContextIndex",
+    "IndexedACSE",
+    "IndexedRequestHandler",
+    "IndexedServer",
+    "SharedSocketServer",
+    "negotiate",
+    "start_server",
+]
 
 #: (SCU role, SCP role) proposed by a requestor, None when it sent no role selection item
 Roles = dict[str, tuple[bool | None, bool | None]]
@@ -205,6 +214,26 @@ class IndexedServer(ThreadedAssociationServer):
         super().__init__(*args, **kwargs)
 
 
+class SharedSocketServer(IndexedServer):
+    """An IndexedServer that accepts on a socket already bound and listening (maybe shared with
+    other processes, ``serve dimse --processes``) instead of binding its address."""
+
+    def __init__(self, *args: Any, listen_socket: socket.socket, **kwargs: Any) -> None:
+        self._listen_socket = listen_socket
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        # the socket the base class made is never bound: this process accepts on the shared
+        # one, non-blocking (a connection another process took first is no error)
+        if self.socket is not None:
+            self.socket.close()
+        self.socket = self._listen_socket
+        self.server_address = self._listen_socket.getsockname()
+
+    def server_activate(self) -> None:
+        pass  # listening already
+
+
 def start_server(
     ae,
     address: tuple[str, int],
@@ -212,19 +241,23 @@ def start_server(
     ssl_context=None,
     evt_handlers: list | None = None,
     prepare_association=None,
+    listen_socket: socket.socket | None = None,
 ) -> IndexedServer:
     """``ae.start_server(address, block=False, ...)`` with indexed negotiation: the server runs
-    in a daemon thread, and ``ae.shutdown()`` stops it as it would pynetdicom's own."""
+    in a daemon thread, and ``ae.shutdown()`` stops it as it would pynetdicom's own. With
+    ``listen_socket`` it accepts there (already listening) instead of binding ``address``."""
     index = ContextIndex(ae.supported_contexts)
+    shared = {} if listen_socket is None else {"listen_socket": listen_socket}
     server = ae.make_server(
-        address,
+        address if listen_socket is None else listen_socket.getsockname(),
         contexts=index,  # what the AE's server reports as its contexts
         ssl_context=ssl_context,
         evt_handlers=evt_handlers,
-        server_class=IndexedServer,
+        server_class=IndexedServer if listen_socket is None else SharedSocketServer,
         request_handler=IndexedRequestHandler,
         context_index=index,
         prepare_association=prepare_association,
+        **shared,
     )
     server.contexts = []  # what pynetdicom's handler copies per association: nothing
     timestamp = datetime.strftime(datetime.now(), "%Y%m%d%H%M%S")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 
 from .. import model
 from ..errors import QueryError
-from . import codec
+from . import codec, compression
 from .layout import INDEXED_TAGS, LEVEL_DB, is_internal
 from .secondary import DEFAULT_INDEXED, prefix, tag_entries
 
@@ -84,6 +84,7 @@ def backfill(txn, db_of: Callable[[str], object], tag: int, progress: bool = Fal
         entries: list[tuple[bytes, bytes]] = []
         for key, raw in txn.cursor(db=db).iternext(keys=True, values=True):
             key = bytes(key)
+            raw = compression.expand(txn, db_of("meta"), raw, key)  # an instance record may be compressed
             entries.extend((entry, key) for entry in tag_entries(level, tag, codec.decode(bytes(raw)).get(tag)))
             if len(entries) >= CHUNK:
                 idx.putmulti(sorted(entries), dupdata=True)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 #: 2: scan segments; 3: trigram entries (secondary.GRAM_INDEXED); 4: entries of values the index
 #: cannot file by text apart from the empty ones (secondary.UNINDEXABLE); 5: the extra indexed
-#: tags in their own meta key, their entries backfilled (extra_tags.py). An older archive is
-#: upgraded at its first writable open (migrations.py); opened read-only it is read as it is
-SCHEMA_VERSION = 5
+#: tags in their own meta key, their entries backfilled (extra_tags.py); 7: instance records
+#: and headers compressed with zstd dictionaries trained on the archive (compression.py). An
+#: older archive is upgraded at its first writable open (migrations.py); opened read-only it is
+#: read as it is
+SCHEMA_VERSION = 7
+#: the version that brought the compressed records and headers (its step in migrations.py)
+COMPACT_HEADERS_SCHEMA = 7
 
 DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
 #: databases an archive gains at the first write that needs them, never at open (an older

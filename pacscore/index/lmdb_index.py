@@ -3,12 +3,15 @@
 Databases (all keys and values are bytes; UIDs and patient keys are UTF-8):
 
     meta        b"schema" -> version; b"settings" -> JSON settings persisted with the archive;
-                b"indexed_tags" -> JSON list of the extra indexed tags
+                b"indexed_tags" -> JSON list of the extra indexed tags; b"zdict/" + id ->
+                a compression dictionary (compression.py)
     patient     PatientID \\0 Issuer       -> record
     study       StudyInstanceUID          -> record (patient attributes of the study + study ones)
     series      SeriesInstanceUID         -> record
-    instance    SOPInstanceUID            -> record (+ blob size, checksum, parents)
-    header      SOPInstanceUID            -> zlib(Part-10 header without bulk data)
+    instance    SOPInstanceUID            -> record (+ blob size, checksum, parents), or since
+                                             schema 7 zstd(record + header) (compression.py)
+    header      SOPInstanceUID            -> zlib(Part-10 header without bulk data), for an
+                                             instance stored without a dictionary
     children    level byte + parent key   -> child key          (dupsort: ordered children)
     idx         level byte + tag + value  -> entity key         (dupsort: secondary index)
     segments    level byte + fence        -> packed records      (scan segments, index/segments.py)
@@ -28,7 +31,7 @@ from typing import Any
 import lmdb
 
 from ..errors import StorageError
-from . import migrations
+from . import compression, migrations
 from .layout import (  # noqa: F401 (re-exported: the index's names)
     DB_NAMES,
     DUPSORT,
@@ -49,6 +52,18 @@ INITIAL_MAP_SIZE = 1 << 30  # grows by doubling on MapFullError
 # LMDB allows one Environment per file per process: Index objects of one folder share it
 _SHARED: dict[tuple[str, int], _Shared] = {}
 _SHARED_LOCK = threading.RLock()
+
+
+def max_readers() -> int:
+    """LMDB reader slots to ask for: 256, or ``PACSCORE_MAX_READERS`` (set by ``serve web
+    --workers`` / ``serve dimse --processes`` for all their processes; pacscore/serve_processes.py).
+    The first process to open an environment sizes its table; later ones share it."""
+    text = os.environ.get("PACSCORE_MAX_READERS", "").strip()
+    if not text:
+        return 256
+    if not text.isdigit() or int(text) < 1:
+        raise StorageError(f"PACSCORE_MAX_READERS must be a positive whole number of reader slots, not {text!r}")
+    return int(text)
 
 
 class Index:
@@ -175,13 +190,14 @@ class Index:
                 subdir=True,
                 readonly=lmdb_readonly,
                 lock=True,
-                max_readers=256,
+                max_readers=max_readers(),
                 metasync=True,
                 sync=True,
                 create=not self.readonly,
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the index at {self.path}: {exc}") from None
+        compression.new_environment()  # its dictionaries are checked again (compression.py)
         shared = _Shared(env, {}, lmdb_readonly)
         try:
             if self.readonly:

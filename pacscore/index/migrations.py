@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 
-from . import codec
+from . import codec, compression
 from .extra_tags import backfill
-from .layout import INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SETTINGS_KEY, following
+from .layout import COMPACT_HEADERS_SCHEMA, INDEXED_TAGS, LEVEL_BYTE, LEVEL_DB, SCHEMA_VERSION, SETTINGS_KEY, following
 from .secondary import GRAM_INDEXED, UNINDEXABLE, gram_entries, is_empty_field, is_empty_gram_field
 from .segments import SEGMENTED_LEVELS, rebuild
 
 
 def upgrade(txn, dbs: dict, version: int) -> None:
-    """Bring an index of schema ``version`` to the current one inside ``txn``."""
-    for step_from, step in ((1, to_segments), (2, to_grams), (3, to_unindexable), (4, to_indexed_tags)):
-        if version <= step_from:
-            step(txn, dbs)
+    """Bring an index of schema ``version`` to the current one inside ``txn``: every step into
+    a version above ``version``, in order. A version without a step (its change needs none, or
+    its step lives on another branch not merged yet) is passed over."""
+    for into in sorted(STEPS):
+        if version < into <= SCHEMA_VERSION:
+            STEPS[into](txn, dbs)
 
 
 def to_segments(txn, dbs) -> None:
@@ -87,3 +89,22 @@ def to_indexed_tags(txn, dbs) -> None:
     txn.put(INDEXED_TAGS, json.dumps(tags).encode(), db=dbs["meta"])
     if raw:
         txn.put(SETTINGS_KEY, json.dumps(settings, sort_keys=True).encode(), db=dbs["meta"])
+
+
+def to_compact_headers(txn, dbs) -> None:
+    """Into version 7: the instances written from now on keep their record and header in one
+    zstd frame compressed with a dictionary trained on the archive's own instances
+    (index/compression.py). The dictionary is trained here when the archive holds enough
+    instances; the values already stored stay as they are and stay readable (readers take both
+    forms), and ``Archive.compact()`` rewrites them."""
+    compression.maybe_train(txn, dbs.__getitem__)
+
+
+#: the version each step brings an index into -> the step
+STEPS = {
+    2: to_segments,
+    3: to_grams,
+    4: to_unindexable,
+    5: to_indexed_tags,
+    COMPACT_HEADERS_SCHEMA: to_compact_headers,
+}

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..query.ranges import values_of
 from ..query.ranges import walk as walk_range
-from . import segments
+from . import compression, segments
 from .layout import CHILD_LEVEL, LEVEL_BYTE, LEVEL_DB
 from .lmdb_index import Index
 
@@ -34,22 +34,43 @@ class Snapshot:
         self.index = index
         self.txn = txn
         self._idx: Any = None
+        self._meta: Any = None  # the meta database, looked up once (Index.db checks the pid each time)
 
     # -- records ------------------------------------------------------------------------------
     def record(self, level: str, key: bytes) -> Any:
         """The record of one entity (a buffer, valid while the snapshot lives), or None."""
-        return self.txn.get(key, db=self.index.db(LEVEL_DB[level]))
+        raw = self.txn.get(key, db=self.index.db(LEVEL_DB[level]))
+        return self._expand(raw, key) if level == "IMAGE" else raw
+
+    def _expand(self, raw: Any, key: Any) -> Any:
+        # instance records may be zstd frames (schema 7, index/compression.py)
+        if self._meta is None:
+            self._meta = self.index.db("meta")
+        return compression.expand(self.txn, self._meta, raw, key)
 
     def getter(self, level: str) -> tuple[Callable[..., Any], Any]:
-        """``(get, db)`` for the kernels that fetch many records of ``level`` by key."""
-        return self.txn.get, self.index.db(LEVEL_DB[level])
+        """``(get, db)`` for the kernels that fetch many records of ``level`` by key (called
+        as ``get(key, None, db)``)."""
+        if level != "IMAGE":
+            return self.txn.get, self.index.db(LEVEL_DB[level])
+        txn_get, expand = self.txn.get, self._expand
+
+        def get(key: bytes, default: Any = None, db: Any = None) -> Any:
+            raw = txn_get(key, default, db)
+            return expand(raw, key) if raw is not None else default
+
+        return get, self.index.db(LEVEL_DB[level])
 
     def records(self, level: str, start: bytes | None = None) -> Iterator[tuple[Any, Any]]:
         """``(key, record)`` pairs of ``level`` in key order, from ``start`` (inclusive) when given."""
         cur = self.txn.cursor(db=self.index.db(LEVEL_DB[level]))
         if start is not None and not cur.set_range(start):
             return iter(())
-        return cur.iternext(keys=True, values=True)
+        pairs = cur.iternext(keys=True, values=True)
+        if level != "IMAGE":
+            return pairs
+        expand = self._expand
+        return ((key, expand(raw, key)) for key, raw in pairs)
 
     def keys(self, level: str) -> Iterator[Any]:
         """The keys of ``level`` in order (no record read)."""
@@ -60,8 +81,17 @@ class Snapshot:
         return int(self.txn.stat(self.index.db(LEVEL_DB[level]))["entries"])
 
     def header(self, sop_instance_uid: bytes) -> Any:
-        """The zlib-compressed header of an instance (a buffer), or None."""
+        """An instance's zlib-compressed header in the ``header`` database (a buffer), or None:
+        since schema 7 an archive with a dictionary keeps it in the instance's bundle instead
+        (``header_bytes`` reads both)."""
         return self.txn.get(sop_instance_uid, db=self.index.db("header"))
+
+    def header_bytes(self, sop_instance_uid: bytes) -> bytes | None:
+        """An instance's Part-10 header without bulk data, decompressed, or None."""
+        raw = self.txn.get(sop_instance_uid, db=self.index.db("instance"))
+        return compression.instance_header(
+            self.txn, self.index.db("meta"), self.index.db("header"), sop_instance_uid, raw
+        )
 
     def patient_keys(self, patient_id: str) -> list[bytes]:
         """Every patient key with this PatientID (one per IssuerOfPatientID), in key order."""

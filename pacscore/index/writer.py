@@ -15,7 +15,7 @@ from .. import model
 from ..errors import StorageError
 from ..ingest import ParsedInstance, patient_key
 from . import codec as records
-from . import segments
+from . import compression, segments
 from .layout import (
     INTERNAL_VR,
     LEVEL_BYTE,
@@ -41,6 +41,31 @@ class Writer:
         self._extra: dict[str, tuple[int, ...]] | None = None
         self._dirty: dict[tuple[str, bytes], dict | None] = {}
         self._original: dict[tuple[str, bytes], dict | None] = {}
+        self._compressors: dict[str, object] = {}  # kind -> compress function or None (compression.py)
+        self._headers: dict[bytes, bytes] = {}  # SOP Instance UID -> its new header (zlib, from ingest)
+        self._loaded_headers: dict[bytes, bytes] = {}  # ... -> the header of its loaded bundle
+
+    def _instance_value(self, key: bytes, record: bytes) -> bytes:
+        """What the ``instance`` database keeps of an instance: with a dictionary, the bundle of
+        its record and header compressed (the header leaves the ``header`` database); without,
+        the record, and the header goes to the ``header`` database (index/compression.py)."""
+        if "instance" not in self._compressors:
+            self._compressors["instance"] = compression.compressor(self.txn, self.index.db("meta"), "instance")
+        compress = self._compressors["instance"]
+        header_db = self.index.db("header")
+        new_header = self._headers.pop(key, None)
+        if compress is None:
+            if new_header is not None:
+                self.txn.put(key, new_header, db=header_db)
+            return record
+        if new_header is not None:
+            header = zlib.decompress(new_header)
+        elif key in self._loaded_headers:
+            header = self._loaded_headers[key]
+        else:  # written before the archive had a dictionary
+            header = compression.zlib_header(self.txn.get(key, db=header_db)) or b""
+        self.txn.delete(key, db=header_db)
+        return compress(compression.bundle(record, header, key))  # type: ignore[operator]
 
     # -- record cache -----------------------------------------------------------------------
     def load(self, level: str, key: bytes) -> dict | None:
@@ -48,6 +73,10 @@ class Writer:
         if ck in self._dirty:
             return self._dirty[ck]
         raw = self.txn.get(key, db=self.index.db(LEVEL_DB[level]))
+        if level == "IMAGE" and raw is not None and compression.is_compressed(raw):
+            raw, self._loaded_headers[key] = compression.unbundle(
+                compression.decompress(self.txn, self.index.db("meta"), raw), key
+            )
         rec = records.decode(raw) if raw is not None else None
         self._original[ck] = rec
         self._dirty[ck] = dict(rec) if rec is not None else None
@@ -73,7 +102,7 @@ class Writer:
         packed: dict[str, dict[bytes, bytes | None]] = {level: {} for level in segments.SEGMENTED_LEVELS}
         for (level, key), rec in self._dirty.items():
             old = self._original.get((level, key))
-            if rec == old:
+            if rec == old and not (level == "IMAGE" and key in self._headers):
                 continue
             db = self.index.db(LEVEL_DB[level])
             if rec is None:
@@ -81,13 +110,15 @@ class Writer:
                 raw = None
             else:
                 raw = records.encode(rec)
-                self.txn.put(key, raw, db=db)
+                self.txn.put(key, self._instance_value(key, raw) if level == "IMAGE" else raw, db=db)
             if level in packed:
                 packed[level][key] = raw
             self._reindex(level, key, old, rec)
         for level, changes in packed.items():  # the scan segments change in the same transaction
             segments.apply(self.txn, self.index.db("segments"), level, changes)
         self._original = {k: (dict(v) if v is not None else None) for k, v in self._dirty.items()}
+        if compression.maybe_train(self.txn, self.index.db):  # the next values use the new dictionaries
+            self._compressors.clear()
 
     def _reindex(self, level: str, key: bytes, old: dict | None, new: dict | None) -> None:
         idx = self.index.db("idx")
@@ -158,12 +189,12 @@ class Writer:
         instance[T_PARENT] = (INTERNAL_VR, series_key.decode())
         instance[T_STUDY] = (INTERNAL_VR, study_key.decode())
         instance[T_PATIENT] = (INTERNAL_VR, pkey.decode("utf-8"))
-        instance[T_SIZE] = (INTERNAL_VR, str(len(inst.data)))
+        instance[T_SIZE] = (INTERNAL_VR, str(inst.size))
         instance[T_CHECKSUM] = (INTERNAL_VR, inst.checksum)
         instance[model.T_AVAILABLE_TS] = ("UI", inst.transfer_syntax_uid)
         self.save("IMAGE", sop, instance)
         self.add_child("SERIES", series_key, sop)
-        self.txn.put(sop, inst.header, db=self.index.db("header"))
+        self._headers[sop] = inst.header  # written with the record at flush (_instance_value)
 
         _bump(series, model.T_N_SERIES_INSTANCES, 1)
         _bump(study, model.T_N_STUDY_INSTANCES, 1)
@@ -191,6 +222,8 @@ class Writer:
         study_key = inst[T_STUDY][1].encode()
         pkey = inst[T_PATIENT][1].encode("utf-8")
         self.save("IMAGE", sop, None)
+        self._headers.pop(sop, None)
+        self._loaded_headers.pop(sop, None)
         self.txn.delete(sop, db=self.index.db("header"))
         self.remove_child("SERIES", series_key, sop)
         series = self.load("SERIES", series_key)
@@ -277,8 +310,9 @@ def _add_to_set(rec: dict, tag: int, vr: str, value: str) -> None:
 
 
 def header_bytes(txn, index, sop_uid: str) -> bytes | None:
-    raw = txn.get(sop_uid.encode(), db=index.db("header"))
-    return None if raw is None else zlib.decompress(bytes(raw))
+    key = sop_uid.encode()
+    raw = txn.get(key, db=index.db("instance"))
+    return compression.instance_header(txn, index.db("meta"), index.db("header"), key, raw)
 
 
 __all__ = [
