@@ -45,6 +45,8 @@ from .reports import IngestReport, InstanceRef, Move, StoreResult, move_between
 from .settings import Settings, has_secrets, match_options
 
 if TYPE_CHECKING:
+    from .workflow.commitment import Commitments
+    from .workflow.mpps import ProcedureSteps
     from .worklist import Worklist
 
 log = logging.getLogger("pacscore.archive")
@@ -285,6 +287,24 @@ class Archive:
         from .worklist import Worklist
 
         return Worklist(self)
+
+    # -- workflow services (pacscore/workflow/) ---------------------------------------------
+    @cached_property
+    def mpps(self) -> ProcedureSteps:
+        """The Modality Performed Procedure Steps reported to this archive (PS3.4 Annex F):
+        ``arc.mpps.get(uid)``, ``arc.mpps.list()``, ``create`` and ``set`` as N-CREATE / N-SET;
+        a step's status reaches the worklist items it names (docs/workflow.md)."""
+        from .workflow.mpps import ProcedureSteps
+
+        return ProcedureSteps(self)
+
+    @cached_property
+    def commitments(self) -> Commitments:
+        """Storage commitment (PS3.4 Annex J): ``arc.commitments.check(transaction, references)``
+        and the reports not yet delivered to their requester (``pending()``)."""
+        from .workflow.commitment import Commitments
+
+        return Commitments(self)
 
     # -- writing ----------------------------------------------------------------------------
     def _write(self, fn):

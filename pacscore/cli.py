@@ -1,5 +1,5 @@
 """The ``pacscore`` command: init, ingest, find, get, delete, stats, config, reindex, verify, backup,
-restore, serve, bench, conformance, worklist (cli_worklist.py).
+restore, serve, bench, conformance, worklist (cli_worklist.py), workflow (cli_workflow.py).
 
     pacscore init --archive DIR                      # an empty archive (e.g. to serve)
     pacscore ingest --archive DIR PATH...
@@ -413,11 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(func=cmd_reindex)
 
+    from .cli_workflow import add_workflow_cli
     from .cli_worklist import add_worklist_cli
     from .testing.cli import add_bench_cli
 
     _add_maintenance(sub, archive_arg)
     add_worklist_cli(sub, archive_arg)
+    add_workflow_cli(sub, archive_arg)
     add_bench_cli(sub)
     _optional(sub, "testing.cli", "add_conformance_cli", "conformance", ("hypothesis",), ("conformance",))
 

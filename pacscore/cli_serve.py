@@ -56,6 +56,14 @@ def add_dimse_cli(subparsers) -> None:
         help="a C-MOVE destination (repeatable)",
     )
     p.add_argument(
+        "--commitment-peer",
+        action="append",
+        default=[],
+        type=_move_dest,
+        metavar="AE=HOST:PORT",
+        help="where the storage commitment reports of AE go when it closed the requesting association (repeatable)",
+    )
+    p.add_argument(
         "--allow",
         action="append",
         default=None,
@@ -103,6 +111,7 @@ def dimse_config(args, ssl_context=None):
         args.port,
         args.host,
         move_destinations=dict(args.move_dest),
+        commitment_peers=dict(getattr(args, "commitment_peer", None) or []),
         allowed_calling_aets=args.allow,
         max_pdu=args.max_pdu,
         acse_timeout=args.acse_timeout,

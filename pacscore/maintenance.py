@@ -481,6 +481,34 @@ def verify(archive, repair: bool = False, checksums: bool = True) -> VerifyRepor
     return report
 
 
+def check_instance(archive, sop_instance_uid: str) -> str:
+    """What ``verify`` says of one instance, checksums included: ``ok`` (a full copy has the
+    right size and checksum), ``missing``, ``wrong_size``, ``corrupted``, ``unreachable`` (no
+    copy could be read), or ``gone`` (not in the index). Storage commitment asks it
+    (pacscore/workflow/commitment.py)."""
+    key = sop_instance_uid.strip().encode()
+    with snapshot.read(archive.index) as snap:
+        rec = snap.record("IMAGE", key) if 0 < len(key) <= 256 else None
+        entry = None
+        if rec is not None:
+            entry = (
+                records.get_value(rec, T_BLOBKEY),
+                int(records.get_value(rec, T_SIZE)),
+                records.get_value(rec, T_CHECKSUM),
+            )
+    if entry is None:
+        return "gone"
+    replicas = getattr(archive.blobs, "replicas", None)
+    sides = [_Side(store) for store in (replicas() if replicas else [archive.blobs])]
+    report = VerifyReport()
+    _check_entry(sides, sop_instance_uid, *entry, True, report)
+    return next((name for name in _DAMAGE if sop_instance_uid in getattr(report, name)), "ok")
+
+
+#: what ``_check_entry`` can find wrong with an entry, worst first
+_DAMAGE = ("corrupted", "wrong_size", "missing", "unreachable")
+
+
 def _recheck_damage(index: Index, report: VerifyReport) -> None:
     """Drop damage of instances deleted or replaced while verify ran (each chunk was its own
     snapshot): only an entry that still points at the bad blob is damaged."""

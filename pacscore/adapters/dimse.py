@@ -1,5 +1,6 @@
-"""Serve an Archive over DICOM DIMSE with pynetdicom: C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE, and
-the Modality Worklist C-FIND (dimse_worklist.py).
+"""Serve an Archive over DICOM DIMSE with pynetdicom: C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE, the
+Modality Worklist C-FIND (dimse_worklist.py), MPPS N-CREATE / N-SET and Storage Commitment
+N-ACTION / N-EVENT-REPORT (dimse_workflow.py).
 
 Two ways to use it::
 
@@ -41,6 +42,7 @@ from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
 from .dimse_fastpath import make_fast
 from .dimse_negotiation import start_server
 from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, DimseService, set_nodelay
+from .dimse_workflow import workflow_bindings, workflow_contexts
 from .match_options import check_options
 
 __all__ = [
@@ -72,6 +74,7 @@ def _config(config: DimseConfig | None = None, **options) -> DimseConfig:
     return replace(
         cfg,
         move_destinations={str(k).strip(): (str(v[0]), int(v[1])) for k, v in (cfg.move_destinations or {}).items()},
+        commitment_peers={str(k).strip(): (str(v[0]), int(v[1])) for k, v in (cfg.commitment_peers or {}).items()},
         allowed_calling_aets=None if aets is None else [str(a).strip() for a in aets],
         find_options=check_options(cfg.find_options),
     )
@@ -98,16 +101,23 @@ def handlers(archive, **config) -> list[tuple]:
 
 
 def _bindings(service: DimseService) -> list[tuple]:
-    """The service's handlers, with C-FIND of the Modality Worklist model served too."""
-    return dimse_worklist.bind(service, service.bindings())
+    """The service's handlers, with C-FIND of the Modality Worklist model served too, and the
+    workflow services (MPPS, storage commitment: dimse_workflow.py)."""
+    workflow = workflow_bindings(service.archive, service.config, service.state)
+    return dimse_worklist.bind(service, service.bindings()) + workflow
 
 
-def supported_contexts(storage: bool = True, query_retrieve: bool = True) -> list[PresentationContext]:
+def supported_contexts(
+    storage: bool = True, query_retrieve: bool = True, workflow: bool = True
+) -> list[PresentationContext]:
     """The presentation contexts the SCP accepts: Verification, every storage SOP class of patient
     data with every transfer syntax pynetdicom knows (SCU and SCP roles, for C-GET), the nine
-    Q/R models and the Modality Worklist model. Non-patient objects (hanging protocols, colour
-    palettes, ...; PS3.4 Annex GG) are not offered: they have no study to be filed under."""
+    Q/R models, the Modality Worklist model, MPPS and Storage Commitment Push Model. Non-patient
+    objects (hanging protocols, colour palettes, ...; PS3.4 Annex GG) are not offered: they have
+    no study to be filed under."""
     contexts = [build_context(Verification)]
+    if workflow:
+        contexts += workflow_contexts()
     if storage:
         for uid in storage_sop_classes():
             cx = build_context(uid, list(STORAGE_TRANSFER_SYNTAXES))
@@ -264,7 +274,10 @@ def _run(archive, cfg: ServeConfig):
     except KeyboardInterrupt:
         pass
     finally:
-        server.shutdown()
+        # the AE's shutdown also aborts the open associations: their threads are not daemons,
+        # so after server.shutdown() alone a SIGTERM left the process running until each peer
+        # released or the network timeout passed
+        ae.shutdown()
     return None
 
 

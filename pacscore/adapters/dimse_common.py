@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
@@ -83,6 +86,11 @@ class DimseConfig:
     #: seconds pynetdicom's DUL thread sleeps when idle (its default: 0.001); lower answers
     #: faster (about 1 ms less per request at 0.0001) for more idle CPU per open association
     poll_interval: float | None = None
+    #: storage commitment: requester AE title -> (host, port) its N-EVENT-REPORT goes to when
+    #: the requesting association is closed (docs/conformance-dimse.md)
+    commitment_peers: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: seconds between retries of undelivered storage commitment reports (None: no retries)
+    commitment_retry_interval: float | None = 60.0
 
 
 @dataclass
@@ -98,6 +106,19 @@ class AssocState:
     refusals: dict[int, Dataset] = field(default_factory=dict)
     rejected: bool = False
     started: float = field(default_factory=time.perf_counter)
+
+
+#: ``DimseService.state``: the record of an association (counted requests, the peer's name)
+AssocStates = Callable[[Any], AssocState]
+
+
+def request_prefix(state: AssocStates | None, assoc) -> str:
+    """``"assoc N PEER: "`` for a request's log line, its request counted; "" without ``state``."""
+    if state is None:
+        return ""
+    st = state(assoc)
+    st.requests += 1
+    return f"assoc {st.number} {st.peer}: "
 
 
 def set_nodelay(sock) -> bool:
@@ -143,6 +164,14 @@ def amend_response(message, answer: Dataset) -> None:
     for elem in answer:
         cs[elem.tag] = elem
     message._set_command_group_length()
+
+
+def uid_label(uid: str, log_phi: bool) -> str:
+    """A UID as the log shows it: itself with ``log_phi``, else a short stable tag (the start
+    of its SHA-256) that ties the lines of one request together without the UID."""
+    if log_phi:
+        return uid
+    return "#" + hashlib.sha256(uid.encode()).hexdigest()[:10]
 
 
 def tag_of(attribute) -> int | None:

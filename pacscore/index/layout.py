@@ -21,9 +21,10 @@ COMPACT_HEADERS_SCHEMA = 7
 DB_NAMES = ("meta", "patient", "study", "series", "instance", "header", "children", "idx", "segments")
 #: databases an archive gains at the first write that needs them, never at open (an older
 #: archive keeps its layout and schema version until then): the Modality Worklist's items and
-#: their index entries (pacscore/worklist/store.py). A reader finds none in an archive that has
-#: no worklist and reads that as an empty worklist
-OPTIONAL_DB_NAMES = ("worklist", "worklist_idx")
+#: their index entries (pacscore/worklist/store.py); the performed procedure steps and the
+#: storage commitment reports not yet delivered (pacscore/workflow/store.py). A reader finds none
+#: in an archive that has no worklist and reads that as an empty worklist (no steps, no reports)
+OPTIONAL_DB_NAMES = ("worklist", "worklist_idx", "mpps", "commitment")
 #: databases with sorted duplicate values
 DUPSORT = ("children", "idx", "worklist_idx")
 #: named databases LMDB may open in one environment: every one above plus room for more
