@@ -171,12 +171,14 @@ def invalid_dicom_files() -> list[tuple[Path, str]]:
 def gather(
     dest: Path, generated_patients: int = 50, seed: int = 0, include_invalid: bool = False, symlink: bool = False
 ) -> dict[str, int]:
-    """Copy the real files into ``dest/real/<source>/...`` and generate into ``dest/generated``.
+    """Copy the real files into ``dest/real/<source>/...``, generate into ``dest/generated`` and
+    write one study per kind of pixel data a viewer must show into ``dest/viewer``
+    (benchmarks/viewer_data.py).
 
     Copies (not links) by default, so an archive or a user touching the gathered files can
     never change an installed package. Returns counts: ``real`` (usable files), ``real_unique``
     (distinct SOP Instance UIDs among them), ``invalid`` (odd files gathered, 0 unless
-    ``include_invalid``) and ``generated``.
+    ``include_invalid``), ``generated`` and ``viewer`` (the viewer's sample studies).
     """
     from pacscore.testing.generate import GeneratorConfig, write_files  # the generator is only needed here
 
@@ -196,7 +198,16 @@ def gather(
         real += why is None
         invalid += why is not None
     generated = write_files(GeneratorConfig(patients=generated_patients, seed=seed), dest / "generated")
-    return {"real": real, "real_unique": _unique_instances(), "invalid": invalid, "generated": generated}
+    from .viewer_data import write_viewer_studies  # imports this module
+
+    viewer = len(write_viewer_studies(dest / "viewer"))
+    return {
+        "real": real,
+        "real_unique": _unique_instances(),
+        "invalid": invalid,
+        "generated": generated,
+        "viewer": viewer,
+    }
 
 
 def _unique_instances() -> int:

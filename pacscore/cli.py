@@ -1,5 +1,6 @@
 """The ``pacscore`` command: init, ingest, find, get, delete, stats, config, reindex, verify, backup,
-restore, serve, bench, conformance, worklist (cli_worklist.py), workflow (cli_workflow.py).
+restore, serve, bench, conformance, worklist (cli_worklist.py), workflow (cli_workflow.py),
+viewer (viewer.py).
 
     pacscore init --archive DIR                      # an empty archive (e.g. to serve)
     pacscore ingest --archive DIR PATH...
@@ -416,11 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_workflow import add_workflow_cli
     from .cli_worklist import add_worklist_cli
     from .testing.cli import add_bench_cli
+    from .viewer import add_viewer_cli
 
     _add_maintenance(sub, archive_arg)
     add_worklist_cli(sub, archive_arg)
     add_workflow_cli(sub, archive_arg)
     add_bench_cli(sub)
+    add_viewer_cli(sub)
     _optional(sub, "testing.cli", "add_conformance_cli", "conformance", ("hypothesis",), ("conformance",))
 
     serve = sub.add_parser("serve", help="serve the archive over DICOM or HTTP")

@@ -286,6 +286,20 @@ def add_web_cli(subparsers) -> None:
         action="store_true",
         help="answer DELETE of studies, series and instances (off: 405; behind --token when given)",
     )
+    p.add_argument(
+        "--viewer",
+        action="store_true",
+        help="also serve the OHIF viewer at / (fetch it first: pacscore viewer install; docs/viewer.md)",
+    )
+    p.add_argument(
+        "--viewer-dir", default=None, metavar="DIR", help="the viewer's folder (default: pacscore viewer path)"
+    )
+    p.add_argument(
+        "--cors",
+        default=None,
+        metavar="ORIGIN",
+        help="allow a viewer hosted on ORIGIN (https://host[:port], or *) to call DICOMweb from a browser",
+    )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument(
         "--workers",
@@ -304,6 +318,39 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _wrap_web_app(app, args, prefix: str):
+    """The DICOMweb app with the viewer (``--viewer``) and CORS (``--cors``) around it, or
+    ValueError / ViewerMissing saying which option cannot be served and why."""
+    viewer = getattr(args, "viewer", False)
+    cors = getattr(args, "cors", None)
+    if getattr(args, "viewer_dir", None) and not viewer:
+        raise ValueError("--viewer-dir needs --viewer")
+    if viewer and args.token:
+        raise ValueError(
+            "--viewer cannot be combined with --token: the viewer served here has no way to send the "
+            "token (putting it into its configuration would hand it to anyone who opens the page); "
+            "serve the viewer without --token on a trusted address, or host it elsewhere with "
+            "--cors and an OIDC set-up (docs/viewer.md)"
+        )
+    if viewer:
+        from .adapters.web_viewer import with_viewer
+        from .viewer import find_viewer
+
+        folder = find_viewer(args.viewer_dir)
+        app = with_viewer(app, folder, prefix=prefix or "/", base_url=args.base_url)
+    if cors:
+        from .adapters.web_viewer import with_cors
+
+        app = with_cors(app, cors, prefix=prefix)
+    return app
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 def main_serve_web(args) -> int:
@@ -348,6 +395,11 @@ def main_serve_web(args) -> int:
         print(f"serve web: {exc}")
         return 2
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
+    try:
+        app = _wrap_web_app(app, args, prefix)
+    except (ValueError, OSError) as exc:  # ViewerMissing is a FileNotFoundError
+        print(f"serve web: {exc}", file=sys.stderr)
+        return 2
     from . import serve_processes
 
     if args.workers > 1 and not serve_processes.supported():
@@ -367,6 +419,8 @@ def main_serve_web(args) -> int:
         f"{f', {args.workers} processes' if args.workers > 1 else ''}{', bearer token required' if auth else ''})",
         flush=True,
     )
+    if getattr(args, "viewer", False):
+        print(f"OHIF viewer on http://{_url_host(args.host)}:{port}/", flush=True)
 
     def serve(listening) -> int:
         config = uvicorn.Config(app, access_log=True, log_level=args.log_level)

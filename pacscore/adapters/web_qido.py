@@ -231,9 +231,12 @@ def parse_search(
     params = _reserved_parameters(query)
     keys = _matching_keys(query, fixed)
     identifier, explicit = keys.identifier, keys.explicit
+    asked_modalities = _asks_for_modalities(keys, params)
     drop_if_empty = _add_includes(identifier, explicit, params, resource.level, model_keywords or _all_keywords)
     identifier.update(fixed)
     _add_defaults(identifier, explicit, drop_if_empty, resource)
+    if "ModalitiesInStudy" in identifier and not asked_modalities:
+        drop_if_empty.add("ModalitiesInStudy")
     options = {
         "empty_value_matching": False,
         "multiple_value_matching": False,
@@ -376,6 +379,22 @@ def _matching_keys(query: list[tuple[str, str]], fixed: dict[str, str]) -> _Keys
         if key == "TimezoneOffsetFromUTC" and len(path) == 1 and value.strip():
             keys.timezone_given = True
     return keys
+
+
+def _asks_for_modalities(keys: _Keys, params: _Parameters) -> bool:
+    """Whether the request asks for Modalities in Study back even when it has no value.
+
+    A study none of whose series has a Modality has no Modalities in Study. Sent as
+    ``{"vr": "CS"}`` (PS3.18 F.2.5: an attribute without a value) it is conformant, but viewers
+    read its Value unguarded (OHIF 3.13's getModalities fails on it and shows no study list),
+    so it is treated as returned "if known": left out when empty, unless the request names it
+    as a return key (``includefield=ModalitiesInStudy`` or ``ModalitiesInStudy=`` with no value).
+    A matching value (``ModalitiesInStudy=CT``) that matched such a study through empty-record
+    matching (PS3.4 C.2.2.1.2) does not count: that request asked for CT studies, not for the
+    attribute (docs/conformance-dicomweb.md, 3.2)."""
+    if keys.identifier.get("ModalitiesInStudy") == "":
+        return True
+    return any(resolve(name)[0][0] == "ModalitiesInStudy" for name in params.includes)
 
 
 def _add_includes(identifier: dict, explicit: set, params: _Parameters, level: str, model_keywords) -> set:
