@@ -1,6 +1,7 @@
 """The same data and query suite against a real peer: Orthanc (Debian package ``orthanc``).
 
     python -m benchmarks.peers --instances 5000 [--out DIR]
+    python -m benchmarks.peers --wire [--instances 1000]     # DIMSE: see benchmarks/wire.py
 
 Orthanc listens on every interface, so this script never runs it on a shared network: it
 re-executes itself under ``unshare -n`` (a private network namespace holding only loopback,
@@ -117,6 +118,10 @@ def stop_child(proc: subprocess.Popen, log, wait: float = 15) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--wire" in argv:  # the DIMSE comparison through DCMTK's findscu (benchmarks/wire.py)
+        from benchmarks import wire
+
+        return wire.main([a for a in argv if a != "--wire"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)

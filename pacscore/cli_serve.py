@@ -90,6 +90,9 @@ def add_dimse_cli(subparsers) -> None:
     p.add_argument("--log-phi", action="store_true", help="log identifier values and UIDs (patient data)")
     p.add_argument("--no-nodelay", action="store_true", help="leave Nagle's algorithm on (for measurements)")
     p.add_argument(
+        "--no-fastpath", action="store_true", help="pynetdicom's own polling reactors (docs/benchmarks-wire.md)"
+    )
+    p.add_argument(
         "--processes",
         type=_positive,
         default=1,
@@ -120,6 +123,7 @@ def dimse_config(args, ssl_context=None):
         invalid_keys=args.invalid_keys,
         log_phi=args.log_phi,
         tcp_nodelay=not args.no_nodelay,
+        fastpath=not getattr(args, "no_fastpath", False),
         find_options=dict(getattr(args, "option", None) or []),
     )
 

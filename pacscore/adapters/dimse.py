@@ -29,16 +29,18 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import cast
 
 from pynetdicom import AE, build_context, evt
 from pynetdicom import _config as _pynetdicom_config
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
 
 from . import dimse_worklist
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
+from .dimse_fastpath import make_fast
+from .dimse_negotiation import start_server
 from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, DimseService, set_nodelay
 from .dimse_workflow import workflow_bindings, workflow_contexts
 from .match_options import check_options
@@ -178,6 +180,8 @@ class ServeConfig:
     block: bool = True
     #: what the handlers do: move destinations, allowed calling AE titles, matching options, ...
     handlers: DimseConfig = field(default_factory=DimseConfig)
+    #: answer without pynetdicom's 1 ms polling sleeps (dimse_fastpath; docs/benchmarks-wire.md)
+    fastpath: bool = True
     #: accept on this listening socket instead of binding host:port (``serve dimse --processes``:
     #: processes forked after it was bound share it; pacscore/serve_processes.py)
     listen_socket: socket.socket | None = None
@@ -242,15 +246,17 @@ def _run(archive, cfg: ServeConfig):
         connection_timeout=cfg.connection_timeout,
         max_associations=cfg.max_associations,
     )
-    handlers = _bindings(DimseService(archive, handler_cfg))
-    if cfg.listen_socket is not None:
-        server = _serve_on(ae, cfg.listen_socket, cfg.ssl_context, handlers)
-    else:
-        # pynetdicom's public API: a threaded server that ae.shutdown() and server.shutdown() both stop
-        server = ae.start_server(
-            (cfg.host, int(cfg.port)), block=False, ssl_context=cfg.ssl_context, evt_handlers=handlers
-        )
-    assert server is not None  # start_server returns the server when it does not block
+    # pynetdicom's threaded server (ae.shutdown() and server.shutdown() both stop it), negotiating
+    # through an index of the supported contexts (dimse_negotiation); on a listening socket shared
+    # with other processes for ``serve dimse --processes``
+    server = start_server(
+        ae,
+        (cfg.host, int(cfg.port)),
+        ssl_context=cfg.ssl_context,
+        evt_handlers=_bindings(DimseService(archive, handler_cfg)),
+        prepare_association=partial(_prepare_association, fast=cfg.fastpath),
+        listen_socket=cfg.listen_socket,
+    )
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)
     LOG.info(
@@ -275,35 +281,18 @@ def _run(archive, cfg: ServeConfig):
     return None
 
 
-def _serve_on(ae: AE, sock: socket.socket, ssl_context: ssl.SSLContext | None, handlers: list):
-    """A threaded association server that accepts on ``sock`` (already bound and listening,
-    maybe shared with other processes), started in a daemon thread; ``shutdown()`` stops it."""
-
-    class SharedSocketServer(ThreadedAssociationServer):
-        def server_bind(self) -> None:
-            # the socket the base class made is never bound: this process accepts on the shared
-            # one, non-blocking (a connection another process took first is no error)
-            if self.socket is not None:
-                self.socket.close()
-            self.socket = sock
-            self.server_address = sock.getsockname()
-
-        def server_activate(self) -> None:
-            pass  # listening already
-
-    server = ae.make_server(
-        sock.getsockname(), ssl_context=ssl_context, evt_handlers=handlers, server_class=SharedSocketServer
-    )
-    # registered as start_server does: server.shutdown() removes it from there (a ValueError
-    # otherwise), and ae.shutdown() stops it with the open associations
-    ae._servers.append(server)
-    threading.Thread(target=server.serve_forever, name="pacscore-dimse-accept", daemon=True).start()
-    return server
+def _prepare_association(assoc, fast: bool):
+    """Each accepted association before it starts: without pynetdicom's DEBUG handlers (each
+    Association binds them again for itself), and on the fast path (dimse_fastpath) if asked."""
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
+        _unbind_debug_handlers(assoc)
+    return make_fast(assoc) if fast else assoc
 
 
 def _unbind_debug_handlers(server) -> None:
     """pynetdicom binds four handlers that format every PDU and DIMSE message for DEBUG logging,
-    whether or not DEBUG is enabled; about a tenth of the SCP's CPU per C-FIND response."""
+    whether or not DEBUG is enabled; about a tenth of the SCP's CPU per C-FIND response.
+    ``server``: the association server, or one association."""
     from pynetdicom import _handlers as h
 
     for event, handler in (

@@ -35,6 +35,7 @@ from .dimse_common import (
     status,
     tag_of,
 )
+from .dimse_encode import encoded_results
 from .dimse_retrieve import RetrieveHandlers
 
 __all__ = ["DimseService", "DimseConfig", "LOG", "FIND_MODELS", "RETRIEVE_MODELS", "set_nodelay", "status"]
@@ -330,6 +331,7 @@ class DimseService(RetrieveHandlers):
             ident, level = self._identifier(event)
             op = f"{op} {level} {self._describe(ident)}"
             opts = self._options(assoc, sop_class)
+            encoding = (event, self.archive, ident, level, model, opts)
             pending = PENDING_SOME if self._unsupported(ident, level, model, opts) else PENDING_ALL
             limit = self.config.max_results
             if limit is not None:
@@ -338,14 +340,17 @@ class DimseService(RetrieveHandlers):
                     LOG.info("assoc %d %s: %s -> %d matches > max_results %d, 0xA700", st.number, st.peer, op, n, limit)
                     yield status(0xA700, f"too many matches: {n} > {limit}"), None
                     return
-            results = self.archive.find(ident, level=level, model=model, **opts)
+            retrieve_ae = self.config.retrieve_ae_title or str(assoc.acceptor.ae_title or "").strip()
+            availability = "InstanceAvailability" in ident
+            # identifiers encoded from the index's rows when the association takes them (dimse_encode)
+            results = None if self.config.log_phi else encoded_results(*encoding, retrieve_ae, availability)
+            if results is None:
+                results = self.archive.find(ident, level=level, model=model, **opts)
         except Exception as exc:
             rsp = self._failure(exc, "find")
             self._log_failure(st, op, exc, rsp.Status)
             yield rsp, None
             return
-        retrieve_ae = self.config.retrieve_ae_title or str(assoc.acceptor.ae_title or "").strip()
-        availability = "InstanceAvailability" in ident
         sent = 0
         outcome = "0x0000"
         try:
@@ -354,10 +359,11 @@ class DimseService(RetrieveHandlers):
                     outcome = "0xFE00 (cancelled)"
                     yield CANCEL, None
                     return
-                if retrieve_ae and not ds.get("RetrieveAETitle"):
-                    ds.RetrieveAETitle = retrieve_ae  # PS3.4 C.4.1.1.3.2: where to retrieve from
-                if availability:
-                    ds.InstanceAvailability = "ONLINE"  # requested (C.4.1.1.3.2); all of it is on disk
+                if isinstance(ds, Dataset):  # (an encoded identifier has both already)
+                    if retrieve_ae and not ds.get("RetrieveAETitle"):
+                        ds.RetrieveAETitle = retrieve_ae  # PS3.4 C.4.1.1.3.2: where to retrieve from
+                    if availability:
+                        ds.InstanceAvailability = "ONLINE"  # requested (C.4.1.1.3.2); all of it is on disk
                 sent += 1
                 yield pending, ds
             if not assoc.is_established:

@@ -219,6 +219,9 @@ class DimseTarget(Target):
         if not assoc.is_established:
             raise TargetError(f"association with {self.text} for C-FIND was not accepted")
         _nodelay(assoc)
+        from ..adapters.dimse_fastpath import guard_requestor
+
+        guard_requestor(assoc)  # a fast SCP's response must not be taken by pynetdicom's reactor
         self._assocs[flags] = assoc
         return assoc
 
