@@ -3,7 +3,7 @@
 ``Archive.store_many(sources, executor=client)`` lands here. LMDB has one writer per
 environment, so the index cannot be written from the cluster; everything else can. The work
 per chunk of sources is split in three steps so that the archive's ordering rules hold exactly
-as in a local ``store_many`` (docs/scaling-cluster.md):
+as in a local ``store_many`` (docs/scaling.md):
 
 1. ``read``: a worker reads each source (a local path, an ``s3://`` URL or bytes), parses it with
    the compiled reader and checksums it. The result (with the bytes) stays on that worker; only
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["store_many", "read_source", "s3_listing", "CHUNK", "SHARED_BLOB_SCHEMES"]
 
 #: sources per task: enough to amortise a task's scheduling and a file store's one sync per
-#: put_many (128 stored ~1.5x faster than 32 on a 2-worker LocalCluster: docs/scaling-cluster.md)
+#: put_many (128 stored ~1.5x faster than 32 on a 2-worker LocalCluster: docs/scaling.md)
 CHUNK = 128
 #: blob stores a worker on another process or machine can write to: a folder (shared, or the
 #: same machine) or an object store. memory: and lmdb: live inside one process.

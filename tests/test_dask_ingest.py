@@ -271,7 +271,7 @@ def test_the_writer_ceiling_benchmark_indexes_every_instance(tmp_path):
 
 
 def test_a_backup_of_the_index_serves_as_a_read_replica_over_the_same_bucket(tmp_path, client, s3_endpoint):
-    """docs/scaling-cluster.md: a read replica is a backup's index opened read-only with the
+    """docs/scaling.md: a read replica is a backup's index opened read-only with the
     primary's blob store URL; it answers as the primary did when the backup was taken."""
     _corpus(tmp_path / "in", generated=12)
     url = s3_url(s3_endpoint, s3_prefix_for(tmp_path))
