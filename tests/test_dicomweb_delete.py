@@ -216,6 +216,16 @@ def test_cli_flag_turns_delete_on(monkeypatch, tmp_path):
         return real_create_app(*a, **kw)
 
     monkeypatch.setattr(dicomweb, "create_app", spy)
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.setdefault("service", app.state.dicomweb))
+
+    class NoServer:
+        """Stands in for uvicorn.Server: records the app it was given instead of serving it."""
+
+        def __init__(self, config) -> None:
+            self.config = config
+
+        def run(self, sockets=None) -> None:
+            seen.setdefault("service", self.config.app.state.dicomweb)
+
+    monkeypatch.setattr(uvicorn, "Server", NoServer)
     assert cli_serve.main_serve_web(args) == 0
     assert seen["allow_delete"] is True and seen["service"].allow_delete is True
