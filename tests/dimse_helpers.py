@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -343,3 +344,24 @@ def wait_for_files(folder: Path, count: int, timeout: float = 10.0) -> list[Path
         if len(files) >= count or time.monotonic() > deadline:
             return files
         time.sleep(0.05)
+
+
+def read_lines(stream, lines: list[str]) -> None:
+    """Append each line of ``stream`` to ``lines`` as it comes, until its end (run in a thread)."""
+    while line := stream.readline():  # one append a line: a poller sees each as soon as it is read
+        lines.append(line)
+
+
+def bound_port_logged(proc, logged: list[str], timeout: float = 15) -> int:
+    """The port a ``serve dimse --port 0`` process bound, read from its "serving ... on HOST:PORT"
+    log line, polled in ``logged`` (which ``read_lines`` fills from the process's stderr)."""
+    pattern = re.compile(r"serving .* on [^ ]+:(\d+)")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(logged):
+            found = pattern.search(line)
+            if found:
+                return int(found.group(1))
+        assert proc.poll() is None, "".join(logged)
+        time.sleep(0.02)
+    raise AssertionError(f"serve dimse logged no port within {timeout} s: {''.join(logged)}")

@@ -12,7 +12,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pydicom
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -56,24 +55,4 @@ def store_all(arc, names: list[str]) -> dict[str, Stored]:
         item = read(name, number)
         arc.store(item.ds)
         out[name] = item
-    return out
-
-
-def parts_of(response: httpx.Response) -> list[tuple[dict, bytes]]:
-    """Split a multipart/related response with a parser independent of the server's."""
-    ctype = response.headers["content-type"]
-    assert ctype.startswith("multipart/related"), ctype
-    boundary = next(p.split("=", 1)[1].strip('"') for p in ctype.split(";") if p.strip().startswith("boundary="))
-    body = response.content
-    assert body.endswith(f"--{boundary}--\r\n".encode())
-    out = []
-    for chunk in body.split(f"--{boundary}".encode())[1:-1]:
-        head, _, data = chunk.partition(b"\r\n\r\n")
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            if ":" in line:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-        assert data.endswith(b"\r\n")
-        out.append((headers, data[:-2]))
     return out

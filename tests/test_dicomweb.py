@@ -25,7 +25,7 @@ from pacscore.adapters.dicomweb import bearer_token_auth, create_app
 from pacscore.adapters.web_core import DicomWebService, WebRequest
 
 from .factories import make_instance, to_bytes
-from .web_helpers import serving
+from .web_helpers import parts_of, serving
 
 dicomweb_client = pytest.importorskip("dicomweb_client")
 uvicorn = pytest.importorskip("uvicorn")
@@ -244,26 +244,6 @@ def assert_same_as_find(qido: list[dict], found: list[dict], unique: str) -> Non
 
 def find_json(arc, keys: dict, level: str, **options) -> list[dict]:
     return list(arc.find(keys, level=level, format="json", combined_datetime=True, **options))
-
-
-def parts_of(response: httpx.Response) -> list[tuple[dict, bytes]]:
-    """Split a multipart/related response (independent of the server's own parser)."""
-    ctype = response.headers["content-type"]
-    assert ctype.startswith("multipart/related")
-    boundary = next(p.split("=", 1)[1].strip('"') for p in ctype.split(";") if p.strip().startswith("boundary="))
-    body = response.content
-    assert body.endswith(f"--{boundary}--\r\n".encode())
-    out = []
-    for chunk in body.split(f"--{boundary}".encode())[1:-1]:
-        head, _, data = chunk.partition(b"\r\n\r\n")
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            if ":" in line:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-        assert data.endswith(b"\r\n")
-        out.append((headers, data[:-2]))
-    return out
 
 
 # ------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from pacscore.adapters import render_docs, render_image
 from pacscore.adapters.dicomweb import create_app
 
 from .factories import make_instance
-from .render_corpus import ROOT, parts_of, store_all
-from .web_helpers import serving
+from .render_corpus import ROOT, store_all
+from .web_helpers import parts_of, serving
 
 dicomweb_client = pytest.importorskip("dicomweb_client")
 from dicomweb_client.api import DICOMwebClient  # noqa: E402

@@ -22,8 +22,8 @@ from pacscore.adapters import web_transcode
 from pacscore.adapters.dicomweb import create_app
 from pacscore.adapters.web_core import DicomWebService, WebRequest
 
-from .render_corpus import parts_of, store_all
-from .web_helpers import serving
+from .render_corpus import store_all
+from .web_helpers import parts_of, serving
 
 dicomweb_client = pytest.importorskip("dicomweb_client")
 pytest.importorskip("pylibjpeg")

@@ -46,6 +46,7 @@ from .dimse_helpers import (
     STUDY_A,
     STUDY_B,
     STUDY_C,
+    bound_port_logged,
     dataset_bytes,
     dcmtk,
     findscu,
@@ -53,6 +54,7 @@ from .dimse_helpers import (
     key_args,
     make_instance,
     pydicom_test_files,
+    read_lines,
     refusing_port,
     run,
     start_storescp,
@@ -1217,29 +1219,6 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
     err = "".join(logged)
     assert proc.returncode == 0, err
     assert "PYSCU@127.0.0.1" in err and "C-FIND study-root STUDY" in err
-
-
-def read_lines(stream, lines: list[str]) -> None:
-    """Append each line of ``stream`` to ``lines`` as it comes, until its end (run in a thread)."""
-    while line := stream.readline():  # one append a line: a poller sees each as soon as it is read
-        lines.append(line)
-
-
-def bound_port_logged(proc, logged: list[str], timeout: float = 15) -> int:
-    """The port a ``serve dimse --port 0`` process bound, read from its "serving ... on HOST:PORT"
-    log line, polled in ``logged`` (which ``read_lines`` fills from the process's stderr)."""
-    import re
-
-    pattern = re.compile(r"serving .* on [^ ]+:(\d+)")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in list(logged):
-            found = pattern.search(line)
-            if found:
-                return int(found.group(1))
-        assert proc.poll() is None, "".join(logged)
-        time.sleep(0.02)
-    raise AssertionError(f"serve dimse logged no port within {timeout} s: {''.join(logged)}")
 
 
 def logged_text(caplog, until: str, timeout: float = 15) -> str:

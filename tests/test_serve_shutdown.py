@@ -5,17 +5,17 @@ the peer released or the network timeout passed)."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 import pacscore
+
+from .dimse_helpers import bound_port_logged, read_lines
 
 pynetdicom = pytest.importorskip("pynetdicom")
 
@@ -39,23 +39,11 @@ def test_sigterm_stops_serve_dimse_while_an_association_is_open(tmp_path):
         text=True,
     )
     logged: list[str] = []
-
-    def read() -> None:
-        assert proc.stderr is not None
-        while line := proc.stderr.readline():
-            logged.append(line)
-
-    reader = threading.Thread(target=read, daemon=True)
+    reader = threading.Thread(target=read_lines, args=(proc.stderr, logged), daemon=True)
     reader.start()
     assoc = None
     try:
-        port = None
-        deadline = time.monotonic() + WAIT
-        while port is None:
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(logged)
-            found = [m for line in list(logged) if (m := re.search(r"serving .* on [^ ]+:(\d+)", line))]
-            port = int(found[0].group(1)) if found else None
-            time.sleep(0.02)
+        port = bound_port_logged(proc, logged, timeout=WAIT)
         ae = AE(ae_title="HOLDER")
         ae.add_requested_context(Verification)
         assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")

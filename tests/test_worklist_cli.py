@@ -12,7 +12,7 @@ import pytest
 import pacscore
 from pacscore.cli import main as cli
 
-from .dimse_helpers import dcmtk
+from .dimse_helpers import bound_port_logged, dcmtk, read_lines
 from .worklist_items import make_item
 
 #: a worklist item in dcmdump's text form, in ISO_IR 100 (Latin-1), as a RIS writes for wlmscpfs
@@ -151,11 +151,9 @@ def test_worklist_commands_need_an_archive(tmp_path, capsys):
 def test_items_added_by_the_cli_are_served_by_serve_dimse(archive, tmp_path):
     """The round trip a site runs: `worklist add`, then `serve dimse`; a modality asks (C-FIND
     of the Modality Worklist model) and gets the item."""
-    import re
     import signal
     import sys
     import threading
-    import time
 
     from pydicom.dataset import Dataset
     from pynetdicom import AE
@@ -171,24 +169,10 @@ def test_items_added_by_the_cli_are_served_by_serve_dimse(archive, tmp_path):
         text=True,
     )
     logged: list[str] = []
-
-    def read() -> None:
-        assert proc.stderr is not None
-        while line := proc.stderr.readline():
-            logged.append(line)
-
-    reader = threading.Thread(target=read, daemon=True)
+    reader = threading.Thread(target=read_lines, args=(proc.stderr, logged), daemon=True)
     reader.start()
     try:
-        deadline = time.monotonic() + 30  # bounds a failure; the port comes when the server listens
-        port = None
-        while port is None:
-            found = [m for line in list(logged) if (m := re.search(r"serving .* on [^ ]+:(\d+)", line))]
-            if found:
-                port = int(found[0].group(1))
-                break
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(logged)
-            time.sleep(0.02)
+        port = bound_port_logged(proc, logged, timeout=30)  # bounds a failure; logged once it listens
         ae = AE("US01")
         ae.add_requested_context(ModalityWorklistInformationFind)
         assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")

@@ -6,10 +6,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 uvicorn = pytest.importorskip("uvicorn")
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @contextlib.contextmanager
@@ -33,3 +37,23 @@ def serving(app) -> Iterator[int]:
     finally:
         srv.should_exit = True
         thread.join(15)
+
+
+def parts_of(response: httpx.Response) -> list[tuple[dict, bytes]]:
+    """Split a multipart/related response (independent of the server's own parser)."""
+    ctype = response.headers["content-type"]
+    assert ctype.startswith("multipart/related"), ctype
+    boundary = next(p.split("=", 1)[1].strip('"') for p in ctype.split(";") if p.strip().startswith("boundary="))
+    body = response.content
+    assert body.endswith(f"--{boundary}--\r\n".encode())
+    out = []
+    for chunk in body.split(f"--{boundary}".encode())[1:-1]:
+        head, _, data = chunk.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            if ":" in line:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+        assert data.endswith(b"\r\n")
+        out.append((headers, data[:-2]))
+    return out
