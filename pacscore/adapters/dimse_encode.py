@@ -32,6 +32,7 @@ from pynetdicom.service_class import QueryRetrieveServiceClass
 from ..query import paging
 from ..query.execute import Executor
 from ..query.results import ResultBuilder
+from .dimse_rebind import rebound
 
 __all__ = [
     "EncodedIdentifier",
@@ -246,17 +247,7 @@ def _encode(ds, is_implicit_vr: bool, is_little_endian: bool, deflated: bool = F
     return _pynetdicom_encode(ds, is_implicit_vr, is_little_endian, deflated)
 
 
-def _rebound(method: Callable, **names: Any) -> Callable | None:
-    code = method.__code__
-    if not all(name in code.co_names for name in names):
-        return None
-    scope = dict(vars(_service_class))
-    scope.update(names)
-    fn = cast(types.FunctionType, method)
-    return types.FunctionType(code, scope, fn.__name__, fn.__defaults__, fn.__closure__)
-
-
-_FIND_SCP = _rebound(QueryRetrieveServiceClass._c_find_scp, encode=_encode)
+_FIND_SCP = rebound(QueryRetrieveServiceClass._c_find_scp, _service_class, encode=_encode)
 #: True when this pynetdicom's C-FIND SCP can send EncodedIdentifier responses
 ENCODED_RESPONSES = _FIND_SCP is not None
 
@@ -357,13 +348,7 @@ def _command_encode(ds, is_implicit_vr: bool, is_little_endian: bool, deflated: 
 def _rebind_messages(method: Callable) -> Callable | None:
     from pynetdicom import dimse_messages
 
-    code = method.__code__
-    if "encode" not in code.co_names:
-        return None
-    scope = dict(vars(dimse_messages))
-    scope["encode"] = _command_encode
-    fn = cast(types.FunctionType, method)
-    return types.FunctionType(code, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+    return rebound(method, dimse_messages, encode=_command_encode)
 
 
 def _message_methods() -> dict[str, Callable] | None:

@@ -52,6 +52,7 @@ from pynetdicom.sop_class import uid_to_service_class
 
 from .dimse_common import FIND_MODELS
 from .dimse_encode import ENCODED_RESPONSES, EncodedFindServiceClass, FindResponse, fast_command_encoding
+from .dimse_rebind import rebound
 
 __all__ = ["SUPPORTED", "FastAssociation", "WakingDUL", "guard_requestor", "make_fast", "supported"]
 
@@ -227,11 +228,7 @@ def _service_class_for(uid):
 
 def _with_service_classes(method: types.FunctionType) -> types.FunctionType | None:
     """``Association._serve_request`` looking its service class up through _service_class_for."""
-    if "uid_to_service_class" not in method.__code__.co_names:
-        return None
-    scope = dict(vars(_association))
-    scope["uid_to_service_class"] = _service_class_for
-    return types.FunctionType(method.__code__, scope, method.__name__, method.__defaults__, method.__closure__)
+    return cast(types.FunctionType | None, rebound(method, _association, uid_to_service_class=_service_class_for))
 
 
 _SERVE_REQUEST = _with_service_classes(cast(types.FunctionType, Association._serve_request))

@@ -32,6 +32,8 @@ from pynetdicom.presentation import SCP_SCU_ROLES, PresentationContext, negotiat
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 from pynetdicom.utils import make_target
 
+from .dimse_rebind import rebound
+
 __all__ = [
     "ContextIndex",
     "IndexedACSE",
@@ -163,11 +165,7 @@ def _with_indexed_negotiation(method: types.FunctionType) -> types.FunctionType 
 
     Everything else the method does (calling / called AE title checks, user identity,
     extended negotiation, the association limit, sending the accept) stays pynetdicom's own."""
-    if "negotiate_as_acceptor" not in method.__code__.co_names:
-        return None
-    scope = dict(vars(_acse))
-    scope["negotiate_as_acceptor"] = _negotiate_as_acceptor
-    return types.FunctionType(method.__code__, scope, method.__name__, method.__defaults__, method.__closure__)
+    return cast(types.FunctionType | None, rebound(method, _acse, negotiate_as_acceptor=_negotiate_as_acceptor))
 
 
 _INDEXED = _with_indexed_negotiation(cast(types.FunctionType, ACSE._negotiate_as_acceptor))
