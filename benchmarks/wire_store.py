@@ -1,0 +1,180 @@
+"""C-STORE over the wire: DCMTK's storescu sending small instances to pacscore, Orthanc,
+dcmqrscp and pynetdicom's qrscp (the C-STORE part of ``python -m benchmarks.wire``).
+
+For each SCP and each run, a fresh empty store: pacscore (``python -m benchmarks.wire serve``
+on a new archive), Orthanc (a new storage folder), dcmqrscp (a new storage area and index),
+qrscp (a new database and storage directory). Then ``--store-instances`` generated instances
+(benchmarks.run.write_sample: about 1.4 KiB each) go to it by storescu, Nagle off on both ends:
+
+- one association: one storescu process sending every file;
+- four associations: four storescu processes at once, a quarter of the files each.
+
+instances/s = instances / wall time of the batch (every storescu process, start to exit);
+median of ``--store-runs`` runs, SCPs interleaved run by run. After each batch the server is
+stopped and what it holds is counted (pacscore: the archive opened afterwards; Orthanc: REST
+``/statistics`` before stopping; dcmqrscp: the files of its storage area; qrscp: the files of
+its storage directory and the rows of its instance table); any count other than the number
+sent fails the run. ``FSYNC`` says what each SCP has made durable when it answers Success.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import run, wire
+from benchmarks.orthanc_peer import OrthancServer
+
+CALLING_AE = "STORESCU"
+ASSOCIATIONS = (1, 4)
+#: what each SCP has made durable when it acknowledges a C-STORE (from each one's code or docs)
+FSYNC = {
+    "pacscore": "yes: blob synced, then the index commit (LMDB, synced), before Success (pacscore/archive.py)",
+    "orthanc": 'yes for the file: "SyncStorageArea" (fsync per write to the storage area) defaults to true '
+    "since Orthanc 1.7.4 and is not changed here; the index is its SQLite database",
+    "dcmqrscp": "no fsync call seen (strace -f -e trace=fsync,fdatasync during a storescu run; DCMTK 3.6.7)",
+    "qrscp": "file: no (pydicom save_as, no fsync); its SQLite database commits per instance (SQLite "
+    "syncs on commit by default)",
+}
+
+
+class StoreTarget:
+    """One SCP of the C-STORE part: started on a fresh empty store, then counted."""
+
+    def __init__(self, name: str, folder: Path) -> None:
+        self.name, self.folder = name, folder
+        folder.mkdir(parents=True)
+        self.child: wire.Child | None = None
+        self.orthanc: OrthancServer | None = None
+        if name == "pacscore":
+            import pacscore
+
+            pacscore.open(folder / "archive").close()
+            self.child = wire.start_pacscore(folder / "archive", folder, fastpath=True)
+        elif name == "orthanc":
+            self.orthanc = OrthancServer(
+                folder, calling_aes=(CALLING_AE,), dicomweb=False, nodelay=True, dicom_port=wire.PORTS["orthanc"]
+            )
+        elif name == "dcmqrscp":
+            self.child = wire.start_dcmqrscp([], folder)
+        elif name == "qrscp":
+            self.child = wire.start_qrscp(folder)
+        else:
+            raise ValueError(name)
+
+    def stop_and_count(self) -> int:
+        """Stop the server and return how many instances it holds."""
+        if self.orthanc is not None:
+            try:
+                count = int(self.orthanc.get("/statistics")["CountInstances"])
+            finally:
+                self.orthanc.stop()
+            return count
+        assert self.child is not None
+        self.child.stop()
+        if self.name == "pacscore":
+            import pacscore
+
+            with pacscore.open(self.folder / "archive") as arc:
+                return len(arc.instances())
+        if self.name == "dcmqrscp":
+            return sum(1 for p in (self.folder / "dcmqrscp-db").iterdir() if p.name != "index.dat")
+        files, rows = wire.qrscp_count(self.folder)
+        if files != rows:
+            raise RuntimeError(f"qrscp: {files} files in its storage directory but {rows} rows in its database")
+        return files
+
+    def abandon(self) -> None:
+        """Stop the server after a failure (no count)."""
+        if self.orthanc is not None:
+            self.orthanc.stop()
+        elif self.child is not None:
+            self.child.stop()
+
+
+def batch(target: str, files: list[str], associations: int) -> float:
+    """Seconds for ``associations`` storescu processes at once to send ``files`` between them."""
+    chunks = [files[i::associations] for i in range(associations)]
+    t0 = time.perf_counter()
+    procs = [wire.storescu(target, chunk, CALLING_AE) for chunk in chunks]
+    errors = [proc.communicate(timeout=1800)[1] for proc in procs]
+    spent = time.perf_counter() - t0
+    for proc, err in zip(procs, errors, strict=True):
+        if proc.returncode != 0:
+            raise RuntimeError(f"storescu to {target} failed: {err.decode(errors='replace')[-500:]}")
+    return spent
+
+
+def available(options: dict[str, bool]) -> list[str]:
+    """The SCPs this machine can run (pacscore always), in table order."""
+    names = ["pacscore"]
+    if shutil.which("Orthanc"):
+        names.append("orthanc")
+    if options.get("dcmqrscp", True) and shutil.which("dcmqrscp"):
+        names.append("dcmqrscp")
+    if options.get("qrscp", True):
+        why = wire.qrscp_missing()
+        if why is None:
+            names.append("qrscp")
+        else:
+            print(f"wire: pynetdicom's qrscp left out of C-STORE: {why}", file=sys.stderr)
+    return names
+
+
+def measure(folder: Path, instances: int, seed: int, runs: int, options: dict[str, bool]) -> dict:
+    """Every SCP × one and four associations × ``runs``, each on a fresh empty store."""
+    files = [str(p) for p in run.write_sample(folder / "files", instances, seed)]
+    sizes = [Path(f).stat().st_size for f in files]
+    names = available(options)
+    seconds: dict[str, dict[int, list[float]]] = {n: {a: [] for a in ASSOCIATIONS} for n in names}
+    for i in range(runs):
+        for name in names:  # interleaved
+            for assocs in ASSOCIATIONS:
+                target = StoreTarget(name, folder / f"{name}-{assocs}-{i}")
+                try:
+                    spent = batch(name, files, assocs)
+                except BaseException:
+                    target.abandon()
+                    raise
+                held = target.stop_and_count()
+                if held != len(files):
+                    raise RuntimeError(f"{name} holds {held} instances after {assocs} association(s) sent {len(files)}")
+                seconds[name][assocs].append(spent)
+                shutil.rmtree(target.folder, ignore_errors=True)
+    n_files = len(files)
+    rates = {n: {str(a): round(n_files / statistics.median(v), 1) for a, v in p.items()} for n, p in seconds.items()}
+    return {
+        "instances": len(files),
+        "mean_bytes": round(statistics.mean(sizes)),
+        "runs": runs,
+        "targets": names,
+        "seconds": {n: {str(a): [round(s, 3) for s in v] for a, v in per.items()} for n, per in seconds.items()},
+        "instances_per_s": rates,
+        "fsync": {n: FSYNC[n] for n in names},
+    }
+
+
+def markdown(result: dict) -> list[str]:
+    """The C-STORE table and the durability notes."""
+    names = result["targets"]
+    per_s = result["instances_per_s"]
+    lines = [
+        f"C-STORE: storescu (DCMTK) of {result['instances']} generated instances (mean {result['mean_bytes']} "
+        f"bytes), Nagle off on both ends, a fresh empty store per run, median of {result['runs']}; "
+        f"{result.get('machine', '')}",
+        "",
+        "| C-STORE, instances/s | " + " | ".join(names) + " | pacscore / Orthanc |",
+        "|---|" + "---:|" * (len(names) + 1),
+    ]
+    for assocs in ASSOCIATIONS:
+        key = str(assocs)
+        label = "one association (one storescu)" if assocs == 1 else f"{assocs} associations (storescu × {assocs})"
+        pac, orth = per_s["pacscore"][key], per_s.get("orthanc", {}).get(key)
+        ratio = str(round(pac / orth, 2)) if orth else ""
+        lines.append(f"| {label} | " + " | ".join(str(per_s[n][key]) for n in names) + f" | {ratio} |")
+    lines += ["", "Durable when Success is sent:"]
+    lines += [f"- {n}: {note}" for n, note in result["fsync"].items()]
+    return lines
