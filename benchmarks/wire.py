@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(result)
     (out / "wire.md").write_text(text)
     print(text)
-    return 0
+    return 1 if result.get("store", {}).get("lost") else 0
 
 
 if __name__ == "__main__":
