@@ -1,0 +1,103 @@
+"""The wire benchmark's reading of findscu's own log (benchmarks/wire.py) and its C-STORE table
+(benchmarks/wire_store.py): the time inside findscu is only as good as this parsing."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from benchmarks import wire, wire_store
+
+#: findscu's output under ``wire.log_config(wire.RELEASED_LINE)`` (DCMTK 3.6.7): the dcmnet trace
+#: message that holds "Confirm Release" spans three lines, each with the same timestamp
+RELEASED_LOG = """\
+12:12:38.910.112 Requesting Association
+12:12:38.914.183 DUL  FSM Table: State: 7 Event: 12
+12:12:38.914.183 DUL  Event:  A-RELEASE-RP PDU (on transport)
+12:12:38.914.183 DUL  Action: AR 3 Confirm Release
+"""
+
+
+def test_span_runs_from_the_association_request_to_the_release_confirmation() -> None:
+    assert wire.findscu_span(RELEASED_LOG) == pytest.approx(0.004071, abs=1e-9)
+
+
+def test_span_ignores_lines_without_a_timestamp_and_other_messages() -> None:
+    noisy = "W: something findscu said\n" + RELEASED_LOG.replace(
+        "12:12:38.914.183 DUL  FSM", "12:12:38.912.000 Received Final Find Response\n12:12:38.914.183 DUL  FSM"
+    )
+    assert wire.findscu_span(noisy) == pytest.approx(0.004071, abs=1e-9)
+
+
+def test_span_up_to_releasing_uses_the_last_such_line() -> None:
+    log = (
+        "23:59:59.999.500 Requesting Association\n"
+        "00:00:00.000.250 Releasing Association\n"  # past midnight: 750 µs, not minus a day
+    )
+    assert wire.findscu_span(log, wire.RELEASING_LINE) == pytest.approx(0.00075, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "",
+        "12:12:38.910.112 Requesting Association\n12:12:38.910.300 Association Request Failed\n",
+        "12:12:38.914.183 DUL  Action: AR 3 Confirm Release\n",  # no start
+        "12:12:38.910 Requesting Association\n12:12:38.914 Confirm Release\n",  # milliseconds only
+    ],
+)
+def test_a_log_without_both_lines_is_refused(log: str) -> None:
+    with pytest.raises(ValueError):
+        wire.findscu_span(log)
+
+
+def test_log_config_writes_only_the_two_lines() -> None:
+    config = wire.log_config(wire.RELEASED_LINE)
+    assert "log4cplus.logger.dcmtk.dcmnet = TRACE" in config
+    assert f"StringToMatch = {wire.START_LINE}" in config and f"StringToMatch = {wire.RELEASED_LINE}" in config
+    assert config.rstrip().endswith("DenyAllFilter")
+    assert "dcmnet = INFO" in wire.log_config(wire.RELEASING_LINE)
+
+
+@pytest.mark.skipif(shutil.which("findscu") is None, reason="DCMTK's findscu is not installed")
+def test_real_findscu_writes_the_timestamp_the_parser_reads(tmp_path) -> None:
+    """findscu (this machine's DCMTK) against a bound port nobody listens on: it logs "Requesting
+    Association" in the layout STAMPED reads, and nothing after the refused connection."""
+    config = tmp_path / "log.cfg"
+    config.write_text(wire.log_config(wire.RELEASED_LINE))
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: the connection is refused
+        port = closed.getsockname()[1]
+        args = ["findscu", "--log-config", str(config), "-S", "-k", "QueryRetrieveLevel=STUDY", "127.0.0.1", str(port)]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert proc.returncode != 0
+    assert [wire.STAMPED.match(line) is not None for line in lines] == [True]
+    assert lines[0].endswith(wire.START_LINE)
+    with pytest.raises(ValueError):
+        wire.findscu_span(proc.stdout + proc.stderr)
+
+
+def test_store_table_marks_an_scp_that_lost_acknowledged_instances() -> None:
+    result = {
+        "instances": 1000,
+        "mean_bytes": 1400,
+        "runs": 3,
+        "targets": ["pacscore", "orthanc", "dcmqrscp"],
+        "instances_per_s": {
+            "pacscore": {"1": 900.0, "4": 1500.0},
+            "orthanc": {"1": 300.0, "4": 500.0},
+            "dcmqrscp": {"1": 1200.0, "4": 700.0},
+        },
+        "fsync": {n: wire_store.FSYNC[n] for n in ("pacscore", "orthanc", "dcmqrscp")},
+        "lost": {"dcmqrscp": {"4": [2, 1]}},
+    }
+    text = "\n".join(wire_store.markdown(result))
+    assert "| one association (one storescu) | 900.0 | 300.0 | 1200.0 | 3.0 |" in text
+    assert "| 4 associations (storescu × 4) | 1500.0 | 500.0 | 700.0 ✗ (lost 2/1) | 3.0 |" in text
+    assert "LOST" in text
+    result["lost"] = {}
+    assert "✗" not in "\n".join(wire_store.markdown(result))
