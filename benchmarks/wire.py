@@ -21,7 +21,7 @@ qrscp`` sets it on each accepted socket and otherwise runs the app unchanged):
   A-RELEASE-RP has arrived), both read from findscu's own log (``--log-config``, a
   PatternLayout with a microsecond timestamp, see ``log_config``). A findscu process spends
   10-20 ms starting, the same for every server; the second figure leaves that out;
-- ``per query``: for each of the 14 queries of benchmarks/run.py, findscu with ``--repeat R``
+- ``per query``: for each query of the suite of benchmarks/run.py, findscu with ``--repeat R``
   and with ``--repeat 1``; (t_R - t_1) / (R - 1) is the cost of one more C-FIND on the kept
   association, reported as queries/s. t is measured inside findscu, from "Requesting
   Association" to "Releasing Association" (logged before the A-RELEASE-RQ is sent):
@@ -311,8 +311,8 @@ def timed(args: list[str], end_line: str | None = None) -> tuple[float, float | 
 def matches(target: str, ident: dict, level: str) -> tuple[int, str]:
     """How many pending responses one query gets, and the final status findscu logged."""
     env = dict(os.environ, TCP_NODELAY="1")
-    proc = subprocess.run(findscu_args(target, ident, level, verbose=True), env=env, capture_output=True, text=True)
-    out = proc.stdout + proc.stderr
+    proc = subprocess.run(findscu_args(target, ident, level, verbose=True), env=env, capture_output=True)
+    out = (proc.stdout + proc.stderr).decode(errors="replace")  # values may be in any character set
     pending = sum(1 for line in out.splitlines() if "Find Response:" in line and "(Pending)" in line)
     final = [line.split("(")[-1].rstrip(")") for line in out.splitlines() if "Find Response:" in line]
     status = final[-1] if final else f"exit {proc.returncode}"
