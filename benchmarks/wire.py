@@ -191,13 +191,13 @@ def storescu(target: str, files: list[str], calling_ae: str = "STORESCU") -> sub
     """One storescu process sending ``files`` on one association (Nagle off)."""
     args = ["storescu", "-aet", calling_ae, "-aec", AE_TITLES[target], "127.0.0.1", str(PORTS[target]), *files]
     env = dict(os.environ, TCP_NODELAY="1")
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def store_all(target: str, files: list[str]) -> None:
     """C-STORE ``files`` to ``target`` on one association; raises when storescu failed."""
     proc = storescu(target, files)
-    _, err = proc.communicate(timeout=1800)
+    err, _ = proc.communicate(timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"storescu to {target} failed: {err.decode(errors='replace')[-500:]}")
 
@@ -542,17 +542,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.find:
             (folder / "find").mkdir()
             result.update(find_part(folder / "find", args))
+            write(out, result)  # kept even if the C-STORE part fails
         if args.store:
             (folder / "store").mkdir()
             options = {"dcmqrscp": args.no_dcmqrscp is False, "qrscp": args.qrscp}
             store = wire_store.measure(folder / "store", args.store_instances, args.seed, args.store_runs, options)
             result["store"] = store
             result["store"]["machine"] = result["machine"]
+    print(write(out, result))
+    return 1 if result.get("store", {}).get("problems") else 0
+
+
+def write(out: Path, result: dict) -> str:
+    """Write wire.json and wire.md into ``out``; returns the Markdown."""
     (out / "wire.json").write_text(json.dumps(result, indent=2))
     text = markdown(result)
     (out / "wire.md").write_text(text)
-    print(text)
-    return 1 if result.get("store", {}).get("lost") else 0
+    return text
 
 
 if __name__ == "__main__":

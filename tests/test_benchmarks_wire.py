@@ -81,7 +81,7 @@ def test_real_findscu_writes_the_timestamp_the_parser_reads(tmp_path) -> None:
         wire.findscu_span(proc.stdout + proc.stderr)
 
 
-def test_store_table_marks_an_scp_that_lost_acknowledged_instances() -> None:
+def test_store_table_marks_an_scp_that_refused_or_lost_instances() -> None:
     result = {
         "instances": 1000,
         "mean_bytes": 1400,
@@ -93,11 +93,12 @@ def test_store_table_marks_an_scp_that_lost_acknowledged_instances() -> None:
             "dcmqrscp": {"1": 1200.0, "4": 700.0},
         },
         "fsync": {n: wire_store.FSYNC[n] for n in ("pacscore", "orthanc", "dcmqrscp")},
-        "lost": {"dcmqrscp": {"4": [2, 1]}},
+        "problems": {"dcmqrscp": {"4": ["held 786 of 1000, 1 storescu failed", "held 998 of 1000"]}},
     }
     text = "\n".join(wire_store.markdown(result))
     assert "| one association (one storescu) | 900.0 | 300.0 | 1200.0 | 3.0 |" in text
-    assert "| 4 associations (storescu × 4) | 1500.0 | 500.0 | 700.0 ✗ (lost 2/1) | 3.0 |" in text
-    assert "LOST" in text
-    result["lost"] = {}
+    marked = "700.0 ✗ (held 786 of 1000, 1 storescu failed; held 998 of 1000) | 3.0 |"
+    assert "| 4 associations (storescu × 4) | 1500.0 | 500.0 | " + marked in text
+    assert "refused stores" in text
+    result["problems"] = {}
     assert "✗" not in "\n".join(wire_store.markdown(result))
