@@ -24,6 +24,7 @@ C-CANCEL-RQ for the running request ends it with Cancel (FE00), PS3.4 C.4.1.2.3.
 
 from __future__ import annotations
 
+import functools
 import select
 import socket
 import threading
@@ -67,6 +68,9 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 MAX_REQUEST = 1 << 16
 #: bytes of responses gathered before a send (a whole answer of a typical C-FIND is one send)
 SEND_CHUNK = 1 << 16
+
+#: the longest a C-FIND response waits in the send buffer for the ones after it, in seconds
+SEND_DELAY = 0.002
 
 C_STORE_RQ, C_FIND_RQ, C_ECHO_RQ, C_CANCEL_RQ = 0x0001, 0x0020, 0x0030, 0x0FFF
 
@@ -123,6 +127,12 @@ def peek_request(sock: socket.socket, timeout: float | None) -> bytes | None:
         time.sleep(0.0005)  # the rest of the request is still in flight (rare: it is one segment)
 
 
+@functools.lru_cache(maxsize=512)
+def _uid(value: str) -> UID:
+    """A SOP class UID as pydicom's UID (its constructor validates: worth doing once per class)."""
+    return UID(value)
+
+
 class _Closed(Exception):
     """The peer closed the connection, aborted, or the network timeout passed."""
 
@@ -157,8 +167,8 @@ class _Request:
         self.data = data
         self.message_id = int(command.get(0x0110, 0))
         self.request = SimpleNamespace(
-            AffectedSOPClassUID=UID(str(command.get(0x0002, ""))),
-            AffectedSOPInstanceUID=UID(str(command.get(0x1000, ""))),
+            AffectedSOPClassUID=_uid(str(command.get(0x0002, ""))),
+            AffectedSOPInstanceUID=UID(str(command[0x1000])) if command.get(0x1000) else None,
             MessageID=self.message_id,
         )
         self._identifier: Dataset | None = None
@@ -331,6 +341,7 @@ class DirectConnection:
         syntax = str(request.context.transfer_syntax)
         implicit, little, deflated = syntax == IMPLICIT_LE, syntax != BIG_ENDIAN, syntax == DEFLATED
         pending_commands: dict[int, bytes] = {}
+        first: float | None = None  # when the responses waiting in self.out began to wait
         context_id = request.context.context_id
         try:
             for answer, identifier in answers:
@@ -353,7 +364,12 @@ class DirectConnection:
                             ]
                         )
                     self.out += message_pdus(context_id, command, data, self.peer_max)
-                    if len(self.out) >= SEND_CHUNK:
+                    now = time.perf_counter()
+                    if first is None:
+                        first = now
+                        self._flush()  # the first match at once: the peer may be waiting to cancel
+                    elif len(self.out) >= SEND_CHUNK or now - first >= SEND_DELAY:
+                        first = now
                         self._flush()
                     continue
                 self._respond(request, 0x8020, self._status_fields(answer))
@@ -468,7 +484,10 @@ class DirectConnection:
                     return None
             try:
                 chunk = self.sock.recv(1 << 18)
-            except (TimeoutError, OSError):
+            except TimeoutError:  # the network timeout: abort, as pynetdicom does (PS3.8 9.1.5)
+                self._send_quietly(abort_pdu(0x02, 0x00))
+                raise _Closed from None
+            except OSError:
                 raise _Closed from None
             if not chunk:
                 raise _Closed
