@@ -1,7 +1,8 @@
 """The DIMSE fast path (pacscore.adapters.dimse_fastpath): pynetdicom's reactors without their
 polling sleeps, on the associations pacscore accepts.
 
-Through ``serve(..., fastpath=True)`` with DCMTK's findscu and pynetdicom as clients: queries
+Through ``serve(..., fastpath=True, direct=False)`` (pynetdicom's threads with waking reactors;
+the direct loop has tests/test_dimse_direct.py) with DCMTK's findscu and pynetdicom as clients: queries
 answer as in process, many in one association and with many contexts; C-CANCEL stops a query
 between responses; an abort in the middle of a query ends that association only; release ends
 the association's threads. Synchronisation waits for conditions (with generous deadlines),
@@ -75,7 +76,7 @@ class GatedArchive:
 
 
 def serve(arc, **options):
-    return dimse.serve(arc, dimse.ServeConfig(port=0, block=False, fastpath=True, **options))
+    return dimse.serve(arc, dimse.ServeConfig(port=0, block=False, fastpath=True, direct=False, **options))
 
 
 def associate(port: int, *contexts, **kwargs):
@@ -259,7 +260,7 @@ def test_an_abort_in_the_middle_of_a_query_ends_that_association_only(archive):
 
 def test_a_silent_peer_meets_the_network_timeout(archive):
     """The waking reactor still sees the idle timer: a peer that says nothing is aborted."""
-    srv = dimse.serve(archive, dimse.ServeConfig(port=0, block=False, fastpath=True, network_timeout=0.5))
+    srv = dimse.serve(archive, dimse.ServeConfig(port=0, block=False, fastpath=True, direct=False, network_timeout=0.5))
     try:
         assoc = associate(srv.server_address[1], Verification)
         wait_until(lambda: not assoc.is_established, "the server to abort the idle association")
