@@ -314,6 +314,7 @@ class DimseService(RetrieveHandlers):
         st = state
         st.requests += 1
         t0 = time.perf_counter()
+        title = (title or "").strip()  # an AE title as sent: padded to 16 bytes (PS3.8 9.3.2)
         try:
             meta = create_file_meta(
                 sop_class_uid=UID(sop_class_uid),
