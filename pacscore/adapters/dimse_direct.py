@@ -34,10 +34,10 @@ from io import BytesIO
 from types import SimpleNamespace
 from typing import Any
 
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
-from pynetdicom.dsutils import decode, encode, encode_file_meta
+from pynetdicom import evt
+from pynetdicom.dsutils import decode, encode
 
 from .dimse_common import FIND_MODELS, LOG, PENDING_ALL, PENDING_SOME
 from .dimse_convert import storage_sop_classes
@@ -384,18 +384,14 @@ class DirectConnection:
     def _store(self, request: _Request) -> None:
         assert self.assoc is not None
         instance = str(request.request.AffectedSOPInstanceUID)
-        store = getattr(self.service, "store_encoded", None)
-        if store is not None:
-            code = store(
-                self.service.state(self.assoc),
-                self.assoc.requestor.ae_title,
-                str(request.request.AffectedSOPClassUID),
-                instance,
-                str(request.context.transfer_syntax),
-                request.data or b"",
-            )
-        else:
-            code = self.service.on_store(_StoreEvent(request))
+        code = self.service.store_encoded(  # durable before it returns (group_commit.py)
+            self.service.state(self.assoc),
+            self.assoc.requestor.ae_title,
+            str(request.request.AffectedSOPClassUID),
+            instance,
+            str(request.context.transfer_syntax),
+            request.data or b"",
+        )
         self._respond(request, 0x8001, self._status_fields(code), extra=[(0x00001000, "UI", instance)])
         self._flush()
 
@@ -518,28 +514,6 @@ class DirectConnection:
             self.sock.sendall(data)
         except OSError:
             pass
-
-
-class _StoreEvent:
-    """The parts of pynetdicom's C-STORE event DimseService.on_store reads."""
-
-    def __init__(self, request: _Request) -> None:
-        self.assoc = request.assoc
-        self.request = request.request
-        self._request = request
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = request.request.AffectedSOPClassUID
-        meta.MediaStorageSOPInstanceUID = request.request.AffectedSOPInstanceUID
-        meta.TransferSyntaxUID = UID(str(request.context.transfer_syntax))
-        meta.ImplementationClassUID = PYNETDICOM_IMPLEMENTATION_UID  # as pynetdicom's event.file_meta
-        meta.ImplementationVersionName = PYNETDICOM_IMPLEMENTATION_VERSION
-        self.file_meta = meta
-
-    def encoded_dataset(self, include_meta: bool = True) -> bytes:
-        data = self._request.data or b""
-        if include_meta:
-            return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(self.file_meta), data))
-        return data
 
 
 class DirectServerMixin:

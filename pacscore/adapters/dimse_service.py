@@ -16,11 +16,13 @@ import weakref
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
+from pydicom.uid import UID
 from pynetdicom import evt
-from pynetdicom.dsutils import encode_file_meta
+from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from ..errors import IngestError, QueryError, StorageError
 from ..events import Origin
+from ..group_commit import GroupCommitter
 from .dimse_common import (
     CANCEL,
     FIND_EXT_OPTIONS,
@@ -52,6 +54,8 @@ class DimseService(RetrieveHandlers):
         self._states: weakref.WeakKeyDictionary[object, AssocState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
+        # C-STOREs of all associations share their durable commits (pacscore/group_commit.py)
+        self.committer = GroupCommitter(archive)
 
     # ---- bindings -------------------------------------------------------------------------
     def bindings(self) -> list[tuple]:
@@ -285,17 +289,51 @@ class DimseService(RetrieveHandlers):
         return 0x0000
 
     # ---- C-STORE ---------------------------------------------------------------------------
-    def on_store(self, event):
+    def on_store(self, event) -> int | Dataset:
+        """The pynetdicom C-STORE handler: ``store_encoded`` with the request's parts."""
         st = self.state(event.assoc)
+        try:
+            request = event.request
+            args = (
+                str(request.AffectedSOPClassUID),
+                str(request.AffectedSOPInstanceUID),
+                str(event.context.transfer_syntax),
+                event.encoded_dataset(include_meta=False),
+            )
+        except Exception as exc:
+            st.requests += 1
+            st.store_failed += 1
+            LOG.error("assoc %d %s: C-STORE failed 0x0110", st.number, st.peer, exc_info=exc)
+            return status(0x0110, f"processing failure: {type(exc).__name__}")
+        return self.store_encoded(st, self._peer_title(event.assoc), *args)
+
+    def store_encoded(
+        self,
+        state: AssocState,
+        title: str,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+        dataset_bytes: bytes,
+    ) -> int | Dataset:
+        """Store one C-STORE request's data set (as encoded in ``transfer_syntax``) from the peer
+        calling as ``title``; returns the status to answer (PS3.4 B.2.3). The request is counted
+        in ``state``. Returns only once the instance is durable: its commit is shared with the
+        other associations storing at the same time (pacscore/group_commit.py)."""
+        st = state
         st.requests += 1
         t0 = time.perf_counter()
+        title = (title or "").strip()  # an AE title as sent: padded to 16 bytes (PS3.8 9.3.2)
         try:
-            meta = event.file_meta
-            title = self._peer_title(event.assoc)
+            meta = create_file_meta(
+                sop_class_uid=UID(sop_class_uid),
+                sop_instance_uid=UID(sop_instance_uid),
+                transfer_syntax=UID(transfer_syntax),
+            )
             if title:
                 meta.SourceApplicationEntityTitle = title
-            data = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), event.encoded_dataset(include_meta=False)))
-            result = self.archive.store(data, origin=Origin("dimse", calling_ae=title or None))
+            data = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), dataset_bytes))
+            result = self.committer.store(data, origin=Origin("dimse", calling_ae=title or None))
         except IngestError as exc:
             st.store_failed += 1
             reason = getattr(exc, "reason", str(exc))
@@ -320,7 +358,7 @@ class DimseService(RetrieveHandlers):
             "assoc %d %s: C-STORE %s%s -> %s 0x0000 (%.1f ms)",
             st.number,
             st.peer,
-            event.request.AffectedSOPClassUID.name,
+            UID(sop_class_uid).name,
             what,
             result.status,
             (time.perf_counter() - t0) * 1e3,
