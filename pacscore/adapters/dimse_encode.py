@@ -29,6 +29,7 @@ from pynetdicom import service_class as _service_class
 from pynetdicom.dsutils import encode as _pynetdicom_encode
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
+from .. import _impl
 from ..query import paging
 from ..query.execute import Executor
 from ..query.results import ResultBuilder
@@ -39,6 +40,10 @@ __all__ = [
     "EncodingBuilder",
     "Unencodable",
     "encode_fields",
+    "encode_fields_pure",
+    "encode_row",
+    "encode_row_pure",
+    "merged_fields",
     "encoded_find",
     "encoded_results",
     "ENCODABLE_SYNTAXES",
@@ -120,7 +125,7 @@ def _value(vr: str, value: object) -> bytes:
     return _text_value(vr, value)
 
 
-def encode_fields(fields: list[tuple[int, str, Any]], explicit: bool) -> bytes:
+def encode_fields_pure(fields: list[tuple[int, str, Any]], explicit: bool) -> bytes:
     """The data set of ``fields`` ((tag, VR, value) as ResultBuilder.fields gives them, values as
     stored), in Explicit or Implicit VR Little Endian; raises Unencodable for what only pydicom's
     own encoding reproduces. A repeated tag keeps its last field, as Dataset.add does."""
@@ -143,6 +148,42 @@ def encode_fields(fields: list[tuple[int, str, Any]], explicit: bool) -> bytes:
             out += pack("<HH2sH", group, element, vr.encode(), len(data))
         out += data
     return bytes(out)
+
+
+def merged_fields(
+    fields: list[tuple[int, str, Any]],
+    defaults: tuple[tuple[int, str, str], ...],
+    overrides: tuple[tuple[int, str, str], ...],
+) -> list[tuple[int, str, Any]]:
+    """``fields`` with what the adapter adds: ``defaults`` where the row has no value for the
+    tag, ``overrides`` always; in tag order."""
+    kept = {tag for tag, _, value in fields if value not in ("", None, [])}
+    added = [f for f in defaults if f[0] not in kept] + list(overrides)
+    replaced = {f[0] for f in added}
+    return sorted([f for f in fields if f[0] not in replaced] + added, key=lambda f: f[0])
+
+
+def encode_row_pure(
+    fields: list[tuple[int, str, Any]],
+    explicit: bool,
+    defaults: tuple[tuple[int, str, str], ...] = (),
+    overrides: tuple[tuple[int, str, str], ...] = (),
+) -> bytes:
+    """One response's data set: ``encode_fields`` of ``merged_fields``; Unencodable also for a
+    row with a sequence (pydicom writes those)."""
+    if defaults or overrides:
+        fields = merged_fields(fields, defaults, overrides)
+    if any(vr == "SQ" for _, vr, _ in fields):
+        raise Unencodable("a sequence")
+    return encode_fields_pure(fields, explicit)
+
+
+#: the compiled twins (pacscore._ext._dimse_encode) when built, else the pure ones above
+_compiled = _impl.compiled("_dimse_encode")
+encode_fields: Callable[[list[tuple[int, str, Any]], bool], bytes] = (
+    _compiled.encode_fields if _compiled is not None else encode_fields_pure
+)
+encode_row: Callable[..., bytes] = _compiled.encode_row if _compiled is not None else encode_row_pure
 
 
 class EncodingBuilder(ResultBuilder):
@@ -169,17 +210,13 @@ class EncodingBuilder(ResultBuilder):
         self.render = self._encode
 
     def _encode(self, fields: list[tuple[int, str, Any]]) -> EncodedIdentifier | Dataset:
-        if self._added:
-            kept = {tag for tag, _, value in fields if value not in ("", None, [])}
-            added = [f for f in self.defaults if f[0] not in kept] + list(self.overrides)
-            replaced = {f[0] for f in added}
-            fields = sorted([f for f in fields if f[0] not in replaced] + added, key=lambda f: f[0])
-        if not any(vr == "SQ" for _, vr, _ in fields):
-            try:
-                return EncodedIdentifier(encode_fields(fields, self.explicit))
-            except Unencodable:
-                pass
+        try:
+            return EncodedIdentifier(encode_row(fields, self.explicit, self.defaults, self.overrides))
+        except Unencodable:
+            pass
         self.fallbacks += 1
+        if self._added:
+            fields = merged_fields(fields, self.defaults, self.overrides)
         return self._dataset(fields)
 
 
