@@ -1,0 +1,13 @@
+"""Type stubs of the compiled C-FIND identifier encoder (the twin of pacscore/adapters/dimse_encode.py's
+encode_fields_pure and encode_row_pure)."""
+
+from collections.abc import Iterable
+from typing import Any
+
+def encode_fields(fields: Iterable[tuple[int, str, Any]], explicit: bool) -> bytes: ...
+def encode_row(
+    fields: Iterable[tuple[int, str, Any]],
+    explicit: bool,
+    defaults: tuple[tuple[int, str, str], ...] = (),
+    overrides: tuple[tuple[int, str, str], ...] = (),
+) -> bytes: ...
