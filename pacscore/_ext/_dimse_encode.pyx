@@ -215,8 +215,7 @@ cdef int _element(Buf* b, object tag_obj, str vr, object value, bint explicit) e
     cdef Py_ssize_t n = 0, pad, head
     cdef bytes owned = None
     cdef bytes vr_bytes
-    cdef char pad_char = c' '
-    cdef char* p
+    cdef char pad_char = c' ', v0 = 0, v1 = 0
     try:
         tag = tag_obj
     except OverflowError:
@@ -255,40 +254,49 @@ cdef int _element(Buf* b, object tag_obj, str vr, object value, bint explicit) e
         raise _unencodable(f"{vr} value outside ASCII")
     if owned is not None:
         data, n = PyBytes_AS_STRING(owned), PyBytes_GET_SIZE(owned)
+    if code:
+        v0, v1 = <char>(code >> 8), <char>(code & 0xFF)
+    elif explicit:  # struct's "2s": the VR's UTF-8, cut or NUL-padded to two bytes
+        vr_bytes = (vr.encode() + b"\0\0")[:2]
+        v0, v1 = vr_bytes[0], vr_bytes[1]
     pad = n & 1 if kind != K_BINARY and kind != K_AT else 0
-    # the header (PS3.5 7.1.2, 7.1.3)
+    _write(b, <uint32_t>tag, v0, v1, code != 0 and _LONG[code], data, n, pad, pad_char, explicit, vr)
+    return 0
+
+
+cdef int _write(Buf* b, uint32_t tag, char v0, char v1, bint long_vr, const char* data, Py_ssize_t n, bint pad,
+                char pad_char, bint explicit, object vr) except -1:
+    """One element: its header (PS3.5 7.1.2, 7.1.3), ``n`` bytes of ``data``, one pad byte."""
+    cdef Py_ssize_t length = n + pad, head
+    cdef char* p
     if not explicit:
         head = 8
-    elif code and _LONG[code]:
+    elif long_vr:
         head = 12
     else:
-        if n + pad > MAX_SHORT:
+        if length > MAX_SHORT:
             raise _unencodable(f"{vr} value longer than {MAX_SHORT} bytes")
         head = 8
-    if n + pad > 0xFFFFFFFF:
+    if length > 0xFFFFFFFF:
         raise _struct_error("value too long")
-    _reserve(b, head + n + pad)
+    _reserve(b, head + length)
     p = b.data + b.size
-    _u16(p, <uint32_t>(tag >> 16))
-    _u16(p + 2, <uint32_t>(tag & 0xFFFF))
+    _u16(p, tag >> 16)
+    _u16(p + 2, tag & 0xFFFF)
     if not explicit:
-        _u32(p + 4, <uint32_t>(n + pad))
+        _u32(p + 4, <uint32_t>length)
     else:
-        if code:
-            p[4], p[5] = <char>(code >> 8), <char>(code & 0xFF)
-        else:  # struct's "2s": the VR's UTF-8, cut or NUL-padded to two bytes
-            vr_bytes = (vr.encode() + b"\0\0")[:2]
-            p[4], p[5] = vr_bytes[0], vr_bytes[1]
+        p[4], p[5] = v0, v1
         if head == 12:
             _u16(p + 6, 0)
-            _u32(p + 8, <uint32_t>(n + pad))
+            _u32(p + 8, <uint32_t>length)
         else:
-            _u16(p + 6, <uint32_t>(n + pad))
+            _u16(p + 6, <uint32_t>length)
     if n:
         memcpy(p + head, data, n)
     if pad:
         p[head + n] = pad_char
-    b.size += head + n + pad
+    b.size += head + length
     return 0
 
 
