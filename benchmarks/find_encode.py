@@ -9,9 +9,10 @@ builds an archive with benchmarks.run's generator, then, in a child process per 
 (compiled, and pure with PACSCORE_PURE=1), times ``list(encoded_find(...))`` for a few queries of
 the suite, Explicit VR Little Endian, with Retrieve AE Title added as the DIMSE adapter adds it,
 and reports microseconds per match. The broad query is also split into its steps, each timed on
-its own in one read transaction: matches (the executor's row fetch), ``ResultBuilder.fields``
-on those matches, and the response encoding of those fields (``EncodingBuilder`` with its
-defaults: the compiled ``encode_fields`` when built). ``--profile`` prints cProfile's top
+its own in one read transaction: matches (the executor's row fetch); ``ResultBuilder.fields``
+on those matches and the encoding of those fields (``encode_row``, the path of a row the plan
+leaves out); the rows built from the records by the row plan (``EncodePlan``, what
+``encoded_find`` does per match). ``--profile`` prints cProfile's top
 functions of the broad query in each mode.
 """
 
@@ -53,7 +54,8 @@ def _best(fn, min_time: float) -> float:
 
 
 def _steps(arc, ident: dict, level: str, opts: dict, min_time: float) -> dict:
-    """The broad query's steps, us per match: row fetch, fields, encoding."""
+    """The broad query's steps, us per match: row fetch; the row from ``ResultBuilder.fields``
+    (fields, then encode); the row from the records through the plan (what encoded_find does)."""
     from pacscore.adapters.dimse_encode import EncodingBuilder
     from pacscore.query.execute import Executor
 
@@ -72,6 +74,7 @@ def _steps(arc, ident: dict, level: str, opts: dict, min_time: float) -> dict:
             "fetch_us": _best(fetch, min_time) / n * 1e6,
             "fields_us": _best(lambda: [builder.fields(m) for m in matches], min_time) / n * 1e6,
             "encode_us": _best(lambda: [builder._encode(f) for f in fields], min_time) / n * 1e6,
+            "plan_us": _best(lambda: [builder(m) for m in matches], min_time) / n * 1e6,
         }
     return {k: round(v, 2) for k, v in out.items()}
 
@@ -141,10 +144,14 @@ def markdown(instances: int, compiled: dict, pure: dict) -> str:
     ]
     for c, p in zip(compiled["queries"], pure["queries"]):
         lines.append(f"| {c['name']} | {c['level']} | {c['matches']} | {c['us_per_match']} | {p['us_per_match']} |")
-    lines += ["", "| broad query, us/match | row fetch | fields | encode |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "| broad query, us/match | row fetch | fields | encode (of fields) | row plan (records to bytes) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for label, r in (("compiled", compiled), ("pure", pure)):
         s = r["broad_steps"]
-        lines.append(f"| {label} | {s['fetch_us']} | {s['fields_us']} | {s['encode_us']} |")
+        lines.append(f"| {label} | {s['fetch_us']} | {s['fields_us']} | {s['encode_us']} | {s['plan_us']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,15 @@ from pydicom.uid import ImplicitVRLittleEndian as Implicit
 import pacscore
 from pacscore import _impl, model
 from pacscore.adapters import dimse_encode
-from pacscore.adapters.dimse_encode import EncodedIdentifier, Unencodable, encode_fields_pure, encode_row_pure
+from pacscore.adapters.dimse_encode import (
+    EncodedIdentifier,
+    EncodePlanPure,
+    Unencodable,
+    encode_fields_pure,
+    encode_row_pure,
+)
+from pacscore.index import records as pure_records
+from pacscore.query.kinds import SpecKind
 from pacscore.testing import strategies as ps
 
 try:
@@ -159,9 +167,22 @@ def archive(tmp_path_factory):
         yield arc
 
 
-def _answers(arc, encode_row, monkeypatch, syntax) -> list:
-    """encoded_find's answers for every level of QUERIES, with ``encode_row`` as the live twin."""
-    monkeypatch.setattr(dimse_encode, "encode_row", encode_row)
+def _no_plan(*args):
+    raise ValueError("every row from ResultBuilder.fields")
+
+
+#: which twins serve encoded_find: the row plan and the encoder of fields() (rows the plan leaves)
+MODES = {
+    "compiled": (compiled.EncodePlan, compiled.encode_row),
+    "pure": (EncodePlanPure, encode_row_pure),
+    "fields only": (_no_plan, encode_row_pure),
+}
+
+
+def _answers(arc, mode: str, monkeypatch, syntax) -> list:
+    """encoded_find's answers for every level of QUERIES with the twins of ``mode`` live."""
+    monkeypatch.setattr(dimse_encode, "EncodePlan", MODES[mode][0])
+    monkeypatch.setattr(dimse_encode, "encode_row", MODES[mode][1])
     out = []
     defaults, overrides = ((0x00080054, "AE", "PACSCORE"),), ((0x00080056, "CS", "ONLINE"),)
     for level, model_name, keys in QUERIES:
@@ -174,9 +195,10 @@ def _answers(arc, encode_row, monkeypatch, syntax) -> list:
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, Implicit])
 def test_archive_answers_are_the_same_with_either_twin(archive, syntax, monkeypatch):
-    got = _answers(archive, compiled.encode_row, monkeypatch, syntax)
+    got = _answers(archive, "compiled", monkeypatch, syntax)
     assert got and any(t is EncodedIdentifier for t, _ in got)
-    assert got == _answers(archive, encode_row_pure, monkeypatch, syntax)
+    assert got == _answers(archive, "pure", monkeypatch, syntax)
+    assert got == _answers(archive, "fields only", monkeypatch, syntax)
 
 
 @given(ps.studies(), st.sampled_from([ExplicitVRLittleEndian, Implicit]))
@@ -186,5 +208,51 @@ def test_generated_archives_answer_the_same_with_either_twin(tmp_path_factory, i
         for ds in instances:
             arc.store(ds)
         with pytest.MonkeyPatch.context() as mp:
-            got = _answers(arc, compiled.encode_row, mp, syntax)
-            assert got == _answers(arc, encode_row_pure, mp, syntax)
+            got = _answers(arc, "compiled", mp, syntax)
+            assert got == _answers(arc, "pure", mp, syntax)
+            assert got == _answers(arc, "fields only", mp, syntax)
+
+
+# ---- row plans on generated records ------------------------------------------------------------
+#: the tags the generated records hold and the specs read (a pointer may read another one)
+POOL = [0x00080020, 0x00080054, 0x00080056, 0x00100010, 0x00100020, 0x0020000D, 0x00201208, 0x00280010, 0x0040A730]
+STORED_VRS = st.sampled_from(VRS[:28])
+STORED = st.one_of(
+    st.tuples(STORED_VRS, st.one_of(st.just(""), SHORT_TEXT, NUMBERS)),
+    st.tuples(st.just("SQ"), st.lists(st.dictionaries(st.just("CodeValue"), st.text(max_size=3)), max_size=2)),
+)
+RECORD = st.one_of(st.none(), st.dictionaries(st.sampled_from(POOL), STORED, max_size=7).map(pure_records.encode))
+
+
+@st.composite
+def row_plans(draw):
+    """(specs, defaults, overrides) as ResultBuilder._row_plan and the adapter make them."""
+    specs = [
+        (0x00080005, (SpecKind.CONSTANT, "00080005", "CS", draw(st.sampled_from(["ISO_IR 192", ""])))),
+        (0x00080052, (SpecKind.CONSTANT, "00080052", "CS", "STUDY")),
+    ]
+    for tag in draw(st.lists(st.sampled_from(POOL), unique=True, max_size=6)):
+        kind = draw(st.sampled_from([SpecKind.UNIQUE, SpecKind.KEY]))
+        read = draw(st.one_of(st.just(tag), st.sampled_from(POOL)))
+        vr = draw(st.sampled_from(["UI", "LO", "PN", "DA", "IS", "US", "UN", "AE", "CS", "SQ", "IN", "DS"]))
+        specs.append((tag, (kind, f"{tag:08X}", draw(st.integers(0, 1)), read, vr)))
+    specs.sort(key=lambda s: s[0])
+    added = draw(st.lists(st.sampled_from(POOL[:3]), unique=True, max_size=2))
+    cut = draw(st.integers(0, len(added)))
+    value = st.sampled_from(["", "PACSCORE", "ONLINE", "é"])
+    defaults = tuple((t, "AE", draw(value)) for t in added[:cut])
+    overrides = tuple((t, "CS", draw(value)) for t in added[cut:])
+    return tuple(s for _, s in specs), defaults, overrides
+
+
+@given(row_plans(), st.tuples(RECORD, RECORD), st.booleans())
+def test_row_plans_write_what_the_pure_plan_writes(plan, recs, explicit):
+    """The compiled plan gives the pure plan's bytes, and refuses (Unencodable: the row then goes
+    the fields() way) only rows the pure plan does not encode either."""
+    specs, defaults, overrides = plan
+    want = outcome(lambda: EncodePlanPure(specs, explicit, defaults, overrides).row(recs))
+    got = outcome(lambda: compiled.EncodePlan(specs, explicit, defaults, overrides).row(recs))
+    if isinstance(want, bytes):
+        assert got == want
+    else:
+        assert got in (Unencodable, want)

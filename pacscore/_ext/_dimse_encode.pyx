@@ -10,10 +10,14 @@ run the pure twin's Python code here.
 """
 import struct
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport uint8_t, uint32_t
 from libc.string cimport memcpy
+
+from pacscore._ext._layout cimport find_field
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object op)
@@ -374,3 +378,213 @@ def encode_row(fields, bint explicit, defaults=(), overrides=()):
         if f[1] == "SQ":
             raise _unencodable("a sequence")
     return _encode(fields, explicit)
+
+
+# ---- rows straight from the stored records ---------------------------------------------------------
+cdef enum:
+    SPEC_CONSTANT = 0  # pacscore.query.kinds.SpecKind
+    SPEC_UNIQUE = 1
+    SPEC_KEY = 2
+    SLOT_CONSTANT = 0  # an element encoded once, when the plan is made
+    SLOT_UNIQUE = 1
+    SLOT_KEY = 2
+    CODE_SQ = (83 << 8) | 81
+    CODE_UN = (85 << 8) | 78
+    CODE_IN = (73 << 8) | 78
+    CODE_LO = (76 << 8) | 79
+
+
+cdef int _vr_code(object vr) except -1:
+    if type(vr) is not str or len(vr) != 2 or not PyUnicode_IS_ASCII(vr):
+        raise ValueError(f"VR {vr!r}")
+    return _code2(vr)
+
+
+cdef inline int _sent(int code) noexcept:
+    """The VR an element goes out with: an unknown one (IN, UN) as LO, as on the Dataset path."""
+    return CODE_LO if code == CODE_IN or code == CODE_UN else code
+
+
+cdef class EncodePlan:
+    """``dimse_encode.EncodePlanPure`` compiled: the row plan of a query (the specs of
+    pacscore/query/json_rows.py) with what the adapter adds, read once; ``row(recs)`` writes one
+    response's data set from the stored UTF-8 bytes of its records, with no str or tuple per
+    field. It raises Unencodable for every row the pure plan would not encode, and also for a
+    few it leaves to the caller's Dataset path (a sequence, bytes that are not strict UTF-8, a
+    malformed record): the caller then builds that row from ``ResultBuilder.fields``."""
+    cdef Py_ssize_t n
+    cdef int* kinds
+    cdef uint32_t* tags     # the element's tag
+    cdef uint32_t* reads    # the tag read from the record (a pointer field for some unique keys)
+    cdef int* codes         # UNIQUE: the VR it goes out with; KEY: the key's VR
+    cdef Py_ssize_t* index  # which of the records
+    cdef list constants     # per slot: a SLOT_CONSTANT's encoded element, else None
+    cdef list defaults      # per slot: the encoded default for an empty value, else None
+    cdef bint explicit
+    cdef Py_ssize_t width
+
+    def __cinit__(self, tuple specs, bint explicit, defaults=(), overrides=()):
+        cdef Py_ssize_t i
+        self.explicit = explicit
+        slots = {}
+        for spec in specs:
+            tag = int(spec[1], 16)
+            if not 0 <= tag <= 0xFFFFFFFF or tag in slots:
+                raise ValueError(f"tag {spec[1]} twice or out of range")
+            if spec[0] == SPEC_CONSTANT:
+                slots[tag] = [SLOT_CONSTANT, 0, 0, 0, _encode([(tag, spec[2], spec[3])], explicit), None, spec[3]]
+            elif spec[0] == SPEC_UNIQUE or spec[0] == SPEC_KEY:
+                _, _, rec_index, read, vr = spec
+                if type(read) is not int or not 0 <= read <= 0xFFFFFFFF or type(rec_index) is not int or rec_index < 0:
+                    raise ValueError(f"spec {spec!r}")
+                kind = SLOT_UNIQUE if spec[0] == SPEC_UNIQUE else SLOT_KEY
+                slots[tag] = [kind, read, _vr_code(vr), rec_index, None, None, None]
+            else:
+                raise ValueError("a spec built by a callable")
+        added = [f[0] for f in defaults] + [f[0] for f in overrides]
+        if len(set(added)) != len(added):
+            raise ValueError("a tag added twice")
+        for tag, vr, value in overrides:  # always sent
+            slots[tag] = [SLOT_CONSTANT, 0, 0, 0, _encode([(tag, vr, value)], explicit), None, value]
+        for tag, vr, value in defaults:  # sent where the row has no value for the tag
+            encoded = _encode([(tag, vr, value)], explicit)
+            slot = slots.get(tag)
+            if slot is None or (slot[0] == SLOT_CONSTANT and slot[6] in ("", None, [])):
+                slots[tag] = [SLOT_CONSTANT, 0, 0, 0, encoded, None, value]
+            elif slot[0] != SLOT_CONSTANT:
+                slot[5] = encoded
+        ordered = sorted(slots.items())
+        self.n = len(ordered)
+        self.kinds = <int*>PyMem_Malloc(max(self.n, 1) * sizeof(int))
+        self.tags = <uint32_t*>PyMem_Malloc(max(self.n, 1) * sizeof(uint32_t))
+        self.reads = <uint32_t*>PyMem_Malloc(max(self.n, 1) * sizeof(uint32_t))
+        self.codes = <int*>PyMem_Malloc(max(self.n, 1) * sizeof(int))
+        self.index = <Py_ssize_t*>PyMem_Malloc(max(self.n, 1) * sizeof(Py_ssize_t))
+        if not (self.kinds and self.tags and self.reads and self.codes and self.index):
+            raise MemoryError()
+        self.constants, self.defaults, self.width = [], [], 0
+        for i in range(self.n):
+            tag, slot = ordered[i]
+            self.tags[i], self.kinds[i], self.reads[i], self.codes[i], self.index[i] = tag, slot[0], slot[1], slot[2], slot[3]
+            self.constants.append(slot[4])
+            self.defaults.append(slot[5])
+            if slot[0] != SLOT_CONSTANT:
+                self.width = max(self.width, slot[3] + 1)
+
+    def __dealloc__(self):
+        PyMem_Free(self.kinds)
+        PyMem_Free(self.tags)
+        PyMem_Free(self.reads)
+        PyMem_Free(self.codes)
+        PyMem_Free(self.index)
+
+    def row(self, tuple recs):
+        """One response's data set; ``recs[i]`` is the raw record of level i or None."""
+        cdef Buf b
+        cdef Py_ssize_t i
+        if len(recs) < self.width:
+            raise ValueError(f"{len(recs)} records, the plan reads {self.width}")
+        b.data, b.size, b.cap = NULL, 0, 0
+        try:
+            for i in range(self.n):
+                if self.kinds[i] == SLOT_CONSTANT:
+                    _append(&b, self.constants[i])
+                else:
+                    self._field(&b, i, recs[self.index[i]])
+            return PyBytes_FromStringAndSize(b.data, b.size)
+        finally:
+            PyMem_Free(b.data)
+
+    cdef int _field(self, Buf* b, Py_ssize_t i, object rec) except -1:
+        cdef Py_buffer view
+        cdef const uint8_t* ptr
+        cdef Py_ssize_t size, start = 0, end = 0
+        cdef const uint8_t* vr = NULL
+        cdef int found = 0, code
+        cdef bint held = False
+        try:
+            if rec is not None:
+                if type(rec) is bytes:
+                    ptr, size = <const uint8_t*>PyBytes_AS_STRING(rec), PyBytes_GET_SIZE(rec)
+                else:
+                    PyObject_GetBuffer(rec, &view, PyBUF_SIMPLE)
+                    held = True
+                    ptr, size = <const uint8_t*>view.buf, view.len
+                found = find_field(ptr, size, self.reads[i], &start, &end, &vr)
+                if found < 0:
+                    raise _unencodable("a malformed record")
+            if found == 0 or end == start:  # no value: the default, or an empty element
+                default = self.defaults[i]
+                if default is not None:
+                    _append(b, default)
+                    return 0
+                code = self.codes[i]
+                if found and self.kinds[i] == SLOT_KEY:
+                    code = _stored_vr(code, vr)
+                if code == CODE_SQ:
+                    raise _unencodable("a sequence")
+                return _from_bytes(b, self.tags[i], _sent(code), NULL, 0, self.explicit)
+            if vr[0] == 83 and vr[1] == 81:  # SQ: its items are JSON in the record
+                raise _unencodable("a sequence")
+            code = self.codes[i]
+            if self.kinds[i] == SLOT_KEY:
+                code = _stored_vr(code, vr)
+            return _from_bytes(b, self.tags[i], _sent(code), ptr + start, end - start, self.explicit)
+        finally:
+            if held:
+                PyBuffer_Release(&view)
+
+
+cdef inline int _stored_vr(int key_code, const uint8_t* vr) noexcept:
+    """json_rows.out_vr: the stored VR when the key's is UN or they agree, else the key's."""
+    cdef int stored = (<int>vr[0] << 8) | vr[1]
+    return stored if key_code == CODE_UN or stored == CODE_SQ else key_code
+
+
+cdef int _append(Buf* b, bytes element) except -1:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(element)
+    _reserve(b, n)
+    memcpy(b.data + b.size, PyBytes_AS_STRING(element), n)
+    b.size += n
+    return 0
+
+
+cdef int _from_bytes(Buf* b, uint32_t tag, int code, const uint8_t* p, Py_ssize_t n, bint explicit) except -1:
+    """One element whose value is stored UTF-8 text (what encode_fields makes of it decoded)."""
+    cdef int kind = _KIND[code]
+    cdef Py_ssize_t i
+    cdef bint ascii = True
+    cdef char pad_char = c' '
+    cdef bytes owned
+    vr = chr(code >> 8) + chr(code & 0xFF) if n else None
+    if n == 0:
+        return _write(b, tag, <char>(code >> 8), <char>(code & 0xFF), _LONG[code], NULL, 0, False, pad_char,
+                      explicit, vr)
+    if kind == K_REFUSED:
+        raise _unencodable(f"{vr} value")
+    if kind == K_BINARY or kind == K_AT:
+        try:
+            value = PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+        except UnicodeDecodeError:
+            raise _unencodable(f"{vr} value not UTF-8")
+        owned = _binary_value(vr, value) if kind == K_BINARY else _at_value(value)
+        return _write(b, tag, <char>(code >> 8), <char>(code & 0xFF), _LONG[code], PyBytes_AS_STRING(owned),
+                      PyBytes_GET_SIZE(owned), False, pad_char, explicit, vr)
+    for i in range(n):
+        if p[i] >= 0x80:
+            ascii = False
+            break
+    if ascii:
+        if (kind == K_DS or kind == K_IS) and not _numbers_ok(<const char*>p, n, kind == K_DS):
+            raise _unencodable(f"{vr} value pydicom would re-format")
+        if kind == K_UI:
+            pad_char = 0
+    elif kind == K_CHARSET:
+        try:  # strict UTF-8 (no lone surrogates), which is what the pure twin can encode
+            PyUnicode_DecodeUTF8(<const char*>p, n, NULL)
+        except UnicodeDecodeError:
+            raise _unencodable(f"{vr} value not UTF-8")
+    else:
+        raise _unencodable(f"{vr} value outside ASCII")
+    return _write(b, tag, <char>(code >> 8), <char>(code & 0xFF), _LONG[code], <const char*>p, n, n & 1, pad_char,
+                  explicit, vr)

@@ -30,7 +30,8 @@ from pynetdicom.dsutils import encode as _pynetdicom_encode
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
 from .. import _impl
-from ..query import paging
+from ..index import codec
+from ..query import json_rows, paging
 from ..query.execute import Executor
 from ..query.results import ResultBuilder
 from .dimse_rebind import rebound
@@ -44,6 +45,8 @@ __all__ = [
     "encode_row",
     "encode_row_pure",
     "merged_fields",
+    "EncodePlan",
+    "EncodePlanPure",
     "encoded_find",
     "encoded_results",
     "ENCODABLE_SYNTAXES",
@@ -178,12 +181,59 @@ def encode_row_pure(
     return encode_fields_pure(fields, explicit)
 
 
+class EncodePlanPure:
+    """One query's responses written straight from the stored records: the row plan of the JSON
+    path (``ResultBuilder._row_plan``, specs of pacscore/query/json_rows.py) with what the adapter
+    adds. ``row(recs)`` is ``encode_row`` of the fields ``ResultBuilder.fields`` gives for the
+    same records, read spec by spec as json_rows reads them. ValueError when the plan cannot
+    serve the query (a spec built by a callable, a tag twice); then the builder uses ``fields``.
+    ``pacscore._ext._dimse_encode.EncodePlan`` is the compiled twin, which writes the stored
+    UTF-8 bytes without making a str of them."""
+
+    def __init__(
+        self,
+        specs: tuple,
+        explicit: bool,
+        defaults: tuple[tuple[int, str, str], ...] = (),
+        overrides: tuple[tuple[int, str, str], ...] = (),
+    ) -> None:
+        tags = [int(spec[1], 16) for spec in specs]
+        if any(spec[0] not in (json_rows.CONSTANT, json_rows.UNIQUE, json_rows.KEY) for spec in specs):
+            raise ValueError("a spec built by a callable")
+        added = [f[0] for f in defaults] + [f[0] for f in overrides]
+        if len(set(tags)) != len(tags) or len(set(added)) != len(added):
+            raise ValueError("a tag twice")
+        self.specs = tuple(zip(tags, specs))
+        self.explicit, self.defaults, self.overrides = explicit, defaults, overrides
+
+    def row(self, recs: tuple) -> bytes:
+        """One response's data set; ``recs[i]`` is the raw record of level i or None."""
+        fields: list[tuple[int, str, Any]] = []
+        for tag, spec in self.specs:
+            if spec[0] == json_rows.CONSTANT:
+                fields.append((tag, spec[2], spec[3]))
+                continue
+            _, _, index, read, vr = spec
+            rec = recs[index]
+            if spec[0] == json_rows.UNIQUE:
+                value = codec.get_value(rec, read) if rec is not None else None
+                fields.append((tag, vr, value or ""))
+                continue
+            field = codec.get(rec, read) if rec is not None else None
+            if field is None:
+                fields.append((tag, vr, [] if vr == "SQ" else ""))
+            else:
+                fields.append((tag, json_rows.out_vr(vr, field[0]), field[1]))
+        return encode_row_pure(fields, self.explicit, self.defaults, self.overrides)
+
+
 #: the compiled twins (pacscore._ext._dimse_encode) when built, else the pure ones above
 _compiled = _impl.compiled("_dimse_encode")
 encode_fields: Callable[[list[tuple[int, str, Any]], bool], bytes] = (
     _compiled.encode_fields if _compiled is not None else encode_fields_pure
 )
 encode_row: Callable[..., bytes] = _compiled.encode_row if _compiled is not None else encode_row_pure
+EncodePlan: Callable[..., Any] = _compiled.EncodePlan if _compiled is not None else EncodePlanPure
 
 
 class EncodingBuilder(ResultBuilder):
@@ -208,6 +258,22 @@ class EncodingBuilder(ResultBuilder):
         self._added = {f[0] for f in defaults} | {f[0] for f in overrides}
         self.fallbacks = 0
         self.render = self._encode
+        specs, levels = self._row_plan()
+        try:
+            self._plan = EncodePlan(specs, explicit, tuple(defaults), tuple(overrides))
+        except (ValueError, Unencodable):
+            self._plan = None  # every row from fields()
+        self._plan_levels = tuple(lvl or query.level for lvl in levels)
+
+    def __call__(self, match) -> EncodedIdentifier | Dataset:
+        """One response: from the records through the plan, else (a row the plan leaves to the
+        Dataset path) from ``fields``, which encodes it or builds its Dataset."""
+        if self._plan is not None:
+            try:
+                return EncodedIdentifier(self._plan.row(tuple(map(match.record, self._plan_levels))))
+            except Unencodable:
+                pass
+        return self._encode(self.fields(match))
 
     def _encode(self, fields: list[tuple[int, str, Any]]) -> EncodedIdentifier | Dataset:
         try:
