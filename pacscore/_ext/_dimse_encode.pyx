@@ -9,6 +9,7 @@ DS and IS checks of PS3.5 6.2 done on the characters. Binary VRs and AT, rare in
 run the pure twin's Python code here.
 """
 import struct
+from json import loads as _json_loads
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -525,7 +526,7 @@ cdef class EncodePlan:
                     raise _unencodable("a sequence")
                 return _from_bytes(b, self.tags[i], _sent(code), NULL, 0, self.explicit)
             if vr[0] == 83 and vr[1] == 81:  # SQ: its items are JSON in the record
-                raise _unencodable("a sequence")
+                return self._sequence(b, i, PyBytes_FromStringAndSize(<const char*>ptr + start, end - start))
             code = self.codes[i]
             if self.kinds[i] == SLOT_KEY:
                 code = _stored_vr(code, vr)
@@ -533,6 +534,21 @@ cdef class EncodePlan:
         finally:
             if held:
                 PyBuffer_Release(&view)
+
+
+    cdef int _sequence(self, Buf* b, Py_ssize_t i, bytes raw) except -1:
+        """A field stored as a sequence, as the pure plan has it: a key keeps it (a row with a
+        sequence goes the Dataset way), a unique key takes its value (``value or ""``); an
+        empty one gives way to the default."""
+        value = _json_loads(raw)
+        if self.kinds[i] == SLOT_UNIQUE:
+            value = value or ""
+        if value in ("", None, []) and self.defaults[i] is not None:
+            return _append(b, self.defaults[i])
+        code = self.codes[i]
+        if self.kinds[i] == SLOT_KEY or code == CODE_SQ:
+            raise _unencodable("a sequence")
+        return _element(b, self.tags[i], chr(code >> 8) + chr(code & 0xFF), value, self.explicit)
 
 
 cdef inline int _stored_vr(int key_code, const uint8_t* vr) noexcept:
