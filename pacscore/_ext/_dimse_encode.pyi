@@ -1,5 +1,5 @@
 """Type stubs of the compiled C-FIND identifier encoder (the twin of pacscore/adapters/dimse_encode.py's
-encode_fields_pure and encode_row_pure)."""
+encode_fields_pure, encode_row_pure and EncodePlanPure)."""
 
 from collections.abc import Iterable
 from typing import Any
@@ -11,3 +11,13 @@ def encode_row(
     defaults: tuple[tuple[int, str, str], ...] = (),
     overrides: tuple[tuple[int, str, str], ...] = (),
 ) -> bytes: ...
+
+class EncodePlan:
+    def __init__(
+        self,
+        specs: tuple,
+        explicit: bool,
+        defaults: tuple[tuple[int, str, str], ...] = (),
+        overrides: tuple[tuple[int, str, str], ...] = (),
+    ) -> None: ...
+    def row(self, recs: tuple) -> bytes: ...

@@ -1,12 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """C-FIND response identifiers as bytes, compiled: the exact twin of the encoding functions of
-pacscore/adapters/dimse_encode.py (``encode_fields`` and ``encode_row``).
+pacscore/adapters/dimse_encode.py (``encode_fields``, ``encode_row``, ``EncodePlan``).
 
 Byte-identical data sets in Implicit or Explicit VR Little Endian (PS3.5 7.1), and Unencodable
 for the same fields (tests/test_dimse_encode_compiled.py). The values are written from the
 str objects' own bytes into one buffer: no intermediate bytes per field, no struct calls, the
 DS and IS checks of PS3.5 6.2 done on the characters. Binary VRs and AT, rare in a response,
-run the pure twin's Python code here.
+run the pure twin's Python code here. ``EncodePlan`` goes one step further and writes a row from
+the stored UTF-8 bytes of its records, without a str, tuple or list per field.
 """
 import struct
 from json import loads as _json_loads

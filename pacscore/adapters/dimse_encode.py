@@ -12,6 +12,13 @@ checks it with Hypothesis over generated rows, every VR the rows carry and sever
 A row this encoder cannot promise that for (a sequence, a value pydicom would re-format or
 refuse, text outside ASCII in a VR without character set) is built as a Dataset instead, so the
 answer never depends on which path served it.
+
+Each row is written by the query's ``EncodePlan`` straight from its stored records (the row plan
+of the JSON path, read once per query); a row the plan leaves goes through ``ResultBuilder.fields``
+and ``encode_row``. ``encode_fields``, ``encode_row`` and ``EncodePlan`` are the compiled twins
+(pacscore._ext._dimse_encode, tests/test_dimse_encode_compiled.py) unless PACSCORE_PURE=1 or the
+extension is not built; the ``*_pure`` ones are the reference. benchmarks/find_encode.py times
+them per match.
 """
 
 from __future__ import annotations
