@@ -93,6 +93,11 @@ def add_dimse_cli(subparsers) -> None:
         "--no-fastpath", action="store_true", help="pynetdicom's own polling reactors (docs/benchmarks-wire.md)"
     )
     p.add_argument(
+        "--no-direct",
+        action="store_true",
+        help="serve every association through pynetdicom, not the direct loop (docs/benchmarks-wire.md)",
+    )
+    p.add_argument(
         "--processes",
         type=_positive,
         default=1,
@@ -124,6 +129,7 @@ def dimse_config(args, ssl_context=None):
         log_phi=args.log_phi,
         tcp_nodelay=not args.no_nodelay,
         fastpath=not getattr(args, "no_fastpath", False),
+        direct=not getattr(args, "no_direct", False),
         find_options=dict(getattr(args, "option", None) or []),
     )
 

@@ -187,9 +187,11 @@ def test_pynetdicom_echo_and_tcp_nodelay_on_accepted_socket(scp):
     assoc = associate(scp["port"], Verification)
     try:
         assert assoc.send_c_echo().Status == 0x0000
-        ours = [a for a in scp["server"].active_associations if a.requestor.ae_title == "PYSCU"]
+        server = scp["server"]
+        ours = [a.dul.socket.socket for a in server.active_associations if a.requestor.ae_title == "PYSCU"]
+        ours += [c.sock for c in server.direct_connections() if c.assoc.requestor.ae_title == "PYSCU"]
         assert ours, "the server has no association from PYSCU"
-        sock = ours[0].dul.socket.socket
+        sock = ours[0]
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         assoc.release()

@@ -39,6 +39,7 @@ from pynetdicom.sop_class import Verification
 
 from . import dimse_worklist
 from .dimse_convert import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
+from .dimse_direct import Eligibility
 from .dimse_fastpath import make_fast
 from .dimse_negotiation import start_server
 from .dimse_service import FIND_MODELS, LOG, RETRIEVE_MODELS, DimseConfig, DimseService, set_nodelay
@@ -182,6 +183,9 @@ class ServeConfig:
     handlers: DimseConfig = field(default_factory=DimseConfig)
     #: answer without pynetdicom's 1 ms polling sleeps (dimse_fastpath; docs/benchmarks-wire.md)
     fastpath: bool = True
+    #: serve C-ECHO / C-FIND / C-STORE associations in one thread each, below pynetdicom
+    #: (dimse_direct; plain TCP with ``fastpath`` only; docs/benchmarks-wire.md)
+    direct: bool = True
     #: accept on this listening socket instead of binding host:port (``serve dimse --processes``:
     #: processes forked after it was bound share it; pacscore/serve_processes.py)
     listen_socket: socket.socket | None = None
@@ -249,14 +253,17 @@ def _run(archive, cfg: ServeConfig):
     # pynetdicom's threaded server (ae.shutdown() and server.shutdown() both stop it), negotiating
     # through an index of the supported contexts (dimse_negotiation); on a listening socket shared
     # with other processes for ``serve dimse --processes``
+    service = DimseService(archive, handler_cfg)
     server = start_server(
         ae,
         (cfg.host, int(cfg.port)),
         ssl_context=cfg.ssl_context,
-        evt_handlers=_bindings(DimseService(archive, handler_cfg)),
+        evt_handlers=_bindings(service),
         prepare_association=partial(_prepare_association, fast=cfg.fastpath),
         listen_socket=cfg.listen_socket,
     )
+    if cfg.direct and cfg.fastpath and cfg.ssl_context is None:
+        serve_directly(server, service, cfg)
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG):
         _unbind_debug_handlers(server)
     LOG.info(
@@ -279,6 +286,16 @@ def _run(archive, cfg: ServeConfig):
         # released or the network timeout passed
         ae.shutdown()
     return None
+
+
+def serve_directly(server, service: DimseService, cfg: ServeConfig) -> None:
+    """Let ``server`` serve the associations the direct loop can serve (dimse_direct)."""
+    server.direct_eligible = Eligibility(server.context_index, service.config.allowed_calling_aets)
+    server.direct_network_timeout = cfg.network_timeout
+    server.direct_acse_timeout = cfg.acse_timeout
+    server.direct_nodelay = service.config.tcp_nodelay
+    server.direct_max_associations = cfg.max_associations
+    server.direct_service = service
 
 
 def _prepare_association(assoc, fast: bool):

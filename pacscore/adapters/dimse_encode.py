@@ -302,6 +302,7 @@ def encoded_find(
     transfer_syntax: str,
     defaults: tuple[tuple[int, str, str], ...] = (),
     overrides: tuple[tuple[int, str, str], ...] = (),
+    query=None,
 ) -> Iterator | None:
     """``archive.find(identifier, level, model, **options)`` with each match as an
     EncodedIdentifier for ``transfer_syntax`` (or its Dataset, see EncodingBuilder); None when
@@ -314,7 +315,8 @@ def encoded_find(
     explicit = ENCODABLE_SYNTAXES.get(str(transfer_syntax))
     if explicit is None or type(archive).find is not Archive.find:
         return None  # another transfer syntax, or an archive (proxy) whose find() is its own
-    query = archive._query(identifier, level, model, options)
+    if query is None:  # (the caller may have built it already, for the same arguments)
+        query = archive._query(identifier, level, model, options)
     builder = EncodingBuilder(query, explicit, defaults, overrides)
 
     def batches():
@@ -325,7 +327,15 @@ def encoded_find(
 
 
 def encoded_results(
-    event, archive, identifier, level: str, model: str, options: dict, retrieve_ae: str, availability: bool
+    event,
+    archive,
+    identifier,
+    level: str,
+    model: str,
+    options: dict,
+    retrieve_ae: str,
+    availability: bool,
+    query=None,
 ):
     """What the C-FIND handler iterates when the association can take encoded identifiers
     (dimse_fastpath) and the request's context is Implicit / Explicit VR Little Endian; else None."""
@@ -333,7 +343,8 @@ def encoded_results(
         return None
     defaults = ((RETRIEVE_AE_TITLE, "AE", retrieve_ae),) if retrieve_ae else ()
     overrides = ((INSTANCE_AVAILABILITY, "CS", "ONLINE"),) if availability else ()
-    return encoded_find(archive, identifier, level, model, options, event.context.transfer_syntax, defaults, overrides)
+    syntax = event.context.transfer_syntax
+    return encoded_find(archive, identifier, level, model, options, syntax, defaults, overrides, query)
 
 
 def _chain(batches: Iterator[list]) -> Iterator:

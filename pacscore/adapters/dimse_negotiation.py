@@ -32,6 +32,7 @@ from pynetdicom.presentation import SCP_SCU_ROLES, PresentationContext, negotiat
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 from pynetdicom.utils import make_target
 
+from .dimse_direct import DirectServerMixin
 from .dimse_rebind import rebound
 
 __all__ = [
@@ -200,16 +201,23 @@ class IndexedRequestHandler(RequestHandler):
         return assoc
 
 
-class IndexedServer(ThreadedAssociationServer):
+class IndexedServer(DirectServerMixin, ThreadedAssociationServer):
     """A ThreadedAssociationServer whose associations negotiate against one ContextIndex.
 
     ``prepare_association`` (optional) gets each new acceptor Association before it starts
-    and returns the one to run (the fast path of dimse_fastpath uses it)."""
+    and returns the one to run (the fast path of dimse_fastpath uses it). With a
+    ``direct_service`` set, the associations the direct loop serves never reach pynetdicom
+    (dimse_direct.py)."""
 
     def __init__(self, *args: Any, context_index: ContextIndex, prepare_association=None, **kwargs: Any) -> None:
         self.context_index = context_index
         self.prepare_association = prepare_association
+        self._direct_init()
         super().__init__(*args, **kwargs)
+
+    def shutdown(self) -> None:
+        self.close_direct()  # before the base class joins the connection threads
+        super().shutdown()
 
 
 class SharedSocketServer(IndexedServer):

@@ -13,7 +13,9 @@ import threading
 import time
 import weakref
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 from pynetdicom import evt
 from pynetdicom.dsutils import encode_file_meta
 
@@ -220,7 +222,8 @@ class DimseService(RetrieveHandlers):
                     continue
                 parts.append(f"{elem.keyword or elem.tag}={elem.repval}")
             return "{" + ", ".join(parts) + "}"
-        names = [elem.keyword or str(elem.tag) for elem in ident if elem.tag not in (0x00080052, 0x00080005)]
+        # the tags, without decoding an element (a Dataset read from the wire keeps them raw)
+        names = [keyword_for_tag(tag) or str(Tag(tag)) for tag in ident.keys() if tag not in (0x00080052, 0x00080005)]
         return "[" + ",".join(names) + "]"
 
     def _identifier(self, event) -> tuple[Dataset, str]:
@@ -256,6 +259,12 @@ class DimseService(RetrieveHandlers):
             LOG.info("assoc %d %s: %s refused 0x%04X, %s", st.number, st.peer, op, code, exc)
         else:
             LOG.error("assoc %d %s: %s failed 0x%04X", st.number, st.peer, op, code, exc_info=exc)
+
+    def _query(self, ident, level, model, opts):
+        """The archive's query for the identifier, built once for the unsupported-keys answer and
+        the matching; None for an archive without ``_query`` (then each asks for itself)."""
+        build = getattr(self.archive, "_query", None)
+        return None if build is None else build(ident, level, model, opts)
 
     def _unsupported(self, ident, level, model, opts) -> list:
         try:
@@ -331,8 +340,10 @@ class DimseService(RetrieveHandlers):
             ident, level = self._identifier(event)
             op = f"{op} {level} {self._describe(ident)}"
             opts = self._options(assoc, sop_class)
+            query = self._query(ident, level, model, opts)
             encoding = (event, self.archive, ident, level, model, opts)
-            pending = PENDING_SOME if self._unsupported(ident, level, model, opts) else PENDING_ALL
+            ignored = query.ignored if query is not None else self._unsupported(ident, level, model, opts)
+            pending = PENDING_SOME if ignored else PENDING_ALL
             limit = self.config.max_results
             if limit is not None:
                 n = self.archive.count(ident, level=level, model=model, **opts)
@@ -343,7 +354,7 @@ class DimseService(RetrieveHandlers):
             retrieve_ae = self.config.retrieve_ae_title or str(assoc.acceptor.ae_title or "").strip()
             availability = "InstanceAvailability" in ident
             # identifiers encoded from the index's rows when the association takes them (dimse_encode)
-            results = None if self.config.log_phi else encoded_results(*encoding, retrieve_ae, availability)
+            results = None if self.config.log_phi else encoded_results(*encoding, retrieve_ae, availability, query)
             if results is None:
                 results = self.archive.find(ident, level=level, model=model, **opts)
         except Exception as exc:
