@@ -20,6 +20,7 @@ TWINS: dict[str, str] = {
     "_ranges": "pacscore.query.ranges (index range walks)",
     "_walk": "pacscore.ingest._walk_problem (element walk of a file)",
     "_header": "pacscore.ingest's pydicom path (header reader)",
+    "_dimse_encode": "pacscore.adapters.dimse_encode (encode_fields, encode_row: C-FIND identifiers as bytes)",
 }
 
 FORCED_PURE = os.environ.get("PACSCORE_PURE") == "1"

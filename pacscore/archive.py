@@ -358,11 +358,24 @@ class Archive:
         report: IngestReport | None = None,
         origin: Origin = API,
         journaled: bytes | None = None,
+        *,
+        origins: list[Origin] | None = None,
+        each: list[StoreResult | IngestError] | None = None,
     ) -> IngestReport:
         """Index a batch (blobs first); ``journaled`` is the journal token under which the batch's
         blobs were already journaled and put by someone else (distributed ingest's workers):
-        then no blob is written here, and the ones not indexed are discarded with that entry."""
+        then no blob is written here, and the ones not indexed are discarded with that entry.
+
+        Callers that commit for several requesters at once (pacscore/group_commit.py) give
+        ``origins``, one per batch instance (instead of ``origin`` for all), and ``each``, which
+        then gets one outcome per batch instance in batch order (a StoreResult, or the
+        IngestError that rejected it), after the commit; nothing when the batch fails."""
         report = report or IngestReport()
+        if origins is not None and len(origins) != len(batch):
+            raise ValueError(f"{len(origins)} origins for a batch of {len(batch)} instances")
+        origin_of = origins if origins is not None else [origin] * len(batch)
+        # each batch instance's outcome, filled in as it is decided (the indexed ones after the commit)
+        outcomes: list[StoreResult | IngestError | None] = [None] * len(batch)
         existing = {}
         placed: dict[str, tuple[str, str, str]] = {}  # SOP Instance UID -> its stored (study, series, patient)
         with snapshot.read(self.index) as snap:
@@ -380,18 +393,22 @@ class Archive:
         # were, indexes into the commit's outcome for the others
         told: list[StoredEvent | int] = []
 
-        def unchanged(p: ingest.ParsedInstance, status: str) -> None:
+        def unchanged(i: int, status: str) -> None:
+            p, by = batch[i], origin_of[i]
+            outcomes[i] = StoreResult(p.sop_instance_uid, status)
             if self._hooks.wants_stored:
                 where = placed.get(p.sop_instance_uid) or (p.study_instance_uid, p.series_instance_uid, p.patient_key)
-                told.append(StoredEvent(p.sop_instance_uid, *where, status, origin.source, origin.calling_ae))
+                told.append(StoredEvent(p.sop_instance_uid, *where, status, by.source, by.calling_ae))
 
         todo: list[ingest.ParsedInstance] = []
+        todo_at: list[int] = []  # the batch position of each of todo
         seen: dict[str, tuple[str, str]] = {}  # SOP Instance UID -> (checksum, blob key) in this batch
-        for p in batch:
+        for i, p in enumerate(batch):
             try:
                 ingest.check_uid_policy(p, self.uid_policy)  # store_many's workers parse leniently
             except IngestError as exc:
                 report.rejected.append((str(exc.source), exc.reason))  # the parsed instance's source: a str
+                outcomes[i] = exc
                 continue
             # an earlier version in this batch is what the index will hold by then, so it is what
             # a later one is compared with (not the version stored before the batch)
@@ -401,23 +418,24 @@ class Archive:
                 if in_batch is None and journaled is None and not self._blob_intact(old[1], p.size):
                     self.blobs.put(old[1], p.data)  # same bytes, but the blob was lost or cut: heal it
                 report.duplicates.append(p.sop_instance_uid)
-                unchanged(p, "duplicate")
+                unchanged(i, "duplicate")
                 continue
             if old is not None and self.on_conflict == "keep":
                 report.kept.append(p.sop_instance_uid)
-                unchanged(p, "kept")
+                unchanged(i, "kept")
                 continue
             if old is not None and self.on_conflict == "error":
-                report.rejected.append(
-                    (
-                        p.sop_instance_uid,
-                        "an instance with this SOP Instance UID is stored with different content (on_conflict='error')",
-                    )
+                conflict = (
+                    p.sop_instance_uid,
+                    "an instance with this SOP Instance UID is stored with different content (on_conflict='error')",
                 )
+                report.rejected.append(conflict)
+                outcomes[i] = IngestError(*conflict)
                 continue
             seen[p.sop_instance_uid] = (p.checksum, _blob_key(p))
             told.append(len(todo))
             todo.append(p)
+            todo_at.append(i)
         # blobs the workers placed that this batch does not index (kept, rejected, duplicates of
         # another key): discarded with the journal entry, unless something references them
         unindexed = [] if journaled is None else sorted({_blob_key(p) for p in batch} - {_blob_key(p) for p in todo})
@@ -425,6 +443,8 @@ class Archive:
             if journaled is not None:
                 self._discard_journaled(journaled, unindexed)
             self._hooks.stored(e for e in told if isinstance(e, StoredEvent))
+            if each is not None:
+                each.extend(o for o in outcomes if o is not None)
             return report
         # the blobs are journaled before they are written and until the commit that indexes them,
         # so that repair never takes them for orphans (index/pending.py)
@@ -469,13 +489,18 @@ class Archive:
                 self._discard_journaled(token, replaced_blobs + unindexed)
         finally:
             pending.forget(token)
-        for uid, was_replaced, move, _where in outcome:
+        for at, (uid, was_replaced, move, _where) in zip(todo_at, outcome):
             (report.replaced if was_replaced else report.stored).append(uid)
+            outcomes[at] = StoreResult(uid, "replaced" if was_replaced else "stored", move)
             if move is not None:
                 report.moved.append(move)
                 log.warning("replacement %s", move.log_message())
         if self._hooks.wants_stored:
-            self._hooks.stored(e if isinstance(e, StoredEvent) else _stored_event(outcome[e], origin) for e in told)
+            self._hooks.stored(
+                e if isinstance(e, StoredEvent) else _stored_event(outcome[e], origin_of[todo_at[e]]) for e in told
+            )
+        if each is not None:
+            each.extend(o for o in outcomes if o is not None)
         return report
 
     def _blob_intact(self, key: str, size: int) -> bool:

@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -365,3 +366,49 @@ def bound_port_logged(proc, logged: list[str], timeout: float = 15) -> int:
         assert proc.poll() is None, "".join(logged)
         time.sleep(0.02)
     raise AssertionError(f"serve dimse logged no port within {timeout} s: {''.join(logged)}")
+
+
+# ---- waiting on a served association (tests/test_dimse_wire.py, tests/test_dimse_direct.py) --------
+DEADLINE = 30.0
+
+
+def wait_until(condition, what: str, timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+class GatedArchive:
+    """Delegates to an archive; find() yields its first result, then waits for ``gate``.
+
+    Lets a test act (send C-CANCEL, abort) while the server is inside a query, at a known point."""
+
+    def __init__(self, arc) -> None:
+        self._arc = arc
+        self.gate = threading.Event()
+        self.first_sent = threading.Event()
+        self.produced = 0
+        self.closed = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._arc, name)
+
+    def find(self, *args, **kwargs):
+        try:
+            for ds in self._arc.find(*args, **kwargs):
+                if self.produced == 1:
+                    self.first_sent.set()
+                    assert self.gate.wait(DEADLINE), "the test never opened the gate"
+                self.produced += 1
+                yield ds
+        finally:
+            self.closed.set()
+
+
+def in_process(arc, keys: dict) -> list[tuple]:
+    return sorted(tuple(norm(d.get(k)) for k in keys) for d in arc.find(dict(keys), level="STUDY"))
+
+
+def over_wire(found: list[Dataset], keys: dict) -> list[tuple]:
+    return sorted(tuple(norm(d.get(k)) for k in keys) for d in found)

@@ -11,9 +11,6 @@ never for fixed times.
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -25,19 +22,20 @@ from pacscore.adapters import dimse
 from pacscore.adapters.dimse_convert import storage_sop_classes
 from pacscore.adapters.dimse_fastpath import FastAssociation, WakingDUL, guard_requestor, make_fast, supported
 
-from .dimse_helpers import dcmtk, findscu, generated_instances, norm
+from .dimse_helpers import (
+    DEADLINE,
+    GatedArchive,
+    dcmtk,
+    findscu,
+    generated_instances,
+    in_process,
+    over_wire,
+    wait_until,
+)
 
 FIND = StudyRootQueryRetrieveInformationModelFind
 STUDY_KEYS = {"StudyInstanceUID": "", "PatientID": "", "PatientName": "", "StudyDate": ""}
 HAVE_FINDSCU = dcmtk("findscu") is not None
-DEADLINE = 30.0
-
-
-def wait_until(condition, what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 @pytest.fixture(scope="module")
@@ -46,33 +44,6 @@ def archive(tmp_path_factory):
         for ds in generated_instances():
             arc.store(ds)
         yield arc
-
-
-class GatedArchive:
-    """Delegates to an archive; find() yields its first result, then waits for ``gate``.
-
-    Lets a test act (send C-CANCEL, abort) while the server is inside a query, at a known point."""
-
-    def __init__(self, arc) -> None:
-        self._arc = arc
-        self.gate = threading.Event()
-        self.first_sent = threading.Event()
-        self.produced = 0
-        self.closed = threading.Event()
-
-    def __getattr__(self, name):
-        return getattr(self._arc, name)
-
-    def find(self, *args, **kwargs):
-        try:
-            for ds in self._arc.find(*args, **kwargs):
-                if self.produced == 1:
-                    self.first_sent.set()
-                    assert self.gate.wait(DEADLINE), "the test never opened the gate"
-                self.produced += 1
-                yield ds
-        finally:
-            self.closed.set()
 
 
 def serve(arc, **options):
@@ -107,14 +78,6 @@ def pending(assoc, ds: Dataset, **kwargs) -> tuple[list[int], list[Dataset]]:
         if ident is not None and status.Status in (0xFF00, 0xFF01):
             found.append(ident)
     return statuses, found
-
-
-def in_process(arc, keys: dict) -> list[tuple]:
-    return sorted(tuple(norm(d.get(k)) for k in keys) for d in arc.find(dict(keys), level="STUDY"))
-
-
-def over_wire(found: list[Dataset], keys: dict) -> list[tuple]:
-    return sorted(tuple(norm(d.get(k)) for k in keys) for d in found)
 
 
 @pytest.fixture(scope="module")

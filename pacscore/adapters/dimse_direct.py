@@ -24,6 +24,7 @@ C-CANCEL-RQ for the running request ends it with Cancel (FE00), PS3.4 C.4.1.2.3.
 
 from __future__ import annotations
 
+import functools
 import select
 import socket
 import threading
@@ -33,10 +34,10 @@ from io import BytesIO
 from types import SimpleNamespace
 from typing import Any
 
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
-from pynetdicom.dsutils import decode, encode, encode_file_meta
+from pynetdicom import evt
+from pynetdicom.dsutils import decode, encode
 
 from .dimse_common import FIND_MODELS, LOG, PENDING_ALL, PENDING_SOME
 from .dimse_convert import storage_sop_classes
@@ -67,6 +68,9 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 MAX_REQUEST = 1 << 16
 #: bytes of responses gathered before a send (a whole answer of a typical C-FIND is one send)
 SEND_CHUNK = 1 << 16
+
+#: the longest a C-FIND response waits in the send buffer for the ones after it, in seconds
+SEND_DELAY = 0.002
 
 C_STORE_RQ, C_FIND_RQ, C_ECHO_RQ, C_CANCEL_RQ = 0x0001, 0x0020, 0x0030, 0x0FFF
 
@@ -123,6 +127,12 @@ def peek_request(sock: socket.socket, timeout: float | None) -> bytes | None:
         time.sleep(0.0005)  # the rest of the request is still in flight (rare: it is one segment)
 
 
+@functools.lru_cache(maxsize=512)
+def _uid(value: str) -> UID:
+    """A SOP class UID as pydicom's UID (its constructor validates: worth doing once per class)."""
+    return UID(value)
+
+
 class _Closed(Exception):
     """The peer closed the connection, aborted, or the network timeout passed."""
 
@@ -157,8 +167,8 @@ class _Request:
         self.data = data
         self.message_id = int(command.get(0x0110, 0))
         self.request = SimpleNamespace(
-            AffectedSOPClassUID=UID(str(command.get(0x0002, ""))),
-            AffectedSOPInstanceUID=UID(str(command.get(0x1000, ""))),
+            AffectedSOPClassUID=_uid(str(command.get(0x0002, ""))),
+            AffectedSOPInstanceUID=UID(str(command[0x1000])) if command.get(0x1000) else None,
             MessageID=self.message_id,
         )
         self._identifier: Dataset | None = None
@@ -331,6 +341,7 @@ class DirectConnection:
         syntax = str(request.context.transfer_syntax)
         implicit, little, deflated = syntax == IMPLICIT_LE, syntax != BIG_ENDIAN, syntax == DEFLATED
         pending_commands: dict[int, bytes] = {}
+        first: float | None = None  # when the responses waiting in self.out began to wait
         context_id = request.context.context_id
         try:
             for answer, identifier in answers:
@@ -353,7 +364,12 @@ class DirectConnection:
                             ]
                         )
                     self.out += message_pdus(context_id, command, data, self.peer_max)
-                    if len(self.out) >= SEND_CHUNK:
+                    now = time.perf_counter()
+                    if first is None:
+                        first = now
+                        self._flush()  # the first match at once: the peer may be waiting to cancel
+                    elif len(self.out) >= SEND_CHUNK or now - first >= SEND_DELAY:
+                        first = now
                         self._flush()
                     continue
                 self._respond(request, 0x8020, self._status_fields(answer))
@@ -368,18 +384,14 @@ class DirectConnection:
     def _store(self, request: _Request) -> None:
         assert self.assoc is not None
         instance = str(request.request.AffectedSOPInstanceUID)
-        store = getattr(self.service, "store_encoded", None)
-        if store is not None:
-            code = store(
-                self.service.state(self.assoc),
-                self.assoc.requestor.ae_title,
-                str(request.request.AffectedSOPClassUID),
-                instance,
-                str(request.context.transfer_syntax),
-                request.data or b"",
-            )
-        else:
-            code = self.service.on_store(_StoreEvent(request))
+        code = self.service.store_encoded(  # durable before it returns (group_commit.py)
+            self.service.state(self.assoc),
+            self.assoc.requestor.ae_title,
+            str(request.request.AffectedSOPClassUID),
+            instance,
+            str(request.context.transfer_syntax),
+            request.data or b"",
+        )
         self._respond(request, 0x8001, self._status_fields(code), extra=[(0x00001000, "UI", instance)])
         self._flush()
 
@@ -468,7 +480,10 @@ class DirectConnection:
                     return None
             try:
                 chunk = self.sock.recv(1 << 18)
-            except (TimeoutError, OSError):
+            except TimeoutError:  # the network timeout: abort, as pynetdicom does (PS3.8 9.1.5)
+                self._send_quietly(abort_pdu(0x02, 0x00))
+                raise _Closed from None
+            except OSError:
                 raise _Closed from None
             if not chunk:
                 raise _Closed
@@ -499,28 +514,6 @@ class DirectConnection:
             self.sock.sendall(data)
         except OSError:
             pass
-
-
-class _StoreEvent:
-    """The parts of pynetdicom's C-STORE event DimseService.on_store reads."""
-
-    def __init__(self, request: _Request) -> None:
-        self.assoc = request.assoc
-        self.request = request.request
-        self._request = request
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = request.request.AffectedSOPClassUID
-        meta.MediaStorageSOPInstanceUID = request.request.AffectedSOPInstanceUID
-        meta.TransferSyntaxUID = UID(str(request.context.transfer_syntax))
-        meta.ImplementationClassUID = PYNETDICOM_IMPLEMENTATION_UID  # as pynetdicom's event.file_meta
-        meta.ImplementationVersionName = PYNETDICOM_IMPLEMENTATION_VERSION
-        self.file_meta = meta
-
-    def encoded_dataset(self, include_meta: bool = True) -> bytes:
-        data = self._request.data or b""
-        if include_meta:
-            return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(self.file_meta), data))
-        return data
 
 
 class DirectServerMixin:

@@ -12,6 +12,13 @@ checks it with Hypothesis over generated rows, every VR the rows carry and sever
 A row this encoder cannot promise that for (a sequence, a value pydicom would re-format or
 refuse, text outside ASCII in a VR without character set) is built as a Dataset instead, so the
 answer never depends on which path served it.
+
+Each row is written by the query's ``EncodePlan`` straight from its stored records (the row plan
+of the JSON path, read once per query); a row the plan leaves goes through ``ResultBuilder.fields``
+and ``encode_row``. ``encode_fields``, ``encode_row`` and ``EncodePlan`` are the compiled twins
+(pacscore._ext._dimse_encode, tests/test_dimse_encode_compiled.py) unless PACSCORE_PURE=1 or the
+extension is not built; the ``*_pure`` ones are the reference. benchmarks/find_encode.py times
+them per match.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from pynetdicom import service_class as _service_class
 from pynetdicom.dsutils import encode as _pynetdicom_encode
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
-from ..query import paging
+from .. import _impl
+from ..index import codec
+from ..query import json_rows, paging
 from ..query.execute import Executor
 from ..query.results import ResultBuilder
 from .dimse_rebind import rebound
@@ -39,6 +48,12 @@ __all__ = [
     "EncodingBuilder",
     "Unencodable",
     "encode_fields",
+    "encode_fields_pure",
+    "encode_row",
+    "encode_row_pure",
+    "merged_fields",
+    "EncodePlan",
+    "EncodePlanPure",
     "encoded_find",
     "encoded_results",
     "ENCODABLE_SYNTAXES",
@@ -120,7 +135,7 @@ def _value(vr: str, value: object) -> bytes:
     return _text_value(vr, value)
 
 
-def encode_fields(fields: list[tuple[int, str, Any]], explicit: bool) -> bytes:
+def encode_fields_pure(fields: list[tuple[int, str, Any]], explicit: bool) -> bytes:
     """The data set of ``fields`` ((tag, VR, value) as ResultBuilder.fields gives them, values as
     stored), in Explicit or Implicit VR Little Endian; raises Unencodable for what only pydicom's
     own encoding reproduces. A repeated tag keeps its last field, as Dataset.add does."""
@@ -145,6 +160,89 @@ def encode_fields(fields: list[tuple[int, str, Any]], explicit: bool) -> bytes:
     return bytes(out)
 
 
+def merged_fields(
+    fields: list[tuple[int, str, Any]],
+    defaults: tuple[tuple[int, str, str], ...],
+    overrides: tuple[tuple[int, str, str], ...],
+) -> list[tuple[int, str, Any]]:
+    """``fields`` with what the adapter adds: ``defaults`` where the row has no value for the
+    tag, ``overrides`` always; in tag order."""
+    kept = {tag for tag, _, value in fields if value not in ("", None, [])}
+    added = [f for f in defaults if f[0] not in kept] + list(overrides)
+    replaced = {f[0] for f in added}
+    return sorted([f for f in fields if f[0] not in replaced] + added, key=lambda f: f[0])
+
+
+def encode_row_pure(
+    fields: list[tuple[int, str, Any]],
+    explicit: bool,
+    defaults: tuple[tuple[int, str, str], ...] = (),
+    overrides: tuple[tuple[int, str, str], ...] = (),
+) -> bytes:
+    """One response's data set: ``encode_fields`` of ``merged_fields``; Unencodable also for a
+    row with a sequence (pydicom writes those)."""
+    if defaults or overrides:
+        fields = merged_fields(fields, defaults, overrides)
+    if any(vr == "SQ" for _, vr, _ in fields):
+        raise Unencodable("a sequence")
+    return encode_fields_pure(fields, explicit)
+
+
+class EncodePlanPure:
+    """One query's responses written straight from the stored records: the row plan of the JSON
+    path (``ResultBuilder._row_plan``, specs of pacscore/query/json_rows.py) with what the adapter
+    adds. ``row(recs)`` is ``encode_row`` of the fields ``ResultBuilder.fields`` gives for the
+    same records, read spec by spec as json_rows reads them. ValueError when the plan cannot
+    serve the query (a spec built by a callable, a tag twice); then the builder uses ``fields``.
+    ``pacscore._ext._dimse_encode.EncodePlan`` is the compiled twin, which writes the stored
+    UTF-8 bytes without making a str of them."""
+
+    def __init__(
+        self,
+        specs: tuple,
+        explicit: bool,
+        defaults: tuple[tuple[int, str, str], ...] = (),
+        overrides: tuple[tuple[int, str, str], ...] = (),
+    ) -> None:
+        tags = [int(spec[1], 16) for spec in specs]
+        if any(spec[0] not in (json_rows.CONSTANT, json_rows.UNIQUE, json_rows.KEY) for spec in specs):
+            raise ValueError("a spec built by a callable")
+        added = [f[0] for f in defaults] + [f[0] for f in overrides]
+        if len(set(tags)) != len(tags) or len(set(added)) != len(added):
+            raise ValueError("a tag twice")
+        self.specs = tuple(zip(tags, specs))
+        self.explicit, self.defaults, self.overrides = explicit, defaults, overrides
+
+    def row(self, recs: tuple) -> bytes:
+        """One response's data set; ``recs[i]`` is the raw record of level i or None."""
+        fields: list[tuple[int, str, Any]] = []
+        for tag, spec in self.specs:
+            if spec[0] == json_rows.CONSTANT:
+                fields.append((tag, spec[2], spec[3]))
+                continue
+            _, _, index, read, vr = spec
+            rec = recs[index]
+            if spec[0] == json_rows.UNIQUE:
+                value = codec.get_value(rec, read) if rec is not None else None
+                fields.append((tag, vr, value or ""))
+                continue
+            field = codec.get(rec, read) if rec is not None else None
+            if field is None:
+                fields.append((tag, vr, [] if vr == "SQ" else ""))
+            else:
+                fields.append((tag, json_rows.out_vr(vr, field[0]), field[1]))
+        return encode_row_pure(fields, self.explicit, self.defaults, self.overrides)
+
+
+#: the compiled twins (pacscore._ext._dimse_encode) when built, else the pure ones above
+_compiled = _impl.compiled("_dimse_encode")
+encode_fields: Callable[[list[tuple[int, str, Any]], bool], bytes] = (
+    _compiled.encode_fields if _compiled is not None else encode_fields_pure
+)
+encode_row: Callable[..., bytes] = _compiled.encode_row if _compiled is not None else encode_row_pure
+EncodePlan: Callable[..., Any] = _compiled.EncodePlan if _compiled is not None else EncodePlanPure
+
+
 class EncodingBuilder(ResultBuilder):
     """The archive's result builder, giving EncodedIdentifier bytes (or, per row, the Dataset the
     adapter would have had, when the row is not one encode_fields reproduces exactly).
@@ -167,19 +265,31 @@ class EncodingBuilder(ResultBuilder):
         self._added = {f[0] for f in defaults} | {f[0] for f in overrides}
         self.fallbacks = 0
         self.render = self._encode
+        specs, levels = self._row_plan()
+        try:
+            self._plan = EncodePlan(specs, explicit, tuple(defaults), tuple(overrides))
+        except (ValueError, Unencodable):
+            self._plan = None  # every row from fields()
+        self._plan_levels = tuple(lvl or query.level for lvl in levels)
 
-    def _encode(self, fields: list[tuple[int, str, Any]]) -> EncodedIdentifier | Dataset:
-        if self._added:
-            kept = {tag for tag, _, value in fields if value not in ("", None, [])}
-            added = [f for f in self.defaults if f[0] not in kept] + list(self.overrides)
-            replaced = {f[0] for f in added}
-            fields = sorted([f for f in fields if f[0] not in replaced] + added, key=lambda f: f[0])
-        if not any(vr == "SQ" for _, vr, _ in fields):
+    def __call__(self, match) -> EncodedIdentifier | Dataset:
+        """One response: from the records through the plan, else (a row the plan leaves to the
+        Dataset path) from ``fields``, which encodes it or builds its Dataset."""
+        if self._plan is not None:
             try:
-                return EncodedIdentifier(encode_fields(fields, self.explicit))
+                return EncodedIdentifier(self._plan.row(tuple(map(match.record, self._plan_levels))))
             except Unencodable:
                 pass
+        return self._encode(self.fields(match))
+
+    def _encode(self, fields: list[tuple[int, str, Any]]) -> EncodedIdentifier | Dataset:
+        try:
+            return EncodedIdentifier(encode_row(fields, self.explicit, self.defaults, self.overrides))
+        except Unencodable:
+            pass
         self.fallbacks += 1
+        if self._added:
+            fields = merged_fields(fields, self.defaults, self.overrides)
         return self._dataset(fields)
 
 
@@ -192,6 +302,7 @@ def encoded_find(
     transfer_syntax: str,
     defaults: tuple[tuple[int, str, str], ...] = (),
     overrides: tuple[tuple[int, str, str], ...] = (),
+    query=None,
 ) -> Iterator | None:
     """``archive.find(identifier, level, model, **options)`` with each match as an
     EncodedIdentifier for ``transfer_syntax`` (or its Dataset, see EncodingBuilder); None when
@@ -204,7 +315,8 @@ def encoded_find(
     explicit = ENCODABLE_SYNTAXES.get(str(transfer_syntax))
     if explicit is None or type(archive).find is not Archive.find:
         return None  # another transfer syntax, or an archive (proxy) whose find() is its own
-    query = archive._query(identifier, level, model, options)
+    if query is None:  # (the caller may have built it already, for the same arguments)
+        query = archive._query(identifier, level, model, options)
     builder = EncodingBuilder(query, explicit, defaults, overrides)
 
     def batches():
@@ -215,7 +327,15 @@ def encoded_find(
 
 
 def encoded_results(
-    event, archive, identifier, level: str, model: str, options: dict, retrieve_ae: str, availability: bool
+    event,
+    archive,
+    identifier,
+    level: str,
+    model: str,
+    options: dict,
+    retrieve_ae: str,
+    availability: bool,
+    query=None,
 ):
     """What the C-FIND handler iterates when the association can take encoded identifiers
     (dimse_fastpath) and the request's context is Implicit / Explicit VR Little Endian; else None."""
@@ -223,7 +343,8 @@ def encoded_results(
         return None
     defaults = ((RETRIEVE_AE_TITLE, "AE", retrieve_ae),) if retrieve_ae else ()
     overrides = ((INSTANCE_AVAILABILITY, "CS", "ONLINE"),) if availability else ()
-    return encoded_find(archive, identifier, level, model, options, event.context.transfer_syntax, defaults, overrides)
+    syntax = event.context.transfer_syntax
+    return encoded_find(archive, identifier, level, model, options, syntax, defaults, overrides, query)
 
 
 def _chain(batches: Iterator[list]) -> Iterator:

@@ -13,12 +13,16 @@ import threading
 import time
 import weakref
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pydicom.uid import UID
 from pynetdicom import evt
-from pynetdicom.dsutils import encode_file_meta
+from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from ..errors import IngestError, QueryError, StorageError
 from ..events import Origin
+from ..group_commit import GroupCommitter
 from .dimse_common import (
     CANCEL,
     FIND_EXT_OPTIONS,
@@ -50,6 +54,8 @@ class DimseService(RetrieveHandlers):
         self._states: weakref.WeakKeyDictionary[object, AssocState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
+        # C-STOREs of all associations share their durable commits (pacscore/group_commit.py)
+        self.committer = GroupCommitter(archive)
 
     # ---- bindings -------------------------------------------------------------------------
     def bindings(self) -> list[tuple]:
@@ -220,7 +226,8 @@ class DimseService(RetrieveHandlers):
                     continue
                 parts.append(f"{elem.keyword or elem.tag}={elem.repval}")
             return "{" + ", ".join(parts) + "}"
-        names = [elem.keyword or str(elem.tag) for elem in ident if elem.tag not in (0x00080052, 0x00080005)]
+        # the tags, without decoding an element (a Dataset read from the wire keeps them raw)
+        names = [keyword_for_tag(tag) or str(Tag(tag)) for tag in ident.keys() if tag not in (0x00080052, 0x00080005)]
         return "[" + ",".join(names) + "]"
 
     def _identifier(self, event) -> tuple[Dataset, str]:
@@ -257,6 +264,12 @@ class DimseService(RetrieveHandlers):
         else:
             LOG.error("assoc %d %s: %s failed 0x%04X", st.number, st.peer, op, code, exc_info=exc)
 
+    def _query(self, ident, level, model, opts):
+        """The archive's query for the identifier, built once for the unsupported-keys answer and
+        the matching; None for an archive without ``_query`` (then each asks for itself)."""
+        build = getattr(self.archive, "_query", None)
+        return None if build is None else build(ident, level, model, opts)
+
     def _unsupported(self, ident, level, model, opts) -> list:
         try:
             return list(self.archive.unsupported_keys(ident, level, model))
@@ -276,17 +289,51 @@ class DimseService(RetrieveHandlers):
         return 0x0000
 
     # ---- C-STORE ---------------------------------------------------------------------------
-    def on_store(self, event):
+    def on_store(self, event) -> int | Dataset:
+        """The pynetdicom C-STORE handler: ``store_encoded`` with the request's parts."""
         st = self.state(event.assoc)
+        try:
+            request = event.request
+            args = (
+                str(request.AffectedSOPClassUID),
+                str(request.AffectedSOPInstanceUID),
+                str(event.context.transfer_syntax),
+                event.encoded_dataset(include_meta=False),
+            )
+        except Exception as exc:
+            st.requests += 1
+            st.store_failed += 1
+            LOG.error("assoc %d %s: C-STORE failed 0x0110", st.number, st.peer, exc_info=exc)
+            return status(0x0110, f"processing failure: {type(exc).__name__}")
+        return self.store_encoded(st, self._peer_title(event.assoc), *args)
+
+    def store_encoded(
+        self,
+        state: AssocState,
+        title: str,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+        dataset_bytes: bytes,
+    ) -> int | Dataset:
+        """Store one C-STORE request's data set (as encoded in ``transfer_syntax``) from the peer
+        calling as ``title``; returns the status to answer (PS3.4 B.2.3). The request is counted
+        in ``state``. Returns only once the instance is durable: its commit is shared with the
+        other associations storing at the same time (pacscore/group_commit.py)."""
+        st = state
         st.requests += 1
         t0 = time.perf_counter()
+        title = (title or "").strip()  # an AE title as sent: padded to 16 bytes (PS3.8 9.3.2)
         try:
-            meta = event.file_meta
-            title = self._peer_title(event.assoc)
+            meta = create_file_meta(
+                sop_class_uid=UID(sop_class_uid),
+                sop_instance_uid=UID(sop_instance_uid),
+                transfer_syntax=UID(transfer_syntax),
+            )
             if title:
                 meta.SourceApplicationEntityTitle = title
-            data = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), event.encoded_dataset(include_meta=False)))
-            result = self.archive.store(data, origin=Origin("dimse", calling_ae=title or None))
+            data = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), dataset_bytes))
+            result = self.committer.store(data, origin=Origin("dimse", calling_ae=title or None))
         except IngestError as exc:
             st.store_failed += 1
             reason = getattr(exc, "reason", str(exc))
@@ -311,7 +358,7 @@ class DimseService(RetrieveHandlers):
             "assoc %d %s: C-STORE %s%s -> %s 0x0000 (%.1f ms)",
             st.number,
             st.peer,
-            event.request.AffectedSOPClassUID.name,
+            UID(sop_class_uid).name,
             what,
             result.status,
             (time.perf_counter() - t0) * 1e3,
@@ -331,8 +378,10 @@ class DimseService(RetrieveHandlers):
             ident, level = self._identifier(event)
             op = f"{op} {level} {self._describe(ident)}"
             opts = self._options(assoc, sop_class)
+            query = self._query(ident, level, model, opts)
             encoding = (event, self.archive, ident, level, model, opts)
-            pending = PENDING_SOME if self._unsupported(ident, level, model, opts) else PENDING_ALL
+            ignored = query.ignored if query is not None else self._unsupported(ident, level, model, opts)
+            pending = PENDING_SOME if ignored else PENDING_ALL
             limit = self.config.max_results
             if limit is not None:
                 n = self.archive.count(ident, level=level, model=model, **opts)
@@ -343,7 +392,7 @@ class DimseService(RetrieveHandlers):
             retrieve_ae = self.config.retrieve_ae_title or str(assoc.acceptor.ae_title or "").strip()
             availability = "InstanceAvailability" in ident
             # identifiers encoded from the index's rows when the association takes them (dimse_encode)
-            results = None if self.config.log_phi else encoded_results(*encoding, retrieve_ae, availability)
+            results = None if self.config.log_phi else encoded_results(*encoding, retrieve_ae, availability, query)
             if results is None:
                 results = self.archive.find(ident, level=level, model=model, **opts)
         except Exception as exc:
