@@ -640,3 +640,51 @@ def test_dcmtk_storescu_then_findscu_over_the_direct_loop(tmp_path):
             assert over_wire(found, STUDY_KEYS) == in_process(arc, STUDY_KEYS)
         finally:
             srv.shutdown()
+
+
+def test_responses_from_the_archives_batches_go_out_in_one_send_per_batch(archive, monkeypatch):
+    """Rows read in batches (the encoded path) are sent per batch: a small answer, every
+    pending response and the final one, is one send; rows of unknown cost (a proxy archive's
+    find) send the first match at once, so that a peer can cancel while the rest are found."""
+    from pacscore.adapters import dimse_direct, dimse_encode
+
+    sends: list[bytes] = []
+    real_send = dimse_direct.DirectConnection._send
+
+    def counting(self, data):
+        sends.append(data)
+        return real_send(self, data)
+
+    monkeypatch.setattr(dimse_direct.DirectConnection, "_send", counting)
+    for source, expected_sends in ((archive, 1), (GatedArchive(archive), 2)):
+        if isinstance(source, GatedArchive):
+            source.gate.set()
+        srv = serve(source)
+        try:
+            assoc = associate(srv.server_address[1], FIND)
+            try:
+                sends.clear()
+                statuses, found = pending(assoc, identifier(**STUDY_KEYS))
+                assert statuses[-1] == 0x0000 and len(found) == len(in_process(archive, STUDY_KEYS)) >= 2
+                assert len(sends) == expected_sends
+            finally:
+                assoc.release()
+        finally:
+            srv.shutdown()
+    calls = []
+    from pacscore.query import paging
+
+    monkeypatch.setattr(paging, "RESULT_BATCH", 1)  # every row a batch of its own, and a full one:
+    monkeypatch.setattr(dimse_encode, "RESULT_BATCH", 1)  # sent before the next row is read
+    srv = serve(archive)
+    try:
+        assoc = associate(srv.server_address[1], FIND)
+        try:
+            sends.clear()
+            statuses, found = pending(assoc, identifier(**STUDY_KEYS))
+            calls.append(len(sends))
+        finally:
+            assoc.release()
+    finally:
+        srv.shutdown()
+    assert calls == [len(found) + 1]

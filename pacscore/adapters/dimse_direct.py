@@ -172,6 +172,7 @@ class _Request:
             MessageID=self.message_id,
         )
         self._identifier: Dataset | None = None
+        self.batched = False
 
     @property
     def identifier(self) -> Dataset:
@@ -181,6 +182,13 @@ class _Request:
                 BytesIO(self.data or b""), syntax == IMPLICIT_LE, syntax != BIG_ENDIAN, syntax == DEFLATED
             )
         return self._identifier
+
+    def rows_in_batches(self):
+        """Called by dimse_encode.encoded_results when the answers come from the archive's
+        batched reader: responses are then sent per batch (and at the end), not the first at
+        once; returns what it calls between two batches."""
+        self.batched = True
+        return self._conn._flush
 
     @property
     def is_cancelled(self) -> bool:
@@ -367,7 +375,8 @@ class DirectConnection:
                     now = time.perf_counter()
                     if first is None:
                         first = now
-                        self._flush()  # the first match at once: the peer may be waiting to cancel
+                        if not request.batched:  # rows of unknown cost: the first match at once
+                            self._flush()
                     elif len(self.out) >= SEND_CHUNK or now - first >= SEND_DELAY:
                         first = now
                         self._flush()

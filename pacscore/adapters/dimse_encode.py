@@ -40,7 +40,7 @@ from .. import _impl
 from ..index import codec
 from ..query import json_rows, paging
 from ..query.execute import Executor
-from ..query.results import ResultBuilder
+from ..query.results import RESULT_BATCH, ResultBuilder
 from .dimse_rebind import rebound
 
 __all__ = [
@@ -293,6 +293,13 @@ class EncodingBuilder(ResultBuilder):
         return self._dataset(fields)
 
 
+def encodable(archive, transfer_syntax: str) -> bool:
+    """Whether encoded_find serves this archive in this transfer syntax."""
+    from ..archive import Archive
+
+    return str(transfer_syntax) in ENCODABLE_SYNTAXES and type(archive).find is Archive.find
+
+
 def encoded_find(
     archive,
     identifier,
@@ -303,18 +310,20 @@ def encoded_find(
     defaults: tuple[tuple[int, str, str], ...] = (),
     overrides: tuple[tuple[int, str, str], ...] = (),
     query=None,
+    between: Callable[[], None] | None = None,
 ) -> Iterator | None:
     """``archive.find(identifier, level, model, **options)`` with each match as an
     EncodedIdentifier for ``transfer_syntax`` (or its Dataset, see EncodingBuilder); None when
     this archive or transfer syntax cannot be served that way (the caller uses ``find``).
 
     The same query, plan and snapshot as ``Archive.find``: only the last step, building the
-    response, differs."""
-    from ..archive import Archive
+    response, differs. ``between`` is called after a full batch of rows, before the next is
+    read (the caller's moment to send what it holds: the next rows may take a scan)."""
 
     explicit = ENCODABLE_SYNTAXES.get(str(transfer_syntax))
-    if explicit is None or type(archive).find is not Archive.find:
+    if not encodable(archive, transfer_syntax):
         return None  # another transfer syntax, or an archive (proxy) whose find() is its own
+    assert explicit is not None
     if query is None:  # (the caller may have built it already, for the same arguments)
         query = archive._query(identifier, level, model, options)
     builder = EncodingBuilder(query, explicit, defaults, overrides)
@@ -323,7 +332,7 @@ def encoded_find(
         with archive.index.read() as txn, Executor(archive.index, txn, query) as executor:
             yield from paging.rows(executor, builder, None, 0)
 
-    return _chain(batches())
+    return _chain(batches(), between)
 
 
 def encoded_results(
@@ -344,14 +353,20 @@ def encoded_results(
     defaults = ((RETRIEVE_AE_TITLE, "AE", retrieve_ae),) if retrieve_ae else ()
     overrides = ((INSTANCE_AVAILABILITY, "CS", "ONLINE"),) if availability else ()
     syntax = event.context.transfer_syntax
-    return encoded_find(archive, identifier, level, model, options, syntax, defaults, overrides, query)
+    # an event that sends responses in batches (dimse_direct) learns that the rows come in batches
+    hook = getattr(event, "rows_in_batches", None)
+    between = hook() if hook is not None and encodable(archive, syntax) else None
+    return encoded_find(archive, identifier, level, model, options, syntax, defaults, overrides, query, between)
 
 
-def _chain(batches: Iterator[list]) -> Iterator:
-    """Rows of the batches, closing the batches (and their read transaction) when closed."""
+def _chain(batches: Iterator[list], between: Callable[[], None] | None = None) -> Iterator:
+    """Rows of the batches, closing the batches (and their read transaction) when closed;
+    ``between`` called after each full batch (a shorter one is the last: paging.paged)."""
     try:
         for batch in batches:
             yield from batch
+            if between is not None and len(batch) >= RESULT_BATCH:
+                between()
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
