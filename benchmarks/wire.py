@@ -61,13 +61,21 @@ from benchmarks.peers import _private_network, _quote, stop_child
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLING_AE = "FINDSCU"
-PORTS = {"pacscore": 11112, "pacscore-stock": 11113, "orthanc": 4242, "dcmqrscp": 11114, "qrscp": 11115}
+PORTS = {
+    "pacscore": 11112,
+    "pacscore-stock": 11113,
+    "orthanc": 4242,
+    "dcmqrscp": 11114,
+    "qrscp": 11115,
+    "floor": 11116,
+}
 AE_TITLES = {
     "pacscore": "PACSCORE",
     "pacscore-stock": "PACSCORE",
     "orthanc": "ORTHANC",
     "dcmqrscp": "DCMQRSCP",
     "qrscp": "QRSCP",
+    "floor": "FLOOR",
 }
 PROCESS_QUERY = "exact PatientID"
 BROAD_QUERY = "broad: all studies since 2005"
@@ -376,6 +384,14 @@ def _ratio(a: float | None, b: float | None) -> str:
     return str(round(a / b, 2)) if a and b else ""
 
 
+def _share_ratio(row: dict) -> str:
+    """Orthanc's time per query over pacscore's, each less the do-nothing SCP's (the client's)."""
+    ms = row["per_query_ms"]
+    if not all(ms.get(t) for t in ("pacscore", "orthanc", "floor")):
+        return ""
+    return _ratio(ms["orthanc"] - ms["floor"], ms["pacscore"] - ms["floor"])
+
+
 def markdown(result: dict) -> str:
     """The Markdown tables of a run: the C-FIND part when it ran, then the C-STORE part."""
     lines: list[str] = []
@@ -401,14 +417,21 @@ def markdown_find(result: dict) -> list[str]:
         p = result[key]
         ratio = _ratio(p.get("orthanc"), p.get("pacscore"))
         lines.append(f"| {label} | " + " | ".join(str(p[t]) for t in targets) + f" | {ratio} |")
+    inside = result["association_ms"]
+    if "floor" in inside:  # each SCP's own share: what it adds to the do-nothing SCP's time
+        share = {t: round(inside[t] - inside["floor"], 2) for t in targets}
+        ratio = _ratio(share.get("orthanc"), share.get("pacscore"))
+        lines.append(
+            "| the SCP's share (inside − floor) | " + " | ".join(str(share[t]) for t in targets) + f" | {ratio} |"
+        )
     lines += [
         "",
         "| kept association, C-FIND q/s | level | matches "
         + " / ".join(targets)
         + " | "
         + " | ".join(targets)
-        + " | pacscore / Orthanc |",
-        "|---|---|---|" + "---:|" * (len(targets) + 1),
+        + " | pacscore / Orthanc | SCP's share, Orthanc / pacscore |",
+        "|---|---|---|" + "---:|" * (len(targets) + 2),
     ]
     for row in result["queries"]:
         m = " / ".join(str(row["matches"][t]) for t in targets)
@@ -416,7 +439,7 @@ def markdown_find(result: dict) -> list[str]:
         lines.append(
             f"| {row['name']} | {row['level']} | {m} | "
             + " | ".join(str(q[t] if q[t] is not None else "–") for t in targets)
-            + f" | {_ratio(q.get('pacscore'), q.get('orthanc'))} |"
+            + f" | {_ratio(q.get('pacscore'), q.get('orthanc'))} | {_share_ratio(row)} |"
         )
     for row in result["queries"]:
         if "server_cpu_us_per_match" in row:
@@ -470,6 +493,12 @@ def find_part(folder: Path, args: argparse.Namespace) -> dict:
             targets["qrscp"] = qrscp
         elif args.qrscp:
             print(f"wire: pynetdicom's qrscp left out: {why}", file=sys.stderr)
+        # a do-nothing SCP timed by the same client: findscu's own share (benchmarks/null_scp.py)
+        floor = Child(
+            "floor", [sys.executable, "-m", "benchmarks.null_scp", str(PORTS["floor"])], folder, PORTS["floor"]
+        )
+        children.append(floor)
+        targets["floor"] = floor
         result = measure(targets, suite, args.repeat, args.process_runs, folder)
     finally:
         for child in children:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import select
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -103,28 +104,31 @@ class Eligibility:
 def peek_request(sock: socket.socket, timeout: float | None) -> bytes | None:
     """The whole A-ASSOCIATE-RQ waiting on ``sock``, read without consuming it; None when it is
     not one, is larger than MAX_REQUEST or does not arrive in time (pynetdicom then handles
-    the connection from its first byte)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        readable, _, _ = select.select([sock], [], [], wait)
-        if not readable:
+    the connection from its first byte).
+
+    MSG_PEEK | MSG_WAITALL waits in the kernel until the bytes asked for have arrived (DCMTK
+    writes a PDU's header and body separately), on a blocking socket with SO_RCVTIMEO as the
+    time limit."""
+    sock.settimeout(None)
+    limit = 0.0 if not timeout else max(float(timeout), 0.001)
+    wait = struct.pack("ll", int(limit), int((limit % 1) * 1e6))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wait)
+        head = sock.recv(6, socket.MSG_PEEK | socket.MSG_WAITALL)
+        if len(head) < 6 or head[0] != 0x01:
             return None
+        need = int.from_bytes(head[2:6], "big") + 6
+        if need > MAX_REQUEST:
+            return None
+        data = sock.recv(need, socket.MSG_PEEK | socket.MSG_WAITALL)
+        return data if len(data) == need else None
+    except OSError:  # the time limit (EAGAIN) or a reset
+        return None
+    finally:
         try:
-            data = sock.recv(MAX_REQUEST + 6, socket.MSG_PEEK)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
         except OSError:
-            return None
-        if not data or data[0] != 0x01:
-            return None
-        if len(data) >= 6:
-            need = int.from_bytes(data[2:6], "big") + 6
-            if need > MAX_REQUEST:
-                return None
-            if len(data) >= need:
-                return data[:need]
-        if deadline is not None and time.monotonic() >= deadline:
-            return None
-        time.sleep(0.0005)  # the rest of the request is still in flight (rare: it is one segment)
+            pass
 
 
 @functools.lru_cache(maxsize=512)
