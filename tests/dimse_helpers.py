@@ -412,3 +412,90 @@ def in_process(arc, keys: dict) -> list[tuple]:
 
 def over_wire(found: list[Dataset], keys: dict) -> list[tuple]:
     return sorted(tuple(norm(d.get(k)) for k in keys) for d in found)
+
+
+# ---- a pynetdicom client of the served SCP (tests/test_dimse_wire.py, tests/test_dimse_direct.py) --
+FIND = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
+STUDY_KEYS = {"StudyInstanceUID": "", "PatientID": "", "PatientName": "", "StudyDate": ""}
+
+
+def associate(port: int, *contexts, title: str = "WIRETEST", max_pdu: int = 16382, **kwargs):
+    """An established association from ``title`` to the SCP on ``port``, guarded (our answers
+    come fast: see test_dimse_wire.test_the_requestor_guard_leaves_responses_to_the_send_loop)."""
+    from pynetdicom import AE
+
+    from pacscore.adapters.dimse_fastpath import guard_requestor
+
+    ae = AE(title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
+    ae.maximum_pdu_size = max_pdu
+    for cx in contexts:
+        if isinstance(cx, str):
+            ae.add_requested_context(cx)
+        else:
+            ae.requested_contexts = [*ae.requested_contexts, cx]
+    assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE", **kwargs)
+    assert assoc.is_established
+    return guard_requestor(assoc)
+
+
+def identifier(level: str = "STUDY", **keys) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for k, v in keys.items():
+        setattr(ds, k, v)
+    return ds
+
+
+def pending(assoc, ds: Dataset, model: str = FIND, **kwargs) -> tuple[list[int], list[Dataset]]:
+    """The statuses of a C-FIND's responses, and the identifiers of the pending ones."""
+    statuses, found = [], []
+    for status, ident in assoc.send_c_find(ds, model, **kwargs):
+        statuses.append(status.Status)
+        if ident is not None and status.Status in (0xFF00, 0xFF01):
+            found.append(ident)
+    return statuses, found
+
+
+def cancel_between_responses(srv, archive, gated: GatedArchive, cancel_arrived) -> None:
+    """C-CANCEL after the first match: Cancel (FE00) is the next response, the association
+    serves on, and the archive's iterator is closed. ``cancel_arrived(srv)`` tells when the
+    server has the C-CANCEL (each loop shows it its own way)."""
+    assoc = associate(srv.server_address[1], FIND)
+    cx = next(c for c in assoc.accepted_contexts if c.abstract_syntax == FIND)
+    statuses = []
+    try:
+        for status, _ in assoc.send_c_find(identifier(**STUDY_KEYS), FIND, msg_id=11):
+            statuses.append(status.Status)
+            if len(statuses) == 1:
+                assert gated.first_sent.wait(DEADLINE)
+                assoc.send_c_cancel(11, cx.context_id)
+                wait_until(lambda: cancel_arrived(srv), "the server to receive C-CANCEL")
+                gated.gate.set()
+        assert statuses == [0xFF00, 0xFE00]  # one match, then Cancel (PS3.4 C.4.1.3.2)
+        statuses, found = pending(assoc, identifier(**STUDY_KEYS))
+        assert statuses[-1] == 0x0000 and len(found) == len(in_process(archive, STUDY_KEYS))
+    finally:
+        gated.gate.set()
+        assoc.release()
+    assert gated.closed.wait(DEADLINE)  # the archive's iterator (and its read transaction) closed
+
+
+def abort_mid_query(srv, archive, gated: GatedArchive, served) -> None:
+    """An A-ABORT in the middle of a query ends that association only: the other one answers,
+    then ends when released. ``served(srv)`` is the server's open associations."""
+    other = associate(srv.server_address[1], FIND)
+    assoc = associate(srv.server_address[1], FIND)
+    wait_until(lambda: len(served(srv)) == 2, "both associations on the server")
+    responses = assoc.send_c_find(identifier(**STUDY_KEYS), FIND)
+    status, _ = next(responses)
+    assert status.Status == 0xFF00
+    assert gated.first_sent.wait(DEADLINE)
+    assoc.abort()
+    gated.gate.set()
+    assert gated.closed.wait(DEADLINE)
+    wait_until(lambda: len(served(srv)) == 1, "the server to end the aborted association")
+    statuses, found = pending(other, identifier(**STUDY_KEYS))
+    assert statuses[-1] == 0x0000 and len(found) == len(in_process(archive, STUDY_KEYS))
+    other.release()
+    wait_until(lambda: not served(srv), "the server to end the released association")

@@ -32,7 +32,6 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.sop_class import (
     CTImageStorage,
     ModalityWorklistInformationFind,
-    StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     Verification,
 )
@@ -41,7 +40,6 @@ from pynetdicom.transport import AddressInformation
 import pacscore
 from pacscore.adapters import dimse
 from pacscore.adapters.dimse_convert import storage_sop_classes
-from pacscore.adapters.dimse_fastpath import guard_requestor
 from pacscore.adapters.dimse_negotiation import ContextIndex, negotiate
 from pacscore.adapters.dimse_pdu import (
     ProtocolError,
@@ -52,24 +50,29 @@ from pacscore.adapters.dimse_pdu import (
     pdvs,
 )
 
+from . import dimse_helpers
 from .dimse_helpers import (
     DEADLINE,
+    FIND,
+    STUDY_KEYS,
     GatedArchive,
+    abort_mid_query,
+    cancel_between_responses,
     dataset_bytes,
     dcmtk,
     findscu,
     generated_instances,
+    identifier,
     in_process,
     norm,
     over_wire,
+    pending,
     run,
     to_bytes,
     wait_until,
 )
 from .worklist_items import make_item
 
-FIND = StudyRootQueryRetrieveInformationModelFind
-STUDY_KEYS = {"StudyInstanceUID": "", "PatientID": "", "PatientName": "", "StudyDate": ""}
 HAVE_DCMTK = dcmtk("findscu") is not None and dcmtk("storescu") is not None
 
 
@@ -94,35 +97,8 @@ def server(archive):
         srv.shutdown()
 
 
-def associate(port: int, *contexts, max_pdu: int = 16382, **kwargs):
-    ae = AE("DIRECTTEST")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-    ae.maximum_pdu_size = max_pdu
-    for cx in contexts:
-        if isinstance(cx, str):
-            ae.add_requested_context(cx)
-        else:
-            ae.requested_contexts = [*ae.requested_contexts, cx]
-    assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE", **kwargs)
-    assert assoc.is_established
-    return guard_requestor(assoc)
-
-
-def identifier(level: str = "STUDY", **keys) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = level
-    for k, v in keys.items():
-        setattr(ds, k, v)
-    return ds
-
-
-def pending(assoc, ds: Dataset, model=FIND, **kwargs) -> tuple[list[int], list[Dataset]]:
-    statuses, found = [], []
-    for status, ident in assoc.send_c_find(ds, model, **kwargs):
-        statuses.append(status.Status)
-        if ident is not None and status.Status in (0xFF00, 0xFF01):
-            found.append(ident)
-    return statuses, found
+def associate(port: int, *contexts, **kwargs):
+    return dimse_helpers.associate(port, *contexts, title="DIRECTTEST", **kwargs)
 
 
 def served_directly(server, title: str = "DIRECTTEST") -> bool:
@@ -421,27 +397,13 @@ def test_direct_false_serves_everything_through_pynetdicom(archive):
 def test_c_cancel_is_honoured_between_responses(archive):
     gated = GatedArchive(archive)
     srv = serve(gated)
+
+    def cancel_arrived(server) -> bool:  # the C-CANCEL waits, unread, on the association's socket
+        (conn,) = server.direct_connections()
+        return bool(select.select([conn.sock], [], [], 0)[0])
+
     try:
-        assoc = associate(srv.server_address[1], FIND)
-        assert served_directly(srv)
-        cx = next(c for c in assoc.accepted_contexts if c.abstract_syntax == FIND)
-        statuses = []
-        try:
-            for status, _ in assoc.send_c_find(identifier(**STUDY_KEYS), FIND, msg_id=11):
-                statuses.append(status.Status)
-                if len(statuses) == 1:
-                    assert gated.first_sent.wait(DEADLINE)
-                    assoc.send_c_cancel(11, cx.context_id)
-                    (conn,) = srv.direct_connections()
-                    wait_until(lambda c=conn: select.select([c.sock], [], [], 0)[0], "the C-CANCEL to reach the server")
-                    gated.gate.set()
-            assert statuses == [0xFF00, 0xFE00]  # one match, then Cancel (PS3.4 C.4.1.3.2)
-            statuses, found = pending(assoc, identifier(**STUDY_KEYS))
-            assert statuses[-1] == 0x0000 and len(found) == len(in_process(archive, STUDY_KEYS))
-        finally:
-            gated.gate.set()
-            assoc.release()
-        assert gated.closed.wait(DEADLINE)  # the archive's iterator (and its read transaction) closed
+        cancel_between_responses(srv, archive, gated, cancel_arrived)
     finally:
         srv.shutdown()
 
@@ -450,21 +412,9 @@ def test_an_abort_in_the_middle_of_a_query_ends_that_association_only(archive):
     gated = GatedArchive(archive)
     srv = serve(gated)
     try:
-        other = associate(srv.server_address[1], FIND)
-        assoc = associate(srv.server_address[1], FIND)
-        wait_until(lambda: len(srv.direct_connections()) == 2, "both associations on the direct loop")
-        responses = assoc.send_c_find(identifier(**STUDY_KEYS), FIND)
-        status, _ = next(responses)
-        assert status.Status == 0xFF00
-        assert gated.first_sent.wait(DEADLINE)
-        assoc.abort()
-        gated.gate.set()
-        assert gated.closed.wait(DEADLINE)
-        wait_until(lambda: len(srv.direct_connections()) == 1, "the server to end the aborted association")
-        statuses, found = pending(other, identifier(**STUDY_KEYS))
-        assert statuses[-1] == 0x0000 and len(found) == len(in_process(archive, STUDY_KEYS))
-        other.release()
-        wait_until(lambda: not srv.direct_connections(), "the server to end the released association")
+        assert not srv.active_associations
+        abort_mid_query(srv, archive, gated, lambda s: s.direct_connections())
+        assert not srv.active_associations  # none of them went to pynetdicom
     finally:
         gated.gate.set()
         srv.shutdown()

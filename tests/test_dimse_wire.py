@@ -12,10 +12,9 @@ never for fixed times.
 from __future__ import annotations
 
 import pytest
-from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
+from pynetdicom.sop_class import Verification
 
 import pacscore
 from pacscore.adapters import dimse
@@ -23,18 +22,22 @@ from pacscore.adapters.dimse_convert import storage_sop_classes
 from pacscore.adapters.dimse_fastpath import FastAssociation, WakingDUL, guard_requestor, make_fast, supported
 
 from .dimse_helpers import (
-    DEADLINE,
+    FIND,
+    STUDY_KEYS,
     GatedArchive,
+    abort_mid_query,
+    associate,
+    cancel_between_responses,
     dcmtk,
     findscu,
     generated_instances,
+    identifier,
     in_process,
     over_wire,
+    pending,
     wait_until,
 )
 
-FIND = StudyRootQueryRetrieveInformationModelFind
-STUDY_KEYS = {"StudyInstanceUID": "", "PatientID": "", "PatientName": "", "StudyDate": ""}
 HAVE_FINDSCU = dcmtk("findscu") is not None
 
 
@@ -48,36 +51,6 @@ def archive(tmp_path_factory):
 
 def serve(arc, **options):
     return dimse.serve(arc, dimse.ServeConfig(port=0, block=False, fastpath=True, direct=False, **options))
-
-
-def associate(port: int, *contexts, **kwargs):
-    ae = AE("WIRETEST")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-    for cx in contexts:
-        if isinstance(cx, str):
-            ae.add_requested_context(cx)
-        else:
-            ae.requested_contexts = [*ae.requested_contexts, cx]
-    assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE", **kwargs)
-    assert assoc.is_established
-    return guard_requestor(assoc)  # our answers come fast: see test_the_requestor_guard_...
-
-
-def identifier(level: str = "STUDY", **keys) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = level
-    for k, v in keys.items():
-        setattr(ds, k, v)
-    return ds
-
-
-def pending(assoc, ds: Dataset, **kwargs) -> tuple[list[int], list[Dataset]]:
-    statuses, found = [], []
-    for status, ident in assoc.send_c_find(ds, FIND, **kwargs):
-        statuses.append(status.Status)
-        if ident is not None and status.Status in (0xFF00, 0xFF01):
-            found.append(ident)
-    return statuses, found
 
 
 @pytest.fixture(scope="module")
@@ -174,26 +147,7 @@ def test_c_cancel_is_honoured_between_responses(archive):
     gated = GatedArchive(archive)
     srv = serve(gated)
     try:
-        assoc = associate(srv.server_address[1], FIND)
-        cx = next(c for c in assoc.accepted_contexts if c.abstract_syntax == FIND)
-        statuses = []
-        try:
-            for status, _ in assoc.send_c_find(identifier(**STUDY_KEYS), FIND, msg_id=11):
-                statuses.append(status.Status)
-                if len(statuses) == 1:
-                    assert gated.first_sent.wait(DEADLINE)
-                    assoc.send_c_cancel(11, cx.context_id)
-                    theirs = srv.active_associations[0]
-                    wait_until(lambda t=theirs: 11 in t.dimse.cancel_req, "the server to receive C-CANCEL")
-                    gated.gate.set()
-            assert statuses == [0xFF00, 0xFE00]  # one match, then Cancel (PS3.4 C.4.1.3.2)
-            # the association still serves after the cancelled query
-            statuses, found = pending(assoc, identifier(**STUDY_KEYS))
-            assert statuses[-1] == 0x0000 and len(found) == len(in_process(archive, STUDY_KEYS))
-        finally:
-            gated.gate.set()
-            assoc.release()
-        assert gated.closed.wait(DEADLINE)  # the archive's iterator (and its read transaction) closed
+        cancel_between_responses(srv, archive, gated, lambda s: 11 in s.active_associations[0].dimse.cancel_req)
     finally:
         srv.shutdown()
 
@@ -202,20 +156,7 @@ def test_an_abort_in_the_middle_of_a_query_ends_that_association_only(archive):
     gated = GatedArchive(archive)
     srv = serve(gated)
     try:
-        other = associate(srv.server_address[1], FIND)
-        assoc = associate(srv.server_address[1], FIND)
-        responses = assoc.send_c_find(identifier(**STUDY_KEYS), FIND)
-        status, _ = next(responses)
-        assert status.Status == 0xFF00
-        assert gated.first_sent.wait(DEADLINE)
-        assoc.abort()
-        gated.gate.set()
-        assert gated.closed.wait(DEADLINE)
-        wait_until(lambda: len(srv.active_associations) == 1, "the server to end the aborted association")
-        statuses, found = pending(other, identifier(**STUDY_KEYS))
-        assert statuses[-1] == 0x0000 and len(found) == len(in_process(archive, STUDY_KEYS))
-        other.release()
-        wait_until(lambda: not srv.active_associations, "the server to end the released association")
+        abort_mid_query(srv, archive, gated, lambda s: s.active_associations)
     finally:
         gated.gate.set()
         srv.shutdown()
@@ -271,8 +212,11 @@ def test_the_requestor_guard_leaves_responses_to_the_send_loop():
     assert assoc.dimse.get_msg(block=True) == (None, None)
 
 
-@pytest.mark.parametrize("flag, fast", [([], True), (["--no-fastpath"], False)])
-def test_serve_dimse_has_the_fast_path_unless_told_otherwise(flag, fast):
+@pytest.mark.parametrize(
+    "flag, fast, direct",
+    [([], True, True), (["--no-fastpath"], False, True), (["--no-direct"], True, False)],
+)
+def test_serve_dimse_has_the_fast_path_and_the_direct_loop_unless_told_otherwise(flag, fast, direct):
     import argparse
 
     from pacscore import cli_serve
@@ -280,4 +224,5 @@ def test_serve_dimse_has_the_fast_path_unless_told_otherwise(flag, fast):
     parser = argparse.ArgumentParser(prog="pacscore")
     cli_serve.add_dimse_cli(parser.add_subparsers(dest="protocol"))
     args = parser.parse_args(["dimse", "--archive", "a", *flag])
-    assert cli_serve.dimse_config(args).fastpath is fast
+    config = cli_serve.dimse_config(args)
+    assert config.fastpath is fast and config.direct is direct
