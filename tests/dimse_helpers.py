@@ -7,6 +7,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -499,3 +500,33 @@ def abort_mid_query(srv, archive, gated: GatedArchive, served) -> None:
     assert statuses[-1] == 0x0000 and len(found) == len(in_process(archive, STUDY_KEYS))
     other.release()
     wait_until(lambda: not served(srv), "the server to end the released association")
+
+
+@contextlib.contextmanager
+def serve_dimse_process(archive, *options: str, stop: int = signal.SIGTERM, wait: float = 30.0):
+    """``pacscore serve dimse --archive ARCHIVE --port 0 OPTIONS...`` in a process of its own:
+    yields (process, bound port, its log lines so far); on leaving, ``stop`` (SIGTERM, or SIGKILL
+    for a crash) and the process's end are waited for, so ``returncode`` is set."""
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pacscore", "serve", "dimse", "--archive", str(archive), "--port", "0", *options],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    logged: list[str] = []
+    reader = threading.Thread(target=read_lines, args=(proc.stderr, logged), daemon=True)
+    reader.start()
+    try:
+        yield proc, bound_port_logged(proc, logged, timeout=wait), logged
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(stop)
+        proc.wait(wait)
+        reader.join(wait)  # it ends at the end of the process's stderr
+        assert proc.stderr is not None
+        proc.stderr.close()

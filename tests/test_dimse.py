@@ -10,7 +10,6 @@ import logging
 import shutil
 import socket
 import ssl
-import threading
 import time
 
 import pydicom
@@ -46,7 +45,6 @@ from .dimse_helpers import (
     STUDY_A,
     STUDY_B,
     STUDY_C,
-    bound_port_logged,
     dataset_bytes,
     dcmtk,
     findscu,
@@ -54,7 +52,6 @@ from .dimse_helpers import (
     key_args,
     make_instance,
     pydicom_test_files,
-    read_lines,
     refusing_port,
     run,
     start_storescp,
@@ -1159,9 +1156,6 @@ def test_cli_registers_serve_dimse():
 
 
 def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
-    import signal
-    import subprocess
-    import sys
 
     no_id = make_instance(
         sop="1.2.826.0.1.3680043.9.7777.98.1.1",
@@ -1177,33 +1171,8 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
     with pacscore.open(tmp_path / "cli") as a:
         a.store(data_folder / "CT_small.dcm")
         a.store(dimse_helpers.to_bytes(no_id))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pacscore",
-            "serve",
-            "dimse",
-            "--archive",
-            str(tmp_path / "cli"),
-            "--port",
-            "0",
-            "--allow",
-            "PYSCU",
-            "--move-dest",
-            "X=127.0.0.1:1",
-            "--option",
-            "empty_record_matches=false",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    logged: list[str] = []
-    reader = threading.Thread(target=read_lines, args=(proc.stderr, logged), daemon=True)
-    reader.start()
-    try:
-        port = bound_port_logged(proc, logged)  # --port 0: the server binds a free port and logs it
+    options = ["--allow", "PYSCU", "--move-dest", "X=127.0.0.1:1", "--option", "empty_record_matches=false"]
+    with dimse_helpers.serve_dimse_process(tmp_path / "cli", *options) as (proc, port, logged):
         assoc = associate(port, StudyRootQueryRetrieveInformationModelFind)
         _, results = find_all(
             assoc, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "", "PatientID": "NO-SUCH-PATIENT"}
@@ -1212,12 +1181,6 @@ def test_pacscore_serve_dimse_runs_until_sigterm(tmp_path, data_folder):
         assoc.release()
         assert results == []  # --option empty_record_matches=false: the study without PatientID stays out
         assert sorted(r.StudyInstanceUID for r in every) == sorted([CT_SMALL_STUDY, no_id.StudyInstanceUID])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        reader.join(15)  # it ends at the end of the process's stderr
-        proc.stdout.close()
-        proc.stderr.close()
     err = "".join(logged)
     assert proc.returncode == 0, err
     assert "PYSCU@127.0.0.1" in err and "C-FIND study-root STUDY" in err

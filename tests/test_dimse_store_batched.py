@@ -4,16 +4,12 @@ sent for an instance that a crash cannot lose (PS3.4 B.2.3)."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -21,7 +17,7 @@ import pytest
 
 import pacscore
 
-from .dimse_helpers import bound_port_logged, dcmtk, dcmtk_env, make_instance, read_lines, to_bytes
+from .dimse_helpers import dcmtk, dcmtk_env, make_instance, read_lines, serve_dimse_process, to_bytes
 
 pytest.importorskip("pynetdicom")
 pytestmark = pytest.mark.skipif(dcmtk("storescu") is None, reason="DCMTK storescu is not on PATH")
@@ -70,28 +66,9 @@ def sent_by(arc: pacscore.Archive, uid: str) -> str:
     )
 
 
-@contextlib.contextmanager
-def serve_dimse(archive: Path) -> Iterator[tuple[subprocess.Popen, int, list[str]]]:
-    """``pacscore serve dimse`` on a free port: the process, its port and its log lines so far."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pacscore", "serve", "dimse", "--archive", str(archive), "--port", "0"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    logged: list[str] = []
-    reader = threading.Thread(target=read_lines, args=(proc.stderr, logged), daemon=True)
-    reader.start()
-    try:
-        yield proc, bound_port_logged(proc, logged, timeout=WAIT), logged
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(WAIT)
-        reader.join(WAIT)
-        proc.stderr.close()
+def serve_dimse(archive: Path):
+    """``pacscore serve dimse`` on a free port, SIGKILLed if still running at the end."""
+    return serve_dimse_process(archive, stop=signal.SIGKILL, wait=WAIT)
 
 
 class Storescu:

@@ -12,7 +12,7 @@ import pytest
 import pacscore
 from pacscore.cli import main as cli
 
-from .dimse_helpers import bound_port_logged, dcmtk, read_lines
+from .dimse_helpers import dcmtk, serve_dimse_process
 from .worklist_items import make_item
 
 #: a worklist item in dcmdump's text form, in ISO_IR 100 (Latin-1), as a RIS writes for wlmscpfs
@@ -151,10 +151,6 @@ def test_worklist_commands_need_an_archive(tmp_path, capsys):
 def test_items_added_by_the_cli_are_served_by_serve_dimse(archive, tmp_path):
     """The round trip a site runs: `worklist add`, then `serve dimse`; a modality asks (C-FIND
     of the Modality Worklist model) and gets the item."""
-    import signal
-    import sys
-    import threading
-
     from pydicom.dataset import Dataset
     from pynetdicom import AE
     from pynetdicom.sop_class import ModalityWorklistInformationFind
@@ -162,17 +158,7 @@ def test_items_added_by_the_cli_are_served_by_serve_dimse(archive, tmp_path):
     path = tmp_path / "item.json"
     path.write_text(json.dumps(make_item("SERVED", "1.2.3.7", "S7", "US", station="US01").to_json_dict()))
     assert cli(wl("add", str(archive), str(path))) == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pacscore", "serve", "dimse", "--archive", str(archive), "--port", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    logged: list[str] = []
-    reader = threading.Thread(target=read_lines, args=(proc.stderr, logged), daemon=True)
-    reader.start()
-    try:
-        port = bound_port_logged(proc, logged, timeout=30)  # bounds a failure; logged once it listens
+    with serve_dimse_process(archive) as (_proc, port, _logged):
         ae = AE("US01")
         ae.add_requested_context(ModalityWorklistInformationFind)
         assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
@@ -184,9 +170,5 @@ def test_items_added_by_the_cli_are_served_by_serve_dimse(archive, tmp_path):
         ident.ScheduledProcedureStepSequence = [step]
         answers = [(s.Status, i) for s, i in assoc.send_c_find(ident, ModalityWorklistInformationFind)]
         assoc.release()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        reader.join(15)
     assert [status for status, _ in answers] == [0xFF00, 0]
     assert answers[0][1].PatientID == "SERVED"
