@@ -4,18 +4,14 @@ the peer released or the network timeout passed)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 import pacscore
 
-from .dimse_helpers import bound_port_logged, read_lines
+from .dimse_helpers import serve_dimse_process
 
 pynetdicom = pytest.importorskip("pynetdicom")
 
@@ -23,40 +19,25 @@ ROOT = Path(__file__).resolve().parent.parent
 WAIT = 30.0  # seconds: far below the --network-timeout below, far above a normal shutdown
 
 
-def test_sigterm_stops_serve_dimse_while_an_association_is_open(tmp_path):
+@pytest.mark.parametrize("options", [[], ["--no-direct"]], ids=["direct-loop", "pynetdicom"])
+def test_sigterm_stops_serve_dimse_while_an_association_is_open(tmp_path, options):
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
     pacscore.open(tmp_path / "arc").close()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "pacscore", "serve", "dimse", "--archive", str(tmp_path / "arc")]
-    proc = subprocess.Popen(
-        [*command, "--port", "0", "--network-timeout", "600"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    logged: list[str] = []
-    reader = threading.Thread(target=read_lines, args=(proc.stderr, logged), daemon=True)
-    reader.start()
     assoc = None
-    try:
-        port = bound_port_logged(proc, logged, timeout=WAIT)
-        ae = AE(ae_title="HOLDER")
-        ae.add_requested_context(Verification)
-        assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
-        assert assoc.is_established
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(WAIT) == 0, "".join(logged)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(WAIT)
-        if assoc is not None and assoc.is_established:
-            assoc.abort()
-        reader.join(WAIT)
+    server = serve_dimse_process(tmp_path / "arc", "--network-timeout", "600", *options, stop=signal.SIGKILL, wait=WAIT)
+    with server as (proc, port, logged):
+        try:
+            ae = AE(ae_title="HOLDER")
+            ae.add_requested_context(Verification)
+            assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
+            assert assoc.is_established
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(WAIT) == 0, "".join(logged)
+        finally:
+            if assoc is not None and assoc.is_established:
+                assoc.abort()
 
 
 def test_a_server_on_a_shared_listening_socket_shuts_down_cleanly(tmp_path):
