@@ -638,3 +638,38 @@ def test_responses_from_the_archives_batches_go_out_in_one_send_per_batch(archiv
     finally:
         srv.shutdown()
     assert calls == [len(found) + 1]
+
+
+def test_two_requests_in_one_p_data_tf_are_both_answered(server):
+    """PS3.8 9.3.5: one P-DATA-TF may carry several PDVs; the second request is not dropped."""
+    from pacscore.adapters.dimse_pdu import command_bytes
+
+    cx = build_context(Verification)
+    cx.context_id = 1
+    sock = raw_association(server.server_address[1], rq_bytes([cx]))
+    try:
+        bodies = []
+        for message_id in (7, 8):
+            command = command_bytes(
+                [
+                    (0x00000002, "UI", Verification),
+                    (0x00000100, "US", 0x0030),
+                    (0x00000110, "US", message_id),
+                    (0x00000800, "US", 0x0101),
+                ]
+            )
+            bodies.append(message_pdus(1, command, None, 0)[6:])  # the PDV without its PDU header
+        body = b"".join(bodies)
+        sock.sendall(struct.pack(">BxL", 0x04, len(body)) + body)
+        answered = []
+        while len(answered) < 2:
+            kind, length = struct.unpack(">BxL", recv_exactly(sock, 6))
+            assert kind == 0x04
+            for _, control, fragment in pdvs(recv_exactly(sock, length)):
+                assert control & 1
+                fields = parse_command(fragment)
+                assert fields[0x0100] == 0x8030
+                answered.append(fields[0x0120])
+        assert answered == [7, 8]
+    finally:
+        sock.close()

@@ -291,7 +291,9 @@ class DirectConnection:
     def _serve(self):
         """Requests until the peer releases (EVT_RELEASED) or aborts / goes (EVT_ABORTED)."""
         while True:
-            message = self.messages.popleft() if self.messages else self._next_message(block=True)
+            while not self.messages:
+                self._read(block=True)
+            message = self.messages.popleft()
             if message == "release":
                 self._send(RELEASE_RP)
                 try:
@@ -413,16 +415,13 @@ class DirectConnection:
         """Whether a C-CANCEL-RQ for ``message_id`` has arrived (reads what is waiting, never blocks)."""
         if self.assoc is not None and self.assoc.closed:
             return False
-        while True:
-            try:
-                message = self._next_message(block=False)
-            except _Closed:
-                if self.assoc is not None:
-                    self.assoc.closed = True
-                return False
-            if message is None:
-                break
-            self.messages.append(message)
+        try:
+            while self._read(block=False):
+                pass
+        except _Closed:
+            if self.assoc is not None:
+                self.assoc.closed = True
+            return False
         for message in list(self.messages):
             command = None if message == "release" else message[1]
             if command is not None and command.get(0x0100) == C_CANCEL_RQ and command.get(0x0120) == message_id:
@@ -430,27 +429,25 @@ class DirectConnection:
                 return True
         return False
 
-    def _next_message(self, block: bool):
-        """The next complete request (context, command, data), or "release"; None when not
-        blocking and none is complete yet."""
-        while True:
-            pdu = self._next_pdu(block)
-            if pdu is None:
-                return None
-            kind, body = pdu
-            if kind == 0x04:
-                message = self._assemble(body)
-                if message is not None:
-                    return message
-            elif kind == 0x05:
-                return "release"
-            elif kind == 0x07:
-                raise _Closed
-            else:
-                raise ProtocolError(f"unexpected PDU type 0x{kind:02X}")
+    def _read(self, block: bool) -> bool:
+        """Read one PDU and queue what it completes in ``messages`` (requests as (context,
+        command, data), "release"); False when not blocking and no whole PDU has arrived."""
+        pdu = self._next_pdu(block)
+        if pdu is None:
+            return False
+        kind, body = pdu
+        if kind == 0x04:
+            self._assemble(body)
+        elif kind == 0x05:
+            self.messages.append("release")
+        elif kind == 0x07:
+            raise _Closed
+        else:
+            raise ProtocolError(f"unexpected PDU type 0x{kind:02X}")
+        return True
 
-    def _assemble(self, body: bytes):
-        done: tuple[Any, dict, bytes | None] | None = None
+    def _assemble(self, body: bytes) -> None:
+        """The PDVs of one P-DATA-TF: each request they complete is queued in ``messages``."""
         for context_id, control, fragment in pdvs(body):
             context = self.contexts.get(context_id)
             if context is None:
@@ -461,7 +458,7 @@ class DirectConnection:
                     command = parse_command(b"".join(self.parts["command"]))
                     self.parts["command"] = []
                     if command.get(0x0800, NO_DATA_SET) == NO_DATA_SET:
-                        done = (context, command, None)
+                        self.messages.append((context, command, None))
                     else:
                         self.pending_command = (context, command)
             else:
@@ -470,12 +467,9 @@ class DirectConnection:
                 self.parts["data"].append(fragment)
                 if control & 0x02:
                     context, command = self.pending_command
-                    done = (context, command, b"".join(self.parts["data"]))
+                    self.messages.append((context, command, b"".join(self.parts["data"])))
                     self.parts["data"] = []
                     self.pending_command = None
-            if done is not None:
-                return done  # without asynchronous operations a P-DATA-TF ends one request at most
-        return None
 
     def _next_pdu(self, block: bool) -> tuple[int, bytes] | None:
         buf = self.buffer
