@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -71,8 +72,8 @@ class Reports:
 
         return on_report
 
-    def wait(self, count: int = 1) -> list[tuple[int, Dataset, str]]:
-        wait_until(lambda: len(self.received) >= count, f"{count} N-EVENT-REPORT(s)")
+    def wait(self, count: int = 1, timeout: float = WAIT) -> list[tuple[int, Dataset, str]]:
+        wait_until(lambda: len(self.received) >= count, f"{count} N-EVENT-REPORT(s)", timeout)
         return self.received
 
 
@@ -221,6 +222,40 @@ def test_the_report_goes_to_the_configured_address_once_the_requester_left(arc, 
     assert (event_type, how, committed(info)) == (1, "new association", [GOOD[0]])
     assert info.RetrieveAETitle == "PACSCORE"
     wait_until(lambda: arc.commitments.pending() == [], "the delivered report to be forgotten")
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05])
+def test_a_requester_that_releases_at_once_is_released_and_reported_on_a_new_association(arc, monkeypatch, delay):
+    """Orthanc and DCMTK-based SCUs release as soon as they have the N-ACTION response, so the
+    report's worker meets the release before, while and after it is answered (the delays sweep
+    that window). The release must be answered (a worker that took the A-RELEASE request off the
+    queue left it unanswered: the requester aborted), and a report that crosses the release must
+    go to the new association at once, not after the DIMSE timeout (30 s)."""
+    fill(arc)
+    resolve = Commitments.resolve
+
+    def resolve_later(self, transaction_uid):
+        time.sleep(delay)
+        return resolve(self, transaction_uid)
+
+    monkeypatch.setattr(Commitments, "resolve", resolve_later)
+    reports = Reports()
+    with contextlib.ExitStack() as stack:
+        peer_port = stack.enter_context(listener(reports))
+        port = stack.enter_context(dimse_server(arc, commitment_peers={"MODALITY1": ("127.0.0.1", peer_port)}))
+        for round_ in range(3):
+            ae = AE(ae_title="MODALITY1")
+            ae.acse_timeout = 10
+            ae.add_requested_context(StorageCommitmentPushModel)
+            assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
+            assert assoc.is_established
+            assert n_action(assoc, request(f"2.25.12.{round_}", [(CT_IMAGE, GOOD[0])])).Status == 0x0000
+            assoc.release()
+            assert assoc.is_released and not assoc.is_aborted, "the release was not answered"
+            reports.wait(round_ + 1, timeout=10)  # a bound on a failure: a held report waits 30 s
+    deadline_hits = [how for _t, _i, how in reports.received if how != "new association"]
+    assert deadline_hits == [] and len(reports.received) == 3
+    wait_until(lambda: arc.commitments.pending() == [], "the delivered reports to be forgotten")
 
 
 def test_an_unknown_requester_is_logged_and_its_report_kept_for_a_retry(arc, monkeypatch, caplog):

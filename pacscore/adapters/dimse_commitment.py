@@ -12,11 +12,17 @@ service does so every ``commitment_retry_interval`` seconds while the archive is
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 import weakref
+from io import BytesIO
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
+from pynetdicom.dimse_primitives import N_EVENT_REPORT
+from pynetdicom.dsutils import encode
+from pynetdicom.pdu_primitives import A_RELEASE
 
 from ..errors import PacsError
 from ..workflow.commitment import STORAGE_COMMITMENT_CLASS, STORAGE_COMMITMENT_INSTANCE, PendingReport
@@ -165,17 +171,14 @@ class CommitmentService:
             return False
         info = result.event_information(report.responder)
         errors = []
-        if assoc is not None and assoc.is_established and not _releasing(assoc):
+        if assoc is not None and assoc.is_established:
             try:
-                if _succeeded(
-                    assoc.send_n_event_report(
-                        info, result.event_type, STORAGE_COMMITMENT_CLASS, STORAGE_COMMITMENT_INSTANCE
-                    )
-                ):
-                    return self._delivered(report, "the requesting association")
-                errors.append("the requesting association did not accept it")
-            except Exception as exc:  # released or aborted meanwhile: try a new association
-                errors.append(f"the requesting association failed: {exc}")
+                outcome = report_on_open_association(assoc, info, result.event_type, self.timeout)
+            except Exception as exc:  # aborted meanwhile: try a new association
+                outcome = f"the requesting association failed: {exc}"
+            if outcome == DELIVERED:
+                return self._delivered(report, "the requesting association")
+            errors.append(outcome)
         address = self.peers.get(report.requester)
         if address is None:
             errors.append(f"no address is configured for AE {report.requester!r} (--commitment-peer)")
@@ -290,16 +293,87 @@ class CommitmentService:
         self._retry_thread.start()
 
 
-def _releasing(assoc) -> bool:
-    """Whether the requester already asked to release the association (then the report goes
-    on a new one, instead of racing the release)."""
-    try:
-        return bool(assoc.acse.is_release_requested())
-    except Exception:
-        return False
-
-
 def _succeeded(answer: tuple) -> bool:
     """Whether ``send_n_event_report``'s (status, reply) says the peer took the report."""
     status = answer[0]
     return status is not None and int(getattr(status, "Status", 0xFFFF)) == 0x0000
+
+
+#: report_on_open_association's answer when the requester took the report
+DELIVERED = "delivered"
+#: how often the wait for the requester's N-EVENT-REPORT response looks for a release or abort
+_LOOK_EVERY = 0.01
+
+
+def _release_requested(assoc) -> bool:
+    """Whether an A-RELEASE request waits at the head of the association's queue. Only looks:
+    taking it off the queue would leave the requester's release unanswered (the reactor
+    answers it once it runs again)."""
+    return isinstance(assoc.dul.peek_next_pdu(), A_RELEASE)
+
+
+def _gone(assoc) -> bool:
+    return not assoc.is_established or assoc.is_aborted or not assoc.dul.is_alive() or _release_requested(assoc)
+
+
+def report_on_open_association(assoc, info: Dataset, event_type: int, timeout: float) -> str:
+    """Send an N-EVENT-REPORT on the requester's association from a worker thread; DELIVERED
+    or why not.
+
+    A requester may release the association as soon as it has the N-ACTION response (Orthanc
+    and DCMTK-based SCUs do; PS3.4 J.3.3 lets the SCP report on a new association then).
+    pynetdicom's ``send_n_event_report`` pauses the association's reactor and waits for the
+    response for the whole DIMSE timeout: a release request that crosses the report stays
+    unanswered meanwhile. So this pauses the reactor as pynetdicom does (the N-ACTION response
+    is then already queued before the report), gives up before sending when a release request
+    is waiting, and while waiting for the answer looks for a release request or an abort, handing
+    the association back to the reactor (which answers the release) as soon as one comes. Any
+    request that arrives meanwhile is put back, in order, for the reactor."""
+    context = assoc._get_valid_context(STORAGE_COMMITMENT_CLASS, "", None)
+    syntax = context.transfer_syntax[0]
+    data = encode(info, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    if data is None:
+        raise ValueError("the Event Information cannot be encoded")
+    req = N_EVENT_REPORT()
+    req.MessageID = 1
+    req.AffectedSOPClassUID = STORAGE_COMMITMENT_CLASS
+    req.AffectedSOPInstanceUID = STORAGE_COMMITMENT_INSTANCE
+    req.EventTypeID = event_type
+    req.EventInformation = BytesIO(data)
+    assoc._reactor_checkpoint.clear()
+    wake = getattr(assoc, "_wake", None)  # dimse_fastpath's reactor sleeps until woken
+    put_back: list = []
+    try:
+        if wake is not None:
+            wake.set()
+        while not assoc._is_paused:
+            if not assoc.is_alive():
+                return "the requesting association ended"
+            time.sleep(0.0001)
+        if _gone(assoc):
+            return "the requester released the association before the report"
+        assoc.dimse.send_msg(req, context.context_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                context_id, msg = assoc.dimse.msg_queue.get(timeout=_LOOK_EVERY)
+            except queue.Empty:
+                if _gone(assoc):
+                    return "the requester released the association instead of answering the report"
+                if time.monotonic() > deadline:
+                    return f"no answer on the requesting association within {timeout:g} s"
+                continue
+            if msg is None:
+                return "the requesting association was aborted"
+            if not isinstance(msg, N_EVENT_REPORT) or msg.MessageIDBeingRespondedTo != req.MessageID:
+                put_back.append((context_id, msg))
+                continue
+            status = 0xFFFF if msg.Status is None else int(msg.Status)
+            return DELIVERED if status == 0x0000 else f"the requester answered the report with status 0x{status:04X}"
+    finally:
+        if put_back:
+            with assoc.dimse.msg_queue.mutex:
+                assoc.dimse.msg_queue.queue.extendleft(reversed(put_back))
+        assoc._reactor_checkpoint.set()
+        if wake is not None:
+            wake.set()
