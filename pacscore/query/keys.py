@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from .. import model
 from ..errors import QueryError
 from .conditions import Condition, compile_conditions
+from .identifier_raw import fast_path_open, string_of
 from .options import MatchOptions
 
 _TAG_RE = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
@@ -132,7 +133,13 @@ def identifier_items(identifier: object) -> tuple[list[tuple[int, object]], str 
     """(tag, raw value) pairs and the QueryRetrieveLevel found in the identifier."""
     if isinstance(identifier, Dataset):
         pairs: list[tuple[int, object]] = []
+        fast = fast_path_open(identifier)
         for element_tag in list(identifier.keys()):
+            if fast:  # the value straight from the raw bytes when that gives pydicom's answer
+                text = string_of(identifier.get_item(element_tag, keep_deferred=True))
+                if text is not None:
+                    pairs.append((int(element_tag), text))
+                    continue
             try:
                 elem = identifier[element_tag]
                 pairs.append((int(elem.tag), element_string(elem)))

@@ -1,0 +1,130 @@
+"""An identifier's string values read from the bytes pydicom kept raw, without a DataElement.
+
+A C-FIND identifier decoded from the wire is a pydicom Dataset of RawDataElements; turning each
+into a DataElement (VR lookup, value conversion, validation, MultiValue, PersonName) is most of
+what a query costs before it reaches the index. For the VRs a query key usually has, in
+character sets where printable ASCII means itself, the string ``keys.element_string`` would
+return is a split and a strip away from the raw bytes. ``string_of`` does exactly that and
+answers None for anything else (other VRs, bytes outside printable ASCII, PN component groups,
+pydicom configured to convert dates, raise on invalid values or with a raw-value hook), so the
+caller converts that element as before. tests/test_identifier_raw.py property-tests the two
+for equal answers.
+"""
+
+from __future__ import annotations
+
+from pydicom import config
+from pydicom import hooks as pydicom_hooks
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+__all__ = ["string_of", "fast_path_open"]
+
+#: character sets whose bytes 0x20-0x7E are ASCII (PS3.3 C.12.1.1.2; ISO 2022 forms start in G0 = ASCII)
+_ASCII_COMPATIBLE = frozenset(
+    {
+        "",
+        "ISO_IR 6",
+        "ISO 2022 IR 6",
+        "ISO_IR 100",
+        "ISO 2022 IR 100",
+        "ISO_IR 101",
+        "ISO_IR 109",
+        "ISO_IR 110",
+        "ISO_IR 144",
+        "ISO_IR 127",
+        "ISO_IR 126",
+        "ISO_IR 138",
+        "ISO_IR 148",
+        "ISO_IR 203",
+        "ISO_IR 166",
+        "ISO_IR 192",
+        "GB18030",
+        "GBK",
+    }
+)
+_SPECIFIC_CHARACTER_SET = 0x00080005
+#: VRs whose value pydicom pads and splits only (multi_string): trailing spaces and NULs go
+_PADDED = frozenset({"AS", "CS", "DA", "DT", "TM"})
+#: text VRs split on backslash, each value right-stripped of NULs and spaces
+_TEXT = frozenset({"LO", "SH", "UC"})
+#: single-valued text VRs (a backslash is text)
+_SINGLE = frozenset({"LT", "ST", "UT"})
+_VRS = _PADDED | _TEXT | _SINGLE | {"AE", "UI", "PN"}
+_NOT_PRINTABLE = bytes(b for b in range(256) if not (0x20 <= b <= 0x7E or b == 0))
+_vr_cache: dict[int, str | None] = {}
+
+
+def _vr(tag: int) -> str | None:
+    try:
+        return _vr_cache[tag]
+    except KeyError:
+        pass
+    try:
+        vr: str | None = dictionary_VR(tag)
+    except KeyError:  # private or unknown: pydicom reads it as UN
+        vr = None
+    if vr not in _VRS:
+        vr = None
+    _vr_cache[tag] = vr
+    return vr
+
+
+def fast_path_open(ds: Dataset) -> bool:
+    """Whether ``string_of`` may answer for ``ds``'s elements: pydicom as configured by
+    default for what it affects, and a character set in which printable ASCII is ASCII."""
+    if config.datetime_conversion or config.settings.reading_validation_mode == config.RAISE:
+        return False
+    hooks = pydicom_hooks.hooks
+    if (
+        hooks.raw_element_value is not pydicom_hooks.raw_element_value
+        or hooks.raw_element_vr is not pydicom_hooks.raw_element_vr
+    ):
+        return False
+    charset = ds.get_item(_SPECIFIC_CHARACTER_SET) if _SPECIFIC_CHARACTER_SET in ds else None
+    if charset is None:
+        return True
+    value = charset.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str):
+        names = value.strip(" \x00").split("\\")
+    else:  # already converted: str or MultiValue
+        names = [str(v) for v in (value or [])]
+    return all(name.strip() in _ASCII_COMPATIBLE for name in names)
+
+
+def string_of(elem: object) -> str | None:
+    """``keys.element_string`` of a raw element (as ``Dataset.get_item(tag, keep_deferred=True)``
+    gives it), or None when only pydicom can say."""
+    if not isinstance(elem, RawDataElement):
+        return None
+    tag = elem.tag
+    vr = _vr(tag)
+    if vr is None or (elem.VR is not None and vr != elem.VR):
+        return None
+    raw = elem.value
+    if raw is None:
+        if elem.length:
+            return None  # a deferred read: pydicom reads it
+        raw = b""
+    if raw.translate(None, _NOT_PRINTABLE) != raw:
+        return None
+    text = raw.decode("ascii")
+    if vr in _PADDED:
+        return text.rstrip(" \x00")
+    if vr in _TEXT:
+        if "\\" not in text:
+            return text.rstrip("\x00 ")
+        return "\\".join(v.rstrip("\x00 ") for v in text.split("\\"))
+    if vr in _SINGLE:
+        return text.rstrip("\x00 ")
+    if vr == "UI":
+        return "\\".join(v.strip() for v in text.rstrip(" \x00").split("\\"))
+    if vr == "AE":
+        return "\\".join(v.strip() for v in text.split("\\"))
+    # PN: component groups ("=") are left to PersonName, which drops empty trailing groups
+    if "=" in text:
+        return None
+    return text.rstrip("\x00 ")
