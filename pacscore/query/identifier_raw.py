@@ -13,6 +13,8 @@ for equal answers.
 
 from __future__ import annotations
 
+import functools
+
 from pydicom import config
 from pydicom import hooks as pydicom_hooks
 from pydicom.datadict import dictionary_VR
@@ -45,30 +47,23 @@ _ASCII_COMPATIBLE = frozenset(
     }
 )
 _SPECIFIC_CHARACTER_SET = 0x00080005
-#: VRs whose value pydicom pads and splits only (multi_string): trailing spaces and NULs go
-_PADDED = frozenset({"AS", "CS", "DA", "DT", "TM"})
+#: VRs whose whole value loses its trailing spaces and NULs: the padded ones pydicom only splits
+#: after stripping (multi_string) and the single-valued texts (a backslash is text)
+_STRIPPED = frozenset({"AS", "CS", "DA", "DT", "TM", "LT", "ST", "UT"})
 #: text VRs split on backslash, each value right-stripped of NULs and spaces
 _TEXT = frozenset({"LO", "SH", "UC"})
-#: single-valued text VRs (a backslash is text)
-_SINGLE = frozenset({"LT", "ST", "UT"})
-_VRS = _PADDED | _TEXT | _SINGLE | {"AE", "UI", "PN"}
+_VRS = _STRIPPED | _TEXT | {"AE", "UI", "PN"}
 _NOT_PRINTABLE = bytes(b for b in range(256) if not (0x20 <= b <= 0x7E or b == 0))
-_vr_cache: dict[int, str | None] = {}
 
 
+@functools.cache
 def _vr(tag: int) -> str | None:
+    """The dictionary VR of ``tag`` when ``string_of`` reads that VR, else None."""
     try:
-        return _vr_cache[tag]
-    except KeyError:
-        pass
-    try:
-        vr: str | None = dictionary_VR(tag)
+        vr = dictionary_VR(tag)
     except KeyError:  # private or unknown: pydicom reads it as UN
-        vr = None
-    if vr not in _VRS:
-        vr = None
-    _vr_cache[tag] = vr
-    return vr
+        return None
+    return vr if vr in _VRS else None
 
 
 def fast_path_open(ds: Dataset) -> bool:
@@ -112,14 +107,10 @@ def string_of(elem: object) -> str | None:
     if raw.translate(None, _NOT_PRINTABLE) != raw:
         return None
     text = raw.decode("ascii")
-    if vr in _PADDED:
+    if vr in _STRIPPED:
         return text.rstrip(" \x00")
     if vr in _TEXT:
-        if "\\" not in text:
-            return text.rstrip("\x00 ")
         return "\\".join(v.rstrip("\x00 ") for v in text.split("\\"))
-    if vr in _SINGLE:
-        return text.rstrip("\x00 ")
     if vr == "UI":
         return "\\".join(v.strip() for v in text.rstrip(" \x00").split("\\"))
     if vr == "AE":
