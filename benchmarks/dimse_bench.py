@@ -99,15 +99,21 @@ def bench_pynetdicom(
     return _stats(times), n
 
 
-def dcmtk_findscu() -> str | None:
-    """DCMTK's findscu, skipping pynetdicom's Python script of the same name in a virtualenv."""
+def dcmtk_tool(tool: str) -> str | None:
+    """The path of DCMTK's ``tool`` on PATH, skipping the Python scripts of the same names that
+    pynetdicom installs into a virtualenv's bin folder (first on PATH when it is activated)."""
     for folder in os.environ.get("PATH", "").split(os.pathsep):
-        path = Path(folder or ".") / "findscu"
+        path = Path(folder or ".") / tool
         if path.is_file() and os.access(path, os.X_OK):
             with open(path, "rb") as f:
                 if f.read(2) != b"#!":
                     return str(path)
     return None
+
+
+def dcmtk_findscu() -> str | None:
+    """DCMTK's findscu (not pynetdicom's script of the same name)."""
+    return dcmtk_tool("findscu")
 
 
 FINDSCU = dcmtk_findscu()

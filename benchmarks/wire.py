@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import run
+from benchmarks.dimse_bench import dcmtk_tool
 from benchmarks.orthanc_peer import OrthancServer, _env, wait_port
 from benchmarks.peers import _private_network, _quote, stop_child
 
@@ -538,8 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-qrscp", dest="qrscp", action="store_false", help="leave pynetdicom's qrscp app out")
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    dcmtk_findscu = dcmtk_tool("findscu")
+    if dcmtk_findscu is not None:  # DCMTK's tools before pynetdicom's scripts of the same names
+        os.environ["PATH"] = os.pathsep.join([str(Path(dcmtk_findscu).parent), os.environ.get("PATH", "")])
     for tool in ("findscu",) * args.find + ("storescu",) * args.store:
-        if shutil.which(tool) is None:
+        if dcmtk_tool(tool) is None:
             print(f"wire: DCMTK's {tool} is not installed (apt-get install dcmtk)", file=sys.stderr)
             return 2
     if not args.in_netns:

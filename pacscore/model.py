@@ -302,4 +302,14 @@ _VRS: dict[int, str] = {}
 
 
 def keyword_of(tag: int) -> str:
-    return keyword_for_tag(tag) or f"{tag:08X}"
+    """The dictionary keyword of ``tag``, or its 8 hex digits (cached like ``vr_of``: every
+    query names its keys' keywords, and pydicom's lookup parses the tag each time)."""
+    keyword = _KEYWORDS.get(tag)
+    if keyword is None:
+        keyword = keyword_for_tag(tag) or f"{tag:08X}"
+        if len(_KEYWORDS) < 8192:
+            _KEYWORDS[tag] = keyword
+    return keyword
+
+
+_KEYWORDS: dict[int, str] = {}

@@ -40,6 +40,7 @@ from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.dsutils import decode, encode
 
+from ..query.identifier_raw import plain_identifier
 from .dimse_common import FIND_MODELS, LOG, PENDING_ALL, PENDING_SOME
 from .dimse_convert import storage_sop_classes
 from .dimse_pdu import (
@@ -63,6 +64,7 @@ __all__ = ["DirectServerMixin", "direct_syntaxes", "Eligibility"]
 VERIFICATION = "1.2.840.10008.1.1"
 MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
 DEFLATED = "1.2.840.10008.1.2.1.99"
 #: the longest association request the loop reads itself (larger ones go to pynetdicom)
@@ -186,6 +188,15 @@ class _Request:
                 BytesIO(self.data or b""), syntax == IMPLICIT_LE, syntax != BIG_ENDIAN, syntax == DEFLATED
             )
         return self._identifier
+
+    @property
+    def plain_identifier(self) -> dict[int, str] | None:
+        """The identifier read straight from its bytes when every element is plain text
+        (identifier_raw.plain_identifier), else None: then ``identifier`` decodes it."""
+        syntax = str(self.context.transfer_syntax)
+        if syntax in (IMPLICIT_LE, EXPLICIT_LE):
+            return plain_identifier(self.data or b"", syntax == IMPLICIT_LE)
+        return None
 
     def rows_in_batches(self):
         """Called by dimse_encode.encoded_results when the answers come from the archive's

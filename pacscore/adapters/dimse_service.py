@@ -13,16 +13,17 @@ import threading
 import time
 import weakref
 
-from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
+from .. import model
 from ..errors import IngestError, QueryError, StorageError
 from ..events import Origin
 from ..group_commit import GroupCommitter
+from ..query.identifier_raw import fast_path_open, string_of
 from .dimse_common import (
     CANCEL,
     FIND_EXT_OPTIONS,
@@ -41,6 +42,16 @@ from .dimse_common import (
 )
 from .dimse_encode import encoded_results
 from .dimse_retrieve import RetrieveHandlers
+
+QR_LEVEL = 0x00080052  # (0008,0052) Query/Retrieve Level
+INSTANCE_AVAILABILITY = 0x00080056
+
+
+def _keyword(tag: int) -> str:
+    """A key's keyword for the log, "(gggg,eeee)" when the dictionary has none."""
+    keyword = model.keyword_of(tag)
+    return str(Tag(tag)) if keyword == f"{tag:08X}" else keyword
+
 
 __all__ = ["DimseService", "DimseConfig", "LOG", "FIND_MODELS", "RETRIEVE_MODELS", "set_nodelay", "status"]
 
@@ -217,9 +228,9 @@ class DimseService(RetrieveHandlers):
         return opts
 
     # ---- helpers ---------------------------------------------------------------------------
-    def _describe(self, ident: Dataset) -> str:
+    def _describe(self, ident: Dataset | dict[int, str]) -> str:
         """Which keys were asked (keywords only), or the whole identifier when log_phi is on."""
-        if self.config.log_phi:
+        if self.config.log_phi and isinstance(ident, Dataset):  # (_identifier decodes it then)
             parts = []
             for elem in ident:
                 if elem.tag in (0x00080052, 0x00080005):
@@ -227,19 +238,34 @@ class DimseService(RetrieveHandlers):
                 parts.append(f"{elem.keyword or elem.tag}={elem.repval}")
             return "{" + ", ".join(parts) + "}"
         # the tags, without decoding an element (a Dataset read from the wire keeps them raw)
-        names = [keyword_for_tag(tag) or str(Tag(tag)) for tag in ident.keys() if tag not in (0x00080052, 0x00080005)]
+        names = [_keyword(tag) for tag in ident.keys() if tag not in (0x00080052, 0x00080005)]
         return "[" + ",".join(names) + "]"
 
-    def _identifier(self, event) -> tuple[Dataset, str]:
+    def _identifier(self, event) -> tuple[Dataset | dict[int, str], str]:
         """The decoded identifier and its level; raises QueryError for what cannot be served."""
+        # the direct loop reads a plain identifier from its bytes (no Dataset); with log_phi
+        # the log shows pydicom's rendering of each value, so the Dataset is decoded then
+        plain = None if self.config.log_phi else getattr(event, "plain_identifier", None)
+        if plain is not None:
+            if QR_LEVEL not in plain:
+                raise QueryError("QueryRetrieveLevel", "missing from the identifier")
+            level = plain[QR_LEVEL].strip().upper()
+            if not level:
+                raise QueryError("QueryRetrieveLevel", "empty")
+            return plain, level
         try:
             ident = event.identifier
-            ident.QueryRetrieveLevel  # noqa: B018 - force the deferred decode
-        except AttributeError:
-            raise QueryError("QueryRetrieveLevel", "missing from the identifier") from None
+            if QR_LEVEL not in ident:
+                raise QueryError("QueryRetrieveLevel", "missing from the identifier")
+            # from the raw bytes when that is pydicom's answer (identifier_raw), else converted
+            text = string_of(ident.get_item(QR_LEVEL, keep_deferred=True)) if fast_path_open(ident) else None
+            if text is None:
+                text = str(ident.QueryRetrieveLevel or "")
+        except QueryError:
+            raise
         except Exception as exc:
             raise Undecodable(f"identifier cannot be decoded: {type(exc).__name__}") from exc
-        level = str(ident.QueryRetrieveLevel or "").strip().upper()
+        level = text.strip().upper()
         if not level:
             raise QueryError("QueryRetrieveLevel", "empty")
         return ident, level
@@ -390,7 +416,7 @@ class DimseService(RetrieveHandlers):
                     yield status(0xA700, f"too many matches: {n} > {limit}"), None
                     return
             retrieve_ae = self.config.retrieve_ae_title or str(assoc.acceptor.ae_title or "").strip()
-            availability = "InstanceAvailability" in ident
+            availability = INSTANCE_AVAILABILITY in ident  # a Dataset or a plain {tag: text}
             # identifiers encoded from the index's rows when the association takes them (dimse_encode)
             results = None if self.config.log_phi else encoded_results(*encoding, retrieve_ae, availability, query)
             if results is None:

@@ -9,6 +9,11 @@ answers None for anything else (other VRs, bytes outside printable ASCII, PN com
 pydicom configured to convert dates, raise on invalid values or with a raw-value hook), so the
 caller converts that element as before. tests/test_identifier_raw.py property-tests the two
 for equal answers.
+
+``plain_identifier`` goes one step further for an identifier that arrives as bytes (the direct
+DIMSE loop): when every element is one ``string_of`` answers for, it reads them straight from
+the little-endian bytes into a {tag: text} identifier, with no pydicom Dataset at all; one
+element it cannot read that way and the caller decodes the whole identifier with pydicom.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-__all__ = ["string_of", "fast_path_open"]
+__all__ = ["string_of", "fast_path_open", "plain_identifier"]
 
 #: character sets whose bytes 0x20-0x7E are ASCII (PS3.3 C.12.1.1.2; ISO 2022 forms start in G0 = ASCII)
 _ASCII_COMPATIBLE = frozenset(
@@ -66,16 +71,32 @@ def _vr(tag: int) -> str | None:
     return vr if vr in _VRS else None
 
 
-def fast_path_open(ds: Dataset) -> bool:
-    """Whether ``string_of`` may answer for ``ds``'s elements: pydicom as configured by
-    default for what it affects, and a character set in which printable ASCII is ASCII."""
+@functools.cache
+def _empty_vr(tag: int) -> str | None:
+    """The dictionary VR of ``tag`` when an empty value of it reads as "" whatever the VR (an
+    unambiguous VR other than SQ, whose empty value is an empty sequence), else None."""
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return None
+    return None if vr == "SQ" or " " in vr else vr
+
+
+def _pydicom_defaults() -> bool:
+    """Whether pydicom converts values as configured by default (what ``string_of`` mirrors)."""
     if config.datetime_conversion or config.settings.reading_validation_mode == config.RAISE:
         return False
     hooks = pydicom_hooks.hooks
-    if (
-        hooks.raw_element_value is not pydicom_hooks.raw_element_value
-        or hooks.raw_element_vr is not pydicom_hooks.raw_element_vr
-    ):
+    return (
+        hooks.raw_element_value is pydicom_hooks.raw_element_value
+        and hooks.raw_element_vr is pydicom_hooks.raw_element_vr
+    )
+
+
+def fast_path_open(ds: Dataset) -> bool:
+    """Whether ``string_of`` may answer for ``ds``'s elements: pydicom as configured by
+    default for what it affects, and a character set in which printable ASCII is ASCII."""
+    if not _pydicom_defaults():
         return False
     charset = ds.get_item(_SPECIFIC_CHARACTER_SET) if _SPECIFIC_CHARACTER_SET in ds else None
     if charset is None:
@@ -104,6 +125,11 @@ def string_of(elem: object) -> str | None:
         if elem.length:
             return None  # a deferred read: pydicom reads it
         raw = b""
+    return _text(vr, raw)
+
+
+def _text(vr: str, raw: bytes) -> str | None:
+    """The string pydicom's conversion of ``raw`` as ``vr`` gives, when it is plain ASCII."""
     if raw.translate(None, _NOT_PRINTABLE) != raw:
         return None
     text = raw.decode("ascii")
@@ -119,3 +145,57 @@ def string_of(elem: object) -> str | None:
     if "=" in text:
         return None
     return text.rstrip("\x00 ")
+
+
+#: explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2); of those
+#: ``_text`` reads only UC and UT, the others stop the plain read
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+
+
+def plain_identifier(data: bytes, implicit: bool) -> dict[int, str] | None:
+    """The identifier encoded in ``data`` (a little-endian data set, implicit or explicit VR) as
+    {tag: the string ``keys.element_string`` would give}, in the order of the bytes; None
+    unless every element is one ``string_of`` answers for (known tag of a string VR, explicit
+    VR equal to the dictionary's, defined length, printable ASCII, no PN component groups; an
+    element of another VR only when empty, the "" pydicom's empty value gives, never SQ),
+    no tag repeats, the bytes end where the last element does, pydicom converts as by default
+    and the character set keeps ASCII as ASCII. Then the caller decodes with pydicom."""
+    if not _pydicom_defaults():
+        return None
+    out: dict[int, str] = {}
+    end = len(data)
+    pos = 0
+    view = memoryview(data)
+    while pos < end:
+        if pos + 8 > end:
+            return None
+        tag = int.from_bytes(view[pos : pos + 2], "little") << 16 | int.from_bytes(view[pos + 2 : pos + 4], "little")
+        vr = _vr(tag) or _empty_vr(tag)  # any other VR: only an empty value (a return key)
+        if vr is None:
+            return None
+        if implicit:
+            length = int.from_bytes(view[pos + 4 : pos + 8], "little")
+            pos += 8
+        else:
+            explicit = bytes(view[pos + 4 : pos + 6])
+            if explicit.decode("latin-1") != vr:
+                return None
+            if explicit in _LONG_VRS:
+                if pos + 12 > end:
+                    return None
+                length = int.from_bytes(view[pos + 8 : pos + 12], "little")
+                pos += 12
+            else:
+                length = int.from_bytes(view[pos + 6 : pos + 8], "little")
+                pos += 8
+        if length == 0xFFFFFFFF or pos + length > end or tag in out:
+            return None
+        if length and vr not in _VRS:
+            return None
+        text = _text(vr, bytes(view[pos : pos + length])) if length else ""
+        if text is None:
+            return None
+        out[tag] = text
+        pos += length
+    names = out.get(_SPECIFIC_CHARACTER_SET, "").strip(" \x00").split("\\")
+    return out if all(name.strip() in _ASCII_COMPATIBLE for name in names) else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from .. import model
@@ -100,7 +100,7 @@ def _item(item: dict | Dataset, parent: str) -> dict:
     out = {}
     for name, value in item.items():
         tag = parse_tag(name)
-        kw = keyword_for_tag(tag) or f"{tag:08X}"
+        kw = model.keyword_of(tag)
         out[kw] = _value_of(tag, model.vr_of(tag), value, f"{parent}>{kw}")
     return out
 
@@ -179,7 +179,7 @@ def build_query(identifier: object, level: str | None, model_name: str, options:
     for tag, raw in pairs:
         if tag >> 16 in (0x0000, 0x0002) or tag in _META_KEYS:
             continue
-        keyword = keyword_for_tag(tag) or f"{tag:08X}"
+        keyword = model.keyword_of(tag)
         vr = model.vr_of(tag)
         value = _value_of(tag, vr, raw, keyword)
         if tag == model.T_TZ:
