@@ -281,6 +281,21 @@ class DimseService(RetrieveHandlers):
             return status(0xA700 if what == "find" else 0xA701, f"storage error: {type(exc).__name__}")
         return status(0xC001, f"unable to process: {type(exc).__name__}")
 
+    def _log_find(self, st: AssocState, op: str, sent: int, outcome: str, t0: float) -> None:
+        """The one log line of every C-FIND (Q/R and worklist): what was asked, how it ended."""
+        LOG.info(
+            "assoc %d %s: %s -> %d matches, %s (%.1f ms)",
+            st.number,
+            st.peer,
+            op,
+            sent,
+            outcome,
+            (time.perf_counter() - t0) * 1e3,
+        )
+
+    def _log_too_many(self, st: AssocState, op: str, n: int, limit: int) -> None:
+        LOG.info("assoc %d %s: %s -> %d matches > max_results %d, 0xA700", st.number, st.peer, op, n, limit)
+
     def _log_failure(self, st: AssocState, op: str, exc: Exception, code: int) -> None:
         if isinstance(exc, QueryError):
             reason = str(exc) if self.config.log_phi else f"attribute {getattr(exc, 'attribute', None)}"
@@ -412,7 +427,7 @@ class DimseService(RetrieveHandlers):
             if limit is not None:
                 n = self.archive.count(ident, level=level, model=model, **opts)
                 if n > limit:
-                    LOG.info("assoc %d %s: %s -> %d matches > max_results %d, 0xA700", st.number, st.peer, op, n, limit)
+                    self._log_too_many(st, op, n, limit)
                     yield status(0xA700, f"too many matches: {n} > {limit}"), None
                     return
             retrieve_ae = self.config.retrieve_ae_title or str(assoc.acceptor.ae_title or "").strip()
@@ -460,12 +475,4 @@ class DimseService(RetrieveHandlers):
             close = getattr(results, "close", None)
             if close is not None:  # end the archive's read transaction now, not at garbage collection
                 close()
-            LOG.info(
-                "assoc %d %s: %s -> %d matches, %s (%.1f ms)",
-                st.number,
-                st.peer,
-                op,
-                sent,
-                outcome,
-                (time.perf_counter() - t0) * 1e3,
-            )
+            self._log_find(st, op, sent, outcome, t0)

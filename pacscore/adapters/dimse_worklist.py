@@ -19,7 +19,7 @@ from pynetdicom import evt
 
 from ..errors import QueryError, StorageError
 from ..worklist import match
-from .dimse_common import CANCEL, LOG, PENDING_ALL, Undecodable, status, tag_of
+from .dimse_common import CANCEL, PENDING_ALL, Undecodable, status, tag_of
 
 #: Modality Worklist Information Model - FIND (PS3.4 K.4, PS3.6 Annex A)
 MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
@@ -70,7 +70,7 @@ def worklist_find(service, event) -> Iterator[tuple]:
         if limit is not None:
             rows = list(rows)
             if len(rows) > limit:
-                LOG.info("assoc %d %s: %s -> %d matches > max_results %d", st.number, st.peer, op, len(rows), limit)
+                service._log_too_many(st, op, len(rows), limit)
                 yield status(0xA700, f"too many matches: {len(rows)} > {limit}"), None
                 return
     except Exception as exc:
@@ -96,15 +96,7 @@ def worklist_find(service, event) -> Iterator[tuple]:
         service._log_failure(st, op, exc, rsp.Status)
         yield rsp, None
     finally:
-        LOG.info(
-            "assoc %d %s: %s -> %d matches, %s (%.1f ms)",
-            st.number,
-            st.peer,
-            op,
-            sent,
-            outcome,
-            (time.perf_counter() - t0) * 1e3,
-        )
+        service._log_find(st, op, sent, outcome, t0)
 
 
 def _failure(exc: Exception) -> Dataset:

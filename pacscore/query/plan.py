@@ -187,30 +187,41 @@ def _index_plan(ex) -> Plan | None:
     return Plan(PlanKind.INDEX, "secondary index", sorted(best), ex, steps)
 
 
+def pn_lookups(cond, options) -> list[tuple[str, bool]] | None:
+    """The index keys a PN condition can match, as (key, is a prefix) per value: the
+    case-folded Alphabetic group, exact or up to the first wildcard. None when a match may
+    lie elsewhere (``=`` in the key, ``pn_match_all_groups``, no literal start, a start with a
+    component separator or a space). The worklist's name lookup uses the same rules."""
+    if options.pn_match_all_groups or cond.kind not in (
+        ConditionKind.SINGLE,
+        ConditionKind.WILDCARD,
+        ConditionKind.MULTI_VALUE,
+    ):
+        return None
+    out: list[tuple[str, bool]] = []
+    for raw in str(cond.key).split("\\"):
+        if "=" in raw:
+            return None
+        if cond.kind == ConditionKind.WILDCARD or "*" in raw or "?" in raw:
+            lit = re.split(r"[*?]", raw, maxsplit=1)[0]
+            if not lit or any(c in lit for c in "^= ") or lit != lit.strip():
+                return None
+            out.append((values.fold_case(values.nfc(lit)), True))
+        else:
+            out.append((normalise_pn(raw), False))
+    return out
+
+
 def _ranges_for(cond, options) -> list[Range] | None:
     """Index value ranges (start, end inclusive, or prefix) that hold every possible match."""
     vr = cond.vr
     if cond.kind in (ConditionKind.SINGLE, ConditionKind.UID_LIST, ConditionKind.MULTI_VALUE) and vr in _EXACT_VRS:
         return [(_enc(v.strip(" \x00")), None, False) for v in cond.key_values]
-    if (
-        vr == "PN"
-        and not options.pn_match_all_groups
-        and cond.kind in (ConditionKind.SINGLE, ConditionKind.WILDCARD, ConditionKind.MULTI_VALUE)
-    ):
-        out: list[Range] = []
-        for raw in str(cond.key).split("\\"):
-            if "=" in raw:
-                return None
-            if cond.kind == ConditionKind.WILDCARD or "*" in raw or "?" in raw:
-                lit = re.split(r"[*?]", raw, maxsplit=1)[0]
-                if not lit or any(c in lit for c in "^= ") or lit != lit.strip():
-                    return None
-                out.append((_enc(values.fold_case(values.nfc(lit))), None, True))
-            else:
-                out.append((_enc(normalise_pn(raw)), None, False))
-        return out
+    if vr == "PN":
+        lookups = pn_lookups(cond, options)
+        return None if lookups is None else [(_enc(key), None, prefix) for key, prefix in lookups]
     if vr in _EXACT_VRS and cond.kind == ConditionKind.WILDCARD:
-        out = []
+        out: list[Range] = []
         for raw in str(cond.key).split("\\"):
             lit = re.split(r"[*?]", raw.lstrip(" "), maxsplit=1)[0]
             if not lit:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -21,12 +20,12 @@ from pydicom.dataset import Dataset
 
 from .. import model
 from ..errors import QueryError
-from ..index.secondary import normalise_pn
 from ..query.conditions import Condition, compile_conditions
 from ..query.keys import _value_of, identifier_items
 from ..query.kinds import ConditionKind
 from ..query.options import MatchOptions
-from ..values import fold_case, nfc, split_range, strip_padding
+from ..query.plan import pn_lookups
+from ..values import split_range, strip_padding
 from . import items
 from .store import (
     STEP,
@@ -123,26 +122,17 @@ def _lookup(txn, dbs, scope: bytes, cond: Condition, options: MatchOptions) -> s
 
 def _name_lookup(txn, dbs, scope: bytes, cond: Condition, options: MatchOptions) -> set[bytes] | None:
     """The items a PN key can match, from the case-folded Alphabetic groups; None when the key
-    may match another group (``=`` in it, ``pn_match_all_groups``) or has no literal start.
-    The rules are those of the Q/R planner (query/plan.py), which the archive tests prove."""
-    if options.pn_match_all_groups or cond.kind not in (
-        ConditionKind.SINGLE,
-        ConditionKind.WILDCARD,
-        ConditionKind.MULTI_VALUE,
-    ):
+    may match another group or has no literal start (the Q/R planner's rules: plan.pn_lookups)."""
+    lookups = pn_lookups(cond, options)
+    if lookups is None:
         return None
     tag = cond.tags[0]
     found = WorklistStore.unfiled(txn, dbs, scope, tag)
-    for raw in str(cond.key).split("\\"):
-        if "=" in raw:
-            return None
-        if cond.kind == ConditionKind.WILDCARD or "*" in raw or "?" in raw:
-            literal = re.split(r"[*?]", raw, maxsplit=1)[0]
-            if not literal or any(c in literal for c in "^= ") or literal != literal.strip():
-                return None
-            found |= WorklistStore.prefixed(txn, dbs, scope, tag, fold_case(nfc(literal)))
+    for key, prefix in lookups:
+        if prefix:
+            found |= WorklistStore.prefixed(txn, dbs, scope, tag, key)
         else:
-            found |= WorklistStore.exact(txn, dbs, scope, tag, [normalise_pn(raw)])
+            found |= WorklistStore.exact(txn, dbs, scope, tag, [key])
     return found
 
 
