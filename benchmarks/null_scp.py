@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+from collections.abc import Callable
 
 from pacscore.adapters.dimse_pdu import (
     RELEASE_RP,
@@ -43,24 +44,35 @@ def _pdu(sock: socket.socket, buf: bytearray) -> bytes | None:
         buf += chunk
 
 
-def _answer(sock: socket.socket, context_id: int, command: dict, max_length: int) -> None:
+def _answer(sock: socket.socket, context_id: int, command: dict, max_length: int, data: bytes | None = None) -> None:
+    """A final Success with no match (C-FIND) or Success (C-ECHO); the identifier is ignored."""
     field = ANSWERS.get(int(command.get(0x0100, 0)))
     if field is None:
         return
-    rsp = command_bytes(
+    sock.sendall(message_pdus(context_id, response_command(command, field), None, max_length))
+
+
+def response_command(command: dict, field: int, status: int = 0x0000, with_data: bool = False) -> bytes:
+    """The command set of a response to ``command`` (a data set follows when ``with_data``)."""
+    return command_bytes(
         [
             (0x00000002, "UI", command.get(0x0002, "")),
             (0x00000100, "US", field),
             (0x00000120, "US", command.get(0x0110, 0)),
-            (0x00000800, "US", 0x0101),
-            (0x00000900, "US", 0x0000),
+            (0x00000800, "US", 0x0001 if with_data else 0x0101),
+            (0x00000900, "US", status),
         ]
     )
-    sock.sendall(message_pdus(context_id, rsp, None, max_length))
 
 
-def serve_one(sock: socket.socket) -> None:
-    """One association, from its request to its release (or the peer's close)."""
+#: what answers one request: (socket, context id, command, peer's maximum PDU length, data set or None)
+Responder = Callable[[socket.socket, int, dict, int, "bytes | None"], None]
+
+
+def serve_one(sock: socket.socket, answer: Responder = _answer, syntaxes: dict | None = None) -> None:
+    """One association, from its request to its release (or the peer's close). Every proposed
+    context is accepted with its first transfer syntax; when ``syntaxes`` is given it is filled
+    with context id -> that syntax (for a responder that decodes the data sets)."""
     with sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = bytearray()
@@ -68,8 +80,11 @@ def serve_one(sock: socket.socket) -> None:
         if first is None:
             return
         rq = parse_associate_rq(first)
+        if syntaxes is not None:
+            syntaxes.update({cid: ts[0] for cid, _, ts in rq.contexts})
         sock.sendall(associate_ac(rq, [(cid, 0, ts[0]) for cid, _, ts in rq.contexts], 16384, "1.2.3.4", "NULLSCP"))
         parts = b""
+        data = b""
         waiting: tuple[int, dict] | None = None
         while (pdu := _pdu(sock, buf)) is not None:
             if pdu[0] == 0x05:
@@ -83,20 +98,27 @@ def serve_one(sock: socket.socket) -> None:
                     if control & 2:
                         command, parts = parse_command(parts), b""
                         if command.get(0x0800) == 0x0101:
-                            _answer(sock, context_id, command, rq.max_length)
+                            answer(sock, context_id, command, rq.max_length, None)
                         else:
                             waiting = (context_id, command)
-                elif control & 2 and waiting is not None:
-                    _answer(sock, *waiting, rq.max_length)
-                    waiting = None
+                elif waiting is not None:
+                    data += fragment
+                    if control & 2:
+                        answer(sock, *waiting, rq.max_length, data)
+                        waiting, data = None, b""
 
 
-def main(argv: list[str] | None = None) -> int:
-    port = int((argv if argv is not None else sys.argv[1:])[0])
+def serve_forever(port: int, per_association: Callable[[socket.socket], None] = serve_one) -> None:
+    """Accept on 127.0.0.1:``port`` and serve each association in its own thread."""
     server = socket.create_server(("127.0.0.1", port), reuse_port=False)
     while True:
         sock, _ = server.accept()
-        threading.Thread(target=serve_one, args=(sock,), daemon=True).start()
+        threading.Thread(target=per_association, args=(sock,), daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    serve_forever(int((argv if argv is not None else sys.argv[1:])[0]))
+    return 0
 
 
 if __name__ == "__main__":

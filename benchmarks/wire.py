@@ -30,6 +30,11 @@ qrscp`` sets it on each accepted socket and otherwise runs the app unchanged):
   repetitions of the broad query, per returned match (pacscore, Orthanc and qrscp: one
   process each; dcmqrscp forks a child per association, not counted).
 
+Two SCPs are yardsticks, not peers: ``floor`` (benchmarks/null_scp.py) answers every C-FIND with
+no match, the client's own floor; ``replay`` (benchmarks/replay_scp.py) sends pacscore's
+answer from memory, so Orthanc's time over the replay's is the highest ratio any SCP that
+returns pacscore's matches could reach ("at best").
+
 Targets are interleaved query by query. pacscore runs twice: with the wire fast path
 (``ServeConfig.fastpath``, the default) and with pynetdicom's stock reactors
 (``--no-fastpath``), in its own process (``python -m benchmarks.wire serve``), relational and
@@ -69,6 +74,7 @@ PORTS = {
     "dcmqrscp": 11114,
     "qrscp": 11115,
     "floor": 11116,
+    "replay": 11117,
 }
 AE_TITLES = {
     "pacscore": "PACSCORE",
@@ -77,6 +83,7 @@ AE_TITLES = {
     "dcmqrscp": "DCMQRSCP",
     "qrscp": "QRSCP",
     "floor": "FLOOR",
+    "replay": "REPLAY",
 }
 PROCESS_QUERY = "exact PatientID"
 BROAD_QUERY = "broad: all studies since 2005"
@@ -425,14 +432,23 @@ def markdown_find(result: dict) -> list[str]:
         lines.append(
             "| the SCP's share (inside − floor) | " + " | ".join(str(share[t]) for t in targets) + f" | {ratio} |"
         )
+    if "replay" in inside and "orthanc" in inside:
+        lines += [
+            "",
+            f"At best (an SCP sending pacscore's answer from memory, the replay column): Orthanc / replay "
+            f"{_ratio(inside['orthanc'], inside['replay'])} inside findscu, "
+            f"{_ratio(result['process_ms']['orthanc'], result['process_ms']['replay'])} for the whole process.",
+        ]
+    bound = "replay" in targets and "orthanc" in targets
     lines += [
         "",
         "| kept association, C-FIND q/s | level | matches "
         + " / ".join(targets)
         + " | "
         + " | ".join(targets)
-        + " | pacscore / Orthanc | SCP's share, Orthanc / pacscore |",
-        "|---|---|---|" + "---:|" * (len(targets) + 2),
+        + " | pacscore / Orthanc | SCP's share, Orthanc / pacscore |"
+        + (" at best: replay / Orthanc |" if bound else ""),
+        "|---|---|---|" + "---:|" * (len(targets) + 2 + bound),
     ]
     for row in result["queries"]:
         m = " / ".join(str(row["matches"][t]) for t in targets)
@@ -441,6 +457,7 @@ def markdown_find(result: dict) -> list[str]:
             f"| {row['name']} | {row['level']} | {m} | "
             + " | ".join(str(q[t] if q[t] is not None else "–") for t in targets)
             + f" | {_ratio(q.get('pacscore'), q.get('orthanc'))} | {_share_ratio(row)} |"
+            + (f" {_ratio(q.get('replay'), q.get('orthanc'))} |" if bound else "")
         )
     for row in result["queries"]:
         if "server_cpu_us_per_match" in row:
@@ -500,6 +517,15 @@ def find_part(folder: Path, args: argparse.Namespace) -> dict:
         )
         children.append(floor)
         targets["floor"] = floor
+        # pacscore's answers sent from memory: what the client spends on them (benchmarks/replay_scp.py)
+        replay = Child(
+            "replay",
+            [sys.executable, "-m", "benchmarks.replay_scp", str(folder / "archive"), str(PORTS["replay"])],
+            folder,
+            PORTS["replay"],
+        )
+        children.append(replay)
+        targets["replay"] = None  # a bound, not an SCP: no CPU figure
         result = measure(targets, suite, args.repeat, args.process_runs, folder)
     finally:
         for child in children:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 
 import pytest
 
 from benchmarks import wire, wire_store
+
+from .dimse_helpers import dcmtk
 
 #: findscu's output under ``wire.log_config(wire.RELEASED_LINE)`` (DCMTK 3.6.7): the dcmnet trace
 #: message that holds "Confirm Release" spans three lines, each with the same timestamp
@@ -62,7 +63,7 @@ def test_log_config_writes_only_the_two_lines() -> None:
     assert "dcmnet = INFO" in wire.log_config(wire.RELEASING_LINE)
 
 
-@pytest.mark.skipif(shutil.which("findscu") is None, reason="DCMTK's findscu is not installed")
+@pytest.mark.skipif(dcmtk("findscu") is None, reason="DCMTK's findscu is not installed")
 def test_real_findscu_writes_the_timestamp_the_parser_reads(tmp_path) -> None:
     """findscu (this machine's DCMTK) against a bound port nobody listens on: it logs "Requesting
     Association" in the layout STAMPED reads, and nothing after the refused connection."""
@@ -71,7 +72,8 @@ def test_real_findscu_writes_the_timestamp_the_parser_reads(tmp_path) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, not listening: the connection is refused
         port = closed.getsockname()[1]
-        args = ["findscu", "--log-config", str(config), "-S", "-k", "QueryRetrieveLevel=STUDY", "127.0.0.1", str(port)]
+        findscu = str(dcmtk("findscu"))
+        args = [findscu, "--log-config", str(config), "-S", "-k", "QueryRetrieveLevel=STUDY", "127.0.0.1", str(port)]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
     lines = (proc.stdout + proc.stderr).splitlines()
     assert proc.returncode != 0
@@ -102,3 +104,45 @@ def test_store_table_marks_an_scp_that_refused_or_lost_instances() -> None:
     assert "refused stores" in text
     result["problems"] = {}
     assert "✗" not in "\n".join(wire_store.markdown(result))
+
+
+def test_the_replay_scp_sends_pacscores_answer_and_then_the_same_from_memory(tmp_path) -> None:
+    """The replay yardstick (benchmarks/replay_scp.py) must send exactly pacscore's matches, the
+    first time computed and every later time from memory, or its bound would be of another
+    answer."""
+    import threading
+
+    import pacscore
+    from benchmarks import replay_scp
+
+    from . import dimse_helpers
+    from .dimse_helpers import FIND, identifier, pending
+
+    with pacscore.open(tmp_path / "arc") as arc:
+        for ds in dimse_helpers.generated_instances():
+            arc.store(ds)
+        replay = replay_scp.Replay(arc)
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+
+            def accept_one() -> None:
+                sock, _ = listener.accept()
+                replay.serve(sock)
+
+            thread = threading.Thread(target=accept_one, daemon=True)
+            thread.start()
+            assoc = dimse_helpers.associate(port, FIND)
+            try:
+                keys = {"PatientID": "", "PatientName": "", "StudyInstanceUID": "", "StudyDate": ""}
+                first = pending(assoc, identifier(**keys))
+                again = pending(assoc, identifier(**keys))
+                other = pending(assoc, identifier(StudyDate="19000101-19000102", StudyInstanceUID=""))
+            finally:
+                assoc.release()
+            thread.join(10)
+        expected = list(arc.find(keys | {"QueryRetrieveLevel": "STUDY"}, level="STUDY", **replay_scp.FIND_OPTIONS))
+    assert first[0][-1] == again[0][-1] == other[0][-1] == 0x0000
+    uids = sorted(str(d.StudyInstanceUID) for d in first[1])
+    assert uids == sorted(str(d.StudyInstanceUID) for d in expected) and len(uids) > 1
+    assert [d.to_json_dict() for d in again[1]] == [d.to_json_dict() for d in first[1]]
+    assert other[1] == [] and len(replay.answers) == 2  # two identifiers, each computed once
