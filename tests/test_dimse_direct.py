@@ -240,6 +240,31 @@ def test_a_command_set_reads_as_pynetdicom_encoded_it():
     assert fields[0x0700] == 2 and fields[0x0800] != 0x0101
 
 
+@given(
+    sop_class=st.sampled_from([FIND, "1.2.840.10008.1.1", "1.2.840.10008.5.1.4.31", "1.2.3", "1.2.34"]),
+    field=st.sampled_from([0x8020, 0x8030, 0x8001]),
+    message_id=st.integers(0, 0xFFFF),
+    status=st.sampled_from([0x0000, 0xFF00, 0xFF01, 0xFE00, 0xA700, 0xC001]),
+    data_set=st.booleans(),
+)
+def test_a_response_command_from_its_template_is_the_one_built_field_by_field(
+    sop_class, field, message_id, status, data_set
+):
+    from pacscore.adapters.dimse_pdu import command_bytes, response_command
+
+    built = command_bytes(
+        [
+            (0x00000002, "UI", sop_class),
+            (0x00000100, "US", field),
+            (0x00000120, "US", message_id),
+            (0x00000800, "US", 0x0001 if data_set else 0x0101),
+            (0x00000900, "US", status),
+        ]
+    )
+    assert response_command(sop_class, field, message_id, status, data_set) == built
+    assert parse_command(built)[0x0120] == message_id
+
+
 def test_the_direct_negotiation_answers_as_the_indexed_one():
     index = ContextIndex(dimse.supported_contexts())
     proposed = [

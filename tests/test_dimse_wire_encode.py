@@ -20,6 +20,7 @@ from pynetdicom.dsutils import decode, encode
 
 import pacscore
 from pacscore import model
+from pacscore.adapters import dimse_encode
 from pacscore.adapters.dimse_encode import (
     EncodedIdentifier,
     EncodingBuilder,
@@ -502,3 +503,24 @@ def test_a_find_response_it_cannot_encode_goes_through_pynetdicoms_command_set()
     assert [pd.presentation_data_value_list for pd in lazy.encode_msg(1, 16382)] == [
         pd.presentation_data_value_list for pd in stock.encode_msg(1, 16382)
     ]
+
+
+def test_a_plan_cached_per_response_shape_answers_other_values_and_levels(archive):
+    """EncodingBuilder keeps one plan per shape (model, level, keys' tags, levels and VRs,
+    syntax, what the adapter adds): queries of one shape with other values, and of the same keys
+    at another level, must still encode as pydicom would."""
+    dimse_encode._PLANS.clear()
+    patients = [str(ds.PatientID) for ds in archive.find({"PatientID": ""}, level="PATIENT", model="PATIENT")]
+    assert len(patients) > 1
+    for syntax in (ExplicitVRLittleEndian, Implicit):
+        for pid in patients:
+            for level, keys, opts in (
+                ("STUDY", {"PatientID": pid, "StudyInstanceUID": "", "StudyDate": ""}, {}),
+                ("SERIES", {"PatientID": pid, "StudyInstanceUID": "", "StudyDate": ""}, {"relational": True}),
+            ):
+                expected = [
+                    encode(ds, syntax.is_implicit_VR, True) for ds in archive.find(dict(keys), level=level, **opts)
+                ]
+                got = list(encoded_find(archive, dict(keys), level, "STUDY", opts, syntax))
+                assert [bytes(g) for g in got] == expected, (syntax, pid, level)
+    assert len(dimse_encode._PLANS) == 4  # two shapes × two syntaxes, each built once

@@ -57,6 +57,7 @@ from .dimse_pdu import (
     parse_associate_rq,
     parse_command,
     pdvs,
+    response_command,
 )
 
 __all__ = ["DirectServerMixin", "direct_syntaxes", "Eligibility"]
@@ -342,6 +343,14 @@ class DirectConnection:
         return [(0x00000900, "US", int(answer))]
 
     def _respond(self, request: _Request, field: int, status: list, data: bytes | None = None, extra=()) -> None:
+        if len(status) == 1 and not extra and data is None:  # a Status alone: from a template
+            command = response_command(
+                str(request.request.AffectedSOPClassUID), field, request.message_id, status[0][2], False
+            )
+            self.out += message_pdus(request.context.context_id, command, None, self.peer_max)
+            if len(self.out) >= SEND_CHUNK:
+                self._flush()
+            return
         fields = [
             (0x00000002, "UI", str(request.request.AffectedSOPClassUID)),
             (0x00000100, "US", field),
@@ -379,14 +388,8 @@ class DirectConnection:
                         raise ProtocolError("a C-FIND response identifier could not be encoded")
                     command = pending_commands.get(code)
                     if command is None:  # the same for every pending response of this request
-                        command = pending_commands[code] = command_bytes(
-                            [
-                                (0x00000002, "UI", sop_class),
-                                (0x00000100, "US", 0x8020),
-                                (0x00000120, "US", request.message_id),
-                                (0x00000800, "US", 0x0001),
-                                (0x00000900, "US", code),
-                            ]
+                        command = pending_commands[code] = response_command(
+                            sop_class, 0x8020, request.message_id, code, True
                         )
                     self.out += message_pdus(context_id, command, data, self.peer_max)
                     now = time.perf_counter()

@@ -36,7 +36,7 @@ from pynetdicom import service_class as _service_class
 from pynetdicom.dsutils import encode as _pynetdicom_encode
 from pynetdicom.service_class import QueryRetrieveServiceClass
 
-from .. import _impl
+from .. import _impl, model
 from ..index import codec
 from ..query import json_rows, paging
 from ..query.execute import Executor
@@ -243,6 +243,22 @@ encode_row: Callable[..., bytes] = _compiled.encode_row if _compiled is not None
 EncodePlan: Callable[..., Any] = _compiled.EncodePlan if _compiled is not None else EncodePlanPure
 
 
+#: the encode plan of each response shape seen (EncodingBuilder): a plan depends on the query's
+#: model, level and keys (tag, level, VR), never on their values, so a client repeating a query
+#: with other values (a kept association, a worklist poll) reuses it. Plans are immutable.
+_PLANS: dict[tuple, tuple[Any, tuple[str, ...]]] = {}
+_MAX_PLANS = 512
+
+
+def _shape(query, explicit: bool, defaults: tuple, overrides: tuple) -> tuple | None:
+    """What an EncodePlan of ``query`` depends on; None for a query whose rows need a per-query
+    callable (a timezone key: the plan is not cached)."""
+    keys = tuple((k.tag, k.level, k.vr) for k in query.keys)
+    if any(k[0] == model.T_TZ for k in keys):
+        return None
+    return (query.model, query.level, query.levels, keys, explicit, tuple(defaults), tuple(overrides))
+
+
 class EncodingBuilder(ResultBuilder):
     """The archive's result builder, giving EncodedIdentifier bytes (or, per row, the Dataset the
     adapter would have had, when the row is not one encode_fields reproduces exactly).
@@ -265,12 +281,21 @@ class EncodingBuilder(ResultBuilder):
         self._added = {f[0] for f in defaults} | {f[0] for f in overrides}
         self.fallbacks = 0
         self.render = self._encode
+        shape = _shape(query, explicit, defaults, overrides) if not self._seq_filters else None
+        cached = _PLANS.get(shape) if shape is not None else None
+        if cached is not None:
+            self._plan, self._plan_levels = cached
+            return
         specs, levels = self._row_plan()
         try:
             self._plan = EncodePlan(specs, explicit, tuple(defaults), tuple(overrides))
         except (ValueError, Unencodable):
             self._plan = None  # every row from fields()
         self._plan_levels = tuple(lvl or query.level for lvl in levels)
+        if shape is not None:
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[shape] = (self._plan, self._plan_levels)
 
     def __call__(self, match) -> EncodedIdentifier | Dataset:
         """One response: from the records through the plan, else (a row the plan leaves to the

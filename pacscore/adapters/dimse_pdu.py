@@ -9,6 +9,7 @@ longer than the peer's maximum length. Everything is bytes in and bytes out; no 
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -246,3 +247,29 @@ def command_bytes(fields: list[tuple[int, str, object]]) -> bytes:
     except Unencodable as exc:
         raise ProtocolError(str(exc)) from None
     return _command_elements([(0x00000000, "UL", len(body))]) + body
+
+
+def response_command(sop_class: str, field: int, message_id: int, status: int, data_set: bool) -> bytes:
+    """The command set of a response with only a Status (the C-FIND and C-ECHO responses): the
+    same bytes as ``command_bytes`` of its five fields, from a template per SOP class, command,
+    status and data set type with the Message ID Being Responded To written in."""
+    template, at = _response_template(sop_class, field, status, data_set)
+    return template[:at] + struct.pack("<H", message_id) + template[at + 2 :]
+
+
+@functools.lru_cache(maxsize=256)
+def _response_template(sop_class: str, field: int, status: int, data_set: bool) -> tuple[bytes, int]:
+    template = command_bytes(
+        [
+            (0x00000002, "UI", sop_class),
+            (0x00000100, "US", field),
+            (0x00000120, "US", 0),
+            (0x00000800, "US", 0x0001 if data_set else NO_DATA_SET),
+            (0x00000900, "US", status),
+        ]
+    )
+    uid = len(sop_class) + len(sop_class) % 2
+    at = 12 + (8 + uid) + 10 + 8  # group length, Affected SOP Class UID, Command Field, then the ID's header
+    if template[at - 8 : at] != b"\x00\x00\x20\x01\x02\x00\x00\x00":
+        raise ProtocolError(f"SOP class UID {sop_class!r} is not one a response command can carry")
+    return template, at
