@@ -47,6 +47,19 @@ QR_LEVEL = 0x00080052  # (0008,0052) Query/Retrieve Level
 INSTANCE_AVAILABILITY = 0x00080056
 
 
+class _Described:
+    """An operation and the keys it asked, for the log: named only when a line is written, so a
+    C-FIND served where INFO is not logged never pays for naming its keys."""
+
+    __slots__ = ("prefix", "service", "ident")
+
+    def __init__(self, prefix: str, service: DimseService, ident) -> None:
+        self.prefix, self.service, self.ident = prefix, service, ident
+
+    def __str__(self) -> str:
+        return f"{self.prefix} {self.service._describe(self.ident)}"
+
+
 def _keyword(tag: int) -> str:
     """A key's keyword for the log, "(gggg,eeee)" when the dictionary has none."""
     keyword = model.keyword_of(tag)
@@ -281,7 +294,7 @@ class DimseService(RetrieveHandlers):
             return status(0xA700 if what == "find" else 0xA701, f"storage error: {type(exc).__name__}")
         return status(0xC001, f"unable to process: {type(exc).__name__}")
 
-    def _log_find(self, st: AssocState, op: str, sent: int, outcome: str, t0: float) -> None:
+    def _log_find(self, st: AssocState, op: object, sent: int, outcome: str, t0: float) -> None:
         """The one log line of every C-FIND (Q/R and worklist): what was asked, how it ended."""
         LOG.info(
             "assoc %d %s: %s -> %d matches, %s (%.1f ms)",
@@ -293,10 +306,10 @@ class DimseService(RetrieveHandlers):
             (time.perf_counter() - t0) * 1e3,
         )
 
-    def _log_too_many(self, st: AssocState, op: str, n: int, limit: int) -> None:
+    def _log_too_many(self, st: AssocState, op: object, n: int, limit: int) -> None:
         LOG.info("assoc %d %s: %s -> %d matches > max_results %d, 0xA700", st.number, st.peer, op, n, limit)
 
-    def _log_failure(self, st: AssocState, op: str, exc: Exception, code: int) -> None:
+    def _log_failure(self, st: AssocState, op: object, exc: Exception, code: int) -> None:
         if isinstance(exc, QueryError):
             reason = str(exc) if self.config.log_phi else f"attribute {getattr(exc, 'attribute', None)}"
             LOG.info("assoc %d %s: %s refused 0x%04X, invalid identifier (%s)", st.number, st.peer, op, code, reason)
@@ -417,7 +430,7 @@ class DimseService(RetrieveHandlers):
         op = f"C-FIND {MODEL_LABEL[model]}"
         try:
             ident, level = self._identifier(event)
-            op = f"{op} {level} {self._describe(ident)}"
+            op = _Described(f"{op} {level}", self, ident)
             opts = self._options(assoc, sop_class)
             query = self._query(ident, level, model, opts)
             encoding = (event, self.archive, ident, level, model, opts)

@@ -340,7 +340,7 @@ def compile_conditions(
                 conditions.append(_compile_combined(date, time, options, zone, local))
                 paired.update((keyword, time[0]))
     for keyword, tag, vr, key in keys:
-        if keyword in paired:
+        if keyword in paired or (key == "" and vr != "SQ"):  # (an empty key: universal matching)
             continue
         condition = _compile(keyword, tag, vr, key, options, None, zone, local, zone.adjust)
         if condition is not None:

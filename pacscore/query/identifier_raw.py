@@ -19,6 +19,7 @@ element it cannot read that way and the caller decodes the whole identifier with
 from __future__ import annotations
 
 import functools
+import struct
 
 from pydicom import config
 from pydicom import hooks as pydicom_hooks
@@ -152,6 +153,12 @@ def _text(vr: str, raw: bytes) -> str | None:
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 
 
+#: an element's header: group, element, then 4 bytes that are the explicit VR and a 2-byte
+#: length, or the implicit 4-byte length (its low half first)
+_HEADER = struct.Struct("<HH2sH")
+_LENGTH = struct.Struct("<L")
+
+
 def plain_identifier(data: bytes, implicit: bool) -> dict[int, str] | None:
     """The identifier encoded in ``data`` (a little-endian data set, implicit or explicit VR) as
     {tag: the string ``keys.element_string`` would give}, in the order of the bytes; None
@@ -165,34 +172,33 @@ def plain_identifier(data: bytes, implicit: bool) -> dict[int, str] | None:
     out: dict[int, str] = {}
     end = len(data)
     pos = 0
-    view = memoryview(data)
+    unpack = _HEADER.unpack_from
     while pos < end:
         if pos + 8 > end:
             return None
-        tag = int.from_bytes(view[pos : pos + 2], "little") << 16 | int.from_bytes(view[pos + 2 : pos + 4], "little")
+        group, element, vr_bytes, short = unpack(data, pos)
+        tag = group << 16 | element
         vr = _vr(tag) or _empty_vr(tag)  # any other VR: only an empty value (a return key)
         if vr is None:
             return None
         if implicit:
-            length = int.from_bytes(view[pos + 4 : pos + 8], "little")
+            length = short << 16 | int.from_bytes(vr_bytes, "little")
             pos += 8
-        else:
-            explicit = bytes(view[pos + 4 : pos + 6])
-            if explicit.decode("latin-1") != vr:
+        elif vr_bytes != vr.encode("ascii"):
+            return None
+        elif vr_bytes in _LONG_VRS:
+            if pos + 12 > end:
                 return None
-            if explicit in _LONG_VRS:
-                if pos + 12 > end:
-                    return None
-                length = int.from_bytes(view[pos + 8 : pos + 12], "little")
-                pos += 12
-            else:
-                length = int.from_bytes(view[pos + 6 : pos + 8], "little")
-                pos += 8
+            length = _LENGTH.unpack_from(data, pos + 8)[0]
+            pos += 12
+        else:
+            length = short
+            pos += 8
         if length == 0xFFFFFFFF or pos + length > end or tag in out:
             return None
         if length and vr not in _VRS:
             return None
-        text = _text(vr, bytes(view[pos : pos + length])) if length else ""
+        text = _text(vr, data[pos : pos + length]) if length else ""
         if text is None:
             return None
         out[tag] = text
