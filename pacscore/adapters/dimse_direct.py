@@ -343,24 +343,21 @@ class DirectConnection:
         return [(0x00000900, "US", int(answer))]
 
     def _respond(self, request: _Request, field: int, status: list, data: bytes | None = None, extra=()) -> None:
+        sop_class = str(request.request.AffectedSOPClassUID)
         if len(status) == 1 and not extra and data is None:  # a Status alone: from a template
-            command = response_command(
-                str(request.request.AffectedSOPClassUID), field, request.message_id, status[0][2], False
-            )
-            self.out += message_pdus(request.context.context_id, command, None, self.peer_max)
-            if len(self.out) >= SEND_CHUNK:
-                self._flush()
-            return
-        fields = [
-            (0x00000002, "UI", str(request.request.AffectedSOPClassUID)),
-            (0x00000100, "US", field),
-            (0x00000120, "US", request.message_id),
-            (0x00000800, "US", 0x0001 if data is not None else NO_DATA_SET),
-            *status,
-            *extra,
-        ]
-        fields.sort(key=lambda f: f[0])
-        self.out += message_pdus(request.context.context_id, command_bytes(fields), data, self.peer_max)
+            command = response_command(sop_class, field, request.message_id, status[0][2], False)
+        else:
+            fields = [
+                (0x00000002, "UI", sop_class),
+                (0x00000100, "US", field),
+                (0x00000120, "US", request.message_id),
+                (0x00000800, "US", 0x0001 if data is not None else NO_DATA_SET),
+                *status,
+                *extra,
+            ]
+            fields.sort(key=lambda f: f[0])
+            command = command_bytes(fields)
+        self.out += message_pdus(request.context.context_id, command, data, self.peer_max)
         if len(self.out) >= SEND_CHUNK:
             self._flush()
 

@@ -43,7 +43,6 @@ from .dimse_common import (
 from .dimse_encode import encoded_results
 from .dimse_retrieve import RetrieveHandlers
 
-QR_LEVEL = 0x00080052  # (0008,0052) Query/Retrieve Level
 INSTANCE_AVAILABILITY = 0x00080056
 
 
@@ -246,12 +245,12 @@ class DimseService(RetrieveHandlers):
         if self.config.log_phi and isinstance(ident, Dataset):  # (_identifier decodes it then)
             parts = []
             for elem in ident:
-                if elem.tag in (0x00080052, 0x00080005):
+                if elem.tag in (model.T_QR_LEVEL, model.T_CHARSET):
                     continue
                 parts.append(f"{elem.keyword or elem.tag}={elem.repval}")
             return "{" + ", ".join(parts) + "}"
         # the tags, without decoding an element (a Dataset read from the wire keeps them raw)
-        names = [_keyword(tag) for tag in ident.keys() if tag not in (0x00080052, 0x00080005)]
+        names = [_keyword(tag) for tag in ident.keys() if tag not in (model.T_QR_LEVEL, model.T_CHARSET)]
         return "[" + ",".join(names) + "]"
 
     def _identifier(self, event) -> tuple[Dataset | dict[int, str], str]:
@@ -260,18 +259,18 @@ class DimseService(RetrieveHandlers):
         # the log shows pydicom's rendering of each value, so the Dataset is decoded then
         plain = None if self.config.log_phi else getattr(event, "plain_identifier", None)
         if plain is not None:
-            if QR_LEVEL not in plain:
+            if model.T_QR_LEVEL not in plain:
                 raise QueryError("QueryRetrieveLevel", "missing from the identifier")
-            level = plain[QR_LEVEL].strip().upper()
+            level = plain[model.T_QR_LEVEL].strip().upper()
             if not level:
                 raise QueryError("QueryRetrieveLevel", "empty")
             return plain, level
         try:
             ident = event.identifier
-            if QR_LEVEL not in ident:
+            if model.T_QR_LEVEL not in ident:
                 raise QueryError("QueryRetrieveLevel", "missing from the identifier")
             # from the raw bytes when that is pydicom's answer (identifier_raw), else converted
-            text = string_of(ident.get_item(QR_LEVEL, keep_deferred=True)) if fast_path_open(ident) else None
+            text = string_of(ident.get_item(model.T_QR_LEVEL, keep_deferred=True)) if fast_path_open(ident) else None
             if text is None:
                 text = str(ident.QueryRetrieveLevel or "")
         except QueryError:

@@ -63,24 +63,25 @@ _NOT_PRINTABLE = bytes(b for b in range(256) if not (0x20 <= b <= 0x7E or b == 0
 
 
 @functools.cache
-def _vr(tag: int) -> str | None:
-    """The dictionary VR of ``tag`` when ``string_of`` reads that VR, else None."""
-    try:
-        vr = dictionary_VR(tag)
-    except KeyError:  # private or unknown: pydicom reads it as UN
-        return None
-    return vr if vr in _VRS else None
-
-
-@functools.cache
 def _empty_vr(tag: int) -> str | None:
     """The dictionary VR of ``tag`` when an empty value of it reads as "" whatever the VR (an
     unambiguous VR other than SQ, whose empty value is an empty sequence), else None."""
     try:
         vr = dictionary_VR(tag)
-    except KeyError:
+    except KeyError:  # private or unknown: pydicom reads it as UN
         return None
     return None if vr == "SQ" or " " in vr else vr
+
+
+def _vr(tag: int) -> str | None:
+    """The dictionary VR of ``tag`` when ``string_of`` reads that VR, else None."""
+    vr = _empty_vr(tag)
+    return vr if vr in _VRS else None
+
+
+def _ascii_compatible(names) -> bool:
+    """Whether every named character set keeps printable ASCII as ASCII."""
+    return all(str(name).strip() in _ASCII_COMPATIBLE for name in names)
 
 
 def _pydicom_defaults() -> bool:
@@ -105,11 +106,8 @@ def fast_path_open(ds: Dataset) -> bool:
     value = charset.value
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
-    if isinstance(value, str):
-        names = value.strip(" \x00").split("\\")
-    else:  # already converted: str or MultiValue
-        names = [str(v) for v in (value or [])]
-    return all(name.strip() in _ASCII_COMPATIBLE for name in names)
+    # as read (bytes, now str) or already converted (MultiValue)
+    return _ascii_compatible(value.strip(" \x00").split("\\") if isinstance(value, str) else value or [])
 
 
 def string_of(elem: object) -> str | None:
@@ -178,7 +176,7 @@ def plain_identifier(data: bytes, implicit: bool) -> dict[int, str] | None:
             return None
         group, element, vr_bytes, short = unpack(data, pos)
         tag = group << 16 | element
-        vr = _vr(tag) or _empty_vr(tag)  # any other VR: only an empty value (a return key)
+        vr = _empty_vr(tag)  # of a VR string_of does not read, only an empty value (below)
         if vr is None:
             return None
         if implicit:
@@ -203,5 +201,4 @@ def plain_identifier(data: bytes, implicit: bool) -> dict[int, str] | None:
             return None
         out[tag] = text
         pos += length
-    names = out.get(_SPECIFIC_CHARACTER_SET, "").strip(" \x00").split("\\")
-    return out if all(name.strip() in _ASCII_COMPATIBLE for name in names) else None
+    return out if _ascii_compatible(out.get(_SPECIFIC_CHARACTER_SET, "").strip(" \x00").split("\\")) else None
