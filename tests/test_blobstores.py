@@ -426,6 +426,33 @@ def test_lmdb_store_grows_its_map(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_lmdb_store_asks_its_map_size_only_where_no_resize_can_run(tmp_path: Path) -> None:
+    """Another thread's set_mapsize remaps the environment; an env.info() beside it failed in CI
+    ("mdb_env_info: Invalid argument"). Every env call of the store runs inside its gate (shared
+    for reads and writes, exclusive for a resize); the map fills up here, so resizes happen."""
+    store = LmdbBlobStore(tmp_path / "b.lmdb", map_size=1 << 16)
+    handle = store._current()
+    outside: list[str] = []
+
+    class Watched:
+        def __init__(self, env) -> None:
+            self._env = env
+
+        def __getattr__(self, name: str):
+            gate = handle.gate
+            if not (gate._active or gate._exclusive):
+                outside.append(name)
+            return getattr(self._env, name)
+
+    handle.env = Watched(handle.env)  # type: ignore[assignment]
+    for i in range(6):
+        store.put(f"k{i}", bytes([i]) * 100_000)
+        assert store.get(f"k{i}", 0, 3) == bytes([i]) * 3
+    assert store._current().env.info()["map_size"] > 1 << 16
+    assert outside == ["info"]  # the assertion's own call above, and only it
+    store.close()
+
+
 def test_lmdb_store_grows_its_map_under_concurrent_writers(tmp_path: Path) -> None:
     store = LmdbBlobStore(tmp_path / "b.lmdb", map_size=1 << 16)
     errors: list[BaseException] = []

@@ -158,9 +158,12 @@ class LmdbBlobStore(BlobStore):
     def _run(self, key: str, what: str, op: Callable[[lmdb.Environment], T], *, write: bool = False) -> T:
         for _ in range(_MAX_RETRIES):
             handle = self._current()
-            map_size = handle.env.info()["map_size"]
+            map_size = 0  # (0: no resize is asked unless the size was read)
             try:
                 with handle.gate.shared():
+                    # read under the gate: another thread's set_mapsize remaps the environment,
+                    # and an env.info() running beside it failed ("mdb_env_info: Invalid argument")
+                    map_size = handle.env.info()["map_size"]
                     if not write:
                         return op(handle.env)
                     with handle.write_lock:
