@@ -9,6 +9,7 @@ Everything that is DICOM protocol lives here; every matching decision is the Arc
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 import weakref
@@ -17,7 +18,6 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import UID
 from pynetdicom import evt
-from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from .. import model
 from ..errors import IngestError, QueryError, StorageError
@@ -41,6 +41,7 @@ from .dimse_common import (
     tag_of,
 )
 from .dimse_encode import encoded_results
+from .dimse_file_meta import part10
 from .dimse_retrieve import RetrieveHandlers
 
 INSTANCE_AVAILABILITY = 0x00080056
@@ -378,14 +379,7 @@ class DimseService(RetrieveHandlers):
         t0 = time.perf_counter()
         title = (title or "").strip()  # an AE title as sent: padded to 16 bytes (PS3.8 9.3.2)
         try:
-            meta = create_file_meta(
-                sop_class_uid=UID(sop_class_uid),
-                sop_instance_uid=UID(sop_instance_uid),
-                transfer_syntax=UID(transfer_syntax),
-            )
-            if title:
-                meta.SourceApplicationEntityTitle = title
-            data = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), dataset_bytes))
+            data = part10(sop_class_uid, sop_instance_uid, transfer_syntax, title, dataset_bytes)
             result = self.committer.store(data, origin=Origin("dimse", calling_ae=title or None))
         except IngestError as exc:
             st.store_failed += 1
@@ -406,16 +400,16 @@ class DimseService(RetrieveHandlers):
             LOG.error("assoc %d %s: C-STORE failed 0x0110", st.number, st.peer, exc_info=exc)
             return status(0x0110, f"processing failure: {type(exc).__name__}")
         st.stored += 1
-        what = f" {result.sop_instance_uid}" if self.config.log_phi else ""
-        LOG.debug(
-            "assoc %d %s: C-STORE %s%s -> %s 0x0000 (%.1f ms)",
-            st.number,
-            st.peer,
-            UID(sop_class_uid).name,
-            what,
-            result.status,
-            (time.perf_counter() - t0) * 1e3,
-        )
+        if LOG.isEnabledFor(logging.DEBUG):  # naming the SOP class costs more than the rest of the line
+            LOG.debug(
+                "assoc %d %s: C-STORE %s%s -> %s 0x0000 (%.1f ms)",
+                st.number,
+                st.peer,
+                UID(sop_class_uid).name,
+                f" {result.sop_instance_uid}" if self.config.log_phi else "",
+                result.status,
+                (time.perf_counter() - t0) * 1e3,
+            )
         return 0x0000
 
     # ---- C-FIND ----------------------------------------------------------------------------
