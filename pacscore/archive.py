@@ -307,8 +307,9 @@ class Archive:
         return Commitments(self)
 
     # -- writing ----------------------------------------------------------------------------
-    def _write(self, fn):
-        """Run ``fn(writer)`` in one write transaction, growing the map when it is full."""
+    def _write(self, fn, durable: bool = True):
+        """Run ``fn(writer)`` in one write transaction, growing the map when it is full; the
+        commit is on disk on return unless ``durable`` is false (lmdb_index.py: durability)."""
 
         def apply(txn):
             writer = Writer(self.index, txn)
@@ -316,14 +317,15 @@ class Archive:
             writer.flush()
             return result
 
-        return self._write_txn(apply)
+        return self._write_txn(apply, durable)
 
-    def _write_txn(self, fn):
-        """Run ``fn(txn)`` in one write transaction, growing the map when it is full."""
+    def _write_txn(self, fn, durable: bool = True):
+        """Run ``fn(txn)`` in one write transaction, growing the map when it is full; the
+        commit is on disk on return unless ``durable`` is false (lmdb_index.py: durability)."""
         self._check_writable("write")
         for _ in range(40):
             try:
-                with self.index.env.begin(write=True) as txn:
+                with self.index.write(durable) as txn:
                     result = fn(txn)
                 return result
             except lmdb.MapFullError:
@@ -473,7 +475,9 @@ class Archive:
 
         try:
             if journaled is None:
-                self._write(lambda w: pending.record(w.txn, meta, token, keys))
+                # seen by any repair from here on; it need not survive a crash, since an
+                # orphan that a lost record leaves is what verify --repair removes
+                self._write(lambda w: pending.record(w.txn, meta, token, keys), durable=False)
                 try:
                     # durable before the index points at it
                     self.blobs.put_many([(_blob_key(p), p.data) for p in todo])

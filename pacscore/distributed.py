@@ -299,7 +299,7 @@ def store_many(
         batch.tasks.append(task)
         if task.parsed:
             batch.keys += [_blob_key(p) for p in task.parsed]
-            archive._write_txn(lambda txn: pending.record(txn, meta, batch.token, batch.keys))
+            archive._write_txn(lambda txn: pending.record(txn, meta, batch.token, batch.keys), durable=False)  # seen, need not survive (Archive._store_parsed)
             task.put = client.submit(_put_chunk, task.data, url, root, pure=False)
 
     try:

@@ -254,11 +254,7 @@ def _live_keys(txn, index: Index, besides: bytes | None = None) -> set[str]:
 
 
 def _begin_write(index: Index):
-    try:
-        return index.env.begin(write=True)
-    except lmdb.MapResizedError:  # another process grew the map: adopt its size
-        index.env.set_mapsize(0)
-        return index.env.begin(write=True)
+    return index.write()
 
 
 def remove_unreferenced(

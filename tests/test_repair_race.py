@@ -124,11 +124,11 @@ def test_a_failed_commit_keeps_the_blob_another_writer_indexed(tmp_path):
         write = arc._write
         calls = []
 
-        def write_then_fail(fn):
+        def write_then_fail(fn, durable=True):
             calls.append(fn)
             if len(calls) == 2:  # the commit that indexes the batch (the first is the journal)
                 return failing_write(fn)
-            return write(fn)
+            return write(fn, durable)
 
         arc._write = write_then_fail
         with pytest.raises(pacscore.StorageError, match="simulated"):

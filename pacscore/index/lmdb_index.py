@@ -18,13 +18,21 @@ Databases (all keys and values are bytes; UIDs and patient keys are UTF-8):
 
 One Environment per process: LMDB forbids carrying one across fork(), so ``Index.env`` reopens
 when the pid changes.
+
+Durability: the environment is opened without LMDB's meta-page sync (MDB_NOMETASYNC), which
+keeps the database intact on a crash (each commit's pages are synced before its meta page is
+written) but lets the last commits be undone. ``Index.write()`` makes a commit durable with an
+explicit ``env.sync`` after it, the same two syncs LMDB would have made; only commits that need
+to be seen but not to survive (the blob journal's records, index/pending.py) skip that sync.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +72,20 @@ def max_readers() -> int:
     if not text.isdigit() or int(text) < 1:
         raise StorageError(f"PACSCORE_MAX_READERS must be a positive whole number of reader slots, not {text!r}")
     return int(text)
+
+
+@contextlib.contextmanager
+def write_txn(env: lmdb.Environment, durable: bool = True) -> Iterator[lmdb.Transaction]:
+    """``Index.write`` for an environment (module docstring: durability)."""
+    try:
+        txn = env.begin(write=True)
+    except lmdb.MapResizedError:  # another process grew the map: adopt its size
+        env.set_mapsize(0)
+        txn = env.begin(write=True)
+    with txn as entered:
+        yield entered
+    if durable:
+        env.sync(True)
 
 
 class Index:
@@ -120,6 +142,11 @@ class Index:
         self.env
         return self._dbs[name]
 
+    def write(self, durable: bool = True) -> contextlib.AbstractContextManager[lmdb.Transaction]:
+        """A write transaction, committed when the block ends without an error (aborted
+        otherwise); with ``durable`` the commit is on disk when the block is left."""
+        return write_txn(self.env, durable)
+
     def optional_db(self, name: str, *, create: bool = False):
         """One of ``OPTIONAL_DB_NAMES``, or None while the archive lacks it and ``create`` is
         false. It is created (with ``create``) in a short write transaction of its own, so that
@@ -141,7 +168,7 @@ class Index:
             if db is None:
                 if not exists:
                     self._check_writable(f"create the {name} database")
-                    with env.begin(write=True) as txn:
+                    with write_txn(env) as txn:
                         db = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
                 else:
                     db = env.open_db(name.encode(), create=False, dupsort=name in DUPSORT)
@@ -198,7 +225,7 @@ class Index:
                 readonly=lmdb_readonly,
                 lock=True,
                 max_readers=max_readers(),
-                metasync=True,
+                metasync=False,  # made durable by Index.write() (module docstring)
                 sync=True,
                 create=not self.readonly,
             )
@@ -245,7 +272,7 @@ class Index:
             )
         env = shared.env
         dbs: dict[str, Any] = {}
-        with env.begin(write=True) as txn:
+        with write_txn(env) as txn:
             for name in DB_NAMES:
                 dbs[name] = env.open_db(name.encode(), txn=txn, dupsort=name in DUPSORT)
             meta = dbs["meta"]
@@ -290,7 +317,7 @@ class Index:
 
     def save_settings(self, settings: dict) -> None:
         self._check_writable("change the settings")
-        with self.env.begin(write=True) as txn:
+        with self.write() as txn:
             txn.put(SETTINGS_KEY, json.dumps(settings, sort_keys=True).encode(), db=self.db("meta"))
 
     def indexed_tags(self, txn) -> tuple[int, ...]:
