@@ -154,9 +154,11 @@ class FileBlobStore(BlobStore):
         """Write every blob (temp file, rename), then make the whole batch durable with one
         ``syncfs`` of the store's file system instead of an fsync per file and folder: ingest
         stores hundreds of small instances per batch, and per-file syncs cost more than the rest
-        of ingest together. Where ``syncfs`` is missing, it falls back to ``put`` per blob."""
+        of ingest together. A batch of one too (a C-STORE on one association): its file and
+        folder fsyncs, two to four, took 370-700 us here against 220-285 us for the syncfs
+        (docs/benchmarks-wire.md). Where ``syncfs`` is missing, it falls back to ``put`` per blob."""
         items = list(items)
-        if len(items) < 2 or _syncfs is None:
+        if not items or _syncfs is None:
             for key, data in items:
                 self.put(key, data)
             return
