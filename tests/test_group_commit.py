@@ -16,6 +16,7 @@ import pytest
 import pacscore
 from pacscore.errors import IngestError, NotFound, StorageError
 from pacscore.events import Origin
+from pacscore import group_commit
 from pacscore.group_commit import GroupCommitter
 
 from .expected_warnings import VR_MISMATCH
@@ -259,3 +260,48 @@ def test_per_instance_origins_must_match_the_batch(arc):
     parsed = [ingest.parse(instance("1.16.1"))]
     with pytest.raises(ValueError, match="origins"):
         arc._store_parsed(parsed, origins=[Origin(), Origin()])
+
+
+def test_a_leader_gathers_an_instance_from_every_caller_storing_now(arc, monkeypatch):
+    """Callers that each store their next instance once the last returns (associations) would
+    alternate between commits of half of them; the leader waits until each one storing now has
+    queued, so after the first round every commit holds one instance from each."""
+    monkeypatch.setattr(group_commit, "ACTIVE_SECONDS", WAIT)  # "storing now", however slow the machine
+    committer = GroupCommitter(arc, gather_seconds=0.5)
+    threads, rounds = 4, 12
+    start = threading.Barrier(threads)
+
+    def worker(t: int) -> list[str]:
+        start.wait()
+        return [
+            committer.store(instance(f"1.12.{t}.{i}", study=f"1.12.{t}", series=f"1.12.{t}.1")).status
+            for i in range(rounds)
+        ]
+
+    with ThreadPoolExecutor(threads) as pool:
+        statuses = [s for got in pool.map(worker, range(threads)) for s in got]
+    assert statuses == ["stored"] * threads * rounds
+    assert committer.gathers >= 1
+    # one commit a round, and a caller or two a round ahead at the start (the first leader knew
+    # only itself); without gathering the commits alternate and there are about twice as many
+    assert committer.commits <= rounds + 2
+    assert arc.count({}, level="IMAGE", relational=True) == threads * rounds
+
+
+def test_a_lone_caller_never_waits_to_gather(arc):
+    committer = GroupCommitter(arc, gather_seconds=WAIT)
+    for i in range(5):
+        assert committer.store(instance(f"1.13.{i}")).status == "stored"
+    assert (committer.gathers, committer.commits) == (0, 5)
+
+
+def test_a_caller_that_stopped_storing_is_waited_for_at_most_gather_seconds(arc, monkeypatch):
+    monkeypatch.setattr(group_commit, "ACTIVE_SECONDS", WAIT)  # it stored just now, however slow the machine
+    committer = GroupCommitter(arc, gather_seconds=0.05)
+    other = threading.Thread(target=committer.store, args=(instance("1.14.1"),))
+    other.start()
+    other.join(WAIT)
+    assert committer.store(instance("1.14.2")).status == "stored"  # alone: waited, then committed
+    assert (committer.gathers, committer.commits) == (1, 2)
+    with pytest.raises(ValueError, match="gather_seconds"):
+        GroupCommitter(arc, gather_seconds=-1)
