@@ -75,6 +75,7 @@ PORTS = {
     "qrscp": 11115,
     "floor": 11116,
     "replay": 11117,
+    "floor-sync": 11118,
 }
 AE_TITLES = {
     "pacscore": "PACSCORE",
@@ -84,6 +85,7 @@ AE_TITLES = {
     "qrscp": "QRSCP",
     "floor": "FLOOR",
     "replay": "REPLAY",
+    "floor-sync": "FLOOR",
 }
 PROCESS_QUERY = "exact PatientID"
 BROAD_QUERY = "broad: all studies since 2005"

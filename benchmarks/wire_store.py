@@ -18,6 +18,11 @@ sent, or a storescu that failed (the SCP refused a store), is reported loudly (s
 the table, ``problems`` in the JSON, exit status 1 of ``benchmarks.wire``) and the run goes on:
 dcmqrscp, for one, refuses and loses stores when four associations write at once.
 ``FSYNC`` says what each SCP has made durable when it answers Success.
+
+Two yardsticks run beside them (benchmarks/null_scp.py), keeping nothing and so never counted:
+``floor`` answers every C-STORE at once (storescu's own share), ``floor-sync`` first writes
+each data set to one preallocated file and fdatasyncs it (one sync per acknowledged instance,
+the least any durable SCP must do).
 """
 
 from __future__ import annotations
@@ -42,7 +47,11 @@ FSYNC = {
     "dcmqrscp": "no: no fsync or fdatasync at all (strace -f of dcmqrscp during a storescu run, DCMTK 3.6.7)",
     "qrscp": "the file no (pydicom save_as, no fsync); its SQLite database commits once per instance "
     "(SQLite syncs a commit by default)",
+    "floor": "nothing (a yardstick: answers at once, keeps nothing)",
+    "floor-sync": "each data set, fdatasynced in one preallocated file (a yardstick: one sync per instance, nothing else)",
 }
+#: the yardsticks of benchmarks/null_scp.py: what they hold is not counted
+YARDSTICKS = ("floor", "floor-sync")
 
 
 class StoreTarget:
@@ -66,11 +75,16 @@ class StoreTarget:
             self.child = wire.start_dcmqrscp([], folder)
         elif name == "qrscp":
             self.child = wire.start_qrscp(folder)
+        elif name in YARDSTICKS:
+            command = [sys.executable, "-m", "benchmarks.null_scp", str(wire.PORTS[name])]
+            if name == "floor-sync":
+                command += ["--sync-to", str(folder / "log.bin")]
+            self.child = wire.Child(name, command, folder, wire.PORTS[name])
         else:
             raise ValueError(name)
 
-    def stop_and_count(self) -> int:
-        """Stop the server and return how many instances it holds."""
+    def stop_and_count(self) -> int | None:
+        """Stop the server and return how many instances it holds (None for a yardstick)."""
         if self.orthanc is not None:
             try:
                 count = int(self.orthanc.get("/statistics")["CountInstances"])
@@ -79,6 +93,8 @@ class StoreTarget:
             return count
         assert self.child is not None
         self.child.stop()
+        if self.name in YARDSTICKS:
+            return None
         if self.name == "pacscore":
             import pacscore
 
@@ -125,7 +141,7 @@ def available(options: dict[str, bool]) -> list[str]:
             names.append("qrscp")
         else:
             print(f"wire: pynetdicom's qrscp left out of C-STORE: {why}", file=sys.stderr)
-    return names
+    return names + list(YARDSTICKS)
 
 
 def measure(folder: Path, instances: int, seed: int, runs: int, options: dict[str, bool]) -> dict:
@@ -145,7 +161,7 @@ def measure(folder: Path, instances: int, seed: int, runs: int, options: dict[st
                     target.abandon()
                     raise
                 held = target.stop_and_count()
-                if failed or held != len(files):  # loud, and kept in the table
+                if failed or (held is not None and held != len(files)):  # loud, and kept in the table
                     what = f"held {held} of {len(files)}" + (f", {len(failed)} storescu failed" if failed else "")
                     print(f"wire: {name}, {assocs} association(s): {what}", *failed, sep="\n  ", file=sys.stderr)
                     problems.setdefault(name, {}).setdefault(str(assocs), []).append(what)

@@ -146,3 +146,50 @@ def test_the_replay_scp_sends_pacscores_answer_and_then_the_same_from_memory(tmp
     assert uids == sorted(str(d.StudyInstanceUID) for d in expected) and len(uids) > 1
     assert [d.to_json_dict() for d in again[1]] == [d.to_json_dict() for d in first[1]]
     assert other[1] == [] and len(replay.answers) == 2  # two identifiers, each computed once
+
+
+@pytest.mark.skipif(dcmtk("storescu") is None, reason="DCMTK's storescu is not installed")
+def test_the_synced_floor_acknowledges_each_store_only_after_writing_it(tmp_path) -> None:
+    """The C-STORE yardstick ``floor-sync`` (benchmarks/null_scp.py --sync-to): DCMTK's storescu
+    gets Success for every instance, and each data set is in the synced file by then; its rate
+    is only a bound if it really writes and syncs what it acknowledges."""
+    import threading
+
+    from benchmarks import null_scp
+
+    from .factories import make_instance, to_bytes
+
+    files = []
+    for i in range(3):
+        path = tmp_path / f"{i}.dcm"
+        path.write_bytes(to_bytes(make_instance(sop=f"1.2.3.1.{i}")))
+        files.append(path)
+    log = null_scp.SyncedLog(str(tmp_path / "log.bin"))
+    synced: list[bytes] = []
+    real_append = log.append
+
+    def append(data: bytes) -> None:
+        real_append(data)
+        synced.append(data)
+
+    log.append = append  # type: ignore[method-assign]
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def accept_one() -> None:
+            sock, _ = listener.accept()
+            null_scp.serve_one(sock, null_scp.synced_answer(log))
+
+        thread = threading.Thread(target=accept_one, daemon=True)
+        thread.start()
+        args = [str(dcmtk("storescu")), "-v", "-aec", "FLOOR", "127.0.0.1", str(port), *map(str, files)]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        thread.join(10)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert out.count("Received Store Response (Success)") == 3, out
+    assert "W:" not in out and "E:" not in out, out  # the responses are well formed
+    assert len(synced) == 3
+    written = (tmp_path / "log.bin").read_bytes()
+    for data in synced:  # each data set as received (Implicit VR LE), in the file
+        assert data and data in written
