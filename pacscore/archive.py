@@ -25,7 +25,6 @@ from pydicom.dataset import Dataset
 
 from . import ingest, model
 from .blobs import BlobStore, open_blobstore
-from .blobs.base import Staged
 from .errors import ArchiveNotFound, ConfigError, IngestError, NotFound, PacsError, QueryError, StorageError
 from .events import API, DeletedEvent, Hook, Hooks, Origin, StoredEvent
 from .index import codec as records
@@ -364,7 +363,6 @@ class Archive:
         *,
         origins: list[Origin] | None = None,
         each: list[StoreResult | IngestError] | None = None,
-        staged: dict[str, Staged] | None = None,
     ) -> IngestReport:
         """Index a batch (blobs first); ``journaled`` is the journal token under which the batch's
         blobs were already journaled and put by someone else (distributed ingest's workers):
@@ -373,10 +371,7 @@ class Archive:
         Callers that commit for several requesters at once (pacscore/group_commit.py) give
         ``origins``, one per batch instance (instead of ``origin`` for all), and ``each``, which
         then gets one outcome per batch instance in batch order (a StoreResult, or the
-        IngestError that rejected it), after the commit; nothing when the batch fails. They
-        may also give ``staged``: blob key -> what ``self.blobs.stage`` wrote for it in the
-        requester's thread, published (not written again) if the instance is indexed; the
-        caller discards whatever is left of them afterwards."""
+        IngestError that rejected it), after the commit; nothing when the batch fails."""
         report = report or IngestReport()
         if origins is not None and len(origins) != len(batch):
             raise ValueError(f"{len(origins)} origins for a batch of {len(batch)} instances")
@@ -485,8 +480,7 @@ class Archive:
                 self._write(lambda w: pending.record(w.txn, meta, token, keys), durable=False)
                 try:
                     # durable before the index points at it
-                    items = [(_blob_key(p), p.data) for p in todo]
-                    self.blobs.put_many(items, staged) if staged else self.blobs.put_many(items)
+                    self.blobs.put_many([(_blob_key(p), p.data) for p in todo])
                 except (OSError, PacsError) as exc:
                     self._discard_journaled(token, keys)
                     raise StorageError(f"blob store write failed ({len(todo)} instances): {exc}") from None
@@ -512,11 +506,6 @@ class Archive:
         if each is not None:
             each.extend(o for o in outcomes if o is not None)
         return report
-
-    def _stage(self, parsed: ingest.ParsedInstance) -> Staged | None:
-        """Stage ``parsed``'s blob in the caller's thread (``BlobStore.stage``), for a later
-        ``_store_parsed(..., staged=...)``; None where the blob store does not stage."""
-        return self.blobs.stage(_blob_key(parsed), parsed.data)
 
     def _blob_intact(self, key: str, size: int) -> bool:
         try:

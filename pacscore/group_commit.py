@@ -14,11 +14,6 @@ answered; with four of them the commits alternated between two halves (two insta
 commit). A leader therefore waits, for at most ``gather_seconds``, until it holds an instance
 from every caller that stored lately (``_gather``): four associations commit four at a time
 (storescu × 4 here: 924-978 -> 1,095-1,139 instances/s, docs/benchmarks-wire.md).
-
-Each caller also writes its own blob before it queues (``BlobStore.stage``: a temp file in its
-shard folder, which no reader, listing or repair takes for a blob), so the file-system work
-that was the leader's, one instance after another, runs in the callers' threads at once; the
-commit renames the files and syncs once.
 """
 
 from __future__ import annotations
@@ -29,7 +24,6 @@ from dataclasses import dataclass, field
 
 from . import ingest
 from .archive import BATCH_BYTES, BATCH_INSTANCES, Archive
-from .blobs.base import Staged
 from .errors import IngestError, StorageError
 from .events import API, Origin
 from .reports import StoreResult
@@ -48,7 +42,6 @@ class _Waiting:
 
     parsed: ingest.ParsedInstance
     origin: Origin
-    staged: Staged | None = None  # its blob, written in its caller's thread (BlobStore.stage)
     done: bool = False
     outcome: StoreResult | BaseException | None = field(default=None, repr=False)
 
@@ -87,8 +80,7 @@ class GroupCommitter:
         whoever stores at the same time: IngestError when this instance alone is refused,
         StorageError when the commit that held it could not be made durable."""
         parsed = ingest.parse(data, uid_policy=self.archive.uid_policy)  # outside any lock
-        # the blob's slow part (folders, a new file) in this thread too; the commit only publishes
-        mine = _Waiting(parsed, origin, self.archive._stage(parsed))
+        mine = _Waiting(parsed, origin)
         with self._cond:
             now = time.monotonic()
             self._callers[threading.get_ident()] = now
@@ -158,44 +150,26 @@ class GroupCommitter:
         try:
             self._commit_together(batch)
         except (StorageError, OSError, MemoryError) as exc:
-            self._discard_staged(batch)
             for w in batch:
                 w.outcome = exc
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].outcome = exc
-                self._discard_staged(batch)
                 return
             for w in batch:
                 try:
                     self._commit_together([w])
                 except Exception as alone:
                     w.outcome = alone
-            self._discard_staged(batch)
         except BaseException as exc:  # the leader is interrupted: the others learn why, it re-raises
             for w in batch:
                 w.outcome = exc
-            self._discard_staged(batch)
             raise
-        else:
-            self._discard_staged(batch)  # what was not published: duplicates, refusals
-
-    @staticmethod
-    def _discard_staged(batch: list[_Waiting]) -> None:
-        for w in batch:
-            if w.staged is not None:
-                try:
-                    w.staged.discard()
-                except OSError:  # a temp file left behind is never read as a blob
-                    pass
 
     def _commit_together(self, batch: list[_Waiting]) -> None:
         each: list[StoreResult | IngestError] = []
         self.commits += 1
-        staged = {w.staged.key: w.staged for w in batch if w.staged is not None}
-        self.archive._store_parsed(
-            [w.parsed for w in batch], origins=[w.origin for w in batch], each=each, staged=staged or None
-        )
+        self.archive._store_parsed([w.parsed for w in batch], origins=[w.origin for w in batch], each=each)
         if len(each) != len(batch):
             raise RuntimeError(f"{len(each)} outcomes for a batch of {len(batch)} instances")
         for w, outcome in zip(batch, each):

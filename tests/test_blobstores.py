@@ -608,40 +608,6 @@ def test_mirror_reads_past_a_failing_primary() -> None:
         store.get("1.2.404")  # missing on the healthy side: the failure says more than NotFound
 
 
-def test_a_staged_blob_is_nothing_until_put_many_publishes_it(tmp_path):
-    """FileBlobStore.stage writes a blob's bytes in the caller's thread (C-STORE associations)
-    under a temp name: not readable, not listed (so a repair cannot take it for an orphan, nor
-    for a blob), until the put_many of the commit renames it into place."""
-    store = FileBlobStore(tmp_path / "blobs")
-    staged = store.stage("1.2.3_ab", b"staged bytes")
-    assert staged is not None and Path(staged.temp).read_bytes() == b"staged bytes"
-    assert not store.exists("1.2.3_ab") and list(store.keys()) == []
-    with pytest.raises(NotFound):
-        store.get("1.2.3_ab")
-    store.put_many([("1.2.3_ab", b"staged bytes"), ("1.2.4_cd", b"written now")], {"1.2.3_ab": staged})
-    assert store.get("1.2.3_ab") == b"staged bytes" and store.get("1.2.4_cd") == b"written now"
-    assert sorted(store.keys()) == ["1.2.3_ab", "1.2.4_cd"] and list(store.temp_files()) == []
-    staged.discard()  # once published there is nothing left to discard
-    assert store.get("1.2.3_ab") == b"staged bytes"
-
-
-def test_a_staged_blob_whose_temp_went_away_is_written_from_its_bytes(tmp_path):
-    store = FileBlobStore(tmp_path / "blobs")
-    gone = store.stage("1.2.5_ef", b"bytes")
-    assert gone is not None
-    gone.discard()
-    assert list(store.temp_files()) == []
-    store.put_many([("1.2.5_ef", b"bytes")], {"1.2.5_ef": gone})
-    assert store.get("1.2.5_ef") == b"bytes"
-    with pytest.raises(ValueError, match="invalid blob key"):
-        store.stage("../escape", b"x")
-
-
-def test_stores_that_do_not_stage_say_so(tmp_path):
-    assert MemoryBlobStore().stage("1.2.3", b"x") is None
-    assert LmdbBlobStore(tmp_path / "b.lmdb").stage("1.2.3", b"x") is None
-
-
 def test_file_put_many_remakes_a_shard_folder_removed_behind_its_back(tmp_path):
     """put_many remembers the shard folders it made; one deleted meanwhile (by an operator or a
     restore) is made again instead of failing the batch."""

@@ -129,12 +129,12 @@ def test_a_failed_blob_put_fails_its_whole_batch_and_only_it(arc, monkeypatch):
     real_put = arc.blobs.put_many
     puts = []
 
-    def put_many(items, staged=None):
+    def put_many(items):
         items = list(items)
         puts.append(len(items))
         if len(puts) == 2:  # the batch of the three callers queued behind the held commit
             raise OSError(28, "No space left on device")
-        return real_put(items, staged)
+        return real_put(items)
 
     monkeypatch.setattr(arc.blobs, "put_many", put_many)
     others = [(instance(f"1.10.{i}"), Origin("dimse", calling_ae=f"T{i}")) for i in range(3)]
@@ -150,7 +150,6 @@ def test_a_failed_blob_put_fails_its_whole_batch_and_only_it(arc, monkeypatch):
     assert committer.store(instance("1.10.95")).status == "stored"
     assert [committer.store(data).status for data, _ in others] == ["stored"] * 3
     assert arc.count({}, level="IMAGE", relational=True) == 5
-    assert list(arc.blobs.temp_files()) == []  # the failed batch's staged blobs were discarded
 
 
 def test_a_refused_instance_in_a_batch_is_refused_alone(tmp_path, monkeypatch):
@@ -306,40 +305,3 @@ def test_a_caller_that_stopped_storing_is_waited_for_at_most_gather_seconds(arc,
     assert (committer.gathers, committer.commits) == (1, 2)
     with pytest.raises(ValueError, match="gather_seconds"):
         GroupCommitter(arc, gather_seconds=-1)
-
-
-@VR_MISMATCH  # the bytes that are not DICOM
-def test_stores_stage_their_blob_before_the_commit_and_leave_no_temp(arc, monkeypatch):
-    """Each caller writes its blob in its own thread (a temp file the commit renames); a repair
-    between the staging and the commit sees nothing to remove, duplicates and refusals leave no
-    temp behind."""
-    from pacscore import ingest
-
-    staged_in: list[str] = []
-    real_stage = arc.blobs.stage
-
-    def stage(key, data):
-        staged_in.append(threading.current_thread().name)
-        return real_stage(key, data)
-
-    monkeypatch.setattr(arc.blobs, "stage", stage)
-    committer = GroupCommitter(arc)
-    data = instance("1.15.1")
-    parsed = ingest.parse(data)
-    early = arc._stage(parsed)
-    report = arc.verify(repair=True)  # runs between the staging and the commit
-    assert report.ok and not report.orphans
-    assert arc._store_parsed([parsed], staged={early.key: early}).stored == ["1.15.1"]
-    assert arc.get("1.15.1") == data
-    assert committer.store(data).status == "duplicate"  # staged again, then discarded
-    with pytest.raises(IngestError):
-        committer.store(b"not DICOM")  # refused while parsing: nothing staged
-
-    def worker(t: int) -> str:
-        return committer.store(instance(f"1.15.2.{t}")).status
-
-    with ThreadPoolExecutor(4, thread_name_prefix="assoc") as pool:
-        assert list(pool.map(worker, range(4))) == ["stored"] * 4
-    assert sum(name.startswith("assoc") for name in staged_in) == 4  # in the callers' threads
-    assert list(arc.blobs.temp_files()) == []
-    assert arc.verify().ok

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import abc
 import io
-import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, ClassVar
 
-__all__ = ["BlobStore", "Staged", "validate_key", "is_valid_key", "check_range", "MAX_KEY_LENGTH"]
+__all__ = ["BlobStore", "validate_key", "is_valid_key", "check_range", "MAX_KEY_LENGTH"]
 
 MAX_KEY_LENGTH = 128
 
@@ -69,23 +67,6 @@ def check_range(start: int | None, end: int | None) -> tuple[int, int | None]:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ValueError(f"byte range {name} must be a non-negative int or None, not {value!r}")
     return (start or 0), end
-
-
-@dataclass
-class Staged:
-    """A blob written by ``BlobStore.stage`` and not published yet: ``temp`` is where its bytes
-    wait (a name no key can take), ``data`` the bytes again in case the temp went away."""
-
-    key: str
-    temp: str
-    data: bytes = field(repr=False)
-
-    def discard(self) -> None:
-        """Remove the waiting bytes (nothing once published: the temp was renamed)."""
-        try:
-            os.unlink(self.temp)
-        except FileNotFoundError:
-            pass
 
 
 class BlobStore(abc.ABC):
@@ -139,24 +120,14 @@ class BlobStore(abc.ABC):
         StorageError when the backend fails.
         """
 
-    def put_many(self, items: Iterable[tuple[str, bytes]], staged: Mapping[str, Staged] | None = None) -> None:
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Store several blobs; every one is durable when this returns (as with ``put``).
 
         The default calls ``put`` for each; a store that can make a whole batch durable at once
         (one filesystem sync instead of one per blob) overrides it. Ingest calls this per batch.
-        ``staged`` holds what ``stage`` returned for some of the keys (a store that stages
-        publishes those instead of writing them again).
         """
         for key, data in items:
             self.put(key, data)
-
-    def stage(self, key: str, data: bytes) -> Staged | None:
-        """Do the slow part of a later ``put_many`` of ``(key, data)`` now, in the caller's
-        thread, without making anything a blob: nothing is readable, listed or visible to a
-        repair under ``key`` until ``put_many(..., staged=...)`` publishes it. Concurrent
-        writers (C-STORE associations) stage their own instance, so the commit they share only
-        publishes. None where the store has nothing to gain (the default)."""
-        return None
 
     @abc.abstractmethod
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:

@@ -20,12 +20,12 @@ import secrets
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import NotFound, StorageError
-from .base import BlobStore, Staged, check_range, is_valid_key, validate_key
+from .base import BlobStore, check_range, is_valid_key, validate_key
 
 __all__ = ["FileBlobStore", "local_path_from_url"]
 
@@ -150,31 +150,42 @@ class FileBlobStore(BlobStore):
         except OSError as exc:
             raise _storage_error(exc, f"file blob store {self.path}: put {key!r}") from exc
 
-    def put_many(self, items: Iterable[tuple[str, bytes]], staged: Mapping[str, Staged] | None = None) -> None:
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Write every blob (temp file, rename), then make the whole batch durable with one
         ``syncfs`` of the store's file system instead of an fsync per file and folder: ingest
         stores hundreds of small instances per batch, and per-file syncs cost more than the rest
         of ingest together. A batch of one too (a C-STORE on one association): its file and
         folder fsyncs, two to four, took 370-700 us here against 220-285 us for the syncfs
-        (docs/benchmarks-wire.md). A blob in ``staged`` (``stage``) is only renamed into place.
-        Where ``syncfs`` is missing, it falls back to ``put`` per blob."""
+        (docs/benchmarks-wire.md). Where ``syncfs`` is missing, it falls back to ``put`` per blob."""
         items = list(items)
         if not items or _syncfs is None:
             for key, data in items:
                 self.put(key, data)
             return
+        root = os.fspath(self.path)
+        known = self._known_folders
         try:
             for key, data in items:
-                folder, target = self._where(key)
-                ready = staged.get(key) if staged else None
-                if ready is not None:
-                    try:
-                        os.replace(ready.temp, target)
-                        continue
-                    except FileNotFoundError:  # its temp (or folder) went away: write it again
-                        pass
-                temp = self._write_temp(folder, key, data)
+                # plain strings, not pathlib: this loop runs once per ingested instance
+                digest = hashlib.blake2b(validate_key(key).encode("ascii"), digest_size=2).hexdigest()
+                folder = f"{root}{os.sep}{digest[:2]}{os.sep}{digest[2:]}"
+                target = f"{folder}{os.sep}{key}"
+                temp = f"{folder}{os.sep}{_TEMP_PREFIX}{key}-{secrets.token_hex(6)}"
+                if folder not in known:
+                    _make_folder(folder)
+                    known.add(folder)
                 try:
+                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                except FileNotFoundError:  # the folder went away since it was made: again
+                    os.makedirs(folder, exist_ok=True)
+                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                try:
+                    try:
+                        view, done = memoryview(data), 0
+                        while done < len(view):
+                            done += os.write(fd, view[done:])
+                    finally:
+                        os.close(fd)
                     os.replace(temp, target)
                 except BaseException:
                     with contextlib.suppress(OSError):
@@ -183,48 +194,6 @@ class FileBlobStore(BlobStore):
             _syncfs(self.path)
         except OSError as exc:
             raise _storage_error(exc, f"file blob store {self.path}: put of {len(items)} blobs") from exc
-
-    def stage(self, key: str, data: bytes) -> Staged | None:
-        """The blob's temp file written beside its target (folders made, nothing synced): the
-        ``put_many`` that publishes it renames it and syncs the file system once. None where
-        ``syncfs`` is missing (``put`` then syncs each blob itself)."""
-        if _syncfs is None:
-            return None
-        folder, _ = self._where(key)
-        try:
-            return Staged(key, self._write_temp(folder, key, data), data)
-        except OSError as exc:
-            raise _storage_error(exc, f"file blob store {self.path}: stage {key!r}") from exc
-
-    def _where(self, key: str) -> tuple[str, str]:
-        """(shard folder, target path) of ``key`` as plain strings (this runs once per instance)."""
-        digest = hashlib.blake2b(validate_key(key).encode("ascii"), digest_size=2).hexdigest()
-        folder = f"{os.fspath(self.path)}{os.sep}{digest[:2]}{os.sep}{digest[2:]}"
-        return folder, f"{folder}{os.sep}{key}"
-
-    def _write_temp(self, folder: str, key: str, data: bytes) -> str:
-        """A new temp file in ``folder`` (made if needed) holding ``data``, not synced."""
-        temp = f"{folder}{os.sep}{_TEMP_PREFIX}{key}-{secrets.token_hex(6)}"
-        if folder not in self._known_folders:
-            _make_folder(folder)
-            self._known_folders.add(folder)
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileNotFoundError:  # the folder went away since it was made: again
-            os.makedirs(folder, exist_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            try:
-                view, done = memoryview(data), 0
-                while done < len(view):
-                    done += os.write(fd, view[done:])
-            finally:
-                os.close(fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
-        return temp
 
     def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
         begin, stop = check_range(start, end)
