@@ -284,3 +284,13 @@ def test_the_scan_rate_benchmark_measures_real_scans(tmp_path, capsys):
         assert rows[0]["matches"] == 1  # only the study without a name
     assert scan_rate.main([str(tmp_path / "a"), "--runs", "1"]) == 0
     assert "M records/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cut", [2, 20])
+def test_a_write_into_a_damaged_segment_names_the_damage(cut):
+    """A commit splices the segments it touches; one whose bytes are cut is refused with a
+    SegmentError naming where, not rewritten around the damage."""
+    value = segments.encode([(b"1.2", b"record bytes"), (b"1.3", b"more")])
+    damaged = value[:-cut] if cut < len(value) - 6 else value[:3]
+    with pytest.raises(segments.SegmentError, match="segment entry"):
+        segments._spliced(damaged, [(b"1.9", b"new")])

@@ -114,11 +114,11 @@ def _spliced(value: bytes, run: list[tuple[bytes, bytes | None]]) -> list:
     pieces: list = []
     j, n = 0, len(run)
     while j < n and pos < size:
-        if pos + _HEAD.size > size:
-            raise SegmentError(f"segment entry header cut at byte {pos} of {size}")
-        klen, rlen = _HEAD.unpack_from(view, pos)
-        start = pos + _HEAD.size
-        end = start + klen + rlen
+        try:
+            klen, rlen = _HEAD.unpack_from(view, pos)
+        except struct.error:
+            raise SegmentError(f"segment entry header cut at byte {pos} of {size}") from None
+        start, end = pos + _HEAD.size, pos + _HEAD.size + klen + rlen
         if end > size:
             raise SegmentError(f"segment entry at byte {pos} runs past the end ({end} > {size})")
         key = value[start : start + klen]
