@@ -48,7 +48,8 @@ FSYNC = {
     "qrscp": "the file no (pydicom save_as, no fsync); its SQLite database commits once per instance "
     "(SQLite syncs a commit by default)",
     "floor": "nothing (a yardstick: answers at once, keeps nothing)",
-    "floor-sync": "each data set, fdatasynced in one preallocated file (a yardstick: one sync per instance, nothing else)",
+    "floor-sync": "each data set, fdatasynced in one preallocated file "
+    "(a yardstick: one sync per instance, nothing else)",
 }
 #: the yardsticks of benchmarks/null_scp.py: what they hold is not counted
 YARDSTICKS = ("floor", "floor-sync")

@@ -299,7 +299,9 @@ def store_many(
         batch.tasks.append(task)
         if task.parsed:
             batch.keys += [_blob_key(p) for p in task.parsed]
-            archive._write_txn(lambda txn: pending.record(txn, meta, batch.token, batch.keys), durable=False)  # seen, need not survive (Archive._store_parsed)
+            # seen by any repair; need not survive a crash (Archive._store_parsed)
+            record = lambda txn: pending.record(txn, meta, batch.token, batch.keys)  # noqa: E731
+            archive._write_txn(record, durable=False)
             task.put = client.submit(_put_chunk, task.data, url, root, pure=False)
 
     try:

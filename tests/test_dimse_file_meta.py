@@ -19,7 +19,9 @@ from pacscore.adapters.dimse_file_meta import file_meta_bytes, part10
 def _pynetdicom(sop_class: str, sop_instance: str, syntax: str, ae: str) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        meta = create_file_meta(sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_instance), transfer_syntax=UID(syntax))
+        meta = create_file_meta(
+            sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_instance), transfer_syntax=UID(syntax)
+        )
         if ae:
             meta.SourceApplicationEntityTitle = ae
         return encode_file_meta(meta)
@@ -27,8 +29,12 @@ def _pynetdicom(sop_class: str, sop_instance: str, syntax: str, ae: str) -> byte
 
 _uid_like = st.from_regex(r"[0-9]{1,8}(\.[0-9]{1,12}){0,8}", fullmatch=True)
 uids = st.one_of(_uid_like, st.text("0123456789.", min_size=1, max_size=70), st.text(max_size=20))
-titles = st.one_of(st.just(""), st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=18), st.text(max_size=6))
-syntaxes = st.sampled_from(["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.1.99"])
+titles = st.one_of(
+    st.just(""), st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=18), st.text(max_size=6)
+)
+syntaxes = st.sampled_from(
+    ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.1.99"]
+)
 
 
 @given(uids, uids, st.one_of(syntaxes, uids), titles)

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import pacscore
+from pacscore import group_commit
 from pacscore.errors import IngestError, NotFound, StorageError
 from pacscore.events import Origin
-from pacscore import group_commit
 from pacscore.group_commit import GroupCommitter
 
 from .expected_warnings import VR_MISMATCH

@@ -25,7 +25,8 @@ __all__ = ["file_meta_bytes", "part10"]
 PREAMBLE = b"\x00" * 128 + b"DICM"
 
 _UID = re.compile(rb"[0-9.]{1,64}")
-_AE = re.compile(rb"[\x21-\x5b\x5d-\x7e](?:[\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?")  # no backslash, no edge spaces
+# an AE title as pydicom writes it unquestioned: 1-16 characters, no backslash, no edge spaces
+_AE = re.compile(rb"[\x21-\x5b\x5d-\x7e](?:[\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?")
 _SHORT = struct.Struct("<HH2sH")  # tag group, element, VR, 16-bit length
 _VERSION = b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01"
 
