@@ -76,7 +76,7 @@ class ParsedInstance:
     issuer_of_patient_id: str
     transfer_syntax_uid: str
     data: bytes
-    header: bytes  # zlib-compressed Part-10 header (no pixel data, no bulk data)
+    header: bytes  # the Part-10 header (no pixel data, no bulk data); the index compresses it
     checksum: str
     levels: dict[str, dict[int, tuple[str, object]]] = field(default_factory=dict)
     #: keywords of the identifying UIDs that are not digits and dots of at most 64 characters
@@ -574,7 +574,7 @@ def _instance(
         issuer_of_patient_id=issuer,
         transfer_syntax_uid=syntax,
         data=data,
-        header=zlib.compress(header, 1),
+        header=header,
         checksum=checksum(data),
         levels=levels,
     )

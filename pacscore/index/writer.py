@@ -42,7 +42,7 @@ class Writer:
         self._dirty: dict[tuple[str, bytes], dict | None] = {}
         self._original: dict[tuple[str, bytes], dict | None] = {}
         self._compressors: dict[str, object] = {}  # kind -> compress function or None (compression.py)
-        self._headers: dict[bytes, bytes] = {}  # SOP Instance UID -> its new header (zlib, from ingest)
+        self._headers: dict[bytes, bytes] = {}  # SOP Instance UID -> its new header (from ingest)
         self._loaded_headers: dict[bytes, bytes] = {}  # ... -> the header of its loaded bundle
 
     def _instance_value(self, key: bytes, record: bytes) -> bytes:
@@ -56,10 +56,10 @@ class Writer:
         new_header = self._headers.pop(key, None)
         if compress is None:
             if new_header is not None:
-                self.txn.put(key, new_header, db=header_db)
+                self.txn.put(key, zlib.compress(new_header, 1), db=header_db)
             return record
         if new_header is not None:
-            header = zlib.decompress(new_header)
+            header = new_header  # compressed once, in the bundle (ingest no longer zlibs it)
         elif key in self._loaded_headers:
             header = self._loaded_headers[key]
         else:  # written before the archive had a dictionary
