@@ -53,6 +53,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 import pacscore
 from pacscore.adapters import dimse
+from pacscore.adapters.dimse_fastpath import guard_requestor
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ROOT = "1.2.826.0.1.3680043.9.7781"
@@ -136,7 +137,9 @@ def _kept_association(ae, assoc, port: int, tally: Tally):
         return assoc
     assoc = ae.associate("127.0.0.1", port, ae_title="PACSCORE")
     if assoc.is_established:
-        return assoc
+        # pynetdicom's requestor can drop a response that arrives in the instant its reactor
+        # is being paused (docs/benchmarks-wire.md); the faster the SCP, the likelier
+        return guard_requestor(assoc)
     tally.add(0.0, "association refused")
     time.sleep(0.05)
     return None
