@@ -253,10 +253,6 @@ def _live_keys(txn, index: Index, besides: bytes | None = None) -> set[str]:
     }
 
 
-def _begin_write(index: Index):
-    return index.write()
-
-
 def remove_unreferenced(
     index: Index, delete: Callable[[str], None] | None, keys: Iterable[str], token: bytes | None = None
 ) -> Removal:
@@ -269,7 +265,7 @@ def remove_unreferenced(
     outcome = Removal()
     keys = list(dict.fromkeys(keys))
     try:
-        with _begin_write(index) as txn:
+        with index.write() as txn:
             meta = index.db("meta")
             if token is not None and txn.get(token, db=meta) is None and not _own(token):
                 return outcome  # another process cleaned this dead writer's entry first
@@ -576,7 +572,7 @@ def _verify_segments(index: Index, report: VerifyReport, repair: bool) -> None:
             bad[level] = problems
             report.segment_problems += problems
     if repair and bad and not index.readonly:
-        with _begin_write(index) as txn:
+        with index.write() as txn:
             for level in bad:
                 segments.rebuild(txn, index.db("segments"), index.db(LEVEL_DB[level]), level)
                 report.rebuilt_segments.append(level)
@@ -662,7 +658,7 @@ def drop_journal(index: Index) -> None:
     """Remove the pending-blob journal from a copy of an index: its blobs are the source's
     business, and a copy that kept the entries could one day remove, from a store it shares
     with the source, blobs the source has indexed since."""
-    with _begin_write(index) as txn:
+    with index.write() as txn:
         for entry in list(pending.entries(txn, index.db("meta"))):
             pending.remove(txn, index.db("meta"), entry.token)
 
